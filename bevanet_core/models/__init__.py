@@ -1,0 +1,49 @@
+"""Model registry: one plain dictionary and one public constructor.
+
+    from bevanet_core.models import build_model
+    model = build_model("bevanet_s", num_classes=11)                   # inference: main logits
+    model = build_model("bevanet_s", num_classes=11, aux_heads=True)   # training: (aux, main, boundary)
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import torch.nn as nn
+
+from . import bevanet as _bevanet
+from .bevanet import BEVANet, BEVANetClassifier, SegmentationOutputs
+
+SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
+    "bevanet": _bevanet.bevanet,
+    "bevanet_s": _bevanet.bevanet_s,
+}
+CLASSIFIER_MODELS: Dict[str, Callable[..., nn.Module]] = {
+    "bevanet_cls": _bevanet.bevanet_cls,
+    "bevanet_s_cls": _bevanet.bevanet_s_cls,
+}
+
+
+def list_models(task: str = "segmentation") -> List[str]:
+    """Registered names for `task` ('segmentation' or 'classification')."""
+    registry = SEGMENTATION_MODELS if task == "segmentation" else CLASSIFIER_MODELS
+    return sorted(registry)
+
+
+def build_model(name: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> nn.Module:
+    """Builds a registered network by name.
+
+    Segmentation models return logits at 1/8 of the input; with `aux_heads=True` they return
+    `SegmentationOutputs(aux, main, boundary)` for training. Classifier names end in `_cls`.
+    """
+    if name in SEGMENTATION_MODELS:
+        return SEGMENTATION_MODELS[name](num_classes=num_classes, aux_heads=aux_heads, **kwargs)
+    if name in CLASSIFIER_MODELS:
+        if aux_heads:
+            raise ValueError(f"classifier '{name}' has no auxiliary heads")
+        return CLASSIFIER_MODELS[name](num_classes=num_classes, **kwargs)
+    known = ", ".join(list_models() + list_models("classification"))
+    raise ValueError(f"unknown model '{name}'; known models: {known}")
+
+
+__all__ = ["build_model", "list_models", "BEVANet", "BEVANetClassifier", "SegmentationOutputs",
+           "SEGMENTATION_MODELS", "CLASSIFIER_MODELS"]

@@ -1,0 +1,69 @@
+"""bevanet_ros: one ament_python package holding `bevanet_core` (no ROS) and `bevanet_ros` (nodes).
+
+Works both under `colcon build` (ROS 2) and `pip install -e .` (no ROS, offline training).
+"""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "bevanet_ros"
+
+
+def data_files():
+    files = [
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+    ]
+    for folder in ("launch", "config", "bags", "training"):
+        for path in sorted(glob(f"{folder}/**/*", recursive=True)):
+            if os.path.isfile(path):
+                files.append((os.path.join("share", PACKAGE, os.path.dirname(path)), [path]))
+    return files
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["bevanet_core", "bevanet_core.*", "bevanet_ros", "bevanet_ros.*"]),
+    package_data={"bevanet_core": ["weights/*.safetensors", "weights/*.json"]},
+    data_files=data_files(),
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "torch==2.13.0",
+        "safetensors",
+        "pillow",
+        "pyyaml",
+        "opencv-python-headless",
+    ],
+    extras_require={
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        "train": ["tensorboard", "tqdm", "matplotlib"],
+        "bags": ["rosbags"],
+        "test": ["pytest"],
+    },
+    zip_safe=True,
+    maintainer="bevanet_ros developers",
+    maintainer_email="bevanet-ros@users.noreply.github.com",
+    description="BEVANet real-time semantic segmentation for ROS 2 (TensorRT, ONNX Runtime, PyTorch)",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            # ROS 2 nodes (ros2 run bevanet_ros <name>)
+            "segmentation_node = bevanet_ros.segmentation_node:main",
+            # offline tools (no ROS needed)
+            "bevanet-train = bevanet_core.cli.train:main",
+            "bevanet-eval = bevanet_core.cli.evaluate:main",
+            "bevanet-pretrain = bevanet_core.cli.pretrain:main",
+            "bevanet-speed = bevanet_core.cli.speed:main",
+            "bevanet-predict = bevanet_core.cli.predict:main",
+            "bevanet-export = bevanet_core.cli.export:main",
+            "bevanet-bench = bevanet_core.cli.bench:main",
+            "bevanet-make-bag = bevanet_core.cli.make_bag:main",
+            "bevanet-bag-eval = bevanet_core.cli.bag_eval:main",
+            "bevanet-demo = bevanet_core.cli.demo:main",
+        ],
+    },
+)
