@@ -1,0 +1,115 @@
+"""Where each input pixel lands in the network input, and the exact way back.
+
+Coordinates are continuous *edge* coordinates: pixel i covers [i, i + 1) and its centre is
+i + 0.5. The forward resize of the frame (bilinear, align_corners=False) maps network pixel
+centre u + 0.5 to input coordinate (u + 0.5 - x0) * in_w / content_w, and `to_network` is its
+exact inverse, so the mask is read back at precisely the place each input pixel was seen.
+
+`stretch` fills the whole network input; `letterbox` keeps the aspect ratio, centres the
+content and pads the rest (padding is never mapped back, so it cannot leak into a mask).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+RESIZE_MODES = ("stretch", "letterbox")
+Size = Tuple[int, int]  # (width, height)
+
+
+def parse_size(value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1) -> Size:
+    """'480x360', (480, 360) or [480, 360] -> (480, 360); checks positivity and the multiple."""
+    if isinstance(value, str):
+        parts = value.lower().replace(",", "x").split("x")
+        try:
+            size = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"{name} must look like WIDTHxHEIGHT (e.g. 480x360), got {value!r}") from None
+    else:
+        try:
+            size = tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be (width, height), got {value!r}") from None
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"{name} must be two positive integers (width, height), got {value!r}")
+    if multiple > 1 and (size[0] % multiple or size[1] % multiple):
+        raise ValueError(f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}")
+    return size  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResizePlan:
+    """How one frame of `in_size` is placed into a network input of `net_size` (both (W, H))."""
+
+    in_size: Size
+    net_size: Size
+    mode: str
+    x0: int  # left edge of the content inside the network input
+    y0: int
+    content_w: int
+    content_h: int
+
+    @property
+    def scale_x(self) -> float:
+        """Network pixels per input pixel, horizontally."""
+        return self.content_w / self.in_size[0]
+
+    @property
+    def scale_y(self) -> float:
+        return self.content_h / self.in_size[1]
+
+    @property
+    def content_box(self) -> Tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of the content in the network input; outside it is padding."""
+        return self.x0, self.y0, self.x0 + self.content_w, self.y0 + self.content_h
+
+    def to_network(self, x, y):
+        """Input edge coordinates -> network edge coordinates (floats or arrays)."""
+        return self.x0 + np.asarray(x, dtype=np.float64) * self.scale_x, \
+            self.y0 + np.asarray(y, dtype=np.float64) * self.scale_y
+
+    def to_input(self, u, v):
+        """Network edge coordinates -> input edge coordinates (the inverse of `to_network`)."""
+        return (np.asarray(u, dtype=np.float64) - self.x0) / self.scale_x, \
+            (np.asarray(v, dtype=np.float64) - self.y0) / self.scale_y
+
+    def source_indices(self, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+        """For every input row and column, the row/column index of the network output cell
+        (of `stride` network pixels) that contains the input pixel's centre.
+
+        Nearest-label read-back: `mask = labels[rows[:, None], cols[None, :]]`.
+        """
+        w, h = self.in_size
+        u, v = self.to_network(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        cols = np.clip(np.floor(u / stride).astype(np.int64), 0, self.net_size[0] // stride - 1)
+        rows = np.clip(np.floor(v / stride).astype(np.int64), 0, self.net_size[1] // stride - 1)
+        return rows, cols
+
+    def sampling_grid(self, device: Union[str, torch.device] = "cpu",
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """(1, H_in, W_in, 2) grid for `F.grid_sample(..., align_corners=False)` that reads a
+        map covering the whole network input (at any stride) at every input pixel centre."""
+        w, h = self.in_size
+        u, v = self.to_network(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        gx = torch.as_tensor(2.0 * u / self.net_size[0] - 1.0, dtype=dtype, device=device)
+        gy = torch.as_tensor(2.0 * v / self.net_size[1] - 1.0, dtype=dtype, device=device)
+        return torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
+
+
+def plan_resize(in_size: Size, net_size: Size, mode: str = "stretch") -> ResizePlan:
+    """Plans the placement of an `in_size` frame into a `net_size` network input."""
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {mode!r}")
+    in_w, in_h = int(in_size[0]), int(in_size[1])
+    net_w, net_h = int(net_size[0]), int(net_size[1])
+    if min(in_w, in_h, net_w, net_h) <= 0:
+        raise ValueError(f"sizes must be positive, got input {in_size} and network {net_size}")
+    if mode == "stretch":
+        return ResizePlan((in_w, in_h), (net_w, net_h), mode, 0, 0, net_w, net_h)
+    scale = min(net_w / in_w, net_h / in_h)
+    cw = max(1, min(net_w, int(round(in_w * scale))))
+    ch = max(1, min(net_h, int(round(in_h * scale))))
+    return ResizePlan((in_w, in_h), (net_w, net_h), mode, (net_w - cw) // 2, (net_h - ch) // 2, cw, ch)

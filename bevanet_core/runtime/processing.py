@@ -1,0 +1,122 @@
+"""Pre- and post-processing in torch, on whichever device the backend runs on.
+
+Frames are uploaded as uint8; channel reordering, resizing, normalisation, upsampling of the
+logits and argmax all happen on that device, so on a GPU only the uint8 mask comes back.
+Frames of the same size are processed as one batch.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .encodings import to_rgb_chw
+from .geometry import ResizePlan
+
+UPSAMPLE_MODES = ("logits", "labels")
+OUTPUT_STRIDE = 8
+
+
+def _groups(plans: Sequence[ResizePlan]) -> Dict[ResizePlan, List[int]]:
+    groups: Dict[ResizePlan, List[int]] = {}
+    for i, plan in enumerate(plans):
+        groups.setdefault(plan, []).append(i)
+    return groups
+
+
+def preprocess(frames: Sequence[Tuple[torch.Tensor, str]], plans: Sequence[ResizePlan],
+               mean: Sequence[float], std: Sequence[float], device: torch.device,
+               dtype: torch.dtype = torch.float32, antialias: bool = False,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(HxWxC uint8 frame, canonical encoding) pairs -> normalised N x 3 x H x W network input.
+
+    Padding (letterbox) is 0 after normalisation, i.e. the dataset mean colour. `out`, if given,
+    is a preallocated buffer of the right shape (e.g. a CUDA-graph input) filled in place.
+    """
+    net_w, net_h = plans[0].net_size
+    if out is None:
+        out = torch.zeros((len(frames), 3, net_h, net_w), dtype=dtype, device=device)
+    elif any(p.mode == "letterbox" for p in plans):
+        out.zero_()
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+    for plan, idx in _groups(plans).items():
+        rgb = torch.stack([to_rgb_chw(frames[i][0].to(device, non_blocking=True), frames[i][1]) for i in idx])
+        x = rgb.float()
+        if (plan.content_w, plan.content_h) != plan.in_size:
+            x = F.interpolate(x, size=(plan.content_h, plan.content_w), mode="bilinear",
+                              align_corners=False, antialias=antialias)
+        x = x * scale + shift
+        x0, y0, x1, y1 = plan.content_box
+        if len(idx) == len(frames):
+            out[:, :, y0:y1, x0:x1] = x.to(dtype)
+        else:
+            for j, i in enumerate(idx):
+                out[i, :, y0:y1, x0:x1] = x[j].to(dtype)
+    return out
+
+
+class Postprocessor:
+    """Maps 1/8-resolution logits back to every frame's own resolution (cached per plan)."""
+
+    def __init__(self, upsample: str = "logits"):
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        self.upsample = upsample
+        self._grids: Dict[Tuple[ResizePlan, str], torch.Tensor] = {}
+        self._indices: Dict[Tuple[ResizePlan, str], Tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _grid(self, plan: ResizePlan, device: torch.device) -> torch.Tensor:
+        key = (plan, str(device))
+        if key not in self._grids:
+            self._grids[key] = plan.sampling_grid(device)
+        return self._grids[key]
+
+    def _index(self, plan: ResizePlan, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        key = (plan, str(device))
+        if key not in self._indices:
+            rows, cols = plan.source_indices(OUTPUT_STRIDE)
+            self._indices[key] = (torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device))
+        return self._indices[key]
+
+    def upsample_logits(self, logits: torch.Tensor, plan: ResizePlan) -> torch.Tensor:
+        """N x C x h x w logits -> N x C x H_in x W_in, bilinear at the exact source positions."""
+        w, h = plan.in_size
+        if plan.mode == "stretch":
+            # identical to the sampling grid for a full-frame placement, and faster
+            return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+        grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
+        return F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def __call__(self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False
+                 ) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """Returns per frame (H x W uint8 labels, H x W uint8 confidence or None) on the device."""
+        logits = logits.float()
+        results: List[Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None] * len(plans)
+        for plan, idx in _groups(plans).items():
+            part = logits[idx] if len(idx) < len(plans) else logits
+            if self.upsample == "logits":
+                part = self.upsample_logits(part, plan)
+            top, labels = part.max(dim=1)
+            conf = None
+            if confidence:
+                # max softmax = exp(max - logsumexp), without materialising the softmax
+                conf = (torch.exp(top - torch.logsumexp(part, dim=1)) * 255.0).round_().to(torch.uint8)
+            labels = labels.to(torch.uint8)
+            if self.upsample == "labels":
+                rows, cols = self._index(plan, logits.device)
+                labels = labels[:, rows[:, None], cols[None, :]]
+                conf = conf[:, rows[:, None], cols[None, :]] if conf is not None else None
+            for j, i in enumerate(idx):
+                results[i] = (labels[j], conf[j] if conf is not None else None)
+        return results  # type: ignore[return-value]
+
+
+def palette_tensor(palette: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
+    """256 x 3 uint8 lookup table on `device`; ids without a colour (255) are black."""
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    lut[: len(palette)] = np.asarray(palette, dtype=np.uint8)
+    return torch.from_numpy(lut).to(device)

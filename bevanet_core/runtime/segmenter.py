@@ -1,0 +1,240 @@
+"""One segmenter API over the PyTorch, ONNX Runtime and TensorRT backends.
+
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+    seg = Segmenter(SegmenterConfig(weights="model.safetensors", backend="onnxruntime"))
+    res = seg.segment(frame, encoding="bgr8", confidence=True, color=True)
+    res.mask  # H x W uint8 class ids at the frame's resolution, 255 = unlabeled
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .backend import PRECISIONS, Backend, resolve_device
+from .encodings import Frame, check_frame
+from .geometry import RESIZE_MODES, ResizePlan, Size, parse_size, plan_resize
+from .processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
+NETWORK_STRIDE = 8
+
+
+@dataclasses.dataclass
+class SegmenterConfig:
+    """Everything that selects and tunes a segmenter.
+
+    weights: `.safetensors`/`.pt` checkpoint, `.onnx` model, or `.engine`/`.plan` TensorRT
+        engine; None = the shipped default model.
+    input_size: network input (W, H) or 'WxH', multiples of 8; None = the weights' ModelInfo,
+        else 480x360.
+    upsample: 'logits' (bilinear logits at the frame resolution, then argmax) or 'labels'
+        (argmax at 1/8, then nearest labels; cheaper, blockier).
+    """
+
+    weights: Optional[str] = None
+    variant: Optional[str] = None
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    input_size: Optional[Union[Size, str]] = None
+    resize: str = "stretch"
+    upsample: str = "logits"
+    antialias: bool = False
+    max_batch: int = 8
+    fold_bn: bool = True
+    channels_last: Optional[bool] = None  # None = on CUDA
+    cuda_graphs: Optional[bool] = None  # None = on CUDA
+    compile: bool = False
+    cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
+    calibration_images: Optional[str] = None  # folder of images for TensorRT int8
+    rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad field."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {self.upsample!r}")
+        if int(self.max_batch) < 1:
+            raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if self.input_size is not None:
+            self.input_size = parse_size(self.input_size, "input_size", NETWORK_STRIDE)
+
+
+@dataclasses.dataclass
+class SegmentationResult:
+    """One frame's output, all at the frame's own resolution."""
+
+    mask: np.ndarray  # H x W uint8 class ids, 255 = unlabeled
+    confidence: Optional[np.ndarray] = None  # H x W uint8, max softmax * 255
+    color: Optional[np.ndarray] = None  # H x W x 3 uint8 RGB
+    timings: Dict[str, float] = dataclasses.field(default_factory=dict)  # ms, for the whole batch
+
+
+class Segmenter:
+    """Frame(s) in host memory -> label mask(s) in host memory, through one backend."""
+
+    def __init__(self, config: Optional[SegmenterConfig] = None, *, model: Optional[nn.Module] = None,
+                 info=None, **fields):
+        config = dataclasses.replace(config, **fields) if config is not None else SegmenterConfig(**fields)
+        config.validate()
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.backend: Backend
+        self.backend, self.info = self._build_backend(model, info)
+        size = config.input_size or (tuple(self.info.input_size) if self.info.input_size else DEFAULT_INPUT_SIZE)
+        self.input_size: Size = parse_size(size, "input_size", NETWORK_STRIDE)
+        self._post = Postprocessor(config.upsample)
+        self._lut = palette_tensor(self.info.palette, self.backend.device)
+        self._np_lut = self._lut.cpu().numpy()
+        self._plans: Dict[Tuple[int, int], ResizePlan] = {}
+
+    @classmethod
+    def from_model(cls, model: nn.Module, info, **fields) -> "Segmenter":
+        """A segmenter over an in-memory model (e.g. a seeded one in tests) and its ModelInfo."""
+        return cls(None, model=model, info=info, **fields)
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_backend(self, model: Optional[nn.Module], info):
+        cfg = self.config
+        weights = Path(cfg.weights) if cfg.weights is not None else None
+        suffix = weights.suffix.lower() if weights is not None else ""
+        if model is not None and info is None:
+            raise ValueError("Segmenter.from_model needs the model's ModelInfo (info=...)")
+        if weights is not None and not weights.is_file():
+            raise ValueError(f"weights file not found: {weights}")
+        if cfg.backend == "tensorrt":
+            from .tensorrt_backend import TensorRTBackend
+            return TensorRTBackend.create(cfg, self.device, model=model, info=info)
+        if suffix in (".engine", ".plan", ".trt"):
+            raise ValueError(f"{weights} is a TensorRT engine; use backend='tensorrt'")
+        if cfg.backend == "onnxruntime":
+            from .onnxruntime_backend import OnnxRuntimeBackend
+            return OnnxRuntimeBackend.create(cfg, self.device, model=model, info=info)
+        if suffix == ".onnx":
+            raise ValueError(f"{weights} is an ONNX model; use backend='onnxruntime' or 'tensorrt'")
+        if model is None:
+            model, info = load_checkpoint(cfg)
+        from .torch_backend import TorchBackend
+        backend = TorchBackend(model, self.device, cfg.precision, fold_bn=cfg.fold_bn,
+                               channels_last=cfg.channels_last, cuda_graphs=cfg.cuda_graphs,
+                               compile=cfg.compile)
+        return backend, info
+
+    # ------------------------------------------------------------------ inference
+
+    def plan(self, width: int, height: int) -> ResizePlan:
+        """The (cached) placement of a width x height frame into the network input."""
+        key = (width, height)
+        if key not in self._plans:
+            self._plans[key] = plan_resize(key, self.input_size, self.config.resize)
+        return self._plans[key]
+
+    def segment(self, frame: Frame, encoding: str = "rgb8", confidence: bool = False,
+                color: bool = False) -> SegmentationResult:
+        """Segments one HxW / HxWxC uint8 frame."""
+        return self.segment_batch([frame], [encoding], confidence=confidence, color=color)[0]
+
+    def segment_batch(self, frames: Sequence[Frame], encodings: Union[str, Sequence[str]] = "rgb8",
+                      confidence: bool = False, color: bool = False) -> List[SegmentationResult]:
+        """Segments frames of any sizes (e.g. several cameras) in one inference per `max_batch`."""
+        if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 4:
+            frames = list(frames)
+        if not isinstance(frames, (list, tuple)) or len(frames) == 0:
+            raise ValueError("frames must be a non-empty list of HxW or HxWxC uint8 arrays")
+        if isinstance(encodings, str):
+            encodings = [encodings] * len(frames)
+        if len(encodings) != len(frames):
+            raise ValueError(f"got {len(frames)} frames but {len(encodings)} encodings")
+        checked = [check_frame(f, e, i if len(frames) > 1 else None) for i, (f, e) in enumerate(zip(frames, encodings))]
+        step = int(self.config.max_batch)
+        if self.backend.max_batch is not None:
+            step = min(step, self.backend.max_batch)
+        results: List[SegmentationResult] = []
+        for start in range(0, len(checked), step):
+            results.extend(self._run(checked[start:start + step], confidence, color))
+        return results
+
+    def _run(self, checked, want_conf: bool, want_color: bool) -> List[SegmentationResult]:
+        dev = self.backend.device
+        sync = self.backend.synchronize
+        t0 = time.perf_counter()
+        tensors = [(torch.from_numpy(np.ascontiguousarray(f)) if isinstance(f, np.ndarray) else f, enc)
+                   for f, enc in checked]
+        plans = [self.plan(int(t.shape[1]), int(t.shape[0])) for t, _ in tensors]
+        x = preprocess(tensors, plans, self.info.mean, self.info.std, dev, self.backend.input_dtype,
+                       antialias=self.config.antialias)
+        sync()
+        t1 = time.perf_counter()
+        logits = self.backend.infer(x)
+        sync()
+        t2 = time.perf_counter()
+        outputs = self._post(logits, plans, confidence=want_conf)
+        results = []
+        for mask, conf in outputs:
+            col = self._lut[mask.long()] if want_color else None
+            results.append(SegmentationResult(
+                mask=mask.cpu().numpy(),
+                confidence=conf.cpu().numpy() if conf is not None else None,
+                color=col.cpu().numpy() if col is not None else None))
+        t3 = time.perf_counter()
+        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        for r in results:
+            r.timings = dict(timings)
+        return results
+
+    # ------------------------------------------------------------------ display helpers
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        """H x W uint8 class ids -> H x W x 3 uint8 RGB (255 and unknown ids are black)."""
+        mask = np.asarray(mask)
+        if mask.dtype != np.uint8 or mask.ndim != 2:
+            raise ValueError(f"mask must be an HxW uint8 array, got {mask.dtype} of shape {mask.shape}")
+        return self._np_lut[mask]
+
+    def overlay(self, rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """Blends the colour mask over an H x W x 3 uint8 RGB image; unlabeled pixels keep the image."""
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"overlay needs an HxWx3 uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}")
+        if rgb.shape[:2] != np.shape(mask):
+            raise ValueError(f"image {rgb.shape[:2]} and mask {np.shape(mask)} sizes differ")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+        blend = rgb.astype(np.float32) * (1.0 - alpha) + self.colorize(mask).astype(np.float32) * alpha
+        out = np.where((np.asarray(mask) == 255)[..., None], rgb, np.rint(blend).astype(np.uint8))
+        return out.astype(np.uint8)
+
+    @property
+    def class_names(self) -> List[str]:
+        return list(self.info.class_names)
+
+    def close(self) -> None:
+        """Frees the backend (GPU memory, sessions, engines)."""
+        if self.backend is not None:
+            self.backend.close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_checkpoint(cfg: SegmenterConfig):
+    """(model, ModelInfo) from the configured checkpoint (None = the shipped default)."""
+    from ..checkpoint import load_model
+
+    return load_model(cfg.weights, variant=cfg.variant)
