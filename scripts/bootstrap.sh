@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Idempotent set-up of the project's virtual environment at <repo>/.venv.
+#
+# Fresh Debian/Ubuntu machine, Python 3.11, no ROS:
+#   venv from python3.11, torch==2.13.0, this package editable with its extras,
+#   and the ROS 2 Python wheels from PyPI (rclpy + Fast DDS + message packages).
+# ROS 2 already sourced (ROS_DISTRO set and the system python imports rclpy):
+#   venv with --system-site-packages from that python, no ROS wheels installed.
+#
+# A second run with nothing changed returns in well under a second: the stamp file
+# .venv/.bootstrap-stamp holds a hash of setup.py, this script, the mode and the python.
+#
+# Environment:
+#   BEVANET_PYTHON   interpreter to build the venv from (default: python3.11; with ROS
+#                    sourced, the first of /usr/bin/python3, python3 that imports rclpy)
+#   BEVANET_FORCE=1  reinstall even when the stamp matches
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$REPO/.venv"
+STAMP="$VENV/.bootstrap-stamp"
+TORCH_PIN="torch==2.13.0"
+EXTRAS="onnx,train,bags,test"
+# rclpy pulls rcl, rmw, rosidl runtimes and ros-wheels-bootstrapper (sets LD_LIBRARY_PATH
+# through a .pth file); an rmw implementation and the message packages the node uses are
+# not pulled by rclpy itself, so they are named here.
+ROS_WHEELS=(
+    ros-rclpy
+    ros-rmw-fastrtps-cpp
+    ros-sensor-msgs
+    ros-std-msgs
+    ros-diagnostic-msgs
+    ros-lifecycle-msgs
+    ros-rcl-interfaces
+    ros-builtin-interfaces
+)
+
+log() { printf '[bootstrap] %s\n' "$*"; }
+die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- choose the mode
+ros_python=""
+if [[ -n "${ROS_DISTRO:-}" ]]; then
+    for cand in ${BEVANET_PYTHON:-/usr/bin/python3 python3}; do
+        if command -v "$cand" >/dev/null 2>&1 \
+            && env -u VIRTUAL_ENV "$cand" -c 'import rclpy' >/dev/null 2>&1; then
+            ros_python="$(command -v "$cand")"
+            break
+        fi
+    done
+    if [[ -z "$ros_python" ]]; then
+        log "ROS_DISTRO=$ROS_DISTRO is set but no system python3 imports rclpy:" \
+            "ignoring it and installing the ROS 2 wheels from PyPI"
+    fi
+fi
+
+if [[ -n "$ros_python" ]]; then
+    MODE="ros-system:$ROS_DISTRO"
+    PY="$ros_python"
+else
+    MODE="ros-wheels"
+    PY="${BEVANET_PYTHON:-python3.11}"
+    if ! command -v "$PY" >/dev/null 2>&1; then
+        die "'$PY' not found. Install Python 3.11 first, e.g. 'sudo apt-get install python3.11 python3.11-venv'" \
+            "(Debian 12 / Ubuntu 22.04+; the ROS 2 wheels from PyPI are built for CPython 3.11)," \
+            "or point BEVANET_PYTHON at a Python 3.11 interpreter."
+    fi
+    pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    if [[ "$pyver" != "3.11" ]]; then
+        die "'$PY' is Python $pyver; the ROS 2 wheels from PyPI need Python 3.11." \
+            "Install it ('sudo apt-get install python3.11 python3.11-venv') or set BEVANET_PYTHON."
+    fi
+fi
+
+# venv without ensurepip is Debian's split python3.X-venv package
+if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    die "'$PY' has no working venv/ensurepip module. Install it: 'sudo apt-get install python${pyver}-venv'"
+fi
+
+py_id="$("$PY" -c 'import sys; print(sys.version.split()[0], sys.executable)')"
+hash_input="$(cat "$REPO/setup.py" "$REPO/scripts/bootstrap.sh"; echo "$MODE"; echo "$py_id")"
+WANT="$(printf '%s' "$hash_input" | sha256sum | cut -d' ' -f1)"
+
+if [[ "${BEVANET_FORCE:-0}" != 1 && -x "$VENV/bin/python" && -f "$STAMP" \
+      && "$(cat "$STAMP")" == "$WANT" ]]; then
+    log "up to date ($MODE, $VENV)"
+    exit 0
+fi
+
+t0=$SECONDS
+log "setting up $VENV ($MODE, $py_id)"
+
+# ---------------------------------------------------------------- the venv itself
+want_sys="false"
+[[ -n "$ros_python" ]] && want_sys="true"
+if [[ -x "$VENV/bin/python" ]]; then
+    have_sys="$(sed -n 's/^include-system-site-packages *= *//p' "$VENV/pyvenv.cfg" 2>/dev/null || true)"
+    have_py="$(readlink -f "$VENV/bin/python" 2>/dev/null || true)"
+    want_py="$("$PY" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+    if [[ "$have_sys" != "$want_sys" || "$have_py" != "$want_py" ]]; then
+        log "existing venv was made differently (system-site-packages=$have_sys, python=$have_py): recreating"
+        rm -rf "$VENV"
+    fi
+fi
+if [[ ! -x "$VENV/bin/python" ]]; then
+    venv_args=()
+    [[ -n "$ros_python" ]] && venv_args+=(--system-site-packages)
+    "$PY" -m venv "${venv_args[@]}" "$VENV" \
+        || die "'$PY -m venv $VENV' failed (on Debian/Ubuntu: 'sudo apt-get install python3.11-venv')"
+fi
+rm -f "$STAMP"   # a half-finished install must not look finished
+
+VPY="$VENV/bin/python"
+# pip, quiet, without the per-package notes some machines' pip.conf (file:// extra
+# indexes that lack a package) print; errors still come through, and pip's status is kept.
+pip_q() {
+    "$VPY" -m pip --disable-pip-version-check --no-input -q "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+
+pip_q install --upgrade pip
+
+# ---------------------------------------------------------------- torch, pinned
+# The pin matters: a loose 'torch' takes the registry's newest build with GBs of CUDA
+# packages; 2.13.0 resolves to the CPU build on CPU-only machines.
+log "installing $TORCH_PIN"
+pip_q install "$TORCH_PIN"
+torch_ver="$("$VPY" -c 'import importlib.metadata as m; print(m.version("torch"))')"
+log "torch $torch_ver"
+# everything after this must keep exactly this torch
+CONSTRAINTS="$VENV/constraints.txt"
+printf 'torch==%s\n' "$torch_ver" >"$CONSTRAINTS"
+
+# ---------------------------------------------------------------- this package
+log "installing bevanet_ros -e .[$EXTRAS]"
+pip_q install -c "$CONSTRAINTS" -e "$REPO[$EXTRAS]"
+
+# ---------------------------------------------------------------- ROS 2
+if [[ -z "$ros_python" ]]; then
+    log "installing the ROS 2 Python wheels: ${ROS_WHEELS[*]}"
+    pip_q install -c "$CONSTRAINTS" "${ROS_WHEELS[@]}"
+else
+    log "using the sourced ROS 2 $ROS_DISTRO from $ros_python (no ROS wheels installed)"
+fi
+
+# ---------------------------------------------------------------- checks
+if [[ "$torch_ver" == *+cpu ]] && "$VPY" -m pip list --disable-pip-version-check 2>/dev/null \
+        | grep -i -E '^nvidia-|^cuda-|^triton ' ; then
+    die "CUDA packages were pulled next to a CPU torch ($torch_ver): some requirement asked for a loose torch"
+fi
+"$VPY" - <<'EOF' || die "import check failed in $VPY (see the traceback above)"
+import torch, numpy, cv2, safetensors, yaml, PIL  # noqa: F401
+import onnx, onnxruntime  # noqa: F401
+import bevanet_core, bevanet_ros  # noqa: F401
+import rclpy
+rclpy.init()
+rclpy.shutdown()
+print(f"[bootstrap] imports ok: torch {torch.__version__}, onnx {onnx.__version__}, "
+      f"onnxruntime {onnxruntime.__version__}, rclpy {rclpy.__file__}")
+EOF
+
+echo "$WANT" >"$STAMP"
+log "done in $((SECONDS - t0)) s"

@@ -1,0 +1,65 @@
+"""Shared pytest fixtures for bevanet_ros.
+
+- ``shared_data``: the real-data folder (``$BEVANET_DATA`` or ``<repo>/../shared/data``),
+  skipping the test with a reason that names the path when it is absent.
+- every test starts from the same seeds (python, numpy, torch), so random models and
+  inputs are identical run to run.
+- torch uses at most 2 intra-op threads: the CI box has 2 cores.
+"""
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+try:
+    import torch
+except ImportError:  # the package-layout checks run without torch too
+    torch = None
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SEED = 0
+
+if torch is not None:
+    torch.set_num_threads(2)
+
+
+def shared_data_root() -> Path:
+    """Where the shared data should be: ``$BEVANET_DATA`` if set, else ``<repo>/../shared/data``."""
+    env = os.environ.get("BEVANET_DATA")
+    if env:
+        return Path(env).expanduser().resolve()
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root (the colcon package folder)."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path of the shared data folder; skips the test when it does not exist."""
+    root = shared_data_root()
+    if not root.is_dir():
+        origin = "$BEVANET_DATA" if os.environ.get("BEVANET_DATA") else "<repo>/../shared/data"
+        pytest.skip(
+            f"shared data folder missing: {root} ({origin}); "
+            "set BEVANET_DATA or put shared/ beside the repository"
+        )
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> Iterator[None]:
+    """Seed python, numpy and torch before every test."""
+    random.seed(SEED)
+    np.random.seed(SEED)
+    if torch is not None:
+        torch.manual_seed(SEED)
+    yield
