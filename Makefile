@@ -1,0 +1,35 @@
+# The few commands people need; each wraps a script so that CI and humans run the same thing.
+.PHONY: help setup test demo lint format ci clean
+
+VENV ?= .venv
+
+help:
+	@echo "make setup   create/refresh $(VENV) (scripts/bootstrap.sh)"
+	@echo "make test    run the whole test suite (scripts/test.sh); ARGS='-k onnx' passes pytest args"
+	@echo "make demo    run the main job (scripts/demo.sh); ARGS='--help' passes arguments"
+	@echo "make lint    ruff check (installs nothing: '$(VENV)/bin/pip install ruff' first)"
+	@echo "make ci      what CI runs (.ci/run: tests, colcon build, colcon test)"
+
+setup:
+	bash scripts/bootstrap.sh
+
+test:
+	bash scripts/test.sh $(ARGS)
+
+demo:
+	bash scripts/demo.sh $(ARGS)
+
+lint:
+	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check .; \
+	elif command -v ruff >/dev/null 2>&1; then ruff check .; \
+	else echo "ruff is not installed: run '$(VENV)/bin/pip install ruff'"; exit 1; fi
+
+format:
+	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff format .; \
+	else echo "ruff is not installed: run '$(VENV)/bin/pip install ruff'"; exit 1; fi
+
+ci:
+	bash .ci/run
+
+clean:
+	rm -rf build install log .pytest_cache
