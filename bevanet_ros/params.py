@@ -1,0 +1,274 @@
+"""The node's parameters: one table of specs, the validation rules, and the settings they resolve to.
+
+Plain Python (no ROS): the node turns each `ParamSpec` into a `rcl_interfaces/ParameterDescriptor`
+(description, ranges, read-only) and calls `validate_value` from its set-parameters callback and
+`NodeSettings.from_values` once every parameter is declared, so a bad value is rejected with a
+message naming the parameter, the value and what was expected, before anything is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+VARIANTS = ("bevanet", "bevanet_s")
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+UPSAMPLE_MODES = ("logits", "labels")
+RESIZE_MODES = ("stretch", "letterbox")
+TRANSPORTS = ("raw", "compressed")
+INPUT_QOS = ("sensor_data", "best_effort", "reliable", "system_default")
+OUTPUT_QOS = ("reliable", "best_effort")
+MAX_INPUT_SIDE = 4096
+DEFAULT_WEIGHTS_VARIANT = "bevanet_s"  # the shipped CamVid model used when 'weights' is empty
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+# a relative or absolute ROS topic name, no substitutions ("image", "/cam/front/image_raw", "~/x")
+_TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
+_TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot use; the message names parameter, value and rule."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: type (by its default's Python type, or `kind` for arrays), description,
+    and the constraints that become the ROS descriptor."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    choices: Optional[Tuple[str, ...]] = None
+    int_range: Optional[Tuple[int, int, int]] = None  # (from, to, step)
+    float_range: Optional[Tuple[float, float]] = None
+    kind: str = ""  # "str", "int", "float", "bool", "str_list"
+
+    @property
+    def type_name(self) -> str:
+        if self.kind:
+            return self.kind
+        return {str: "str", bool: "bool", int: "int", float: "float"}[type(self.default)]
+
+    @property
+    def constraints(self) -> str:
+        """Human-readable constraint text for the descriptor's `additional_constraints`."""
+        if self.choices:
+            return "one of: " + ", ".join(repr(c) for c in self.choices)
+        if self.int_range:
+            lo, hi, step = self.int_range
+            return f"integer in [{lo}, {hi}]" + (f", multiple of {step}" if step > 1 else "")
+        if self.float_range:
+            return f"number in [{self.float_range[0]}, {self.float_range[1]}]"
+        return ""
+
+
+_RELOAD = " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
+PARAMS: Tuple[ParamSpec, ...] = (
+    ParamSpec("variant", "", "Network variant; '' takes it from the weights' metadata." + _RELOAD,
+              choices=("",) + VARIANTS),
+    ParamSpec("weights", "", "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped "
+              "CamVid BEVANet-S model." + _RELOAD),
+    ParamSpec("engine", "", "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
+              "used instead of 'weights' when set." + _RELOAD),
+    ParamSpec("backend", "torch", "Inference backend." + _RELOAD, choices=BACKENDS),
+    ParamSpec("device", "cpu", "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
+    ParamSpec("precision", "fp32", "Numeric precision of the network." + _RELOAD, choices=PRECISIONS),
+    ParamSpec("input_width", 0, "Network input width in pixels (multiple of 8); 0 = the model's own "
+              "input size (set both or neither)." + _RELOAD, int_range=(0, MAX_INPUT_SIDE, 8)),
+    ParamSpec("input_height", 0, "Network input height in pixels (multiple of 8); 0 = the model's own "
+              "input size (set both or neither)." + _RELOAD, int_range=(0, MAX_INPUT_SIDE, 8)),
+    ParamSpec("resize", "stretch", "How frames fit the network input: 'stretch' or 'letterbox' (keeps "
+              "the aspect ratio). Masks always come back at the input resolution." + _RELOAD,
+              choices=RESIZE_MODES),
+    ParamSpec("upsample", "logits", "'logits': bilinear logits at the frame resolution, then argmax "
+              "(smooth edges); 'labels': argmax at 1/8, then nearest (cheaper, blockier)." + _RELOAD,
+              choices=UPSAMPLE_MODES),
+    ParamSpec("input_topics", ["image"], "Camera topics, one subscription each (relative names "
+              "follow remapping: -r image:=/camera/image_raw)." + _RELOAD, kind="str_list"),
+    ParamSpec("camera_names", [], "Names for the cameras' output namespaces (~/<name>/mask) when "
+              "there are several; default cam0, cam1, ..." + _RELOAD, kind="str_list"),
+    ParamSpec("input_transport", "raw", "'raw' subscribes sensor_msgs/Image on each topic; "
+              "'compressed' subscribes sensor_msgs/CompressedImage on <topic>/compressed." + _RELOAD,
+              choices=TRANSPORTS),
+    ParamSpec("input_qos", "sensor_data", "Camera subscription QoS: 'sensor_data' (best effort, "
+              "accepts best-effort and reliable publishers), 'best_effort', 'reliable' or "
+              "'system_default'." + _RELOAD, choices=INPUT_QOS),
+    ParamSpec("input_qos_depth", 1, "Camera subscription history depth (the node keeps only the "
+              "latest frame per camera anyway)." + _RELOAD, int_range=(1, 100, 1)),
+    ParamSpec("output_qos", "reliable", "Output QoS reliability ('reliable' is what RViz uses by "
+              "default)." + _RELOAD, choices=OUTPUT_QOS),
+    ParamSpec("output_qos_depth", 1, "Output history depth." + _RELOAD, int_range=(1, 100, 1)),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the colour mask in ~/overlay (0 = camera only, "
+              "1 = colour mask only).", read_only=False, float_range=(0.0, 1.0)),
+    ParamSpec("publish_mask", True, "Publish ~/mask (mono8 class ids, 255 = unlabeled).", read_only=False),
+    ParamSpec("publish_color_mask", True, "Publish ~/color_mask (rgb8), computed only while "
+              "someone subscribes.", read_only=False),
+    ParamSpec("publish_overlay", True, "Publish ~/overlay (rgb8), computed only while someone "
+              "subscribes.", read_only=False),
+    ParamSpec("publish_confidence", False, "Publish ~/confidence (mono8, max softmax probability "
+              "* 255).", read_only=False),
+    ParamSpec("batch_window_ms", 5.0, "How long the worker waits for the other cameras' frames to "
+              "batch them into one inference.", read_only=False, float_range=(0.0, 1000.0)),
+    ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status." + _RELOAD,
+              float_range=(0.1, 60.0)),
+    ParamSpec("error_log_period_s", 5.0, "At most one error log per problem kind per this many "
+              "seconds (bad frames are always counted).", read_only=False, float_range=(0.0, 3600.0)),
+    ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD),
+)
+SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def _type_ok(spec: ParamSpec, value: Any) -> bool:
+    kind = spec.type_name
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "str_list":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return False
+
+
+def validate_value(name: str, value: Any) -> None:
+    """Checks one parameter on its own; raises ParameterError naming it, the value and the rule."""
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ParameterError(f"unknown parameter {name!r}; known: {', '.join(SPECS)}")
+    if not _type_ok(spec, value):
+        raise ParameterError(f"parameter {name!r} must be of type {spec.type_name}, got {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ParameterError(f"parameter {name!r} got {value!r}; expected {spec.constraints}")
+    if spec.int_range is not None:
+        lo, hi, step = spec.int_range
+        if not lo <= value <= hi or (value - lo) % step:
+            raise ParameterError(f"parameter {name!r} got {value}; expected {spec.constraints}")
+    if spec.float_range is not None and not spec.float_range[0] <= value <= spec.float_range[1]:
+        raise ParameterError(f"parameter {name!r} got {value}; expected {spec.constraints}")
+    if name == "device" and not _DEVICE_RE.match(value):
+        raise ParameterError(f"parameter 'device' got {value!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+    if name == "input_topics":
+        if not value:
+            raise ParameterError("parameter 'input_topics' is empty; give at least one camera topic")
+        for topic in value:
+            if not _TOPIC_RE.match(topic):
+                raise ParameterError(f"parameter 'input_topics' has an invalid topic name {topic!r}")
+        if len(set(value)) != len(value):
+            raise ParameterError(f"parameter 'input_topics' lists a topic twice: {list(value)}")
+    if name == "camera_names":
+        for cam in value:
+            if not _TOKEN_RE.match(cam):
+                raise ParameterError(
+                    f"parameter 'camera_names' has {cam!r}; names must be letters, digits and '_' "
+                    "(not starting with a digit)")
+        if len(set(value)) != len(value):
+            raise ParameterError(f"parameter 'camera_names' lists a name twice: {list(value)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSettings:
+    """Every parameter resolved and cross-checked; built in one place and swapped atomically."""
+
+    variant: str = ""
+    weights: str = ""
+    engine: str = ""
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    input_width: int = 0
+    input_height: int = 0
+    resize: str = "stretch"
+    upsample: str = "logits"
+    input_topics: Tuple[str, ...] = ("image",)
+    camera_names: Tuple[str, ...] = ()
+    input_transport: str = "raw"
+    input_qos: str = "sensor_data"
+    input_qos_depth: int = 1
+    output_qos: str = "reliable"
+    output_qos_depth: int = 1
+    overlay_alpha: float = 0.5
+    publish_mask: bool = True
+    publish_color_mask: bool = True
+    publish_overlay: bool = True
+    publish_confidence: bool = False
+    batch_window_ms: float = 5.0
+    diagnostics_period_s: float = 1.0
+    error_log_period_s: float = 5.0
+    warmup: bool = True
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> "NodeSettings":
+        """Validates every value (missing ones take the defaults) and the rules between them."""
+        merged: Dict[str, Any] = {p.name: p.default for p in PARAMS}
+        for name, value in values.items():
+            if value is None:  # declared without a value (empty array parameters)
+                continue
+            validate_value(name, value)
+            merged[name] = value
+        for key in ("input_topics", "camera_names"):
+            merged[key] = tuple(merged[key])
+        for key in ("overlay_alpha", "batch_window_ms", "diagnostics_period_s", "error_log_period_s"):
+            merged[key] = float(merged[key])
+        settings = cls(**merged)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Rules between parameters; raises ParameterError."""
+        if (self.input_width == 0) != (self.input_height == 0):
+            raise ParameterError(
+                f"parameters 'input_width' and 'input_height' must both be 0 (model default) or both "
+                f"set, got {self.input_width}x{self.input_height}")
+        if self.camera_names and len(self.camera_names) != len(self.input_topics):
+            raise ParameterError(
+                f"parameter 'camera_names' has {len(self.camera_names)} names for "
+                f"{len(self.input_topics)} input_topics; give one per topic or none")
+        if self.engine and self.backend == "torch":
+            raise ParameterError(
+                f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime' or 'tensorrt', "
+                "got backend 'torch' (use 'weights' for torch)")
+        if not self.model_path and self.variant not in ("", DEFAULT_WEIGHTS_VARIANT):
+            raise ParameterError(
+                f"parameter 'variant' is {self.variant!r} but no 'weights' or 'engine' is given, and the "
+                f"shipped default model is {DEFAULT_WEIGHTS_VARIANT!r} (CamVid); pass weights:=<file>")
+        if self.backend == "tensorrt" and not self.device.startswith("cuda"):
+            raise ParameterError(f"backend 'tensorrt' needs a cuda device, got device {self.device!r}")
+
+    @property
+    def input_size(self) -> Optional[Tuple[int, int]]:
+        """(width, height) for the runtime, or None for the model's own size."""
+        return (self.input_width, self.input_height) if self.input_width else None
+
+    @property
+    def model_path(self) -> Optional[str]:
+        """What the runtime loads: the engine when given, else the weights, else None (default)."""
+        return self.engine or self.weights or None
+
+    @property
+    def cameras(self) -> List[str]:
+        """Camera names, one per input topic."""
+        if self.camera_names:
+            return list(self.camera_names)
+        return [f"cam{i}" for i in range(len(self.input_topics))]
+
+    def output_prefix(self, camera_index: int) -> str:
+        """'~/' for a single camera, '~/<camera>/' with several."""
+        if len(self.input_topics) == 1:
+            return "~/"
+        return f"~/{self.cameras[camera_index]}/"
+
+    def with_updates(self, updates: Mapping[str, Any]) -> "NodeSettings":
+        """A new, validated settings object with `updates` applied (the old one is untouched)."""
+        values = dataclasses.asdict(self)
+        values.update(updates)
+        return NodeSettings.from_values(values)
+
+
+def reload_needed(names: Sequence[str]) -> List[str]:
+    """Which of `names` are read-only (need a model reload)."""
+    return [n for n in names if n in SPECS and SPECS[n].read_only]

@@ -1,0 +1,88 @@
+"""BEVANet semantic segmentation node: camera images in, label masks out.
+
+    ros2 run bevanet_ros segmentation_node --ros-args -r image:=/camera/image_raw
+    python -m bevanet_ros.segmentation_node --ros-args -p weights:=model.safetensors
+
+Subscribes `image` (one topic per entry of `input_topics`), publishes `~/mask` (mono8 class ids,
+255 unlabeled, input resolution, input header), `~/color_mask` and `~/overlay` (rgb8, only
+while subscribed), `~/confidence` (mono8, optional), latched `~/label_info` and
+`~/label_info_json`, and a status on `/diagnostics`. The class takes the usual Node keyword
+arguments, so several instances can share one process and executor.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+
+from .params import NodeSettings, ParameterError
+from .pipeline import ModelLoadError, SegmentationPipeline
+from .ros_params import ParameterBinder
+
+DEFAULT_NODE_NAME = "segmentation"
+
+
+class SegmentationNode(Node):
+    """Loads the model and starts serving in the constructor; raises (leaving nothing behind)
+    when a parameter is bad or the model cannot be loaded."""
+
+    def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.pipeline = SegmentationPipeline(self, managed=False)
+        try:
+            self.params = ParameterBinder(self, managed=False, on_change=self.pipeline.update_settings)
+            settings = self.params.resolve()
+            self.pipeline.load_model(settings)
+            self.pipeline.create_outputs()
+            self.pipeline.create_inputs()
+            self.pipeline.publish_label_info()
+            self.pipeline.start()
+        except BaseException:
+            self.pipeline.shutdown()
+            super().destroy_node()
+            raise
+
+    @property
+    def settings(self) -> Optional[NodeSettings]:
+        return self.pipeline.settings
+
+    def destroy_node(self) -> None:
+        self.pipeline.shutdown()
+        super().destroy_node()
+
+
+def run_node(node_factory, args: Optional[List[str]] = None) -> int:
+    """rclpy.init, build, spin until Ctrl-C or shutdown, tear down; returns the exit code.
+    Start-up errors (bad parameter, missing weights) are logged as one clear line."""
+    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger(DEFAULT_NODE_NAME)
+    node = None
+    code = 0
+    try:
+        node = node_factory()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ParameterError, ModelLoadError, rclpy.exceptions.InvalidParameterValueException,
+            rclpy.exceptions.InvalidParameterTypeException) as exc:
+        logger.error(f"cannot start: {exc}")
+        code = 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """Console script `segmentation_node` (ros2 run bevanet_ros segmentation_node)."""
+    return run_node(SegmentationNode, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
