@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -171,8 +172,7 @@ class Segmenter:
         dev = self.backend.device
         sync = self.backend.synchronize
         t0 = time.perf_counter()
-        tensors = [(torch.from_numpy(np.ascontiguousarray(f)) if isinstance(f, np.ndarray) else f, enc)
-                   for f, enc in checked]
+        tensors = [(_as_tensor(f), enc) for f, enc in checked]
         plans = [self.plan(int(t.shape[1]), int(t.shape[0])) for t, _ in tensors]
         x = preprocess(tensors, plans, self.info.mean, self.info.std, dev, self.backend.input_dtype,
                        antialias=self.config.antialias)
@@ -231,6 +231,15 @@ class Segmenter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _as_tensor(frame: Frame) -> torch.Tensor:
+    """Zero-copy view of a numpy frame (read-only buffers, e.g. from ROS messages, are only read)."""
+    if isinstance(frame, torch.Tensor):
+        return frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(frame))
 
 
 def load_checkpoint(cfg: SegmenterConfig):
