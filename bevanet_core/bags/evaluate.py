@@ -1,0 +1,503 @@
+"""Replay bags through the segmentation runtime: accuracy, latency, and an output bag.
+
+Per camera frame this does what the ROS node does (decode the message to RGB, `Segmenter.segment`,
+publish mask / colour mask / overlay with the input header), then pairs the mask with the
+ground-truth label of the same header stamp and accumulates a confusion matrix.
+
+Label convention: class ids 0..N-1; 255 and any id >= N (e.g. CamVid's raw void 11) are ignored.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..evaluation.metrics import ConfusionMatrix
+from . import messages as M
+from .reader import BagReader, BagReadError, RawMessage, TopicInfo
+from .writer import BagWriter
+
+MASK_TOPIC = "/segmentation/mask"
+COLOR_TOPIC = "/segmentation/color_mask"
+OVERLAY_TOPIC = "/segmentation/overlay"
+OUTPUT_TOPICS = (MASK_TOPIC, COLOR_TOPIC, OVERLAY_TOPIC)
+DEFAULT_LABEL_TOPIC = "/camera/labels"
+
+
+class BagEvalError(ValueError):
+    """Options that do not fit a bag (no image topic, ambiguous topic, wrong type...)."""
+
+
+class FrameProcessor(Protocol):
+    """What turns a camera frame into a mask: the in-process runtime, or the real node via DDS."""
+
+    num_classes: int
+    class_names: List[str]
+
+    def process(self, rgb: np.ndarray, header: Any) -> Tuple[Optional[np.ndarray], float, Dict[str, float]]:
+        """Returns (HxW uint8 mask, or None when the frame was dropped; latency ms; stage timings ms)."""
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray: ...
+
+    def overlay(self, rgb: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray: ...
+
+
+class RuntimeProcessor:
+    """The node's runtime in-process: `Segmenter.segment(rgb, encoding='rgb8')` per frame."""
+
+    def __init__(self, segmenter: Any):
+        self.segmenter = segmenter
+        self.class_names = list(segmenter.class_names)
+        self.num_classes = int(segmenter.info.num_classes)
+
+    def process(self, rgb: np.ndarray, header: Any) -> Tuple[np.ndarray, float, Dict[str, float]]:
+        t0 = time.perf_counter()
+        res = self.segmenter.segment(rgb, encoding="rgb8")
+        return res.mask, (time.perf_counter() - t0) * 1e3, dict(res.timings)
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        return self.segmenter.colorize(mask)
+
+    def overlay(self, rgb: np.ndarray, mask: np.ndarray, alpha: float) -> np.ndarray:
+        return self.segmenter.overlay(rgb, mask, alpha)
+
+
+@dataclass
+class EvalOptions:
+    """How bags are replayed and scored."""
+
+    image_topic: Optional[str] = None  # None: the bag's only Image/CompressedImage camera topic
+    label_topic: Optional[str] = DEFAULT_LABEL_TOPIC  # a missing topic means "no labels" unless required
+    require_labels: bool = False
+    stamp_tolerance_ms: float = 0.0  # 0: labels pair with frames of exactly the same header stamp
+    pair_window_s: float = 10.0  # bag time after which an unmatched frame or label counts as unpaired
+    max_frames: Optional[int] = None
+    warmup: int = 1  # first frames excluded from latency statistics (allocation, caches)
+    out_bag: Optional[Path] = None
+    out_storage: str = "mcap"
+    overwrite: bool = False
+    overlay_alpha: float = 0.5
+    copy_inputs: bool = True
+    montage_frames: int = 6
+    frame_callback: Optional[Callable[["FrameRecord"], None]] = None  # e.g. an overlay video writer
+
+
+@dataclass
+class FrameRecord:
+    """One processed frame, handed to `frame_callback` (the arrays are not kept)."""
+
+    index: int
+    stamp: int
+    rgb: np.ndarray
+    mask: np.ndarray
+    overlay: Optional[np.ndarray]
+    latency_ms: float
+
+
+@dataclass
+class BagResult:
+    """Everything measured on one bag; `confusion` is None when the bag has no labels."""
+
+    bag: str
+    image_topic: Optional[str] = None
+    label_topic: Optional[str] = None
+    frames: int = 0
+    labelled: int = 0
+    unpaired_images: int = 0
+    unpaired_labels: int = 0
+    unpaired_stamps: List[int] = field(default_factory=list)
+    skipped: int = 0  # frames that could not be decoded
+    dropped: int = 0  # frames the processor returned no mask for (a node over DDS that fell behind)
+    latencies_ms: List[float] = field(default_factory=list)
+    stage_ms: Dict[str, List[float]] = field(default_factory=dict)
+    wall_s: float = 0.0
+    first_stamp: Optional[int] = None
+    last_stamp: Optional[int] = None
+    confusion: Optional[ConfusionMatrix] = None
+    errors: List[Dict[str, Any]] = field(default_factory=list)
+    out_bag: Optional[str] = None
+    samples: List[Dict[str, Any]] = field(default_factory=list)  # montage frames (RGB arrays)
+    uncopied_topics: List[str] = field(default_factory=list)
+
+    def add_error(self, text: str, frames_before: Optional[int] = None) -> None:
+        for e in self.errors:  # the same problem on every frame is one entry with a count
+            if e["error"] == text:
+                e["count"] += 1
+                return
+        self.errors.append({"bag": self.bag, "error": text,
+                            "frames_before": self.frames if frames_before is None else frames_before,
+                            "count": 1})
+
+
+# ------------------------------------------------------------------------------------ topics
+def pick_image_topic(topics: Dict[str, TopicInfo], wanted: Optional[str], label_topic: Optional[str],
+                     bag: Path) -> str:
+    """The camera topic: `wanted` if given (checked), else the only image topic of the bag."""
+    images = {t: i for t, i in topics.items() if i.msgtype in M.IMAGE_TYPES}
+    if wanted is not None:
+        if wanted not in topics:
+            raise BagEvalError(f"bag {bag} has no topic {wanted}; image topics: {sorted(images) or 'none'}")
+        if topics[wanted].msgtype not in M.IMAGE_TYPES:
+            raise BagEvalError(f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image")
+        return wanted
+    cameras = [t for t in images if t != label_topic and t not in OUTPUT_TOPICS]
+    if len(cameras) == 1:
+        return cameras[0]
+    if not cameras:
+        raise BagEvalError(f"bag {bag} has no Image/CompressedImage topic (topics: {sorted(topics)})")
+    raise BagEvalError(f"bag {bag} has several image topics {sorted(cameras)}; choose one with --image-topic")
+
+
+# ------------------------------------------------------------------------------------ pairing
+class StampPairer:
+    """Pairs predictions and labels by header stamp as they stream in, with bounded memory.
+
+    Items wait at most `window_ns` of bag time for their partner, then count as unpaired.
+    """
+
+    def __init__(self, on_pair: Callable[[np.ndarray, np.ndarray, int], None], tolerance_ns: int = 0,
+                 window_ns: int = 10_000_000_000):
+        self.on_pair = on_pair
+        self.tolerance_ns = int(tolerance_ns)
+        self.window_ns = int(window_ns)
+        self.preds: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
+        self.labels: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
+        self.paired = 0
+        self.unpaired_preds: List[int] = []
+        self.unpaired_labels: List[int] = []
+
+    def _match(self, table: "collections.OrderedDict[int, np.ndarray]", stamp: int) -> Optional[int]:
+        if stamp in table:
+            return stamp
+        if self.tolerance_ns <= 0 or not table:
+            return None
+        best = min(table, key=lambda s: abs(s - stamp))
+        return best if abs(best - stamp) <= self.tolerance_ns else None
+
+    def add_pred(self, stamp: int, mask: Optional[np.ndarray]) -> None:
+        """A prediction (None: a dropped frame; its label then counts as an unpaired label)."""
+        if mask is None:
+            hit = self._match(self.labels, stamp)
+            if hit is not None:
+                self.labels.pop(hit)
+                self.unpaired_labels.append(hit)
+            return
+        hit = self._match(self.labels, stamp)
+        if hit is None:
+            self.preds[stamp] = mask
+        else:
+            self._pair(mask, self.labels.pop(hit), stamp)
+        self._expire(stamp)
+
+    def add_label(self, stamp: int, label: np.ndarray) -> None:
+        hit = self._match(self.preds, stamp)
+        if hit is None:
+            self.labels[stamp] = label
+        else:
+            self._pair(self.preds.pop(hit), label, stamp)
+        self._expire(stamp)
+
+    def _pair(self, pred: np.ndarray, label: np.ndarray, stamp: int) -> None:
+        self.paired += 1
+        self.on_pair(pred, label, stamp)
+
+    def _expire(self, now: int) -> None:
+        for table, lost in ((self.preds, self.unpaired_preds), (self.labels, self.unpaired_labels)):
+            while table:
+                oldest = next(iter(table))
+                if now - oldest <= self.window_ns:
+                    break
+                table.pop(oldest)
+                lost.append(oldest)
+
+    def finish(self) -> None:
+        """Everything still waiting is unpaired."""
+        self.unpaired_preds.extend(self.preds)
+        self.unpaired_labels.extend(self.labels)
+        self.preds.clear()
+        self.labels.clear()
+
+
+# ------------------------------------------------------------------------------------ evaluation
+LabelSource = Callable[[int], Optional[np.ndarray]]  # frame index -> label (dataset-folder labels)
+
+
+def _sample_indices(total: Optional[int], k: int) -> set:
+    if k <= 0:
+        return set()
+    if not total:
+        return set(range(k))
+    return {int(round(i)) for i in np.linspace(0, total - 1, min(k, total))}
+
+
+def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Optional[EvalOptions] = None,
+                 label_source: Optional[LabelSource] = None) -> BagResult:
+    """Replay one bag through `processor`; errors in the bag end up in `result.errors`.
+
+    A truncated or corrupt bag keeps every frame processed before the fault (and the output bag
+    gets those frames); option errors (bad topic names) raise BagEvalError.
+    """
+    opt = options or EvalOptions()
+    path = Path(path)
+    res = BagResult(bag=str(path))
+    num_classes = processor.num_classes
+    try:
+        reader = BagReader(path)
+        reader.open()
+    except BagReadError as err:
+        res.add_error(str(err), 0)
+        return res
+    writer: Optional[BagWriter] = None
+    try:
+        topics = reader.topics if reader.recovered is None else reader.scan_topics()
+        if reader.recovered is not None and not topics:
+            # nothing readable: let the reader say why
+            try:
+                for _ in reader.messages():
+                    pass
+            except BagReadError as err:
+                res.add_error(str(err), 0)
+            return res
+        label_topic = opt.label_topic if label_source is None else None
+        image_topic = pick_image_topic(topics, opt.image_topic, label_topic, path)
+        has_labels = label_source is not None or (label_topic is not None and label_topic in topics)
+        if label_topic is not None and label_topic in topics and topics[label_topic].msgtype not in M.IMAGE_TYPES:
+            raise BagEvalError(f"label topic {label_topic} in {path} is {topics[label_topic].msgtype}; "
+                               "expected a mono8 sensor_msgs/Image")
+        if opt.require_labels and not has_labels:
+            raise BagEvalError(f"bag {path} has no label topic {label_topic} (topics: {sorted(topics)})")
+        res.image_topic = image_topic
+        res.label_topic = label_topic if label_source is None and has_labels else None
+        if has_labels:
+            res.confusion = ConfusionMatrix(num_classes, ignore_index=255)
+
+        def score(pred: np.ndarray, label: np.ndarray, stamp: int) -> None:
+            if pred.shape != label.shape:
+                res.add_error(f"label at stamp {stamp} is {label.shape[1]}x{label.shape[0]} but the camera "
+                              f"frame is {pred.shape[1]}x{pred.shape[0]}; not scored")
+                return
+            res.confusion.update(pred, label)
+            res.labelled += 1
+            for sample in res.samples:
+                if sample["stamp"] == stamp:
+                    sample["label"] = label
+
+        pairer = StampPairer(score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9))
+        if opt.out_bag is not None:
+            writer = _open_output(reader, topics, opt, image_topic)
+        read_topics = list(topics) if writer is not None and opt.copy_inputs else \
+            [image_topic] + ([label_topic] if res.label_topic else [])
+        sample_at = _sample_indices(topics[image_topic].count if reader.recovered is None else None,
+                                    opt.montage_frames)
+        t_start = time.perf_counter()
+        try:
+            last_frame_time = None
+            for raw in reader.messages(read_topics):
+                if opt.max_frames is not None and res.frames >= opt.max_frames and (
+                        raw.topic == image_topic or last_frame_time is None or raw.log_time > last_frame_time):
+                    break  # messages of the last frame's stamp (labels, camera info) are still taken
+                if writer is not None and opt.copy_inputs:
+                    _copy_input(writer, reader, raw, res)
+                if raw.topic == image_topic:
+                    last_frame_time = raw.log_time
+                    _process_frame(raw, reader, processor, opt, res, pairer, writer, label_source,
+                                   sample_at, num_classes)
+                elif raw.topic == res.label_topic:
+                    try:
+                        msg = reader.deserialize(raw)
+                        stamp = M.stamp_ns(msg) or raw.log_time
+                        pairer.add_label(stamp, M.message_to_label(msg, raw.msgtype))
+                    except (M.ImageDecodeError, ValueError) as err:
+                        res.add_error(f"label on {raw.topic}: {err}")
+        except BagReadError as err:
+            res.add_error(str(err))
+        res.wall_s = time.perf_counter() - t_start
+        if label_source is None:
+            pairer.finish()
+            if has_labels:
+                res.unpaired_images = len(pairer.unpaired_preds)
+                res.unpaired_labels = len(pairer.unpaired_labels)
+                res.unpaired_stamps = sorted(pairer.unpaired_preds)[:50]
+        if writer is not None:
+            res.out_bag = str(writer.close())
+            writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+        reader.close()
+    return res
+
+
+def _process_frame(raw: RawMessage, reader: BagReader, processor: FrameProcessor, opt: EvalOptions,
+                   res: BagResult, pairer: StampPairer, writer: Optional[BagWriter],
+                   label_source: Optional[LabelSource], sample_at: set, num_classes: int) -> None:
+    index = res.frames + res.skipped
+    try:
+        msg = reader.deserialize(raw)
+        rgb = M.message_to_rgb(msg, raw.msgtype)
+    except (M.ImageDecodeError, ValueError, KeyError) as err:
+        res.skipped += 1
+        res.add_error(f"frame on {raw.topic} could not be decoded: {err}")
+        return
+    stamp = M.stamp_ns(msg) or raw.log_time
+    mask, latency, stages = processor.process(rgb, msg.header)
+    if mask is None:
+        res.dropped += 1
+        if res.confusion is not None and label_source is None:
+            pairer.add_pred(stamp, None)  # its label, if any, must not wait for it: unpaired
+        return
+    res.frames += 1
+    if res.frames > opt.warmup or opt.warmup <= 0:
+        res.latencies_ms.append(latency)
+        for k, v in stages.items():
+            res.stage_ms.setdefault(k, []).append(float(v))
+    res.first_stamp = stamp if res.first_stamp is None else min(res.first_stamp, stamp)
+    res.last_stamp = stamp if res.last_stamp is None else max(res.last_stamp, stamp)
+    need_overlay = writer is not None or opt.frame_callback is not None or index in sample_at
+    overlay = processor.overlay(rgb, mask, opt.overlay_alpha) if need_overlay else None
+    if index in sample_at:  # before pairing, so that the scorer can attach the label
+        res.samples.append({"stamp": stamp, "rgb": rgb, "overlay": overlay, "label": None})
+    if label_source is not None:
+        label = label_source(index)
+        if label is not None:
+            pairer.on_pair(mask, label, stamp)
+    elif res.confusion is not None:
+        pairer.add_pred(stamp, mask)
+    if writer is not None:
+        frame_id = str(msg.header.frame_id)
+        writer.write(MASK_TOPIC, raw.log_time, M.image_msg(mask, "mono8", stamp, frame_id))
+        writer.write(COLOR_TOPIC, raw.log_time, M.image_msg(processor.colorize(mask), "rgb8", stamp, frame_id))
+        writer.write(OVERLAY_TOPIC, raw.log_time, M.image_msg(overlay, "rgb8", stamp, frame_id))
+    if opt.frame_callback is not None:
+        opt.frame_callback(FrameRecord(index, stamp, rgb, mask, overlay, latency))
+
+
+def _open_output(reader: BagReader, topics: Dict[str, TopicInfo], opt: EvalOptions,
+                 image_topic: str) -> BagWriter:
+    writer = BagWriter(opt.out_bag, storage=opt.out_storage, overwrite=opt.overwrite,
+                       custom_data={"bevanet.source_bag": str(reader.path),
+                                    "bevanet.image_topic": image_topic})
+    writer.open()
+    try:
+        if opt.copy_inputs:
+            for info in topics.values():
+                if info.topic in OUTPUT_TOPICS:
+                    continue  # an evaluated bag evaluated again: its old outputs are replaced
+                if reader.ros1 or not info.msgdef or not info.digest:
+                    # ROS 1 types are converted; definitions missing in damaged bags come from Humble
+                    if info.msgtype in M.typestore().fielddefs:
+                        writer.add_topic(info.topic, info.msgtype)
+                else:
+                    writer.add_topic(info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest)
+        for topic in OUTPUT_TOPICS:
+            writer.add_topic(topic, M.IMAGE)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer
+
+
+def _copy_input(writer: BagWriter, reader: BagReader, raw: RawMessage, res: BagResult) -> None:
+    if raw.topic in OUTPUT_TOPICS:
+        return
+    if raw.topic not in writer.counts:
+        if raw.topic not in res.uncopied_topics:
+            res.uncopied_topics.append(raw.topic)
+        return
+    try:
+        writer.write_raw(raw.topic, raw.log_time, reader.to_cdr(raw))
+    except Exception as err:  # one odd message must not stop the evaluation
+        res.add_error(f"could not copy a {raw.msgtype} message on {raw.topic}: {err}")
+
+
+# ------------------------------------------------------------------------------------ summaries
+def latency_summary(latencies: Sequence[float]) -> Optional[Dict[str, float]]:
+    """p50/p90/p99/mean/max in ms (None when no frame was timed)."""
+    if not latencies:
+        return None
+    arr = np.asarray(latencies, dtype=np.float64)
+    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
+            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "max": float(arr.max())}
+
+
+def source_rate(first: Optional[int], last: Optional[int], frames: int) -> Optional[float]:
+    """Camera rate implied by the stamps of `frames` frames."""
+    if first is None or last is None or frames < 2 or last <= first:
+        return None
+    return (frames - 1) / ((last - first) / 1e9)
+
+
+def build_report(results: Sequence[BagResult], class_names: Sequence[str],
+                 confusion: Optional[ConfusionMatrix] = None, meta: Optional[Dict[str, Any]] = None) -> Dict:
+    """The JSON report over all bags (merged confusion matrix when given, else summed here)."""
+    if confusion is None:
+        labelled = [r.confusion for r in results if r.confusion is not None]
+        if labelled:
+            confusion = ConfusionMatrix(labelled[0].num_classes, ignore_index=255)
+            for cm in labelled:
+                confusion.merge(cm)
+    frames = sum(r.frames for r in results)
+    labelled_frames = sum(r.labelled for r in results)
+    latencies = [v for r in results for v in r.latencies_ms]
+    wall = sum(r.wall_s for r in results)
+    stages: Dict[str, List[float]] = {}
+    for r in results:
+        for k, v in r.stage_ms.items():
+            stages.setdefault(k, []).extend(v)
+    scored = confusion is not None and labelled_frames > 0
+    metrics = confusion.as_dict(class_names) if scored else None
+    report: Dict[str, Any] = {
+        "miou": metrics["miou"] if metrics else None,
+        "per_class_iou": metrics["per_class_iou"] if metrics else None,
+        "pixel_accuracy": metrics["pixel_accuracy"] if metrics else None,
+        "frames": frames,
+        "labelled_frames": labelled_frames,
+        "unpaired": sum(r.unpaired_images for r in results),
+        "unpaired_labels": sum(r.unpaired_labels for r in results),
+        "dropped": sum(r.dropped for r in results),
+        "undecodable": sum(r.skipped for r in results),
+        "latency_ms": latency_summary(latencies),
+        "stage_ms": {k: float(np.mean(v)) for k, v in stages.items()} or None,
+        "fps": frames / wall if wall > 0 and frames else None,
+        "errors": [e for r in results for e in r.errors],
+        "bags": [_bag_entry(r, class_names) for r in results],
+    }
+    if meta:
+        report.update(meta)
+    return report
+
+
+def _bag_entry(r: BagResult, class_names: Sequence[str]) -> Dict[str, Any]:
+    miou = r.confusion.miou() if r.confusion is not None and r.labelled else None
+    return {
+        "bag": r.bag, "image_topic": r.image_topic, "label_topic": r.label_topic,
+        "frames": r.frames, "labelled_frames": r.labelled, "miou": miou,
+        "unpaired": r.unpaired_images, "unpaired_labels": r.unpaired_labels,
+        "unpaired_stamps": r.unpaired_stamps, "dropped": r.dropped, "undecodable": r.skipped,
+        "latency_ms": latency_summary(r.latencies_ms),
+        "fps": r.frames / r.wall_s if r.wall_s > 0 and r.frames else None,
+        "camera_rate_hz": source_rate(r.first_stamp, r.last_stamp, r.frames),
+        "errors": len(r.errors), "out_bag": r.out_bag, "uncopied_topics": r.uncopied_topics,
+    }
+
+
+def evaluate_bags(bags: Sequence[Union[str, Path]], processor: FrameProcessor,
+                  options: Optional[EvalOptions] = None, out_bags: Optional[Sequence[Optional[Path]]] = None,
+                  label_source: Optional[LabelSource] = None,
+                  progress: Optional[Callable[[BagResult], None]] = None) -> List[BagResult]:
+    """Evaluate several bags one after the other (out_bags[i] is bag i's output bag, or None)."""
+    import dataclasses
+
+    opt = options or EvalOptions()
+    results = []
+    for i, bag in enumerate(bags):
+        bag_opt = dataclasses.replace(opt, out_bag=out_bags[i] if out_bags is not None else opt.out_bag)
+        result = evaluate_bag(bag, processor, bag_opt, label_source)
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    return results

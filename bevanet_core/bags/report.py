@@ -1,0 +1,255 @@
+"""Writing an evaluation report: JSON, a markdown summary, a plot, a montage and an overlay video.
+
+Every file is written to a temporary name and renamed, so a crash never leaves half a report.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+
+PathLike = Union[str, Path]
+
+
+def _atomic(path: PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; reports are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN (as null) and with plain Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(report: Dict, path: PathLike) -> Path:
+    """The report as indented JSON (NaN written as null)."""
+    text = json.dumps(_clean(report), indent=2, sort_keys=False) + "\n"
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _fmt(v: Optional[float], digits: int = 2, unit: str = "") -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}{unit}"
+
+
+def markdown(report: Dict) -> str:
+    """A short human summary of the report."""
+    lat = report.get("latency_ms") or {}
+    lines = ["# Rosbag evaluation", ""]
+    model = report.get("model") or {}
+    if model:
+        lines += [f"Model: `{model.get('variant')}` ({model.get('weights') or 'shipped default'}), "
+                  f"backend `{model.get('backend')}` on `{model.get('device')}`, "
+                  f"network input {model.get('input_size')}.", ""]
+    lines += ["| metric | value |", "|---|---|",
+              f"| mIoU | {_fmt(report.get('miou'), 2, ' %')} |",
+              f"| pixel accuracy | {_fmt(report.get('pixel_accuracy'), 2, ' %')} |",
+              f"| frames | {report.get('frames')} |",
+              f"| labelled frames | {report.get('labelled_frames')} |",
+              f"| unpaired frames / labels | {report.get('unpaired')} / {report.get('unpaired_labels')} |",
+              f"| dropped / undecodable frames | {report.get('dropped')} / {report.get('undecodable')} |",
+              f"| latency p50 / p90 / p99 | {_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p90'), 1)} / "
+              f"{_fmt(lat.get('p99'), 1)} ms |",
+              f"| throughput | {_fmt(report.get('fps'), 1, ' fps')} |", ""]
+    if report.get("miou") is None:
+        lines += ["No ground-truth labels were paired with the camera frames, so there is no mIoU "
+                  "(record labels on a label topic, or pass --dataset-root/--list).", ""]
+    per_class = report.get("per_class_iou")
+    if per_class:
+        lines += ["| class | IoU % |", "|---|---|"]
+        lines += [f"| {name} | {_fmt(v)} |" for name, v in per_class.items()]
+        lines.append("")
+    bags = report.get("bags") or []
+    if bags:
+        lines += ["| bag | frames | labelled | unpaired | mIoU % | p50 ms | fps | camera Hz | errors |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for b in bags:
+            bl = b.get("latency_ms") or {}
+            lines.append(f"| `{Path(b['bag']).name}` | {b['frames']} | {b['labelled_frames']} | {b['unpaired']} | "
+                         f"{_fmt(b.get('miou'))} | {_fmt(bl.get('p50'), 1)} | {_fmt(b.get('fps'), 1)} | "
+                         f"{_fmt(b.get('camera_rate_hz'), 1)} | {b['errors']} |")
+        lines.append("")
+    errors = report.get("errors") or []
+    if errors:
+        lines += ["## Errors", ""]
+        for e in errors:
+            times = f" (x{e['count']})" if e.get("count", 1) > 1 else ""
+            lines.append(f"- `{Path(e['bag']).name}` after {e['frames_before']} frames{times}: {e['error']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_markdown(report: Dict, path: PathLike) -> Path:
+    text = markdown(report)
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _imwrite(path: str, rgb: np.ndarray) -> None:
+    ext = Path(path).suffix or ".png"
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"OpenCV cannot write {ext} images ({path})")
+    Path(path).write_bytes(buf.tobytes())
+
+
+def montage(samples: Sequence[Dict[str, Any]], colorize, tile_width: int = 320) -> Optional[np.ndarray]:
+    """Rows of [camera | overlay | ground truth] for the sampled frames (RGB uint8)."""
+    rows: List[np.ndarray] = []
+    with_gt = any(s.get("label") is not None for s in samples)
+    for s in samples:
+        h, w = s["rgb"].shape[:2]
+        size = (tile_width, max(1, round(h * tile_width / w)))
+        tiles = [s["rgb"], s["overlay"] if s.get("overlay") is not None else s["rgb"]]
+        if with_gt:
+            tiles.append(colorize(s["label"]) if s.get("label") is not None else np.zeros_like(s["rgb"]))
+        tiles = [cv2.resize(t, size, interpolation=cv2.INTER_AREA if t.ndim == 3 else cv2.INTER_NEAREST)
+                 for t in tiles]
+        rows.append(np.concatenate(tiles, axis=1))
+    if not rows:
+        return None
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    return np.concatenate(rows, axis=0)
+
+
+def write_montage(samples: Sequence[Dict[str, Any]], colorize, path: PathLike) -> Optional[Path]:
+    """The montage as PNG; None when no frame was sampled."""
+    image = montage(samples, colorize)
+    if image is None:
+        return None
+    return _atomic(path, lambda tmp: _imwrite(tmp, image))
+
+
+def write_plot(report: Dict, latencies_ms: Sequence[float], path: PathLike) -> Path:
+    """Per-class IoU bars (when labelled) and the per-frame latency trace, as one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_class = report.get("per_class_iou")
+    panels = 2 if per_class else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    ax = axes[0][0]
+    if latencies_ms:
+        ax.plot(np.arange(1, len(latencies_ms) + 1), latencies_ms, lw=1)
+        lat = report.get("latency_ms") or {}
+        for key, style in (("p50", "--"), ("p99", ":")):
+            if lat.get(key) is not None:
+                ax.axhline(lat[key], ls=style, color="k", lw=0.8, label=f"{key} {lat[key]:.1f} ms")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("frame")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(f"latency, {report.get('frames')} frames, {_fmt(report.get('fps'), 1, ' fps')}")
+    if per_class:
+        ax = axes[0][1]
+        names = list(per_class)
+        vals = [per_class[n] if per_class[n] is not None else 0.0 for n in names]
+        ax.barh(names, vals)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 100)
+        ax.set_xlabel("IoU (%)")
+        ax.set_title(f"mIoU {_fmt(report.get('miou'))} %")
+    fig.tight_layout()
+
+    def save(tmp: str) -> None:
+        fig.savefig(tmp, dpi=100, format="png")
+
+    try:
+        return _atomic(path, save)
+    finally:
+        plt.close(fig)
+
+
+class VideoSink:
+    """Overlay frames to an mp4 (OpenCV 'mp4v'), written to a temp name and renamed on close.
+
+    Without an explicit fps the rate is taken from the first two frame stamps (the camera rate).
+    """
+
+    def __init__(self, path: PathLike, fps: Optional[float] = None):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            raise ValueError(f"video path {self.path} should end in .mp4")
+        self.fps = float(fps) if fps else None
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._writer: Optional[cv2.VideoWriter] = None
+        self._pending: Optional[tuple] = None
+        self._size = (0, 0)
+        self.frames = 0
+
+    def _open(self, first: np.ndarray, fps: float) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        h, w = first.shape[:2]
+        self._size = (w, h)
+        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not self._writer.isOpened():
+            raise ValueError(f"OpenCV cannot write an mp4v video to {self.path}")
+
+    def _put(self, rgb: np.ndarray) -> None:
+        if (rgb.shape[1], rgb.shape[0]) != self._size:
+            rgb = cv2.resize(rgb, self._size)
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def write(self, rgb: np.ndarray, stamp_ns: Optional[int] = None) -> None:
+        if self._writer is None:
+            if self.fps is None and self._pending is None:
+                self._pending = (rgb.copy(), stamp_ns)
+                return
+            fps = self.fps
+            if fps is None:
+                prev = self._pending[1]
+                dt = (stamp_ns - prev) / 1e9 if stamp_ns is not None and prev is not None else 0.0
+                fps = 1.0 / dt if dt > 0 else 10.0
+            self._open(self._pending[0] if self._pending else rgb, fps)
+            if self._pending is not None:
+                self._put(self._pending[0])
+                self._pending = None
+        self._put(rgb)
+
+    def close(self) -> Optional[Path]:
+        """Finish the file; None when no frame was written."""
+        if self._writer is None and self._pending is not None:
+            self._open(self._pending[0], self.fps or 10.0)
+            self._put(self._pending[0])
+            self._pending = None
+        if self._writer is None:
+            return None
+        self._writer.release()
+        self._writer = None
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        if self._tmp.exists():
+            self._tmp.unlink()

@@ -1,0 +1,188 @@
+"""bevanet-demo: replay the shipped sample drive through the node's runtime and show the results.
+
+With no arguments it reads the sample bag that the repository ships (bags/solid_white_right,
+JPEG camera frames of a real highway drive), segments every frame with the shipped default
+model exactly as the ROS node does, and writes to outputs/demo/:
+
+    segmented_bag/   rosbag2 (MCAP): the inputs plus /segmentation/{mask,color_mask,overlay}
+    overlay.mp4      the overlays as a video at the camera rate
+    montage.png      camera | overlay rows of a few frames
+    report.json      frames, latency p50/p90/p99, throughput (and mIoU when the bag has labels)
+    report.md        the same as a table; plot.png: per-frame latency
+
+`--through-node` sends the frames over DDS to a running segmentation node instead (needs rclpy).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ..bags import evaluate as E
+from ..bags import report as R
+from ..bags.reader import BagReadError
+from ..bags.writer import BagWriteError
+from .bag_eval import add_model_args, build_segmenter, machine_meta, model_meta, summary_line
+
+SAMPLE_BAG = "solid_white_right"
+PACKAGE = "bevanet_ros"
+
+
+def sample_bag_candidates() -> List[Path]:
+    """Where the shipped sample bag can be: the source tree, a colcon install, a pip install."""
+    here = Path(__file__).resolve()
+    places = [here.parents[2] / "bags" / SAMPLE_BAG]  # source checkout / editable install
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            places.append(Path(prefix) / "share" / PACKAGE / "bags" / SAMPLE_BAG)
+    places.append(Path(sys.prefix) / "share" / PACKAGE / "bags" / SAMPLE_BAG)
+    return places
+
+
+def find_sample_bag() -> Path:
+    for place in sample_bag_candidates():
+        if (place / "metadata.yaml").is_file():
+            return place
+    tried = "\n  ".join(str(p) for p in sample_bag_candidates())
+    raise FileNotFoundError(f"the shipped sample bag '{SAMPLE_BAG}' was not found; looked in:\n  {tried}\n"
+                            "pass one with --bag (see bags/README.md to record your own)")
+
+
+def default_weights_problem() -> Optional[str]:
+    """Why the shipped default model cannot be used, or None when it is there."""
+    from ..checkpoint import DEFAULT_WEIGHTS
+
+    if DEFAULT_WEIGHTS.is_file():
+        return None
+    return (f"the shipped default model is not there yet: {DEFAULT_WEIGHTS}\n"
+            "It is the CamVid-trained BEVANet-S made by the training pipeline "
+            "(bevanet-train --config training/bevanet-s_camvid-480x360.yaml) and shipped in "
+            "bevanet_core/weights/; this checkout does not have it. The demo never runs untrained weights.\n"
+            "Run it with a checkpoint of your own: bevanet-demo --weights path/to/model.safetensors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bevanet-demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)")
+    p.add_argument("--image-topic", default=None, help="camera topic (default: the bag's only image topic)")
+    p.add_argument("--label-topic", default=E.DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it")
+    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
+    p.add_argument("--through-node", action="store_true",
+                   help="drive a running segmentation node over DDS instead of the in-process runtime")
+    p.add_argument("--node-input", default="/camera/image_raw", help="(--through-node) node's image topic")
+    p.add_argument("--node-mask", default="/segmentation/mask", help="(--through-node) node's mask topic")
+    p.add_argument("--node-timeout", type=float, default=5.0,
+                   help="(--through-node) seconds to wait for each mask before counting the frame dropped")
+    add_model_args(p)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        bag = args.bag if args.bag is not None else find_sample_bag()
+    except FileNotFoundError as err:
+        print(f"bevanet-demo: {err}", file=sys.stderr)
+        return 1
+    if not bag.exists():
+        print(f"bevanet-demo: bag {bag} does not exist", file=sys.stderr)
+        return 1
+    if args.weights is None and args.backend != "tensorrt":
+        problem = default_weights_problem()
+        if problem:
+            print(f"bevanet-demo: {problem}", file=sys.stderr)
+            return 1
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"bevanet-demo: replaying {bag}")
+    try:
+        seg = build_segmenter(args)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"bevanet-demo: cannot load the model: {err}", file=sys.stderr)
+        return 1
+    processor = E.RuntimeProcessor(seg)
+    if args.through_node:
+        processor = _node_processor(args, processor)
+        if processor is None:
+            return 1
+    video = None if args.no_video else R.VideoSink(out / "overlay.mp4")
+    shown = [0.0]
+
+    def on_frame(rec: E.FrameRecord) -> None:
+        if video is not None and rec.overlay is not None:
+            video.write(rec.overlay, rec.stamp)
+        now = time.monotonic()
+        if now - shown[0] > 2.0:
+            shown[0] = now
+            print(f"  frame {rec.index + 1}: {rec.latency_ms:.0f} ms", flush=True)
+
+    options = E.EvalOptions(image_topic=args.image_topic, label_topic=args.label_topic,
+                            max_frames=args.max_frames, out_bag=out / "segmented_bag", overwrite=True,
+                            frame_callback=on_frame)
+    try:
+        result = E.evaluate_bag(bag, processor, options)
+    except (E.BagEvalError, BagWriteError, BagReadError) as err:
+        if video is not None:
+            video.abort()
+        print(f"bevanet-demo: {err}", file=sys.stderr)
+        return 1
+    finally:
+        close = getattr(processor, "shutdown", None)
+        if close is not None:
+            close()
+    video_path = video.close() if video is not None else None
+    meta = {"model": model_meta(seg, args), "machine": machine_meta(), "bag_file": str(bag),
+            "mode": "dds-node" if args.through_node else "in-process runtime"}
+    report = E.build_report([result], processor.class_names, None, meta)
+    written = {
+        "output bag": result.out_bag,
+        "overlay video": str(video_path) if video_path else None,
+        "montage": R.write_montage(result.samples, processor.colorize, out / "montage.png"),
+        "report (JSON)": R.write_json(report, out / "report.json"),
+        "report (markdown)": R.write_markdown(report, out / "report.md"),
+    }
+    try:
+        written["latency plot"] = R.write_plot(report, result.latencies_ms, out / "plot.png")
+    except ImportError:
+        pass
+    print(summary_line(report))
+    for e in report["errors"]:
+        print(f"  error: {e['error']}", file=sys.stderr)
+    print(f"outputs in {out.resolve()}:")
+    for kind, path in written.items():
+        if path:
+            print(f"  {kind:18s} {path}")
+    if result.out_bag:
+        print(f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)")
+    return 1 if report["errors"] else 0
+
+
+def _node_processor(args: argparse.Namespace, local: E.RuntimeProcessor):
+    """The DDS mode, kept behind this function: rclpy is imported here and nowhere else.
+
+    The frames go to a node started separately (`ros2 run bevanet_ros segmentation_node`, or the
+    launch file) on --node-input, and its masks come back on --node-mask, paired by header stamp;
+    latency is then the full publish -> node -> subscribe time.
+    """
+    try:
+        from bevanet_ros.bag_driver import NodeProcessor  # imports rclpy
+    except ImportError as err:
+        print(f"bevanet-demo: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_driver ({err}); "
+              "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)", file=sys.stderr)
+        return None
+    try:
+        return NodeProcessor(args.node_input, args.node_mask, local, timeout_s=args.node_timeout)
+    except (RuntimeError, TimeoutError) as err:
+        print(f"bevanet-demo: {err}", file=sys.stderr)
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
