@@ -1,0 +1,39 @@
+"""bevanet-train: train a segmentation model from a YAML recipe (single process or torchrun)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from ..training.config import load_config
+from ..training.engine import train
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
+                                     epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...")
+    parser.add_argument("--config", help="training recipe YAML (see training/)")
+    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values, e.g. optim.lr=0.01 run.precision=bf16")
+    parser.add_argument("--data-root", help="shortcut for data.root=...")
+    parser.add_argument("--out-dir", help="shortcut for run.out_dir=...")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="resume from a checkpoint (default: <out_dir>/last.pt)")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.out_dir:
+        overrides.append(f"run.out_dir={args.out_dir}")
+    try:
+        cfg = load_config(args.config, overrides)
+    except (ValueError, FileNotFoundError) as exc:
+        parser.error(str(exc))
+    result = train(cfg, resume=args.resume)
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

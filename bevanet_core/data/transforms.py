@@ -1,0 +1,104 @@
+"""Training and evaluation transforms (the PIDNet/BEVANet recipe), on numpy arrays.
+
+Every random choice takes an explicit `np.random.Generator`, so that a sample's augmentation
+depends only on (seed, epoch, index): a resumed run sees exactly the batches it would have seen.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from .classes import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
+
+def normalize(image: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """HxWx3 uint8 RGB -> 3xHxW float32 tensor, (x/255 - mean) / std."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    m = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+    s = torch.tensor(std, dtype=torch.float32)[:, None, None]
+    return x.sub_(m).div_(s)
+
+
+def resize_long_side(image: np.ndarray, label: Optional[np.ndarray], long_size: int):
+    """Scales so the longer side equals long_size: bilinear image, nearest label."""
+    h, w = image.shape[:2]
+    if h > w:
+        new_h, new_w = long_size, int(w * long_size / h + 0.5)
+    else:
+        new_w, new_h = long_size, int(h * long_size / w + 0.5)
+    image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if label is not None:
+        label = cv2.resize(label, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    return image, label
+
+
+def pad_to(image: np.ndarray, label: np.ndarray, size_hw: Tuple[int, int], ignore_index: int = IGNORE_INDEX):
+    """Pads bottom/right up to size (image with 0, label with ignore_index)."""
+    h, w = image.shape[:2]
+    ph, pw = max(size_hw[0] - h, 0), max(size_hw[1] - w, 0)
+    if ph or pw:
+        image = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        label = cv2.copyMakeBorder(label, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=ignore_index)
+    return image, label
+
+
+def boundary_target(label: np.ndarray, dilate: int = 4, border: int = 0) -> np.ndarray:
+    """Binary boundary map of a label map: Canny (0.1, 0.2, aperture 3), optional zeroed border,
+    dilated with a dilate x dilate kernel (as PIDNet)."""
+    edge = cv2.Canny(label, 0.1, 0.2)
+    if border > 0:
+        edge[:border, :] = 0
+        edge[-border:, :] = 0
+        edge[:, :border] = 0
+        edge[:, -border:] = 0
+    edge = cv2.dilate(edge, np.ones((dilate, dilate), np.uint8), iterations=1)
+    return (edge > 50).astype(np.float32)
+
+
+@dataclass
+class TrainTransform:
+    """Random scale of the base long side, pad, random crop, flip, normalise, boundary target."""
+
+    base_size: int
+    crop_size: Tuple[int, int]  # (width, height)
+    scale_min: float = 0.5
+    scale_max: float = 2.1
+    scale_step: float = 0.1
+    flip: bool = True
+    edge_border: int = 0
+    mean: Sequence[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: Sequence[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    ignore_index: int = IGNORE_INDEX
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        steps = int(round((self.scale_max - self.scale_min) / self.scale_step))
+        scale = self.scale_min + rng.integers(0, steps + 1) * self.scale_step
+        image, label = resize_long_side(image, label, int(self.base_size * scale + 0.5))
+        crop_w, crop_h = self.crop_size
+        image, label = pad_to(image, label, (crop_h, crop_w), self.ignore_index)
+        h, w = label.shape
+        y = int(rng.integers(0, h - crop_h + 1))
+        x = int(rng.integers(0, w - crop_w + 1))
+        image = image[y:y + crop_h, x:x + crop_w]
+        label = label[y:y + crop_h, x:x + crop_w]
+        if self.flip and rng.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        label = np.ascontiguousarray(label)
+        edge = boundary_target(label, border=self.edge_border)
+        return (normalize(image, self.mean, self.std), torch.from_numpy(label.astype(np.int64)),
+                torch.from_numpy(edge))
+
+
+@dataclass
+class EvalTransform:
+    """Full image, single scale: normalise only (the model pads to a multiple of 8 itself)."""
+
+    mean: Sequence[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: Sequence[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: Optional[np.random.Generator] = None):
+        return normalize(image, self.mean, self.std), torch.from_numpy(label.astype(np.int64))

@@ -1,0 +1,132 @@
+"""Training configuration: small typed dataclasses loaded from YAML, overridable as `a.b=value`."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    variant: str = "bevanet_s"
+    num_classes: int = 11
+    pretrained: Optional[str] = None  # classifier or segmentation weights to start from
+    sync_bn: bool = False
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "camvid"
+    root: str = "../shared/data/camvid"
+    train_list: Optional[str] = None  # relative to root; None = the dataset's default split
+    val_list: Optional[str] = None
+    train_split: str = "train"
+    val_split: str = "val"
+    encoding: str = "index"  # CamVid labels: 'index' PNGs or 'rgb' colour codes
+    base_size: int = 480
+    crop_size: List[int] = field(default_factory=lambda: [480, 360])  # width, height
+    scale_min: float = 0.5
+    scale_max: float = 2.1
+    flip: bool = True
+    edge_border: int = 0  # Cityscapes/ADE20K: 6
+    workers: int = 1
+    class_weights: Optional[List[float]] = None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.0038
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    power: float = 0.9
+    batch_size: int = 8  # per process
+    epochs: Optional[int] = None
+    iterations: Optional[int] = None  # overrides epochs when set
+
+
+@dataclass
+class LossConfig:
+    ohem_thresh: float = 0.9
+    ohem_min_kept: int = 131072
+    aux: float = 0.4
+    main: float = 1.0
+    boundary: float = 20.0
+    boundary_guided: float = 1.0
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "runs/bevanet-s_camvid"
+    seed: int = 304
+    device: str = "auto"  # auto, cpu, cuda
+    precision: str = "fp32"  # fp32, bf16, fp16 (fp16 only on CUDA)
+    channels_last: bool = False
+    checkpoint_every: int = 50  # iterations
+    val_every: int = 100  # iterations; 0 = only at the end
+    log_every: int = 10
+    val_limit: Optional[int] = None  # evaluate on the first N val images only (quick runs)
+    threads: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        cfg = cls()
+        for section, values in (data or {}).items():
+            if section not in _SECTIONS:
+                raise ValueError(f"unknown config section '{section}'; known: {', '.join(_SECTIONS)}")
+            target = getattr(cfg, section)
+            for key, value in (values or {}).items():
+                _set_field(target, section, key, value)
+        return cfg
+
+
+_SECTIONS = ("model", "data", "optim", "loss", "run")
+
+
+def _set_field(obj: Any, section: str, key: str, value: Any) -> None:
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    if key not in names:
+        raise ValueError(f"unknown config key '{section}.{key}'; known: {', '.join(sorted(names))}")
+    setattr(obj, key, value)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """YAML file (optional) then `section.key=value` overrides (values parsed as YAML)."""
+    data: Dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+    cfg = TrainConfig.from_dict(data)
+    for item in overrides:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"override must look like section.key=value, got {item!r}")
+        dotted, raw = item.split("=", 1)
+        section, key = dotted.split(".", 1)
+        if section not in _SECTIONS:
+            raise ValueError(f"unknown config section '{section}' in override {item!r}")
+        _set_field(getattr(cfg, section), section, key, _parse_value(raw))
+    return cfg
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

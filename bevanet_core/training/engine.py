@@ -1,0 +1,400 @@
+"""The training loop: datasets, criterion, poly LR, train, evaluate, checkpoint, resume.
+
+Runs on one process or under `torchrun` (DistributedDataParallel; NCCL on GPUs, gloo on CPU).
+A run killed at any moment resumes where it was: checkpoints are written atomically and hold
+model, optimizer, iteration, best mIoU, RNG states and the resolved config; the data order and
+every augmentation are pure functions of (seed, epoch, index), so the resumed run sees the same
+batches as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Sampler
+
+from ..checkpoint import ModelInfo, atomic_write, load_state_dict_strict, read_checkpoint, save_weights
+from ..data.datasets import build_dataset
+from ..data.transforms import EvalTransform, TrainTransform
+from ..evaluation.metrics import ConfusionMatrix
+from ..models import build_model
+from .config import TrainConfig, save_config
+from .losses import BEVANetCriterion, LossWeights
+
+
+def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9) -> float:
+    """Polynomial decay per iteration, no warm-up (the authors' schedule)."""
+    return base_lr * (1.0 - iteration / max_iterations) ** power
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Initialises torch.distributed from torchrun's environment variables, if present."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+class ResumableBatchSampler(Sampler):
+    """Batches of (index, augmentation seed) for one epoch, shuffled by (seed, epoch), split
+    across ranks, skipping the first `start_batch` batches when resuming mid-epoch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                 start_batch: int = 0, shuffle: bool = True):
+        self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
+        self.rank, self.world_size, self.start_batch, self.shuffle = rank, world_size, start_batch, shuffle
+
+    @staticmethod
+    def batches_per_epoch(size: int, batch_size: int, world_size: int = 1) -> int:
+        return size // (batch_size * world_size)
+
+    def _order(self) -> List[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[List[tuple]]:
+        order = self._order()
+        n = self.batches_per_epoch(self.size, self.batch_size, self.world_size)
+        per_rank = order[self.rank: n * self.batch_size * self.world_size: self.world_size]
+        for b in range(self.start_batch, n):
+            yield [(i, (self.seed, self.epoch, i)) for i in per_rank[b * self.batch_size:(b + 1) * self.batch_size]]
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch(self.size, self.batch_size, self.world_size) - self.start_batch
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' requested but CUDA is not available")
+    return torch.device(name)
+
+
+def build_datasets(cfg: TrainConfig):
+    d = cfg.data
+    root = Path(d.root)
+    train_tf = TrainTransform(base_size=d.base_size, crop_size=tuple(d.crop_size), scale_min=d.scale_min,
+                              scale_max=d.scale_max, flip=d.flip, edge_border=d.edge_border)
+    lists = {k: (root / v if v else None) for k, v in (("train", d.train_list), ("val", d.val_list))}
+    train = build_dataset(d.dataset, root, lists["train"], d.train_split, train_tf, d.encoding, cfg.run.seed)
+    val = build_dataset(d.dataset, root, lists["val"], d.val_split, EvalTransform(), d.encoding, cfg.run.seed)
+    return train, val
+
+
+def build_criterion(cfg: TrainConfig) -> BEVANetCriterion:
+    lc = cfg.loss
+    return BEVANetCriterion(ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
+                            class_weights=cfg.data.class_weights,
+                            weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided))
+
+
+def autocast_context(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("fp16 mixed precision needs CUDA; use bf16 on the CPU")
+        return torch.autocast("cuda", dtype=torch.float16)
+    raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+
+
+def main_logits(outputs) -> torch.Tensor:
+    return outputs.main if isinstance(outputs, tuple) else outputs
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """Full-image logits at the input size: pad to a multiple of 8, run, upsample, crop."""
+    h, w = image.shape[-2:]
+    ph, pw = (-h) % 8, (-w) % 8
+    x = F.pad(image, (0, pw, 0, ph)) if (ph or pw) else image
+    logits = main_logits(model(x))
+    logits = F.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return logits[..., :h, :w]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset, device: torch.device, num_classes: int, precision: str = "fp32",
+             limit: Optional[int] = None, dist_info: DistInfo = DistInfo(),
+             channels_last: bool = False) -> ConfusionMatrix:
+    """Single scale, full image, batch 1, no flip; confusion matrices summed over ranks."""
+    was_training = model.training
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in range(dist_info.rank, n, dist_info.world_size):
+        image, label = dataset[i]
+        x = image.unsqueeze(0).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_context(device, precision):
+            pred = predict_logits(model, x).argmax(1)[0]
+        cm.update(pred.cpu(), label)
+    if dist_info.world_size > 1:
+        t = torch.from_numpy(np.concatenate([cm.matrix.ravel(), cm.missed])).to(device)
+        dist.all_reduce(t)
+        t = t.cpu().numpy()
+        cm.matrix = t[: num_classes ** 2].reshape(num_classes, num_classes)
+        cm.missed = t[num_classes ** 2:]
+    model.train(was_training)
+    return cm
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> Dict:
+    """RNG states as tensors and plain values, so the checkpoint loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    state = {"python": [version, torch.tensor(py_state, dtype=torch.int64), py_gauss],
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict) -> None:
+    version, py_state, py_gauss = state["python"]
+    random.setstate((version, tuple(py_state.tolist()), py_gauss))
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_checkpoint(path: Path, model: nn.Module, optimizer, iteration: int, best_miou: float,
+                             cfg: TrainConfig, info: ModelInfo, history: List[Dict]) -> None:
+    payload = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+        "best_miou": best_miou, "config": cfg.to_dict(), "model_info": info.to_json(),
+        "rng": _rng_state(), "history": history, "format": "bevanet-train-v1",
+    }
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_training_checkpoint(path: Path) -> Dict:
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"cannot read training checkpoint {path}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- training
+
+
+class Logger:
+    """Console progress (loss, LR, speed, ETA), JSON-lines log file and TensorBoard, rank 0 only."""
+
+    def __init__(self, out_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.file = open(out_dir / "train.log.jsonl", "a") if enabled else None
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                pass
+
+    def log(self, record: Dict, step: int, console: Optional[str] = None) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps({"iteration": step, "time": time.time(), **record}) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(k, v, step)
+        if console:
+            print(console, flush=True)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Dict:
+    """Trains per `cfg`. `resume`: a checkpoint path, or 'auto' for <out_dir>/last.pt if present.
+    `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
+    device = resolve_device(cfg.run.device)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    dinfo = init_distributed(device.type)
+    if device.type == "cuda":
+        device = torch.device("cuda", dinfo.local_rank)
+        torch.cuda.set_device(device)
+    out_dir = Path(cfg.run.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.run.seed + dinfo.rank)
+    np.random.seed(cfg.run.seed + dinfo.rank)
+    random.seed(cfg.run.seed + dinfo.rank)
+
+    train_set, val_set = build_datasets(cfg)
+    if train_set.num_classes != cfg.model.num_classes:
+        raise ValueError(f"dataset {cfg.data.dataset} has {train_set.num_classes} classes but "
+                         f"model.num_classes={cfg.model.num_classes}")
+    info = ModelInfo(variant=cfg.model.variant, num_classes=cfg.model.num_classes,
+                     class_names=list(train_set.class_names), palette=[list(c) for c in train_set.palette],
+                     input_size=None, dataset=cfg.data.dataset)
+
+    model = build_model(cfg.model.variant, num_classes=cfg.model.num_classes, aux_heads=True)
+    if cfg.model.pretrained:
+        state, _ = read_checkpoint(cfg.model.pretrained)
+        report = load_state_dict_strict(model, state, cfg.model.pretrained, strict=False)
+        if dinfo.is_main:
+            print(f"initialised from {cfg.model.pretrained}: {len(report['missing'])} tensors not in the file, "
+                  f"{len(report['mismatched'])} shape mismatches skipped", flush=True)
+    if cfg.model.sync_bn and dinfo.world_size > 1:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if cfg.run.channels_last:
+        model.to(memory_format=torch.channels_last)
+    criterion = build_criterion(cfg).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                                weight_decay=cfg.optim.weight_decay)
+
+    batches = ResumableBatchSampler.batches_per_epoch(len(train_set), cfg.optim.batch_size, dinfo.world_size)
+    if batches == 0:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of "
+                         f"{cfg.optim.batch_size} x {dinfo.world_size} processes")
+    max_iter = cfg.optim.iterations or (cfg.optim.epochs or 1) * batches
+
+    iteration, best_miou, history = 0, -1.0, []
+    resume_path = out_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+    if resume_path is not None and resume_path.is_file():
+        ckpt = load_training_checkpoint(resume_path)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        iteration, best_miou, history = ckpt["iteration"], ckpt["best_miou"], ckpt.get("history", [])
+        _set_rng_state(ckpt["rng"])
+        if dinfo.is_main:
+            print(f"resumed from {resume_path} at iteration {iteration}/{max_iter}", flush=True)
+    elif resume not in (None, "auto"):
+        raise FileNotFoundError(f"checkpoint to resume not found: {resume}")
+
+    ddp_model = model
+    if dinfo.world_size > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    scaler = torch.amp.GradScaler("cuda") if cfg.run.precision == "fp16" else None
+    if dinfo.is_main:
+        save_config(cfg, out_dir / "config.yaml")
+    logger = Logger(out_dir, dinfo.is_main)
+
+    def checkpoint(kind: str = "last") -> None:
+        if dinfo.is_main:
+            save_training_checkpoint(out_dir / f"{kind}.pt", model, optimizer, iteration, best_miou, cfg, info, history)
+
+    def validate() -> float:
+        nonlocal best_miou
+        cm = evaluate(model, val_set, device, cfg.model.num_classes, cfg.run.precision, cfg.run.val_limit,
+                      dinfo, cfg.run.channels_last)
+        miou = cm.miou()
+        history.append({"iteration": iteration, "val_miou": miou})
+        if dinfo.is_main:
+            improved = miou > best_miou
+            if improved:
+                best_miou = miou
+                save_weights(model, out_dir / "best.safetensors", info)
+            logger.log({"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}, iteration,
+                       f"[val] iteration {iteration}: mIoU {miou:.2f} (best {best_miou:.2f})"
+                       + (" -> best.safetensors" if improved else ""))
+        return miou
+
+    ddp_model.train()
+    start_iter, t0 = iteration, time.time()
+    done_this_call = 0
+    while iteration < max_iter:
+        epoch, start_batch = divmod(iteration, batches)
+        train_set.epoch = epoch
+        sampler = ResumableBatchSampler(len(train_set), cfg.optim.batch_size, cfg.run.seed, epoch,
+                                        dinfo.rank, dinfo.world_size, start_batch)
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers,
+                            pin_memory=device.type == "cuda", persistent_workers=False)
+        for images, labels, edges in loader:
+            lr = poly_lr(cfg.optim.lr, iteration, max_iter, cfg.optim.power)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = images.to(device, non_blocking=True)
+            if cfg.run.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels, edges = labels.to(device, non_blocking=True), edges.to(device, non_blocking=True)
+            with autocast_context(device, cfg.run.precision):
+                outputs = ddp_model(images)
+            losses = criterion(outputs, labels, edges)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(losses["loss"]).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                losses["loss"].backward()
+                optimizer.step()
+            if not torch.isfinite(losses["loss"]):
+                raise FloatingPointError(f"loss became {losses['loss'].item()} at iteration {iteration}")
+            iteration += 1
+            done_this_call += 1
+            if iteration % cfg.run.log_every == 0 or iteration == max_iter:
+                speed = (time.time() - t0) / max(iteration - start_iter, 1)
+                eta = speed * (max_iter - iteration)
+                record = {f"train/{k}": float(v.detach()) for k, v in losses.items()}
+                record.update({"train/lr": lr, "train/s_per_iter": speed, "epoch": epoch})
+                logger.log(record, iteration,
+                           f"[train] {iteration}/{max_iter} epoch {epoch} loss {losses['loss'].item():.4f} "
+                           f"lr {lr:.2e} {speed:.2f} s/it ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+            if cfg.run.checkpoint_every and iteration % cfg.run.checkpoint_every == 0:
+                checkpoint()
+            if cfg.run.val_every and iteration % cfg.run.val_every == 0 and iteration < max_iter:
+                validate()
+                checkpoint()
+            if stop_after is not None and done_this_call >= stop_after:
+                checkpoint()
+                logger.close()
+                return {"iteration": iteration, "best_miou": best_miou, "history": history, "stopped": True}
+            if iteration >= max_iter:
+                break
+    final = validate()
+    checkpoint()
+    logger.close()
+    return {"iteration": iteration, "best_miou": best_miou, "final_miou": final, "history": history}
