@@ -65,7 +65,8 @@ else
             "(Debian 12 / Ubuntu 22.04+; the ROS 2 wheels from PyPI are built for CPython 3.11)," \
             "or point BEVANET_PYTHON at a Python 3.11 interpreter."
     fi
-    pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    pyver="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
+        || die "'$PY' does not run as a Python interpreter; set BEVANET_PYTHON to a Python 3.11"
     if [[ "$pyver" != "3.11" ]]; then
         die "'$PY' is Python $pyver; the ROS 2 wheels from PyPI need Python 3.11." \
             "Install it ('sudo apt-get install python3.11 python3.11-venv') or set BEVANET_PYTHON."
