@@ -10,11 +10,13 @@ colour mask all work in RGB, and a single layout keeps batching across cameras s
 """
 from __future__ import annotations
 
+import io
 import sys
 from typing import Any, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
+from PIL import Image as PILImage
 
 try:  # only where ROS provides it; never required
     from cv_bridge import CvBridge  # type: ignore
@@ -71,8 +73,8 @@ def _as_bytes_view(data: Any) -> np.ndarray:
 def check_raw_layout(encoding: str, height: int, width: int, step: int, data_len: int) -> int:
     """Checks a raw image's geometry; returns bytes per pixel. Raises ImageDecodeError naming the
     problem (unknown encoding, zero size, step too small, data length not step*height)."""
-    enc = (encoding or "").strip().lower()
-    if enc not in RAW_ENCODINGS:
+    enc = encoding if isinstance(encoding, str) else ""
+    if enc not in RAW_ENCODINGS:  # exact names, as in sensor_msgs/image_encodings.hpp
         raise ImageDecodeError(
             "unknown_encoding",
             f"unsupported image encoding {encoding!r}; supported: {', '.join(RAW_ENCODINGS)}")
@@ -98,7 +100,7 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int, data: Any) -> 
     """Raw image fields -> HxWx3 uint8 RGB (contiguous). Raises ImageDecodeError."""
     buf = _as_bytes_view(data)
     bpp = check_raw_layout(encoding, int(height), int(width), int(step), buf.size)
-    enc = encoding.strip().lower()
+    enc = encoding
     rows = buf.reshape(int(height), int(step))[:, : int(width) * bpp]
     pixels = rows.reshape(int(height), int(width), bpp) if bpp > 1 else rows.reshape(int(height), int(width))
     code = RAW_ENCODINGS[enc][1]
@@ -115,7 +117,7 @@ def imgmsg_to_rgb(msg: Any) -> np.ndarray:
         encoding, height, width, step, data = msg.encoding, msg.height, msg.width, msg.step, msg.data
     except AttributeError as exc:
         raise ImageDecodeError("bad_message", f"not an Image message: {exc}") from None
-    if _BRIDGE is not None and (encoding or "").strip().lower() in _BRIDGE_ENCODINGS:
+    if _BRIDGE is not None and encoding in _BRIDGE_ENCODINGS:
         check_raw_layout(encoding, int(height), int(width), int(step), len(data))
         try:
             return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
@@ -125,38 +127,29 @@ def imgmsg_to_rgb(msg: Any) -> np.ndarray:
 
 
 def compressed_to_rgb(fmt: str, data: Any) -> np.ndarray:
-    """Compressed bytes (jpeg/png, any format string) -> HxWx3 uint8 RGB. Raises ImageDecodeError."""
+    """Compressed bytes (jpeg/png, any format string) -> HxWx3 uint8 RGB. Raises ImageDecodeError.
+
+    Pillow decodes: it reports truncation and corruption as exceptions, where libjpeg/libpng
+    under OpenCV print to stderr for every bad frame, which would defeat throttled logging.
+    """
     buf = _as_bytes_view(data)
     if buf.size == 0:
         raise ImageDecodeError("zero_size", f"compressed image (format {fmt!r}) has no data")
-    image = None
     try:
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    except cv2.error:
-        image = None
-    if image is None or image.size == 0:
-        image = _pil_decode(buf)
-    if image is None:
+        with PILImage.open(io.BytesIO(buf.tobytes())) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageDecodeError("too_large", f"compressed image {img.width}x{img.height} is too large")
+            rgb = np.asarray(img.convert("RGB"))
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, bomb errors...
+        reason = str(exc).split(" <_io.")[0] or type(exc).__name__  # drop PIL's BytesIO repr
         raise ImageDecodeError(
             "corrupt_compressed",
-            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): corrupt or not jpeg/png")
-    if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise ImageDecodeError("too_large", f"decoded image {image.shape[1]}x{image.shape[0]} is too large")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _pil_decode(buf: np.ndarray) -> Optional[np.ndarray]:
-    """PIL fallback for what OpenCV rejects; returns BGR or None."""
-    try:
-        import io
-
-        from PIL import Image as PILImage
-
-        with PILImage.open(io.BytesIO(buf.tobytes())) as img:
-            rgb = np.asarray(img.convert("RGB"))
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    except Exception:  # noqa: BLE001 - any PIL failure means "not decodable"
-        return None
+            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): {reason}") from None
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ImageDecodeError("zero_size", f"compressed image decoded to shape {rgb.shape}")
+    return np.ascontiguousarray(rgb)
 
 
 def compressed_msg_to_rgb(msg: Any) -> np.ndarray:
@@ -192,7 +185,7 @@ def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Any
 def rgb_to_raw(rgb: np.ndarray, encoding: str) -> Tuple[bytes, int]:
     """HxWx3 RGB -> (bytes, step) in `encoding`; the inverse of `raw_to_rgb` (for tests, tools and
     benchmarks that publish camera-like frames)."""
-    enc = encoding.strip().lower()
+    enc = encoding
     if enc not in RAW_ENCODINGS:
         raise ValueError(f"unsupported encoding {encoding!r}")
     if enc == "rgb8":

@@ -115,6 +115,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
               float_range=(0.1, 60.0)),
     ParamSpec("error_log_period_s", 5.0, "At most one error log per problem kind per this many "
               "seconds (bad frames are always counted).", read_only=False, float_range=(0.0, 3600.0)),
+    ParamSpec("num_threads", 0, "CPU threads for PyTorch (torch.set_num_threads, process-wide); 0 = "
+              "PyTorch's default. Set it on a shared CPU: oversubscribed threads slow inference "
+              "down many times." + _RELOAD, int_range=(0, 256, 1)),
     ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD),
 )
 SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
@@ -199,6 +202,7 @@ class NodeSettings:
     batch_window_ms: float = 5.0
     diagnostics_period_s: float = 1.0
     error_log_period_s: float = 5.0
+    num_threads: int = 0
     warmup: bool = True
 
     @classmethod

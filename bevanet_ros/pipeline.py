@@ -9,7 +9,9 @@ decodes, runs one batched inference for the frames that arrived together, and pu
 """
 from __future__ import annotations
 
+import collections
 import functools
+import os
 import threading
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
@@ -77,19 +79,18 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=R
 
 def build_segmenter(settings: NodeSettings) -> Any:
     """A `bevanet_core.runtime.Segmenter` for `settings`; raises ModelLoadError with the cause."""
-    from bevanet_core.checkpoint import DEFAULT_WEIGHTS
-
-    if settings.model_path is None and not DEFAULT_WEIGHTS.is_file():
-        raise ModelLoadError(
-            f"parameter 'weights' is empty, so the shipped CamVid BEVANet-S model is used, but "
-            f"{DEFAULT_WEIGHTS} does not exist (it is produced by training; see the README). "
-            "Pass weights:=<file.safetensors> or engine:=<file>.")
     if settings.model_path is not None:
-        import os
-
         which = "engine" if settings.engine else "weights"
         if not os.path.isfile(settings.model_path):
             raise ModelLoadError(f"parameter {which!r}: file {settings.model_path!r} does not exist")
+    else:
+        from bevanet_core.checkpoint import DEFAULT_WEIGHTS  # imports torch: only when needed
+
+        if not DEFAULT_WEIGHTS.is_file():
+            raise ModelLoadError(
+                f"parameter 'weights' is empty, so the shipped CamVid BEVANet-S model is used, but "
+                f"{DEFAULT_WEIGHTS} does not exist (it is produced by training; see the README). "
+                "Pass weights:=<file.safetensors> or engine:=<file>.")
     from bevanet_core.runtime import Segmenter, SegmenterConfig
 
     cfg = SegmenterConfig(
@@ -125,6 +126,7 @@ class SegmentationPipeline:
         self._stop = threading.Event()
         self._throttle = LogThrottle()
         self._last_reported_errors = 0
+        self.published_counts: Dict[str, int] = collections.Counter()  # per output, all cameras
         self.active = False
 
     # ------------------------------------------------------------------ lifecycle steps
@@ -135,6 +137,10 @@ class SegmentationPipeline:
         self.cameras = settings.cameras
         self.stats = NodeStats(self.cameras)
         self._throttle = LogThrottle(settings.error_log_period_s)
+        if settings.num_threads > 0:
+            import torch
+
+            torch.set_num_threads(settings.num_threads)
         self.segmenter = build_segmenter(settings)
         if settings.warmup:
             w, h = self.segmenter.input_size
@@ -351,16 +357,22 @@ class SegmentationPipeline:
     def _publish(self, index: int, item: FrameItem, rgb: np.ndarray, res: Any, s: NodeSettings) -> None:
         pubs = self._pubs[index]
         header = item.msg.header
+        counts = self.published_counts
         if s.publish_mask:
             pubs["mask"].publish(array_to_imgmsg(res.mask, "mono8", header))
+            counts["mask"] += 1
+        # colour mask and overlay cost a lookup and a blend per pixel: only for actual viewers
         if s.publish_color_mask and pubs["color_mask"].get_subscription_count() > 0:
             color = res.color if res.color is not None else self.segmenter.colorize(res.mask)
             pubs["color_mask"].publish(array_to_imgmsg(color, "rgb8", header))
+            counts["color_mask"] += 1
         if s.publish_overlay and pubs["overlay"].get_subscription_count() > 0:
             overlay = self.segmenter.overlay(rgb, res.mask, s.overlay_alpha)
             pubs["overlay"].publish(array_to_imgmsg(overlay, "rgb8", header))
+            counts["overlay"] += 1
         if s.publish_confidence and res.confidence is not None:
             pubs["confidence"].publish(array_to_imgmsg(res.confidence, "mono8", header))
+            counts["confidence"] += 1
         self.stats.on_published((time.monotonic() - item.received) * 1000.0)
 
     def _log_problem(self, kind: str, message: str) -> None:

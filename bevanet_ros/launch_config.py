@@ -1,0 +1,183 @@
+"""What the launch files compute, in plain Python (no `launch` import), so it is tested anywhere.
+
+`segmentation.launch.py` declares `LAUNCH_ARGUMENTS`, reads the variant's YAML from the package
+share (`config/<variant>.yaml`, found with FindPackageShare) and lays the non-empty launch
+arguments over it with `node_overrides`; `plan_launch` does all of that from plain strings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import yaml
+
+from .params import BACKENDS, NodeSettings, ParameterError
+
+PACKAGE = "bevanet_ros"
+VARIANT_CONFIGS: Dict[str, str] = {
+    "bevanet": "bevanet.yaml",
+    "bevanet_s": "bevanet_s.yaml",
+}
+RVIZ_CONFIG = "segmentation.rviz"
+NODE_NAME = "segmentation"
+NODE_EXECUTABLE = "segmentation_node"
+
+# (name, default, description): every argument of segmentation.launch.py
+LAUNCH_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
+    ("variant", "bevanet_s", "Network variant; selects config/<variant>.yaml. One of: "
+     + ", ".join(VARIANT_CONFIGS)),
+    ("backend", "", "Inference backend (" + ", ".join(BACKENDS) + "); empty keeps the YAML's value"),
+    ("weights", "", "Weights file (.safetensors/.pt); empty keeps the YAML's value ('' there = the "
+     "shipped CamVid BEVANet-S model)"),
+    ("engine", "", "Exported engine (.onnx for onnxruntime, .engine/.plan for tensorrt); empty = none"),
+    ("device", "", "Device (cpu, cuda, cuda:N); empty keeps the YAML's value"),
+    ("camera_topics", "/camera/image_raw", "Camera image topics, comma separated "
+     "(e.g. /front/image_raw,/rear/image_raw); one subscription each"),
+    ("input_transport", "", "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed); "
+     "empty keeps the YAML's value"),
+    ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
+    ("node_name", NODE_NAME, "Node name"),
+    ("use_sim_time", "false", "Use /clock (true when replaying bags with --clock)"),
+    ("rviz", "false", "Start RViz with config/" + RVIZ_CONFIG),
+    ("log_level", "info", "Node log level (debug, info, warn, error)"),
+)
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def params_file_name(variant: str) -> str:
+    """'bevanet_s' -> 'bevanet_s.yaml'; an unknown variant raises ValueError listing the known."""
+    try:
+        return VARIANT_CONFIGS[variant]
+    except KeyError:
+        raise ValueError(f"launch argument 'variant' is {variant!r}; expected one of: "
+                         f"{', '.join(VARIANT_CONFIGS)}") from None
+
+
+def params_file(variant: str, share_dir: str) -> str:
+    """Absolute path of config/<variant>.yaml inside the package share directory."""
+    return os.path.join(share_dir, "config", params_file_name(variant))
+
+
+def parse_bool(name: str, text: str) -> bool:
+    """'true'/'false' (any case, also 1/0, yes/no, on/off); anything else raises ValueError."""
+    value = str(text).strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"launch argument {name!r} must be true or false, got {text!r}")
+
+
+def parse_camera_topics(text: str) -> List[str]:
+    """'/a/image_raw, /b/image_raw' or "['/a', '/b']" -> ['/a/image_raw', '/b/image_raw']."""
+    cleaned = str(text).strip().strip("[]")
+    topics = [t.strip().strip("'\"") for t in re.split(r"[,\s]+", cleaned) if t.strip().strip("'\"")]
+    if not topics:
+        raise ValueError("launch argument 'camera_topics' is empty; give at least one topic")
+    return topics
+
+
+def load_params_file(path: str) -> Dict[str, Any]:
+    """The `ros__parameters` of a node parameter YAML (under '/**' or any node key)."""
+    with open(path, "r", encoding="utf-8") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of node names to ros__parameters")
+    for key, section in data.items():
+        if isinstance(section, dict) and "ros__parameters" in section:
+            return dict(section["ros__parameters"] or {})
+    raise ValueError(f"{path}: no 'ros__parameters' section (expected '/**: {{ros__parameters: ...}}')")
+
+
+def node_overrides(args: Mapping[str, str]) -> Dict[str, Any]:
+    """Node parameters from launch arguments; empty arguments override nothing."""
+    out: Dict[str, Any] = {"use_sim_time": parse_bool("use_sim_time", args.get("use_sim_time", "false"))}
+    for name in ("backend", "weights", "engine", "device", "input_transport"):
+        value = str(args.get(name, "")).strip()
+        if value:
+            out[name] = value
+    topics = args.get("camera_topics", "")
+    if str(topics).strip():
+        out["input_topics"] = parse_camera_topics(topics)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchPlan:
+    """Everything the launch file needs to build its actions."""
+
+    params_file: str
+    overrides: Dict[str, Any]
+    namespace: str
+    node_name: str
+    rviz: bool
+    rviz_config: str
+    log_level: str
+
+
+def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True) -> LaunchPlan:
+    """Resolves the launch arguments; raises ValueError with the argument's name on bad values.
+
+    The merged parameters (YAML + overrides) are validated with the node's own rules, so a bad
+    combination fails at launch time with the same message the node would give.
+    """
+    variant = str(args.get("variant", "bevanet_s")).strip()
+    path = params_file(variant, share_dir)
+    overrides = node_overrides(args)
+    if check_file:
+        if not os.path.isfile(path):
+            raise ValueError(f"parameter file for variant {variant!r} not found: {path}")
+        merged = load_params_file(path)
+        merged.update(overrides)
+        merged.pop("use_sim_time", None)
+        try:
+            NodeSettings.from_values(merged)
+        except ParameterError as exc:
+            raise ValueError(f"variant {variant!r} ({path}) with the given launch arguments: {exc}") from None
+    namespace = str(args.get("namespace", "")).strip()
+    log_level = str(args.get("log_level", "info")).strip().lower()
+    if log_level not in ("debug", "info", "warn", "error", "fatal"):
+        raise ValueError(f"launch argument 'log_level' must be debug, info, warn, error or fatal, got {log_level!r}")
+    return LaunchPlan(
+        params_file=path,
+        overrides=overrides,
+        namespace=namespace,
+        node_name=str(args.get("node_name", NODE_NAME)).strip() or NODE_NAME,
+        rviz=parse_bool("rviz", args.get("rviz", "false")),
+        rviz_config=os.path.join(share_dir, "config", RVIZ_CONFIG),
+        log_level=log_level,
+    )
+
+
+def default_arguments() -> Dict[str, str]:
+    """{name: default} of LAUNCH_ARGUMENTS."""
+    return {name: default for name, default, _ in LAUNCH_ARGUMENTS}
+
+
+def output_topic(namespace: str, node_name: str, output: str, camera: Optional[str] = None) -> str:
+    """Fully qualified output topic, e.g. ('', 'segmentation', 'mask') -> '/segmentation/mask'."""
+    parts = [p for p in namespace.strip("/").split("/") if p] + [node_name]
+    if camera:
+        parts.append(camera)
+    parts.append(output)
+    return "/" + "/".join(parts)
+
+
+def bag_play_command(bag: str, rate: str = "1.0", loop: str = "false") -> List[str]:
+    """The `ros2 bag play --clock` command line for bag_replay.launch.py (checked arguments)."""
+    bag = str(bag).strip()
+    if not bag:
+        raise ValueError("launch argument 'bag' is required: the bag folder or file to replay")
+    try:
+        factor = float(rate)
+    except ValueError:
+        raise ValueError(f"launch argument 'rate' must be a number, got {rate!r}") from None
+    if not factor > 0:
+        raise ValueError(f"launch argument 'rate' must be > 0, got {rate!r}")
+    cmd = ["ros2", "bag", "play", bag, "--clock", "--rate", str(factor)]
+    if parse_bool("loop", loop):
+        cmd.append("--loop")
+    return cmd
