@@ -38,7 +38,7 @@ LAUNCH_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
     ("input_transport", "", "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed); "
      "empty keeps the YAML's value"),
     ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
-    ("node_name", NODE_NAME, "Node name"),
+    ("node_name", NODE_NAME, "Name of the segmentation node"),
     ("use_sim_time", "false", "Use /clock (true when replaying bags with --clock)"),
     ("rviz", "false", "Start RViz with config/" + RVIZ_CONFIG),
     ("log_level", "info", "Node log level (debug, info, warn, error)"),

@@ -28,7 +28,7 @@ def _launch_setup(context, *args, **kwargs):
             name=plan.node_name,
             namespace=plan.namespace,
             parameters=[plan.params_file, plan.overrides],
-            arguments=["--ros-args", "--log-level", plan.log_level],
+            ros_arguments=["--log-level", plan.log_level],
             output="screen",
             emulate_tty=True,
         )

@@ -1,0 +1,332 @@
+"""The node's ROS-free logic: parameter rules, latest-frame slots, statistics, log throttling,
+label info, and the variant -> parameter-file mapping the launch files use."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bevanet_ros import launch_config
+from bevanet_ros.frame_slots import LatestFrameSlots
+from bevanet_ros.labels import FALLBACK_SCHEMA, label_info_dict, label_info_json
+from bevanet_ros.params import (PARAMS, SPECS, NodeSettings, ParameterError, reload_needed,
+                                validate_value)
+from bevanet_ros.stats import LatencyWindow, LogThrottle, NodeStats, RateMeter, percentile
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeClock:
+    def __init__(self, t: float = 100.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+# ---------------------------------------------------------------- parameters
+
+def test_every_parameter_has_a_description_and_a_valid_default():
+    for spec in PARAMS:
+        assert len(spec.description) > 20, spec.name
+        if spec.default != []:
+            validate_value(spec.name, spec.default)
+    assert NodeSettings.from_values({}) == NodeSettings()
+
+
+def test_reload_parameters_are_read_only_and_display_ones_are_not():
+    assert set(reload_needed(["weights", "engine", "backend", "device", "precision", "input_width",
+                              "input_topics", "input_qos", "overlay_alpha"])) == {
+        "weights", "engine", "backend", "device", "precision", "input_width", "input_topics", "input_qos"}
+    for name in ("overlay_alpha", "publish_mask", "publish_color_mask", "publish_overlay",
+                 "publish_confidence", "batch_window_ms"):
+        assert not SPECS[name].read_only, name
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("backend", "tensorflow", ["backend", "tensorflow", "onnxruntime"]),
+    ("precision", "fp64", ["precision", "fp64"]),
+    ("input_width", 100, ["input_width", "100", "multiple of 8"]),
+    ("input_width", 8192, ["input_width", "8192"]),
+    ("overlay_alpha", 1.5, ["overlay_alpha", "1.5"]),
+    ("overlay_alpha", "half", ["overlay_alpha", "type float"]),
+    ("publish_mask", 1, ["publish_mask", "type bool"]),
+    ("device", "gpu0", ["device", "gpu0"]),
+    ("input_topics", [], ["input_topics", "empty"]),
+    ("input_topics", ["a", "a"], ["twice"]),
+    ("input_topics", ["has space"], ["invalid topic"]),
+    ("input_topics", ["/ok/image", "9bad"], ["9bad"]),
+    ("camera_names", ["front", "front"], ["twice"]),
+    ("camera_names", ["front/left"], ["front/left"]),
+    ("input_qos", "keep_all", ["sensor_data"]),
+    ("nonsense", 1, ["unknown parameter"]),
+])
+def test_bad_values_are_named(name, value, words):
+    with pytest.raises(ParameterError) as err:
+        validate_value(name, value)
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"input_width": 64}, ["input_width", "input_height", "both"]),
+    ({"input_topics": ["a", "b"], "camera_names": ["x"]}, ["camera_names", "1 names for 2"]),
+    ({"engine": "/m.onnx"}, ["engine", "onnxruntime"]),
+    ({"backend": "tensorrt", "engine": "/m.engine"}, ["tensorrt", "cuda"]),
+    ({"variant": "bevanet"}, ["bevanet", "weights"]),
+])
+def test_rules_between_parameters(values, words):
+    with pytest.raises(ParameterError) as err:
+        NodeSettings.from_values(values)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_settings_resolution():
+    s = NodeSettings.from_values({"input_width": 64, "input_height": 48, "input_topics": ["/a", "/b"],
+                                  "camera_names": [], "overlay_alpha": 1, "weights": "w.safetensors"})
+    assert s.input_size == (64, 48) and s.model_path == "w.safetensors"
+    assert s.cameras == ["cam0", "cam1"] and s.output_prefix(1) == "~/cam1/"
+    assert isinstance(s.overlay_alpha, float)
+    one = NodeSettings.from_values({"camera_names": None})
+    assert one.output_prefix(0) == "~/" and one.input_size is None and one.model_path is None
+    engine = NodeSettings.from_values({"backend": "onnxruntime", "engine": "m.onnx", "weights": "w.pt"})
+    assert engine.model_path == "m.onnx"
+    updated = s.with_updates({"overlay_alpha": 0.2})
+    assert updated.overlay_alpha == 0.2 and s.overlay_alpha == 1.0
+    with pytest.raises(ParameterError):
+        s.with_updates({"input_height": 0})
+
+
+# ---------------------------------------------------------------- latest-frame slots
+
+def test_slots_keep_only_the_newest_frame_and_count_drops():
+    slots = LatestFrameSlots(2)
+    assert not slots.put(0, "a1")
+    assert slots.put(0, "a2")  # a1 dropped unseen
+    assert slots.put(0, "a3")
+    assert slots.dropped == 2
+    assert slots.take(timeout_s=0.1) == [(0, "a3")]
+    slots.task_done()
+    assert slots.take(timeout_s=0.05) == []
+
+
+def test_slots_memory_is_bounded_under_any_rate():
+    slots = LatestFrameSlots(3)
+    for i in range(10_000):
+        slots.put(i % 3, bytearray(10))
+    assert len(slots.take(timeout_s=0.1)) == 3
+    assert slots.dropped == 10_000 - 3
+
+
+def test_slots_batch_cameras_that_arrive_together():
+    slots = LatestFrameSlots(2)
+    slots.put(0, "f0")
+    slots.put(1, "r0")
+    slots.take(timeout_s=0.1)
+    slots.task_done()  # both cameras are now "active"
+    slots.put(0, "f1")
+    threading.Timer(0.05, slots.put, args=(1, "r1")).start()
+    t0 = time.monotonic()
+    got = slots.take(batch_window_s=2.0, timeout_s=1.0)
+    assert got == [(0, "f1"), (1, "r1")]
+    assert time.monotonic() - t0 < 1.5  # returned as soon as the second camera arrived
+    slots.task_done()
+
+
+def test_slots_do_not_wait_for_a_silent_camera():
+    clock = FakeClock()
+    slots = LatestFrameSlots(2, active_timeout_s=1.0, clock=clock)
+    slots.put(1, "old")
+    slots.take(timeout_s=0.0)
+    slots.task_done()
+    clock.t += 5.0  # camera 1 went silent
+    slots.put(0, "f")
+    t0 = time.monotonic()
+    assert slots.take(batch_window_s=5.0, timeout_s=1.0) == [(0, "f")]
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_slots_wait_idle_and_close():
+    slots = LatestFrameSlots(1)
+    slots.put(0, "x")
+    assert not slots.wait_idle(0.05)
+    worker_took = threading.Event()
+
+    def worker():
+        slots.take(timeout_s=1.0)
+        worker_took.set()
+        time.sleep(0.05)
+        slots.task_done()
+
+    threading.Thread(target=worker).start()
+    assert slots.wait_idle(2.0) and worker_took.is_set()
+    waiter = threading.Thread(target=lambda: slots.take(timeout_s=None))
+    waiter.start()
+    slots.close()
+    waiter.join(2.0)
+    assert not waiter.is_alive() and slots.closed
+    assert not slots.put(0, "late")
+
+
+# ---------------------------------------------------------------- statistics
+
+def test_rate_meter():
+    clock = FakeClock(0.0)
+    meter = RateMeter(window_s=2.0, clock=clock)
+    assert meter.rate() == 0.0
+    for i in range(21):
+        clock.t = i * 0.1  # 10 Hz
+        meter.tick()
+    assert meter.rate() == pytest.approx(10.0, rel=0.01)
+    clock.t = 10.0
+    assert meter.rate() == 0.0  # old events leave the window
+
+
+def test_latency_window_and_percentile():
+    win = LatencyWindow(size=100)
+    assert win.summary()["n"] == 0
+    for v in range(1, 201):
+        win.add(v)
+    s = win.summary()
+    assert s["n"] == 100 and s["max"] == 200 and s["p50"] == pytest.approx(150.5)
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_log_throttle_per_kind():
+    clock = FakeClock()
+    throttle = LogThrottle(period_s=5.0, clock=clock)
+    assert throttle.allow("zero_size") == (True, 0)
+    assert throttle.allow("zero_size") == (False, 0)
+    assert throttle.allow("zero_size") == (False, 0)
+    assert throttle.allow("unknown_encoding") == (True, 0)  # another problem: its own budget
+    clock.t += 5.0
+    assert throttle.allow("zero_size") == (True, 2)  # says how many were suppressed
+
+
+def test_node_stats_snapshot():
+    clock = FakeClock(0.0)
+    stats = NodeStats(["front", "rear"], clock=clock)
+    for i in range(5):
+        clock.t = i * 0.5
+        stats.on_received("front")
+    stats.on_dropped(3)
+    stats.on_bad_frame("zero_size", "bad")
+    stats.on_batch(40.0)
+    stats.on_published(55.0)
+    snap = stats.snapshot()
+    assert snap["frames_received"] == 5 and snap["frames_received[front]"] == 5
+    assert snap["input_rate_hz[front]"] == pytest.approx(2.0) and snap["input_rate_hz[rear]"] == 0.0
+    assert snap["frames_dropped_stale"] == 3 and snap["frames_bad"] == 1 and snap["frames_bad[zero_size]"] == 1
+    assert snap["inference_ms_mean"] == 40.0 and snap["end_to_end_ms_max"] == 55.0
+    assert snap["last_error"] == "bad"
+    json.dumps(snap)
+
+
+# ---------------------------------------------------------------- label info
+
+def test_label_info_fallback_json():
+    data = json.loads(label_info_json(["Sky", "Road"], [[128, 128, 128], [128, 64, 128]],
+                                      ignore_index=255, variant="bevanet_s", dataset="camvid"))
+    assert data["schema"] == FALLBACK_SCHEMA
+    assert data["classes"] == [{"id": 0, "name": "Sky", "color": [128, 128, 128]},
+                               {"id": 1, "name": "Road", "color": [128, 64, 128]}]
+    assert data["ignore_index"] == 255 and data["dataset"] == "camvid"
+    with pytest.raises(ValueError, match="palette"):
+        label_info_dict(["a", "b"], [[0, 0, 0]])
+
+
+# ---------------------------------------------------------------- launch logic (plain Python)
+
+def test_variant_files_exist_and_validate():
+    for variant, name in launch_config.VARIANT_CONFIGS.items():
+        path = REPO / "config" / name
+        values = launch_config.load_params_file(str(path))
+        assert values["variant"] == variant
+        assert set(values) <= set(SPECS), set(values) - set(SPECS)
+        # every parameter is documented; an empty string array cannot be written in a ROS
+        # parameter YAML, so camera_names appears as a comment
+        assert set(SPECS) - set(values) == {"camera_names"}, set(SPECS) - set(values)
+        assert "# camera_names:" in path.read_text()
+        for key, value in values.items():
+            validate_value(key, value)
+
+
+def test_plan_launch_for_each_variant():
+    share = str(REPO)  # the source tree has the installed share layout (config/, launch/)
+    plan = launch_config.plan_launch(launch_config.default_arguments(), share)
+    assert plan.params_file == str(REPO / "config" / "bevanet_s.yaml")
+    assert plan.overrides == {"use_sim_time": False, "input_topics": ["/camera/image_raw"]}
+    assert plan.node_name == "segmentation" and not plan.rviz
+    assert plan.rviz_config.endswith("config/segmentation.rviz")
+
+    args = dict(launch_config.default_arguments(), variant="bevanet", weights="/m/bevanet.safetensors",
+                backend="onnxruntime", camera_topics="/front/image_raw, /rear/image_raw",
+                namespace="perception", use_sim_time="true", rviz="True")
+    plan = launch_config.plan_launch(args, share)
+    assert plan.params_file.endswith("config/bevanet.yaml")
+    assert plan.overrides == {"use_sim_time": True, "backend": "onnxruntime", "weights": "/m/bevanet.safetensors",
+                              "input_topics": ["/front/image_raw", "/rear/image_raw"]}
+    assert plan.namespace == "perception" and plan.rviz
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"variant": "bevanet_xl"}, ["variant", "bevanet_xl", "bevanet_s"]),
+    ({"variant": "bevanet"}, ["bevanet", "weights"]),  # no shipped BEVANet weights
+    ({"use_sim_time": "maybe"}, ["use_sim_time", "maybe"]),
+    ({"rviz": "2"}, ["rviz"]),
+    ({"camera_topics": " , "}, ["camera_topics"]),
+    ({"camera_topics": "/a b"}, []),  # two topics, valid
+    ({"backend": "tensorrt"}, ["tensorrt", "cuda"]),
+    ({"log_level": "loud"}, ["log_level"]),
+])
+def test_plan_launch_errors_name_the_argument(args, words):
+    merged = dict(launch_config.default_arguments(), **args)
+    if not words:
+        assert launch_config.plan_launch(merged, str(REPO)).overrides["input_topics"] == ["/a", "b"]
+        return
+    with pytest.raises(ValueError) as err:
+        launch_config.plan_launch(merged, str(REPO))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_parse_camera_topics_forms():
+    assert launch_config.parse_camera_topics("/a") == ["/a"]
+    assert launch_config.parse_camera_topics("['/a', '/b']") == ["/a", "/b"]
+    assert launch_config.parse_camera_topics("/a,/b , /c") == ["/a", "/b", "/c"]
+
+
+def test_bag_play_command():
+    assert launch_config.bag_play_command("bags/x", "0.5", "true") == [
+        "ros2", "bag", "play", "bags/x", "--clock", "--rate", "0.5", "--loop"]
+    assert "--loop" not in launch_config.bag_play_command("b")
+    for bad in (("", "1", "false"), ("b", "0", "false"), ("b", "fast", "false")):
+        with pytest.raises(ValueError):
+            launch_config.bag_play_command(*bad)
+
+
+def test_output_topic_names():
+    assert launch_config.output_topic("", "segmentation", "mask") == "/segmentation/mask"
+    assert launch_config.output_topic("/perception/", "seg", "overlay", "front") == "/perception/seg/front/overlay"
+
+
+def test_rviz_config_shows_camera_overlay_and_colour_mask():
+    import yaml
+
+    rviz = yaml.safe_load((REPO / "config" / "segmentation.rviz").read_text())
+    displays = {d["Name"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    assert displays["Overlay"]["Topic"]["Value"] == launch_config.output_topic("", "segmentation", "overlay")
+    assert displays["Colour mask"]["Topic"]["Value"] == launch_config.output_topic("", "segmentation", "color_mask")
+    assert displays["Camera"]["Topic"]["Value"] == launch_config.default_arguments()["camera_topics"]
+    # outputs are reliable by default, so reliable displays match; the camera display is best
+    # effort, which matches both best-effort and reliable camera publishers
+    assert displays["Overlay"]["Topic"]["Reliability Policy"] == "Reliable"
+    assert displays["Colour mask"]["Topic"]["Reliability Policy"] == "Reliable"
+    assert displays["Camera"]["Topic"]["Reliability Policy"] == "Best Effort"
+    assert all(d["Class"] == "rviz_default_plugins/Image" for d in displays.values())
