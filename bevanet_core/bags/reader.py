@@ -235,9 +235,13 @@ class _Ros1Scan:
             (hlen,) = struct.unpack_from("<I", _read_exact(buf, pos, 4))
             head = _ros1_header(_read_exact(buf, pos + 4, hlen))
             (dlen,) = struct.unpack_from("<I", _read_exact(buf, pos + 4 + hlen, 4))
+            op = head.get("op", b"\x00")[0]
+            if op == 0x05 and head.get("compression", b"none") == b"none" and pos + 8 + hlen + dlen > len(buf):
+                # an uncompressed chunk cut short: its complete messages are still good
+                yield from self._walk(buf[pos + 8 + hlen:], base + pos + 8 + hlen)
+                raise _Truncated(f"chunk at byte {base + pos} is cut short")
             body = _read_exact(buf, pos + 8 + hlen, dlen)
             at, pos = base + pos, pos + 8 + hlen + dlen
-            op = head.get("op", b"\x00")[0]
             if op == 0x07:  # connection
                 (conn,) = struct.unpack("<I", head["conn"])
                 fields = _ros1_header(body)
