@@ -1,0 +1,79 @@
+"""bevanet-eval: mIoU, per-class IoU and pixel accuracy of a model on a labelled dataset."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from ..checkpoint import CheckpointError
+from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
+from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
+from ..runtime import Segmenter, SegmenterConfig
+
+
+def _round8(x: int) -> int:
+    return max(8, (x + 7) // 8 * 8)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip())
+    p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--list", help="list file of 'image label' pairs relative to --root")
+    p.add_argument("--split", default="val", help="split when no --list is given (default val)")
+    p.add_argument("--encoding", default="index", choices=["index", "rgb"], help="CamVid label encoding")
+    p.add_argument("--image-dir", help="custom dataset: image folder")
+    p.add_argument("--label-dir", help="custom dataset: label folder")
+    p.add_argument("--classes", help="custom dataset: classes JSON")
+    p.add_argument("--weights", help="weights, ONNX model or TensorRT engine (default: the shipped model)")
+    p.add_argument("--variant", help="expected variant (checked against the weights)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
+    p.add_argument("--input-size", help="network input WxH (default: the images' size rounded to /8)")
+    p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
+    p.add_argument("--limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--json", dest="json_out", help="write the report as JSON here")
+    p.add_argument("--save-predictions", help="folder for prediction PNGs (Cityscapes: labelIds, "
+                                              "ready for the official test server)")
+    args = p.parse_args(argv)
+    try:
+        extra = {}
+        if args.dataset == "custom":
+            extra = dict(image_dir=args.image_dir, label_dir=args.label_dir, classes_file=args.classes)
+        dataset = build_dataset(args.dataset, Path(args.root), Path(args.root) / args.list if args.list else None,
+                                args.split, None, args.encoding, **extra)
+        input_size = args.input_size
+        if input_size is None:
+            image, _ = dataset[0]
+            input_size = (_round8(image.shape[1]), _round8(image.shape[0]))
+        seg = Segmenter(SegmenterConfig(weights=args.weights, variant=args.variant, backend=args.backend,
+                                        device=args.device, precision=args.precision, input_size=input_size,
+                                        resize=args.resize))
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
+        print(f"bevanet-eval: error: {exc}", file=sys.stderr)
+        return 2
+    if seg.info.num_classes != dataset.num_classes:
+        print(f"bevanet-eval: error: the model has {seg.info.num_classes} classes but {args.dataset} has "
+              f"{dataset.num_classes}", file=sys.stderr)
+        return 2
+    to_ids = cityscapes_trainid_to_labelid if args.dataset == "cityscapes" else None
+    try:
+        report = evaluate_segmenter(seg, dataset, args.limit,
+                                    Path(args.save_predictions) if args.save_predictions else None, to_ids,
+                                    progress=True)
+    except DatasetError as exc:
+        print(f"bevanet-eval: error: {exc}", file=sys.stderr)
+        return 2
+    report.update({"dataset": args.dataset, "weights": args.weights or "shipped default",
+                   "backend": args.backend, "precision": args.precision, "input_size": list(seg.input_size)})
+    print(format_report(report))
+    if args.json_out:
+        write_json(report, Path(args.json_out))
+        print(f"report written to {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Dataset evaluation through the same runtime the node uses (single scale, full image)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from .metrics import ConfusionMatrix
+
+
+def percentiles(values_ms: Sequence[float]) -> Dict[str, float]:
+    if not values_ms:
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
+    v = np.asarray(values_ms, dtype=np.float64)
+    return {f"p{q}": float(np.percentile(v, q)) for q in (50, 90, 99)}
+
+
+def evaluate_segmenter(segmenter, dataset, limit: Optional[int] = None, save_dir: Optional[Path] = None,
+                       to_label_ids=None, progress: bool = False) -> Dict:
+    """Runs `segmenter` over `dataset` (items: RGB uint8 image, label uint8 with 255 ignored).
+
+    Returns a report with mIoU (percent), per-class IoU, pixel accuracy, latency percentiles and
+    throughput. `save_dir` keeps every prediction as a PNG (through `to_label_ids`, e.g. the
+    Cityscapes trainId -> labelId mapping for the official test server).
+    """
+    names = list(segmenter.info.class_names)
+    cm = ConfusionMatrix(len(names))
+    latencies: List[float] = []
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for i in range(n):
+        image, label = dataset[i]
+        t0 = time.perf_counter()
+        mask = segmenter.segment(image, "rgb8").mask
+        latencies.append((time.perf_counter() - t0) * 1e3)
+        cm.update(mask, label)
+        if save_dir is not None:
+            out = to_label_ids(mask) if to_label_ids is not None else mask
+            image_path = dataset.pairs[i][0]
+            cv2.imwrite(str(save_dir / (image_path.stem + ".png")), out)
+        if progress and (i + 1) % 10 == 0:
+            print(f"  {i + 1}/{n} images, running mIoU {cm.miou():.2f}", flush=True)
+    elapsed = time.perf_counter() - start
+    report = cm.as_dict(names)
+    report.update({"images": n, "latency_ms": percentiles(latencies), "fps": n / elapsed if elapsed else 0.0,
+                   "confusion_matrix": cm.matrix.tolist()})
+    return report
+
+
+def format_report(report: Dict) -> str:
+    """A fixed-width per-class IoU table with the summary lines."""
+    lines = [f"{'class':<16}{'IoU %':>8}", "-" * 24]
+    for name, iou in report["per_class_iou"].items():
+        lines.append(f"{name:<16}{('   n/a' if iou is None else f'{iou:8.2f}')}")
+    lines += ["-" * 24, f"{'mIoU':<16}{report['miou']:8.2f}", f"{'pixel acc.':<16}{report['pixel_accuracy']:8.2f}",
+              f"images {report['images']}, latency p50 {report['latency_ms']['p50']:.1f} ms, "
+              f"{report['fps']:.2f} images/s"]
+    return "\n".join(lines)
+
+
+def write_json(report: Dict, path: Path) -> None:
+    from ..checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))
