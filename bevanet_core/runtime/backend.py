@@ -1,7 +1,9 @@
 """The small interface every inference backend implements."""
 from __future__ import annotations
 
-from typing import Optional
+import os
+from pathlib import Path
+from typing import Optional, Tuple
 
 import torch
 
@@ -16,6 +18,7 @@ class Backend:
     device: torch.device = torch.device("cpu")
     input_dtype: torch.dtype = torch.float32
     max_batch: Optional[int] = None  # None = any batch size
+    static_input_size: Optional[Tuple[int, int]] = None  # (W, H) fixed by an exported artifact
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -43,3 +46,19 @@ def resolve_device(device: str) -> torch.device:
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     return dev
+
+
+def default_cache_dir() -> Path:
+    """Where exported ONNX models and TensorRT engines are cached: $BEVANET_CACHE, else
+    $XDG_CACHE_HOME/bevanet_ros, else ~/.cache/bevanet_ros."""
+    if os.environ.get("BEVANET_CACHE"):
+        return Path(os.environ["BEVANET_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bevanet_ros"
+
+
+def load_checkpoint(weights: Optional[str], variant: Optional[str]):
+    """(eval model, ModelInfo) from a checkpoint (None = the shipped default model)."""
+    from ..checkpoint import load_model
+
+    return load_model(weights, variant=variant)

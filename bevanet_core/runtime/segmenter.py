@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .backend import PRECISIONS, Backend, resolve_device
+from .backend import PRECISIONS, Backend, load_checkpoint, resolve_device
 from .encodings import Frame, check_frame
 from .geometry import RESIZE_MODES, ResizePlan, Size, parse_size, plan_resize
 from .processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
@@ -53,6 +53,7 @@ class SegmenterConfig:
     channels_last: Optional[bool] = None  # None = on CUDA
     cuda_graphs: Optional[bool] = None  # None = on CUDA
     compile: bool = False
+    num_threads: Optional[int] = None  # onnxruntime intra-op threads (None = its default)
     cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
     calibration_images: Optional[str] = None  # folder of images for TensorRT int8
     rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
@@ -94,8 +95,7 @@ class Segmenter:
         self.device = resolve_device(config.device)
         self.backend: Backend
         self.backend, self.info = self._build_backend(model, info)
-        size = config.input_size or (tuple(self.info.input_size) if self.info.input_size else DEFAULT_INPUT_SIZE)
-        self.input_size: Size = parse_size(size, "input_size", NETWORK_STRIDE)
+        self.input_size: Size = resolve_input_size(config.input_size, self.info, self.backend.static_input_size)
         self._post = Postprocessor(config.upsample)
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()
@@ -127,7 +127,7 @@ class Segmenter:
         if suffix == ".onnx":
             raise ValueError(f"{weights} is an ONNX model; use backend='onnxruntime' or 'tensorrt'")
         if model is None:
-            model, info = load_checkpoint(cfg)
+            model, info = load_checkpoint(cfg.weights, cfg.variant)
         from .torch_backend import TorchBackend
         backend = TorchBackend(model, self.device, cfg.precision, fold_bn=cfg.fold_bn,
                                channels_last=cfg.channels_last, cuda_graphs=cfg.cuda_graphs,
@@ -233,6 +233,19 @@ class Segmenter:
         self.close()
 
 
+def resolve_input_size(requested, info, static: Optional[Size] = None) -> Size:
+    """The network input size: fixed by an artifact (`static`), else the config's, else the
+    weights' ModelInfo, else 480x360."""
+    if static is not None:
+        static = parse_size(static, "input_size", NETWORK_STRIDE)
+        if requested is not None and parse_size(requested, "input_size", NETWORK_STRIDE) != static:
+            raise ValueError(f"input_size {requested} differs from the {static[0]}x{static[1]} the exported "
+                             "model was built for; re-export it at that size or leave input_size unset")
+        return static
+    size = requested or (info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE)
+    return parse_size(size, "input_size", NETWORK_STRIDE)
+
+
 def _as_tensor(frame: Frame) -> torch.Tensor:
     """Zero-copy view of a numpy frame (read-only buffers, e.g. from ROS messages, are only read)."""
     if isinstance(frame, torch.Tensor):
@@ -240,10 +253,3 @@ def _as_tensor(frame: Frame) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(np.ascontiguousarray(frame))
-
-
-def load_checkpoint(cfg: SegmenterConfig):
-    """(model, ModelInfo) from the configured checkpoint (None = the shipped default)."""
-    from ..checkpoint import load_model
-
-    return load_model(cfg.weights, variant=cfg.variant)

@@ -1,0 +1,119 @@
+"""ONNX Runtime backend: CPU, or the CUDA execution provider with torch CUDA tensors bound
+as I/O buffers (no host round trip)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .backend import Backend, default_cache_dir, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an exported BEVANet ONNX model (static H x W; static or dynamic batch)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, device: torch.device, num_threads: Optional[int] = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ValueError("backend 'onnxruntime' needs the onnxruntime package "
+                             "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from None
+        from ..export.onnx import read_onnx_metadata
+
+        self.path = Path(path)
+        self.meta = read_onnx_metadata(self.path)
+        self.device = device
+        self.static_input_size = tuple(self.meta.input_size)
+        self.max_batch = None if self.meta.dynamic_batch else int(self.meta.batch)
+        self.num_classes = int(self.meta.model_info["num_classes"])
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads:
+            options.intra_op_num_threads = int(num_threads)
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ValueError("device 'cuda' with backend 'onnxruntime' needs onnxruntime-gpu "
+                                 f"(available providers: {ort.get_available_providers()})")
+            providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as exc:
+            raise ValueError(f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    @classmethod
+    def create(cls, cfg, device: torch.device, model=None, info=None):
+        """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
+        (in memory or a checkpoint) exported once into the cache directory."""
+        if cfg.precision != "fp32":
+            raise ValueError(f"precision {cfg.precision!r} is not supported by the onnxruntime backend "
+                             "(fp32 only); use the torch or tensorrt backend for reduced precision")
+        weights = Path(cfg.weights) if cfg.weights else None
+        if model is None and weights is not None and weights.suffix.lower() == ".onnx":
+            backend = cls(weights, device, cfg.num_threads)
+            return backend, backend.meta.info
+        if model is None:
+            model, info = load_checkpoint(cfg.weights, cfg.variant)
+        path = exported_onnx_path(model, info, cfg)
+        backend = cls(path, device, cfg.num_threads)
+        return backend, info
+
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        if self.max_batch is not None and n != self.max_batch:
+            if n > self.max_batch:
+                raise ValueError(f"{self.path.name} takes batches of {self.max_batch}, got {n}")
+            pad = x.new_zeros((self.max_batch - n,) + tuple(x.shape[1:]))
+            return self.infer(torch.cat([x, pad]))[:n]
+        x = x.float().contiguous()
+        if self.device.type == "cuda":
+            return self._infer_cuda(x)
+        out = self.session.run([self.output_name], {self.input_name: x.cpu().numpy()})[0]
+        return torch.from_numpy(out)
+
+    def _infer_cuda(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2] // 8, x.shape[3] // 8
+        out = torch.empty((x.shape[0], self.num_classes, h, w), dtype=torch.float32, device=self.device)
+        binding = self.session.io_binding()
+        index = self.device.index or 0
+        binding.bind_input(self.input_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
+        torch.cuda.current_stream(self.device).synchronize()  # x is written on torch's stream
+        self.session.run_with_iobinding(binding)
+        binding.synchronize_outputs()
+        return out
+
+    def close(self) -> None:
+        self.session = None
+
+
+def exported_onnx_path(model, info, cfg) -> Path:
+    """Exports `model` at the configured size with a dynamic batch, cached by weights hash."""
+    from ..export.metadata import model_hash
+    from ..export.onnx import export_onnx
+    from .segmenter import resolve_input_size
+
+    width, height = resolve_input_size(cfg.input_size, info)
+    digest = model_hash(model)[:16]
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    path = cache / "onnx" / f"{info.variant}-{digest}-{width}x{height}-dynbatch.onnx"
+    if path.is_file():
+        try:
+            from ..export.metadata import read_sidecar
+            read_sidecar(path)  # the file is whole and the one we wrote
+            return path
+        except ValueError as exc:
+            log.warning("re-exporting %s: %s", path, exc)
+    log.info("exporting %s to %s (once; cached)", info.variant, path)
+    export_onnx(model, info, path, input_size=(width, height), dynamic_batch=True)
+    return path
