@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .backend import Backend, default_cache_dir, load_checkpoint
+from .artifacts import exported_onnx_path
+from .backend import Backend, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,24 +97,3 @@ class OnnxRuntimeBackend(Backend):
     def close(self) -> None:
         self.session = None
 
-
-def exported_onnx_path(model, info, cfg) -> Path:
-    """Exports `model` at the configured size with a dynamic batch, cached by weights hash."""
-    from ..export.metadata import model_hash
-    from ..export.onnx import export_onnx
-    from .segmenter import resolve_input_size
-
-    width, height = resolve_input_size(cfg.input_size, info)
-    digest = model_hash(model)[:16]
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    path = cache / "onnx" / f"{info.variant}-{digest}-{width}x{height}-dynbatch.onnx"
-    if path.is_file():
-        try:
-            from ..export.metadata import read_sidecar
-            read_sidecar(path)  # the file is whole and the one we wrote
-            return path
-        except ValueError as exc:
-            log.warning("re-exporting %s: %s", path, exc)
-    log.info("exporting %s to %s (once; cached)", info.variant, path)
-    export_onnx(model, info, path, input_size=(width, height), dynamic_batch=True)
-    return path
