@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="stop each bag after this many frames")
     p.add_argument("--warmup", type=int, default=1, help="first frames left out of the latency statistics")
     add_model_args(p)
+    n = p.add_argument_group("deployed node (needs rclpy)")
+    n.add_argument("--through-node", action="store_true",
+                   help="send frames over DDS to a running segmentation node instead of the in-process runtime")
+    n.add_argument("--node-input", default="/camera/image_raw", help="topic the node subscribes")
+    n.add_argument("--node-mask", default="/segmentation/mask", help="the node's mask topic")
+    n.add_argument("--node-timeout", type=float, default=5.0, help="seconds before a frame counts as dropped")
     o = p.add_argument_group("outputs")
     o.add_argument("--json", type=Path, default=None, help="JSON report")
     o.add_argument("--markdown", type=Path, default=None, help="markdown summary")
@@ -159,6 +165,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ctx = context_from_env()
     if args.video is not None and ctx.world_size > 1:
         parser_error("--video needs a single process (it is one stream); drop it under torchrun")
+    if args.through_node and ctx.world_size > 1:
+        parser_error("--through-node drives one node from one process; drop it under torchrun")
     try:
         outs = output_bags(args.bags, args.out_bag)
     except ValueError as err:
@@ -171,6 +179,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"bevanet-bag-eval: cannot load the model: {err}", file=sys.stderr)
         return 1
     processor = E.RuntimeProcessor(seg)
+    if args.through_node:
+        from .demo import _node_processor  # rclpy is imported there, only in this mode
+
+        processor = _node_processor(args, processor)
+        if processor is None:
+            return 1
     label_source = None
     if args.dataset_root is not None:
         try:
@@ -209,6 +223,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if video is not None:
             video.abort()
         raise
+    finally:
+        if hasattr(processor, "shutdown"):
+            processor.shutdown()
     video_path = video.close() if video is not None else None
 
     num_classes = processor.num_classes
@@ -221,6 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     code = 1 if any(r.errors for r in results) else 0
     if ctx.is_main:
         meta = {"model": model_meta(seg, args), "machine": machine_meta(), "world_size": ctx.world_size,
+                "mode": "dds-node" if args.through_node else "in-process runtime",
                 "image_topic": args.image_topic, "label_topic": label_topic if label_source is None else None,
                 "labels_from": str(args.list) if label_source is not None else label_topic}
         report = E.build_report(results, processor.class_names, merged, meta)
