@@ -29,7 +29,7 @@ if torch is not None:
 
 
 def shared_data_root() -> Path:
-    """Where the shared data should be: ``$BEVANET_DATA`` if set, else ``<repo>/../shared/data``."""
+    """Shared data folder: ``$BEVANET_DATA`` if set, else ``<repo>/../shared/data``."""
     env = os.environ.get("BEVANET_DATA")
     if env:
         return Path(env).expanduser().resolve()

@@ -225,7 +225,7 @@ def test_setup_installs_both_packages():
     for top in LOCAL_PACKAGES:
         for init in (REPO / top).rglob("__init__.py"):
             dotted = ".".join(init.parent.relative_to(REPO).parts)
-            assert dotted in packages, f"{dotted} has an __init__.py but setup.py does not install it"
+            assert dotted in packages, f"{dotted} has an __init__.py but is not installed"
 
 
 @pytest.mark.parametrize("folder", SHARE_FOLDERS)
@@ -234,10 +234,10 @@ def test_data_files_cover_share_folder(folder):
         (dest, src) for dest, srcs in SETUP["data_files"] for src in srcs
     }
     sources = [p for p in _share_sources() if p.parts[0] == folder]
-    assert sources, f"{folder}/ has no files: nothing would be installed to share/{PACKAGE}/{folder}"
+    assert sources, f"{folder}/ has no files: nothing goes to share/{PACKAGE}/{folder}"
     for rel in sources:
         dest = str(Path("share") / PACKAGE / rel.parent)
-        assert (dest, str(rel)) in installed, f"setup.py data_files does not install {rel} to {dest}"
+        assert (dest, str(rel)) in installed, f"setup.py data_files miss {rel} -> {dest}"
 
 
 def test_data_files_register_the_package():
@@ -292,9 +292,9 @@ def test_package_xml_has_a_rosdep_key_for_every_import():
             keys = ROSDEP_KEYS.get(name)
             where = f"{path.relative_to(REPO)}:{line}"
             if keys is None:
-                missing.append(f"{where}: import {name} has no known rosdep key (extend ROSDEP_KEYS)")
+                missing.append(f"{where}: import {name}: no known rosdep key (see ROSDEP_KEYS)")
             elif not runtime & set(keys):
-                missing.append(f"{where}: import {name} needs <exec_depend>{keys[0]}</exec_depend>")
+                missing.append(f"{where}: import {name} needs <exec_depend>{keys[0]}")
     # runtime requirements of bevanet_core, which the node imports
     for req in SETUP["install_requires"]:
         dist = req.split("=")[0].split("<")[0].split(">")[0].split("[")[0].strip().lower()
@@ -312,7 +312,7 @@ def test_console_scripts_are_declared():
     assert "bevanet-demo" in CONSOLE_SCRIPTS
     for name, target in CONSOLE_SCRIPTS.items():
         module, _, func = target.partition(":")
-        assert module and func and "." in module, f"{name} = {target!r} is not 'package.module:func'"
+        assert module and func and "." in module, f"{name} = {target!r}: not 'pkg.module:func'"
 
 
 @pytest.mark.parametrize("name", sorted(CONSOLE_SCRIPTS))
@@ -358,7 +358,8 @@ def _install_prefix() -> Path:
         if entry and (Path(entry) / marker).is_file():
             return Path(entry)
     pytest.fail(
-        f"no prefix on AMENT_PREFIX_PATH={os.environ.get('AMENT_PREFIX_PATH', '')!r} holds {marker}:"
+        f"no prefix on AMENT_PREFIX_PATH={os.environ.get('AMENT_PREFIX_PATH', '')!r}"
+        f" holds {marker}:"
         " run these checks through `colcon test` after `colcon build` (see .ci/run)"
     )
 
@@ -404,7 +405,8 @@ def test_installed_packages_import_from_the_prefix(tmp_path):
     for top in LOCAL_PACKAGES:
         assert (site[0] / top / "__init__.py").is_file(), f"{top} not installed in {site[0]}"
     assert (site[0] / "bevanet_core" / "models" / "bevanet.py").is_file()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site[0]), os.environ.get("PYTHONPATH", "")]))
+    pythonpath = os.pathsep.join([str(site[0]), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=pythonpath)
     code = (
         "import bevanet_core, bevanet_core.models, bevanet_ros\n"
         "from bevanet_core.models import build_model\n"
