@@ -100,6 +100,8 @@ def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
     """--through-node: the real segmentation node in this process, the demo as a DDS client."""
     rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python) is not installed")
     node_mod = pytest.importorskip("bevanet_ros.segmentation_node", reason="bevanet_ros node not importable")
+    pytest.importorskip("bevanet_ros.bag_client", reason="bevanet_ros/bag_client.py (the DDS client for "
+                        "--through-node) is not in this checkout")
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 

@@ -166,96 +166,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _node_processor(args: argparse.Namespace, local: E.RuntimeProcessor):
-    """The DDS mode, behind this function: only here is rclpy imported (by NodeClient)."""
+    """The DDS mode, behind this function boundary.
+
+    bevanet_core stays free of ROS imports: the DDS client lives in bevanet_ros (`bag_client.py`,
+    which imports rclpy) and is imported here only when --through-node is given. It publishes
+    each frame to a segmentation node running as deployed, in its own process
+    (`ros2 run bevanet_ros segmentation_node --ros-args -r image:=/camera/image_raw`), and
+    waits for the mask with the same stamp: latency then includes the DDS transport, and a mask
+    that does not come within --node-timeout counts as a dropped frame.
+    """
+    try:
+        from bevanet_ros.bag_client import NodeClient
+    except ImportError as err:
+        print(f"bevanet-demo: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_client ({err}); "
+              "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)", file=sys.stderr)
+        return None
     try:
         return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout)
-    except ImportError as err:
-        print(f"bevanet-demo: --through-node needs rclpy and sensor_msgs ({err}); source a ROS 2 "
-              "installation or install the ROS 2 wheels (scripts/bootstrap.sh)", file=sys.stderr)
     except TimeoutError as err:
         print(f"bevanet-demo: {err}", file=sys.stderr)
     return None
-
-
-class NodeClient:
-    """FrameProcessor over DDS: each frame goes to a running segmentation node, its mask comes back.
-
-    The node runs as deployed, in its own process (`ros2 run bevanet_ros segmentation_node
-    --ros-args -r image:=/camera/image_raw`), so the latency measured here is publish -> node ->
-    mask received, transport included. Frames are sent in lockstep (the next one after the mask
-    of the previous one, or after `timeout_s`: then the frame counts as dropped). `local`
-    supplies the class names and colours for the report, the colour masks and the overlays.
-    rclpy is imported when a NodeClient is created, never when this module is imported.
-    """
-
-    def __init__(self, input_topic: str, mask_topic: str, local: E.RuntimeProcessor,
-                 timeout_s: float = 5.0, discovery_s: float = 15.0):
-        import rclpy
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        self._rclpy, self._Image = rclpy, Image
-        self.local = local
-        self.class_names = local.class_names
-        self.num_classes = local.num_classes
-        self.timeout_s = float(timeout_s)
-        self._owns_context = not rclpy.ok()
-        if self._owns_context:
-            rclpy.init()
-        self.node = rclpy.create_node("bevanet_bag_player")
-        reliable = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-        # best effort receives from reliable and best-effort publishers alike
-        any_pub = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
-        self.pub = self.node.create_publisher(Image, input_topic, reliable)
-        self.sub = self.node.create_subscription(Image, mask_topic, self._on_mask, any_pub)
-        self._masks: dict = {}
-        deadline = time.monotonic() + discovery_s
-        while time.monotonic() < deadline:
-            if self.pub.get_subscription_count() > 0 and self.node.count_publishers(mask_topic) > 0:
-                break
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        else:
-            self.shutdown()
-            raise TimeoutError(
-                f"no segmentation node found within {discovery_s:.0f} s: nothing subscribes {input_topic} "
-                f"and publishes {mask_topic}. Start one, e.g. `ros2 run bevanet_ros segmentation_node "
-                f"--ros-args -r image:={input_topic}`, or set --node-input/--node-mask")
-
-    def _on_mask(self, msg) -> None:
-        import numpy as np
-
-        rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
-        self._masks[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = rows.copy()
-
-    def process(self, rgb, header):
-        msg = self._Image()
-        msg.header.stamp.sec, msg.header.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
-        msg.header.frame_id = str(header.frame_id)
-        msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-        msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(rgb.shape[1]) * 3
-        msg.data = rgb.tobytes()
-        key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        t0 = time.perf_counter()
-        self.pub.publish(msg)
-        while key not in self._masks and time.perf_counter() - t0 < self.timeout_s:
-            self._rclpy.spin_once(self.node, timeout_sec=0.002)
-        latency = (time.perf_counter() - t0) * 1e3
-        mask = self._masks.pop(key, None)
-        self._masks.clear()  # late masks of dropped frames must not pile up
-        return mask, latency, {}
-
-    def colorize(self, mask):
-        return self.local.colorize(mask)
-
-    def overlay(self, rgb, mask, alpha):
-        return self.local.overlay(rgb, mask, alpha)
-
-    def shutdown(self) -> None:
-        if self.node is not None:
-            self.node.destroy_node()
-            self.node = None
-        if self._owns_context and self._rclpy.ok():
-            self._rclpy.shutdown()
 
 
 if __name__ == "__main__":
