@@ -8,6 +8,15 @@ import torch.nn as nn
 from bevanet_core.deploy import count_conv_bn_pairs, find_conv_bn_pairs, fold_batchnorm
 from bevanet_core.models import build_model
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 
 def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
     """Non-trivial running statistics and affine terms, else folding is nearly the identity."""

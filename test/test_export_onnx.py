@@ -19,6 +19,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
+from bevanet_core.cli.export import main as export_main  # noqa: E402
 from bevanet_core.export import (ArtifactError, export_onnx, read_onnx_metadata, read_sidecar,  # noqa: E402
                                  sidecar_path)
 from bevanet_core.models import build_model  # noqa: E402
@@ -50,14 +51,28 @@ def _seeded(variant: str, num_classes: int = 11, aux_heads: bool = False) -> nn.
     return model
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def small_export(tmp_path_factory):
-    """Seeded BEVANet-S (trained-mode model: the aux heads must be dropped) exported once."""
+    """Seeded BEVANet-S training checkpoint (with aux heads, which must be dropped) exported once
+    through the bevanet-export command."""
     model = _seeded("bevanet_s", aux_heads=True)
     info = ModelInfo.default("bevanet_s", 11)
-    path = tmp_path_factory.mktemp("onnx") / "bevanet_s.onnx"
-    meta = export_onnx(model, info, path, input_size=SIZE, dynamic_batch=True)
-    return model, info, path, meta
+    folder = tmp_path_factory.mktemp("onnx")
+    save_weights(model, folder / "w.safetensors", info)
+    path = folder / "bevanet_s.onnx"
+    rc = export_main(["--weights", str(folder / "w.safetensors"), "--onnx", str(path),
+                      "--size", f"{SIZE[0]}x{SIZE[1]}", "--dynamic-batch"])
+    assert rc == 0
+    return model, info, path, read_sidecar(path)
 
 
 def _parity(model: nn.Module, path: Path, batch: int = 1) -> float:
@@ -135,6 +150,13 @@ def test_export_rejects_bad_arguments_and_leaves_nothing(tmp_path):
         read_onnx_metadata(tmp_path / "missing.onnx")
 
 
+def test_export_cli_errors(tmp_path, capsys):
+    assert export_main(["--weights", str(tmp_path / "none.safetensors"), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert export_main(["--onnx", str(tmp_path / "absent.onnx"), "--engine", str(tmp_path / "m.engine")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
 def _camvid_frames(n: int = 3):
     folder = _data_root() / "camvid" / "val"
     files = sorted(folder.glob("*.png"))[:n]
@@ -186,3 +208,16 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
         Segmenter(SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="fp16"))
     meta = json.loads(sidecar_path(exported[0]).read_text())
     assert meta["format"] == "onnx" and meta["model_info"]["input_size"] == list(SIZE)
+
+
+def test_engine_build_without_tensorrt_says_so(small_export, tmp_path, capsys):
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here; test/test_tensorrt.py covers the build")
+    except ImportError:
+        pass
+    _, _, path, _ = small_export
+    assert export_main(["--onnx", str(path), "--engine", str(tmp_path / "m.engine")]) == 2
+    assert "TensorRT is not installed" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs device='cuda'"):
+        Segmenter(SegmenterConfig(weights=str(path), backend="tensorrt"))

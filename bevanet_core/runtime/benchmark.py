@@ -1,0 +1,196 @@
+"""Latency and throughput of the runtime, next to the authors' speed protocol in the same run.
+
+Pipeline figures time what a camera node sees: uint8 frames in host memory -> uint8 masks in
+host memory at the frame's resolution (upload, resize, normalise, inference, upsample, argmax,
+download). The `reference` block follows the BEVANet/PIDNet authors' protocol: random float
+input already on the device, batch 1, fp32 eager PyTorch, BN not fused, cudnn.benchmark off,
+10 warm-up runs, synchronised timing, no final upsampling.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .geometry import parse_size
+from .segmenter import Segmenter, SegmenterConfig
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    variant: str = "bevanet_s"
+    size: Tuple[int, int] = (480, 360)  # network input (W, H)
+    frame_size: Optional[Tuple[int, int]] = None  # camera frame (W, H); None = network size
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch: int = 1
+    runs: int = 50
+    warmup: int = 10
+    weights: Optional[str] = None  # None = seeded random weights (speed does not depend on them)
+    num_classes: int = 19
+    resize: str = "stretch"
+    upsample: str = "logits"
+    compile: bool = False
+    reference: bool = True
+    cache_dir: Optional[str] = None
+    seed: int = 0
+
+
+def summarize(latencies_ms: Sequence[float], batch: int = 1) -> Dict[str, Any]:
+    """p50/p90/p99/mean/min of per-call latencies, and frames per second at the median."""
+    lat = np.asarray(latencies_ms, dtype=np.float64)
+    p50 = float(np.percentile(lat, 50))
+    return {
+        "latency_ms": {"p50": p50, "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)),
+                       "mean": float(lat.mean()), "min": float(lat.min())},
+        "fps": batch * 1000.0 / p50 if p50 > 0 else float("inf"),
+        "runs": int(lat.size),
+        "batch": batch,
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _model(cfg: BenchConfig):
+    from ..checkpoint import ModelInfo, load_model
+    from ..models import build_model
+
+    if cfg.weights:
+        return load_model(cfg.weights, variant=cfg.variant)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.variant, num_classes=cfg.num_classes).eval()
+    return model, ModelInfo.default(cfg.variant, cfg.num_classes, input_size=tuple(cfg.size))
+
+
+def reference_protocol(model: nn.Module, size: Tuple[int, int], device: str = "cpu", runs: int = 50,
+                       warmup: int = 10) -> Dict[str, Any]:
+    """The authors' protocol: fp32 eager, batch 1, BN not fused, random input, no upsampling."""
+    dev = torch.device(device)
+    net = model.float().to(dev).eval()
+    cudnn = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    x = torch.randn(1, 3, size[1], size[0], device=dev)
+    times: List[float] = []
+    try:
+        with torch.no_grad():
+            for _ in range(warmup):
+                net(x)
+            _sync(dev)
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                net(x)
+                _sync(dev)
+                times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn
+    out = summarize(times, 1)
+    out.update(protocol="authors: random input, batch 1, fp32 eager, BN not fused, no final upsampling",
+               precision="fp32")
+    return out
+
+
+def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
+    """Benchmarks one backend/precision/size/batch; returns a JSON-able dict."""
+    size = parse_size(cfg.size, "size", 8)
+    frame_w, frame_h = parse_size(cfg.frame_size, "frame_size") if cfg.frame_size else size
+    model, info = _model(cfg)
+    seg_cfg = SegmenterConfig(backend=cfg.backend, device=cfg.device, precision=cfg.precision,
+                              input_size=size, resize=cfg.resize, upsample=cfg.upsample,
+                              max_batch=max(cfg.batch, 1), compile=cfg.compile, cache_dir=cfg.cache_dir)
+    if cfg.weights and cfg.backend != "torch":
+        seg = Segmenter(dataclasses.replace(seg_cfg, weights=cfg.weights))
+    else:
+        seg = Segmenter.from_model(model, info, **dataclasses.asdict(seg_cfg))
+    rng = np.random.default_rng(cfg.seed)
+    frames = [rng.integers(0, 256, size=(frame_h, frame_w, 3), dtype=np.uint8) for _ in range(cfg.batch)]
+    for _ in range(cfg.warmup):
+        seg.segment_batch(frames, "rgb8")
+    times, stages = [], {"preprocess": [], "inference": [], "postprocess": []}
+    for _ in range(cfg.runs):
+        t0 = time.perf_counter()
+        results = seg.segment_batch(frames, "rgb8")
+        times.append((time.perf_counter() - t0) * 1e3)
+        for k in stages:
+            stages[k].append(results[0].timings[k])
+    seg.close()
+    report: Dict[str, Any] = {
+        "variant": cfg.variant, "size": list(size), "frame_size": [frame_w, frame_h], "backend": cfg.backend,
+        "device": cfg.device, "precision": cfg.precision, "resize": cfg.resize, "upsample": cfg.upsample,
+        "protocol": "uint8 frames in host memory -> uint8 masks in host memory at frame resolution",
+        **summarize(times, cfg.batch),
+        "stages_ms_p50": {k: float(np.median(v)) for k, v in stages.items()},
+        "environment": environment(cfg.device),
+    }
+    if cfg.reference:
+        report["reference"] = reference_protocol(model, size, cfg.device, cfg.runs, cfg.warmup)
+    return report
+
+
+def environment(device: str = "cpu") -> Dict[str, Any]:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "cpu": _cpu_name(),
+           "cpu_threads": torch.get_num_threads()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        import onnxruntime
+        env["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def plot_reports(reports: Sequence[Dict[str, Any]], path: str, title: str = "") -> None:
+    """Bar chart of p50 latency (with p90/p99 whiskers) per configuration, reference included."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, p50, p90, p99 = [], [], [], []
+    for r in reports:
+        entries = [(f"{r['backend']} {r['precision']} b{r['batch']}", r)]
+        if "reference" in r:
+            entries.append((f"authors' protocol ({r['device']})", r["reference"]))
+        for label, e in entries:
+            if label in labels:
+                continue
+            labels.append(label)
+            p50.append(e["latency_ms"]["p50"])
+            p90.append(e["latency_ms"]["p90"])
+            p99.append(e["latency_ms"]["p99"])
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(labels)), 4))
+    xs = np.arange(len(labels))
+    ax.bar(xs, p50, color="#4878a8", label="p50")
+    ax.errorbar(xs, p50, yerr=[np.zeros(len(xs)), np.array(p99) - np.array(p50)], fmt="none", ecolor="k",
+                capsize=4, label="p99")
+    ax.scatter(xs, p90, color="#d08030", zorder=3, label="p90")
+    ax.set_xticks(xs, labels, rotation=20, ha="right")
+    ax.set_ylabel("latency per batch (ms)")
+    ax.set_title(title or "BEVANet runtime latency")
+    ax.legend()
+    fig.tight_layout()
+    from ..checkpoint import atomic_write
+
+    suffix = "." + path.rsplit(".", 1)[-1] if "." in path else ".png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:]))
+    plt.close(fig)
