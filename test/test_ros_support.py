@@ -179,13 +179,22 @@ def spinning(ctx: Any, *nodes: Any, threads: int = 2) -> Iterator[MultiThreadedE
     executor = MultiThreadedExecutor(num_threads=threads, context=ctx)
     for n in nodes:
         executor.add_node(n)
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set() and ctx.ok():
+            executor.spin_once(timeout_sec=0.05)
+
+    thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
         yield executor
     finally:
+        stop.set()
+        thread.join(10.0)
+        for n in nodes:
+            executor.remove_node(n)
         executor.shutdown(timeout_sec=5.0)
-        thread.join(5.0)
 
 
 def wait_for_subscribers(publisher: Any, count: int = 1, timeout: float = 10.0) -> None:
@@ -198,17 +207,23 @@ def wait_for_subscribers(publisher: Any, count: int = 1, timeout: float = 10.0) 
 
 
 def publish_until(publisher: Any, make_msg: Callable[[int], Any], collector: Collector, n: int = 1,
-                  period: float = 0.2, timeout: float = WAIT_S) -> List[Any]:
-    """Publishes make_msg(i) every `period` until `collector` holds `n` messages; returns the sent."""
-    sent = []
+                  period: float = 0.3, timeout: float = WAIT_S) -> List[Any]:
+    """Publishes make_msg(i) every `period` until `collector` holds `n` messages whose frame_id
+    is the published one (late outputs of earlier tests do not count); returns the sent."""
+    sent: List[Any] = []
+    frame_id = make_msg(0).header.frame_id
+
+    def done(items: List[Any]) -> bool:
+        return sum(m.header.frame_id == frame_id for m in items) >= n
+
     deadline = time.monotonic() + timeout
     i = 0
-    while len(collector.items) < n and time.monotonic() < deadline:
+    while not done(collector.items) and time.monotonic() < deadline:
         msg = make_msg(i)
         publisher.publish(msg)
         sent.append(msg)
         i += 1
-        collector.wait_count(n, timeout=period)
+        collector.wait(done, timeout=period)
     return sent
 
 
