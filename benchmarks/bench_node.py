@@ -20,6 +20,7 @@ Without --weights the shipped CamVid model is used if present, else a seeded ran
 (speed does not depend on the weights; the JSON says which). Not a test: numbers depend on the
 machine and its load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import numpy as np
 from PIL import Image as PILImage
@@ -41,31 +42,49 @@ from PIL import Image as PILImage
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=Path, default=REPO.parent / "shared" / "data" / "camvid" / "val",
-                   help="folder of images (png/jpg) to use as camera frames")
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--frames",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "camvid" / "val",
+        help="folder of images (png/jpg) to use as camera frames",
+    )
     p.add_argument("--num-frames", type=int, default=10, help="frames per run")
     p.add_argument("--runs", type=int, default=3, help="repetitions; the table shows the median")
-    p.add_argument("--weights", type=Path, default=None, help="weights file (default: shipped, else seeded)")
-    p.add_argument("--input-size", default="", help="network input WxH (default: the weights' own)")
-    p.add_argument("--num-threads", type=int, default=0, help="torch threads for both (0 = default)")
-    p.add_argument("--flood-hz", type=float, default=30.0,
-                   help="publish rate of the flood run (a camera rate, far above the model's on a CPU)")
+    p.add_argument(
+        "--weights", type=Path, default=None, help="weights file (default: shipped, else seeded)"
+    )
+    p.add_argument(
+        "--input-size", default="", help="network input WxH (default: the weights' own)"
+    )
+    p.add_argument(
+        "--num-threads", type=int, default=0, help="torch threads for both (0 = default)"
+    )
+    p.add_argument(
+        "--flood-hz",
+        type=float,
+        default=30.0,
+        help="publish rate of the flood run (a camera rate, far above the model's on a CPU)",
+    )
     p.add_argument("--flood-s", type=float, default=8.0, help="duration of each flood run")
     p.add_argument("--encoding", default="bgr8", help="camera encoding published to the node")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p.parse_args(argv)
 
 
-def load_frames(folder: Path, n: int) -> List[np.ndarray]:
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n]
+def load_frames(folder: Path, n: int) -> list[np.ndarray]:
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))[
+        :n
+    ]
     if not files:
         raise SystemExit(f"no png/jpg images in {folder} (pass --frames)")
     return [np.asarray(PILImage.open(f).convert("RGB")) for f in files]
 
 
-def resolve_weights(args: argparse.Namespace, tmp: Path) -> Dict[str, str]:
+def resolve_weights(args: argparse.Namespace, tmp: Path) -> dict[str, str]:
     from bevanet_core.checkpoint import DEFAULT_WEIGHTS, ModelInfo, save_weights
 
     if args.weights is not None:
@@ -80,21 +99,29 @@ def resolve_weights(args: argparse.Namespace, tmp: Path) -> Dict[str, str]:
 
     torch.manual_seed(0)
     path = tmp / "bevanet_s_seeded.safetensors"
-    save_weights(build_model("bevanet_s", num_classes=11).eval(), path,
-                 ModelInfo.default("bevanet_s", 11, input_size=(480, 360)))
+    save_weights(
+        build_model("bevanet_s", num_classes=11).eval(),
+        path,
+        ModelInfo.default("bevanet_s", 11, input_size=(480, 360)),
+    )
     return {"path": str(path), "kind": "seeded random BEVANet-S (shipped weights absent)"}
 
 
-def summary(values: List[float]) -> Dict[str, float]:
+def summary(values: list[float]) -> dict[str, float]:
     v = sorted(values)
     if not v:
         return {"median": float("nan"), "p95": float("nan"), "n": 0}
-    return {"median": statistics.median(v), "p95": v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))], "n": len(v)}
+    return {
+        "median": statistics.median(v),
+        "p95": v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))],
+        "n": len(v),
+    }
 
 
 # ---------------------------------------------------------------- bare runtime
 
-def runtime_pass(seg: Any, frames: List[np.ndarray]) -> Dict[str, Any]:
+
+def runtime_pass(seg: Any, frames: list[np.ndarray]) -> dict[str, Any]:
     """One pass of the bare runtime over the frames (decoded RGB already in memory)."""
     lat = []
     t0 = time.perf_counter()
@@ -107,6 +134,7 @@ def runtime_pass(seg: Any, frames: List[np.ndarray]) -> Dict[str, Any]:
 
 # ---------------------------------------------------------------- node
 
+
 class NodeUnderTest:
     """The node in a subprocess plus a probe node here (publisher + mask subscriber)."""
 
@@ -117,10 +145,25 @@ class NodeUnderTest:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        self.env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-        cmd = [sys.executable, "-m", "bevanet_ros.segmentation_node", "--ros-args",
-               "-p", f"weights:={weights}", "-p", f"num_threads:={args.num_threads}",
-               "-r", "image:=/bench/image", "-p", "publish_color_mask:=false", "-p", "publish_overlay:=false"]
+        self.env = dict(
+            os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "bevanet_ros.segmentation_node",
+            "--ros-args",
+            "-p",
+            f"weights:={weights}",
+            "-p",
+            f"num_threads:={args.num_threads}",
+            "-r",
+            "image:=/bench/image",
+            "-p",
+            "publish_color_mask:=false",
+            "-p",
+            "publish_overlay:=false",
+        ]
         if args.input_size:
             w, h = args.input_size.lower().split("x")
             cmd += ["-p", f"input_width:={int(w)}", "-p", f"input_height:={int(h)}"]
@@ -129,12 +172,17 @@ class NodeUnderTest:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = Node("bench_probe", context=self.ctx)
-        self.received: List[tuple] = []  # (stamp_ns, receive time.time_ns())
+        self.received: list[tuple] = []  # (stamp_ns, receive time.time_ns())
         self._cond = threading.Condition()
-        self.node.create_subscription(Image, "/segmentation/mask", self._on_mask,
-                                      QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        self.pub = self.node.create_publisher(Image, "/bench/image",
-                                              QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self.node.create_subscription(
+            Image,
+            "/segmentation/mask",
+            self._on_mask,
+            QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE),
+        )
+        self.pub = self.node.create_publisher(
+            Image, "/bench/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        )
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
         self._stop = threading.Event()
@@ -174,7 +222,7 @@ class NodeUnderTest:
         self.pub.publish(msg)
         return stamp
 
-    def wait_for(self, stamp: int, timeout: float = 120.0) -> Optional[int]:
+    def wait_for(self, stamp: int, timeout: float = 120.0) -> int | None:
         with self._cond:
             ok = self._cond.wait_for(lambda: any(s == stamp for s, _ in self.received), timeout)
             if not ok:
@@ -208,7 +256,7 @@ def image_msg(Image, rgb: np.ndarray, encoding: str):
     return msg
 
 
-def serial_pass(nut: "NodeUnderTest", msgs: List[Any]) -> Dict[str, Any]:
+def serial_pass(nut: NodeUnderTest, msgs: list[Any]) -> dict[str, Any]:
     """One frame in flight: publish, wait for its mask, next."""
     lat = []
     t0 = time.perf_counter()
@@ -221,7 +269,9 @@ def serial_pass(nut: "NodeUnderTest", msgs: List[Any]) -> Dict[str, Any]:
     return {"latency_ms": summary(lat), "fps": len(msgs) / (time.perf_counter() - t0)}
 
 
-def flood_pass(nut: "NodeUnderTest", msgs: List[Any], rate_hz: float, seconds: float) -> Dict[str, Any]:
+def flood_pass(
+    nut: NodeUnderTest, msgs: list[Any], rate_hz: float, seconds: float
+) -> dict[str, Any]:
     """Frames published at `rate_hz` for `seconds`: masks per second, stamp -> mask latency."""
     with nut._cond:
         nut.received.clear()
@@ -238,14 +288,15 @@ def flood_pass(nut: "NodeUnderTest", msgs: List[Any], rate_hz: float, seconds: f
     with nut._cond:
         got = [(s_, r) for s_, r in nut.received if s_ in sent]
     return {
-        "sent": len(sent), "masks": len(got),
+        "sent": len(sent),
+        "masks": len(got),
         "fps": sum(r <= end_ns for _, r in got) / seconds,
         "latency_ms": summary([(r - s_) / 1e6 for s_, r in got]),
         "dropped": len(sent) - len(got),
     }
 
 
-def med(runs: List[Dict[str, Any]], *keys: str) -> float:
+def med(runs: list[dict[str, Any]], *keys: str) -> float:
     values = []
     for r in runs:
         v: Any = r
@@ -255,7 +306,7 @@ def med(runs: List[Dict[str, Any]], *keys: str) -> float:
     return statistics.median(values)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     frames = load_frames(args.frames, args.num_frames)
     import torch
@@ -267,7 +318,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     runtime_runs, serial_runs, flood_runs = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         weights = resolve_weights(args, Path(tmp))
-        seg = Segmenter(SegmenterConfig(weights=weights["path"], input_size=args.input_size or None))
+        seg = Segmenter(
+            SegmenterConfig(weights=weights["path"], input_size=args.input_size or None)
+        )
         seg.segment(frames[0])  # warm-up
         input_size = list(seg.input_size)
         nut = NodeUnderTest(weights["path"], args, random.SystemRandom().randint(1, 200))
@@ -279,9 +332,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 runtime_runs.append(runtime_pass(seg, frames))
                 serial_runs.append(serial_pass(nut, msgs))
                 flood_runs.append(flood_pass(nut, msgs, args.flood_hz, args.flood_s))
-                print(f"run {run + 1}/{args.runs}: runtime {runtime_runs[-1]['latency_ms']['median']:.0f} ms, "
-                      f"node {serial_runs[-1]['latency_ms']['median']:.0f} ms, flood "
-                      f"{flood_runs[-1]['fps']:.2f} fps", file=sys.stderr)
+                print(
+                    f"run {run + 1}/{args.runs}: "
+                    f"runtime {runtime_runs[-1]['latency_ms']['median']:.0f} ms, "
+                    f"node {serial_runs[-1]['latency_ms']['median']:.0f} ms, flood "
+                    f"{flood_runs[-1]['fps']:.2f} fps",
+                    file=sys.stderr,
+                )
         finally:
             nut.close()
             seg.close()
@@ -290,26 +347,48 @@ def main(argv: Optional[List[str]] = None) -> int:
     h, w = frames[0].shape[:2]
     result = {
         "frames": {"folder": str(args.frames), "count": len(frames), "size": [w, h]},
-        "weights": weights, "network_input": runtime["input_size"], "runs": args.runs,
-        "num_threads": args.num_threads, "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        "runtime": runtime["runs"], "node": node,
+        "weights": weights,
+        "network_input": runtime["input_size"],
+        "runs": args.runs,
+        "num_threads": args.num_threads,
+        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "runtime": runtime["runs"],
+        "node": node,
     }
     rows = [
-        ("bare runtime (segment)", med(runtime["runs"], "latency_ms", "median"),
-         med(runtime["runs"], "latency_ms", "p95"), med(runtime["runs"], "fps"), "-"),
-        ("node, one frame in flight", med(node["serial"], "latency_ms", "median"),
-         med(node["serial"], "latency_ms", "p95"), med(node["serial"], "fps"), "-"),
-        (f"node, flooded at {args.flood_hz:g} Hz", med(node["flood"], "latency_ms", "median"),
-         med(node["flood"], "latency_ms", "p95"), med(node["flood"], "fps"),
-         f"{med(node['flood'], 'dropped'):.0f} of {med(node['flood'], 'sent'):.0f}"),
+        (
+            "bare runtime (segment)",
+            med(runtime["runs"], "latency_ms", "median"),
+            med(runtime["runs"], "latency_ms", "p95"),
+            med(runtime["runs"], "fps"),
+            "-",
+        ),
+        (
+            "node, one frame in flight",
+            med(node["serial"], "latency_ms", "median"),
+            med(node["serial"], "latency_ms", "p95"),
+            med(node["serial"], "fps"),
+            "-",
+        ),
+        (
+            f"node, flooded at {args.flood_hz:g} Hz",
+            med(node["flood"], "latency_ms", "median"),
+            med(node["flood"], "latency_ms", "p95"),
+            med(node["flood"], "fps"),
+            f"{med(node['flood'], 'dropped'):.0f} of {med(node['flood'], 'sent'):.0f}",
+        ),
     ]
-    table = ["| measurement | latency median (ms) | latency p95 (ms) | throughput (fps) | dropped |",
-             "|---|---|---|---|---|"]
+    table = [
+        "| measurement | latency median (ms) | latency p95 (ms) | throughput (fps) | dropped |",
+        "|---|---|---|---|---|",
+    ]
     table += [f"| {n} | {a:.1f} | {b:.1f} | {c:.2f} | {d} |" for n, a, b, c, d in rows]
     result["table"] = table
-    print(f"{len(frames)} frames {w}x{h} from {args.frames}, network input "
-          f"{runtime['input_size'][0]}x{runtime['input_size'][1]}, weights: {weights['kind']}, "
-          f"median of {args.runs} runs, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(frames)} frames {w}x{h} from {args.frames}, network input "
+        f"{runtime['input_size'][0]}x{runtime['input_size'][1]}, weights: {weights['kind']}, "
+        f"median of {args.runs} runs, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )
     print("\n".join(table))
     if args.json is not None:
         tmp_path = args.json.with_suffix(args.json.suffix + ".tmp")

@@ -8,11 +8,12 @@ conversion runs. Building output messages imports `sensor_msgs` lazily.
 Every decoder returns a C-contiguous HxWx3 uint8 RGB array: the runtime, the overlay and the
 colour mask all work in RGB, and a single layout keeps batching across cameras simple.
 """
+
 from __future__ import annotations
 
 import io
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,12 +22,12 @@ from PIL import Image as PILImage
 try:  # only where ROS provides it; never required
     from cv_bridge import CvBridge  # type: ignore
 
-    _BRIDGE: Optional[Any] = CvBridge()
+    _BRIDGE: Any | None = CvBridge()
 except Exception:  # noqa: BLE001 - any import problem means "not available"
     _BRIDGE = None
 
 # encoding -> (bytes per pixel, cv2 conversion to RGB or None for "already RGB")
-RAW_ENCODINGS: Dict[str, Tuple[int, Optional[int]]] = {
+RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
     "rgb8": (3, None),
     "bgr8": (3, cv2.COLOR_BGR2RGB),
     "rgba8": (4, cv2.COLOR_RGBA2RGB),
@@ -60,14 +61,20 @@ def _as_bytes_view(data: Any) -> np.ndarray:
     """Message `data` (array.array, bytes, list of ints, numpy) -> 1-D uint8 view without copy
     where the buffer protocol allows it."""
     if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype == np.uint8 else data.astype(np.uint8).reshape(-1)
+        return (
+            data.reshape(-1).view(np.uint8)
+            if data.dtype == np.uint8
+            else data.astype(np.uint8).reshape(-1)
+        )
     try:
         return np.frombuffer(data, dtype=np.uint8)
     except (TypeError, ValueError, BufferError):
         try:
             return np.asarray(data, dtype=np.uint8).reshape(-1)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ImageDecodeError("bad_data", f"image data is not a byte sequence ({exc})") from None
+            raise ImageDecodeError(
+                "bad_data", f"image data is not a byte sequence ({exc})"
+            ) from None
 
 
 def check_raw_layout(encoding: str, height: int, width: int, step: int, data_len: int) -> int:
@@ -77,22 +84,31 @@ def check_raw_layout(encoding: str, height: int, width: int, step: int, data_len
     if enc not in RAW_ENCODINGS:  # exact names, as in sensor_msgs/image_encodings.hpp
         raise ImageDecodeError(
             "unknown_encoding",
-            f"unsupported image encoding {encoding!r}; supported: {', '.join(RAW_ENCODINGS)}")
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(RAW_ENCODINGS)}",
+        )
     bpp = RAW_ENCODINGS[enc][0]
     if height <= 0 or width <= 0:
-        raise ImageDecodeError("zero_size", f"image has zero size ({width}x{height}, encoding {enc})")
+        raise ImageDecodeError(
+            "zero_size", f"image has zero size ({width}x{height}, encoding {enc})"
+        )
     if height * width > MAX_PIXELS:
         raise ImageDecodeError("too_large", f"image {width}x{height} exceeds {MAX_PIXELS} pixels")
     if bpp == 2 and width % 2:
-        raise ImageDecodeError("odd_width", f"{enc} packs pixel pairs, so width must be even, got {width}")
+        raise ImageDecodeError(
+            "odd_width", f"{enc} packs pixel pairs, so width must be even, got {width}"
+        )
     if step < width * bpp:
         raise ImageDecodeError(
             "step_mismatch",
-            f"step {step} is smaller than width*bytes_per_pixel = {width}*{bpp} = {width * bpp} ({enc})")
+            f"step {step} is smaller than width*bytes_per_pixel = {width}*{bpp} = "
+            f"{width * bpp} ({enc})",
+        )
     if data_len != step * height:
         raise ImageDecodeError(
             "data_length",
-            f"data has {data_len} bytes but step*height = {step}*{height} = {step * height} ({enc} {width}x{height})")
+            f"data has {data_len} bytes but step*height = {step}*{height} = {step * height} "
+            f"({enc} {width}x{height})",
+        )
     return bpp
 
 
@@ -102,7 +118,11 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int, data: Any) -> 
     bpp = check_raw_layout(encoding, int(height), int(width), int(step), buf.size)
     enc = encoding
     rows = buf.reshape(int(height), int(step))[:, : int(width) * bpp]
-    pixels = rows.reshape(int(height), int(width), bpp) if bpp > 1 else rows.reshape(int(height), int(width))
+    pixels = (
+        rows.reshape(int(height), int(width), bpp)
+        if bpp > 1
+        else rows.reshape(int(height), int(width))
+    )
     code = RAW_ENCODINGS[enc][1]
     if code is None:
         return np.ascontiguousarray(pixels)
@@ -114,7 +134,13 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int, data: Any) -> 
 def imgmsg_to_rgb(msg: Any) -> np.ndarray:
     """`sensor_msgs/Image` (or anything with its fields) -> HxWx3 uint8 RGB."""
     try:
-        encoding, height, width, step, data = msg.encoding, msg.height, msg.width, msg.step, msg.data
+        encoding, height, width, step, data = (
+            msg.encoding,
+            msg.height,
+            msg.width,
+            msg.step,
+            msg.data,
+        )
     except AttributeError as exc:
         raise ImageDecodeError("bad_message", f"not an Image message: {exc}") from None
     if _BRIDGE is not None and encoding in _BRIDGE_ENCODINGS:
@@ -122,7 +148,9 @@ def imgmsg_to_rgb(msg: Any) -> np.ndarray:
         try:
             return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
         except Exception as exc:  # noqa: BLE001 - cv_bridge raises its own CvBridgeError
-            raise ImageDecodeError("cv_bridge", f"cv_bridge could not convert the image: {exc}") from None
+            raise ImageDecodeError(
+                "cv_bridge", f"cv_bridge could not convert the image: {exc}"
+            ) from None
     return raw_to_rgb(encoding, height, width, step, data)
 
 
@@ -138,7 +166,9 @@ def compressed_to_rgb(fmt: str, data: Any) -> np.ndarray:
     try:
         with PILImage.open(io.BytesIO(buf.tobytes())) as img:
             if img.width * img.height > MAX_PIXELS:
-                raise ImageDecodeError("too_large", f"compressed image {img.width}x{img.height} is too large")
+                raise ImageDecodeError(
+                    "too_large", f"compressed image {img.width}x{img.height} is too large"
+                )
             rgb = np.asarray(img.convert("RGB"))
     except ImageDecodeError:
         raise
@@ -146,7 +176,8 @@ def compressed_to_rgb(fmt: str, data: Any) -> np.ndarray:
         reason = str(exc).split(" <_io.")[0] or type(exc).__name__  # drop PIL's BytesIO repr
         raise ImageDecodeError(
             "corrupt_compressed",
-            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): {reason}") from None
+            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): {reason}",
+        ) from None
     if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
         raise ImageDecodeError("zero_size", f"compressed image decoded to shape {rgb.shape}")
     return np.ascontiguousarray(rgb)
@@ -182,7 +213,7 @@ def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Any
     return msg
 
 
-def rgb_to_raw(rgb: np.ndarray, encoding: str) -> Tuple[bytes, int]:
+def rgb_to_raw(rgb: np.ndarray, encoding: str) -> tuple[bytes, int]:
     """HxWx3 RGB -> (bytes, step) in `encoding`; the inverse of `raw_to_rgb` (for tests, tools and
     benchmarks that publish camera-like frames)."""
     enc = encoding

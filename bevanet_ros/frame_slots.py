@@ -5,11 +5,13 @@ drop), so under overload the worker always sees the newest frame and memory stay
 `take` waits for the first frame, then up to `batch_window_s` for the other active cameras, so
 frames that arrive together go through one batched inference.
 """
+
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any
 
 Clock = Callable[[], float]
 
@@ -17,12 +19,14 @@ Clock = Callable[[], float]
 class LatestFrameSlots:
     """One overwrite-on-put slot per camera, shared by producers and a single consumer."""
 
-    def __init__(self, num_slots: int, active_timeout_s: float = 1.0, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, num_slots: int, active_timeout_s: float = 1.0, clock: Clock = time.monotonic
+    ) -> None:
         if num_slots < 1:
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         self._cond = threading.Condition()
-        self._items: List[Optional[Any]] = [None] * num_slots
-        self._last_put: List[float] = [float("-inf")] * num_slots
+        self._items: list[Any | None] = [None] * num_slots
+        self._last_put: list[float] = [float("-inf")] * num_slots
         self._active_timeout_s = active_timeout_s
         self._clock = clock
         self._closed = False
@@ -46,13 +50,15 @@ class LatestFrameSlots:
             self._cond.notify_all()
             return replaced
 
-    def _pending(self) -> List[int]:
+    def _pending(self) -> list[int]:
         return [i for i, item in enumerate(self._items) if item is not None]
 
-    def _active(self, now: float) -> List[int]:
+    def _active(self, now: float) -> list[int]:
         return [i for i, t in enumerate(self._last_put) if now - t <= self._active_timeout_s]
 
-    def take(self, batch_window_s: float = 0.0, timeout_s: Optional[float] = None) -> List[Tuple[int, Any]]:
+    def take(
+        self, batch_window_s: float = 0.0, timeout_s: float | None = None
+    ) -> list[tuple[int, Any]]:
         """Waits for at least one frame (up to `timeout_s`; [] on timeout or close), then up to
         `batch_window_s` more for every recently active camera, and empties the taken slots.
         Marks the consumer busy until `task_done()`."""
@@ -86,7 +92,7 @@ class LatestFrameSlots:
             self._cond.notify_all()
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """Blocks until every slot is empty and the consumer is not busy (True) or timeout (False)."""
+        """Blocks until every slot is empty and the consumer is idle (True), or timeout (False)."""
         deadline = self._clock() + timeout_s
         with self._cond:
             while self._busy or self._pending():

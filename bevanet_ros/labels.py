@@ -4,20 +4,27 @@
 publishes the fallback below as a `std_msgs/String` on the same topic, and always publishes it on
 `~/label_info_json` (it also carries the colours that LabelInfo has no field for).
 """
+
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 FALLBACK_SCHEMA = "bevanet_ros/label_info/v1"
 
 
-def label_info_dict(class_names: Sequence[str], palette: Sequence[Sequence[int]], ignore_index: int = 255,
-                    variant: str = "", dataset: str = "") -> Dict[str, Any]:
+def label_info_dict(
+    class_names: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    ignore_index: int = 255,
+    variant: str = "",
+    dataset: str = "",
+) -> dict[str, Any]:
     """{'schema', 'classes': [{'id', 'name', 'color': [r, g, b]}], 'ignore_index', ...}."""
     if len(palette) < len(class_names):
         raise ValueError(f"palette has {len(palette)} colours for {len(class_names)} classes")
-    classes: List[Dict[str, Any]] = [
+    classes: list[dict[str, Any]] = [
         {"id": i, "name": str(name), "color": [int(c) for c in palette[i][:3]]}
         for i, name in enumerate(class_names)
     ]
@@ -31,6 +38,8 @@ def label_info_dict(class_names: Sequence[str], palette: Sequence[Sequence[int]]
     }
 
 
-def label_info_json(class_names: Sequence[str], palette: Sequence[Sequence[int]], **kwargs: Any) -> str:
+def label_info_json(
+    class_names: Sequence[str], palette: Sequence[Sequence[int]], **kwargs: Any
+) -> str:
     """The fallback message text (stable key order)."""
     return json.dumps(label_info_dict(class_names, palette, **kwargs), sort_keys=True)

@@ -4,19 +4,21 @@
 share (`config/<variant>.yaml`, found with FindPackageShare) and lays the non-empty launch
 arguments over it with `node_overrides`; `plan_launch` does all of that from plain strings.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
 from .params import BACKENDS, NodeSettings, ParameterError
 
 PACKAGE = "bevanet_ros"
-VARIANT_CONFIGS: Dict[str, str] = {
+VARIANT_CONFIGS: dict[str, str] = {
     "bevanet": "bevanet.yaml",
     "bevanet_s": "bevanet_s.yaml",
 }
@@ -25,18 +27,41 @@ NODE_NAME = "segmentation"
 NODE_EXECUTABLE = "segmentation_node"
 
 # (name, default, description): every argument of segmentation.launch.py
-LAUNCH_ARGUMENTS: Tuple[Tuple[str, str, str], ...] = (
-    ("variant", "bevanet_s", "Network variant; selects config/<variant>.yaml. One of: "
-     + ", ".join(VARIANT_CONFIGS)),
-    ("backend", "", "Inference backend (" + ", ".join(BACKENDS) + "); empty keeps the YAML's value"),
-    ("weights", "", "Weights file (.safetensors/.pt); empty keeps the YAML's value ('' there = the "
-     "shipped CamVid BEVANet-S model)"),
-    ("engine", "", "Exported engine (.onnx for onnxruntime, .engine/.plan for tensorrt); empty = none"),
+LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
+    (
+        "variant",
+        "bevanet_s",
+        "Network variant; selects config/<variant>.yaml. One of: " + ", ".join(VARIANT_CONFIGS),
+    ),
+    (
+        "backend",
+        "",
+        "Inference backend (" + ", ".join(BACKENDS) + "); empty keeps the YAML's value",
+    ),
+    (
+        "weights",
+        "",
+        "Weights file (.safetensors/.pt); empty keeps the YAML's value ('' there = the "
+        "shipped CamVid BEVANet-S model)",
+    ),
+    (
+        "engine",
+        "",
+        "Exported engine (.onnx for onnxruntime, .engine/.plan for tensorrt); empty = none",
+    ),
     ("device", "", "Device (cpu, cuda, cuda:N); empty keeps the YAML's value"),
-    ("camera_topics", "/camera/image_raw", "Camera image topics, comma separated "
-     "(e.g. /front/image_raw,/rear/image_raw); one subscription each"),
-    ("input_transport", "", "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed); "
-     "empty keeps the YAML's value"),
+    (
+        "camera_topics",
+        "/camera/image_raw",
+        "Camera image topics, comma separated "
+        "(e.g. /front/image_raw,/rear/image_raw); one subscription each",
+    ),
+    (
+        "input_transport",
+        "",
+        "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed); "
+        "empty keeps the YAML's value",
+    ),
     ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
     ("node_name", NODE_NAME, "Name of the segmentation node"),
     ("use_sim_time", "false", "Use /clock (true when replaying bags with --clock)"),
@@ -52,8 +77,10 @@ def params_file_name(variant: str) -> str:
     try:
         return VARIANT_CONFIGS[variant]
     except KeyError:
-        raise ValueError(f"launch argument 'variant' is {variant!r}; expected one of: "
-                         f"{', '.join(VARIANT_CONFIGS)}") from None
+        raise ValueError(
+            f"launch argument 'variant' is {variant!r}; expected one of: "
+            f"{', '.join(VARIANT_CONFIGS)}"
+        ) from None
 
 
 def params_file(variant: str, share_dir: str) -> str:
@@ -71,30 +98,36 @@ def parse_bool(name: str, text: str) -> bool:
     raise ValueError(f"launch argument {name!r} must be true or false, got {text!r}")
 
 
-def parse_camera_topics(text: str) -> List[str]:
+def parse_camera_topics(text: str) -> list[str]:
     """'/a/image_raw, /b/image_raw' or "['/a', '/b']" -> ['/a/image_raw', '/b/image_raw']."""
     cleaned = str(text).strip().strip("[]")
-    topics = [t.strip().strip("'\"") for t in re.split(r"[,\s]+", cleaned) if t.strip().strip("'\"")]
+    topics = [
+        t.strip().strip("'\"") for t in re.split(r"[,\s]+", cleaned) if t.strip().strip("'\"")
+    ]
     if not topics:
         raise ValueError("launch argument 'camera_topics' is empty; give at least one topic")
     return topics
 
 
-def load_params_file(path: str) -> Dict[str, Any]:
+def load_params_file(path: str) -> dict[str, Any]:
     """The `ros__parameters` of a node parameter YAML (under '/**' or any node key)."""
-    with open(path, "r", encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of node names to ros__parameters")
-    for key, section in data.items():
+    for section in data.values():
         if isinstance(section, dict) and "ros__parameters" in section:
             return dict(section["ros__parameters"] or {})
-    raise ValueError(f"{path}: no 'ros__parameters' section (expected '/**: {{ros__parameters: ...}}')")
+    raise ValueError(
+        f"{path}: no 'ros__parameters' section (expected '/**: {{ros__parameters: ...}}')"
+    )
 
 
-def node_overrides(args: Mapping[str, str]) -> Dict[str, Any]:
+def node_overrides(args: Mapping[str, str]) -> dict[str, Any]:
     """Node parameters from launch arguments; empty arguments override nothing."""
-    out: Dict[str, Any] = {"use_sim_time": parse_bool("use_sim_time", args.get("use_sim_time", "false"))}
+    out: dict[str, Any] = {
+        "use_sim_time": parse_bool("use_sim_time", args.get("use_sim_time", "false"))
+    }
     for name in ("backend", "weights", "engine", "device", "input_transport"):
         value = str(args.get(name, "")).strip()
         if value:
@@ -110,7 +143,7 @@ class LaunchPlan:
     """Everything the launch file needs to build its actions."""
 
     params_file: str
-    overrides: Dict[str, Any]
+    overrides: dict[str, Any]
     namespace: str
     node_name: str
     rviz: bool
@@ -136,11 +169,16 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
         try:
             NodeSettings.from_values(merged)
         except ParameterError as exc:
-            raise ValueError(f"variant {variant!r} ({path}) with the given launch arguments: {exc}") from None
+            raise ValueError(
+                f"variant {variant!r} ({path}) with the given launch arguments: {exc}"
+            ) from None
     namespace = str(args.get("namespace", "")).strip()
     log_level = str(args.get("log_level", "info")).strip().lower()
     if log_level not in ("debug", "info", "warn", "error", "fatal"):
-        raise ValueError(f"launch argument 'log_level' must be debug, info, warn, error or fatal, got {log_level!r}")
+        raise ValueError(
+            "launch argument 'log_level' must be debug, info, warn, error or fatal, "
+            f"got {log_level!r}"
+        )
     return LaunchPlan(
         params_file=path,
         overrides=overrides,
@@ -152,12 +190,12 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
     )
 
 
-def default_arguments() -> Dict[str, str]:
+def default_arguments() -> dict[str, str]:
     """{name: default} of LAUNCH_ARGUMENTS."""
     return {name: default for name, default, _ in LAUNCH_ARGUMENTS}
 
 
-def output_topic(namespace: str, node_name: str, output: str, camera: Optional[str] = None) -> str:
+def output_topic(namespace: str, node_name: str, output: str, camera: str | None = None) -> str:
     """Fully qualified output topic, e.g. ('', 'segmentation', 'mask') -> '/segmentation/mask'."""
     parts = [p for p in namespace.strip("/").split("/") if p] + [node_name]
     if camera:
@@ -166,7 +204,7 @@ def output_topic(namespace: str, node_name: str, output: str, camera: Optional[s
     return "/" + "/".join(parts)
 
 
-def bag_play_command(bag: str, rate: str = "1.0", loop: str = "false") -> List[str]:
+def bag_play_command(bag: str, rate: str = "1.0", loop: str = "false") -> list[str]:
     """The `ros2 bag play --clock` command line for bag_replay.launch.py (checked arguments)."""
     bag = str(bag).strip()
     if not bag:

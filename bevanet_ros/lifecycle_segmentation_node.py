@@ -10,10 +10,10 @@ Parameters are declared in the constructor. Those that need a model reload may b
 while the node is unconfigured; they take effect at the next configure. A failed configure
 leaves the node unconfigured with nothing half-built.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
@@ -31,11 +31,15 @@ class LifecycleSegmentationNode(LifecycleNode):
         super().__init__(node_name, **kwargs)
         self._configured = False
         self.pipeline = SegmentationPipeline(self, managed=True)
-        self.params = ParameterBinder(self, managed=True, reload_allowed=lambda: not self._configured,
-                                      on_change=self.pipeline.update_settings)
+        self.params = ParameterBinder(
+            self,
+            managed=True,
+            reload_allowed=lambda: not self._configured,
+            on_change=self.pipeline.update_settings,
+        )
 
     @property
-    def settings(self) -> Optional[NodeSettings]:
+    def settings(self) -> NodeSettings | None:
         return self.pipeline.settings
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -85,7 +89,7 @@ class LifecycleSegmentationNode(LifecycleNode):
         super().destroy_node()
 
 
-def main(args: Optional[List[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Runs the lifecycle node (unconfigured at start, driven by `ros2 lifecycle set`)."""
     return run_node(LifecycleSegmentationNode, args)
 

@@ -1,15 +1,17 @@
-"""The node's parameters: one table of specs, the validation rules, and the settings they resolve to.
+"""The node's parameters: one table of specs, the validation rules, the settings they resolve to.
 
 Plain Python (no ROS): the node turns each `ParamSpec` into a `rcl_interfaces/ParameterDescriptor`
 (description, ranges, read-only) and calls `validate_value` from its set-parameters callback and
 `NodeSettings.from_values` once every parameter is declared, so a bad value is rejected with a
 message naming the parameter, the value and what was expected, before anything is built.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 VARIANTS = ("bevanet", "bevanet_s")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
@@ -40,9 +42,9 @@ class ParamSpec:
     default: Any
     description: str
     read_only: bool = True
-    choices: Optional[Tuple[str, ...]] = None
-    int_range: Optional[Tuple[int, int, int]] = None  # (from, to, step)
-    float_range: Optional[Tuple[float, float]] = None
+    choices: tuple[str, ...] | None = None
+    int_range: tuple[int, int, int] | None = None  # (from, to, step)
+    float_range: tuple[float, float] | None = None
     kind: str = ""  # "str", "int", "float", "bool", "str_list"
 
     @property
@@ -64,63 +66,167 @@ class ParamSpec:
         return ""
 
 
-_RELOAD = " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
-PARAMS: Tuple[ParamSpec, ...] = (
-    ParamSpec("variant", "", "Network variant; '' takes it from the weights' metadata." + _RELOAD,
-              choices=("",) + VARIANTS),
-    ParamSpec("weights", "", "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped "
-              "CamVid BEVANet-S model." + _RELOAD),
-    ParamSpec("engine", "", "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
-              "used instead of 'weights' when set." + _RELOAD),
+_RELOAD = (
+    " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
+)
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "variant",
+        "",
+        "Network variant; '' takes it from the weights' metadata." + _RELOAD,
+        choices=("",) + VARIANTS,
+    ),
+    ParamSpec(
+        "weights",
+        "",
+        "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped "
+        "CamVid BEVANet-S model." + _RELOAD,
+    ),
+    ParamSpec(
+        "engine",
+        "",
+        "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
+        "used instead of 'weights' when set." + _RELOAD,
+    ),
     ParamSpec("backend", "torch", "Inference backend." + _RELOAD, choices=BACKENDS),
     ParamSpec("device", "cpu", "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
-    ParamSpec("precision", "fp32", "Numeric precision of the network." + _RELOAD, choices=PRECISIONS),
-    ParamSpec("input_width", 0, "Network input width in pixels (multiple of 8); 0 = the model's own "
-              "input size (set both or neither)." + _RELOAD, int_range=(0, MAX_INPUT_SIDE, 8)),
-    ParamSpec("input_height", 0, "Network input height in pixels (multiple of 8); 0 = the model's own "
-              "input size (set both or neither)." + _RELOAD, int_range=(0, MAX_INPUT_SIDE, 8)),
-    ParamSpec("resize", "stretch", "How frames fit the network input: 'stretch' or 'letterbox' (keeps "
-              "the aspect ratio). Masks always come back at the input resolution." + _RELOAD,
-              choices=RESIZE_MODES),
-    ParamSpec("upsample", "logits", "'logits': bilinear logits at the frame resolution, then argmax "
-              "(smooth edges); 'labels': argmax at 1/8, then nearest (cheaper, blockier)." + _RELOAD,
-              choices=UPSAMPLE_MODES),
-    ParamSpec("input_topics", ["image"], "Camera topics, one subscription each (relative names "
-              "follow remapping: -r image:=/camera/image_raw)." + _RELOAD, kind="str_list"),
-    ParamSpec("camera_names", [], "Names for the cameras' output namespaces (~/<name>/mask) when "
-              "there are several; default cam0, cam1, ..." + _RELOAD, kind="str_list"),
-    ParamSpec("input_transport", "raw", "'raw' subscribes sensor_msgs/Image on each topic; "
-              "'compressed' subscribes sensor_msgs/CompressedImage on <topic>/compressed." + _RELOAD,
-              choices=TRANSPORTS),
-    ParamSpec("input_qos", "sensor_data", "Camera subscription QoS: 'sensor_data' (best effort, "
-              "accepts best-effort and reliable publishers), 'best_effort', 'reliable' or "
-              "'system_default'." + _RELOAD, choices=INPUT_QOS),
-    ParamSpec("input_qos_depth", 1, "Camera subscription history depth (the node keeps only the "
-              "latest frame per camera anyway)." + _RELOAD, int_range=(1, 100, 1)),
-    ParamSpec("output_qos", "reliable", "Output QoS reliability ('reliable' is what RViz uses by "
-              "default)." + _RELOAD, choices=OUTPUT_QOS),
+    ParamSpec(
+        "precision", "fp32", "Numeric precision of the network." + _RELOAD, choices=PRECISIONS
+    ),
+    ParamSpec(
+        "input_width",
+        0,
+        "Network input width in pixels (multiple of 8); 0 = the model's own "
+        "input size (set both or neither)." + _RELOAD,
+        int_range=(0, MAX_INPUT_SIDE, 8),
+    ),
+    ParamSpec(
+        "input_height",
+        0,
+        "Network input height in pixels (multiple of 8); 0 = the model's own "
+        "input size (set both or neither)." + _RELOAD,
+        int_range=(0, MAX_INPUT_SIDE, 8),
+    ),
+    ParamSpec(
+        "resize",
+        "stretch",
+        "How frames fit the network input: 'stretch' or 'letterbox' (keeps "
+        "the aspect ratio). Masks always come back at the input resolution." + _RELOAD,
+        choices=RESIZE_MODES,
+    ),
+    ParamSpec(
+        "upsample",
+        "logits",
+        "'logits': bilinear logits at the frame resolution, then argmax "
+        "(smooth edges); 'labels': argmax at 1/8, then nearest (cheaper, blockier)." + _RELOAD,
+        choices=UPSAMPLE_MODES,
+    ),
+    ParamSpec(
+        "input_topics",
+        ["image"],
+        "Camera topics, one subscription each (relative names "
+        "follow remapping: -r image:=/camera/image_raw)." + _RELOAD,
+        kind="str_list",
+    ),
+    ParamSpec(
+        "camera_names",
+        [],
+        "Names for the cameras' output namespaces (~/<name>/mask) when "
+        "there are several; default cam0, cam1, ..." + _RELOAD,
+        kind="str_list",
+    ),
+    ParamSpec(
+        "input_transport",
+        "raw",
+        "'raw' subscribes sensor_msgs/Image on each topic; "
+        "'compressed' subscribes sensor_msgs/CompressedImage on <topic>/compressed." + _RELOAD,
+        choices=TRANSPORTS,
+    ),
+    ParamSpec(
+        "input_qos",
+        "sensor_data",
+        "Camera subscription QoS: 'sensor_data' (best effort, "
+        "accepts best-effort and reliable publishers), 'best_effort', 'reliable' or "
+        "'system_default'." + _RELOAD,
+        choices=INPUT_QOS,
+    ),
+    ParamSpec(
+        "input_qos_depth",
+        1,
+        "Camera subscription history depth (the node keeps only the "
+        "latest frame per camera anyway)." + _RELOAD,
+        int_range=(1, 100, 1),
+    ),
+    ParamSpec(
+        "output_qos",
+        "reliable",
+        "Output QoS reliability ('reliable' is what RViz uses by default)." + _RELOAD,
+        choices=OUTPUT_QOS,
+    ),
     ParamSpec("output_qos_depth", 1, "Output history depth." + _RELOAD, int_range=(1, 100, 1)),
-    ParamSpec("overlay_alpha", 0.5, "Weight of the colour mask in ~/overlay (0 = camera only, "
-              "1 = colour mask only).", read_only=False, float_range=(0.0, 1.0)),
-    ParamSpec("publish_mask", True, "Publish ~/mask (mono8 class ids, 255 = unlabeled).", read_only=False),
-    ParamSpec("publish_color_mask", True, "Publish ~/color_mask (rgb8), computed only while "
-              "someone subscribes.", read_only=False),
-    ParamSpec("publish_overlay", True, "Publish ~/overlay (rgb8), computed only while someone "
-              "subscribes.", read_only=False),
-    ParamSpec("publish_confidence", False, "Publish ~/confidence (mono8, max softmax probability "
-              "* 255).", read_only=False),
-    ParamSpec("batch_window_ms", 5.0, "How long the worker waits for the other cameras' frames to "
-              "batch them into one inference.", read_only=False, float_range=(0.0, 1000.0)),
-    ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status." + _RELOAD,
-              float_range=(0.1, 60.0)),
-    ParamSpec("error_log_period_s", 5.0, "At most one error log per problem kind per this many "
-              "seconds (bad frames are always counted).", read_only=False, float_range=(0.0, 3600.0)),
-    ParamSpec("num_threads", 0, "CPU threads for PyTorch (torch.set_num_threads, process-wide); 0 = "
-              "PyTorch's default. Set it on a shared CPU: oversubscribed threads slow inference "
-              "down many times." + _RELOAD, int_range=(0, 256, 1)),
-    ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD),
+    ParamSpec(
+        "overlay_alpha",
+        0.5,
+        "Weight of the colour mask in ~/overlay (0 = camera only, 1 = colour mask only).",
+        read_only=False,
+        float_range=(0.0, 1.0),
+    ),
+    ParamSpec(
+        "publish_mask", True, "Publish ~/mask (mono8 class ids, 255 = unlabeled).", read_only=False
+    ),
+    ParamSpec(
+        "publish_color_mask",
+        True,
+        "Publish ~/color_mask (rgb8), computed only while someone subscribes.",
+        read_only=False,
+    ),
+    ParamSpec(
+        "publish_overlay",
+        True,
+        "Publish ~/overlay (rgb8), computed only while someone subscribes.",
+        read_only=False,
+    ),
+    ParamSpec(
+        "publish_confidence",
+        False,
+        "Publish ~/confidence (mono8, max softmax probability * 255).",
+        read_only=False,
+    ),
+    ParamSpec(
+        "batch_window_ms",
+        5.0,
+        "How long the worker waits for the other cameras' frames to "
+        "batch them into one inference.",
+        read_only=False,
+        float_range=(0.0, 1000.0),
+    ),
+    ParamSpec(
+        "diagnostics_period_s",
+        1.0,
+        "Period of the /diagnostics status." + _RELOAD,
+        float_range=(0.1, 60.0),
+    ),
+    ParamSpec(
+        "error_log_period_s",
+        5.0,
+        "At most one error log per problem kind per this many "
+        "seconds (bad frames are always counted).",
+        read_only=False,
+        float_range=(0.0, 3600.0),
+    ),
+    ParamSpec(
+        "num_threads",
+        0,
+        "CPU threads for PyTorch (torch.set_num_threads, process-wide); 0 = "
+        "PyTorch's default. Set it on a shared CPU: oversubscribed threads slow inference "
+        "down many times." + _RELOAD,
+        int_range=(0, 256, 1),
+    ),
+    ParamSpec(
+        "warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD
+    ),
 )
-SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
 
 def _type_ok(spec: ParamSpec, value: Any) -> bool:
@@ -154,13 +260,19 @@ def validate_value(name: str, value: Any) -> None:
     if spec.float_range is not None and not spec.float_range[0] <= value <= spec.float_range[1]:
         raise ParameterError(f"parameter {name!r} got {value}; expected {spec.constraints}")
     if name == "device" and not _DEVICE_RE.match(value):
-        raise ParameterError(f"parameter 'device' got {value!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+        raise ParameterError(
+            f"parameter 'device' got {value!r}; expected 'cpu', 'cuda' or 'cuda:N'"
+        )
     if name == "input_topics":
         if not value:
-            raise ParameterError("parameter 'input_topics' is empty; give at least one camera topic")
+            raise ParameterError(
+                "parameter 'input_topics' is empty; give at least one camera topic"
+            )
         for topic in value:
             if not _TOPIC_RE.match(topic):
-                raise ParameterError(f"parameter 'input_topics' has an invalid topic name {topic!r}")
+                raise ParameterError(
+                    f"parameter 'input_topics' has an invalid topic name {topic!r}"
+                )
         if len(set(value)) != len(value):
             raise ParameterError(f"parameter 'input_topics' lists a topic twice: {list(value)}")
     if name == "camera_names":
@@ -168,7 +280,8 @@ def validate_value(name: str, value: Any) -> None:
             if not _TOKEN_RE.match(cam):
                 raise ParameterError(
                     f"parameter 'camera_names' has {cam!r}; names must be letters, digits and '_' "
-                    "(not starting with a digit)")
+                    "(not starting with a digit)"
+                )
         if len(set(value)) != len(value):
             raise ParameterError(f"parameter 'camera_names' lists a name twice: {list(value)}")
 
@@ -187,8 +300,8 @@ class NodeSettings:
     input_height: int = 0
     resize: str = "stretch"
     upsample: str = "logits"
-    input_topics: Tuple[str, ...] = ("image",)
-    camera_names: Tuple[str, ...] = ()
+    input_topics: tuple[str, ...] = ("image",)
+    camera_names: tuple[str, ...] = ()
     input_transport: str = "raw"
     input_qos: str = "sensor_data"
     input_qos_depth: int = 1
@@ -206,9 +319,9 @@ class NodeSettings:
     warmup: bool = True
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> "NodeSettings":
+    def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
         """Validates every value (missing ones take the defaults) and the rules between them."""
-        merged: Dict[str, Any] = {p.name: p.default for p in PARAMS}
+        merged: dict[str, Any] = {p.name: p.default for p in PARAMS}
         for name, value in values.items():
             if value is None:  # declared without a value (empty array parameters)
                 continue
@@ -216,7 +329,12 @@ class NodeSettings:
             merged[name] = value
         for key in ("input_topics", "camera_names"):
             merged[key] = tuple(merged[key])
-        for key in ("overlay_alpha", "batch_window_ms", "diagnostics_period_s", "error_log_period_s"):
+        for key in (
+            "overlay_alpha",
+            "batch_window_ms",
+            "diagnostics_period_s",
+            "error_log_period_s",
+        ):
             merged[key] = float(merged[key])
         settings = cls(**merged)
         settings.check()
@@ -226,35 +344,42 @@ class NodeSettings:
         """Rules between parameters; raises ParameterError."""
         if (self.input_width == 0) != (self.input_height == 0):
             raise ParameterError(
-                f"parameters 'input_width' and 'input_height' must both be 0 (model default) or both "
-                f"set, got {self.input_width}x{self.input_height}")
+                "parameters 'input_width' and 'input_height' must both be 0 (model default) or "
+                f"both set, got {self.input_width}x{self.input_height}"
+            )
         if self.camera_names and len(self.camera_names) != len(self.input_topics):
             raise ParameterError(
                 f"parameter 'camera_names' has {len(self.camera_names)} names for "
-                f"{len(self.input_topics)} input_topics; give one per topic or none")
+                f"{len(self.input_topics)} input_topics; give one per topic or none"
+            )
         if self.engine and self.backend == "torch":
             raise ParameterError(
                 f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime' or 'tensorrt', "
-                "got backend 'torch' (use 'weights' for torch)")
+                "got backend 'torch' (use 'weights' for torch)"
+            )
         if not self.model_path and self.variant not in ("", DEFAULT_WEIGHTS_VARIANT):
             raise ParameterError(
-                f"parameter 'variant' is {self.variant!r} but no 'weights' or 'engine' is given, and the "
-                f"shipped default model is {DEFAULT_WEIGHTS_VARIANT!r} (CamVid); pass weights:=<file>")
+                f"parameter 'variant' is {self.variant!r} but no 'weights' or 'engine' is given, "
+                f"and the shipped default model is {DEFAULT_WEIGHTS_VARIANT!r} (CamVid); "
+                "pass weights:=<file>"
+            )
         if self.backend == "tensorrt" and not self.device.startswith("cuda"):
-            raise ParameterError(f"backend 'tensorrt' needs a cuda device, got device {self.device!r}")
+            raise ParameterError(
+                f"backend 'tensorrt' needs a cuda device, got device {self.device!r}"
+            )
 
     @property
-    def input_size(self) -> Optional[Tuple[int, int]]:
+    def input_size(self) -> tuple[int, int] | None:
         """(width, height) for the runtime, or None for the model's own size."""
         return (self.input_width, self.input_height) if self.input_width else None
 
     @property
-    def model_path(self) -> Optional[str]:
+    def model_path(self) -> str | None:
         """What the runtime loads: the engine when given, else the weights, else None (default)."""
         return self.engine or self.weights or None
 
     @property
-    def cameras(self) -> List[str]:
+    def cameras(self) -> list[str]:
         """Camera names, one per input topic."""
         if self.camera_names:
             return list(self.camera_names)
@@ -266,13 +391,13 @@ class NodeSettings:
             return "~/"
         return f"~/{self.cameras[camera_index]}/"
 
-    def with_updates(self, updates: Mapping[str, Any]) -> "NodeSettings":
+    def with_updates(self, updates: Mapping[str, Any]) -> NodeSettings:
         """A new, validated settings object with `updates` applied (the old one is untouched)."""
         values = dataclasses.asdict(self)
         values.update(updates)
         return NodeSettings.from_values(values)
 
 
-def reload_needed(names: Sequence[str]) -> List[str]:
+def reload_needed(names: Sequence[str]) -> list[str]:
     """Which of `names` are read-only (need a model reload)."""
     return [n for n in names if n in SPECS and SPECS[n].read_only]

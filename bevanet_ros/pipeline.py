@@ -7,6 +7,7 @@ plain node runs at construction and the lifecycle node spreads over its transiti
 Executor callbacks only drop each message into its camera's latest-frame slot; one worker thread
 decodes, runs one batched inference for the frames that arrived together, and publishes.
 """
+
 from __future__ import annotations
 
 import collections
@@ -14,13 +15,19 @@ import functools
 import os
 import threading
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data, qos_profile_system_default)
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+    qos_profile_system_default,
+)
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
@@ -54,27 +61,46 @@ class FrameItem(NamedTuple):
 
 
 def input_qos(name: str, depth: int) -> QoSProfile:
-    """Camera subscription QoS by name ('sensor_data', 'best_effort', 'reliable', 'system_default')."""
+    """Camera subscription QoS by name: sensor_data, best_effort, reliable, system_default."""
     if name == "sensor_data":
         base = qos_profile_sensor_data
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=base.reliability,
-                          durability=base.durability)
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=base.reliability,
+            durability=base.durability,
+        )
     if name == "system_default":
-        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                          reliability=qos_profile_system_default.reliability,
-                          durability=qos_profile_system_default.durability)
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=_RELIABILITY[name],
-                      durability=DurabilityPolicy.VOLATILE)
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=depth,
+            reliability=qos_profile_system_default.reliability,
+            durability=qos_profile_system_default.durability,
+        )
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=_RELIABILITY[name],
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def output_qos(name: str, depth: int) -> QoSProfile:
     """Image output QoS ('reliable' matches RViz's default subscription)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=_RELIABILITY[name],
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=_RELIABILITY[name],
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 
 
 def build_segmenter(settings: NodeSettings) -> Any:
@@ -82,28 +108,39 @@ def build_segmenter(settings: NodeSettings) -> Any:
     if settings.model_path is not None:
         which = "engine" if settings.engine else "weights"
         if not os.path.isfile(settings.model_path):
-            raise ModelLoadError(f"parameter {which!r}: file {settings.model_path!r} does not exist")
+            raise ModelLoadError(
+                f"parameter {which!r}: file {settings.model_path!r} does not exist"
+            )
     else:
         from bevanet_core.checkpoint import DEFAULT_WEIGHTS  # imports torch: only when needed
 
         if not DEFAULT_WEIGHTS.is_file():
             raise ModelLoadError(
-                f"parameter 'weights' is empty, so the shipped CamVid BEVANet-S model is used, but "
+                "parameter 'weights' is empty, so the shipped CamVid BEVANet-S model is used, but "
                 f"{DEFAULT_WEIGHTS} does not exist (it is produced by training; see the README). "
-                "Pass weights:=<file.safetensors> or engine:=<file>.")
+                "Pass weights:=<file.safetensors> or engine:=<file>."
+            )
     from bevanet_core.runtime import Segmenter, SegmenterConfig
 
     cfg = SegmenterConfig(
-        weights=settings.model_path, variant=settings.variant or None, backend=settings.backend,
-        device=settings.device, precision=settings.precision, input_size=settings.input_size,
-        resize=settings.resize, upsample=settings.upsample)
+        weights=settings.model_path,
+        variant=settings.variant or None,
+        backend=settings.backend,
+        device=settings.device,
+        precision=settings.precision,
+        input_size=settings.input_size,
+        resize=settings.resize,
+        upsample=settings.upsample,
+    )
     try:
         return Segmenter(cfg)
     except Exception as exc:  # noqa: BLE001 - any failure here is reported the same way
         raise ModelLoadError(
             f"could not load the model (weights={settings.model_path or 'shipped default'!s}, "
-            f"backend={settings.backend}, device={settings.device}, precision={settings.precision}): "
-            f"{type(exc).__name__}: {exc}") from exc
+            f"backend={settings.backend}, device={settings.device}, "
+            f"precision={settings.precision}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 class SegmentationPipeline:
@@ -112,21 +149,21 @@ class SegmentationPipeline:
     def __init__(self, node: Node, managed: bool = False) -> None:
         self.node = node
         self.managed = managed
-        self.settings: Optional[NodeSettings] = None
+        self.settings: NodeSettings | None = None
         self.segmenter: Any = None
-        self.stats: Optional[NodeStats] = None
-        self.cameras: List[str] = []
-        self._subs: List[Any] = []
-        self._pubs: List[Dict[str, Any]] = []
-        self._label_pubs: List[Any] = []
+        self.stats: NodeStats | None = None
+        self.cameras: list[str] = []
+        self._subs: list[Any] = []
+        self._pubs: list[dict[str, Any]] = []
+        self._label_pubs: list[Any] = []
         self._diag_pub: Any = None
         self._diag_timer: Any = None
-        self._slots: Optional[LatestFrameSlots] = None
-        self._worker: Optional[threading.Thread] = None
+        self._slots: LatestFrameSlots | None = None
+        self._worker: threading.Thread | None = None
         self._stop = threading.Event()
         self._throttle = LogThrottle()
         self._last_reported_errors = 0
-        self.published_counts: Dict[str, int] = collections.Counter()  # per output, all cameras
+        self.published_counts: dict[str, int] = collections.Counter()  # per output, all cameras
         self.active = False
 
     # ------------------------------------------------------------------ lifecycle steps
@@ -146,11 +183,14 @@ class SegmentationPipeline:
             w, h = self.segmenter.input_size
             self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
         info = self.segmenter.info
+        net_w, net_h = self.segmenter.input_size
         self.node.get_logger().info(
-            f"loaded {info.variant} ({info.num_classes} classes, {info.dataset or 'unknown dataset'}) from "
-            f"{settings.model_path or 'the shipped default weights'} on {settings.backend}/{settings.device} "
-            f"{settings.precision}, network input {self.segmenter.input_size[0]}x{self.segmenter.input_size[1]} "
-            f"({settings.resize})")
+            f"loaded {info.variant} ({info.num_classes} classes, "
+            f"{info.dataset or 'unknown dataset'}) from "
+            f"{settings.model_path or 'the shipped default weights'} on "
+            f"{settings.backend}/{settings.device} {settings.precision}, "
+            f"network input {net_w}x{net_h} ({settings.resize})"
+        )
 
     def create_outputs(self) -> None:
         """Publishers for every camera, the latched label info, and the diagnostics timer."""
@@ -173,20 +213,27 @@ class SegmentationPipeline:
     def publish_label_info(self) -> None:
         """Publishes the class names and colours once (latched: late subscribers get them)."""
         info = self.segmenter.info
-        text = label_info_json(info.class_names, info.palette, ignore_index=info.ignore_index,
-                               variant=info.variant, dataset=info.dataset or "")
+        text = label_info_json(
+            info.class_names,
+            info.palette,
+            ignore_index=info.ignore_index,
+            variant=info.variant,
+            dataset=info.dataset or "",
+        )
         for pub in self._label_pubs:
             if pub.msg_type is String:
                 pub.publish(String(data=text))
             else:
                 msg = LabelInfo()
                 msg.header.stamp = self.node.get_clock().now().to_msg()
-                msg.class_map = [VisionClass(class_id=i, class_name=n) for i, n in enumerate(info.class_names)]
+                msg.class_map = [
+                    VisionClass(class_id=i, class_name=n) for i, n in enumerate(info.class_names)
+                ]
                 msg.threshold = 0.0
                 pub.publish(msg)
 
     def create_inputs(self) -> None:
-        """One subscription per camera topic (raw Image, or CompressedImage on <topic>/compressed)."""
+        """One subscription per camera: raw Image, or CompressedImage on <topic>/compressed."""
         s = self._require_settings()
         qos = input_qos(s.input_qos, s.input_qos_depth)
         compressed = s.input_transport == "compressed"
@@ -195,21 +242,28 @@ class SegmentationPipeline:
         for i, topic in enumerate(s.input_topics):
             if compressed:
                 name = self.node.resolve_topic_name(topic) + "/compressed"
-                sub = self.node.create_subscription(CompressedImage, name,
-                                                    functools.partial(self.on_frame, i, True), qos)
+                sub = self.node.create_subscription(
+                    CompressedImage, name, functools.partial(self.on_frame, i, True), qos
+                )
             else:
-                sub = self.node.create_subscription(Image, topic, functools.partial(self.on_frame, i, False), qos)
+                sub = self.node.create_subscription(
+                    Image, topic, functools.partial(self.on_frame, i, False), qos
+                )
             self._subs.append(sub)
             self.node.get_logger().info(
-                f"camera {self.cameras[i]!r}: {sub.topic_name} ({s.input_transport}, QoS {s.input_qos}) -> "
-                f"{self.node.resolve_topic_name(s.output_prefix(i) + 'mask')}")
+                f"camera {self.cameras[i]!r}: {sub.topic_name} "
+                f"({s.input_transport}, QoS {s.input_qos}) -> "
+                f"{self.node.resolve_topic_name(s.output_prefix(i) + 'mask')}"
+            )
 
     def start(self) -> None:
         """Starts the inference worker."""
         if self._slots is None:
             raise RuntimeError("create_inputs() must run before start()")
         self._stop.clear()
-        self._worker = threading.Thread(target=self._run, name=f"{self.node.get_name()}-inference", daemon=True)
+        self._worker = threading.Thread(
+            target=self._run, name=f"{self.node.get_name()}-inference", daemon=True
+        )
         self._worker.start()
         self.active = True
 
@@ -222,7 +276,9 @@ class SegmentationPipeline:
         if self._worker is not None:
             self._worker.join(timeout_s)
             if self._worker.is_alive():
-                self.node.get_logger().warning(f"inference worker did not stop within {timeout_s} s")
+                self.node.get_logger().warning(
+                    f"inference worker did not stop within {timeout_s} s"
+                )
             self._worker = None
 
     def destroy_inputs(self) -> None:
@@ -232,7 +288,9 @@ class SegmentationPipeline:
         self._slots = None
 
     def destroy_outputs(self) -> None:
-        destroy = self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
+        destroy = (
+            self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
+        )
         for pubs in self._pubs:
             for pub in pubs.values():
                 destroy(pub)
@@ -310,7 +368,7 @@ class SegmentationPipeline:
             finally:
                 slots.task_done()
 
-    def _decode(self, index: int, item: FrameItem) -> Optional[np.ndarray]:
+    def _decode(self, index: int, item: FrameItem) -> np.ndarray | None:
         try:
             if item.compressed:
                 return compressed_msg_to_rgb(item.msg)
@@ -321,8 +379,8 @@ class SegmentationPipeline:
             self._log_problem(exc.kind, message)
             return None
 
-    def _process(self, taken: List[Tuple[int, FrameItem]], s: NodeSettings) -> None:
-        batch: List[Tuple[int, FrameItem, np.ndarray]] = []
+    def _process(self, taken: list[tuple[int, FrameItem]], s: NodeSettings) -> None:
+        batch: list[tuple[int, FrameItem, np.ndarray]] = []
         for index, item in taken:
             rgb = self._decode(index, item)
             if rgb is not None:
@@ -330,7 +388,8 @@ class SegmentationPipeline:
         if not batch:
             return
         want_conf = s.publish_confidence and any(
-            self._pubs[i]["confidence"].get_subscription_count() > 0 for i, _, _ in batch)
+            self._pubs[i]["confidence"].get_subscription_count() > 0 for i, _, _ in batch
+        )
         seg = self.segmenter
         t0 = time.perf_counter()
         try:
@@ -351,10 +410,12 @@ class SegmentationPipeline:
                     self._log_problem("inference", f"camera {self.cameras[entry[0]]!r}: {one}")
             batch = kept
         self.stats.on_batch((time.perf_counter() - t0) * 1000.0)
-        for (index, item, rgb), res in zip(batch, results):
+        for (index, item, rgb), res in zip(batch, results, strict=True):
             self._publish(index, item, rgb, res, s)
 
-    def _publish(self, index: int, item: FrameItem, rgb: np.ndarray, res: Any, s: NodeSettings) -> None:
+    def _publish(
+        self, index: int, item: FrameItem, rgb: np.ndarray, res: Any, s: NodeSettings
+    ) -> None:
         pubs = self._pubs[index]
         header = item.msg.header
         counts = self.published_counts
@@ -397,15 +458,23 @@ class SegmentationPipeline:
             status.level, status.message = DiagnosticStatus.OK, "inactive"
         elif new_errors > 0:
             status.level = DiagnosticStatus.ERROR
-            status.message = f"{new_errors} bad frames or inference errors since the last report: {snap.get('last_error')}"
+            status.message = (
+                f"{new_errors} bad frames or inference errors since the last report: "
+                f"{snap.get('last_error')}"
+            )
         elif snap.get("frames_received", 0) == 0:
             status.level, status.message = DiagnosticStatus.WARN, "no camera frames received yet"
         else:
             status.level = DiagnosticStatus.OK
-            status.message = (f"{snap['output_rate_hz']:.1f} Hz out, inference {snap['inference_ms_mean']:.1f} ms, "
-                              f"end-to-end {snap['end_to_end_ms_mean']:.1f} ms")
-        status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
-                         for k, v in snap.items()]
+            status.message = (
+                f"{snap['output_rate_hz']:.1f} Hz out, "
+                f"inference {snap['inference_ms_mean']:.1f} ms, "
+                f"end-to-end {snap['end_to_end_ms_mean']:.1f} ms"
+            )
+        status.values = [
+            KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+            for k, v in snap.items()
+        ]
         return status
 
     def publish_diagnostics(self) -> None:

@@ -5,12 +5,19 @@ On the lifecycle node they may change only while it is unconfigured, and take ef
 configure. Dynamic parameters are validated together with all the others (the whole
 `NodeSettings` is rebuilt) and applied atomically through `on_change`.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from collections.abc import Callable
+from typing import Any
 
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
-                                SetParametersResult)
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -39,8 +46,13 @@ def make_descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
         lo, hi, step = spec.int_range
         desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
     if spec.float_range is not None:
-        desc.floating_point_range = [FloatingPointRange(
-            from_value=float(spec.float_range[0]), to_value=float(spec.float_range[1]), step=0.0)]
+        desc.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(spec.float_range[0]),
+                to_value=float(spec.float_range[1]),
+                step=0.0,
+            )
+        ]
     return desc
 
 
@@ -52,15 +64,20 @@ class ParameterBinder:
     called with the new, fully validated settings after a successful change.
     """
 
-    def __init__(self, node: Node, managed: bool, reload_allowed: Callable[[], bool] = lambda: False,
-                 on_change: Optional[Callable[[NodeSettings], None]] = None) -> None:
+    def __init__(
+        self,
+        node: Node,
+        managed: bool,
+        reload_allowed: Callable[[], bool] = lambda: False,
+        on_change: Callable[[NodeSettings], None] | None = None,
+    ) -> None:
         self._node = node
         self._managed = managed
         self._reload_allowed = reload_allowed
         self._on_change = on_change
         self._declared = False
-        self._pending: Optional[NodeSettings] = None
-        self.settings: Optional[NodeSettings] = None
+        self._pending: NodeSettings | None = None
+        self.settings: NodeSettings | None = None
         node.add_on_set_parameters_callback(self._on_set)
         if hasattr(node, "add_post_set_parameters_callback"):  # Iron and newer
             node.add_post_set_parameters_callback(self._post_set)
@@ -76,9 +93,9 @@ class ParameterBinder:
                 node.declare_parameter(spec.name, spec.default, desc)
         self._declared = True
 
-    def current_values(self) -> Dict[str, Any]:
+    def current_values(self) -> dict[str, Any]:
         """Every parameter's current value (None where an array was declared without a value)."""
-        values: Dict[str, Any] = {}
+        values: dict[str, Any] = {}
         for spec in PARAMS:
             try:
                 values[spec.name] = self._node.get_parameter(spec.name).value
@@ -92,20 +109,25 @@ class ParameterBinder:
         self.settings = NodeSettings.from_values(self.current_values())
         return self.settings
 
-    def _on_set(self, params: List[Parameter]) -> SetParametersResult:
+    def _on_set(self, params: list[Parameter]) -> SetParametersResult:
         try:
-            updates: Dict[str, Any] = {}
+            updates: dict[str, Any] = {}
             for param in params:
                 if param.name not in SPECS:
                     continue  # e.g. use_sim_time: not ours
                 value = None if param.type_ == Parameter.Type.NOT_SET else param.value
                 if value is not None:
                     validate_value(param.name, value)
-                if (self._declared and SPECS[param.name].read_only and self._managed
-                        and not self._reload_allowed()):
+                if (
+                    self._declared
+                    and SPECS[param.name].read_only
+                    and self._managed
+                    and not self._reload_allowed()
+                ):
                     raise ParameterError(
-                        f"parameter {param.name!r} needs a model reload: it can change only while the "
-                        "node is unconfigured (deactivate and cleanup first)")
+                        f"parameter {param.name!r} needs a model reload: it can change only "
+                        "while the node is unconfigured (deactivate and cleanup first)"
+                    )
                 updates[param.name] = value
             if not self._declared or not updates:
                 return SetParametersResult(successful=True)
@@ -124,7 +146,7 @@ class ParameterBinder:
             self._apply(new)
         return SetParametersResult(successful=True)
 
-    def _post_set(self, params: List[Parameter]) -> None:
+    def _post_set(self, params: list[Parameter]) -> None:
         new, self._pending = self._pending, None
         if new is not None:
             self._apply(new)

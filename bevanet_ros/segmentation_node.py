@@ -9,10 +9,10 @@ while subscribed), `~/confidence` (mono8, optional), latched `~/label_info` and
 `~/label_info_json`, and a status on `/diagnostics`. The class takes the usual Node keyword
 arguments, so several instances can share one process and executor.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -33,7 +33,9 @@ class SegmentationNode(Node):
         super().__init__(node_name, **kwargs)
         self.pipeline = SegmentationPipeline(self, managed=False)
         try:
-            self.params = ParameterBinder(self, managed=False, on_change=self.pipeline.update_settings)
+            self.params = ParameterBinder(
+                self, managed=False, on_change=self.pipeline.update_settings
+            )
             settings = self.params.resolve()
             self.pipeline.load_model(settings)
             self.pipeline.create_outputs()
@@ -46,7 +48,7 @@ class SegmentationNode(Node):
             raise
 
     @property
-    def settings(self) -> Optional[NodeSettings]:
+    def settings(self) -> NodeSettings | None:
         return self.pipeline.settings
 
     def destroy_node(self) -> None:
@@ -54,7 +56,7 @@ class SegmentationNode(Node):
         super().destroy_node()
 
 
-def run_node(node_factory, args: Optional[List[str]] = None) -> int:
+def run_node(node_factory, args: list[str] | None = None) -> int:
     """rclpy.init, build, spin until Ctrl-C or shutdown, tear down; returns the exit code.
     Start-up errors (bad parameter, missing weights) are logged as one clear line."""
     rclpy.init(args=args)
@@ -68,8 +70,12 @@ def run_node(node_factory, args: Optional[List[str]] = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ParameterError, ModelLoadError, rclpy.exceptions.InvalidParameterValueException,
-            rclpy.exceptions.InvalidParameterTypeException) as exc:
+    except (
+        ParameterError,
+        ModelLoadError,
+        rclpy.exceptions.InvalidParameterValueException,
+        rclpy.exceptions.InvalidParameterTypeException,
+    ) as exc:
         logger.error(f"cannot start: {exc}")
         code = 1
     finally:
@@ -79,7 +85,7 @@ def run_node(node_factory, args: Optional[List[str]] = None) -> int:
     return code
 
 
-def main(args: Optional[List[str]] = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Console script `segmentation_node` (ros2 run bevanet_ros segmentation_node)."""
     return run_node(SegmentationNode, args)
 

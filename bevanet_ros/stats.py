@@ -3,12 +3,13 @@
 Plain Python (no ROS): the node feeds these and turns `NodeStats.snapshot()` into a
 `diagnostic_msgs/DiagnosticStatus`; tests check them directly with explicit clocks.
 """
+
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from collections.abc import Callable
 
 Clock = Callable[[], float]
 
@@ -21,9 +22,9 @@ class RateMeter:
             raise ValueError(f"window_s must be > 0, got {window_s}")
         self.window_s = window_s
         self._clock = clock
-        self._times: Deque[float] = collections.deque()
+        self._times: collections.deque[float] = collections.deque()
 
-    def tick(self, now: Optional[float] = None) -> None:
+    def tick(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
         self._times.append(now)
         self._trim(now)
@@ -32,7 +33,7 @@ class RateMeter:
         while self._times and self._times[0] < now - self.window_s:
             self._times.popleft()
 
-    def rate(self, now: Optional[float] = None) -> float:
+    def rate(self, now: float | None = None) -> float:
         """Events per second in the last `window_s` (0.0 with fewer than two events)."""
         now = self._clock() if now is None else now
         self._trim(now)
@@ -48,7 +49,7 @@ class LatencyWindow:
     def __init__(self, size: int = 200) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
-        self._samples: Deque[float] = collections.deque(maxlen=size)
+        self._samples: collections.deque[float] = collections.deque(maxlen=size)
 
     def add(self, value_ms: float) -> None:
         self._samples.append(float(value_ms))
@@ -56,7 +57,7 @@ class LatencyWindow:
     def __len__(self) -> int:
         return len(self._samples)
 
-    def summary(self) -> Dict[str, float]:
+    def summary(self) -> dict[str, float]:
         """{'mean','p50','p95','max','n'}; zeros when empty."""
         values = sorted(self._samples)
         if not values:
@@ -70,7 +71,7 @@ class LatencyWindow:
         }
 
 
-def percentile(sorted_values: List[float], q: float) -> float:
+def percentile(sorted_values: list[float], q: float) -> float:
     """Linear-interpolated percentile of an already sorted, non-empty list."""
     if not sorted_values:
         raise ValueError("percentile of an empty list")
@@ -87,10 +88,10 @@ class LogThrottle:
     def __init__(self, period_s: float = 5.0, clock: Clock = time.monotonic) -> None:
         self.period_s = period_s
         self._clock = clock
-        self._last: Dict[str, float] = {}
-        self._suppressed: Dict[str, int] = collections.Counter()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = collections.Counter()
 
-    def allow(self, kind: str) -> Tuple[bool, int]:
+    def allow(self, kind: str) -> tuple[bool, int]:
         """(should_log, suppressed_since_last_log)."""
         now = self._clock()
         last = self._last.get(kind)
@@ -105,7 +106,9 @@ class LogThrottle:
 class NodeStats:
     """Thread-safe counters and windows for one segmentation node (all cameras)."""
 
-    def __init__(self, cameras: List[str], window_s: float = 5.0, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, cameras: list[str], window_s: float = 5.0, clock: Clock = time.monotonic
+    ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self.cameras = list(cameras)
@@ -113,10 +116,10 @@ class NodeStats:
         self.output_rate = RateMeter(window_s, clock)
         self.inference_ms = LatencyWindow()
         self.end_to_end_ms = LatencyWindow()
-        self.received: Dict[str, int] = {c: 0 for c in self.cameras}
+        self.received: dict[str, int] = {c: 0 for c in self.cameras}
         self.published = 0
         self.dropped_stale = 0
-        self.bad_frames: Dict[str, int] = collections.Counter()
+        self.bad_frames: dict[str, int] = collections.Counter()
         self.inference_errors = 0
         self.batches = 0
         self.last_error = ""
@@ -156,13 +159,13 @@ class NodeStats:
         with self._lock:
             return sum(self.bad_frames.values())
 
-    def snapshot(self) -> Dict[str, object]:
+    def snapshot(self) -> dict[str, object]:
         """A flat, JSON-friendly view of everything (rates in Hz, latencies in ms)."""
         with self._lock:
             now = self._clock()
             inf = self.inference_ms.summary()
             e2e = self.end_to_end_ms.summary()
-            out: Dict[str, object] = {
+            out: dict[str, object] = {
                 "frames_received": sum(self.received.values()),
                 "frames_published": self.published,
                 "frames_dropped_stale": self.dropped_stale,

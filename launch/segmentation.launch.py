@@ -1,20 +1,23 @@
 """BEVANet segmentation: cameras in, masks out, optionally watched in RViz.
 
-    ros2 launch bevanet_ros segmentation.launch.py variant:=bevanet_s camera_topics:=/camera/image_raw rviz:=true
-    ros2 launch bevanet_ros segmentation.launch.py variant:=bevanet weights:=/models/bevanet_city.safetensors \
-        backend:=tensorrt camera_topics:=/front/image_raw,/rear/image_raw namespace:=perception
+    ros2 launch bevanet_ros segmentation.launch.py variant:=bevanet_s \
+        camera_topics:=/camera/image_raw rviz:=true
+    ros2 launch bevanet_ros segmentation.launch.py variant:=bevanet \
+        weights:=/models/bevanet_city.safetensors backend:=tensorrt device:=cuda \
+        camera_topics:=/front/image_raw,/rear/image_raw namespace:=perception
 
 Parameters come from config/<variant>.yaml (found with FindPackageShare); non-empty launch
 arguments override them. The resolution logic lives in bevanet_ros.launch_config (plain Python,
 tested without ROS).
 """
-from launch import LaunchDescription
+
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from bevanet_ros.launch_config import LAUNCH_ARGUMENTS, NODE_EXECUTABLE, PACKAGE, plan_launch
+from launch import LaunchDescription
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -48,6 +51,8 @@ def _launch_setup(context, *args, **kwargs):
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [DeclareLaunchArgument(name, default_value=default, description=description)
-                for name, default, description in LAUNCH_ARGUMENTS]
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in LAUNCH_ARGUMENTS
+    ]
     return LaunchDescription(declared + [OpaqueFunction(function=_launch_setup)])

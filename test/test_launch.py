@@ -1,6 +1,7 @@
 """Launch files: static checks everywhere; the launch descriptions themselves where `launch` and
 `launch_ros` import (they cannot be installed on the CI box, so those tests skip there). The
 variant -> parameters logic they call is tested in test_ros_logic.py."""
+
 from __future__ import annotations
 
 import ast
@@ -22,21 +23,40 @@ def _tree(name: str) -> ast.Module:
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_launch_files_are_plain_declarative_python(name):
     tree = _tree(name)
-    imported = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported = {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
+    imported |= {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
     assert imported <= {"launch", "launch_ros", "bevanet_ros"}, imported
-    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    calls = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    }
     assert not calls & {"eval", "exec", "__import__"}, calls
     assert "subprocess" not in (REPO / "launch" / name).read_text()
-    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    assert any(
+        isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+        for n in tree.body
+    )
 
 
 def test_segmentation_launch_uses_find_package_share_and_every_argument_has_a_description():
     text = (REPO / "launch" / "segmentation.launch.py").read_text()
     assert "FindPackageShare" in text and "ExecuteProcess" not in text
     names = [a[0] for a in launch_config.LAUNCH_ARGUMENTS]
-    for required in ("variant", "backend", "weights", "engine", "camera_topics", "namespace",
-                     "use_sim_time", "rviz"):
+    for required in (
+        "variant",
+        "backend",
+        "weights",
+        "engine",
+        "camera_topics",
+        "namespace",
+        "use_sim_time",
+        "rviz",
+    ):
         assert required in names
     for name, default, description in launch_config.LAUNCH_ARGUMENTS:
         assert isinstance(default, str) and len(description) > 10, name
@@ -44,7 +64,9 @@ def test_segmentation_launch_uses_find_package_share_and_every_argument_has_a_de
 
 def test_bag_replay_arguments_have_descriptions():
     tree = _tree("bag_replay.launch.py")
-    args = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
+    args = next(
+        n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS"
+    )
     values = ast.literal_eval(args.value)
     names = [v[0] for v in values]
     assert {"bag", "variant", "camera_topics", "rviz", "rate"} <= set(names)
@@ -60,7 +82,9 @@ def _load(name: str):
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_launch_description_builds(name):
-    pytest.importorskip("launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)")
+    pytest.importorskip(
+        "launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)"
+    )
     pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
     from launch.actions import DeclareLaunchArgument
 
@@ -71,12 +95,17 @@ def test_launch_description_builds(name):
         assert [d.name for d in declared] == [a[0] for a in launch_config.LAUNCH_ARGUMENTS]
 
 
-@pytest.mark.parametrize("variant, extra", [("bevanet_s", {}), ("bevanet", {"weights": "/w.safetensors"})])
+@pytest.mark.parametrize(
+    "variant, extra", [("bevanet_s", {}), ("bevanet", {"weights": "/w.safetensors"})]
+)
 def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
-    pytest.importorskip("launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)")
+    pytest.importorskip(
+        "launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)"
+    )
     pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
-    from launch import LaunchContext
     from launch_ros.actions import Node
+
+    from launch import LaunchContext
 
     module = _load("segmentation.launch.py")
     # resolve the package share to the source tree (same config/ layout as the install)

@@ -1,5 +1,6 @@
 """Image conversions without ROS: every camera encoding, every bad layout, compressed frames,
 and real frames from the shared data (KITTI mono8 at an odd width, CamVid RGB)."""
+
 from __future__ import annotations
 
 import io
@@ -8,9 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from bevanet_ros.conversions import (RAW_ENCODINGS, ImageDecodeError, check_raw_layout,
-                                     compressed_msg_to_rgb, compressed_to_rgb, imgmsg_to_rgb,
-                                     raw_to_rgb, rgb_to_raw)
+from bevanet_ros.conversions import (
+    RAW_ENCODINGS,
+    ImageDecodeError,
+    check_raw_layout,
+    compressed_msg_to_rgb,
+    compressed_to_rgb,
+    imgmsg_to_rgb,
+    raw_to_rgb,
+    rgb_to_raw,
+)
 
 
 class FakeImage:
@@ -62,22 +70,25 @@ def test_yuv422_byte_orders_differ():
 def test_padded_rows_are_respected(rgb):
     data, step = rgb_to_raw(rgb, "bgr8")
     h = rgb.shape[0]
-    padded = b"".join(data[r * step:(r + 1) * step] + b"\xee" * 8 for r in range(h))
+    padded = b"".join(data[r * step : (r + 1) * step] + b"\xee" * 8 for r in range(h))
     out = raw_to_rgb("bgr8", h, rgb.shape[1], step + 8, padded)
     np.testing.assert_array_equal(out, rgb)
 
 
-@pytest.mark.parametrize("args, kind, words", [
-    (("rgb16", 4, 4, 24, 96), "unknown_encoding", ["rgb16", "supported"]),
-    (("RGB8", 4, 4, 12, 48), "unknown_encoding", ["RGB8"]),
-    (("rgb8", 0, 4, 12, 0), "zero_size", ["zero size"]),
-    (("rgb8", 4, 0, 12, 48), "zero_size", ["zero size"]),
-    (("rgb8", 4, 4, 11, 44), "step_mismatch", ["step 11", "12"]),
-    (("rgb8", 4, 4, 12, 47), "data_length", ["47 bytes", "48"]),
-    (("mono8", 4, 4, 4, 17), "data_length", ["17 bytes"]),
-    (("yuyv", 4, 5, 10, 40), "odd_width", ["even"]),
-    (("rgb8", 100000, 100000, 300000, 10), "too_large", ["exceeds"]),
-])
+@pytest.mark.parametrize(
+    "args, kind, words",
+    [
+        (("rgb16", 4, 4, 24, 96), "unknown_encoding", ["rgb16", "supported"]),
+        (("RGB8", 4, 4, 12, 48), "unknown_encoding", ["RGB8"]),
+        (("rgb8", 0, 4, 12, 0), "zero_size", ["zero size"]),
+        (("rgb8", 4, 0, 12, 48), "zero_size", ["zero size"]),
+        (("rgb8", 4, 4, 11, 44), "step_mismatch", ["step 11", "12"]),
+        (("rgb8", 4, 4, 12, 47), "data_length", ["47 bytes", "48"]),
+        (("mono8", 4, 4, 4, 17), "data_length", ["17 bytes"]),
+        (("yuyv", 4, 5, 10, 40), "odd_width", ["even"]),
+        (("rgb8", 100000, 100000, 300000, 10), "too_large", ["exceeds"]),
+    ],
+)
 def test_bad_layouts_name_the_problem(args, kind, words):
     with pytest.raises(ImageDecodeError) as err:
         check_raw_layout(*args)

@@ -1,24 +1,31 @@
 """The managed (lifecycle) node over real DDS: configure loads, activate serves, deactivate stops,
 cleanup frees; reload parameters change only while unconfigured; a failed configure leaves
 nothing half-built; transitions also work through the standard lifecycle services."""
+
 from __future__ import annotations
 
 import sys
 import time
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ros_support import (WAIT_S, Probe, camera_frame, image_msg, params,  # noqa: E402
-                              publish_until, ros_context, seeded_weights, spinning,
-                              wait_for_subscribers)
-
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from test_ros_support import (  # noqa: E402
+    WAIT_S,
+    Probe,
+    camera_frame,
+    image_msg,
+    params,
+    publish_until,
+    ros_context,
+    seeded_weights,
+    spinning,
+    wait_for_subscribers,
+)
 
 from bevanet_ros.lifecycle_segmentation_node import LifecycleSegmentationNode  # noqa: E402
 
@@ -40,8 +47,11 @@ def count_subscribers(probe: Probe, topic: str, expected: int, timeout: float = 
 
 
 def test_lifecycle_transitions(ros_context, seeded_weights):
-    node = LifecycleSegmentationNode("seg_lc", context=ros_context, parameter_overrides=params(
-        seeded_weights, input_topics=["/lc/image"]))
+    node = LifecycleSegmentationNode(
+        "seg_lc",
+        context=ros_context,
+        parameter_overrides=params(seeded_weights, input_topics=["/lc/image"]),
+    )
     probe = Probe(ros_context, "probe_lc")
     try:
         with spinning(ros_context, node, probe.node):
@@ -50,7 +60,9 @@ def test_lifecycle_transitions(ros_context, seeded_weights):
 
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert state_of(node) == "inactive" and node.pipeline.segmenter is not None
-            assert count_subscribers(probe, "/lc/image", 0) == 0, "inactive node must not subscribe"
+            assert count_subscribers(probe, "/lc/image", 0) == 0, (
+                "inactive node must not subscribe"
+            )
             # reload parameters are locked while configured
             locked = node.set_parameters([Parameter("input_width", value=64)])[0]
             assert not locked.successful and "unconfigured" in locked.reason
@@ -78,8 +90,9 @@ def test_lifecycle_transitions(ros_context, seeded_weights):
             assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
             assert state_of(node) == "unconfigured" and node.pipeline.segmenter is None
             # now reload parameters may change, and the next configure uses them
-            assert node.set_parameters([Parameter("input_width", value=32),
-                                        Parameter("input_height", value=32)])[0].successful
+            assert node.set_parameters(
+                [Parameter("input_width", value=32), Parameter("input_height", value=32)]
+            )[0].successful
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert tuple(node.pipeline.segmenter.input_size) == (32, 32)
             assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -93,8 +106,13 @@ def test_lifecycle_transitions(ros_context, seeded_weights):
 
 
 def test_failed_configure_leaves_node_unconfigured(ros_context, seeded_weights, tmp_path):
-    node = LifecycleSegmentationNode("seg_lc_bad", context=ros_context, parameter_overrides=params(
-        tmp_path / "missing.safetensors", input_topics=["/lc_bad/image"]))
+    node = LifecycleSegmentationNode(
+        "seg_lc_bad",
+        context=ros_context,
+        parameter_overrides=params(
+            tmp_path / "missing.safetensors", input_topics=["/lc_bad/image"]
+        ),
+    )
     probe = Probe(ros_context, "probe_lc_bad")
     try:
         with spinning(ros_context, node, probe.node):
@@ -102,9 +120,13 @@ def test_failed_configure_leaves_node_unconfigured(ros_context, seeded_weights, 
             assert state_of(node) == "unconfigured"
             assert node.pipeline.segmenter is None and not node.pipeline._pubs
             assert probe.node.count_publishers("/seg_lc_bad/mask") == 0
-            # inconsistent sizes are accepted one at a time while unconfigured, rejected at configure
-            assert node.set_parameters([Parameter("weights", value=str(seeded_weights)),
-                                        Parameter("input_width", value=64)])[0].successful
+            # inconsistent sizes pass one at a time while unconfigured, fail at configure
+            assert node.set_parameters(
+                [
+                    Parameter("weights", value=str(seeded_weights)),
+                    Parameter("input_width", value=64),
+                ]
+            )[0].successful
             assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
             assert node.set_parameters([Parameter("input_height", value=64)])[0].successful
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -116,8 +138,11 @@ def test_failed_configure_leaves_node_unconfigured(ros_context, seeded_weights, 
 
 
 def test_transitions_through_lifecycle_services(ros_context, seeded_weights):
-    node = LifecycleSegmentationNode("seg_lc_srv", context=ros_context, parameter_overrides=params(
-        seeded_weights, input_topics=["/lc_srv/image"]))
+    node = LifecycleSegmentationNode(
+        "seg_lc_srv",
+        context=ros_context,
+        parameter_overrides=params(seeded_weights, input_topics=["/lc_srv/image"]),
+    )
     probe = Probe(ros_context, "probe_lc_srv")
     try:
         change = probe.node.create_client(ChangeState, "/seg_lc_srv/change_state")
@@ -133,17 +158,24 @@ def test_transitions_through_lifecycle_services(ros_context, seeded_weights):
                 assert future.done(), "service call timed out"
                 return future.result()
 
-            for transition, label in ((Transition.TRANSITION_CONFIGURE, "inactive"),
-                                      (Transition.TRANSITION_ACTIVATE, "active"),
-                                      (Transition.TRANSITION_DEACTIVATE, "inactive"),
-                                      (Transition.TRANSITION_CLEANUP, "unconfigured")):
-                assert call(change, ChangeState.Request(transition=Transition(id=transition))).success
+            for transition, label in (
+                (Transition.TRANSITION_CONFIGURE, "inactive"),
+                (Transition.TRANSITION_ACTIVATE, "active"),
+                (Transition.TRANSITION_DEACTIVATE, "inactive"),
+                (Transition.TRANSITION_CLEANUP, "unconfigured"),
+            ):
+                assert call(
+                    change, ChangeState.Request(transition=Transition(id=transition))
+                ).success
                 assert call(get, GetState.Request()).current_state.label == label
-            assert call(change, ChangeState.Request(transition=Transition(id=Transition.TRANSITION_UNCONFIGURED_SHUTDOWN))).success
+            assert call(
+                change,
+                ChangeState.Request(
+                    transition=Transition(id=Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+                ),
+            ).success
             assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_FINALIZED
             assert node.pipeline.segmenter is None
     finally:
         probe.destroy()
         node.destroy_node()
-
-

@@ -1,5 +1,6 @@
 """The node's ROS-free logic: parameter rules, latest-frame slots, statistics, log throttling,
 label info, and the variant -> parameter-file mapping the launch files use."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,14 @@ import pytest
 from bevanet_ros import launch_config
 from bevanet_ros.frame_slots import LatestFrameSlots
 from bevanet_ros.labels import FALLBACK_SCHEMA, label_info_dict, label_info_json
-from bevanet_ros.params import (PARAMS, SPECS, NodeSettings, ParameterError, reload_needed,
-                                validate_value)
+from bevanet_ros.params import (
+    PARAMS,
+    SPECS,
+    NodeSettings,
+    ParameterError,
+    reload_needed,
+    validate_value,
+)
 from bevanet_ros.stats import LatencyWindow, LogThrottle, NodeStats, RateMeter, percentile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +36,7 @@ class FakeClock:
 
 # ---------------------------------------------------------------- parameters
 
+
 def test_every_parameter_has_a_description_and_a_valid_default():
     for spec in PARAMS:
         assert len(spec.description) > 20, spec.name
@@ -38,32 +46,62 @@ def test_every_parameter_has_a_description_and_a_valid_default():
 
 
 def test_reload_parameters_are_read_only_and_display_ones_are_not():
-    assert set(reload_needed(["weights", "engine", "backend", "device", "precision", "input_width",
-                              "input_topics", "input_qos", "overlay_alpha"])) == {
-        "weights", "engine", "backend", "device", "precision", "input_width", "input_topics", "input_qos"}
-    for name in ("overlay_alpha", "publish_mask", "publish_color_mask", "publish_overlay",
-                 "publish_confidence", "batch_window_ms"):
+    assert set(
+        reload_needed(
+            [
+                "weights",
+                "engine",
+                "backend",
+                "device",
+                "precision",
+                "input_width",
+                "input_topics",
+                "input_qos",
+                "overlay_alpha",
+            ]
+        )
+    ) == {
+        "weights",
+        "engine",
+        "backend",
+        "device",
+        "precision",
+        "input_width",
+        "input_topics",
+        "input_qos",
+    }
+    for name in (
+        "overlay_alpha",
+        "publish_mask",
+        "publish_color_mask",
+        "publish_overlay",
+        "publish_confidence",
+        "batch_window_ms",
+    ):
         assert not SPECS[name].read_only, name
 
 
-@pytest.mark.parametrize("name, value, words", [
-    ("backend", "tensorflow", ["backend", "tensorflow", "onnxruntime"]),
-    ("precision", "fp64", ["precision", "fp64"]),
-    ("input_width", 100, ["input_width", "100", "multiple of 8"]),
-    ("input_width", 8192, ["input_width", "8192"]),
-    ("overlay_alpha", 1.5, ["overlay_alpha", "1.5"]),
-    ("overlay_alpha", "half", ["overlay_alpha", "type float"]),
-    ("publish_mask", 1, ["publish_mask", "type bool"]),
-    ("device", "gpu0", ["device", "gpu0"]),
-    ("input_topics", [], ["input_topics", "empty"]),
-    ("input_topics", ["a", "a"], ["twice"]),
-    ("input_topics", ["has space"], ["invalid topic"]),
-    ("input_topics", ["/ok/image", "9bad"], ["9bad"]),
-    ("camera_names", ["front", "front"], ["twice"]),
-    ("camera_names", ["front/left"], ["front/left"]),
-    ("input_qos", "keep_all", ["sensor_data"]),
-    ("nonsense", 1, ["unknown parameter"]),
-])
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("backend", "tensorflow", ["backend", "tensorflow", "onnxruntime"]),
+        ("precision", "fp64", ["precision", "fp64"]),
+        ("input_width", 100, ["input_width", "100", "multiple of 8"]),
+        ("input_width", 8192, ["input_width", "8192"]),
+        ("overlay_alpha", 1.5, ["overlay_alpha", "1.5"]),
+        ("overlay_alpha", "half", ["overlay_alpha", "type float"]),
+        ("publish_mask", 1, ["publish_mask", "type bool"]),
+        ("device", "gpu0", ["device", "gpu0"]),
+        ("input_topics", [], ["input_topics", "empty"]),
+        ("input_topics", ["a", "a"], ["twice"]),
+        ("input_topics", ["has space"], ["invalid topic"]),
+        ("input_topics", ["/ok/image", "9bad"], ["9bad"]),
+        ("camera_names", ["front", "front"], ["twice"]),
+        ("camera_names", ["front/left"], ["front/left"]),
+        ("input_qos", "keep_all", ["sensor_data"]),
+        ("nonsense", 1, ["unknown parameter"]),
+    ],
+)
 def test_bad_values_are_named(name, value, words):
     with pytest.raises(ParameterError) as err:
         validate_value(name, value)
@@ -71,13 +109,16 @@ def test_bad_values_are_named(name, value, words):
         assert word in str(err.value)
 
 
-@pytest.mark.parametrize("values, words", [
-    ({"input_width": 64}, ["input_width", "input_height", "both"]),
-    ({"input_topics": ["a", "b"], "camera_names": ["x"]}, ["camera_names", "1 names for 2"]),
-    ({"engine": "/m.onnx"}, ["engine", "onnxruntime"]),
-    ({"backend": "tensorrt", "engine": "/m.engine"}, ["tensorrt", "cuda"]),
-    ({"variant": "bevanet"}, ["bevanet", "weights"]),
-])
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        ({"input_width": 64}, ["input_width", "input_height", "both"]),
+        ({"input_topics": ["a", "b"], "camera_names": ["x"]}, ["camera_names", "1 names for 2"]),
+        ({"engine": "/m.onnx"}, ["engine", "onnxruntime"]),
+        ({"backend": "tensorrt", "engine": "/m.engine"}, ["tensorrt", "cuda"]),
+        ({"variant": "bevanet"}, ["bevanet", "weights"]),
+    ],
+)
 def test_rules_between_parameters(values, words):
     with pytest.raises(ParameterError) as err:
         NodeSettings.from_values(values)
@@ -86,14 +127,24 @@ def test_rules_between_parameters(values, words):
 
 
 def test_settings_resolution():
-    s = NodeSettings.from_values({"input_width": 64, "input_height": 48, "input_topics": ["/a", "/b"],
-                                  "camera_names": [], "overlay_alpha": 1, "weights": "w.safetensors"})
+    s = NodeSettings.from_values(
+        {
+            "input_width": 64,
+            "input_height": 48,
+            "input_topics": ["/a", "/b"],
+            "camera_names": [],
+            "overlay_alpha": 1,
+            "weights": "w.safetensors",
+        }
+    )
     assert s.input_size == (64, 48) and s.model_path == "w.safetensors"
     assert s.cameras == ["cam0", "cam1"] and s.output_prefix(1) == "~/cam1/"
     assert isinstance(s.overlay_alpha, float)
     one = NodeSettings.from_values({"camera_names": None})
     assert one.output_prefix(0) == "~/" and one.input_size is None and one.model_path is None
-    engine = NodeSettings.from_values({"backend": "onnxruntime", "engine": "m.onnx", "weights": "w.pt"})
+    engine = NodeSettings.from_values(
+        {"backend": "onnxruntime", "engine": "m.onnx", "weights": "w.pt"}
+    )
     assert engine.model_path == "m.onnx"
     updated = s.with_updates({"overlay_alpha": 0.2})
     assert updated.overlay_alpha == 0.2 and s.overlay_alpha == 1.0
@@ -102,6 +153,7 @@ def test_settings_resolution():
 
 
 # ---------------------------------------------------------------- latest-frame slots
+
 
 def test_slots_keep_only_the_newest_frame_and_count_drops():
     slots = LatestFrameSlots(2)
@@ -174,6 +226,7 @@ def test_slots_wait_idle_and_close():
 
 # ---------------------------------------------------------------- statistics
 
+
 def test_rate_meter():
     clock = FakeClock(0.0)
     meter = RateMeter(window_s=2.0, clock=clock)
@@ -221,8 +274,14 @@ def test_node_stats_snapshot():
     stats.on_published(55.0)
     snap = stats.snapshot()
     assert snap["frames_received"] == 5 and snap["frames_received[front]"] == 5
-    assert snap["input_rate_hz[front]"] == pytest.approx(2.0) and snap["input_rate_hz[rear]"] == 0.0
-    assert snap["frames_dropped_stale"] == 3 and snap["frames_bad"] == 1 and snap["frames_bad[zero_size]"] == 1
+    assert (
+        snap["input_rate_hz[front]"] == pytest.approx(2.0) and snap["input_rate_hz[rear]"] == 0.0
+    )
+    assert (
+        snap["frames_dropped_stale"] == 3
+        and snap["frames_bad"] == 1
+        and snap["frames_bad[zero_size]"] == 1
+    )
     assert snap["inference_ms_mean"] == 40.0 and snap["end_to_end_ms_max"] == 55.0
     assert snap["last_error"] == "bad"
     json.dumps(snap)
@@ -230,18 +289,29 @@ def test_node_stats_snapshot():
 
 # ---------------------------------------------------------------- label info
 
+
 def test_label_info_fallback_json():
-    data = json.loads(label_info_json(["Sky", "Road"], [[128, 128, 128], [128, 64, 128]],
-                                      ignore_index=255, variant="bevanet_s", dataset="camvid"))
+    data = json.loads(
+        label_info_json(
+            ["Sky", "Road"],
+            [[128, 128, 128], [128, 64, 128]],
+            ignore_index=255,
+            variant="bevanet_s",
+            dataset="camvid",
+        )
+    )
     assert data["schema"] == FALLBACK_SCHEMA
-    assert data["classes"] == [{"id": 0, "name": "Sky", "color": [128, 128, 128]},
-                               {"id": 1, "name": "Road", "color": [128, 64, 128]}]
+    assert data["classes"] == [
+        {"id": 0, "name": "Sky", "color": [128, 128, 128]},
+        {"id": 1, "name": "Road", "color": [128, 64, 128]},
+    ]
     assert data["ignore_index"] == 255 and data["dataset"] == "camvid"
     with pytest.raises(ValueError, match="palette"):
         label_info_dict(["a", "b"], [[0, 0, 0]])
 
 
 # ---------------------------------------------------------------- launch logic (plain Python)
+
 
 def test_variant_files_exist_and_validate():
     for variant, name in launch_config.VARIANT_CONFIGS.items():
@@ -265,30 +335,47 @@ def test_plan_launch_for_each_variant():
     assert plan.node_name == "segmentation" and not plan.rviz
     assert plan.rviz_config.endswith("config/segmentation.rviz")
 
-    args = dict(launch_config.default_arguments(), variant="bevanet", weights="/m/bevanet.safetensors",
-                backend="onnxruntime", camera_topics="/front/image_raw, /rear/image_raw",
-                namespace="perception", use_sim_time="true", rviz="True")
+    args = dict(
+        launch_config.default_arguments(),
+        variant="bevanet",
+        weights="/m/bevanet.safetensors",
+        backend="onnxruntime",
+        camera_topics="/front/image_raw, /rear/image_raw",
+        namespace="perception",
+        use_sim_time="true",
+        rviz="True",
+    )
     plan = launch_config.plan_launch(args, share)
     assert plan.params_file.endswith("config/bevanet.yaml")
-    assert plan.overrides == {"use_sim_time": True, "backend": "onnxruntime", "weights": "/m/bevanet.safetensors",
-                              "input_topics": ["/front/image_raw", "/rear/image_raw"]}
+    assert plan.overrides == {
+        "use_sim_time": True,
+        "backend": "onnxruntime",
+        "weights": "/m/bevanet.safetensors",
+        "input_topics": ["/front/image_raw", "/rear/image_raw"],
+    }
     assert plan.namespace == "perception" and plan.rviz
 
 
-@pytest.mark.parametrize("args, words", [
-    ({"variant": "bevanet_xl"}, ["variant", "bevanet_xl", "bevanet_s"]),
-    ({"variant": "bevanet"}, ["bevanet", "weights"]),  # no shipped BEVANet weights
-    ({"use_sim_time": "maybe"}, ["use_sim_time", "maybe"]),
-    ({"rviz": "2"}, ["rviz"]),
-    ({"camera_topics": " , "}, ["camera_topics"]),
-    ({"camera_topics": "/a b"}, []),  # two topics, valid
-    ({"backend": "tensorrt"}, ["tensorrt", "cuda"]),
-    ({"log_level": "loud"}, ["log_level"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ({"variant": "bevanet_xl"}, ["variant", "bevanet_xl", "bevanet_s"]),
+        ({"variant": "bevanet"}, ["bevanet", "weights"]),  # no shipped BEVANet weights
+        ({"use_sim_time": "maybe"}, ["use_sim_time", "maybe"]),
+        ({"rviz": "2"}, ["rviz"]),
+        ({"camera_topics": " , "}, ["camera_topics"]),
+        ({"camera_topics": "/a b"}, []),  # two topics, valid
+        ({"backend": "tensorrt"}, ["tensorrt", "cuda"]),
+        ({"log_level": "loud"}, ["log_level"]),
+    ],
+)
 def test_plan_launch_errors_name_the_argument(args, words):
     merged = dict(launch_config.default_arguments(), **args)
     if not words:
-        assert launch_config.plan_launch(merged, str(REPO)).overrides["input_topics"] == ["/a", "b"]
+        assert launch_config.plan_launch(merged, str(REPO)).overrides["input_topics"] == [
+            "/a",
+            "b",
+        ]
         return
     with pytest.raises(ValueError) as err:
         launch_config.plan_launch(merged, str(REPO))
@@ -304,7 +391,15 @@ def test_parse_camera_topics_forms():
 
 def test_bag_play_command():
     assert launch_config.bag_play_command("bags/x", "0.5", "true") == [
-        "ros2", "bag", "play", "bags/x", "--clock", "--rate", "0.5", "--loop"]
+        "ros2",
+        "bag",
+        "play",
+        "bags/x",
+        "--clock",
+        "--rate",
+        "0.5",
+        "--loop",
+    ]
     assert "--loop" not in launch_config.bag_play_command("b")
     for bad in (("", "1", "false"), ("b", "0", "false"), ("b", "fast", "false")):
         with pytest.raises(ValueError):
@@ -313,7 +408,10 @@ def test_bag_play_command():
 
 def test_output_topic_names():
     assert launch_config.output_topic("", "segmentation", "mask") == "/segmentation/mask"
-    assert launch_config.output_topic("/perception/", "seg", "overlay", "front") == "/perception/seg/front/overlay"
+    assert (
+        launch_config.output_topic("/perception/", "seg", "overlay", "front")
+        == "/perception/seg/front/overlay"
+    )
 
 
 def test_rviz_config_shows_camera_overlay_and_colour_mask():
@@ -321,9 +419,15 @@ def test_rviz_config_shows_camera_overlay_and_colour_mask():
 
     rviz = yaml.safe_load((REPO / "config" / "segmentation.rviz").read_text())
     displays = {d["Name"]: d for d in rviz["Visualization Manager"]["Displays"]}
-    assert displays["Overlay"]["Topic"]["Value"] == launch_config.output_topic("", "segmentation", "overlay")
-    assert displays["Colour mask"]["Topic"]["Value"] == launch_config.output_topic("", "segmentation", "color_mask")
-    assert displays["Camera"]["Topic"]["Value"] == launch_config.default_arguments()["camera_topics"]
+    assert displays["Overlay"]["Topic"]["Value"] == launch_config.output_topic(
+        "", "segmentation", "overlay"
+    )
+    assert displays["Colour mask"]["Topic"]["Value"] == launch_config.output_topic(
+        "", "segmentation", "color_mask"
+    )
+    assert (
+        displays["Camera"]["Topic"]["Value"] == launch_config.default_arguments()["camera_topics"]
+    )
     # outputs are reliable by default, so reliable displays match; the camera display is best
     # effort, which matches both best-effort and reliable camera publishers
     assert displays["Overlay"]["Topic"]["Reliability Policy"] == "Reliable"

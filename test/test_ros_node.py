@@ -1,6 +1,7 @@
 """The segmentation node over real DDS (rclpy wheels, rmw_fastrtps): headers, QoS, encodings,
 compressed input, outputs, label info, diagnostics, parameters, multi-camera, composition and
 the `python -m` entry point. Seeded tiny models keep every inference small."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,25 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ros_support import (DOMAIN_ID, WAIT_S, Probe, camera_frame, compressed_msg,  # noqa: E402
-                              image_msg, params, publish_until, ros_context, seeded_weights,
-                              spinning, stamp_ns, wait_for_subscribers)
-
 from rclpy.exceptions import InvalidParameterValueException  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
+from test_ros_support import (  # noqa: E402
+    DOMAIN_ID,
+    WAIT_S,
+    Probe,
+    camera_frame,
+    compressed_msg,
+    image_msg,
+    params,
+    publish_until,
+    ros_context,
+    seeded_weights,
+    spinning,
+    stamp_ns,
+    wait_for_subscribers,
+)
 
 from bevanet_ros.conversions import raw_to_rgb  # noqa: E402
 from bevanet_ros.params import ParameterError  # noqa: E402
@@ -40,8 +52,10 @@ def mask_of(msg: Image) -> np.ndarray:
 @pytest.fixture(scope="module")
 def served(ros_context, seeded_weights):
     """One node (confidence on) and a probe, spinning together for the module."""
-    node = SegmentationNode(context=ros_context, parameter_overrides=params(
-        seeded_weights, publish_confidence=True, batch_window_ms=0.0))
+    node = SegmentationNode(
+        context=ros_context,
+        parameter_overrides=params(seeded_weights, publish_confidence=True, batch_window_ms=0.0),
+    )
     probe = Probe(ros_context, "probe_main")
     with spinning(ros_context, node, probe.node):
         yield node, probe
@@ -65,8 +79,11 @@ def test_mask_keeps_header_resolution_and_matches_runtime(served, reference):
     pub = probe.publisher("image", reliable=True)
     wait_for_subscribers(pub)
     frame = camera_frame(80, 60, seed=1)
-    sent = publish_until(pub, lambda i: image_msg(frame, "rgb8", 1_700_000_000_123_456_789 + i, "cam_optical"),
-                         masks)
+    sent = publish_until(
+        pub,
+        lambda i: image_msg(frame, "rgb8", 1_700_000_000_123_456_789 + i, "cam_optical"),
+        masks,
+    )
     out = next((m for m in masks.items if m.header.frame_id == "cam_optical"), None)
     assert out is not None, "no mask received"
     sent_stamps = {stamp_ns(m.header) for m in sent}
@@ -81,21 +98,30 @@ def test_mask_keeps_header_resolution_and_matches_runtime(served, reference):
 def test_best_effort_and_reliable_camera_publishers(served):
     node, probe = served
     masks = probe.subscribe("/segmentation/mask")
-    pubs = {"be": probe.publisher("image", reliable=False), "rel": probe.publisher("image", reliable=True)}
+    pubs = {
+        "be": probe.publisher("image", reliable=False),
+        "rel": probe.publisher("image", reliable=True),
+    }
     for pub in pubs.values():
         wait_for_subscribers(pub)
     frame = camera_frame(80, 60, seed=2)
     for name, pub in pubs.items():
         deadline = time.monotonic() + WAIT_S
         i = 0
-        while time.monotonic() < deadline and not any(m.header.frame_id == name for m in masks.items):
+        while time.monotonic() < deadline and not any(
+            m.header.frame_id == name for m in masks.items
+        ):
             pub.publish(image_msg(frame, "bgr8", 10 + i, name))
             i += 1
-            masks.wait(lambda items: any(m.header.frame_id == name for m in items), 0.3)
-        assert any(m.header.frame_id == name for m in masks.items), f"no mask for the {name} publisher"
+            masks.wait(lambda items, name=name: any(m.header.frame_id == name for m in items), 0.3)
+        assert any(m.header.frame_id == name for m in masks.items), (
+            f"no mask for the {name} publisher"
+        )
 
 
-@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "bgra8", "mono8", "yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
+@pytest.mark.parametrize(
+    "encoding", ["bgr8", "rgba8", "bgra8", "mono8", "yuv422", "uyvy", "yuv422_yuy2", "yuyv"]
+)
 def test_camera_encodings(served, reference, encoding):
     node, probe = served
     topic = "/segmentation/mask"
@@ -124,8 +150,12 @@ def test_color_overlay_only_while_subscribed_and_confidence(served, reference):
     publish_until(pub, lambda i: image_msg(frame, "rgb8", 2000 + i, "nocolor"), masks)
     assert masks.wait(lambda items: any(m.header.frame_id == "nocolor" for m in items))
     after = dict(node.pipeline.published_counts)
-    assert after.get("color_mask", 0) == before.get("color_mask", 0), "colour mask computed with no subscriber"
-    assert after.get("overlay", 0) == before.get("overlay", 0), "overlay computed with no subscriber"
+    assert after.get("color_mask", 0) == before.get("color_mask", 0), (
+        "colour mask computed with no subscriber"
+    )
+    assert after.get("overlay", 0) == before.get("overlay", 0), (
+        "overlay computed with no subscriber"
+    )
 
     colors = probe.subscribe("/segmentation/color_mask")
     overlays = probe.subscribe("/segmentation/overlay")
@@ -140,15 +170,20 @@ def test_color_overlay_only_while_subscribed_and_confidence(served, reference):
         pub.publish(image_msg(frame, "rgb8", 3000 + i, "color"))
         i += 1
         colors.wait(lambda items: any(m.header.frame_id == "color" for m in items), 0.3)
-    assert first(colors) and first(overlays) and first(conf), "no colour mask / overlay / confidence"
+    assert first(colors) and first(overlays) and first(conf), (
+        "no colour mask / overlay / confidence"
+    )
     ref = reference.segment(frame, "rgb8", confidence=True)
     col = first(colors)
     assert (col.encoding, col.width, col.height, col.header.frame_id) == ("rgb8", 80, 60, "color")
-    np.testing.assert_array_equal(np.frombuffer(bytes(col.data), np.uint8).reshape(60, 80, 3),
-                                  reference.colorize(ref.mask))
+    np.testing.assert_array_equal(
+        np.frombuffer(bytes(col.data), np.uint8).reshape(60, 80, 3), reference.colorize(ref.mask)
+    )
     ov = first(overlays)
-    np.testing.assert_array_equal(np.frombuffer(bytes(ov.data), np.uint8).reshape(60, 80, 3),
-                                  reference.overlay(frame, ref.mask, 0.5))
+    np.testing.assert_array_equal(
+        np.frombuffer(bytes(ov.data), np.uint8).reshape(60, 80, 3),
+        reference.overlay(frame, ref.mask, 0.5),
+    )
     c = first(conf)
     assert (c.encoding, c.width, c.height, c.header.frame_id) == ("mono8", 80, 60, "color")
     np.testing.assert_array_equal(mask_of(c), ref.confidence)
@@ -178,13 +213,25 @@ def test_diagnostics(served):
 
     node, probe = served
     diag = probe.subscribe("/diagnostics", DiagnosticArray, depth=10)
-    ok = diag.wait(lambda items: any("frames_received" in {kv.key for s in m.status for kv in s.values}
-                                     for m in items), 20.0)
+    ok = diag.wait(
+        lambda items: any(
+            "frames_received" in {kv.key for s in m.status for kv in s.values} for m in items
+        ),
+        20.0,
+    )
     assert ok, "no diagnostics from the node"
     status = [s for m in diag.items for s in m.status if "segmentation" in s.name][-1]
     keys = {kv.key: kv.value for kv in status.values}
-    for key in ("input_rate_hz[cam0]", "output_rate_hz", "inference_ms_mean", "end_to_end_ms_mean",
-                "end_to_end_ms_p95", "frames_dropped_stale", "frames_bad", "inference_errors"):
+    for key in (
+        "input_rate_hz[cam0]",
+        "output_rate_hz",
+        "inference_ms_mean",
+        "end_to_end_ms_mean",
+        "end_to_end_ms_p95",
+        "frames_dropped_stale",
+        "frames_bad",
+        "inference_errors",
+    ):
         assert key in keys, key
     assert int(keys["frames_published"]) > 0
     assert float(keys["inference_ms_mean"]) > 0
@@ -196,7 +243,10 @@ def test_parameters_descriptors_validation_and_dynamic_update(served):
     desc = node.describe_parameters(["weights", "overlay_alpha", "input_width", "input_qos"])
     assert desc[0].read_only and "shipped CamVid" in desc[0].description
     assert not desc[1].read_only
-    assert desc[1].floating_point_range[0].from_value == 0.0 and desc[1].floating_point_range[0].to_value == 1.0
+    assert (
+        desc[1].floating_point_range[0].from_value == 0.0
+        and desc[1].floating_point_range[0].to_value == 1.0
+    )
     assert desc[2].integer_range[0].step == 8
     assert "sensor_data" in desc[3].additional_constraints
 
@@ -211,18 +261,25 @@ def test_parameters_descriptors_validation_and_dynamic_update(served):
     assert node.set_parameters([Parameter("overlay_alpha", value=0.5)])[0].successful
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    ({"input_width": 100, "input_height": 64}, "input_width"),
-    ({"input_width": 64}, "input_height"),
-    ({"device": "gpu"}, "device"),
-    ({"resize": "crop"}, "resize"),
-    ({"input_topics": ["ok", "bad topic"]}, "input_topics"),
-    ({"camera_names": ["a", "b"]}, "camera_names"),
-    ({"engine": "/x.onnx"}, "engine"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"input_width": 100, "input_height": 64}, "input_width"),
+        ({"input_width": 64}, "input_height"),
+        ({"device": "gpu"}, "device"),
+        ({"resize": "crop"}, "resize"),
+        ({"input_topics": ["ok", "bad topic"]}, "input_topics"),
+        ({"camera_names": ["a", "b"]}, "camera_names"),
+        ({"engine": "/x.onnx"}, "engine"),
+    ],
+)
 def test_bad_parameters_fail_clearly_at_startup(ros_context, seeded_weights, overrides, needle):
     with pytest.raises((ParameterError, InvalidParameterValueException)) as err:
-        SegmentationNode("bad_params", context=ros_context, parameter_overrides=params(seeded_weights, **overrides))
+        SegmentationNode(
+            "bad_params",
+            context=ros_context,
+            parameter_overrides=params(seeded_weights, **overrides),
+        )
     assert needle in str(err.value)
 
 
@@ -239,8 +296,13 @@ def test_missing_weights_are_named(ros_context, tmp_path, monkeypatch):
 
 
 def test_compressed_input(ros_context, seeded_weights, reference):
-    node = SegmentationNode("seg_compressed", context=ros_context, parameter_overrides=params(
-        seeded_weights, input_transport="compressed", input_topics=["cam/image_raw"]))
+    node = SegmentationNode(
+        "seg_compressed",
+        context=ros_context,
+        parameter_overrides=params(
+            seeded_weights, input_transport="compressed", input_topics=["cam/image_raw"]
+        ),
+    )
     probe = Probe(ros_context, "probe_compressed")
     try:
         masks = probe.subscribe("/seg_compressed/mask")
@@ -269,9 +331,16 @@ def test_compressed_input(ros_context, seeded_weights, reference):
 
 
 def test_multi_camera_batches_frames_that_arrive_together(ros_context, seeded_weights, reference):
-    node = SegmentationNode("seg_multi", context=ros_context, parameter_overrides=params(
-        seeded_weights, input_topics=["front/image", "rear/image"], camera_names=["front", "rear"],
-        batch_window_ms=500.0))
+    node = SegmentationNode(
+        "seg_multi",
+        context=ros_context,
+        parameter_overrides=params(
+            seeded_weights,
+            input_topics=["front/image", "rear/image"],
+            camera_names=["front", "rear"],
+            batch_window_ms=500.0,
+        ),
+    )
     probe = Probe(ros_context, "probe_multi")
     try:
         front = probe.subscribe("/seg_multi/front/mask")
@@ -290,7 +359,9 @@ def test_multi_camera_batches_frames_that_arrive_together(ros_context, seeded_we
                 assert front.wait_count(n + 1) and rear.wait_count(n + 1)
                 assert node.pipeline.wait_idle(WAIT_S)
                 if k == 1:  # the first pair may straddle discovery; the second is batched
-                    assert node.pipeline.stats.batches == batches + 1, "two cameras were not batched"
+                    assert node.pipeline.stats.batches == batches + 1, (
+                        "two cameras were not batched"
+                    )
             f_mask, r_mask = front.items[-1], rear.items[-1]
             assert (f_mask.header.frame_id, f_mask.width, f_mask.height) == ("front", 80, 60)
             assert (r_mask.header.frame_id, r_mask.width, r_mask.height) == ("rear", 96, 72)
@@ -302,10 +373,17 @@ def test_multi_camera_batches_frames_that_arrive_together(ros_context, seeded_we
 
 
 def test_two_nodes_in_one_process(ros_context, seeded_weights):
-    a = SegmentationNode("seg_a", context=ros_context, parameter_overrides=params(
-        seeded_weights, input_topics=["/cam_a/image"]))
-    b = SegmentationNode("seg_b", namespace="robot2", context=ros_context, parameter_overrides=params(
-        seeded_weights, input_topics=["/cam_b/image"]))
+    a = SegmentationNode(
+        "seg_a",
+        context=ros_context,
+        parameter_overrides=params(seeded_weights, input_topics=["/cam_a/image"]),
+    )
+    b = SegmentationNode(
+        "seg_b",
+        namespace="robot2",
+        context=ros_context,
+        parameter_overrides=params(seeded_weights, input_topics=["/cam_b/image"]),
+    )
     probe = Probe(ros_context, "probe_two")
     try:
         ma, mb = probe.subscribe("/seg_a/mask"), probe.subscribe("/robot2/seg_b/mask")
@@ -329,17 +407,34 @@ def test_python_m_entry_point_with_remapping(ros_context, seeded_weights, tmp_pa
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED="1")
     log = open(tmp_path / "node.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bevanet_ros.segmentation_node", "--ros-args",
-         "-p", f"weights:={seeded_weights}", "-p", "num_threads:=1", "-r", "image:=/camera/image_raw"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "bevanet_ros.segmentation_node",
+            "--ros-args",
+            "-p",
+            f"weights:={seeded_weights}",
+            "-p",
+            "num_threads:=1",
+            "-r",
+            "image:=/camera/image_raw",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     probe = Probe(ros_context, "probe_cli")
     try:
         masks = probe.subscribe("/segmentation/mask")
         pub = probe.publisher("/camera/image_raw", reliable=False)
         with spinning(ros_context, probe.node):
             frame = camera_frame(80, 60, seed=9)
-            publish_until(pub, lambda i: image_msg(frame, "rgb8", 10_000 + i, "cli"), masks, period=0.5)
-            assert any(m.header.frame_id == "cli" for m in masks.items), "no mask from the python -m node: " + (tmp_path / "node.log").read_text()[-2000:]
+            publish_until(
+                pub, lambda i: image_msg(frame, "rgb8", 10_000 + i, "cli"), masks, period=0.5
+            )
+            assert any(m.header.frame_id == "cli" for m in masks.items), (
+                "no mask from the python -m node: " + (tmp_path / "node.log").read_text()[-2000:]
+            )
     finally:
         probe.destroy()
         proc.send_signal(signal.SIGINT)
@@ -355,8 +450,19 @@ def test_python_m_entry_point_with_remapping(ros_context, seeded_weights, tmp_pa
 def test_python_m_bad_parameter_exits_nonzero_with_message(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID))
     out = subprocess.run(
-        [sys.executable, "-m", "bevanet_ros.segmentation_node", "--ros-args", "-p", "weights:=/no/such/file.safetensors"],
-        env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "bevanet_ros.segmentation_node",
+            "--ros-args",
+            "-p",
+            "weights:=/no/such/file.safetensors",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 1
     assert "/no/such/file.safetensors" in out.stderr + out.stdout
     assert "does not exist" in out.stderr + out.stdout

@@ -4,6 +4,7 @@ Every test process talks on its own random ROS_DOMAIN_ID (1..200, localhost only
 of several people on one machine never see each other. Import it as
 `from test_ros_support import ...` after putting this folder on sys.path.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,7 +72,7 @@ def seeded_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_seeded_weights(tmp_path_factory.mktemp("weights") / "bevanet_s_seed0.safetensors")
 
 
-def params(weights: Path, **values: Any) -> List[Parameter]:
+def params(weights: Path, **values: Any) -> list[Parameter]:
     """parameter_overrides for a test node."""
     values.setdefault("num_threads", 1)  # 2 threads on 2 shared, busy cores are many times slower
     out = [Parameter("weights", value=str(weights))]
@@ -80,22 +82,32 @@ def params(weights: Path, **values: Any) -> List[Parameter]:
 
 def qos(reliable: bool, depth: int = 10, latched: bool = False) -> QoSProfile:
     return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST, depth=depth,
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
+    )
 
 
 def camera_frame(width: int = 80, height: int = 60, seed: int = 0) -> np.ndarray:
     """A seeded RGB frame (smooth gradient + noise so the model sees some structure)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
-                     (x + y) * 127 // max(width + height - 2, 1)], -1)
+    base = np.stack(
+        [
+            x * 255 // max(width - 1, 1),
+            y * 255 // max(height - 1, 1),
+            (x + y) * 127 // max(width + height - 2, 1),
+        ],
+        -1,
+    )
     noise = rng.integers(0, 40, (height, width, 3))
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def image_msg(rgb: np.ndarray, encoding: str = "rgb8", stamp_ns: int = 0, frame_id: str = "camera") -> Image:
+def image_msg(
+    rgb: np.ndarray, encoding: str = "rgb8", stamp_ns: int = 0, frame_id: str = "camera"
+) -> Image:
     msg = Image()
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
     msg.encoding = encoding
@@ -105,7 +117,9 @@ def image_msg(rgb: np.ndarray, encoding: str = "rgb8", stamp_ns: int = 0, frame_
     return msg
 
 
-def compressed_msg(rgb: np.ndarray, fmt: str = "jpeg", stamp_ns: int = 0, frame_id: str = "camera") -> CompressedImage:
+def compressed_msg(
+    rgb: np.ndarray, fmt: str = "jpeg", stamp_ns: int = 0, frame_id: str = "camera"
+) -> CompressedImage:
     import cv2
 
     ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[:, :, ::-1])
@@ -126,9 +140,9 @@ class Collector:
     """Thread-safe list of received messages with a wait-for-condition."""
 
     def __init__(self) -> None:
-        self.items: List[Any] = []
-        self.times: List[float] = []  # time.monotonic() at arrival
-        self.wall: List[float] = []  # time.time() at arrival (to compare with header stamps)
+        self.items: list[Any] = []
+        self.times: list[float] = []  # time.monotonic() at arrival
+        self.wall: list[float] = []  # time.time() at arrival (to compare with header stamps)
         self._cond = threading.Condition()
 
     def __call__(self, msg: Any) -> None:
@@ -138,7 +152,7 @@ class Collector:
             self.wall.append(time.time())
             self._cond.notify_all()
 
-    def wait(self, predicate: Callable[[List[Any]], bool], timeout: float = WAIT_S) -> bool:
+    def wait(self, predicate: Callable[[list[Any]], bool], timeout: float = WAIT_S) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.items):
@@ -157,16 +171,24 @@ class Probe:
 
     def __init__(self, ctx: Any, name: str = "probe") -> None:
         self.node = Node(name, context=ctx)
-        self.collectors: Dict[str, Collector] = {}
+        self.collectors: dict[str, Collector] = {}
 
-    def subscribe(self, topic: str, msg_type: Any = Image, reliable: bool = True, latched: bool = False,
-                  depth: int = 10) -> Collector:
+    def subscribe(
+        self,
+        topic: str,
+        msg_type: Any = Image,
+        reliable: bool = True,
+        latched: bool = False,
+        depth: int = 10,
+    ) -> Collector:
         col = Collector()
         self.node.create_subscription(msg_type, topic, col, qos(reliable, depth, latched))
         self.collectors[topic] = col
         return col
 
-    def publisher(self, topic: str, msg_type: Any = Image, reliable: bool = True, depth: int = 10) -> Any:
+    def publisher(
+        self, topic: str, msg_type: Any = Image, reliable: bool = True, depth: int = 10
+    ) -> Any:
         return self.node.create_publisher(msg_type, topic, qos(reliable, depth))
 
     def destroy(self) -> None:
@@ -202,18 +224,26 @@ def wait_for_subscribers(publisher: Any, count: int = 1, timeout: float = 10.0) 
     deadline = time.monotonic() + timeout
     while publisher.get_subscription_count() < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"no subscriber matched {publisher.topic_name} within {timeout} s")
+            raise AssertionError(
+                f"no subscriber matched {publisher.topic_name} within {timeout} s"
+            )
         time.sleep(0.02)
 
 
-def publish_until(publisher: Any, make_msg: Callable[[int], Any], collector: Collector, n: int = 1,
-                  period: float = 0.3, timeout: float = WAIT_S) -> List[Any]:
+def publish_until(
+    publisher: Any,
+    make_msg: Callable[[int], Any],
+    collector: Collector,
+    n: int = 1,
+    period: float = 0.3,
+    timeout: float = WAIT_S,
+) -> list[Any]:
     """Publishes make_msg(i) every `period` until `collector` holds `n` messages whose frame_id
     is the published one (late outputs of earlier tests do not count); returns the sent."""
-    sent: List[Any] = []
+    sent: list[Any] = []
     frame_id = make_msg(0).header.frame_id
 
-    def done(items: List[Any]) -> bool:
+    def done(items: list[Any]) -> bool:
         return sum(m.header.frame_id == frame_id for m in items) >= n
 
     deadline = time.monotonic() + timeout
@@ -229,7 +259,7 @@ def publish_until(publisher: Any, make_msg: Callable[[int], Any], collector: Col
 
 def rss_mb() -> float:
     """Resident set size of this process in MiB (Linux /proc)."""
-    with open("/proc/self/status", "r", encoding="ascii") as f:
+    with open("/proc/self/status", encoding="ascii") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
