@@ -7,6 +7,7 @@ an ordinary eager model: state-dict names, CUDA graphs, torch.compile and ONNX e
 working. BatchNorms after other ops (BN-ReLU-conv pre-activations, additions, EVA's `norm1`
 on a residual stream) cannot be folded into a preceding conv and are reported as remaining.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,21 +38,26 @@ class FoldReport:
         return len(self.remaining)
 
     def summary(self) -> str:
-        return f"folded {self.num_folded} BatchNorms into convolutions; {self.num_remaining} remain"
+        return (
+            f"folded {self.num_folded} BatchNorms into convolutions; {self.num_remaining} remain"
+        )
 
 
 def _trace(model: nn.Module) -> fx.Graph:
     autowrap = []
     try:  # the models' size-dependent resize helper is opaque to symbolic tracing
         from .models.layers import resize_to
+
         autowrap.append(resize_to)
     except ImportError:  # pragma: no cover
         pass
     try:
         return fx.Tracer(autowrap_functions=tuple(autowrap)).trace(model)
     except Exception as exc:
-        raise ValueError(f"fold_batchnorm: cannot trace {type(model).__name__} with torch.fx "
-                         f"({type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"fold_batchnorm: cannot trace {type(model).__name__} with torch.fx "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def find_conv_bn_pairs(model: nn.Module) -> Tuple[List[Tuple[str, str]], Dict[str, str]]:
@@ -68,9 +74,15 @@ def find_conv_bn_pairs(model: nn.Module) -> Tuple[List[Tuple[str, str]], Dict[st
             continue
         bn_name = node.target
         src = node.args[0] if node.args else None
-        if not (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules[src.target], _CONVS)):
+        if not (
+            isinstance(src, fx.Node)
+            and src.op == "call_module"
+            and isinstance(modules[src.target], _CONVS)
+        ):
             what = src.target if isinstance(src, fx.Node) else type(src).__name__
-            remaining[bn_name] = f"input comes from {getattr(what, '__name__', what)}, not a convolution"
+            remaining[bn_name] = (
+                f"input comes from {getattr(what, '__name__', what)}, not a convolution"
+            )
         elif len(src.users) != 1:
             remaining[bn_name] = f"output of {src.target} is also used elsewhere"
         elif calls[src.target] != 1 or calls[bn_name] != 1:
@@ -106,8 +118,9 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def fold_batchnorm(model: nn.Module, inplace: bool = False, return_report: bool = False
-                   ) -> Union[nn.Module, Tuple[nn.Module, FoldReport]]:
+def fold_batchnorm(
+    model: nn.Module, inplace: bool = False, return_report: bool = False
+) -> Union[nn.Module, Tuple[nn.Module, FoldReport]]:
     """Returns an eval-mode copy of `model` with every conv -> BatchNorm pair folded.
 
     With `return_report=True` also returns a `FoldReport` naming the folded and remaining BNs.

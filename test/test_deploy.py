@@ -1,4 +1,5 @@
-"""BatchNorm folding: outputs unchanged (relative error < 1e-5 fp32), every conv -> BN pair folded."""
+"""BatchNorm folding: outputs unchanged (relative error < 1e-5 in fp32), all conv -> BN folded."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,6 +9,7 @@ import torch.nn as nn
 from bevanet_core.deploy import count_conv_bn_pairs, find_conv_bn_pairs, fold_batchnorm
 from bevanet_core.models import build_model
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
@@ -15,7 +17,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
 
 
 def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
@@ -50,7 +51,9 @@ def test_fold_batchnorm_keeps_outputs(variant):
     assert rel < 1e-5, f"{variant}: relative error {rel:.2e}"
 
     assert count_conv_bn_pairs(folded) == 0
-    assert report.num_folded > 60  # every ResNet/PagFM/CKS conv-BN pair (66 for S, 68 for the full model)
+    assert (
+        report.num_folded > 60
+    )  # every ResNet/PagFM/CKS conv-BN pair (66 for S, 68 for the full model)
     assert report.num_folded + report.num_remaining == _bn_count(model)
     assert _bn_count(folded) == report.num_remaining
     # the remaining ones are pre-activation / residual-stream BNs that no conv precedes directly

@@ -4,6 +4,7 @@ backend agreeing with the PyTorch backend on real CamVid val frames.
 One module so that the (slow on 2 cores) BEVANet-S export is shared by the parity and the
 runtime tests.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli.export import main as export_main  # noqa: E402
-from bevanet_core.export import (ArtifactError, export_onnx, read_onnx_metadata, read_sidecar,  # noqa: E402
-                                 sidecar_path)
+from bevanet_core.export import (  # noqa: E402
+    ArtifactError,
+    export_onnx,
+    read_onnx_metadata,
+    read_sidecar,
+    sidecar_path,
+)
 from bevanet_core.models import build_model  # noqa: E402
 from bevanet_core.runtime import Segmenter, SegmenterConfig  # noqa: E402
 
@@ -29,7 +35,11 @@ SIZE = (256, 128)  # (W, H) network input for the parity checks
 
 
 def _data_root() -> Path:
-    return Path(os.environ.get("BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    return Path(
+        os.environ.get(
+            "BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+        )
+    )
 
 
 def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
@@ -69,8 +79,17 @@ def small_export(tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx")
     save_weights(model, folder / "w.safetensors", info)
     path = folder / "bevanet_s.onnx"
-    rc = export_main(["--weights", str(folder / "w.safetensors"), "--onnx", str(path),
-                      "--size", f"{SIZE[0]}x{SIZE[1]}", "--dynamic-batch"])
+    rc = export_main(
+        [
+            "--weights",
+            str(folder / "w.safetensors"),
+            "--onnx",
+            str(path),
+            "--size",
+            f"{SIZE[0]}x{SIZE[1]}",
+            "--dynamic-batch",
+        ]
+    )
     assert rc == 0
     return model, info, path, read_sidecar(path)
 
@@ -89,19 +108,26 @@ def _parity(model: nn.Module, path: Path, batch: int = 1) -> float:
 def test_onnx_parity_bevanet_s(small_export):
     model, _, path, _ = small_export
     diff = _parity(model, path, batch=2)  # dynamic batch axis works
-    print(f"bevanet_s ONNX Runtime vs PyTorch max abs logit diff at {SIZE[0]}x{SIZE[1]}: {diff:.3e}")
+    print(
+        f"bevanet_s ONNX Runtime vs PyTorch max abs logit diff at {SIZE[0]}x{SIZE[1]}: {diff:.3e}"
+    )
     assert diff < 1e-3
 
 
 def test_onnx_parity_bevanet_static_folded(tmp_path):
     model = _seeded("bevanet")
     path = tmp_path / "bevanet.onnx"
-    meta = export_onnx(model, ModelInfo.default("bevanet", 11), path, input_size=SIZE, fold_bn=True)
+    meta = export_onnx(
+        model, ModelInfo.default("bevanet", 11), path, input_size=SIZE, fold_bn=True
+    )
     assert meta.bn_folded and not meta.dynamic_batch
     graph_input = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in graph_input] == [1, 3, SIZE[1], SIZE[0]]  # fully static
     diff = _parity(model, path)
-    print(f"bevanet (BN folded) ONNX Runtime vs PyTorch max abs logit diff at {SIZE[0]}x{SIZE[1]}: {diff:.3e}")
+    print(
+        f"bevanet (BN folded) ONNX Runtime vs PyTorch max abs logit diff "
+        f"at {SIZE[0]}x{SIZE[1]}: {diff:.3e}"
+    )
     assert diff < 1e-3
 
 
@@ -113,7 +139,10 @@ def test_onnx_metadata_inside_and_in_sidecar(small_export):
     inside = read_onnx_metadata(path)
     side = read_sidecar(path)
     for m in (inside, side):
-        assert m.model_info["variant"] == "bevanet_s" and m.model_info["class_names"] == info.class_names
+        assert (
+            m.model_info["variant"] == "bevanet_s"
+            and m.model_info["class_names"] == info.class_names
+        )
         assert m.model_info["palette"] == info.palette and m.model_info["mean"] == info.mean
         assert tuple(m.input_size) == SIZE and m.precision == "fp32" and m.dynamic_batch
         assert len(m.model_hash) == 64 and "torch" in m.versions and "onnx" in m.versions
@@ -151,9 +180,19 @@ def test_export_rejects_bad_arguments_and_leaves_nothing(tmp_path):
 
 
 def test_export_cli_errors(tmp_path, capsys):
-    assert export_main(["--weights", str(tmp_path / "none.safetensors"), "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert (
+        export_main(
+            ["--weights", str(tmp_path / "none.safetensors"), "--onnx", str(tmp_path / "m.onnx")]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
-    assert export_main(["--onnx", str(tmp_path / "absent.onnx"), "--engine", str(tmp_path / "m.engine")]) == 2
+    assert (
+        export_main(
+            ["--onnx", str(tmp_path / "absent.onnx"), "--engine", str(tmp_path / "m.engine")]
+        )
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -181,13 +220,16 @@ def test_onnxruntime_and_torch_backends_agree_on_camvid(small_export):
             seg._plans.clear()
         a = ort_seg.segment_batch(frames, "rgb8", confidence=True)
         b = torch_seg.segment_batch(frames, "rgb8", confidence=True)
-        for ra, rb in zip(a, b):
+        for ra, rb in zip(a, b, strict=True):
             assert ra.mask.shape == (360, 480)
             agree += int((ra.mask == rb.mask).sum())
             total += ra.mask.size
             assert np.abs(ra.confidence.astype(int) - rb.confidence.astype(int)).max() <= 1
     ratio = agree / total
-    print(f"ONNX Runtime vs PyTorch label agreement on {len(frames)} CamVid val frames x 2 resize modes: {ratio:.6f}")
+    print(
+        f"ONNX Runtime vs PyTorch label agreement on {len(frames)} CamVid val frames "
+        f"x 2 resize modes: {ratio:.6f}"
+    )
     assert ratio > 0.999
 
 
@@ -195,7 +237,9 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
     model, info, _, _ = small_export
     weights = tmp_path / "w.safetensors"
     save_weights(model, weights, ModelInfo.default("bevanet_s", 11, input_size=SIZE))
-    cfg = SegmenterConfig(weights=str(weights), backend="onnxruntime", cache_dir=str(tmp_path / "cache"))
+    cfg = SegmenterConfig(
+        weights=str(weights), backend="onnxruntime", cache_dir=str(tmp_path / "cache")
+    )
     seg = Segmenter(cfg)
     exported = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
     assert len(exported) == 1 and seg.input_size == SIZE
@@ -203,9 +247,13 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
     Segmenter(cfg)  # second time: cached
     assert exported[0].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="differs from the 256x128"):
-        Segmenter(SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", input_size=(128, 64)))
+        Segmenter(
+            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", input_size=(128, 64))
+        )
     with pytest.raises(ValueError, match="fp32 only"):
-        Segmenter(SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="fp16"))
+        Segmenter(
+            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="fp16")
+        )
     meta = json.loads(sidecar_path(exported[0]).read_text())
     assert meta["format"] == "onnx" and meta["model_info"]["input_size"] == list(SIZE)
 
@@ -213,6 +261,7 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
 def test_engine_build_without_tensorrt_says_so(small_export, tmp_path, capsys):
     try:
         import tensorrt  # noqa: F401
+
         pytest.skip("tensorrt is installed here; test/test_tensorrt.py covers the build")
     except ImportError:
         pass

@@ -1,4 +1,5 @@
-"""Runtime (PyTorch backend): encodings, bad inputs, batching, and exact stretch/letterbox geometry."""
+"""Runtime (PyTorch backend): encodings, bad inputs, batching, exact stretch/letterbox geometry."""
+
 from __future__ import annotations
 
 import os
@@ -15,6 +16,7 @@ from bevanet_core.models import build_model
 from bevanet_core.runtime import Segmenter, SegmenterConfig, plan_resize
 from bevanet_core.runtime.geometry import parse_size
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
@@ -24,9 +26,12 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-
 def _data_root() -> Path:
-    return Path(os.environ.get("BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    return Path(
+        os.environ.get(
+            "BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+        )
+    )
 
 
 def _kitti_frame() -> np.ndarray:
@@ -58,7 +63,7 @@ class StripeModel(nn.Module):
 
 
 class PaddingDetector(nn.Module):
-    """Class 1 where an 8x8 cell of the normalised input is entirely 0 (letterbox padding), else 0."""
+    """Class 1 where an 8x8 cell of the normalised input is all 0 (letterbox padding), else 0."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         energy = F.avg_pool2d(x.abs().sum(1, keepdim=True), 8)
@@ -77,7 +82,9 @@ def seeded_segmenter():
     return Segmenter.from_model(model, _info(11), input_size=(64, 48))
 
 
-def _expected_stripes(in_w: int, in_h: int, net: tuple, mode: str, n_cls: int = 5, rows: bool = False):
+def _expected_stripes(
+    in_w: int, in_h: int, net: tuple, mode: str, n_cls: int = 5, rows: bool = False
+):
     """Independent closed form of the read-back: pixel centre -> network coordinate -> stripe."""
     net_w, net_h = net
     if mode == "stretch":
@@ -103,8 +110,14 @@ def _expected_stripes(in_w: int, in_h: int, net: tuple, mode: str, n_cls: int = 
 def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows):
     frame = _kitti_frame()  # 1226 x 370 mono8
     net = (256, 160) if not rows else (160, 256)  # letterbox pads columns or rows
-    seg = Segmenter.from_model(StripeModel(rows=rows), _info(5), input_size=net, resize=mode,
-                               upsample=upsample, fold_bn=False)
+    seg = Segmenter.from_model(
+        StripeModel(rows=rows),
+        _info(5),
+        input_size=net,
+        resize=mode,
+        upsample=upsample,
+        fold_bn=False,
+    )
     mask = seg.segment(frame, "mono8").mask
     assert mask.shape == frame.shape and mask.dtype == np.uint8
     expected, edge_dist = _expected_stripes(1226, 370, net, mode, rows=rows)
@@ -116,8 +129,12 @@ def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows):
 @pytest.mark.parametrize("net", [(256, 256), (96, 256), (1232, 376)])
 def test_letterbox_padding_never_leaks(net):
     frame = _kitti_frame()
-    rgb = np.stack([frame, 255 - frame, frame // 2 + 60], axis=-1)  # nowhere equal to the mean colour
-    seg = Segmenter.from_model(PaddingDetector(), _info(2), input_size=net, resize="letterbox", fold_bn=False)
+    rgb = np.stack(
+        [frame, 255 - frame, frame // 2 + 60], axis=-1
+    )  # nowhere equal to the mean colour
+    seg = Segmenter.from_model(
+        PaddingDetector(), _info(2), input_size=net, resize="letterbox", fold_bn=False
+    )
     plan = seg.plan(1226, 370)
     assert (plan.content_w, plan.content_h) != plan.net_size  # there is padding
     for upsample in ("logits", "labels"):
@@ -125,8 +142,15 @@ def test_letterbox_padding_never_leaks(net):
         assert (seg.segment(rgb, "rgb8").mask == 0).all(), upsample
 
 
-@pytest.mark.parametrize("mode,net", [("stretch", (1232, 376)), ("letterbox", (1280, 640)),
-                                      ("letterbox", (1232, 1232)), ("stretch", (2048, 384))])
+@pytest.mark.parametrize(
+    "mode,net",
+    [
+        ("stretch", (1232, 376)),
+        ("letterbox", (1280, 640)),
+        ("letterbox", (1232, 1232)),
+        ("stretch", (2048, 384)),
+    ],
+)
 def test_geometry_round_trip_exact(mode, net):
     """Nearest forward into the network grid, then the read-back: identity for every pixel."""
     plan = plan_resize((1226, 370), net, mode)
@@ -161,9 +185,13 @@ def test_every_encoding_gives_the_rgb_mask(seeded_segmenter):
     assert ref.mask.shape == (45, 67) and ref.confidence.shape == (45, 67)
     alpha = rng.integers(0, 256, size=(45, 67, 1), dtype=np.uint8)
     variants = {
-        "bgr8": rgb[..., ::-1], "bgr": rgb[..., ::-1].copy(), "rgb": rgb,
-        "rgba8": np.concatenate([rgb, alpha], -1), "rgba": np.concatenate([rgb, alpha], -1),
-        "bgra8": np.concatenate([rgb[..., ::-1], alpha], -1), "BGRA": np.concatenate([rgb[..., ::-1], alpha], -1),
+        "bgr8": rgb[..., ::-1],
+        "bgr": rgb[..., ::-1].copy(),
+        "rgb": rgb,
+        "rgba8": np.concatenate([rgb, alpha], -1),
+        "rgba": np.concatenate([rgb, alpha], -1),
+        "bgra8": np.concatenate([rgb[..., ::-1], alpha], -1),
+        "BGRA": np.concatenate([rgb[..., ::-1], alpha], -1),
     }
     for enc, frame in variants.items():
         res = seeded_segmenter.segment(frame, enc, confidence=True)
@@ -172,16 +200,21 @@ def test_every_encoding_gives_the_rgb_mask(seeded_segmenter):
     gray = rgb[..., 1]
     ref_gray = seeded_segmenter.segment(np.repeat(gray[..., None], 3, -1), "rgb8").mask
     for enc, frame in {"mono8": gray, "mono": gray[..., None], "gray": gray}.items():
-        np.testing.assert_array_equal(seeded_segmenter.segment(frame, enc).mask, ref_gray, err_msg=enc)
+        np.testing.assert_array_equal(
+            seeded_segmenter.segment(frame, enc).mask, ref_gray, err_msg=enc
+        )
 
 
 def test_batch_of_cameras_with_different_sizes_matches_single_frames(seeded_segmenter):
     rng = np.random.default_rng(2)
-    frames = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(48, 64, 3), (37, 101, 3), (48, 64, 3), (70, 30)]]
+    frames = [
+        rng.integers(0, 256, size=s, dtype=np.uint8)
+        for s in [(48, 64, 3), (37, 101, 3), (48, 64, 3), (70, 30)]
+    ]
     encs = ["rgb8", "bgr8", "rgb8", "mono8"]
     batch = seeded_segmenter.segment_batch(frames, encs, confidence=True, color=True)
     assert len(batch) == 4
-    for frame, enc, res in zip(frames, encs, batch):
+    for frame, enc, res in zip(frames, encs, batch, strict=True):
         single = seeded_segmenter.segment(frame, enc, confidence=True, color=True)
         assert res.mask.shape == frame.shape[:2]
         assert res.color.shape == frame.shape[:2] + (3,) and res.color.dtype == np.uint8
@@ -194,24 +227,29 @@ def test_batch_of_cameras_with_different_sizes_matches_single_frames(seeded_segm
 
 def test_max_batch_splits_into_several_inferences():
     torch.manual_seed(0)
-    seg = Segmenter.from_model(StripeModel(), _info(5), input_size=(64, 64), max_batch=2, fold_bn=False)
+    seg = Segmenter.from_model(
+        StripeModel(), _info(5), input_size=(64, 64), max_batch=2, fold_bn=False
+    )
     frames = [np.full((10 + i, 20, 3), i, np.uint8) for i in range(5)]
     out = seg.segment_batch(frames, "rgb8")
     assert [r.mask.shape for r in out] == [(10 + i, 20) for i in range(5)]
 
 
-@pytest.mark.parametrize("frame,enc,match", [
-    (np.zeros((8, 8, 3), np.float32), "rgb8", "dtype uint8"),
-    (np.zeros((8, 8, 3), np.uint16), "rgb8", "dtype uint8"),
-    (np.zeros((8, 8, 4), np.uint8), "rgb8", "4 channels but encoding rgb8 needs 3"),
-    (np.zeros((8, 8, 3), np.uint8), "mono8", "3 channels but encoding mono8 needs 1"),
-    (np.zeros((8, 8), np.uint8), "bgr8", "needs 3 channels"),
-    (np.zeros((0, 8, 3), np.uint8), "rgb8", "empty"),
-    (np.zeros((8, 0), np.uint8), "mono8", "empty"),
-    (np.zeros((8, 8, 3), np.uint8), "yuv422", "unknown image encoding 'yuv422'"),
-    (np.zeros((2, 8, 8, 3, 1), np.uint8), "rgb8", "HxW or HxWxC"),
-    ([[1, 2], [3, 4]], "mono8", "numpy array or torch tensor"),
-])
+@pytest.mark.parametrize(
+    "frame,enc,match",
+    [
+        (np.zeros((8, 8, 3), np.float32), "rgb8", "dtype uint8"),
+        (np.zeros((8, 8, 3), np.uint16), "rgb8", "dtype uint8"),
+        (np.zeros((8, 8, 4), np.uint8), "rgb8", "4 channels but encoding rgb8 needs 3"),
+        (np.zeros((8, 8, 3), np.uint8), "mono8", "3 channels but encoding mono8 needs 1"),
+        (np.zeros((8, 8), np.uint8), "bgr8", "needs 3 channels"),
+        (np.zeros((0, 8, 3), np.uint8), "rgb8", "empty"),
+        (np.zeros((8, 0), np.uint8), "mono8", "empty"),
+        (np.zeros((8, 8, 3), np.uint8), "yuv422", "unknown image encoding 'yuv422'"),
+        (np.zeros((2, 8, 8, 3, 1), np.uint8), "rgb8", "HxW or HxWxC"),
+        ([[1, 2], [3, 4]], "mono8", "numpy array or torch tensor"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(seeded_segmenter, frame, enc, match):
     with pytest.raises(ValueError, match=match):
         seeded_segmenter.segment(frame, enc)
@@ -223,7 +261,9 @@ def test_bad_batches_and_configs_raise_clear_errors(seeded_segmenter):
     with pytest.raises(ValueError, match="2 frames but 1 encodings"):
         seeded_segmenter.segment_batch([np.zeros((8, 8, 3), np.uint8)] * 2, ["rgb8"])
     with pytest.raises(ValueError, match="frame 1 has 1 channels"):
-        seeded_segmenter.segment_batch([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 1), np.uint8)], "rgb8")
+        seeded_segmenter.segment_batch(
+            [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 1), np.uint8)], "rgb8"
+        )
     model, info = StripeModel(), _info(5)
     with pytest.raises(ValueError, match="divisible by 8"):
         Segmenter.from_model(model, info, input_size=(100, 64))
@@ -231,9 +271,15 @@ def test_bad_batches_and_configs_raise_clear_errors(seeded_segmenter):
         Segmenter.from_model(model, info, resize="crop")
     with pytest.raises(ValueError, match="backend must be one of"):
         Segmenter.from_model(model, info, backend="openvino")
-    with pytest.raises(ValueError, match="precision 'fp16' is not supported by the torch backend on cpu"):
+    with pytest.raises(
+        ValueError, match="precision 'fp16' is not supported by the torch backend on cpu"
+    ):
         Segmenter.from_model(model, info, precision="fp16")
-    with pytest.raises(ValueError, match="no usable CUDA") if not torch.cuda.is_available() else _noop():
+    with (
+        pytest.raises(ValueError, match="no usable CUDA")
+        if not torch.cuda.is_available()
+        else _noop()
+    ):
         Segmenter.from_model(model, info, device="cuda")
     with pytest.raises(ValueError, match="weights file not found"):
         Segmenter(SegmenterConfig(weights="/nonexistent/model.safetensors"))
@@ -268,5 +314,9 @@ def test_bf16_cpu_precision_runs_and_mostly_agrees():
     model = build_model("bevanet_s", num_classes=11)
     frame = np.random.default_rng(3).integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
     ref = Segmenter.from_model(model, _info(11), input_size=(64, 48)).segment(frame).mask
-    low = Segmenter.from_model(model, _info(11), input_size=(64, 48), precision="bf16").segment(frame).mask
+    low = (
+        Segmenter.from_model(model, _info(11), input_size=(64, 48), precision="bf16")
+        .segment(frame)
+        .mask
+    )
     assert low.shape == ref.shape and (low == ref).mean() > 0.5

@@ -1,4 +1,5 @@
-"""bevanet-bench: report keys (pipeline + authors' reference), JSON and plot output, argument errors."""
+"""bevanet-bench: report keys (pipeline + authors' reference), JSON and plot, argument errors."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,26 @@ def test_summarize_percentiles():
 
 def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
-    rc = bench_main(["--variant", "bevanet_s", "--size", "64x64", "--frame-size", "101x77", "--runs", "2",
-                     "--warmup", "1", "--batch", "2", "--json", str(out), "--plot", str(plot)])
+    rc = bench_main(
+        [
+            "--variant",
+            "bevanet_s",
+            "--size",
+            "64x64",
+            "--frame-size",
+            "101x77",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--batch",
+            "2",
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        ]
+    )
     assert rc == 0
     report = json.loads(out.read_text())
     for block in (report, report["reference"]):
@@ -42,13 +61,17 @@ def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):
     assert "authors' protocol" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--size", "100x64"], "divisible by 8"),
-    (["--size", "64x64", "--batch", "0"], "at least 1"),
-    (["--size", "64x64", "--backend", "tensorrt", "--device", "cuda"], "CUDA|tensorrt"),
-    (["--size", "64x64", "--precision", "int8"], "int8 needs the tensorrt backend"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--size", "100x64"], "divisible by 8"),
+        (["--size", "64x64", "--batch", "0"], "at least 1"),
+        (["--size", "64x64", "--backend", "tensorrt", "--device", "cuda"], "CUDA|tensorrt"),
+        (["--size", "64x64", "--precision", "int8"], "int8 needs the tensorrt backend"),
+    ],
+)
 def test_bench_cli_errors(args, match, capsys):
     assert bench_main(args + ["--runs", "1", "--warmup", "0", "--no-reference"]) == 2
     import re
+
     assert re.search(match, capsys.readouterr().err)

@@ -1,4 +1,5 @@
 """TensorRT engines and backend: run wherever `tensorrt` imports and a CUDA GPU is present."""
+
 from __future__ import annotations
 
 import os
@@ -8,9 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-trt = pytest.importorskip("tensorrt", reason="tensorrt is not installed (NVIDIA wheels; not installable here)")
+trt = pytest.importorskip(
+    "tensorrt", reason="tensorrt is not installed (NVIDIA wheels; not installable here)"
+)
 if not torch.cuda.is_available():
-    pytest.skip("TensorRT tests need a CUDA GPU and a CUDA build of PyTorch", allow_module_level=True)
+    pytest.skip(
+        "TensorRT tests need a CUDA GPU and a CUDA build of PyTorch", allow_module_level=True
+    )
 
 from bevanet_core.checkpoint import ModelInfo  # noqa: E402
 from bevanet_core.export import export_onnx, read_sidecar  # noqa: E402
@@ -23,7 +28,11 @@ SIZE = (256, 128)
 
 
 def _data_root() -> Path:
-    return Path(os.environ.get("BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    return Path(
+        os.environ.get(
+            "BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +66,7 @@ def test_engine_matches_torch(exported, tmp_path, precision, min_agree):
     ref_seg = Segmenter.from_model(model, info, input_size=SIZE, device="cuda", cuda_graphs=False)
     out = trt_seg.segment_batch(frames, "rgb8")
     ref = ref_seg.segment_batch(frames, "rgb8")
-    agree = np.mean([(a.mask == b.mask).mean() for a, b in zip(out, ref)])
+    agree = np.mean([(a.mask == b.mask).mean() for a, b in zip(out, ref, strict=True)])
     assert agree > min_agree, f"{precision}: label agreement {agree:.5f}"
     trt_seg.close()
 
@@ -72,31 +81,54 @@ def test_int8_entropy_calibration_with_cache(exported, tmp_path):
     for f in sorted(folder.glob("*.png"))[:8]:
         (calib / f.name).symlink_to(f)
     engine = tmp_path / "m_int8.engine"
-    meta = build_engine(onnx_path, engine, precision="int8", calibration_images=calib, calibration_batch=4)
+    meta = build_engine(
+        onnx_path, engine, precision="int8", calibration_images=calib, calibration_batch=4
+    )
     cache = engine.with_name(engine.name + ".calib")
     assert cache.is_file() and meta.extra["int8_mode"] == "entropy_calibration"
     # second build reuses the calibration cache without images
     again = tmp_path / "m_int8_again.engine"
     build_engine(onnx_path, again, precision="int8", calibration_cache=cache)
-    res = Segmenter(SegmenterConfig(weights=str(again), backend="tensorrt", device="cuda")).segment(_frames(1)[0])
+    res = Segmenter(
+        SegmenterConfig(weights=str(again), backend="tensorrt", device="cuda")
+    ).segment(_frames(1)[0])
     assert res.mask.shape == (360, 480)
 
 
 def test_runtime_engine_cache_and_stale_engine_rebuild(exported, tmp_path):
     _, _, onnx_path = exported
-    cfg = SegmenterConfig(weights=str(onnx_path), backend="tensorrt", device="cuda", precision="fp16",
-                          cache_dir=str(tmp_path))
+    cfg = SegmenterConfig(
+        weights=str(onnx_path),
+        backend="tensorrt",
+        device="cuda",
+        precision="fp16",
+        cache_dir=str(tmp_path),
+    )
     Segmenter(cfg)
     engines = list((tmp_path / "engines").glob("*.engine"))
     assert len(engines) == 1
     # pretend the engine came from another GPU: refused, or rebuilt from its ONNX
     side = sidecar_path(engines[0])
-    text = side.read_text().replace(f'"compute_capability": "{TargetEnvironment.current().compute_capability}"',
-                                    '"compute_capability": "1.0"')
+    text = side.read_text().replace(
+        f'"compute_capability": "{TargetEnvironment.current().compute_capability}"',
+        '"compute_capability": "1.0"',
+    )
     side.write_text(text)
     with pytest.raises(ArtifactError, match="compute capability 1.0"):
-        Segmenter(SegmenterConfig(weights=str(engines[0]), backend="tensorrt", device="cuda",
-                                  rebuild_stale_engine=False))
-    seg = Segmenter(SegmenterConfig(weights=str(engines[0]), backend="tensorrt", device="cuda",
-                                    cache_dir=str(tmp_path / "rebuilt")))
+        Segmenter(
+            SegmenterConfig(
+                weights=str(engines[0]),
+                backend="tensorrt",
+                device="cuda",
+                rebuild_stale_engine=False,
+            )
+        )
+    seg = Segmenter(
+        SegmenterConfig(
+            weights=str(engines[0]),
+            backend="tensorrt",
+            device="cuda",
+            cache_dir=str(tmp_path / "rebuilt"),
+        )
+    )
     assert read_sidecar(seg.backend.path).device["compute_capability"] != "1.0"

@@ -1,4 +1,5 @@
 """TensorRT engine cache keys, sidecars and staleness: plain Python, no tensorrt or GPU needed."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +10,23 @@ from pathlib import Path
 import pytest
 
 from bevanet_core.checkpoint import ModelInfo
-from bevanet_core.export.metadata import ArtifactError, ArtifactMetadata, read_sidecar, sidecar_path, write_sidecar
-from bevanet_core.export.tensorrt import (EngineKey, TargetEnvironment, calibration_files, calibration_hash,
-                                          check_engine, engine_key, engine_metadata, stale_reasons)
+from bevanet_core.export.metadata import (
+    ArtifactError,
+    ArtifactMetadata,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
+from bevanet_core.export.tensorrt import (
+    EngineKey,
+    TargetEnvironment,
+    calibration_files,
+    calibration_hash,
+    check_engine,
+    engine_key,
+    engine_metadata,
+    stale_reasons,
+)
 
 H100 = TargetEnvironment("10.8.0.43", "9.0", "NVIDIA H100 80GB HBM3")
 ORIN = TargetEnvironment("10.3.0", "8.7", "Orin")
@@ -22,8 +37,15 @@ def _onnx(tmp_path: Path) -> tuple:
     path = tmp_path / "model.onnx"
     path.write_bytes(b"not really onnx, but hashed like one")
     info = dataclasses.asdict(ModelInfo.default("bevanet_s", 11, input_size=(480, 360)))
-    meta = ArtifactMetadata(format="onnx", model_info=info, input_size=(480, 360), batch=1,
-                            dynamic_batch=True, model_hash="ab" * 32, opset=17)
+    meta = ArtifactMetadata(
+        format="onnx",
+        model_info=info,
+        input_size=(480, 360),
+        batch=1,
+        dynamic_batch=True,
+        model_hash="ab" * 32,
+        opset=17,
+    )
     return path, meta
 
 
@@ -53,9 +75,13 @@ def test_engine_key_changes_with_every_input(tmp_path):
     onnx_path.write_bytes(b"different weights")
     assert engine_key(onnx_path, meta, "fp16", H100, 1).digest() != base.digest()
     # calibration data only matters for int8
-    assert engine_key(onnx_path, meta, "fp16", H100, 1, "x") == engine_key(onnx_path, meta, "fp16", H100, 1)
+    assert engine_key(onnx_path, meta, "fp16", H100, 1, "x") == engine_key(
+        onnx_path, meta, "fp16", H100, 1
+    )
     name = base.filename("bevanet_s")
-    assert name.startswith("bevanet_s-480x360-b1-fp16-trt10.8.0.43-sm90-") and name.endswith(".engine")
+    assert name.startswith("bevanet_s-480x360-b1-fp16-trt10.8.0.43-sm90-") and name.endswith(
+        ".engine"
+    )
     with pytest.raises(ValueError, match="precision must be one of"):
         engine_key(onnx_path, meta, "bf16", H100, 1)
 
@@ -84,7 +110,8 @@ def test_engine_from_another_gpu_or_tensorrt_is_refused_with_both_named(tmp_path
     assert "bevanet-export --onnx" in text  # how to fix it
     same_gpu_new_trt = dataclasses.replace(ORIN, trt_version="10.4.0")
     assert stale_reasons(read_sidecar(engine), same_gpu_new_trt) == [
-        "built with TensorRT 10.3.0, this process has TensorRT 10.4.0"]
+        "built with TensorRT 10.3.0, this process has TensorRT 10.4.0"
+    ]
 
 
 def test_replaced_or_unlabelled_engine_is_refused(tmp_path):
@@ -128,4 +155,6 @@ def test_calibration_files_and_hash(tmp_path):
 def test_engine_key_is_json_stable():
     key = EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc")
     assert json.loads(json.dumps(dataclasses.asdict(key)))["input_size"] == [480, 360]
-    assert key.digest() == EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc").digest()
+    assert (
+        key.digest() == EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc").digest()
+    )

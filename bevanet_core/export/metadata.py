@@ -4,6 +4,7 @@ It is written twice: inside the artifact where the format allows (ONNX `metadata
 in a JSON sidecar next to it (`model.onnx` -> `model.onnx.json`), which also records the
 artifact's own SHA-256 so a replaced or truncated file is noticed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,7 +48,9 @@ class ArtifactMetadata:
     exporter: str = ""
     opset: Optional[int] = None
     versions: Dict[str, str] = dataclasses.field(default_factory=dict)
-    device: Dict[str, Any] = dataclasses.field(default_factory=dict)  # GPU name, compute capability
+    device: Dict[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # GPU name, compute capability
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
     file_sha256: str = ""  # sidecar only
     created: str = ""
@@ -73,7 +76,9 @@ class ArtifactMetadata:
             meta.input_size = tuple(int(v) for v in meta.input_size)  # type: ignore[assignment]
             ModelInfo.from_json(json.dumps(meta.model_info))
         except (ValueError, TypeError, KeyError) as exc:
-            raise ArtifactError(f"{source}: unreadable bevanet metadata ({type(exc).__name__}: {exc})") from None
+            raise ArtifactError(
+                f"{source}: unreadable bevanet metadata ({type(exc).__name__}: {exc})"
+            ) from None
         return meta
 
 
@@ -93,19 +98,23 @@ def write_sidecar(path: PathLike, meta: ArtifactMetadata) -> Path:
 
 
 def read_sidecar(path: PathLike, verify_hash: bool = True) -> ArtifactMetadata:
-    """Reads the sidecar of `path`; with `verify_hash` the artifact must match its recorded SHA-256."""
+    """Reads the sidecar of `path`; `verify_hash`: the artifact must match its recorded SHA-256."""
     side = sidecar_path(path)
     if not side.is_file():
-        raise ArtifactError(f"{path}: metadata sidecar {side} is missing (re-export with bevanet-export)")
+        raise ArtifactError(
+            f"{path}: metadata sidecar {side} is missing (re-export with bevanet-export)"
+        )
     meta = ArtifactMetadata.from_json(side.read_text(), source=str(side))
     if verify_hash and meta.file_sha256 and meta.file_sha256 != file_sha256(path):
-        raise ArtifactError(f"{path} does not match its sidecar {side.name} (SHA-256 differs): the file was "
-                            "replaced or is corrupt; re-export it")
+        raise ArtifactError(
+            f"{path} does not match its sidecar {side.name} (SHA-256 differs): the file was "
+            "replaced or is corrupt; re-export it"
+        )
     return meta
 
 
 def model_hash(model: nn.Module) -> str:
-    """SHA-256 over the state dict (sorted names, dtypes, shapes, bytes): same weights, same hash."""
+    """SHA-256 of the state dict (sorted names, dtypes, shapes, bytes): same weights, same hash."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()

@@ -7,6 +7,7 @@ torch.export-based one on this 2-core CPU, and its plain static graph matches Py
 `exporter="dynamo"` (needs `onnxscript`; opset 18, as it cannot down-convert this graph to 17)
 is available and gives the same parity.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,8 +20,18 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import ModelInfo, atomic_write
-from .metadata import (METADATA_KEY, ArtifactError, ArtifactMetadata, PathLike, model_hash, now_iso,
-                       read_sidecar, sidecar_path, tool_versions, write_sidecar)
+from .metadata import (
+    METADATA_KEY,
+    ArtifactError,
+    ArtifactMetadata,
+    PathLike,
+    model_hash,
+    now_iso,
+    read_sidecar,
+    sidecar_path,
+    tool_versions,
+    write_sidecar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +47,28 @@ def inference_model(model: nn.Module, fold_bn: bool = False) -> nn.Module:
         model.without_aux_heads()
     if fold_bn:
         from ..deploy import fold_batchnorm
+
         model = fold_batchnorm(model, inplace=True)
     return model
 
 
 def _check_size(input_size: Union[str, Sequence[int]]) -> Tuple[int, int]:
     from ..runtime.geometry import parse_size
+
     return parse_size(input_size, "input_size", 8)
 
 
-def export_onnx(model: nn.Module, info: ModelInfo, path: PathLike,
-                input_size: Optional[Union[str, Sequence[int]]] = None, batch: int = 1,
-                dynamic_batch: bool = False, opset: int = DEFAULT_OPSET, fold_bn: bool = False,
-                exporter: str = "torchscript") -> ArtifactMetadata:
+def export_onnx(
+    model: nn.Module,
+    info: ModelInfo,
+    path: PathLike,
+    input_size: Optional[Union[str, Sequence[int]]] = None,
+    batch: int = 1,
+    dynamic_batch: bool = False,
+    opset: int = DEFAULT_OPSET,
+    fold_bn: bool = False,
+    exporter: str = "torchscript",
+) -> ArtifactMetadata:
     """Exports `model` to `path` (atomically) and writes `path`.json beside it.
 
     input_size: network (W, H), multiples of 8; None = `info.input_size`. The graph has a
@@ -57,8 +77,10 @@ def export_onnx(model: nn.Module, info: ModelInfo, path: PathLike,
     """
     if input_size is None:
         if info.input_size is None:
-            raise ValueError("export_onnx: no input_size given and the model's ModelInfo has none; "
-                             "pass input_size=(W, H)")
+            raise ValueError(
+                "export_onnx: no input_size given and the model's ModelInfo has none; "
+                "pass input_size=(W, H)"
+            )
         input_size = info.input_size
     width, height = _check_size(input_size)
     if batch < 1:
@@ -79,13 +101,25 @@ def export_onnx(model: nn.Module, info: ModelInfo, path: PathLike,
     digest = model_hash(net)  # of the weights as trained, before any folding
     if fold_bn:
         from ..deploy import fold_batchnorm
+
         net = fold_batchnorm(net, inplace=True)
     example = torch.zeros(batch, 3, height, width)
     meta = ArtifactMetadata(
-        format="onnx", model_info=_info_dict(info, (width, height)), input_size=(width, height),
-        batch=batch, dynamic_batch=dynamic_batch, precision="fp32", model_hash=digest,
-        input_name=INPUT_NAME, output_name=OUTPUT_NAME, bn_folded=fold_bn, exporter=exporter,
-        opset=opset, versions=tool_versions(), created=now_iso())
+        format="onnx",
+        model_info=_info_dict(info, (width, height)),
+        input_size=(width, height),
+        batch=batch,
+        dynamic_batch=dynamic_batch,
+        precision="fp32",
+        model_hash=digest,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        bn_folded=fold_bn,
+        exporter=exporter,
+        opset=opset,
+        versions=tool_versions(),
+        created=now_iso(),
+    )
 
     def write(tmp: str) -> None:
         _torch_export(net, example, tmp, opset, dynamic_batch, exporter)
@@ -93,39 +127,66 @@ def export_onnx(model: nn.Module, info: ModelInfo, path: PathLike,
 
     atomic_write(path, write)
     write_sidecar(path, meta)
-    log.info("exported %s (%dx%d, batch %s) to %s", info.variant, width, height,
-             "dynamic" if dynamic_batch else batch, path)
+    log.info(
+        "exported %s (%dx%d, batch %s) to %s",
+        info.variant,
+        width,
+        height,
+        "dynamic" if dynamic_batch else batch,
+        path,
+    )
     return meta
 
 
 def _info_dict(info: ModelInfo, size: Tuple[int, int]) -> dict:
     import dataclasses
+
     data = dataclasses.asdict(info)
     data["input_size"] = list(size)
     return data
 
 
-def _torch_export(net: nn.Module, example: torch.Tensor, out: str, opset: int, dynamic_batch: bool,
-                  exporter: str) -> None:
+def _torch_export(
+    net: nn.Module, example: torch.Tensor, out: str, opset: int, dynamic_batch: bool, exporter: str
+) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice is expected
         if exporter == "torchscript":
             torch.onnx.export(
-                net, (example,), out, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], do_constant_folding=True,
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None)
+                net,
+                (example,),
+                out,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                do_constant_folding=True,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+                if dynamic_batch
+                else None,
+            )
             return
         try:
             import onnxscript  # noqa: F401
         except ImportError:
-            raise ValueError("exporter='dynamo' needs the 'onnxscript' package "
-                             "(pip install onnxscript), or use exporter='torchscript'") from None
+            raise ValueError(
+                "exporter='dynamo' needs the 'onnxscript' package "
+                "(pip install onnxscript), or use exporter='torchscript'"
+            ) from None
         shapes = None
         if dynamic_batch:
             shapes = ({0: torch.export.Dim("batch", min=1, max=1024)},)
-        program = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset,
-                                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=shapes, optimize=True, verbose=False)
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=shapes,
+            optimize=True,
+            verbose=False,
+        )
         program.save(out, external_data=False)
 
 
@@ -152,11 +213,15 @@ def read_onnx_metadata(path: PathLike) -> ArtifactMetadata:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+        raise ArtifactError(
+            f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})"
+        ) from None
     props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY in props:
         return ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))
     if sidecar_path(path).is_file():
         return read_sidecar(path)
-    raise ArtifactError(f"{path} carries no bevanet metadata (no '{METADATA_KEY}' metadata_props entry and "
-                        f"no sidecar {sidecar_path(path).name}); export it with bevanet-export")
+    raise ArtifactError(
+        f"{path} carries no bevanet metadata (no '{METADATA_KEY}' metadata_props entry and "
+        f"no sidecar {sidecar_path(path).name}); export it with bevanet-export"
+    )

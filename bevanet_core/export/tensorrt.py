@@ -15,6 +15,7 @@ when that is at hand, else refused with a message naming both environments.
 
 The key/sidecar/staleness logic below needs neither tensorrt nor a GPU.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,7 +26,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import atomic_write, file_sha256
-from .metadata import ArtifactError, ArtifactMetadata, PathLike, now_iso, read_sidecar, tool_versions, write_sidecar
+from .metadata import (
+    ArtifactError,
+    ArtifactMetadata,
+    PathLike,
+    now_iso,
+    read_sidecar,
+    tool_versions,
+    write_sidecar,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +44,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 CALIBRATION_LIMIT = 512  # images used at most; entropy calibration saturates well before
 
 
-# --------------------------------------------------------------------------- keys and staleness (no TensorRT)
+# ------------------------------------------------------------ keys and staleness (no TensorRT)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +67,7 @@ class TargetEnvironment:
 
 @dataclasses.dataclass(frozen=True)
 class EngineKey:
-    """Everything an engine's bytes depend on; two equal keys mean one cached engine serves both."""
+    """Everything an engine's bytes depend on; equal keys mean one cached engine serves both."""
 
     onnx_hash: str
     precision: str
@@ -75,16 +84,33 @@ class EngineKey:
     def filename(self, variant: str) -> str:
         w, h = self.input_size
         sm = self.compute_capability.replace(".", "")
-        return (f"{variant}-{w}x{h}-b{self.max_batch}-{self.precision}-trt{self.trt_version}-sm{sm}-"
-                f"{self.digest()}.engine")
+        return (
+            f"{variant}-{w}x{h}-b{self.max_batch}-{self.precision}-trt{self.trt_version}-sm{sm}-"
+            f"{self.digest()}.engine"
+        )
 
 
-def engine_key(onnx_path: PathLike, onnx_meta: ArtifactMetadata, precision: str, env: TargetEnvironment,
-               max_batch: int, calibration_hash: str = "") -> EngineKey:
+def engine_key(
+    onnx_path: PathLike,
+    onnx_meta: ArtifactMetadata,
+    precision: str,
+    env: TargetEnvironment,
+    max_batch: int,
+    calibration_hash: str = "",
+) -> EngineKey:
     if precision not in ENGINE_PRECISIONS:
-        raise ValueError(f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}")
-    return EngineKey(file_sha256(onnx_path), precision, env.trt_version, env.compute_capability,
-                     tuple(onnx_meta.input_size), int(max_batch), calibration_hash if precision == "int8" else "")
+        raise ValueError(
+            f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}"
+        )
+    return EngineKey(
+        file_sha256(onnx_path),
+        precision,
+        env.trt_version,
+        env.compute_capability,
+        tuple(onnx_meta.input_size),
+        int(max_batch),
+        calibration_hash if precision == "int8" else "",
+    )
 
 
 def stale_reasons(meta: ArtifactMetadata, env: TargetEnvironment) -> List[str]:
@@ -94,12 +120,17 @@ def stale_reasons(meta: ArtifactMetadata, env: TargetEnvironment) -> List[str]:
         reasons.append(f"it is a {meta.format!r} artifact, not a TensorRT engine")
     built_trt = meta.versions.get("tensorrt", "unknown")
     if built_trt != env.trt_version:
-        reasons.append(f"built with TensorRT {built_trt}, this process has TensorRT {env.trt_version}")
+        reasons.append(
+            f"built with TensorRT {built_trt}, this process has TensorRT {env.trt_version}"
+        )
     built_cc = str(meta.device.get("compute_capability", "unknown"))
     if built_cc != env.compute_capability:
         gpu = f" ({meta.device.get('gpu_name')})" if meta.device.get("gpu_name") else ""
         here = f" ({env.gpu_name})" if env.gpu_name else ""
-        reasons.append(f"built for compute capability {built_cc}{gpu}, this GPU is {env.compute_capability}{here}")
+        reasons.append(
+            f"built for compute capability {built_cc}{gpu}, "
+            f"this GPU is {env.compute_capability}{here}"
+        )
     return reasons
 
 
@@ -109,8 +140,12 @@ def check_engine(path: PathLike, env: TargetEnvironment) -> ArtifactMetadata:
     reasons = stale_reasons(meta, env)
     if reasons:
         source = meta.extra.get("source_onnx")
-        hint = (f"rebuild it: bevanet-export --onnx {source} --engine {path} --precision {meta.precision}"
-                if source else "rebuild it from its ONNX model with bevanet-export")
+        hint = (
+            f"rebuild it: bevanet-export --onnx {source} --engine {path} "
+            f"--precision {meta.precision}"
+            if source
+            else "rebuild it from its ONNX model with bevanet-export"
+        )
         raise ArtifactError(f"{path} cannot run here: {'; '.join(reasons)}; {hint}")
     return meta
 
@@ -120,7 +155,9 @@ def calibration_files(folder: PathLike, limit: Optional[int] = None) -> List[Pat
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"calibration image folder not found: {folder}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
     return files[:limit] if limit else files
@@ -135,31 +172,53 @@ def calibration_hash(files: Sequence[Path], resize: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def engine_metadata(onnx_meta: ArtifactMetadata, onnx_path: PathLike, key: EngineKey, env: TargetEnvironment,
-                    extra: Optional[Dict[str, Any]] = None) -> ArtifactMetadata:
+def engine_metadata(
+    onnx_meta: ArtifactMetadata,
+    onnx_path: PathLike,
+    key: EngineKey,
+    env: TargetEnvironment,
+    extra: Optional[Dict[str, Any]] = None,
+) -> ArtifactMetadata:
     """The sidecar content of an engine built from `onnx_path` under `key`."""
     versions = dict(tool_versions())
     versions["tensorrt"] = env.trt_version
     return ArtifactMetadata(
-        format="tensorrt", model_info=dict(onnx_meta.model_info), input_size=tuple(onnx_meta.input_size),
-        batch=key.max_batch, dynamic_batch=onnx_meta.dynamic_batch, precision=key.precision,
-        model_hash=onnx_meta.model_hash, source_hash=key.onnx_hash, input_name=onnx_meta.input_name,
-        output_name=onnx_meta.output_name, output_stride=onnx_meta.output_stride, bn_folded=onnx_meta.bn_folded,
-        exporter=f"tensorrt {env.trt_version}", opset=onnx_meta.opset, versions=versions,
+        format="tensorrt",
+        model_info=dict(onnx_meta.model_info),
+        input_size=tuple(onnx_meta.input_size),
+        batch=key.max_batch,
+        dynamic_batch=onnx_meta.dynamic_batch,
+        precision=key.precision,
+        model_hash=onnx_meta.model_hash,
+        source_hash=key.onnx_hash,
+        input_name=onnx_meta.input_name,
+        output_name=onnx_meta.output_name,
+        output_stride=onnx_meta.output_stride,
+        bn_folded=onnx_meta.bn_folded,
+        exporter=f"tensorrt {env.trt_version}",
+        opset=onnx_meta.opset,
+        versions=versions,
         device={"compute_capability": env.compute_capability, "gpu_name": env.gpu_name},
-        extra={"source_onnx": str(Path(onnx_path).resolve()), "cache_key": key.digest(), **(extra or {})},
-        created=now_iso())
+        extra={
+            "source_onnx": str(Path(onnx_path).resolve()),
+            "cache_key": key.digest(),
+            **(extra or {}),
+        },
+        created=now_iso(),
+    )
 
 
-# --------------------------------------------------------------------------- building (TensorRT 10)
+# ------------------------------------------------------------ building (TensorRT 10)
 
 
 def _require_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise ValueError("TensorRT is not installed: pip install tensorrt (matching your CUDA), "
-                         "or use the onnxruntime / torch backends") from None
+        raise ValueError(
+            "TensorRT is not installed: pip install tensorrt (matching your CUDA), "
+            "or use the onnxruntime / torch backends"
+        ) from None
     return trt
 
 
@@ -170,8 +229,14 @@ def _has_qdq(onnx_path: Path) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
 
 
-def make_calibrator(files: Sequence[Path], onnx_meta: ArtifactMetadata, cache_file: Path,
-                    batch_size: int = 8, resize: str = "stretch", device_index: int = 0):
+def make_calibrator(
+    files: Sequence[Path],
+    onnx_meta: ArtifactMetadata,
+    cache_file: Path,
+    batch_size: int = 8,
+    resize: str = "stretch",
+    device_index: int = 0,
+):
     """An `IInt8EntropyCalibrator2` fed with real images, preprocessed exactly like at run time."""
     trt = _require_tensorrt()
     import numpy as np
@@ -189,7 +254,9 @@ def make_calibrator(files: Sequence[Path], onnx_meta: ArtifactMetadata, cache_fi
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.files, self.batch, self.position = list(files), int(batch_size), 0
-            self.buffer = torch.empty((self.batch, 3, size[1], size[0]), dtype=torch.float32, device=device)
+            self.buffer = torch.empty(
+                (self.batch, 3, size[1], size[0]), dtype=torch.float32, device=device
+            )
 
         def get_batch_size(self) -> int:
             return self.batch
@@ -198,10 +265,14 @@ def make_calibrator(files: Sequence[Path], onnx_meta: ArtifactMetadata, cache_fi
             if self.position + self.batch > len(self.files):
                 return None
             frames = []
-            for f in self.files[self.position:self.position + self.batch]:
-                frames.append((torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()), "rgb8"))
+            for f in self.files[self.position : self.position + self.batch]:
+                frames.append(
+                    (torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()), "rgb8")
+                )
             self.position += self.batch
-            plans = [plan_resize((int(t.shape[1]), int(t.shape[0])), size, resize) for t, _ in frames]
+            plans = [
+                plan_resize((int(t.shape[1]), int(t.shape[0])), size, resize) for t, _ in frames
+            ]
             preprocess(frames, plans, info.mean, info.std, device, torch.float32, out=self.buffer)
             torch.cuda.synchronize(device)
             return [int(self.buffer.data_ptr())]
@@ -218,11 +289,20 @@ def make_calibrator(files: Sequence[Path], onnx_meta: ArtifactMetadata, cache_fi
     return EntropyCalibrator()
 
 
-def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "fp16", max_batch: int = 1,
-                 calibration_images: Optional[PathLike] = None, calibration_cache: Optional[PathLike] = None,
-                 calibration_batch: int = 8, calibration_limit: Optional[int] = CALIBRATION_LIMIT,
-                 resize: str = "stretch", workspace_gib: float = 4.0, device_index: int = 0) -> ArtifactMetadata:
-    """Builds a TensorRT engine from a bevanet ONNX export and writes it with its sidecar (atomically).
+def build_engine(
+    onnx_path: PathLike,
+    engine_path: PathLike,
+    precision: str = "fp16",
+    max_batch: int = 1,
+    calibration_images: Optional[PathLike] = None,
+    calibration_cache: Optional[PathLike] = None,
+    calibration_batch: int = 8,
+    calibration_limit: Optional[int] = CALIBRATION_LIMIT,
+    resize: str = "stretch",
+    workspace_gib: float = 4.0,
+    device_index: int = 0,
+) -> ArtifactMetadata:
+    """Builds a TensorRT engine from a bevanet ONNX export; writes it and its sidecar atomically.
 
     int8: with an ONNX that holds Q/DQ nodes nothing else is needed; otherwise give
     `calibration_images` (a folder of real frames) and/or an existing `calibration_cache`.
@@ -236,7 +316,9 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "f
     if engine_path.suffix.lower() not in ENGINE_SUFFIXES:
         raise ValueError(f"engine path must end in one of {ENGINE_SUFFIXES}, got {engine_path}")
     if precision not in ENGINE_PRECISIONS:
-        raise ValueError(f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}")
+        raise ValueError(
+            f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}"
+        )
     onnx_meta = read_onnx_metadata(onnx_path)
     if not onnx_meta.dynamic_batch and max_batch != onnx_meta.batch:
         log.info("%s has a static batch of %d; using it", onnx_path.name, onnx_meta.batch)
@@ -247,22 +329,34 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "f
 
     files: List[Path] = []
     calib_digest = ""
-    cache_file = Path(calibration_cache) if calibration_cache else engine_path.with_name(engine_path.name + ".calib")
+    cache_file = (
+        Path(calibration_cache)
+        if calibration_cache
+        else engine_path.with_name(engine_path.name + ".calib")
+    )
     if precision == "int8" and not explicit_int8:
         if not hasattr(trt, "IInt8EntropyCalibrator2"):
-            raise ValueError(f"TensorRT {trt.__version__} has no int8 calibrators; export a Q/DQ-quantized ONNX "
-                             "(explicit quantization, e.g. NVIDIA ModelOpt) and build from it")
+            raise ValueError(
+                f"TensorRT {trt.__version__} has no int8 calibrators; "
+                "export a Q/DQ-quantized ONNX "
+                "(explicit quantization, e.g. NVIDIA ModelOpt) and build from it"
+            )
         if calibration_images:
             files = calibration_files(calibration_images, calibration_limit)
             calib_digest = calibration_hash(files, resize)
         elif cache_file.is_file():
             calib_digest = "cache:" + file_sha256(cache_file)[:16]
         else:
-            raise ValueError("int8 needs calibration_images (a folder of real frames), an existing "
-                             "calibration_cache, or an ONNX model with Q/DQ nodes")
+            raise ValueError(
+                "int8 needs calibration_images (a folder of real frames), an existing "
+                "calibration_cache, or an ONNX model with Q/DQ nodes"
+            )
     if precision == "fp16" and not weak_typing:
-        raise ValueError(f"TensorRT {trt.__version__} removed BuilderFlag.FP16 (strong typing only): convert "
-                         "the ONNX to mixed precision first (ModelOpt AutoCast) and build it with precision='fp32'")
+        raise ValueError(
+            f"TensorRT {trt.__version__} removed BuilderFlag.FP16 (strong typing only): convert "
+            "the ONNX to mixed precision first (ModelOpt AutoCast) and build it with "
+            "precision='fp32'"
+        )
 
     key = engine_key(onnx_path, onnx_meta, precision, env, max_batch, calib_digest)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -276,7 +370,7 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "f
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     w, h = onnx_meta.input_size
     name = network.get_input(0).name
-    profile = None
+    profile = calibrator = None
     if onnx_meta.dynamic_batch:
         profile = builder.create_optimization_profile()
         profile.set_shape(name, (1, 3, h, w), (1, 3, h, w), (max_batch, 3, h, w))
@@ -288,8 +382,11 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "f
             config.set_flag(trt.BuilderFlag.INT8)
             config.set_flag(trt.BuilderFlag.FP16)  # layers without int8 kernels fall back to fp16
         if not explicit_int8:
-            config.int8_calibrator = make_calibrator(files, onnx_meta, cache_file, calibration_batch, resize,
-                                                     device_index)
+            # keep a Python reference: the builder config does not own the calibrator object
+            calibrator = make_calibrator(
+                files, onnx_meta, cache_file, calibration_batch, resize, device_index
+            )
+            config.int8_calibrator = calibrator
             if profile is not None:
                 calib_profile = builder.create_optimization_profile()
                 shape = (calibration_batch, 3, h, w)
@@ -297,12 +394,18 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "f
                 config.set_calibration_profile(calib_profile)
     with torch.cuda.device(device_index):
         serialized = builder.build_serialized_network(network, config)
+    del calibrator  # the build is over
     if serialized is None:
-        raise ArtifactError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
+        raise ArtifactError(
+            f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above"
+        )
     data = bytes(serialized)
     atomic_write(engine_path, lambda tmp: Path(tmp).write_bytes(data))
-    extra: Dict[str, Any] = {"int8_mode": ("explicit_qdq" if explicit_int8 else "entropy_calibration")
-                             if precision == "int8" else None}
+    extra: Dict[str, Any] = {
+        "int8_mode": ("explicit_qdq" if explicit_int8 else "entropy_calibration")
+        if precision == "int8"
+        else None
+    }
     if files:
         extra["calibration_images"] = len(files)
     meta = engine_metadata(onnx_meta, onnx_path, key, env, extra)
@@ -311,9 +414,15 @@ def build_engine(onnx_path: PathLike, engine_path: PathLike, precision: str = "f
     return meta
 
 
-def ensure_engine(onnx_path: PathLike, cache_dir: PathLike, precision: str = "fp16", max_batch: int = 1,
-                  calibration_images: Optional[PathLike] = None, resize: str = "stretch",
-                  device_index: int = 0) -> Path:
+def ensure_engine(
+    onnx_path: PathLike,
+    cache_dir: PathLike,
+    precision: str = "fp16",
+    max_batch: int = 1,
+    calibration_images: Optional[PathLike] = None,
+    resize: str = "stretch",
+    device_index: int = 0,
+) -> Path:
     """The cached engine for this ONNX model, precision and environment, built on first use."""
     from .onnx import read_onnx_metadata
 
@@ -333,6 +442,13 @@ def ensure_engine(onnx_path: PathLike, cache_dir: PathLike, precision: str = "fp
             return path
         except ArtifactError as exc:
             log.warning("rebuilding cached engine: %s", exc)
-    build_engine(onnx_path, path, precision, max_batch, calibration_images=calibration_images,
-                 resize=resize, device_index=device_index)
+    build_engine(
+        onnx_path,
+        path,
+        precision,
+        max_batch,
+        calibration_images=calibration_images,
+        resize=resize,
+        device_index=device_index,
+    )
     return path

@@ -1,4 +1,5 @@
 """Artifacts the runtime makes on demand (exported ONNX models), cached by weights hash."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,6 +25,7 @@ def exported_onnx_path(model, info, cfg) -> Path:
     if path.is_file():
         try:
             from ..export.metadata import read_sidecar
+
             read_sidecar(path)  # the file is whole and the one we wrote
             return path
         except ValueError as exc:

@@ -1,4 +1,5 @@
 """The small interface every inference backend implements."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,10 @@ def resolve_device(device: str) -> torch.device:
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but this PyTorch build has no usable CUDA "
-                             f"(torch {torch.__version__})")
+            raise ValueError(
+                f"device {device!r} requested but this PyTorch build has no usable CUDA "
+                f"(torch {torch.__version__})"
+            )
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     return dev

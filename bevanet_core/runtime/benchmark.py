@@ -6,9 +6,11 @@ download). The `reference` block follows the BEVANet/PIDNet authors' protocol: r
 input already on the device, batch 1, fp32 eager PyTorch, BN not fused, cudnn.benchmark off,
 10 warm-up runs, synchronised timing, no final upsampling.
 """
+
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -39,6 +41,7 @@ class BenchConfig:
     compile: bool = False
     reference: bool = True
     cache_dir: Optional[str] = None
+    threads: Optional[int] = None  # CPU threads for torch and onnxruntime (None = their defaults)
     seed: int = 0
 
 
@@ -47,8 +50,13 @@ def summarize(latencies_ms: Sequence[float], batch: int = 1) -> Dict[str, Any]:
     lat = np.asarray(latencies_ms, dtype=np.float64)
     p50 = float(np.percentile(lat, 50))
     return {
-        "latency_ms": {"p50": p50, "p90": float(np.percentile(lat, 90)), "p99": float(np.percentile(lat, 99)),
-                       "mean": float(lat.mean()), "min": float(lat.min())},
+        "latency_ms": {
+            "p50": p50,
+            "p90": float(np.percentile(lat, 90)),
+            "p99": float(np.percentile(lat, 99)),
+            "mean": float(lat.mean()),
+            "min": float(lat.min()),
+        },
         "fps": batch * 1000.0 / p50 if p50 > 0 else float("inf"),
         "runs": int(lat.size),
         "batch": batch,
@@ -71,8 +79,9 @@ def _model(cfg: BenchConfig):
     return model, ModelInfo.default(cfg.variant, cfg.num_classes, input_size=tuple(cfg.size))
 
 
-def reference_protocol(model: nn.Module, size: Tuple[int, int], device: str = "cpu", runs: int = 50,
-                       warmup: int = 10) -> Dict[str, Any]:
+def reference_protocol(
+    model: nn.Module, size: Tuple[int, int], device: str = "cpu", runs: int = 50, warmup: int = 10
+) -> Dict[str, Any]:
     """The authors' protocol: fp32 eager, batch 1, BN not fused, random input, no upsampling."""
     dev = torch.device(device)
     net = model.float().to(dev).eval()
@@ -93,8 +102,10 @@ def reference_protocol(model: nn.Module, size: Tuple[int, int], device: str = "c
     finally:
         torch.backends.cudnn.benchmark = cudnn
     out = summarize(times, 1)
-    out.update(protocol="authors: random input, batch 1, fp32 eager, BN not fused, no final upsampling",
-               precision="fp32")
+    out.update(
+        protocol="authors: random input, batch 1, fp32 eager, BN not fused, no final upsampling",
+        precision="fp32",
+    )
     return out
 
 
@@ -103,15 +114,28 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
     size = parse_size(cfg.size, "size", 8)
     frame_w, frame_h = parse_size(cfg.frame_size, "frame_size") if cfg.frame_size else size
     model, info = _model(cfg)
-    seg_cfg = SegmenterConfig(backend=cfg.backend, device=cfg.device, precision=cfg.precision,
-                              input_size=size, resize=cfg.resize, upsample=cfg.upsample,
-                              max_batch=max(cfg.batch, 1), compile=cfg.compile, cache_dir=cfg.cache_dir)
+    seg_cfg = SegmenterConfig(
+        backend=cfg.backend,
+        device=cfg.device,
+        precision=cfg.precision,
+        input_size=size,
+        resize=cfg.resize,
+        upsample=cfg.upsample,
+        max_batch=max(cfg.batch, 1),
+        compile=cfg.compile,
+        cache_dir=cfg.cache_dir,
+        num_threads=cfg.threads,
+    )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if cfg.weights and cfg.backend != "torch":
         seg = Segmenter(dataclasses.replace(seg_cfg, weights=cfg.weights))
     else:
         seg = Segmenter.from_model(model, info, **dataclasses.asdict(seg_cfg))
     rng = np.random.default_rng(cfg.seed)
-    frames = [rng.integers(0, 256, size=(frame_h, frame_w, 3), dtype=np.uint8) for _ in range(cfg.batch)]
+    frames = [
+        rng.integers(0, 256, size=(frame_h, frame_w, 3), dtype=np.uint8) for _ in range(cfg.batch)
+    ]
     for _ in range(cfg.warmup):
         seg.segment_batch(frames, "rgb8")
     times, stages = [], {"preprocess": [], "inference": [], "postprocess": []}
@@ -123,9 +147,15 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
             stages[k].append(results[0].timings[k])
     seg.close()
     report: Dict[str, Any] = {
-        "variant": cfg.variant, "size": list(size), "frame_size": [frame_w, frame_h], "backend": cfg.backend,
-        "device": cfg.device, "precision": cfg.precision, "resize": cfg.resize, "upsample": cfg.upsample,
-        "protocol": "uint8 frames in host memory -> uint8 masks in host memory at frame resolution",
+        "variant": cfg.variant,
+        "size": list(size),
+        "frame_size": [frame_w, frame_h],
+        "backend": cfg.backend,
+        "device": cfg.device,
+        "precision": cfg.precision,
+        "resize": cfg.resize,
+        "upsample": cfg.upsample,
+        "protocol": "uint8 frames in host memory -> uint8 masks in host memory, frame resolution",
         **summarize(times, cfg.batch),
         "stages_ms_p50": {k: float(np.median(v)) for k, v in stages.items()},
         "environment": environment(cfg.device),
@@ -136,12 +166,18 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
 
 
 def environment(device: str = "cpu") -> Dict[str, Any]:
-    env = {"torch": torch.__version__, "python": platform.python_version(), "cpu": _cpu_name(),
-           "cpu_threads": torch.get_num_threads()}
+    env = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": _cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     try:
         import onnxruntime
+
         env["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
@@ -181,8 +217,15 @@ def plot_reports(reports: Sequence[Dict[str, Any]], path: str, title: str = "") 
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(labels)), 4))
     xs = np.arange(len(labels))
     ax.bar(xs, p50, color="#4878a8", label="p50")
-    ax.errorbar(xs, p50, yerr=[np.zeros(len(xs)), np.array(p99) - np.array(p50)], fmt="none", ecolor="k",
-                capsize=4, label="p99")
+    ax.errorbar(
+        xs,
+        p50,
+        yerr=[np.zeros(len(xs)), np.array(p99) - np.array(p50)],
+        fmt="none",
+        ecolor="k",
+        capsize=4,
+        label="p99",
+    )
     ax.scatter(xs, p90, color="#d08030", zorder=3, label="p90")
     ax.set_xticks(xs, labels, rotation=20, ha="right")
     ax.set_ylabel("latency per batch (ms)")

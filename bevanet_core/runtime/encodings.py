@@ -1,4 +1,5 @@
 """Image encodings accepted by the runtime (the ROS `sensor_msgs/Image` names) and their checks."""
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Tuple, Union
@@ -14,8 +15,16 @@ ENCODINGS: Dict[str, Tuple[int, Optional[Tuple[int, int, int]]]] = {
     "rgba8": (4, (0, 1, 2)),
     "bgra8": (4, (2, 1, 0)),
 }
-ALIASES = {"rgb": "rgb8", "bgr": "bgr8", "mono": "mono8", "gray": "mono8", "grey": "mono8",
-           "gray8": "mono8", "rgba": "rgba8", "bgra": "bgra8"}
+ALIASES = {
+    "rgb": "rgb8",
+    "bgr": "bgr8",
+    "mono": "mono8",
+    "gray": "mono8",
+    "grey": "mono8",
+    "gray8": "mono8",
+    "rgba": "rgba8",
+    "bgra": "bgra8",
+}
 
 Frame = Union[np.ndarray, torch.Tensor]
 
@@ -43,19 +52,25 @@ def check_frame(frame: Frame, encoding: str, index: Optional[int] = None) -> Tup
     elif isinstance(frame, torch.Tensor):
         dtype_ok = frame.dtype == torch.uint8
     else:
-        raise ValueError(f"{where} must be a numpy array or torch tensor, got {type(frame).__name__}")
+        raise ValueError(
+            f"{where} must be a numpy array or torch tensor, got {type(frame).__name__}"
+        )
     if not dtype_ok:
         raise ValueError(f"{where} must have dtype uint8, got {frame.dtype}")
     if frame.ndim == 2:
         if channels != 1:
-            raise ValueError(f"{where} is HxW (one channel) but encoding {enc} needs {channels} channels")
+            raise ValueError(
+                f"{where} is HxW (one channel) but encoding {enc} needs {channels} channels"
+            )
         frame = frame[:, :, None]
     elif frame.ndim != 3:
         raise ValueError(f"{where} must be HxW or HxWxC, got shape {tuple(frame.shape)}")
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(f"{where} is empty (shape {tuple(frame.shape)})")
     if frame.shape[2] != channels:
-        raise ValueError(f"{where} has {frame.shape[2]} channels but encoding {enc} needs {channels}")
+        raise ValueError(
+            f"{where} has {frame.shape[2]} channels but encoding {enc} needs {channels}"
+        )
     return frame, enc
 
 

@@ -8,6 +8,7 @@ exact inverse, so the mask is read back at precisely the place each input pixel 
 `stretch` fills the whole network input; `letterbox` keeps the aspect ratio, centres the
 content and pads the rest (padding is never mapped back, so it cannot leak into a mask).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,14 +21,18 @@ RESIZE_MODES = ("stretch", "letterbox")
 Size = Tuple[int, int]  # (width, height)
 
 
-def parse_size(value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1) -> Size:
+def parse_size(
+    value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1
+) -> Size:
     """'480x360', (480, 360) or [480, 360] -> (480, 360); checks positivity and the multiple."""
     if isinstance(value, str):
         parts = value.lower().replace(",", "x").split("x")
         try:
             size = tuple(int(p) for p in parts)
         except ValueError:
-            raise ValueError(f"{name} must look like WIDTHxHEIGHT (e.g. 480x360), got {value!r}") from None
+            raise ValueError(
+                f"{name} must look like WIDTHxHEIGHT (e.g. 480x360), got {value!r}"
+            ) from None
     else:
         try:
             size = tuple(int(v) for v in value)
@@ -36,7 +41,9 @@ def parse_size(value: Union[str, Sequence[int]], name: str = "input_size", multi
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"{name} must be two positive integers (width, height), got {value!r}")
     if multiple > 1 and (size[0] % multiple or size[1] % multiple):
-        raise ValueError(f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}")
+        raise ValueError(
+            f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}"
+        )
     return size  # type: ignore[return-value]
 
 
@@ -68,13 +75,15 @@ class ResizePlan:
 
     def to_network(self, x, y):
         """Input edge coordinates -> network edge coordinates (floats or arrays)."""
-        return self.x0 + np.asarray(x, dtype=np.float64) * self.scale_x, \
-            self.y0 + np.asarray(y, dtype=np.float64) * self.scale_y
+        return self.x0 + np.asarray(x, dtype=np.float64) * self.scale_x, self.y0 + np.asarray(
+            y, dtype=np.float64
+        ) * self.scale_y
 
     def to_input(self, u, v):
         """Network edge coordinates -> input edge coordinates (the inverse of `to_network`)."""
-        return (np.asarray(u, dtype=np.float64) - self.x0) / self.scale_x, \
-            (np.asarray(v, dtype=np.float64) - self.y0) / self.scale_y
+        return (np.asarray(u, dtype=np.float64) - self.x0) / self.scale_x, (
+            np.asarray(v, dtype=np.float64) - self.y0
+        ) / self.scale_y
 
     def source_indices(self, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
         """For every input row and column, the row/column index of the network output cell
@@ -88,8 +97,9 @@ class ResizePlan:
         rows = np.clip(np.floor(v / stride).astype(np.int64), 0, self.net_size[1] // stride - 1)
         return rows, cols
 
-    def sampling_grid(self, device: Union[str, torch.device] = "cpu",
-                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def sampling_grid(
+        self, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """(1, H_in, W_in, 2) grid for `F.grid_sample(..., align_corners=False)` that reads a
         map covering the whole network input (at any stride) at every input pixel centre."""
         w, h = self.in_size
@@ -112,4 +122,6 @@ def plan_resize(in_size: Size, net_size: Size, mode: str = "stretch") -> ResizeP
     scale = min(net_w / in_w, net_h / in_h)
     cw = max(1, min(net_w, int(round(in_w * scale))))
     ch = max(1, min(net_h, int(round(in_h * scale))))
-    return ResizePlan((in_w, in_h), (net_w, net_h), mode, (net_w - cw) // 2, (net_h - ch) // 2, cw, ch)
+    return ResizePlan(
+        (in_w, in_h), (net_w, net_h), mode, (net_w - cw) // 2, (net_h - ch) // 2, cw, ch
+    )

@@ -1,5 +1,6 @@
 """ONNX Runtime backend: CPU, or the CUDA execution provider with torch CUDA tensors bound
 as I/O buffers (no host round trip)."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,10 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ValueError("backend 'onnxruntime' needs the onnxruntime package "
-                             "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from None
+            raise ValueError(
+                "backend 'onnxruntime' needs the onnxruntime package "
+                "(pip install onnxruntime, or onnxruntime-gpu for CUDA)"
+            ) from None
         from ..export.onnx import read_onnx_metadata
 
         self.path = Path(path)
@@ -40,15 +43,22 @@ class OnnxRuntimeBackend(Backend):
             options.intra_op_num_threads = int(num_threads)
         if device.type == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ValueError("device 'cuda' with backend 'onnxruntime' needs onnxruntime-gpu "
-                                 f"(available providers: {ort.get_available_providers()})")
-            providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+                raise ValueError(
+                    "device 'cuda' with backend 'onnxruntime' needs onnxruntime-gpu "
+                    f"(available providers: {ort.get_available_providers()})"
+                )
+            providers = [
+                ("CUDAExecutionProvider", {"device_id": device.index or 0}),
+                "CPUExecutionProvider",
+            ]
         else:
             providers = ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise ValueError(f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})") from None
+            raise ValueError(
+                f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})"
+            ) from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
@@ -57,8 +67,10 @@ class OnnxRuntimeBackend(Backend):
         """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
         (in memory or a checkpoint) exported once into the cache directory."""
         if cfg.precision != "fp32":
-            raise ValueError(f"precision {cfg.precision!r} is not supported by the onnxruntime backend "
-                             "(fp32 only); use the torch or tensorrt backend for reduced precision")
+            raise ValueError(
+                f"precision {cfg.precision!r} is not supported by the onnxruntime backend "
+                "(fp32 only); use the torch or tensorrt backend for reduced precision"
+            )
         weights = Path(cfg.weights) if cfg.weights else None
         if model is None and weights is not None and weights.suffix.lower() == ".onnx":
             backend = cls(weights, device, cfg.num_threads)
@@ -84,11 +96,17 @@ class OnnxRuntimeBackend(Backend):
 
     def _infer_cuda(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2] // 8, x.shape[3] // 8
-        out = torch.empty((x.shape[0], self.num_classes, h, w), dtype=torch.float32, device=self.device)
+        out = torch.empty(
+            (x.shape[0], self.num_classes, h, w), dtype=torch.float32, device=self.device
+        )
         binding = self.session.io_binding()
         index = self.device.index or 0
-        binding.bind_input(self.input_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr())
-        binding.bind_output(self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
+        binding.bind_input(
+            self.input_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr()
+        )
+        binding.bind_output(
+            self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr()
+        )
         torch.cuda.current_stream(self.device).synchronize()  # x is written on torch's stream
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()
@@ -96,4 +114,3 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.session = None
-

@@ -4,6 +4,7 @@ Frames are uploaded as uint8; channel reordering, resizing, normalisation, upsam
 logits and argmax all happen on that device, so on a GPU only the uint8 mask comes back.
 Frames of the same size are processed as one batch.
 """
+
 from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -26,10 +27,31 @@ def _groups(plans: Sequence[ResizePlan]) -> Dict[ResizePlan, List[int]]:
     return groups
 
 
-def preprocess(frames: Sequence[Tuple[torch.Tensor, str]], plans: Sequence[ResizePlan],
-               mean: Sequence[float], std: Sequence[float], device: torch.device,
-               dtype: torch.dtype = torch.float32, antialias: bool = False,
-               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+_NORM_CACHE: Dict[
+    Tuple[Tuple[float, ...], Tuple[float, ...], str], Tuple[torch.Tensor, torch.Tensor]
+] = {}
+
+
+def _normalisation(mean: Tuple[float, ...], std: Tuple[float, ...], device: torch.device):
+    """(scale, shift) with x_norm = uint8 * scale + shift, kept on the device (no re-upload)."""
+    key = (mean, std, str(device))
+    if key not in _NORM_CACHE:
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        _NORM_CACHE[key] = (1.0 / (255.0 * std_t), -mean_t / std_t)
+    return _NORM_CACHE[key]
+
+
+def preprocess(
+    frames: Sequence[Tuple[torch.Tensor, str]],
+    plans: Sequence[ResizePlan],
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+    antialias: bool = False,
+    out: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """(HxWxC uint8 frame, canonical encoding) pairs -> normalised N x 3 x H x W network input.
 
     Padding (letterbox) is 0 after normalisation, i.e. the dataset mean colour. `out`, if given,
@@ -40,15 +62,20 @@ def preprocess(frames: Sequence[Tuple[torch.Tensor, str]], plans: Sequence[Resiz
         out = torch.zeros((len(frames), 3, net_h, net_w), dtype=dtype, device=device)
     elif any(p.mode == "letterbox" for p in plans):
         out.zero_()
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    scale, shift = 1.0 / (255.0 * std_t), -mean_t / std_t
+    scale, shift = _normalisation(tuple(mean), tuple(std), device)
     for plan, idx in _groups(plans).items():
-        rgb = torch.stack([to_rgb_chw(frames[i][0].to(device, non_blocking=True), frames[i][1]) for i in idx])
+        rgb = torch.stack(
+            [to_rgb_chw(frames[i][0].to(device, non_blocking=True), frames[i][1]) for i in idx]
+        )
         x = rgb.float()
         if (plan.content_w, plan.content_h) != plan.in_size:
-            x = F.interpolate(x, size=(plan.content_h, plan.content_w), mode="bilinear",
-                              align_corners=False, antialias=antialias)
+            x = F.interpolate(
+                x,
+                size=(plan.content_h, plan.content_w),
+                mode="bilinear",
+                align_corners=False,
+                antialias=antialias,
+            )
         x = x * scale + shift
         x0, y0, x1, y1 = plan.content_box
         if len(idx) == len(frames):
@@ -79,7 +106,10 @@ class Postprocessor:
         key = (plan, str(device))
         if key not in self._indices:
             rows, cols = plan.source_indices(OUTPUT_STRIDE)
-            self._indices[key] = (torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device))
+            self._indices[key] = (
+                torch.from_numpy(rows).to(device),
+                torch.from_numpy(cols).to(device),
+            )
         return self._indices[key]
 
     def upsample_logits(self, logits: torch.Tensor, plan: ResizePlan) -> torch.Tensor:
@@ -89,10 +119,13 @@ class Postprocessor:
             # identical to the sampling grid for a full-frame placement, and faster
             return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
         grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
-        return F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return F.grid_sample(
+            logits, grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
 
-    def __call__(self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False
-                 ) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    def __call__(
+        self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False
+    ) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
         """Returns per frame (H x W uint8 labels, H x W uint8 confidence or None) on the device."""
         logits = logits.float()
         results: List[Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None] * len(plans)
@@ -104,7 +137,11 @@ class Postprocessor:
             conf = None
             if confidence:
                 # max softmax = exp(max - logsumexp), without materialising the softmax
-                conf = (torch.exp(top - torch.logsumexp(part, dim=1)) * 255.0).round_().to(torch.uint8)
+                conf = (
+                    (torch.exp(top - torch.logsumexp(part, dim=1)) * 255.0)
+                    .round_()
+                    .to(torch.uint8)
+                )
             labels = labels.to(torch.uint8)
             if self.upsample == "labels":
                 rows, cols = self._index(plan, logits.device)

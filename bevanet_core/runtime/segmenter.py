@@ -1,10 +1,11 @@
 """One segmenter API over the PyTorch, ONNX Runtime and TensorRT backends.
 
-    from bevanet_core.runtime import Segmenter, SegmenterConfig
-    seg = Segmenter(SegmenterConfig(weights="model.safetensors", backend="onnxruntime"))
-    res = seg.segment(frame, encoding="bgr8", confidence=True, color=True)
-    res.mask  # H x W uint8 class ids at the frame's resolution, 255 = unlabeled
+from bevanet_core.runtime import Segmenter, SegmenterConfig
+seg = Segmenter(SegmenterConfig(weights="model.safetensors", backend="onnxruntime"))
+res = seg.segment(frame, encoding="bgr8", confidence=True, color=True)
+res.mask  # H x W uint8 class ids at the frame's resolution, 255 = unlabeled
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,15 +88,27 @@ class SegmentationResult:
 class Segmenter:
     """Frame(s) in host memory -> label mask(s) in host memory, through one backend."""
 
-    def __init__(self, config: Optional[SegmenterConfig] = None, *, model: Optional[nn.Module] = None,
-                 info=None, **fields):
-        config = dataclasses.replace(config, **fields) if config is not None else SegmenterConfig(**fields)
+    def __init__(
+        self,
+        config: Optional[SegmenterConfig] = None,
+        *,
+        model: Optional[nn.Module] = None,
+        info=None,
+        **fields,
+    ):
+        config = (
+            dataclasses.replace(config, **fields)
+            if config is not None
+            else SegmenterConfig(**fields)
+        )
         config.validate()
         self.config = config
         self.device = resolve_device(config.device)
         self.backend: Backend
         self.backend, self.info = self._build_backend(model, info)
-        self.input_size: Size = resolve_input_size(config.input_size, self.info, self.backend.static_input_size)
+        self.input_size: Size = resolve_input_size(
+            config.input_size, self.info, self.backend.static_input_size
+        )
         self._post = Postprocessor(config.upsample)
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()
@@ -118,20 +131,31 @@ class Segmenter:
             raise ValueError(f"weights file not found: {weights}")
         if cfg.backend == "tensorrt":
             from .tensorrt_backend import TensorRTBackend
+
             return TensorRTBackend.create(cfg, self.device, model=model, info=info)
         if suffix in (".engine", ".plan", ".trt"):
             raise ValueError(f"{weights} is a TensorRT engine; use backend='tensorrt'")
         if cfg.backend == "onnxruntime":
             from .onnxruntime_backend import OnnxRuntimeBackend
+
             return OnnxRuntimeBackend.create(cfg, self.device, model=model, info=info)
         if suffix == ".onnx":
-            raise ValueError(f"{weights} is an ONNX model; use backend='onnxruntime' or 'tensorrt'")
+            raise ValueError(
+                f"{weights} is an ONNX model; use backend='onnxruntime' or 'tensorrt'"
+            )
         if model is None:
             model, info = load_checkpoint(cfg.weights, cfg.variant)
         from .torch_backend import TorchBackend
-        backend = TorchBackend(model, self.device, cfg.precision, fold_bn=cfg.fold_bn,
-                               channels_last=cfg.channels_last, cuda_graphs=cfg.cuda_graphs,
-                               compile=cfg.compile)
+
+        backend = TorchBackend(
+            model,
+            self.device,
+            cfg.precision,
+            fold_bn=cfg.fold_bn,
+            channels_last=cfg.channels_last,
+            cuda_graphs=cfg.cuda_graphs,
+            compile=cfg.compile,
+        )
         return backend, info
 
     # ------------------------------------------------------------------ inference
@@ -143,13 +167,19 @@ class Segmenter:
             self._plans[key] = plan_resize(key, self.input_size, self.config.resize)
         return self._plans[key]
 
-    def segment(self, frame: Frame, encoding: str = "rgb8", confidence: bool = False,
-                color: bool = False) -> SegmentationResult:
+    def segment(
+        self, frame: Frame, encoding: str = "rgb8", confidence: bool = False, color: bool = False
+    ) -> SegmentationResult:
         """Segments one HxW / HxWxC uint8 frame."""
         return self.segment_batch([frame], [encoding], confidence=confidence, color=color)[0]
 
-    def segment_batch(self, frames: Sequence[Frame], encodings: Union[str, Sequence[str]] = "rgb8",
-                      confidence: bool = False, color: bool = False) -> List[SegmentationResult]:
+    def segment_batch(
+        self,
+        frames: Sequence[Frame],
+        encodings: Union[str, Sequence[str]] = "rgb8",
+        confidence: bool = False,
+        color: bool = False,
+    ) -> List[SegmentationResult]:
         """Segments frames of any sizes (e.g. several cameras) in one inference per `max_batch`."""
         if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 4:
             frames = list(frames)
@@ -159,13 +189,16 @@ class Segmenter:
             encodings = [encodings] * len(frames)
         if len(encodings) != len(frames):
             raise ValueError(f"got {len(frames)} frames but {len(encodings)} encodings")
-        checked = [check_frame(f, e, i if len(frames) > 1 else None) for i, (f, e) in enumerate(zip(frames, encodings))]
+        checked = [
+            check_frame(f, e, i if len(frames) > 1 else None)
+            for i, (f, e) in enumerate(zip(frames, encodings, strict=True))
+        ]
         step = int(self.config.max_batch)
         if self.backend.max_batch is not None:
             step = min(step, self.backend.max_batch)
         results: List[SegmentationResult] = []
         for start in range(0, len(checked), step):
-            results.extend(self._run(checked[start:start + step], confidence, color))
+            results.extend(self._run(checked[start : start + step], confidence, color))
         return results
 
     def _run(self, checked, want_conf: bool, want_color: bool) -> List[SegmentationResult]:
@@ -174,8 +207,15 @@ class Segmenter:
         t0 = time.perf_counter()
         tensors = [(_as_tensor(f), enc) for f, enc in checked]
         plans = [self.plan(int(t.shape[1]), int(t.shape[0])) for t, _ in tensors]
-        x = preprocess(tensors, plans, self.info.mean, self.info.std, dev, self.backend.input_dtype,
-                       antialias=self.config.antialias)
+        x = preprocess(
+            tensors,
+            plans,
+            self.info.mean,
+            self.info.std,
+            dev,
+            self.backend.input_dtype,
+            antialias=self.config.antialias,
+        )
         sync()
         t1 = time.perf_counter()
         logits = self.backend.infer(x)
@@ -185,12 +225,19 @@ class Segmenter:
         results = []
         for mask, conf in outputs:
             col = self._lut[mask.long()] if want_color else None
-            results.append(SegmentationResult(
-                mask=mask.cpu().numpy(),
-                confidence=conf.cpu().numpy() if conf is not None else None,
-                color=col.cpu().numpy() if col is not None else None))
+            results.append(
+                SegmentationResult(
+                    mask=mask.cpu().numpy(),
+                    confidence=conf.cpu().numpy() if conf is not None else None,
+                    color=col.cpu().numpy() if col is not None else None,
+                )
+            )
         t3 = time.perf_counter()
-        timings = {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+        timings = {
+            "preprocess": (t1 - t0) * 1e3,
+            "inference": (t2 - t1) * 1e3,
+            "postprocess": (t3 - t2) * 1e3,
+        }
         for r in results:
             r.timings = dict(timings)
         return results
@@ -201,19 +248,25 @@ class Segmenter:
         """H x W uint8 class ids -> H x W x 3 uint8 RGB (255 and unknown ids are black)."""
         mask = np.asarray(mask)
         if mask.dtype != np.uint8 or mask.ndim != 2:
-            raise ValueError(f"mask must be an HxW uint8 array, got {mask.dtype} of shape {mask.shape}")
+            raise ValueError(
+                f"mask must be an HxW uint8 array, got {mask.dtype} of shape {mask.shape}"
+            )
         return self._np_lut[mask]
 
     def overlay(self, rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-        """Blends the colour mask over an H x W x 3 uint8 RGB image; unlabeled pixels keep the image."""
+        """Blends the colour mask over an HxWx3 uint8 RGB image; unlabeled pixels stay as is."""
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"overlay needs an HxWx3 uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}")
+            raise ValueError(
+                f"overlay needs an HxWx3 uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}"
+            )
         if rgb.shape[:2] != np.shape(mask):
             raise ValueError(f"image {rgb.shape[:2]} and mask {np.shape(mask)} sizes differ")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        blend = rgb.astype(np.float32) * (1.0 - alpha) + self.colorize(mask).astype(np.float32) * alpha
+        blend = (
+            rgb.astype(np.float32) * (1.0 - alpha) + self.colorize(mask).astype(np.float32) * alpha
+        )
         out = np.where((np.asarray(mask) == 255)[..., None], rgb, np.rint(blend).astype(np.uint8))
         return out.astype(np.uint8)
 
@@ -239,15 +292,19 @@ def resolve_input_size(requested, info, static: Optional[Size] = None) -> Size:
     if static is not None:
         static = parse_size(static, "input_size", NETWORK_STRIDE)
         if requested is not None and parse_size(requested, "input_size", NETWORK_STRIDE) != static:
-            raise ValueError(f"input_size {requested} differs from the {static[0]}x{static[1]} the exported "
-                             "model was built for; re-export it at that size or leave input_size unset")
+            raise ValueError(
+                f"input_size {requested} differs from the {static[0]}x{static[1]} the exported "
+                "model was built for; re-export it at that size or leave input_size unset"
+            )
         return static
-    size = requested or (info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE)
+    size = requested or (
+        info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE
+    )
     return parse_size(size, "input_size", NETWORK_STRIDE)
 
 
 def _as_tensor(frame: Frame) -> torch.Tensor:
-    """Zero-copy view of a numpy frame (read-only buffers, e.g. from ROS messages, are only read)."""
+    """Zero-copy view of a numpy frame (read-only buffers, e.g. ROS messages, are only read)."""
     if isinstance(frame, torch.Tensor):
         return frame
     with warnings.catch_warnings():

@@ -1,5 +1,6 @@
 """TensorRT backend (TensorRT 10 API): I/O buffers are torch CUDA tensors, inference is enqueued
 with `execute_async_v3` on torch's current CUDA stream, so no pycuda and no extra copies."""
+
 from __future__ import annotations
 
 import logging
@@ -15,8 +16,12 @@ log = logging.getLogger(__name__)
 
 
 def _torch_dtype(trt, dtype) -> torch.dtype:
-    table = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16,
-             trt.DataType.INT8: torch.int8, trt.DataType.INT32: torch.int32}
+    table = {
+        trt.DataType.FLOAT: torch.float32,
+        trt.DataType.HALF: torch.float16,
+        trt.DataType.INT8: torch.int8,
+        trt.DataType.INT32: torch.int32,
+    }
     if hasattr(trt.DataType, "BF16"):
         table[trt.DataType.BF16] = torch.bfloat16
     if dtype not in table:
@@ -25,7 +30,7 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
 
 
 class TensorRTBackend(Backend):
-    """Runs a serialized engine with one input (N x 3 x H x W) and one output (N x C x H/8 x W/8)."""
+    """Runs a serialized engine: one input (N x 3 x H x W), one output (N x C x H/8 x W/8)."""
 
     name = "tensorrt"
 
@@ -39,14 +44,18 @@ class TensorRTBackend(Backend):
             self._runtime = trt.Runtime(self._logger)
             self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
-                raise ValueError(f"{self.path}: TensorRT {trt.__version__} could not deserialize the engine "
-                                 "(built by another TensorRT version or for another GPU?); rebuild it")
+                raise ValueError(
+                    f"{self.path}: TensorRT {trt.__version__} could not deserialize the engine "
+                    "(built by another TensorRT version or for another GPU?); rebuild it"
+                )
             self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"{self.path}: expected one input and one output tensor, got {inputs} / {outputs}")
+            raise ValueError(
+                f"{self.path}: expected one input and one output tensor, got {inputs} / {outputs}"
+            )
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
         self.output_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
@@ -63,14 +72,23 @@ class TensorRTBackend(Backend):
         """(backend, ModelInfo): an engine file (checked against this GPU/TensorRT), or an ONNX
         model / checkpoint / in-memory model compiled once into the engine cache."""
         if device.type != "cuda":
-            raise ValueError("backend 'tensorrt' needs device='cuda' (TensorRT runs on NVIDIA GPUs only)")
+            raise ValueError(
+                "backend 'tensorrt' needs device='cuda' (TensorRT runs on NVIDIA GPUs only)"
+            )
         try:
             import tensorrt  # noqa: F401
         except ImportError:
-            raise ValueError("backend 'tensorrt' needs the tensorrt package (pip install tensorrt); "
-                             "use backend='torch' or 'onnxruntime' otherwise") from None
+            raise ValueError(
+                "backend 'tensorrt' needs the tensorrt package (pip install tensorrt); "
+                "use backend='torch' or 'onnxruntime' otherwise"
+            ) from None
         from ..export.metadata import ArtifactError
-        from ..export.tensorrt import ENGINE_SUFFIXES, TargetEnvironment, check_engine, ensure_engine
+        from ..export.tensorrt import (
+            ENGINE_SUFFIXES,
+            TargetEnvironment,
+            check_engine,
+            ensure_engine,
+        )
 
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         precision = "fp16" if cfg.precision == "bf16" else cfg.precision
@@ -89,8 +107,15 @@ class TensorRTBackend(Backend):
                 if not cfg.rebuild_stale_engine or source is None:
                     raise
                 log.warning("%s; rebuilding from %s into the cache", exc, source)
-                engine = ensure_engine(source, cache, _sidecar_precision(weights), cfg.max_batch,
-                                       cfg.calibration_images, cfg.resize, index)
+                engine = ensure_engine(
+                    source,
+                    cache,
+                    _sidecar_precision(weights),
+                    cfg.max_batch,
+                    cfg.calibration_images,
+                    cfg.resize,
+                    index,
+                )
                 meta = check_engine(engine, env)
             backend = cls(engine, device, meta)
             return backend, meta.info
@@ -100,7 +125,9 @@ class TensorRTBackend(Backend):
             if model is None:
                 model, info = load_checkpoint(cfg.weights, cfg.variant)
             onnx_path = exported_onnx_path(model, info, cfg)
-        engine = ensure_engine(onnx_path, cache, precision, cfg.max_batch, cfg.calibration_images, cfg.resize, index)
+        engine = ensure_engine(
+            onnx_path, cache, precision, cfg.max_batch, cfg.calibration_images, cfg.resize, index
+        )
         meta = check_engine(engine, TargetEnvironment.current(index))
         return cls(engine, device, meta), meta.info
 
@@ -110,13 +137,17 @@ class TensorRTBackend(Backend):
             pad = x.new_zeros((self._static_batch - n,) + tuple(x.shape[1:]))
             return self.infer(torch.cat([x, pad]))[:n]
         if n > self.max_batch:
-            raise ValueError(f"{self.path.name} takes at most {self.max_batch} frames per batch, got {n}")
+            raise ValueError(
+                f"{self.path.name} takes at most {self.max_batch} frames per batch, got {n}"
+            )
         x = x.to(self.device, self.input_dtype).contiguous()
         self.context.set_input_shape(self.input_name, tuple(x.shape))
         shape = tuple(self.context.get_tensor_shape(self.output_name))
         out = self._outputs.get(shape)
         if out is None:
-            out = self._outputs[shape] = torch.empty(shape, dtype=self.output_dtype, device=self.device)
+            out = self._outputs[shape] = torch.empty(
+                shape, dtype=self.output_dtype, device=self.device
+            )
         self.context.set_tensor_address(self.input_name, x.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         # enqueue on torch's stream: ordered after preprocessing, before postprocessing

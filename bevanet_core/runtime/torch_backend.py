@@ -1,5 +1,6 @@
 """PyTorch backend: eager on the CPU; on CUDA fp16/bf16, channels_last, folded BatchNorm,
 CUDA graphs (one per batch size) and optionally torch.compile."""
+
 from __future__ import annotations
 
 import copy
@@ -22,14 +23,23 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: str = "fp32",
-                 fold_bn: bool = True, channels_last: Optional[bool] = None,
-                 cuda_graphs: Optional[bool] = None, compile: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        precision: str = "fp32",
+        fold_bn: bool = True,
+        channels_last: Optional[bool] = None,
+        cuda_graphs: Optional[bool] = None,
+        compile: bool = False,
+    ):
         allowed = CUDA_PRECISIONS if device.type == "cuda" else CPU_PRECISIONS
         if precision not in allowed:
             hint = " (int8 needs the tensorrt backend)" if precision == "int8" else ""
-            raise ValueError(f"precision {precision!r} is not supported by the torch backend on "
-                             f"{device.type}; choose one of {allowed}{hint}")
+            raise ValueError(
+                f"precision {precision!r} is not supported by the torch backend on "
+                f"{device.type}; choose one of {allowed}{hint}"
+            )
         self.device = device
         self.precision = precision
         self.input_dtype = TORCH_DTYPES[precision]
@@ -43,6 +53,7 @@ class TorchBackend(Backend):
             model.without_aux_heads()
         if fold_bn:
             from ..deploy import fold_batchnorm
+
             model, self.fold_report = fold_batchnorm(model, return_report=True)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -52,7 +63,9 @@ class TorchBackend(Backend):
         if compile:
             model = torch.compile(model, dynamic=False)
         self.model = model
-        self._graphs: Dict[Tuple[int, ...], Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
+        self._graphs: Dict[
+            Tuple[int, ...], Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]
+        ] = {}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, self.input_dtype, non_blocking=True)

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""CPU benchmark matrix of the runtime, and the upsampling-order study.
+
+    python benchmarks/bench_runtime.py      # BEVANet-S 480x360: torch fp32/bf16, onnxruntime
+    python benchmarks/bench_runtime.py --upsample-study --weights run/last.pt --frames 20
+
+The matrix repeats every configuration `--repeats` times and reports the median of the
+per-repeat p50/p90/p99 (robust to other jobs on a shared machine). The study runs the network
+once per CamVid val frame and post-processes the same logits both ways: bilinear logits then
+argmax ('logits') vs argmax at 1/8 then nearest labels ('labels'), reporting mIoU against the
+ground truth, agreement, and post-processing cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import torch
+
+from bevanet_core.runtime.benchmark import BenchConfig, environment, plot_reports, run_benchmark
+
+DEFAULT_MATRIX = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+
+
+def median_report(reports: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """One report whose latency/fps figures are medians over repeats (reference included)."""
+    out = dict(reports[0])
+
+    def med(blocks):
+        lat = {
+            k: statistics.median(b["latency_ms"][k] for b in blocks)
+            for k in blocks[0]["latency_ms"]
+        }
+        return {
+            **blocks[0],
+            "latency_ms": lat,
+            "fps": statistics.median(b["fps"] for b in blocks),
+            "repeats": len(blocks),
+        }
+
+    out.update(med(reports))
+    out["stages_ms_p50"] = {
+        k: statistics.median(r["stages_ms_p50"][k] for r in reports)
+        for k in reports[0]["stages_ms_p50"]
+    }
+    if "reference" in reports[0]:
+        out["reference"] = med([r["reference"] for r in reports])
+    return out
+
+
+def run_matrix(args) -> List[Dict[str, Any]]:
+    size = tuple(int(v) for v in args.size.split("x"))
+    results = []
+    for i, (backend, precision) in enumerate(DEFAULT_MATRIX):
+        reps = []
+        for r in range(args.repeats):
+            cfg = BenchConfig(
+                variant=args.variant,
+                size=size,
+                backend=backend,
+                precision=precision,
+                runs=args.runs,
+                warmup=args.warmup,
+                num_classes=args.num_classes,
+                weights=args.weights,
+                reference=(i == 0),
+                cache_dir=args.cache_dir,
+                threads=args.threads,
+            )
+            reps.append(run_benchmark(cfg))
+            print(
+                f"  {backend} {precision} repeat {r + 1}: "
+                f"p50 {reps[-1]['latency_ms']['p50']:.1f} ms",
+                flush=True,
+            )
+        results.append(median_report(reps))
+    return results
+
+
+def print_table(results: List[Dict[str, Any]]) -> str:
+    lines = [
+        "| path | p50 ms | p90 ms | p99 ms | FPS | pre / infer / post ms (p50) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lat, st = r["latency_ms"], r["stages_ms_p50"]
+        lines.append(
+            f"| {r['backend']} {r['precision']} (frame -> mask) | {lat['p50']:.1f} | "
+            f"{lat['p90']:.1f} | {lat['p99']:.1f} | {r['fps']:.2f} | "
+            f"{st['preprocess']:.1f} / {st['inference']:.1f} / "
+            f"{st['postprocess']:.1f} |"
+        )
+        if "reference" in r:
+            ref = r["reference"]["latency_ms"]
+            lines.append(
+                f"| authors' protocol (fp32 eager, BN unfused, no upsampling) | "
+                f"{ref['p50']:.1f} | "
+                f"{ref['p90']:.1f} | {ref['p99']:.1f} | {r['reference']['fps']:.2f} | - |"
+            )
+    table = "\n".join(lines)
+    print(table)
+    return table
+
+
+def upsample_study(args) -> Dict[str, Any]:
+    """Same logits, two read-back orders: accuracy against CamVid labels and cost."""
+    from PIL import Image
+
+    from bevanet_core.checkpoint import load_model
+    from bevanet_core.data.classes import CAMVID_VOID
+    from bevanet_core.evaluation.metrics import ConfusionMatrix
+    from bevanet_core.runtime.geometry import plan_resize
+    from bevanet_core.runtime.processing import Postprocessor, preprocess
+
+    model, info = load_model(args.weights, variant=args.variant)
+    root = Path(args.data) / "camvid"
+    pairs = [line.split() for line in (root / "val.lst").read_text().splitlines() if line.strip()]
+    pairs = pairs[:: max(1, len(pairs) // args.frames)][: args.frames]
+    size = tuple(int(v) for v in args.size.split("x"))
+    modes = {"logits": Postprocessor("logits"), "labels": Postprocessor("labels")}
+    cms = {m: ConfusionMatrix(info.num_classes) for m in modes}
+    cost = {m: [] for m in modes}
+    cost_big = {m: [] for m in modes}
+    agree, total = 0, 0
+    dev = torch.device("cpu")
+    for img_rel, lbl_rel in pairs:
+        rgb = np.asarray(Image.open(root / img_rel).convert("RGB"))
+        label = np.asarray(Image.open(root / lbl_rel)).astype(np.uint8).copy()
+        label[label == CAMVID_VOID] = 255
+        plan = plan_resize((rgb.shape[1], rgb.shape[0]), size, "stretch")
+        x = preprocess([(torch.from_numpy(rgb.copy()), "rgb8")], [plan], info.mean, info.std, dev)
+        with torch.no_grad():
+            logits = model(x)
+        masks = {}
+        for m, post in modes.items():
+            t0 = time.perf_counter()
+            masks[m] = post(logits, [plan])[0][0].numpy()
+            cost[m].append((time.perf_counter() - t0) * 1e3)
+            cms[m].update(masks[m], label)
+            # the same logits read back at a 1920x1080 camera frame, where the costs differ
+            big = plan_resize((1920, 1080), size, "stretch")
+            t0 = time.perf_counter()
+            post(logits, [big])
+            cost_big[m].append((time.perf_counter() - t0) * 1e3)
+        agree += int((masks["logits"] == masks["labels"]).sum())
+        total += masks["logits"].size
+    out = {
+        "frames": len(pairs),
+        "network_size": list(size),
+        "weights": str(args.weights),
+        "agreement": agree / total,
+    }
+    for m in modes:
+        out[m] = {
+            "miou": cms[m].miou(),
+            "pixel_accuracy": cms[m].pixel_accuracy(),
+            "postprocess_ms_p50_480x360": float(np.median(cost[m])),
+            "postprocess_ms_p50_1920x1080": float(np.median(cost_big[m])),
+        }
+    print(json.dumps(out, indent=2))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variant", default="bevanet_s")
+    p.add_argument("--size", default="480x360")
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--num-classes", type=int, default=11)
+    p.add_argument("--weights", default=None)
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch and onnxruntime"
+    )
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--json", default=None)
+    p.add_argument("--plot", default=None)
+    p.add_argument("--upsample-study", action="store_true")
+    p.add_argument("--frames", type=int, default=20)
+    p.add_argument(
+        "--data",
+        default=os.environ.get(
+            "BEVANET_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+        ),
+    )
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.upsample_study:
+        result: Any = upsample_study(args)
+    else:
+        results = run_matrix(args)
+        table = print_table(results)
+        result = {"environment": environment("cpu"), "results": results, "table": table}
+        if args.plot:
+            plot_reports(
+                results, args.plot, f"{args.variant} {args.size}, {environment('cpu')['cpu']}"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
