@@ -1,8 +1,8 @@
 """Bag writing and reading: message conversions, make-bag, atomicity, damaged bags, ROS 1 bags."""
+
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +15,13 @@ pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 
 from bevanet_core.bags import messages as M  # noqa: E402
 from bevanet_core.bags.reader import BagReader, BagReadError  # noqa: E402
-from bevanet_core.bags.writer import (BagWriteError, BagWriter, CameraBagOptions, Frame,  # noqa: E402
-                                      write_camera_bag)
+from bevanet_core.bags.writer import (  # noqa: E402
+    BagWriteError,
+    BagWriter,
+    CameraBagOptions,
+    Frame,
+    write_camera_bag,
+)
 from bevanet_core.cli import make_bag  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -24,9 +29,14 @@ RNG = np.random.default_rng(0)
 
 def frames(n: int, h: int = 48, w: int = 64, labels: bool = True, seed: int = 0):
     rng = np.random.default_rng(seed)
-    return [Frame(rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-                  label=rng.integers(0, 11, (h, w), dtype=np.uint8) if labels else None, name=f"f{i}")
-            for i in range(n)]
+    return [
+        Frame(
+            rgb=rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+            label=rng.integers(0, 11, (h, w), dtype=np.uint8) if labels else None,
+            name=f"f{i}",
+        )
+        for i in range(n)
+    ]
 
 
 def read_all(path, topics=None):
@@ -43,7 +53,9 @@ def read_all(path, topics=None):
 def test_image_encodings_decode_to_rgb():
     rgb = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     cases = {
-        "rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full((5, 7), 9, np.uint8)]),
+        "rgb8": rgb,
+        "bgr8": rgb[..., ::-1],
+        "rgba8": np.dstack([rgb, np.full((5, 7), 9, np.uint8)]),
         "bgra8": np.dstack([rgb[..., ::-1], np.zeros((5, 7), np.uint8)]),
     }
     for enc, arr in cases.items():
@@ -53,13 +65,17 @@ def test_image_encodings_decode_to_rgb():
     assert out.shape == (5, 7, 3) and np.array_equal(out[..., 1], grey)
     # 16-bit, little and big endian, keep the high byte
     deep = RNG.integers(0, 65536, (5, 7), dtype=np.uint16)
-    assert np.array_equal(M.image_to_rgb(M.image_msg(deep, "mono16", 1, "cam"))[..., 0], (deep >> 8).astype(np.uint8))
+    assert np.array_equal(
+        M.image_to_rgb(M.image_msg(deep, "mono16", 1, "cam"))[..., 0], (deep >> 8).astype(np.uint8)
+    )
     big = M.image_msg(deep.astype(">u2"), "mono16", 1, "cam")
     big.is_bigendian = 1
     assert np.array_equal(M.image_to_array(big)[0], deep)
     # bayer and yuv422 go through OpenCV: shape and dtype
     assert M.image_to_rgb(M.image_msg(grey[:4, :6], "bayer_rggb8", 1, "c")).shape == (4, 6, 3)
-    assert M.image_to_rgb(M.image_msg(RNG.integers(0, 256, (4, 6, 2), dtype=np.uint8), "yuv422", 1, "c")).shape == (4, 6, 3)
+    assert M.image_to_rgb(
+        M.image_msg(RNG.integers(0, 256, (4, 6, 2), dtype=np.uint8), "yuv422", 1, "c")
+    ).shape == (4, 6, 3)
 
 
 def test_row_padding_and_bad_images():
@@ -113,13 +129,15 @@ def test_camera_bag_round_trip(tmp_path, storage, compressed):
     for t in (topic, "/camera/camera_info", "/camera/labels"):
         assert [s for s, _, _ in got[t]] == stamps, t
         assert [lt for _, _, lt in got[t]] == stamps, t  # bag time = header stamp
-    for (_, img, _), (_, lab, _), f in zip(got[topic], got["/camera/labels"], src):
+    for (_, img, _), (_, lab, _), f in zip(got[topic], got["/camera/labels"], src, strict=True):
         decoded = M.message_to_rgb(img, M.COMPRESSED_IMAGE if compressed else M.IMAGE)
         if compressed:
             assert decoded.shape == f.rgb.shape
         else:
             assert np.array_equal(decoded, f.rgb)
-        assert lab.encoding == "mono8" and np.array_equal(M.message_to_label(lab, M.IMAGE), f.label)
+        assert lab.encoding == "mono8" and np.array_equal(
+            M.message_to_label(lab, M.IMAGE), f.label
+        )
     info = got["/camera/camera_info"][0][1]
     assert (info.width, info.height, info.header.frame_id) == (64, 48, "camera")
 
@@ -129,18 +147,37 @@ def test_make_bag_cli_images_and_labels(tmp_path, capsys):
     imgs.mkdir()
     labs.mkdir()
     src = frames(3, labels=True, seed=3)
-    for i, f in zip((2, 0, 1), src):  # file-name order, not creation order
+    for i, f in zip((2, 0, 1), src, strict=True):  # file-name order, not creation order
         cv2.imwrite(str(imgs / f"frame_{i:03d}.png"), cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR))
         lab = f.label.copy()
         lab[0, 0] = 11
         cv2.imwrite(str(labs / f"frame_{i:03d}.png"), lab)
     out = tmp_path / "bag"
-    assert make_bag.main(["--images", str(imgs), "--labels", str(labs), "--out", str(out), "--rate", "5",
-                          "--format", "sqlite3", "--void-label", "11"]) == 0
+    assert (
+        make_bag.main(
+            [
+                "--images",
+                str(imgs),
+                "--labels",
+                str(labs),
+                "--out",
+                str(out),
+                "--rate",
+                "5",
+                "--format",
+                "sqlite3",
+                "--void-label",
+                "11",
+            ]
+        )
+        == 0
+    )
     assert "3 frames (3 labelled)" in capsys.readouterr().out
     got = read_all(out)
     order = [src[1], src[2], src[0]]  # frame_000, frame_001, frame_002
-    for (_, img, _), (_, lab, _), f in zip(got["/camera/image_raw"], got["/camera/labels"], order):
+    for (_, img, _), (_, lab, _), f in zip(
+        got["/camera/image_raw"], got["/camera/labels"], order, strict=True
+    ):
         assert np.array_equal(M.image_to_rgb(img), f.rgb)
         lab = M.message_to_label(lab, M.IMAGE)
         assert lab[0, 0] == 255 and np.array_equal(lab.reshape(-1)[1:], f.label.reshape(-1)[1:])
@@ -180,7 +217,10 @@ def test_make_bag_is_atomic(tmp_path, capsys):
     for name in ("a.png", "b.png"):
         cv2.imwrite(str(imgs / name), np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(labs / "a.png"), np.zeros((8, 8), np.uint8))
-    assert make_bag.main(["--images", str(imgs), "--labels", str(labs), "--out", str(tmp_path / "x")]) == 1
+    assert (
+        make_bag.main(["--images", str(imgs), "--labels", str(labs), "--out", str(tmp_path / "x")])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "b.png" in err and "nothing was written" in err
     assert not (tmp_path / "x").exists() and _leftovers(tmp_path) == ["bag", "i", "l"]
@@ -202,8 +242,24 @@ def test_writer_rejects_bad_destinations(tmp_path):
 def test_make_bag_from_video(tmp_path, shared_data):
     video = shared_data / "driving_video" / "solidWhiteRight.mp4"
     out = tmp_path / "v"
-    assert make_bag.main(["--video", str(video), "--out", str(out), "--every", "5", "--max-frames", "3",
-                          "--resize", "96x54", "--compressed"]) == 0
+    assert (
+        make_bag.main(
+            [
+                "--video",
+                str(video),
+                "--out",
+                str(out),
+                "--every",
+                "5",
+                "--max-frames",
+                "3",
+                "--resize",
+                "96x54",
+                "--compressed",
+            ]
+        )
+        == 0
+    )
     got = read_all(out)["/camera/image_raw/compressed"]
     assert len(got) == 3
     assert M.compressed_to_rgb(got[0][1]).shape == (54, 96, 3)
@@ -249,7 +305,7 @@ def test_unfinished_mcap_and_garbage(tmp_path):
     f.write_bytes(data[:cut])
     with BagReader(bag) as reader:
         with pytest.raises(BagReadError) as info:
-            n = sum(1 for _ in reader.messages(["/camera/image_raw"]))
+            list(reader.messages(["/camera/image_raw"]))
     assert info.value.messages_read == 6 and "not closed cleanly" in str(info.value)
     junk = tmp_path / "junk"
     junk.mkdir()
@@ -266,14 +322,25 @@ def test_ros1_bag_reads_and_converts(tmp_path):
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS1_NOETIC)
-    Image, Header, Time = ts.types["sensor_msgs/msg/Image"], ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    Image, Header, Time = (
+        ts.types["sensor_msgs/msg/Image"],
+        ts.types["std_msgs/msg/Header"],
+        ts.types["builtin_interfaces/msg/Time"],
+    )
     rgb = RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     path = tmp_path / "old.bag"
     with Writer1(path) as w:
         conn = w.add_connection("/cam/image", Image.__msgtype__, typestore=ts)
         for i in range(10):
-            msg = Image(header=Header(seq=i, stamp=Time(sec=10 + i, nanosec=0), frame_id="cam"), height=32,
-                        width=32, encoding="bgr8", is_bigendian=0, step=96, data=rgb[..., ::-1].reshape(-1).copy())
+            msg = Image(
+                header=Header(seq=i, stamp=Time(sec=10 + i, nanosec=0), frame_id="cam"),
+                height=32,
+                width=32,
+                encoding="bgr8",
+                is_bigendian=0,
+                step=96,
+                data=rgb[..., ::-1].reshape(-1).copy(),
+            )
             w.write(conn, (10 + i) * 10**9, ts.serialize_ros1(msg, Image.__msgtype__))
     with BagReader(path) as reader:
         assert reader.ros1 and reader.topics["/cam/image"].msgtype == M.IMAGE

@@ -1,4 +1,5 @@
-"""Bag evaluation: accuracy equal to the offline evaluation, pairing, damage, output bags, sharding."""
+"""Bag evaluation: mIoU equal to the offline evaluation, pairing, damage, output bags, sharding."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +31,7 @@ N_CAMVID = 10
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core box a second thread mostly waits (4x slower here)."""
+    """One intra-op thread: on a shared 2-core box a second one mostly waits (4x slower)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -68,11 +68,16 @@ class ColourNet(torch.nn.Module):
         mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         xs, ys = [], []
-        for image, label in zip(images, labels):
-            x = torch.from_numpy(cv2.resize(image, size, interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
+        for image, label in zip(images, labels, strict=True):
+            x = torch.from_numpy(cv2.resize(image, size, interpolation=cv2.INTER_AREA)).permute(
+                2, 0, 1
+            )[None]
             f = self.features((x.float() / 255 - mean) / std)[0].reshape(15, -1).T
-            lab = torch.from_numpy(cv2.resize(label, (size[0] // 8, size[1] // 8),
-                                              interpolation=cv2.INTER_NEAREST).reshape(-1)).long()
+            lab = torch.from_numpy(
+                cv2.resize(
+                    label, (size[0] // 8, size[1] // 8), interpolation=cv2.INTER_NEAREST
+                ).reshape(-1)
+            ).long()
             keep = lab < 11
             xs.append(f[keep])
             ys.append(torch.nn.functional.one_hot(lab[keep], 11).float())
@@ -104,7 +109,10 @@ def weights(tmp_path_factory):
         info.input_size = (64, 64)
     else:
         torch.manual_seed(0)
-        model, info = build_model("bevanet_s", num_classes=11).eval(), ModelInfo.default("bevanet_s", 11)
+        model, info = (
+            build_model("bevanet_s", num_classes=11).eval(),
+            ModelInfo.default("bevanet_s", 11),
+        )
         info.input_size = (64, 64)
     path = tmp_path_factory.mktemp("weights") / "bevanet_s_64.safetensors"
     save_weights(model, path, info)
@@ -125,8 +133,23 @@ def camvid_list(shared_data, tmp_path_factory):
 def camvid_bag(camvid_list, tmp_path_factory):
     root, lst = camvid_list
     out = tmp_path_factory.mktemp("bags") / "camvid_val"
-    assert make_bag.main(["--dataset", "camvid", "--root", str(root), "--list", str(lst),
-                          "--out", str(out), "--rate", "15"]) == 0
+    assert (
+        make_bag.main(
+            [
+                "--dataset",
+                "camvid",
+                "--root",
+                str(root),
+                "--list",
+                str(lst),
+                "--out",
+                str(out),
+                "--rate",
+                "15",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -147,7 +170,11 @@ def offline_confusion(seg_, root, lst, decode=None) -> ConfusionMatrix:
 # ------------------------------------------------------------------------------- accuracy
 def test_camvid_bag_miou_equals_offline_evaluation(seg, camvid_bag, camvid_list):
     res = E.evaluate_bag(camvid_bag, E.RuntimeProcessor(seg), E.EvalOptions(require_labels=True))
-    assert res.errors == [] and (res.frames, res.labelled, res.unpaired_images) == (N_CAMVID, N_CAMVID, 0)
+    assert res.errors == [] and (res.frames, res.labelled, res.unpaired_images) == (
+        N_CAMVID,
+        N_CAMVID,
+        0,
+    )
     offline = offline_confusion(seg, *camvid_list)
     assert offline.miou() > 15.0  # masks with several classes: the comparison means something
     assert abs(res.confusion.miou() - offline.miou()) < 0.01
@@ -162,14 +189,40 @@ def test_camvid_bag_miou_equals_offline_evaluation(seg, camvid_bag, camvid_list)
 def test_bag_eval_cli_matches_offline_tool(camvid_bag, camvid_list, weights, tmp_path):
     """bevanet-bag-eval (JSON) against the same weights run over the dataset split."""
     out = tmp_path / "r.json"
-    code = bag_eval.main([str(camvid_bag), "--weights", str(weights), "--json", str(out),
-                          "--markdown", str(tmp_path / "r.md"), "--threads", "1"])
+    code = bag_eval.main(
+        [
+            str(camvid_bag),
+            "--weights",
+            str(weights),
+            "--json",
+            str(out),
+            "--markdown",
+            str(tmp_path / "r.md"),
+            "--threads",
+            "1",
+        ]
+    )
     report = json.loads(out.read_text())
     assert code == 0 and report["errors"] == []
-    assert report["frames"] == N_CAMVID and report["labelled_frames"] == N_CAMVID and report["unpaired"] == 0
+    assert (
+        report["frames"] == N_CAMVID
+        and report["labelled_frames"] == N_CAMVID
+        and report["unpaired"] == 0
+    )
     assert set(report["latency_ms"]) >= {"p50", "p90", "p99"} and report["fps"] > 0
-    assert list(report["per_class_iou"]) == ["Sky", "Building", "Pole", "Road", "Pavement", "Tree",
-                                             "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist"]
+    assert list(report["per_class_iou"]) == [
+        "Sky",
+        "Building",
+        "Pole",
+        "Road",
+        "Pavement",
+        "Tree",
+        "SignSymbol",
+        "Fence",
+        "Car",
+        "Pedestrian",
+        "Bicyclist",
+    ]
     offline = offline_confusion(Segmenter(weights=str(weights)), *camvid_list)
     assert abs(report["miou"] - offline.miou()) < 0.01
     assert "| mIoU |" in (tmp_path / "r.md").read_text()
@@ -179,8 +232,25 @@ def test_bag_eval_cli_matches_offline_tool(camvid_bag, camvid_list, weights, tmp
         return
     tool_json = tmp_path / "eval.json"
     root, lst = camvid_list
-    assert offline_tool.main(["--dataset", "camvid", "--root", str(root), "--list", str(lst), "--input-size",
-                              "64x64", "--weights", str(weights), "--json", str(tool_json)]) == 0
+    assert (
+        offline_tool.main(
+            [
+                "--dataset",
+                "camvid",
+                "--root",
+                str(root),
+                "--list",
+                str(lst),
+                "--input-size",
+                "64x64",
+                "--weights",
+                str(weights),
+                "--json",
+                str(tool_json),
+            ]
+        )
+        == 0
+    )
     assert abs(json.loads(tool_json.read_text())["miou"] - report["miou"]) < 0.01
 
 
@@ -195,8 +265,12 @@ def test_dataset_folder_labels_match_label_topic(seg, camvid_list, tmp_path):
     from bevanet_core.data.datasets import build_dataset
 
     data = build_dataset("camvid", root, lst)
-    res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions(),
-                         label_source=lambda k: data.load(k)[1] if k < len(data) else None)
+    res = E.evaluate_bag(
+        bag,
+        E.RuntimeProcessor(seg),
+        E.EvalOptions(),
+        label_source=lambda k: data.load(k)[1] if k < len(data) else None,
+    )
     assert res.labelled == N_CAMVID
     assert np.array_equal(res.confusion.matrix, offline_confusion(seg, root, lst).matrix)
 
@@ -208,25 +282,52 @@ def test_compressed_bag_scores_the_jpeg_frames(seg, camvid_list, tmp_path, stora
 
     root, lst = camvid_list
     bag = tmp_path / "jpeg"
-    assert make_bag.main(["--dataset", "camvid", "--root", str(root), "--list", str(lst), "--out", str(bag),
-                          "--compressed", "--format", storage, "--max-frames", "4"]) == 0
+    assert (
+        make_bag.main(
+            [
+                "--dataset",
+                "camvid",
+                "--root",
+                str(root),
+                "--list",
+                str(lst),
+                "--out",
+                str(bag),
+                "--compressed",
+                "--format",
+                storage,
+                "--max-frames",
+                "4",
+            ]
+        )
+        == 0
+    )
     res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions())
     assert res.image_topic == "/camera/image_raw/compressed" and res.labelled == 4
 
     def jpeg(image):
-        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ok, buf = cv2.imencode(
+            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
         return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
     four = tmp_path / "four.lst"
     four.write_text("\n".join(lst.read_text().splitlines()[:4]) + "\n")
-    assert np.array_equal(res.confusion.matrix, offline_confusion(seg, root, four, decode=jpeg).matrix)
+    assert np.array_equal(
+        res.confusion.matrix, offline_confusion(seg, root, four, decode=jpeg).matrix
+    )
 
 
 # ------------------------------------------------------------------------------- pairing
 def _frames(n, missing=(), h=32, w=48, seed=1):
     rng = np.random.default_rng(seed)
-    return [Frame(rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
-                  None if i in missing else rng.integers(0, 11, (h, w), dtype=np.uint8)) for i in range(n)]
+    return [
+        Frame(
+            rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
+            None if i in missing else rng.integers(0, 11, (h, w), dtype=np.uint8),
+        )
+        for i in range(n)
+    ]
 
 
 def test_missing_label_stamps_are_reported_unpaired(seg, tmp_path):
@@ -236,7 +337,9 @@ def test_missing_label_stamps_are_reported_unpaired(seg, tmp_path):
     assert (res.frames, res.labelled, res.unpaired_images, res.unpaired_labels) == (6, 4, 2, 0)
     assert res.unpaired_stamps == [50_100_000_000, 50_400_000_000]
     report = E.build_report([res], seg.class_names)
-    assert report["unpaired"] == 2 and report["labelled_frames"] == 4 and report["miou"] is not None
+    assert (
+        report["unpaired"] == 2 and report["labelled_frames"] == 4 and report["miou"] is not None
+    )
 
 
 def test_stamper_pairs_out_of_order_and_expires():
@@ -279,10 +382,16 @@ def test_truncated_bag_keeps_frames_before_the_fault(seg, tmp_path, weights):
         assert ob.recovered is None and ob.topics["/segmentation/mask"].count == res.frames
     # CLI: report written with the error and the frames, exit status 1
     js = tmp_path / "cut.json"
-    assert bag_eval.main([str(bag), "--weights", str(weights), "--json", str(js), "--threads", "1"]) == 1
+    assert (
+        bag_eval.main([str(bag), "--weights", str(weights), "--json", str(js), "--threads", "1"])
+        == 1
+    )
     report = json.loads(js.read_text())
     assert report["frames"] == res.frames and report["labelled_frames"] == res.labelled
-    assert report["errors"][0]["frames_before"] == res.frames and "truncated" in report["errors"][0]["error"]
+    assert (
+        report["errors"][0]["frames_before"] == res.frames
+        and "truncated" in report["errors"][0]["error"]
+    )
 
 
 def test_undecodable_frames_are_counted_not_fatal(seg, tmp_path):
@@ -308,16 +417,24 @@ def test_undecodable_frames_are_counted_not_fatal(seg, tmp_path):
 def test_output_bag_reads_back_with_matching_stamps(seg, tmp_path):
     bag, out = tmp_path / "in", tmp_path / "out"
     frames = _frames(4, seed=3)
-    write_camera_bag(frames, bag, CameraBagOptions(rate=5.0, frame_id="front_cam", compressed=True))
-    res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions(out_bag=out, out_storage="sqlite3"))
+    write_camera_bag(
+        frames, bag, CameraBagOptions(rate=5.0, frame_id="front_cam", compressed=True)
+    )
+    res = E.evaluate_bag(
+        bag, E.RuntimeProcessor(seg), E.EvalOptions(out_bag=out, out_storage="sqlite3")
+    )
     assert res.out_bag == str(out) and res.frames == 4
     topics = {}
     with BagReader(out) as ob:
         for raw in ob.messages():
             msg = ob.deserialize(raw)
             topics.setdefault(raw.topic, []).append((M.stamp_ns(msg), raw.log_time, msg))
-    assert set(topics) == {"/camera/image_raw/compressed", "/camera/camera_info", "/camera/labels",
-                           *E.OUTPUT_TOPICS}
+    assert set(topics) == {
+        "/camera/image_raw/compressed",
+        "/camera/camera_info",
+        "/camera/labels",
+        *E.OUTPUT_TOPICS,
+    }
     in_stamps = [s for s, _, _ in topics["/camera/image_raw/compressed"]]
     assert len(in_stamps) == 4
     for topic in E.OUTPUT_TOPICS:
@@ -325,12 +442,18 @@ def test_output_bag_reads_back_with_matching_stamps(seg, tmp_path):
         assert [lt for _, lt, _ in topics[topic]] == in_stamps, topic
         assert all(m.header.frame_id == "front_cam" for _, _, m in topics[topic])
     for (_, _, img), (_, _, mask), (_, _, colour), (_, _, over) in zip(
-            topics["/camera/image_raw/compressed"], topics[E.MASK_TOPIC], topics[E.COLOR_TOPIC],
-            topics[E.OVERLAY_TOPIC]):
+        topics["/camera/image_raw/compressed"],
+        topics[E.MASK_TOPIC],
+        topics[E.COLOR_TOPIC],
+        topics[E.OVERLAY_TOPIC],
+        strict=True,
+    ):
         rgb = M.compressed_to_rgb(img)
         expect = seg.segment(rgb).mask
         assert mask.encoding == "mono8" and np.array_equal(M.image_to_array(mask)[0], expect)
-        assert colour.encoding == "rgb8" and np.array_equal(M.image_to_rgb(colour), seg.colorize(expect))
+        assert colour.encoding == "rgb8" and np.array_equal(
+            M.image_to_rgb(colour), seg.colorize(expect)
+        )
         assert np.array_equal(M.image_to_rgb(over), seg.overlay(rgb, expect, 0.5))
 
 
@@ -358,16 +481,41 @@ def test_two_gloo_ranks_merge_to_the_single_process_result(weights, tmp_path):
         write_camera_bag(_frames(3, seed=10 + i), bag)
         bags.append(str(bag))
     single = tmp_path / "single.json"
-    assert bag_eval.main([*bags, "--weights", str(weights), "--json", str(single), "--threads", "1"]) == 0
+    assert (
+        bag_eval.main([*bags, "--weights", str(weights), "--json", str(single), "--threads", "1"])
+        == 0
+    )
     port = str(_free_port())
     procs = []
     for rank in range(2):
-        env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=port)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "bevanet_core.cli.bag_eval", *bags, "--weights", str(weights),
-             "--json", str(tmp_path / "dist.json"), "--threads", "1"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_RANK=str(rank),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=port,
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bevanet_core.cli.bag_eval",
+                    *bags,
+                    "--weights",
+                    str(weights),
+                    "--json",
+                    str(tmp_path / "dist.json"),
+                    "--threads",
+                    "1",
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     a, b = json.loads(single.read_text()), json.loads((tmp_path / "dist.json").read_text())
@@ -382,8 +530,10 @@ def test_ros1_bag_evaluates_and_converts_to_a_ros2_output_bag(seg, tmp_path):
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS1_NOETIC)
-    Image, Header, Time = (ts.types[t] for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
-                                                 "builtin_interfaces/msg/Time"))
+    Image, Header, Time = (
+        ts.types[t]
+        for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header", "builtin_interfaces/msg/Time")
+    )
     frames = _frames(3, seed=7)
     path = tmp_path / "drive.bag"
     with Writer1(path) as w:
@@ -392,14 +542,42 @@ def test_ros1_bag_evaluates_and_converts_to_a_ros2_output_bag(seg, tmp_path):
         for i, f in enumerate(frames):
             head = Header(seq=i, stamp=Time(sec=5, nanosec=i * 1000), frame_id="cam")
             h, wd = f.label.shape
-            w.write(cam, 5 * 10**9 + i * 1000, ts.serialize_ros1(Image(
-                header=head, height=h, width=wd, encoding="rgb8", is_bigendian=0, step=wd * 3,
-                data=f.rgb.reshape(-1)), Image.__msgtype__))
-            w.write(lab, 5 * 10**9 + i * 1000, ts.serialize_ros1(Image(
-                header=head, height=h, width=wd, encoding="mono8", is_bigendian=0, step=wd,
-                data=f.label.reshape(-1)), Image.__msgtype__))
+            w.write(
+                cam,
+                5 * 10**9 + i * 1000,
+                ts.serialize_ros1(
+                    Image(
+                        header=head,
+                        height=h,
+                        width=wd,
+                        encoding="rgb8",
+                        is_bigendian=0,
+                        step=wd * 3,
+                        data=f.rgb.reshape(-1),
+                    ),
+                    Image.__msgtype__,
+                ),
+            )
+            w.write(
+                lab,
+                5 * 10**9 + i * 1000,
+                ts.serialize_ros1(
+                    Image(
+                        header=head,
+                        height=h,
+                        width=wd,
+                        encoding="mono8",
+                        is_bigendian=0,
+                        step=wd,
+                        data=f.label.reshape(-1),
+                    ),
+                    Image.__msgtype__,
+                ),
+            )
     out = tmp_path / "drive_out"
-    res = E.evaluate_bag(path, E.RuntimeProcessor(seg), E.EvalOptions(label_topic="/cam/labels", out_bag=out))
+    res = E.evaluate_bag(
+        path, E.RuntimeProcessor(seg), E.EvalOptions(label_topic="/cam/labels", out_bag=out)
+    )
     assert (res.frames, res.labelled, res.errors) == (3, 3, [])
     cm = ConfusionMatrix(11)
     for f in frames:
@@ -411,4 +589,8 @@ def test_ros1_bag_evaluates_and_converts_to_a_ros2_output_bag(seg, tmp_path):
         imgs = [ob.deserialize(r) for r in raws if r.topic == "/cam/image_raw"]
         masks = [ob.deserialize(r) for r in raws if r.topic == E.MASK_TOPIC]
     assert np.array_equal(M.image_to_rgb(imgs[2]), frames[2].rgb)
-    assert [M.stamp_ns(m) for m in masks] == [M.stamp_ns(m) for m in imgs] == [5 * 10**9 + i * 1000 for i in range(3)]
+    assert (
+        [M.stamp_ns(m) for m in masks]
+        == [M.stamp_ns(m) for m in imgs]
+        == [5 * 10**9 + i * 1000 for i in range(3)]
+    )

@@ -1,11 +1,11 @@
 """bevanet-demo (the README's main command) and the sample bag the repository ships."""
+
 from __future__ import annotations
 
 import json
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
@@ -24,7 +24,7 @@ SAMPLE = REPO / "bags" / "solid_white_right"
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core box a second thread mostly waits (4x slower here)."""
+    """One intra-op thread: on a shared 2-core box a second one mostly waits (4x slower)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -35,8 +35,11 @@ def _one_torch_thread():
 def weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "seeded.safetensors"
-    save_weights(build_model("bevanet_s", num_classes=11).eval(), path,
-                 ModelInfo.default("bevanet_s", 11, input_size=(64, 64)))
+    save_weights(
+        build_model("bevanet_s", num_classes=11).eval(),
+        path,
+        ModelInfo.default("bevanet_s", 11, input_size=(64, 64)),
+    )
     return path
 
 
@@ -47,7 +50,9 @@ def test_shipped_sample_bag():
     with BagReader(SAMPLE) as bag:
         assert bag.recovered is None
         assert {t: (i.msgtype, i.count) for t, i in bag.topics.items()} == {
-            "/camera/image_raw/compressed": (M.COMPRESSED_IMAGE, 111), "/camera/camera_info": (M.CAMERA_INFO, 111)}
+            "/camera/image_raw/compressed": (M.COMPRESSED_IMAGE, 111),
+            "/camera/camera_info": (M.CAMERA_INFO, 111),
+        }
         raw = next(bag.messages(["/camera/image_raw/compressed"]))
         assert M.compressed_to_rgb(bag.deserialize(raw)).shape == (270, 480, 3)
 
@@ -57,12 +62,33 @@ def test_sample_bag_is_what_the_readme_command_makes(shared_data, tmp_path):
     readme = (REPO / "bags" / "README.md").read_text()
     assert "--every 2 --resize 480x270 --compressed --jpeg-quality 85 --frame-id camera" in readme
     out = tmp_path / "again"
-    assert make_bag.main(["--video", str(shared_data / "driving_video" / "solidWhiteRight.mp4"), "--every", "2",
-                          "--resize", "480x270", "--compressed", "--jpeg-quality", "85", "--frame-id", "camera",
-                          "--out", str(out)]) == 0
+    assert (
+        make_bag.main(
+            [
+                "--video",
+                str(shared_data / "driving_video" / "solidWhiteRight.mp4"),
+                "--every",
+                "2",
+                "--resize",
+                "480x270",
+                "--compressed",
+                "--jpeg-quality",
+                "85",
+                "--frame-id",
+                "camera",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with BagReader(SAMPLE) as a, BagReader(out) as b:
         pairs = zip(a.messages(), b.messages(), strict=True)
-        mismatched = sum(1 for x, y in pairs if (x.topic, x.log_time) != (y.topic, y.log_time) or x.data != y.data)
+        mismatched = sum(
+            1
+            for x, y in pairs
+            if (x.topic, x.log_time) != (y.topic, y.log_time) or x.data != y.data
+        )
     assert mismatched == 0
 
 
@@ -78,20 +104,29 @@ def test_demo_refuses_to_run_without_the_shipped_model(monkeypatch, tmp_path, ca
 
 def test_demo_writes_every_output(weights, tmp_path, capsys):
     out = tmp_path / "demo"
-    code = demo.main(["--weights", str(weights), "--out", str(out), "--max-frames", "3", "--threads", "1"])
+    code = demo.main(
+        ["--weights", str(weights), "--out", str(out), "--max-frames", "3", "--threads", "1"]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 3 and report["miou"] is None and report["errors"] == []
-    assert report["latency_ms"]["p50"] > 0 and report["fps"] > 0 and report["bag_file"] == str(SAMPLE)
+    assert (
+        report["latency_ms"]["p50"] > 0 and report["fps"] > 0 and report["bag_file"] == str(SAMPLE)
+    )
     for name in ("report.md", "montage.png", "overlay.mp4", "plot.png"):
         assert (out / name).stat().st_size > 0, name
         assert str(out / name) in printed
     assert str(out / "segmented_bag") in printed and "mIoU n/a" in printed
     with BagReader(out / "segmented_bag") as bag:
         counts = {t: i.count for t, i in bag.topics.items()}
-    assert counts == {"/camera/image_raw/compressed": 3, "/camera/camera_info": 3, E.MASK_TOPIC: 3,
-                      E.COLOR_TOPIC: 3, E.OVERLAY_TOPIC: 3}
+    assert counts == {
+        "/camera/image_raw/compressed": 3,
+        "/camera/camera_info": 3,
+        E.MASK_TOPIC: 3,
+        E.COLOR_TOPIC: 3,
+        E.OVERLAY_TOPIC: 3,
+    }
     import cv2
 
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))
@@ -101,35 +136,67 @@ def test_demo_writes_every_output(weights, tmp_path, capsys):
     cap.release()
     assert n == 3
     # a second run replaces the outputs instead of failing on the existing bag
-    assert demo.main(["--weights", str(weights), "--out", str(out), "--max-frames", "2", "--no-video"]) == 0
+    assert (
+        demo.main(
+            ["--weights", str(weights), "--out", str(out), "--max-frames", "2", "--no-video"]
+        )
+        == 0
+    )
     assert json.loads((out / "report.json").read_text())["frames"] == 2
 
 
 def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
     """--through-node: the real segmentation node in this process, the demo as a DDS client."""
     rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python) is not installed")
-    node_mod = pytest.importorskip("bevanet_ros.segmentation_node", reason="bevanet_ros node not importable")
-    pytest.importorskip("bevanet_ros.bag_client", reason="bevanet_ros/bag_client.py (the DDS client for "
-                        "--through-node) is not in this checkout")
+    node_mod = pytest.importorskip(
+        "bevanet_ros.segmentation_node", reason="bevanet_ros node not importable"
+    )
+    pytest.importorskip(
+        "bevanet_ros.bag_client",
+        reason="bevanet_ros/bag_client.py (the DDS client for "
+        "--through-node) is not in this checkout",
+    )
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(40 + (hash(str(tmp_path)) % 50)))  # away from other tests
+    monkeypatch.setenv(
+        "ROS_DOMAIN_ID", str(40 + (hash(str(tmp_path)) % 50))
+    )  # away from other tests
     rclpy.init()
     node = executor = None
     try:
         node = node_mod.SegmentationNode(
-            parameter_overrides=[Parameter("weights", value=str(weights)), Parameter("input_qos", value="reliable"),
-                                 Parameter("input_qos_depth", value=5), Parameter("num_threads", value=1)],
-            cli_args=["--ros-args", "-r", "image:=/demo_test/image"])
+            parameter_overrides=[
+                Parameter("weights", value=str(weights)),
+                Parameter("input_qos", value="reliable"),
+                Parameter("input_qos_depth", value=5),
+                Parameter("num_threads", value=1),
+            ],
+            cli_args=["--ros-args", "-r", "image:=/demo_test/image"],
+        )
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         spin = threading.Thread(target=executor.spin, daemon=True)
         spin.start()
         out = tmp_path / "dds"
-        code = demo.main(["--weights", str(weights), "--out", str(out), "--max-frames", "3", "--no-video",
-                          "--through-node", "--node-input", "/demo_test/image", "--node-mask", "/segmentation/mask",
-                          "--node-timeout", "30"])
+        code = demo.main(
+            [
+                "--weights",
+                str(weights),
+                "--out",
+                str(out),
+                "--max-frames",
+                "3",
+                "--no-video",
+                "--through-node",
+                "--node-input",
+                "/demo_test/image",
+                "--node-mask",
+                "/segmentation/mask",
+                "--node-timeout",
+                "30",
+            ]
+        )
         report = json.loads((out / "report.json").read_text())
         assert code == 0 and report["mode"] == "dds-node"
         assert report["frames"] == 3 and report["dropped"] == 0

@@ -4,11 +4,13 @@
 bags[r::N], the confusion matrices are summed with an all_reduce (gloo, so it works on CPU-only
 machines too) and rank 0 writes the report over every bag.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,7 +48,7 @@ def context_from_env(backend: str = "gloo") -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), True)
 
 
-def shard(items: Sequence[T], rank: int, world_size: int) -> List[T]:
+def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
     """The items this rank handles: every world_size-th, starting at rank."""
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world size {world_size}")
@@ -62,7 +64,9 @@ class _Counts:
         self.missed = missed
 
 
-def merge_confusions(local: Sequence[Optional[ConfusionMatrix]], num_classes: int) -> Optional[ConfusionMatrix]:
+def merge_confusions(
+    local: Sequence[ConfusionMatrix | None], num_classes: int
+) -> ConfusionMatrix | None:
     """Sum of this process's matrices (None when no bag had labels)."""
     present = [cm for cm in local if cm is not None]
     if not present:
@@ -73,8 +77,9 @@ def merge_confusions(local: Sequence[Optional[ConfusionMatrix]], num_classes: in
     return total
 
 
-def all_reduce_confusion(local: Optional[ConfusionMatrix], num_classes: int,
-                         ctx: DistContext) -> Optional[ConfusionMatrix]:
+def all_reduce_confusion(
+    local: ConfusionMatrix | None, num_classes: int, ctx: DistContext
+) -> ConfusionMatrix | None:
     """Sum confusion matrices over all ranks (gloo all_reduce); None if no rank had labels."""
     if ctx.world_size == 1:
         return local
@@ -83,14 +88,20 @@ def all_reduce_confusion(local: Optional[ConfusionMatrix], num_classes: int,
 
     matrix = local.matrix if local is not None else np.zeros((num_classes, num_classes), np.int64)
     missed = local.missed if local is not None else np.zeros(num_classes, np.int64)
-    flat = torch.from_numpy(np.concatenate([matrix.reshape(-1), missed, [int(local is not None)]]).astype(np.int64))
+    flat = torch.from_numpy(
+        np.concatenate([matrix.reshape(-1), missed, [int(local is not None)]]).astype(np.int64)
+    )
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat = flat.numpy()
     if flat[-1] == 0:
         return None
     n2 = num_classes * num_classes
     total = ConfusionMatrix(num_classes, ignore_index=255)
-    total.merge(_Counts(flat[:n2].reshape(num_classes, num_classes).copy(), flat[n2:n2 + num_classes].copy()))
+    total.merge(
+        _Counts(
+            flat[:n2].reshape(num_classes, num_classes).copy(), flat[n2 : n2 + num_classes].copy()
+        )
+    )
     return total
 
 
@@ -100,7 +111,7 @@ def gather_objects(local: list, ctx: DistContext) -> list:
         return list(local)
     import torch.distributed as dist
 
-    parts: List[Optional[list]] = [None] * ctx.world_size
+    parts: list[list | None] = [None] * ctx.world_size
     dist.all_gather_object(parts, list(local))
     return [item for part in parts for item in (part or [])]
 
@@ -114,11 +125,11 @@ def finish(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def unshard(gathered: Sequence[T], world_size: int) -> List[T]:
+def unshard(gathered: Sequence[T], world_size: int) -> list[T]:
     """Per-item results gathered in rank order, put back in the order of the original list."""
     n = len(gathered)
     positions = [i for r in range(world_size) for i in range(r, n, world_size)]
-    out: List[Optional[T]] = [None] * n
-    for item, pos in zip(gathered, positions):
+    out: list[T | None] = [None] * n
+    for item, pos in zip(gathered, positions, strict=True):
         out[pos] = item
     return out  # type: ignore[return-value]

@@ -6,13 +6,15 @@ ground-truth label of the same header stamp and accumulates a confusion matrix.
 
 Label convention: class ids 0..N-1; 255 and any id >= N (e.g. CamVid's raw void 11) are ignored.
 """
+
 from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 
@@ -36,10 +38,12 @@ class FrameProcessor(Protocol):
     """What turns a camera frame into a mask: the in-process runtime, or the real node via DDS."""
 
     num_classes: int
-    class_names: List[str]
+    class_names: list[str]
 
-    def process(self, rgb: np.ndarray, header: Any) -> Tuple[Optional[np.ndarray], float, Dict[str, float]]:
-        """Returns (HxW uint8 mask, or None when the frame was dropped; latency ms; stage timings ms)."""
+    def process(
+        self, rgb: np.ndarray, header: Any
+    ) -> tuple[np.ndarray | None, float, dict[str, float]]:
+        """(HxW uint8 mask or None for a dropped frame, latency ms, stage timings ms)."""
 
     def colorize(self, mask: np.ndarray) -> np.ndarray: ...
 
@@ -54,7 +58,7 @@ class RuntimeProcessor:
         self.class_names = list(segmenter.class_names)
         self.num_classes = int(segmenter.info.num_classes)
 
-    def process(self, rgb: np.ndarray, header: Any) -> Tuple[np.ndarray, float, Dict[str, float]]:
+    def process(self, rgb: np.ndarray, header: Any) -> tuple[np.ndarray, float, dict[str, float]]:
         t0 = time.perf_counter()
         res = self.segmenter.segment(rgb, encoding="rgb8")
         return res.mask, (time.perf_counter() - t0) * 1e3, dict(res.timings)
@@ -70,20 +74,24 @@ class RuntimeProcessor:
 class EvalOptions:
     """How bags are replayed and scored."""
 
-    image_topic: Optional[str] = None  # None: the bag's only Image/CompressedImage camera topic
-    label_topic: Optional[str] = DEFAULT_LABEL_TOPIC  # a missing topic means "no labels" unless required
+    image_topic: str | None = None  # None: the bag's only Image/CompressedImage camera topic
+    label_topic: str | None = (
+        DEFAULT_LABEL_TOPIC  # a missing topic means "no labels" unless required
+    )
     require_labels: bool = False
     stamp_tolerance_ms: float = 0.0  # 0: labels pair with frames of exactly the same header stamp
-    pair_window_s: float = 10.0  # bag time after which an unmatched frame or label counts as unpaired
-    max_frames: Optional[int] = None
+    pair_window_s: float = (
+        10.0  # bag time after which an unmatched frame or label counts as unpaired
+    )
+    max_frames: int | None = None
     warmup: int = 1  # first frames excluded from latency statistics (allocation, caches)
-    out_bag: Optional[Path] = None
+    out_bag: Path | None = None
     out_storage: str = "mcap"
     overwrite: bool = False
     overlay_alpha: float = 0.5
     copy_inputs: bool = True
     montage_frames: int = 6
-    frame_callback: Optional[Callable[["FrameRecord"], None]] = None  # e.g. an overlay video writer
+    frame_callback: Callable[[FrameRecord], None] | None = None  # e.g. an overlay video writer
 
 
 @dataclass
@@ -94,7 +102,7 @@ class FrameRecord:
     stamp: int
     rgb: np.ndarray
     mask: np.ndarray
-    overlay: Optional[np.ndarray]
+    overlay: np.ndarray | None
     latency_ms: float
 
 
@@ -103,53 +111,69 @@ class BagResult:
     """Everything measured on one bag; `confusion` is None when the bag has no labels."""
 
     bag: str
-    image_topic: Optional[str] = None
-    label_topic: Optional[str] = None
+    image_topic: str | None = None
+    label_topic: str | None = None
     frames: int = 0
     labelled: int = 0
     unpaired_images: int = 0
     unpaired_labels: int = 0
-    unpaired_stamps: List[int] = field(default_factory=list)
+    unpaired_stamps: list[int] = field(default_factory=list)
     skipped: int = 0  # frames that could not be decoded
-    dropped: int = 0  # frames the processor returned no mask for (a node over DDS that fell behind)
-    latencies_ms: List[float] = field(default_factory=list)
-    stage_ms: Dict[str, List[float]] = field(default_factory=dict)
+    dropped: int = (
+        0  # frames the processor returned no mask for (a node over DDS that fell behind)
+    )
+    latencies_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = 0.0
-    first_stamp: Optional[int] = None
-    last_stamp: Optional[int] = None
-    confusion: Optional[ConfusionMatrix] = None
-    errors: List[Dict[str, Any]] = field(default_factory=list)
-    out_bag: Optional[str] = None
-    samples: List[Dict[str, Any]] = field(default_factory=list)  # montage frames (RGB arrays)
-    uncopied_topics: List[str] = field(default_factory=list)
+    first_stamp: int | None = None
+    last_stamp: int | None = None
+    confusion: ConfusionMatrix | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    out_bag: str | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)  # montage frames (RGB arrays)
+    uncopied_topics: list[str] = field(default_factory=list)
 
-    def add_error(self, text: str, frames_before: Optional[int] = None) -> None:
+    def add_error(self, text: str, frames_before: int | None = None) -> None:
         for e in self.errors:  # the same problem on every frame is one entry with a count
             if e["error"] == text:
                 e["count"] += 1
                 return
-        self.errors.append({"bag": self.bag, "error": text,
-                            "frames_before": self.frames if frames_before is None else frames_before,
-                            "count": 1})
+        self.errors.append(
+            {
+                "bag": self.bag,
+                "error": text,
+                "frames_before": self.frames if frames_before is None else frames_before,
+                "count": 1,
+            }
+        )
 
 
 # ------------------------------------------------------------------------------------ topics
-def pick_image_topic(topics: Dict[str, TopicInfo], wanted: Optional[str], label_topic: Optional[str],
-                     bag: Path) -> str:
+def pick_image_topic(
+    topics: dict[str, TopicInfo], wanted: str | None, label_topic: str | None, bag: Path
+) -> str:
     """The camera topic: `wanted` if given (checked), else the only image topic of the bag."""
     images = {t: i for t, i in topics.items() if i.msgtype in M.IMAGE_TYPES}
     if wanted is not None:
         if wanted not in topics:
-            raise BagEvalError(f"bag {bag} has no topic {wanted}; image topics: {sorted(images) or 'none'}")
+            raise BagEvalError(
+                f"bag {bag} has no topic {wanted}; image topics: {sorted(images) or 'none'}"
+            )
         if topics[wanted].msgtype not in M.IMAGE_TYPES:
-            raise BagEvalError(f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image")
+            raise BagEvalError(
+                f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image"
+            )
         return wanted
     cameras = [t for t in images if t != label_topic and t not in OUTPUT_TOPICS]
     if len(cameras) == 1:
         return cameras[0]
     if not cameras:
-        raise BagEvalError(f"bag {bag} has no Image/CompressedImage topic (topics: {sorted(topics)})")
-    raise BagEvalError(f"bag {bag} has several image topics {sorted(cameras)}; choose one with --image-topic")
+        raise BagEvalError(
+            f"bag {bag} has no Image/CompressedImage topic (topics: {sorted(topics)})"
+        )
+    raise BagEvalError(
+        f"bag {bag} has several image topics {sorted(cameras)}; choose one with --image-topic"
+    )
 
 
 # ------------------------------------------------------------------------------------ pairing
@@ -159,18 +183,22 @@ class StampPairer:
     Items wait at most `window_ns` of bag time for their partner, then count as unpaired.
     """
 
-    def __init__(self, on_pair: Callable[[np.ndarray, np.ndarray, int], None], tolerance_ns: int = 0,
-                 window_ns: int = 10_000_000_000):
+    def __init__(
+        self,
+        on_pair: Callable[[np.ndarray, np.ndarray, int], None],
+        tolerance_ns: int = 0,
+        window_ns: int = 10_000_000_000,
+    ):
         self.on_pair = on_pair
         self.tolerance_ns = int(tolerance_ns)
         self.window_ns = int(window_ns)
-        self.preds: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
-        self.labels: "collections.OrderedDict[int, np.ndarray]" = collections.OrderedDict()
+        self.preds: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self.labels: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self.paired = 0
-        self.unpaired_preds: List[int] = []
-        self.unpaired_labels: List[int] = []
+        self.unpaired_preds: list[int] = []
+        self.unpaired_labels: list[int] = []
 
-    def _match(self, table: "collections.OrderedDict[int, np.ndarray]", stamp: int) -> Optional[int]:
+    def _match(self, table: collections.OrderedDict[int, np.ndarray], stamp: int) -> int | None:
         if stamp in table:
             return stamp
         if self.tolerance_ns <= 0 or not table:
@@ -178,7 +206,7 @@ class StampPairer:
         best = min(table, key=lambda s: abs(s - stamp))
         return best if abs(best - stamp) <= self.tolerance_ns else None
 
-    def add_pred(self, stamp: int, mask: Optional[np.ndarray]) -> None:
+    def add_pred(self, stamp: int, mask: np.ndarray | None) -> None:
         """A prediction (None: a dropped frame; its label then counts as an unpaired label)."""
         if mask is None:
             hit = self._match(self.labels, stamp)
@@ -206,7 +234,10 @@ class StampPairer:
         self.on_pair(pred, label, stamp)
 
     def _expire(self, now: int) -> None:
-        for table, lost in ((self.preds, self.unpaired_preds), (self.labels, self.unpaired_labels)):
+        for table, lost in (
+            (self.preds, self.unpaired_preds),
+            (self.labels, self.unpaired_labels),
+        ):
             while table:
                 oldest = next(iter(table))
                 if now - oldest <= self.window_ns:
@@ -223,10 +254,10 @@ class StampPairer:
 
 
 # ------------------------------------------------------------------------------------ evaluation
-LabelSource = Callable[[int], Optional[np.ndarray]]  # frame index -> label (dataset-folder labels)
+LabelSource = Callable[[int], np.ndarray | None]  # frame index -> label (dataset-folder labels)
 
 
-def _sample_indices(total: Optional[int], k: int) -> set:
+def _sample_indices(total: int | None, k: int) -> set:
     if k <= 0:
         return set()
     if not total:
@@ -234,8 +265,12 @@ def _sample_indices(total: Optional[int], k: int) -> set:
     return {int(round(i)) for i in np.linspace(0, total - 1, min(k, total))}
 
 
-def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Optional[EvalOptions] = None,
-                 label_source: Optional[LabelSource] = None) -> BagResult:
+def evaluate_bag(
+    path: Union[str, Path],
+    processor: FrameProcessor,
+    options: EvalOptions | None = None,
+    label_source: LabelSource | None = None,
+) -> BagResult:
     """Replay one bag through `processor`; errors in the bag end up in `result.errors`.
 
     A truncated or corrupt bag keeps every frame processed before the fault (and the output bag
@@ -251,7 +286,7 @@ def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Opt
     except BagReadError as err:
         res.add_error(str(err), 0)
         return res
-    writer: Optional[BagWriter] = None
+    writer: BagWriter | None = None
     try:
         topics = reader.topics if reader.recovered is None else reader.scan_topics()
         if reader.recovered is not None and not topics:
@@ -264,12 +299,22 @@ def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Opt
             return res
         label_topic = opt.label_topic if label_source is None else None
         image_topic = pick_image_topic(topics, opt.image_topic, label_topic, path)
-        has_labels = label_source is not None or (label_topic is not None and label_topic in topics)
-        if label_topic is not None and label_topic in topics and topics[label_topic].msgtype not in M.IMAGE_TYPES:
-            raise BagEvalError(f"label topic {label_topic} in {path} is {topics[label_topic].msgtype}; "
-                               "expected a mono8 sensor_msgs/Image")
+        has_labels = label_source is not None or (
+            label_topic is not None and label_topic in topics
+        )
+        if (
+            label_topic is not None
+            and label_topic in topics
+            and topics[label_topic].msgtype not in M.IMAGE_TYPES
+        ):
+            raise BagEvalError(
+                f"label topic {label_topic} in {path} is {topics[label_topic].msgtype}; "
+                "expected a mono8 sensor_msgs/Image"
+            )
         if opt.require_labels and not has_labels:
-            raise BagEvalError(f"bag {path} has no label topic {label_topic} (topics: {sorted(topics)})")
+            raise BagEvalError(
+                f"bag {path} has no label topic {label_topic} (topics: {sorted(topics)})"
+            )
         res.image_topic = image_topic
         res.label_topic = label_topic if label_source is None and has_labels else None
         if has_labels:
@@ -277,8 +322,10 @@ def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Opt
 
         def score(pred: np.ndarray, label: np.ndarray, stamp: int) -> None:
             if pred.shape != label.shape:
-                res.add_error(f"label at stamp {stamp} is {label.shape[1]}x{label.shape[0]} but the camera "
-                              f"frame is {pred.shape[1]}x{pred.shape[0]}; not scored")
+                res.add_error(
+                    f"label at stamp {stamp} is {label.shape[1]}x{label.shape[0]} but the camera "
+                    f"frame is {pred.shape[1]}x{pred.shape[0]}; not scored"
+                )
                 return
             res.confusion.update(pred, label)
             res.labelled += 1
@@ -286,26 +333,49 @@ def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Opt
                 if sample["stamp"] == stamp:
                     sample["label"] = label
 
-        pairer = StampPairer(score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9))
+        pairer = StampPairer(
+            score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9)
+        )
         if opt.out_bag is not None:
             writer = _open_output(reader, topics, opt, image_topic)
-        read_topics = list(topics) if writer is not None and opt.copy_inputs else \
-            [image_topic] + ([label_topic] if res.label_topic else [])
-        sample_at = _sample_indices(topics[image_topic].count if reader.recovered is None else None,
-                                    opt.montage_frames)
+        read_topics = (
+            list(topics)
+            if writer is not None and opt.copy_inputs
+            else [image_topic] + ([label_topic] if res.label_topic else [])
+        )
+        sample_at = _sample_indices(
+            topics[image_topic].count if reader.recovered is None else None, opt.montage_frames
+        )
         t_start = time.perf_counter()
         try:
             last_frame_time = None
             for raw in reader.messages(read_topics):
-                if opt.max_frames is not None and res.frames >= opt.max_frames and (
-                        raw.topic == image_topic or last_frame_time is None or raw.log_time > last_frame_time):
-                    break  # messages of the last frame's stamp (labels, camera info) are still taken
+                if (
+                    opt.max_frames is not None
+                    and res.frames >= opt.max_frames
+                    and (
+                        raw.topic == image_topic
+                        or last_frame_time is None
+                        or raw.log_time > last_frame_time
+                    )
+                ):
+                    break  # messages stamped like the last frame (labels, info) are still read
                 if writer is not None and opt.copy_inputs:
                     _copy_input(writer, reader, raw, res)
                 if raw.topic == image_topic:
                     last_frame_time = raw.log_time
-                    _process_frame(raw, reader, processor, opt, res, pairer, writer, label_source,
-                                   sample_at, num_classes)
+                    _process_frame(
+                        raw,
+                        reader,
+                        processor,
+                        opt,
+                        res,
+                        pairer,
+                        writer,
+                        label_source,
+                        sample_at,
+                        num_classes,
+                    )
                 elif raw.topic == res.label_topic:
                     try:
                         msg = reader.deserialize(raw)
@@ -332,9 +402,18 @@ def evaluate_bag(path: Union[str, Path], processor: FrameProcessor, options: Opt
     return res
 
 
-def _process_frame(raw: RawMessage, reader: BagReader, processor: FrameProcessor, opt: EvalOptions,
-                   res: BagResult, pairer: StampPairer, writer: Optional[BagWriter],
-                   label_source: Optional[LabelSource], sample_at: set, num_classes: int) -> None:
+def _process_frame(
+    raw: RawMessage,
+    reader: BagReader,
+    processor: FrameProcessor,
+    opt: EvalOptions,
+    res: BagResult,
+    pairer: StampPairer,
+    writer: BagWriter | None,
+    label_source: LabelSource | None,
+    sample_at: set,
+    num_classes: int,
+) -> None:
     index = res.frames + res.skipped
     try:
         msg = reader.deserialize(raw)
@@ -370,17 +449,25 @@ def _process_frame(raw: RawMessage, reader: BagReader, processor: FrameProcessor
     if writer is not None:
         frame_id = str(msg.header.frame_id)
         writer.write(MASK_TOPIC, raw.log_time, M.image_msg(mask, "mono8", stamp, frame_id))
-        writer.write(COLOR_TOPIC, raw.log_time, M.image_msg(processor.colorize(mask), "rgb8", stamp, frame_id))
+        writer.write(
+            COLOR_TOPIC,
+            raw.log_time,
+            M.image_msg(processor.colorize(mask), "rgb8", stamp, frame_id),
+        )
         writer.write(OVERLAY_TOPIC, raw.log_time, M.image_msg(overlay, "rgb8", stamp, frame_id))
     if opt.frame_callback is not None:
         opt.frame_callback(FrameRecord(index, stamp, rgb, mask, overlay, latency))
 
 
-def _open_output(reader: BagReader, topics: Dict[str, TopicInfo], opt: EvalOptions,
-                 image_topic: str) -> BagWriter:
-    writer = BagWriter(opt.out_bag, storage=opt.out_storage, overwrite=opt.overwrite,
-                       custom_data={"bevanet.source_bag": str(reader.path),
-                                    "bevanet.image_topic": image_topic})
+def _open_output(
+    reader: BagReader, topics: dict[str, TopicInfo], opt: EvalOptions, image_topic: str
+) -> BagWriter:
+    writer = BagWriter(
+        opt.out_bag,
+        storage=opt.out_storage,
+        overwrite=opt.overwrite,
+        custom_data={"bevanet.source_bag": str(reader.path), "bevanet.image_topic": image_topic},
+    )
     writer.open()
     try:
         if opt.copy_inputs:
@@ -388,11 +475,13 @@ def _open_output(reader: BagReader, topics: Dict[str, TopicInfo], opt: EvalOptio
                 if info.topic in OUTPUT_TOPICS:
                     continue  # an evaluated bag evaluated again: its old outputs are replaced
                 if reader.ros1 or not info.msgdef or not info.digest:
-                    # ROS 1 types are converted; definitions missing in damaged bags come from Humble
+                    # ROS 1 types are converted; damaged bags lacking definitions use Humble
                     if info.msgtype in M.typestore().fielddefs:
                         writer.add_topic(info.topic, info.msgtype)
                 else:
-                    writer.add_topic(info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest)
+                    writer.add_topic(
+                        info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest
+                    )
         for topic in OUTPUT_TOPICS:
             writer.add_topic(topic, M.IMAGE)
     except BaseException:
@@ -415,24 +504,33 @@ def _copy_input(writer: BagWriter, reader: BagReader, raw: RawMessage, res: BagR
 
 
 # ------------------------------------------------------------------------------------ summaries
-def latency_summary(latencies: Sequence[float]) -> Optional[Dict[str, float]]:
+def latency_summary(latencies: Sequence[float]) -> dict[str, float] | None:
     """p50/p90/p99/mean/max in ms (None when no frame was timed)."""
     if not latencies:
         return None
     arr = np.asarray(latencies, dtype=np.float64)
-    return {"p50": float(np.percentile(arr, 50)), "p90": float(np.percentile(arr, 90)),
-            "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "max": float(arr.max())}
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p90": float(np.percentile(arr, 90)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "max": float(arr.max()),
+    }
 
 
-def source_rate(first: Optional[int], last: Optional[int], frames: int) -> Optional[float]:
+def source_rate(first: int | None, last: int | None, frames: int) -> float | None:
     """Camera rate implied by the stamps of `frames` frames."""
     if first is None or last is None or frames < 2 or last <= first:
         return None
     return (frames - 1) / ((last - first) / 1e9)
 
 
-def build_report(results: Sequence[BagResult], class_names: Sequence[str],
-                 confusion: Optional[ConfusionMatrix] = None, meta: Optional[Dict[str, Any]] = None) -> Dict:
+def build_report(
+    results: Sequence[BagResult],
+    class_names: Sequence[str],
+    confusion: ConfusionMatrix | None = None,
+    meta: dict[str, Any] | None = None,
+) -> dict:
     """The JSON report over all bags (merged confusion matrix when given, else summed here)."""
     if confusion is None:
         labelled = [r.confusion for r in results if r.confusion is not None]
@@ -444,13 +542,13 @@ def build_report(results: Sequence[BagResult], class_names: Sequence[str],
     labelled_frames = sum(r.labelled for r in results)
     latencies = [v for r in results for v in r.latencies_ms]
     wall = sum(r.wall_s for r in results)
-    stages: Dict[str, List[float]] = {}
+    stages: dict[str, list[float]] = {}
     for r in results:
         for k, v in r.stage_ms.items():
             stages.setdefault(k, []).extend(v)
     scored = confusion is not None and labelled_frames > 0
     metrics = confusion.as_dict(class_names) if scored else None
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "miou": metrics["miou"] if metrics else None,
         "per_class_iou": metrics["per_class_iou"] if metrics else None,
         "pixel_accuracy": metrics["pixel_accuracy"] if metrics else None,
@@ -471,31 +569,46 @@ def build_report(results: Sequence[BagResult], class_names: Sequence[str],
     return report
 
 
-def _bag_entry(r: BagResult, class_names: Sequence[str]) -> Dict[str, Any]:
+def _bag_entry(r: BagResult, class_names: Sequence[str]) -> dict[str, Any]:
     miou = r.confusion.miou() if r.confusion is not None and r.labelled else None
     return {
-        "bag": r.bag, "image_topic": r.image_topic, "label_topic": r.label_topic,
-        "frames": r.frames, "labelled_frames": r.labelled, "miou": miou,
-        "unpaired": r.unpaired_images, "unpaired_labels": r.unpaired_labels,
-        "unpaired_stamps": r.unpaired_stamps, "dropped": r.dropped, "undecodable": r.skipped,
+        "bag": r.bag,
+        "image_topic": r.image_topic,
+        "label_topic": r.label_topic,
+        "frames": r.frames,
+        "labelled_frames": r.labelled,
+        "miou": miou,
+        "unpaired": r.unpaired_images,
+        "unpaired_labels": r.unpaired_labels,
+        "unpaired_stamps": r.unpaired_stamps,
+        "dropped": r.dropped,
+        "undecodable": r.skipped,
         "latency_ms": latency_summary(r.latencies_ms),
         "fps": r.frames / r.wall_s if r.wall_s > 0 and r.frames else None,
         "camera_rate_hz": source_rate(r.first_stamp, r.last_stamp, r.frames),
-        "errors": len(r.errors), "out_bag": r.out_bag, "uncopied_topics": r.uncopied_topics,
+        "errors": len(r.errors),
+        "out_bag": r.out_bag,
+        "uncopied_topics": r.uncopied_topics,
     }
 
 
-def evaluate_bags(bags: Sequence[Union[str, Path]], processor: FrameProcessor,
-                  options: Optional[EvalOptions] = None, out_bags: Optional[Sequence[Optional[Path]]] = None,
-                  label_source: Optional[LabelSource] = None,
-                  progress: Optional[Callable[[BagResult], None]] = None) -> List[BagResult]:
+def evaluate_bags(
+    bags: Sequence[Union[str, Path]],
+    processor: FrameProcessor,
+    options: EvalOptions | None = None,
+    out_bags: Sequence[Path | None] | None = None,
+    label_source: LabelSource | None = None,
+    progress: Callable[[BagResult], None] | None = None,
+) -> list[BagResult]:
     """Evaluate several bags one after the other (out_bags[i] is bag i's output bag, or None)."""
     import dataclasses
 
     opt = options or EvalOptions()
     results = []
     for i, bag in enumerate(bags):
-        bag_opt = dataclasses.replace(opt, out_bag=out_bags[i] if out_bags is not None else opt.out_bag)
+        bag_opt = dataclasses.replace(
+            opt, out_bag=out_bags[i] if out_bags is not None else opt.out_bag
+        )
         result = evaluate_bag(bag, processor, bag_opt, label_source)
         results.append(result)
         if progress is not None:

@@ -4,9 +4,10 @@ Messages are the dataclasses of a `rosbags` typestore. Decoding accepts the enco
 cameras and bag tools commonly produce; every decoded camera frame is returned as HxWx3 uint8
 RGB, which is what the segmentation runtime takes, while label masks stay HxW uint8.
 """
+
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,7 +40,8 @@ def header(stamp_ns: int, frame_id: str) -> Any:
     ts = typestore()
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return ts.types["std_msgs/msg/Header"](
-        stamp=ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id)
+        stamp=ts.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec), frame_id=frame_id
+    )
 
 
 def stamp_ns(msg: Any) -> int:
@@ -53,13 +55,19 @@ def image_msg(array: np.ndarray, encoding: str, stamp: int, frame_id: str) -> An
     array = np.ascontiguousarray(array)
     h, w = array.shape[:2]
     return typestore().types[IMAGE](
-        header=header(stamp, frame_id), height=h, width=w, encoding=encoding,
-        is_bigendian=0, step=int(array.strides[0]),
-        data=array.reshape(-1).view(np.uint8))
+        header=header(stamp, frame_id),
+        height=h,
+        width=w,
+        encoding=encoding,
+        is_bigendian=0,
+        step=int(array.strides[0]),
+        data=array.reshape(-1).view(np.uint8),
+    )
 
 
-def compressed_msg(rgb: np.ndarray, stamp: int, frame_id: str, fmt: str = "jpeg",
-                   quality: int = 90) -> Any:
+def compressed_msg(
+    rgb: np.ndarray, stamp: int, frame_id: str, fmt: str = "jpeg", quality: int = 90
+) -> Any:
     """sensor_msgs/CompressedImage (JPEG or PNG) from an RGB (or mono) uint8 array.
 
     `format` follows image_transport's compressed plugin: "rgb8; jpeg compressed bgr8".
@@ -74,24 +82,32 @@ def compressed_msg(rgb: np.ndarray, stamp: int, frame_id: str, fmt: str = "jpeg"
         raise ImageDecodeError(f"OpenCV could not {fmt}-encode a {rgb.shape} image")
     desc = f"{'mono8' if mono else 'rgb8'}; {fmt} compressed {'mono8' if mono else 'bgr8'}"
     return typestore().types[COMPRESSED_IMAGE](
-        header=header(stamp, frame_id), format=desc, data=buf.reshape(-1))
+        header=header(stamp, frame_id), format=desc, data=buf.reshape(-1)
+    )
 
 
-def camera_info_msg(width: int, height: int, stamp: int, frame_id: str,
-                    fx: Optional[float] = None) -> Any:
+def camera_info_msg(
+    width: int, height: int, stamp: int, frame_id: str, fx: float | None = None
+) -> Any:
     """Pinhole CameraInfo with no distortion; fx = fy defaults to the width (a ~53 deg lens)."""
     ts = typestore()
     f = float(fx if fx is not None else width)
     cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
     return ts.types[CAMERA_INFO](
-        header=header(stamp, frame_id), height=height, width=width, distortion_model="plumb_bob",
+        header=header(stamp, frame_id),
+        height=height,
+        width=width,
+        distortion_model="plumb_bob",
         d=np.zeros(5, dtype=np.float64),
         k=np.array([f, 0, cx, 0, f, cy, 0, 0, 1], dtype=np.float64),
         r=np.array([1, 0, 0, 0, 1, 0, 0, 0, 1], dtype=np.float64),
         p=np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], dtype=np.float64),
-        binning_x=0, binning_y=0,
+        binning_x=0,
+        binning_y=0,
         roi=ts.types["sensor_msgs/msg/RegionOfInterest"](
-            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
+    )
 
 
 def serialize(msg: Any, msgtype: str) -> bytes:
@@ -118,11 +134,17 @@ _PLAIN = {
     "16uc1": (np.uint16, 1, cv2.COLOR_GRAY2RGB),
 }
 _BAYER = {
-    "bayer_rggb8": cv2.COLOR_BayerRGGB2RGB, "bayer_bggr8": cv2.COLOR_BayerBGGR2RGB,
-    "bayer_gbrg8": cv2.COLOR_BayerGBRG2RGB, "bayer_grbg8": cv2.COLOR_BayerGRBG2RGB,
+    "bayer_rggb8": cv2.COLOR_BayerRGGB2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerBGGR2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGBRG2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGRBG2RGB,
 }
-_YUV422 = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
-           "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
+_YUV422 = {
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+    "yuyv": cv2.COLOR_YUV2RGB_YUY2,
+}
 SUPPORTED_ENCODINGS = sorted(set(_PLAIN) | set(_BAYER) | set(_YUV422))
 
 
@@ -133,17 +155,19 @@ def _rows(msg: Any, bytes_per_row: int) -> np.ndarray:
     if step < bytes_per_row:
         raise ImageDecodeError(
             f"{msg.encoding} image {msg.width}x{h}: step {step} is smaller than one row "
-            f"({bytes_per_row} bytes)")
+            f"({bytes_per_row} bytes)"
+        )
     if data.size < step * (h - 1) + bytes_per_row:
         raise ImageDecodeError(
             f"{msg.encoding} image {msg.width}x{h} (step {step}) needs "
-            f"{step * (h - 1) + bytes_per_row} bytes, message has {data.size}")
+            f"{step * (h - 1) + bytes_per_row} bytes, message has {data.size}"
+        )
     if data.size < step * h:  # last row without its padding
         data = np.concatenate([data, np.zeros(step * h - data.size, np.uint8)])
     return data[: step * h].reshape(h, step)[:, :bytes_per_row]
 
 
-def image_to_array(msg: Any) -> Tuple[np.ndarray, str]:
+def image_to_array(msg: Any) -> tuple[np.ndarray, str]:
     """Pixels of a sensor_msgs/Image as a numpy array in its own layout, plus the encoding.
 
     16-bit data is byte-swapped to native order when `is_bigendian` says so.
@@ -154,15 +178,22 @@ def image_to_array(msg: Any) -> Tuple[np.ndarray, str]:
         dtype, ch, _ = _PLAIN[enc]
         item = np.dtype(dtype).itemsize
         rows = _rows(msg, w * ch * item)
-        arr = np.ascontiguousarray(rows).view(np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<"))
-        arr = arr.astype(dtype, copy=False).reshape(h, w, ch) if ch > 1 else arr.astype(dtype).reshape(h, w)
+        arr = np.ascontiguousarray(rows).view(
+            np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+        )
+        arr = (
+            arr.astype(dtype, copy=False).reshape(h, w, ch)
+            if ch > 1
+            else arr.astype(dtype).reshape(h, w)
+        )
         return arr, enc
     if enc in _BAYER:
         return np.ascontiguousarray(_rows(msg, w)).reshape(h, w), enc
     if enc in _YUV422:
         return np.ascontiguousarray(_rows(msg, w * 2)).reshape(h, w, 2), enc
     raise ImageDecodeError(
-        f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}")
+        f"unsupported image encoding {msg.encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+    )
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -190,8 +221,9 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         raise ImageDecodeError(f"empty CompressedImage (format {msg.format!r})")
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageDecodeError(f"could not decode CompressedImage with format {msg.format!r} "
-                               f"({buf.size} bytes)")
+        raise ImageDecodeError(
+            f"could not decode CompressedImage with format {msg.format!r} ({buf.size} bytes)"
+        )
     img = _to_uint8(img)
     if img.ndim == 2:
         return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
@@ -219,9 +251,13 @@ def message_to_label(msg: Any, msgtype: str) -> np.ndarray:
         return np.ascontiguousarray(arr)
     if msgtype == COMPRESSED_IMAGE:
         if "jpeg" in str(msg.format).lower() or "jpg" in str(msg.format).lower():
-            raise ImageDecodeError(f"label masks must be lossless; got CompressedImage format {msg.format!r}")
+            raise ImageDecodeError(
+                f"label masks must be lossless; got CompressedImage format {msg.format!r}"
+            )
         img = cv2.imdecode(np.asarray(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None or img.ndim != 2 or img.dtype != np.uint8:
-            raise ImageDecodeError(f"label CompressedImage ({msg.format!r}) is not a single-channel 8-bit PNG")
+            raise ImageDecodeError(
+                f"label CompressedImage ({msg.format!r}) is not a single-channel 8-bit PNG"
+            )
         return img
     raise ImageDecodeError(f"{msgtype} cannot carry a label mask; expected {IMAGE} (mono8)")

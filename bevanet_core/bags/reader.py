@@ -7,18 +7,20 @@ message before the damage and then raises `BagReadError` naming the fault and ho
 messages were read. Callers therefore always get the good prefix and a clear error, never a
 traceback from deep inside a storage plugin and never a silently shortened stream.
 """
+
 from __future__ import annotations
 
 import bz2
 import mmap
 import sqlite3
 import struct
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Union
 
 from rosbags.highlevel import AnyReader
-from rosbags.typesys import Stores, get_typestore, get_types_from_idl, get_types_from_msg
+from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
 from . import messages as M
 
@@ -43,10 +45,10 @@ class TopicInfo:
 
     topic: str
     msgtype: str
-    msgdef: Optional[str] = None
+    msgdef: str | None = None
     msgdef_format: str = "ros2msg"
-    digest: Optional[str] = None
-    count: Optional[int] = None
+    digest: str | None = None
+    count: int | None = None
 
 
 @dataclass
@@ -79,8 +81,10 @@ def _map(path: Path) -> memoryview:
 
 def _read_exact(buf: memoryview, pos: int, size: int) -> memoryview:
     if size < 0 or pos + size > len(buf):
-        raise _Truncated(f"record at byte {pos} needs {size} bytes, only {max(0, len(buf) - pos)} left")
-    return buf[pos: pos + size]
+        raise _Truncated(
+            f"record at byte {pos} needs {size} bytes, only {max(0, len(buf) - pos)} left"
+        )
+    return buf[pos : pos + size]
 
 
 def _mcap_string(buf: memoryview, pos: int):
@@ -99,6 +103,7 @@ def _decompress_mcap(data: bytes, compression: str, size: int) -> bytes:
         return zstd.decompress(data)
     if compression == "lz4":
         import lz4.frame  # installed with rosbags
+
         return lz4.frame.decompress(data)
     raise _Truncated(f"unsupported MCAP chunk compression {compression!r}")
 
@@ -108,9 +113,9 @@ class _McapScan:
 
     def __init__(self, path: Path):
         self.path = path
-        self.topics: Dict[str, TopicInfo] = {}
-        self._channels: Dict[int, TopicInfo] = {}
-        self._schemas: Dict[int, tuple] = {}
+        self.topics: dict[str, TopicInfo] = {}
+        self._channels: dict[int, TopicInfo] = {}
+        self._schemas: dict[int, tuple] = {}
 
     def _records(self, buf: memoryview, base: int) -> Iterator[tuple]:
         pos = 0
@@ -119,9 +124,11 @@ class _McapScan:
             op, length = head[0], struct.unpack_from("<Q", head, 1)[0]
             if op == 0x06 and pos + 9 + length > len(buf):
                 # a chunk cut short: hand over what is there, uncompressed chunks are salvageable
-                yield op, buf[pos + 9:], base + pos
-                raise _Truncated(f"chunk at byte {base + pos} is cut short "
-                                 f"({len(buf) - pos - 9} of {length} bytes)")
+                yield op, buf[pos + 9 :], base + pos
+                raise _Truncated(
+                    f"chunk at byte {base + pos} is cut short "
+                    f"({len(buf) - pos - 9} of {length} bytes)"
+                )
             body = _read_exact(buf, pos + 9, length)
             yield op, body, base + pos
             pos += 9 + length
@@ -157,7 +164,7 @@ class _McapScan:
                 comp, p = _mcap_string(body, 28)
                 (clen,) = struct.unpack_from("<Q", _read_exact(body, p, 8))
                 if comp == "" and p + 8 + clen > len(body):  # truncated plain chunk: its prefix
-                    yield from self._walk(body[p + 8:], at + 9 + p + 8, top=False)
+                    yield from self._walk(body[p + 8 :], at + 9 + p + 8, top=False)
                     continue
                 try:
                     raw = _decompress_mcap(bytes(_read_exact(body, p + 8, clen)), comp, size)
@@ -166,7 +173,9 @@ class _McapScan:
                 except Exception as err:
                     raise _Truncated(f"chunk at byte {at} does not decompress: {err}") from None
                 if len(raw) != size:
-                    raise _Truncated(f"chunk at byte {at} holds {len(raw)} bytes, header says {size}")
+                    raise _Truncated(
+                        f"chunk at byte {at} holds {len(raw)} bytes, header says {size}"
+                    )
                 yield from self._walk(memoryview(raw), at, top=False)
             elif op in (0x02, 0x0F) and top:  # footer / data end: a complete file
                 return
@@ -183,20 +192,24 @@ class _Sqlite3Scan:
         defs = {}
         try:
             for typ, enc, text in self.con.execute(
-                    "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"):
+                "SELECT topic_type, encoding, encoded_message_definition FROM message_definitions"
+            ):
                 defs[typ] = (enc, text)
         except sqlite3.DatabaseError:
             pass  # older bags (before Iron) have no definitions table
-        self.topics: Dict[str, TopicInfo] = {}
-        self._ids: Dict[int, TopicInfo] = {}
+        self.topics: dict[str, TopicInfo] = {}
+        self._ids: dict[int, TopicInfo] = {}
         for tid, name, typ in self.con.execute("SELECT id, name, type FROM topics"):
             enc, text = defs.get(typ, ("ros2msg", None))
-            self._ids[tid] = self.topics[name] = TopicInfo(name, typ, text or None, enc or "ros2msg")
+            self._ids[tid] = self.topics[name] = TopicInfo(
+                name, typ, text or None, enc or "ros2msg"
+            )
 
     def messages(self) -> Iterator[RawMessage]:
         try:
             for tid, stamp, data in self.con.execute(
-                    "SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
+                "SELECT topic_id, timestamp, data FROM messages ORDER BY id"
+            ):
                 info = self._ids[tid]
                 yield RawMessage(info.topic, info.msgtype, int(stamp), bytes(data))
         except sqlite3.DatabaseError as err:
@@ -205,7 +218,7 @@ class _Sqlite3Scan:
             self.con.close()
 
 
-def _ros1_header(buf: memoryview) -> Dict[str, bytes]:
+def _ros1_header(buf: memoryview) -> dict[str, bytes]:
     fields, pos = {}, 0
     while pos < len(buf):
         (n,) = struct.unpack_from("<I", _read_exact(buf, pos, 4))
@@ -220,8 +233,8 @@ class _Ros1Scan:
 
     def __init__(self, path: Path):
         self.path = path
-        self.topics: Dict[str, TopicInfo] = {}
-        self._conns: Dict[int, TopicInfo] = {}
+        self.topics: dict[str, TopicInfo] = {}
+        self._conns: dict[int, TopicInfo] = {}
 
     def messages(self) -> Iterator[RawMessage]:
         data = _map(self.path)
@@ -236,9 +249,13 @@ class _Ros1Scan:
             head = _ros1_header(_read_exact(buf, pos + 4, hlen))
             (dlen,) = struct.unpack_from("<I", _read_exact(buf, pos + 4 + hlen, 4))
             op = head.get("op", b"\x00")[0]
-            if op == 0x05 and head.get("compression", b"none") == b"none" and pos + 8 + hlen + dlen > len(buf):
+            if (
+                op == 0x05
+                and head.get("compression", b"none") == b"none"
+                and pos + 8 + hlen + dlen > len(buf)
+            ):
                 # an uncompressed chunk cut short: its complete messages are still good
-                yield from self._walk(buf[pos + 8 + hlen:], base + pos + 8 + hlen)
+                yield from self._walk(buf[pos + 8 + hlen :], base + pos + 8 + hlen)
                 raise _Truncated(f"chunk at byte {base + pos} is cut short")
             body = _read_exact(buf, pos + 8 + hlen, dlen)
             at, pos = base + pos, pos + 8 + hlen + dlen
@@ -246,8 +263,12 @@ class _Ros1Scan:
                 (conn,) = struct.unpack("<I", head["conn"])
                 fields = _ros1_header(body)
                 typ = _normalize_ros1_type(fields["type"].decode())
-                info = TopicInfo(head["topic"].decode(), typ,
-                                 fields.get("message_definition", b"").decode() or None, "ros1msg")
+                info = TopicInfo(
+                    head["topic"].decode(),
+                    typ,
+                    fields.get("message_definition", b"").decode() or None,
+                    "ros1msg",
+                )
                 self._conns[conn] = self.topics.setdefault(info.topic, info)
             elif op == 0x02:  # message data
                 (conn,) = struct.unpack("<I", head["conn"])
@@ -265,6 +286,7 @@ class _Ros1Scan:
                         raw = bz2.decompress(body)
                     elif comp == "lz4":
                         import lz4.frame
+
                         raw = lz4.frame.decompress(body)
                     else:
                         raise _Truncated(f"unsupported ROS 1 chunk compression {comp!r}")
@@ -288,13 +310,13 @@ class BagReader:
     def __init__(self, path: Union[str, Path]):
         self.path = Path(path)
         self.ros1 = self.path.suffix == ".bag"
-        self.topics: Dict[str, TopicInfo] = {}
-        self.recovered: Optional[str] = None  # why the normal reader failed, when it did
-        self._any: Optional[AnyReader] = None
-        self._scans: List[Any] = []
+        self.topics: dict[str, TopicInfo] = {}
+        self.recovered: str | None = None  # why the normal reader failed, when it did
+        self._any: AnyReader | None = None
+        self._scans: list[Any] = []
         self._typestore = None
 
-    def __enter__(self) -> "BagReader":
+    def __enter__(self) -> BagReader:
         self.open()
         return self
 
@@ -315,18 +337,28 @@ class BagReader:
         self._any = reader
         self._typestore = reader.typestore
         for conn in reader.connections:
-            fmt = "ros1msg" if self.ros1 else ("ros2idl" if conn.msgdef.format.name == "IDL" else "ros2msg")
-            info = self.topics.setdefault(conn.topic, TopicInfo(
-                conn.topic, conn.msgtype, conn.msgdef.data or None, fmt, conn.digest or None, 0))
+            fmt = (
+                "ros1msg"
+                if self.ros1
+                else ("ros2idl" if conn.msgdef.format.name == "IDL" else "ros2msg")
+            )
+            info = self.topics.setdefault(
+                conn.topic,
+                TopicInfo(
+                    conn.topic, conn.msgtype, conn.msgdef.data or None, fmt, conn.digest or None, 0
+                ),
+            )
             info.count = (info.count or 0) + conn.msgcount
 
-    def _storage_files(self) -> List[Path]:
+    def _storage_files(self) -> list[Path]:
         if self.path.is_file():
             return [self.path]
         files = sorted(p for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
         if not files:
-            raise BagReadError(f"{self.path} is not a bag: no metadata.yaml, no .mcap or .db3 file "
-                               f"inside ({self.recovered})")
+            raise BagReadError(
+                f"{self.path} is not a bag: no metadata.yaml, no .mcap or .db3 file "
+                f"inside ({self.recovered})"
+            )
         return files
 
     def _open_recovery(self) -> None:
@@ -341,12 +373,16 @@ class BagReader:
                     try:
                         scans.append(_Sqlite3Scan(f))
                     except sqlite3.DatabaseError as err:
-                        raise BagReadError(f"bag {self.path}: {f.name} is not a readable SQLite "
-                                           f"database ({err}; normal open said {self.recovered})") from None
+                        raise BagReadError(
+                            f"bag {self.path}: {f.name} is not a readable SQLite "
+                            f"database ({err}; normal open said {self.recovered})"
+                        ) from None
                 else:
                     raise BagReadError(f"bag {self.path}: cannot read {f.name} ({self.recovered})")
             self._scans = scans
-        for scan in self._scans:  # sqlite knows its topics up front; MCAP/ROS 1 learn them while scanning
+        for (
+            scan
+        ) in self._scans:  # sqlite knows its topics up front; MCAP/ROS 1 learn them while scanning
             self.topics.update(scan.topics)
 
     def close(self) -> None:
@@ -354,7 +390,7 @@ class BagReader:
             self._any.close()
             self._any = None
 
-    def scan_topics(self) -> Dict[str, TopicInfo]:
+    def scan_topics(self) -> dict[str, TopicInfo]:
         """Topics; in recovery mode a damaged MCAP/ROS 1 bag is scanned once to find them."""
         if self._any is None and not self.topics:
             try:
@@ -364,7 +400,7 @@ class BagReader:
                 pass
         return self.topics
 
-    def messages(self, topics: Optional[Sequence[str]] = None) -> Iterator[RawMessage]:
+    def messages(self, topics: Sequence[str] | None = None) -> Iterator[RawMessage]:
         """Messages of `topics` (all when None) in time order; raises BagReadError at a fault."""
         wanted = set(topics) if topics is not None else None
         count = 0
@@ -379,7 +415,9 @@ class BagReader:
             except Exception as err:
                 raise BagReadError(
                     f"bag {self.path} is corrupt: {type(err).__name__}: {err} "
-                    f"({count} messages read before the fault)", count) from None
+                    f"({count} messages read before the fault)",
+                    count,
+                ) from None
             return
         for scan in self._scans:
             try:
@@ -392,17 +430,21 @@ class BagReader:
                 raise BagReadError(
                     f"bag {self.path} is truncated or corrupt: {err} "
                     f"({count} messages read before the fault; it could not be opened normally: "
-                    f"{self.recovered})", count) from None
+                    f"{self.recovered})",
+                    count,
+                ) from None
         raise BagReadError(
             f"bag {self.path} was not closed cleanly ({self.recovered}); all {count} messages "
-            "that the storage holds were read", count)
+            "that the storage holds were read",
+            count,
+        )
 
     # ------------------------------------------------------------------------------ decoding
     def _recovery_typestore(self):
         """Types from the definitions stored in the bag, else from ROS 2 Humble / ROS 1 Noetic."""
         if self._typestore is None:
             store = get_typestore(Stores.ROS1_NOETIC if self.ros1 else Stores.ROS2_HUMBLE)
-            types: Dict[str, Any] = {}
+            types: dict[str, Any] = {}
             for info in self.topics.values():
                 if not info.msgdef:
                     continue
@@ -446,7 +488,9 @@ def convert_to_ros2(msg: Any, msgtype: str) -> Any:
     if msgtype not in store.fielddefs:
         raise KeyError(f"no ROS 2 definition for {msgtype}")
     if msgtype == "builtin_interfaces/msg/Time":
-        return store.types[msgtype](sec=int(msg.sec), nanosec=int(getattr(msg, "nanosec", getattr(msg, "nsec", 0))))
+        return store.types[msgtype](
+            sec=int(msg.sec), nanosec=int(getattr(msg, "nanosec", getattr(msg, "nsec", 0)))
+        )
     _, fields = store.fielddefs[msgtype]
     values = {}
     for name, (kind, sub) in fields:
@@ -457,8 +501,11 @@ def convert_to_ros2(msg: Any, msgtype: str) -> Any:
     return store.types[msgtype](**values)
 
 
-def iter_messages(path: Union[str, Path], topics: Optional[Sequence[str]] = None,
-                  on_error: Optional[Callable[[BagReadError], None]] = None) -> Iterator[tuple]:
+def iter_messages(
+    path: Union[str, Path],
+    topics: Sequence[str] | None = None,
+    on_error: Callable[[BagReadError], None] | None = None,
+) -> Iterator[tuple]:
     """(RawMessage, decoded message) pairs of a bag; a fault goes to `on_error` (or raises)."""
     with BagReader(path) as bag:
         try:

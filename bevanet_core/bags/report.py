@@ -2,14 +2,16 @@
 
 Every file is written to a temporary name and renamed, so a crash never leaves half a report.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Union
 
 import cv2
 import numpy as np
@@ -48,38 +50,50 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json(report: Dict, path: PathLike) -> Path:
+def write_json(report: dict, path: PathLike) -> Path:
     """The report as indented JSON (NaN written as null)."""
     text = json.dumps(_clean(report), indent=2, sort_keys=False) + "\n"
     return _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def _fmt(v: Optional[float], digits: int = 2, unit: str = "") -> str:
+def _fmt(v: float | None, digits: int = 2, unit: str = "") -> str:
     return "n/a" if v is None else f"{v:.{digits}f}{unit}"
 
 
-def markdown(report: Dict) -> str:
+def markdown(report: dict) -> str:
     """A short human summary of the report."""
     lat = report.get("latency_ms") or {}
     lines = ["# Rosbag evaluation", ""]
     model = report.get("model") or {}
     if model:
-        lines += [f"Model: `{model.get('variant')}` ({model.get('weights') or 'shipped default'}), "
-                  f"backend `{model.get('backend')}` on `{model.get('device')}`, "
-                  f"network input {model.get('input_size')}.", ""]
-    lines += ["| metric | value |", "|---|---|",
-              f"| mIoU | {_fmt(report.get('miou'), 2, ' %')} |",
-              f"| pixel accuracy | {_fmt(report.get('pixel_accuracy'), 2, ' %')} |",
-              f"| frames | {report.get('frames')} |",
-              f"| labelled frames | {report.get('labelled_frames')} |",
-              f"| unpaired frames / labels | {report.get('unpaired')} / {report.get('unpaired_labels')} |",
-              f"| dropped / undecodable frames | {report.get('dropped')} / {report.get('undecodable')} |",
-              f"| latency p50 / p90 / p99 | {_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p90'), 1)} / "
-              f"{_fmt(lat.get('p99'), 1)} ms |",
-              f"| throughput | {_fmt(report.get('fps'), 1, ' fps')} |", ""]
+        lines += [
+            f"Model: `{model.get('variant')}` ({model.get('weights') or 'shipped default'}), "
+            f"backend `{model.get('backend')}` on `{model.get('device')}`, "
+            f"network input {model.get('input_size')}.",
+            "",
+        ]
+    lines += [
+        "| metric | value |",
+        "|---|---|",
+        f"| mIoU | {_fmt(report.get('miou'), 2, ' %')} |",
+        f"| pixel accuracy | {_fmt(report.get('pixel_accuracy'), 2, ' %')} |",
+        f"| frames | {report.get('frames')} |",
+        f"| labelled frames | {report.get('labelled_frames')} |",
+        f"| unpaired frames / labels | {report.get('unpaired')} / "
+        f"{report.get('unpaired_labels')} |",
+        f"| dropped / undecodable frames | {report.get('dropped')} / "
+        f"{report.get('undecodable')} |",
+        f"| latency p50 / p90 / p99 | {_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p90'), 1)} / "
+        f"{_fmt(lat.get('p99'), 1)} ms |",
+        f"| throughput | {_fmt(report.get('fps'), 1, ' fps')} |",
+        "",
+    ]
     if report.get("miou") is None:
-        lines += ["No ground-truth labels were paired with the camera frames, so there is no mIoU "
-                  "(record labels on a label topic, or pass --dataset-root/--list).", ""]
+        lines += [
+            "No ground-truth labels were paired with the camera frames, so there is no mIoU "
+            "(record labels on a label topic, or pass --dataset-root/--list).",
+            "",
+        ]
     per_class = report.get("per_class_iou")
     if per_class:
         lines += ["| class | IoU % |", "|---|---|"]
@@ -87,25 +101,32 @@ def markdown(report: Dict) -> str:
         lines.append("")
     bags = report.get("bags") or []
     if bags:
-        lines += ["| bag | frames | labelled | unpaired | mIoU % | p50 ms | fps | camera Hz | errors |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| bag | frames | labelled | unpaired | mIoU % | p50 ms | fps | camera Hz | errors |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for b in bags:
             bl = b.get("latency_ms") or {}
-            lines.append(f"| `{Path(b['bag']).name}` | {b['frames']} | {b['labelled_frames']} | {b['unpaired']} | "
-                         f"{_fmt(b.get('miou'))} | {_fmt(bl.get('p50'), 1)} | {_fmt(b.get('fps'), 1)} | "
-                         f"{_fmt(b.get('camera_rate_hz'), 1)} | {b['errors']} |")
+            lines.append(
+                f"| `{Path(b['bag']).name}` | {b['frames']} | {b['labelled_frames']} | "
+                f"{b['unpaired']} | "
+                f"{_fmt(b.get('miou'))} | {_fmt(bl.get('p50'), 1)} | {_fmt(b.get('fps'), 1)} | "
+                f"{_fmt(b.get('camera_rate_hz'), 1)} | {b['errors']} |"
+            )
         lines.append("")
     errors = report.get("errors") or []
     if errors:
         lines += ["## Errors", ""]
         for e in errors:
             times = f" (x{e['count']})" if e.get("count", 1) > 1 else ""
-            lines.append(f"- `{Path(e['bag']).name}` after {e['frames_before']} frames{times}: {e['error']}")
+            lines.append(
+                f"- `{Path(e['bag']).name}` after {e['frames_before']} frames{times}: {e['error']}"
+            )
         lines.append("")
     return "\n".join(lines)
 
 
-def write_markdown(report: Dict, path: PathLike) -> Path:
+def write_markdown(report: dict, path: PathLike) -> Path:
     text = markdown(report)
     return _atomic(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -118,18 +139,24 @@ def _imwrite(path: str, rgb: np.ndarray) -> None:
     Path(path).write_bytes(buf.tobytes())
 
 
-def montage(samples: Sequence[Dict[str, Any]], colorize, tile_width: int = 320) -> Optional[np.ndarray]:
+def montage(
+    samples: Sequence[dict[str, Any]], colorize, tile_width: int = 320
+) -> np.ndarray | None:
     """Rows of [camera | overlay | ground truth] for the sampled frames (RGB uint8)."""
-    rows: List[np.ndarray] = []
+    rows: list[np.ndarray] = []
     with_gt = any(s.get("label") is not None for s in samples)
     for s in samples:
         h, w = s["rgb"].shape[:2]
         size = (tile_width, max(1, round(h * tile_width / w)))
         tiles = [s["rgb"], s["overlay"] if s.get("overlay") is not None else s["rgb"]]
         if with_gt:
-            tiles.append(colorize(s["label"]) if s.get("label") is not None else np.zeros_like(s["rgb"]))
-        tiles = [cv2.resize(t, size, interpolation=cv2.INTER_AREA if t.ndim == 3 else cv2.INTER_NEAREST)
-                 for t in tiles]
+            tiles.append(
+                colorize(s["label"]) if s.get("label") is not None else np.zeros_like(s["rgb"])
+            )
+        tiles = [
+            cv2.resize(t, size, interpolation=cv2.INTER_AREA if t.ndim == 3 else cv2.INTER_NEAREST)
+            for t in tiles
+        ]
         rows.append(np.concatenate(tiles, axis=1))
     if not rows:
         return None
@@ -138,7 +165,7 @@ def montage(samples: Sequence[Dict[str, Any]], colorize, tile_width: int = 320) 
     return np.concatenate(rows, axis=0)
 
 
-def write_montage(samples: Sequence[Dict[str, Any]], colorize, path: PathLike) -> Optional[Path]:
+def write_montage(samples: Sequence[dict[str, Any]], colorize, path: PathLike) -> Path | None:
     """The montage as PNG; None when no frame was sampled."""
     image = montage(samples, colorize)
     if image is None:
@@ -146,7 +173,7 @@ def write_montage(samples: Sequence[Dict[str, Any]], colorize, path: PathLike) -
     return _atomic(path, lambda tmp: _imwrite(tmp, image))
 
 
-def write_plot(report: Dict, latencies_ms: Sequence[float], path: PathLike) -> Path:
+def write_plot(report: dict, latencies_ms: Sequence[float], path: PathLike) -> Path:
     """Per-class IoU bars (when labelled) and the per-frame latency trace, as one PNG."""
     import matplotlib
 
@@ -193,14 +220,14 @@ class VideoSink:
     Without an explicit fps the rate is taken from the first two frame stamps (the camera rate).
     """
 
-    def __init__(self, path: PathLike, fps: Optional[float] = None):
+    def __init__(self, path: PathLike, fps: float | None = None):
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
             raise ValueError(f"video path {self.path} should end in .mp4")
         self.fps = float(fps) if fps else None
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self._writer: Optional[cv2.VideoWriter] = None
-        self._pending: Optional[tuple] = None
+        self._writer: cv2.VideoWriter | None = None
+        self._pending: tuple | None = None
         self._size = (0, 0)
         self.frames = 0
 
@@ -208,7 +235,9 @@ class VideoSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         h, w = first.shape[:2]
         self._size = (w, h)
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        self._writer = cv2.VideoWriter(
+            str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h)
+        )
         if not self._writer.isOpened():
             raise ValueError(f"OpenCV cannot write an mp4v video to {self.path}")
 
@@ -218,7 +247,7 @@ class VideoSink:
         self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
-    def write(self, rgb: np.ndarray, stamp_ns: Optional[int] = None) -> None:
+    def write(self, rgb: np.ndarray, stamp_ns: int | None = None) -> None:
         if self._writer is None:
             if self.fps is None and self._pending is None:
                 self._pending = (rgb.copy(), stamp_ns)
@@ -234,7 +263,7 @@ class VideoSink:
                 self._pending = None
         self._put(rgb)
 
-    def close(self) -> Optional[Path]:
+    def close(self) -> Path | None:
         """Finish the file; None when no frame was written."""
         if self._writer is None and self._pending is not None:
             self._open(self._pending[0], self.fps or 10.0)

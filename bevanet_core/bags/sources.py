@@ -7,10 +7,11 @@ videos never sit in memory. Label convention on the label topic: class ids 0..N-
 exactly as training and `bevanet-eval` map them (CamVid void 11 -> 255); a plain label folder
 is stored as it is unless `void` names an id to map to 255.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -26,7 +27,7 @@ class SourceError(ValueError):
     """An input folder, video or list file is missing, empty or inconsistent."""
 
 
-def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
+def parse_size(text: str | None) -> tuple[int, int] | None:
     """'WxH' -> (W, H); None passes through."""
     if text is None:
         return None
@@ -39,7 +40,7 @@ def parse_size(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return w, h
 
 
-def _resize(rgb: np.ndarray, label: Optional[np.ndarray], size: Optional[Tuple[int, int]]):
+def _resize(rgb: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):
     if size is None or (rgb.shape[1], rgb.shape[0]) == size:
         return rgb, label
     rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
@@ -60,14 +61,16 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
 
 
-def read_label(path: Path, void: Optional[int] = None) -> np.ndarray:
+def read_label(path: Path, void: int | None = None) -> np.ndarray:
     """A single-channel 8-bit label PNG -> HxW uint8 class ids, with `void` mapped to 255."""
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise SourceError(f"could not read label {path}")
     if img.ndim == 3:
-        raise SourceError(f"label {path} is a colour image; store class-id PNGs (one channel), or "
-                          "record a dataset split with --dataset so its own label mapping is used")
+        raise SourceError(
+            f"label {path} is a colour image; store class-id PNGs (one channel), or "
+            "record a dataset split with --dataset so its own label mapping is used"
+        )
     if img.dtype != np.uint8:
         raise SourceError(f"label {path} is {img.dtype}; expected 8-bit class ids")
     if void is not None:
@@ -76,7 +79,7 @@ def read_label(path: Path, void: Optional[int] = None) -> np.ndarray:
     return img
 
 
-def list_images(folder: Path) -> List[Path]:
+def list_images(folder: Path) -> list[Path]:
     """Image files of a folder in file-name order."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -87,7 +90,7 @@ def list_images(folder: Path) -> List[Path]:
     return files
 
 
-def _match_labels(images: List[Path], labels_dir: Path) -> Dict[Path, Path]:
+def _match_labels(images: list[Path], labels_dir: Path) -> dict[Path, Path]:
     """Label file for each image: same file name, else same stem with any image suffix."""
     labels_dir = Path(labels_dir)
     if not labels_dir.is_dir():
@@ -102,35 +105,51 @@ def _match_labels(images: List[Path], labels_dir: Path) -> Dict[Path, Path]:
         else:
             matched[img] = hit
     if missing:
-        raise SourceError(f"{len(missing)} image(s) have no label of the same name in {labels_dir}: "
-                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        raise SourceError(
+            f"{len(missing)} image(s) have no label of the same name in {labels_dir}: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
     return matched
 
 
-def folder_frames(images: Path, labels: Optional[Path] = None, size: Optional[Tuple[int, int]] = None,
-                  every: int = 1, max_frames: Optional[int] = None,
-                  void: Optional[int] = None) -> Iterator[Frame]:
+def folder_frames(
+    images: Path,
+    labels: Path | None = None,
+    size: tuple[int, int] | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
+    void: int | None = None,
+) -> Iterator[Frame]:
     """Frames from an image folder (file-name order), labels matched by file name."""
-    files = list_images(images)[::max(1, every)][:max_frames]
+    files = list_images(images)[:: max(1, every)][:max_frames]
     matched = _match_labels(files, labels) if labels is not None else {}
     for path in files:
         label = read_label(matched[path], void) if path in matched else None
         rgb = read_rgb(path)
         if label is not None and label.shape != rgb.shape[:2]:
-            raise SourceError(f"label {matched[path]} is {label.shape[1]}x{label.shape[0]} but image "
-                              f"{path} is {rgb.shape[1]}x{rgb.shape[0]}")
+            raise SourceError(
+                f"label {matched[path]} is {label.shape[1]}x{label.shape[0]} but image "
+                f"{path} is {rgb.shape[1]}x{rgb.shape[0]}"
+            )
         rgb, label = _resize(rgb, label, size)
         yield Frame(rgb=rgb, label=label, name=path.name)
 
 
-def list_frames(root: Path, list_file: Path, dataset: str = "camvid",
-                size: Optional[Tuple[int, int]] = None, every: int = 1,
-                max_frames: Optional[int] = None) -> Iterator[Frame]:
+def list_frames(
+    root: Path,
+    list_file: Path,
+    dataset: str = "camvid",
+    size: tuple[int, int] | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
+) -> Iterator[Frame]:
     """Frames of a dataset split in list order, labels mapped by the dataset's own loader."""
     from bevanet_core.data.datasets import build_dataset
 
     if dataset not in LIST_DATASETS:
-        raise SourceError(f"--dataset must be one of {LIST_DATASETS} (read from a list file), got {dataset!r}")
+        raise SourceError(
+            f"--dataset must be one of {LIST_DATASETS} (read from a list file), got {dataset!r}"
+        )
     root, list_file = Path(root), Path(list_file)
     if not list_file.is_file() and (root / list_file).is_file():
         list_file = root / list_file
@@ -152,8 +171,9 @@ def list_frames(root: Path, list_file: Path, dataset: str = "camvid",
         yield Frame(rgb=np.ascontiguousarray(rgb), label=label, name=Path(image_path).name)
 
 
-def video_frames(path: Path, size: Optional[Tuple[int, int]] = None, every: int = 1,
-                 max_frames: Optional[int] = None) -> Iterator[Frame]:
+def video_frames(
+    path: Path, size: tuple[int, int] | None = None, every: int = 1, max_frames: int | None = None
+) -> Iterator[Frame]:
     """Frames of a video file (every `every`-th frame), decoded with OpenCV."""
     path = Path(path)
     if not path.is_file():
@@ -178,7 +198,7 @@ def video_frames(path: Path, size: Optional[Tuple[int, int]] = None, every: int 
         cap.release()
 
 
-def video_fps(path: Path) -> Optional[float]:
+def video_fps(path: Path) -> float | None:
     """Frame rate stored in a video file, if any."""
     cap = cv2.VideoCapture(str(path))
     try:

@@ -4,14 +4,16 @@ A bag is built in a hidden temporary folder beside its destination and renamed i
 when it was closed cleanly, so an error, a full disk or Ctrl-C never leaves a half-written bag
 that a later tool would mistake for a good one.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 from rosbags.interfaces import Connection
@@ -31,11 +33,16 @@ def _check_destination(path: Path, overwrite: bool) -> None:
     if path.suffix in (".mcap", ".db3", ".bag"):
         raise BagWriteError(
             f"{path}: a rosbag2 bag is a folder; give the folder name without {path.suffix!r} "
-            f"(the {path.suffix} file is created inside it)")
+            f"(the {path.suffix} file is created inside it)"
+        )
     if path.exists() and not overwrite:
-        raise BagWriteError(f"{path} already exists; remove it or pass overwrite=True (--overwrite)")
+        raise BagWriteError(
+            f"{path} already exists; remove it or pass overwrite=True (--overwrite)"
+        )
     if path.exists() and not (path / "metadata.yaml").exists() and any(path.iterdir()):
-        raise BagWriteError(f"refusing to overwrite {path}: it is a non-empty folder but not a rosbag2 bag")
+        raise BagWriteError(
+            f"refusing to overwrite {path}: it is a non-empty folder but not a rosbag2 bag"
+        )
     if not path.parent.exists():
         raise BagWriteError(f"output folder {path.parent} does not exist")
 
@@ -48,22 +55,27 @@ class BagWriter:
     ...     bag.write("/camera/image_raw", stamp_ns, msg)
     """
 
-    def __init__(self, path: Union[str, Path], storage: str = "mcap", overwrite: bool = False,
-                 custom_data: Optional[Dict[str, str]] = None):
+    def __init__(
+        self,
+        path: Union[str, Path],
+        storage: str = "mcap",
+        overwrite: bool = False,
+        custom_data: dict[str, str] | None = None,
+    ):
         if storage not in STORAGES:
             raise BagWriteError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
         self.path = Path(path)
         self.storage = storage
         self.overwrite = overwrite
         self.custom_data = dict(custom_data or {})
-        self._tmpdir: Optional[Path] = None
-        self._writer: Optional[Writer] = None
-        self._conns: Dict[str, Connection] = {}
-        self._types: Dict[str, str] = {}
-        self.counts: Dict[str, int] = {}
+        self._tmpdir: Path | None = None
+        self._writer: Writer | None = None
+        self._conns: dict[str, Connection] = {}
+        self._types: dict[str, str] = {}
+        self.counts: dict[str, int] = {}
 
     # -------------------------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "BagWriter":
+    def __enter__(self) -> BagWriter:
         self.open()
         return self
 
@@ -76,10 +88,15 @@ class BagWriter:
 
     def open(self) -> None:
         _check_destination(self.path, self.overwrite)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
+        self._tmpdir = Path(
+            tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent)
+        )
         # the bag keeps its final name inside the temp folder, so its storage file is named right
-        self._writer = Writer(self._tmpdir / self.path.name, version=BAG_VERSION,
-                              storage_plugin=STORAGES[self.storage])
+        self._writer = Writer(
+            self._tmpdir / self.path.name,
+            version=BAG_VERSION,
+            storage_plugin=STORAGES[self.storage],
+        )
         for key, value in self.custom_data.items():
             self._writer.set_custom_data(key, str(value))
         self._writer.open()
@@ -115,14 +132,17 @@ class BagWriter:
             self._tmpdir = None
 
     # -------------------------------------------------------------------------------- writing
-    def add_topic(self, topic: str, msgtype: str, msgdef: Optional[str] = None,
-                  rihs01: Optional[str] = None) -> None:
+    def add_topic(
+        self, topic: str, msgtype: str, msgdef: str | None = None, rihs01: str | None = None
+    ) -> None:
         """Declare a topic. Without msgdef the Humble definition from the typestore is used."""
         if self._writer is None:
             raise BagWriteError(f"{self.path}: open the bag before adding topics")
         if topic in self._conns:
             if self._types[topic] != msgtype:
-                raise BagWriteError(f"topic {topic} already declared as {self._types[topic]}, not {msgtype}")
+                raise BagWriteError(
+                    f"topic {topic} already declared as {self._types[topic]}, not {msgtype}"
+                )
             return
         if msgdef is not None and rihs01 is not None:
             conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
@@ -138,7 +158,9 @@ class BagWriter:
             raise BagWriteError(f"topic {topic} was not declared with add_topic()")
         self.write_raw(topic, stamp_ns, M.serialize(msg, self._types[topic]))
 
-    def write_raw(self, topic: str, stamp_ns: int, data: Union[bytes, memoryview, np.ndarray]) -> None:
+    def write_raw(
+        self, topic: str, stamp_ns: int, data: Union[bytes, memoryview, np.ndarray]
+    ) -> None:
         """Write already-serialized CDR bytes."""
         if self._writer is None:
             raise BagWriteError(f"{self.path}: bag is not open")
@@ -156,7 +178,7 @@ class Frame:
     """One camera frame to record: RGB pixels, an optional label mask and where it came from."""
 
     rgb: np.ndarray
-    label: Optional[np.ndarray] = None
+    label: np.ndarray | None = None
     name: str = ""
 
 
@@ -174,7 +196,7 @@ class CameraBagOptions:
     frame_id: str = "camera"
     start_time: float = 1_700_000_000.0  # seconds; fixed so that bags are reproducible
     overwrite: bool = False
-    custom_data: Dict[str, str] = field(default_factory=dict)
+    custom_data: dict[str, str] = field(default_factory=dict)
 
     def resolved_image_topic(self) -> str:
         """The compressed transport lives on `<topic>/compressed`, as image_transport names it."""
@@ -192,7 +214,7 @@ class BagSummary:
     labels: int
     duration_s: float
     size_bytes: int
-    topics: Dict[str, int]
+    topics: dict[str, int]
 
 
 def bag_size(path: Path) -> int:
@@ -203,8 +225,9 @@ def bag_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def write_camera_bag(frames: Iterable[Frame], out: Union[str, Path],
-                     options: Optional[CameraBagOptions] = None) -> BagSummary:
+def write_camera_bag(
+    frames: Iterable[Frame], out: Union[str, Path], options: CameraBagOptions | None = None
+) -> BagSummary:
     """Record `frames` as a camera stream: image (raw rgb8 or JPEG), CameraInfo and mono8 labels.
 
     Frame i is stamped start_time + i / rate on every topic (header stamp = bag log time).
@@ -216,35 +239,48 @@ def write_camera_bag(frames: Iterable[Frame], out: Union[str, Path],
     image_topic = opt.resolved_image_topic()
     period_ns = 1e9 / opt.rate
     start_ns = int(round(opt.start_time * 1e9))
-    custom = {"bevanet.rate_hz": f"{opt.rate:g}", "bevanet.image_topic": image_topic,
-              "bevanet.label_topic": opt.label_topic, **opt.custom_data}
+    custom = {
+        "bevanet.rate_hz": f"{opt.rate:g}",
+        "bevanet.image_topic": image_topic,
+        "bevanet.label_topic": opt.label_topic,
+        **opt.custom_data,
+    }
     n = n_labels = 0
-    size: Optional[tuple] = None
+    size: tuple | None = None
     with BagWriter(out, storage=opt.storage, overwrite=opt.overwrite, custom_data=custom) as bag:
         bag.add_topic(image_topic, M.COMPRESSED_IMAGE if opt.compressed else M.IMAGE)
         bag.add_topic(opt.info_topic, M.CAMERA_INFO)
         for i, frame in enumerate(frames):
             rgb = np.asarray(frame.rgb)
             if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-                raise BagWriteError(f"frame {i} ({frame.name}): expected HxWx3 uint8 RGB, got "
-                                    f"{rgb.dtype} {rgb.shape}")
+                raise BagWriteError(
+                    f"frame {i} ({frame.name}): expected HxWx3 uint8 RGB, got "
+                    f"{rgb.dtype} {rgb.shape}"
+                )
             h, w = rgb.shape[:2]
             if size is not None and size != (w, h):
-                raise BagWriteError(f"frame {i} ({frame.name}) is {w}x{h} but earlier frames are "
-                                    f"{size[0]}x{size[1]}; one camera stream has one size (use resize)")
+                raise BagWriteError(
+                    f"frame {i} ({frame.name}) is {w}x{h} but earlier frames are "
+                    f"{size[0]}x{size[1]}; one camera stream has one size (use resize)"
+                )
             size = (w, h)
             stamp = start_ns + int(round(i * period_ns))
             bag.write(opt.info_topic, stamp, M.camera_info_msg(w, h, stamp, opt.frame_id))
             if opt.compressed:
-                bag.write(image_topic, stamp, M.compressed_msg(rgb, stamp, opt.frame_id,
-                                                               quality=opt.jpeg_quality))
+                bag.write(
+                    image_topic,
+                    stamp,
+                    M.compressed_msg(rgb, stamp, opt.frame_id, quality=opt.jpeg_quality),
+                )
             else:
                 bag.write(image_topic, stamp, M.image_msg(rgb, "rgb8", stamp, opt.frame_id))
             if frame.label is not None:
                 label = np.asarray(frame.label)
                 if label.dtype != np.uint8 or label.shape != (h, w):
-                    raise BagWriteError(f"frame {i} ({frame.name}): label must be {h}x{w} uint8, got "
-                                        f"{label.dtype} {label.shape}")
+                    raise BagWriteError(
+                        f"frame {i} ({frame.name}): label must be {h}x{w} uint8, got "
+                        f"{label.dtype} {label.shape}"
+                    )
                 if n_labels == 0:
                     bag.add_topic(opt.label_topic, M.IMAGE)
                 bag.write(opt.label_topic, stamp, M.image_msg(label, "mono8", stamp, opt.frame_id))
@@ -254,5 +290,11 @@ def write_camera_bag(frames: Iterable[Frame], out: Union[str, Path],
             raise BagWriteError(f"no frames to write into {out}")
         topics = dict(bag.counts)
     out = Path(out)
-    return BagSummary(path=out, frames=n, labels=n_labels, duration_s=(n - 1) / opt.rate,
-                      size_bytes=bag_size(out), topics=topics)
+    return BagSummary(
+        path=out,
+        frames=n,
+        labels=n_labels,
+        duration_s=(n - 1) / opt.rate,
+        size_bytes=bag_size(out),
+        topics=topics,
+    )

@@ -1,39 +1,55 @@
 """bevanet-bag-eval: replay bags through the node's runtime; mIoU, latency, report, output bag.
 
-    bevanet-bag-eval drive.mcap_dir --weights model.safetensors --json report.json --markdown report.md
+    bevanet-bag-eval drive_bag --weights model.safetensors --json r.json --markdown r.md
     bevanet-bag-eval a_bag b_bag c_bag --out-bag outputs/segmented      # one output bag per input
     torchrun --nproc-per-node 4 -m bevanet_core.cli.bag_eval bags/*      # shard bags over 4 ranks
 
 Exit status: 0 when every bag was read completely, 1 when a bag had errors (the report is still
 written and keeps every frame evaluated before the fault), 2 on bad arguments.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 from ..bags import evaluate as E
 from ..bags import report as R
-from ..bags.distributed import (all_reduce_confusion, context_from_env, finish, gather_objects,
-                                merge_confusions, shard, unshard)
+from ..bags.distributed import (
+    all_reduce_confusion,
+    context_from_env,
+    finish,
+    gather_objects,
+    merge_confusions,
+    shard,
+    unshard,
+)
 from ..bags.writer import BagWriteError
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Model / runtime options shared with bevanet-demo (the node's parameters of the same names)."""
+    """Model / runtime options shared with bevanet-demo (named like the node's parameters)."""
     g = p.add_argument_group("model")
-    g.add_argument("--weights", default=None,
-                   help="checkpoint (.safetensors/.pt), .onnx or TensorRT engine; default: the shipped model")
+    g.add_argument(
+        "--weights",
+        default=None,
+        help="checkpoint (.safetensors/.pt), .onnx or TensorRT engine; default: the shipped model",
+    )
     g.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
-    g.add_argument("--input-size", default=None, help="network input WxH (default: from the weights)")
+    g.add_argument(
+        "--input-size", default=None, help="network input WxH (default: from the weights)"
+    )
     g.add_argument("--resize", default="stretch", choices=("stretch", "letterbox"))
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
 
 
 def build_segmenter(args: argparse.Namespace):
@@ -44,75 +60,149 @@ def build_segmenter(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    cfg = SegmenterConfig(weights=args.weights, backend=args.backend, device=args.device,
-                          precision=args.precision, input_size=args.input_size, resize=args.resize)
+    cfg = SegmenterConfig(
+        weights=args.weights,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        input_size=args.input_size,
+        resize=args.resize,
+    )
     return Segmenter(cfg)
 
 
-def model_meta(seg: Any, args: argparse.Namespace) -> Dict[str, Any]:
+def model_meta(seg: Any, args: argparse.Namespace) -> dict[str, Any]:
     info = seg.info
-    return {"variant": info.variant, "num_classes": info.num_classes, "dataset": info.dataset,
-            "weights": str(args.weights) if args.weights else None, "backend": args.backend,
-            "device": args.device, "precision": args.precision, "resize": args.resize,
-            "input_size": "x".join(str(v) for v in seg.input_size)}
+    return {
+        "variant": info.variant,
+        "num_classes": info.num_classes,
+        "dataset": info.dataset,
+        "weights": str(args.weights) if args.weights else None,
+        "backend": args.backend,
+        "device": args.device,
+        "precision": args.precision,
+        "resize": args.resize,
+        "input_size": "x".join(str(v) for v in seg.input_size),
+    }
 
 
-def machine_meta() -> Dict[str, Any]:
+def machine_meta() -> dict[str, Any]:
     import torch
 
-    return {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bevanet-bag-eval", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("bags", nargs="+", type=Path, help="rosbag2 folders / .mcap / .db3 files, or ROS 1 .bag files")
-    p.add_argument("--image-topic", default=None, help="camera topic (default: the bag's only image topic)")
-    p.add_argument("--label-topic", default=E.DEFAULT_LABEL_TOPIC,
-                   help="mono8 ground-truth topic paired by header stamp; 'none' to skip accuracy")
-    p.add_argument("--require-labels", action="store_true", help="fail a bag that has no label topic")
-    p.add_argument("--stamp-tolerance-ms", type=float, default=0.0,
-                   help="pair labels with frames whose stamps differ by at most this much")
-    p.add_argument("--dataset-root", type=Path, default=None,
-                   help="labels from a dataset folder instead of a topic (k-th frame <-> k-th list entry)")
-    p.add_argument("--list", type=Path, default=None, help="list file of --dataset-root (image label per line)")
-    p.add_argument("--dataset", default="camvid", choices=("camvid", "cityscapes"),
-                   help="label mapping of --dataset-root")
-    p.add_argument("--max-frames", type=int, default=None, help="stop each bag after this many frames")
-    p.add_argument("--warmup", type=int, default=1, help="first frames left out of the latency statistics")
+    p = argparse.ArgumentParser(
+        prog="bevanet-bag-eval",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "bags",
+        nargs="+",
+        type=Path,
+        help="rosbag2 folders / .mcap / .db3 files, or ROS 1 .bag files",
+    )
+    p.add_argument(
+        "--image-topic", default=None, help="camera topic (default: the bag's only image topic)"
+    )
+    p.add_argument(
+        "--label-topic",
+        default=E.DEFAULT_LABEL_TOPIC,
+        help="mono8 ground-truth topic paired by header stamp; 'none' to skip accuracy",
+    )
+    p.add_argument(
+        "--require-labels", action="store_true", help="fail a bag that has no label topic"
+    )
+    p.add_argument(
+        "--stamp-tolerance-ms",
+        type=float,
+        default=0.0,
+        help="pair labels with frames whose stamps differ by at most this much",
+    )
+    p.add_argument(
+        "--dataset-root",
+        type=Path,
+        default=None,
+        help="labels from a dataset folder instead of a topic (k-th frame <-> k-th list entry)",
+    )
+    p.add_argument(
+        "--list",
+        type=Path,
+        default=None,
+        help="list file of --dataset-root (image label per line)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="camvid",
+        choices=("camvid", "cityscapes"),
+        help="label mapping of --dataset-root",
+    )
+    p.add_argument(
+        "--max-frames", type=int, default=None, help="stop each bag after this many frames"
+    )
+    p.add_argument(
+        "--warmup", type=int, default=1, help="first frames left out of the latency statistics"
+    )
     add_model_args(p)
     n = p.add_argument_group("deployed node (needs rclpy)")
-    n.add_argument("--through-node", action="store_true",
-                   help="send frames over DDS to a running segmentation node instead of the in-process runtime")
+    n.add_argument(
+        "--through-node",
+        action="store_true",
+        help="send frames over DDS to a running segmentation node, not the in-process runtime",
+    )
     n.add_argument("--node-input", default="/camera/image_raw", help="topic the node subscribes")
     n.add_argument("--node-mask", default="/segmentation/mask", help="the node's mask topic")
-    n.add_argument("--node-timeout", type=float, default=5.0, help="seconds before a frame counts as dropped")
+    n.add_argument(
+        "--node-timeout", type=float, default=5.0, help="seconds before a frame counts as dropped"
+    )
     o = p.add_argument_group("outputs")
     o.add_argument("--json", type=Path, default=None, help="JSON report")
     o.add_argument("--markdown", type=Path, default=None, help="markdown summary")
     o.add_argument("--plot", type=Path, default=None, help="PNG: latency trace and per-class IoU")
-    o.add_argument("--montage", type=Path, default=None, help="PNG: camera | overlay | ground truth rows")
-    o.add_argument("--video", type=Path, default=None, help="mp4 of the overlays (single process only)")
-    o.add_argument("--out-bag", type=Path, default=None,
-                   help="output bag (one input) or folder of output bags (several inputs): inputs plus "
-                        f"{', '.join(E.OUTPUT_TOPICS)} at the original stamps")
+    o.add_argument(
+        "--montage", type=Path, default=None, help="PNG: camera | overlay | ground truth rows"
+    )
+    o.add_argument(
+        "--video", type=Path, default=None, help="mp4 of the overlays (single process only)"
+    )
+    o.add_argument(
+        "--out-bag",
+        type=Path,
+        default=None,
+        help="output bag (one input) or folder of output bags (several inputs): inputs plus "
+        f"{', '.join(E.OUTPUT_TOPICS)} at the original stamps",
+    )
     o.add_argument("--out-format", default="mcap", choices=("mcap", "sqlite3"))
-    o.add_argument("--no-copy-inputs", action="store_true", help="output bags hold only the segmentation topics")
+    o.add_argument(
+        "--no-copy-inputs",
+        action="store_true",
+        help="output bags hold only the segmentation topics",
+    )
     o.add_argument("--overwrite", action="store_true", help="replace existing output bags")
     return p
 
 
-def output_bags(bags: Sequence[Path], out: Optional[Path]) -> List[Optional[Path]]:
-    """One output path per input bag: `out` itself for one bag, out/<name>_segmented for several."""
+def output_bags(bags: Sequence[Path], out: Path | None) -> list[Path | None]:
+    """Output path per input bag: `out` for one bag, out/<name>_segmented for several."""
     if out is None:
         return [None] * len(bags)
     if len(bags) == 1:
         return [out]
-    names = [Path(b).stem if Path(b).suffix in (".bag", ".mcap", ".db3") else Path(b).name for b in bags]
+    names = [
+        Path(b).stem if Path(b).suffix in (".bag", ".mcap", ".db3") else Path(b).name for b in bags
+    ]
     if len(set(names)) != len(names):
-        raise ValueError("several input bags share a name; evaluate them in separate runs or rename them")
+        raise ValueError(
+            "several input bags share a name; evaluate them in separate runs or rename them"
+        )
     out.mkdir(parents=True, exist_ok=True)
     return [out / f"{n}_segmented" for n in names]
 
@@ -131,17 +221,24 @@ def dataset_labels(args: argparse.Namespace):
     return label, len(data)
 
 
-def write_outputs(report: Dict, results: Sequence[E.BagResult], processor: Any, args: argparse.Namespace,
-                  printer=print) -> Dict[str, str]:
-    """JSON / markdown / plot / montage files requested on the command line; returns what was written."""
-    written: Dict[str, str] = {}
+def write_outputs(
+    report: dict,
+    results: Sequence[E.BagResult],
+    processor: Any,
+    args: argparse.Namespace,
+    printer=print,
+) -> dict[str, str]:
+    """Write the JSON / markdown / plot / montage files asked for; returns what was written."""
+    written: dict[str, str] = {}
     if args.json:
         written["json"] = str(R.write_json(report, args.json))
     if args.markdown:
         written["markdown"] = str(R.write_markdown(report, args.markdown))
     if args.plot:
         try:
-            written["plot"] = str(R.write_plot(report, [v for r in results for v in r.latencies_ms], args.plot))
+            written["plot"] = str(
+                R.write_plot(report, [v for r in results for v in r.latencies_ms], args.plot)
+            )
         except ImportError as err:
             printer(f"warning: no plot ({err}); install matplotlib")
     if args.montage:
@@ -152,13 +249,15 @@ def write_outputs(report: Dict, results: Sequence[E.BagResult], processor: Any, 
     return written
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     parser_error = build_parser().error
     if (args.dataset_root is None) != (args.list is None):
         parser_error("--dataset-root and --list go together")
     if args.dataset_root is not None and len(args.bags) != 1:
-        parser_error("labels from --dataset-root/--list pair by frame order, so give exactly one bag")
+        parser_error(
+            "labels from --dataset-root/--list pair by frame order, so give exactly one bag"
+        )
     missing = [str(b) for b in args.bags if not Path(b).exists()]
     if missing:
         parser_error(f"bag(s) not found: {', '.join(missing)}")
@@ -198,21 +297,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             video = R.VideoSink(args.video)
         except ValueError as err:
             parser_error(str(err))
-    options = E.EvalOptions(image_topic=args.image_topic, label_topic=label_topic,
-                            require_labels=args.require_labels, stamp_tolerance_ms=args.stamp_tolerance_ms,
-                            max_frames=args.max_frames, warmup=args.warmup, out_storage=args.out_format,
-                            overwrite=args.overwrite, copy_inputs=not args.no_copy_inputs,
-                            frame_callback=(lambda rec: video.write(rec.overlay, rec.stamp)) if video else None)
+    options = E.EvalOptions(
+        image_topic=args.image_topic,
+        label_topic=label_topic,
+        require_labels=args.require_labels,
+        stamp_tolerance_ms=args.stamp_tolerance_ms,
+        max_frames=args.max_frames,
+        warmup=args.warmup,
+        out_storage=args.out_format,
+        overwrite=args.overwrite,
+        copy_inputs=not args.no_copy_inputs,
+        frame_callback=(lambda rec: video.write(rec.overlay, rec.stamp)) if video else None,
+    )
     indices = shard(list(range(len(args.bags))), ctx.rank, ctx.world_size)
 
     def progress(r: E.BagResult) -> None:
         miou = f"{r.confusion.miou():.2f}" if r.confusion is not None and r.labelled else "n/a"
-        print(f"[rank {ctx.rank}] {r.bag}: {r.frames} frames, {r.labelled} labelled, mIoU {miou}, "
-              f"{len(r.errors)} error(s)", flush=True)
+        print(
+            f"[rank {ctx.rank}] {r.bag}: {r.frames} frames, {r.labelled} labelled, mIoU {miou}, "
+            f"{len(r.errors)} error(s)",
+            flush=True,
+        )
 
     try:
-        local = E.evaluate_bags([args.bags[i] for i in indices], processor, options,
-                                [outs[i] for i in indices], label_source, progress)
+        local = E.evaluate_bags(
+            [args.bags[i] for i in indices],
+            processor,
+            options,
+            [outs[i] for i in indices],
+            label_source,
+            progress,
+        )
     except (E.BagEvalError, BagWriteError) as err:
         if video is not None:
             video.abort()
@@ -229,18 +344,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     video_path = video.close() if video is not None else None
 
     num_classes = processor.num_classes
-    merged = all_reduce_confusion(merge_confusions([r.confusion for r in local], num_classes),
-                                  num_classes, ctx)
+    merged = all_reduce_confusion(
+        merge_confusions([r.confusion for r in local], num_classes), num_classes, ctx
+    )
     for r in local:  # arrays for the montage stay on rank 0 only; the rest travels light
         if not ctx.is_main:
             r.samples = []
     results = unshard(gather_objects(local, ctx), ctx.world_size)
     code = 1 if any(r.errors for r in results) else 0
     if ctx.is_main:
-        meta = {"model": model_meta(seg, args), "machine": machine_meta(), "world_size": ctx.world_size,
-                "mode": "dds-node" if args.through_node else "in-process runtime",
-                "image_topic": args.image_topic, "label_topic": label_topic if label_source is None else None,
-                "labels_from": str(args.list) if label_source is not None else label_topic}
+        meta = {
+            "model": model_meta(seg, args),
+            "machine": machine_meta(),
+            "world_size": ctx.world_size,
+            "mode": "dds-node" if args.through_node else "in-process runtime",
+            "image_topic": args.image_topic,
+            "label_topic": label_topic if label_source is None else None,
+            "labels_from": str(args.list) if label_source is not None else label_topic,
+        }
         report = E.build_report(results, processor.class_names, merged, meta)
         written = write_outputs(report, results, processor, args)
         if video_path is not None:
@@ -252,20 +373,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for kind, path in written.items():
             print(f"  {kind}: {path}")
         for e in report["errors"]:
-            print(f"  error ({Path(e['bag']).name}, after {e['frames_before']} frames): {e['error']}",
-                  file=sys.stderr)
+            print(
+                f"  error ({Path(e['bag']).name}, after {e['frames_before']} frames): "
+                f"{e['error']}",
+                file=sys.stderr,
+            )
     finish(ctx)
     return code
 
 
-def summary_line(report: Dict) -> str:
+def summary_line(report: dict) -> str:
     lat = report.get("latency_ms") or {}
     miou = "n/a (no labels)" if report.get("miou") is None else f"{report['miou']:.2f} %"
     p50 = f"{lat['p50']:.1f}" if lat else "n/a"
     p99 = f"{lat['p99']:.1f}" if lat else "n/a"
     fps = f"{report['fps']:.1f}" if report.get("fps") else "n/a"
-    return (f"mIoU {miou} over {report['labelled_frames']} labelled of {report['frames']} frames "
-            f"({report['unpaired']} unpaired); latency p50 {p50} ms, p99 {p99} ms; {fps} fps")
+    return (
+        f"mIoU {miou} over {report['labelled_frames']} labelled of {report['frames']} frames "
+        f"({report['unpaired']} unpaired); latency p50 {p50} ms, p99 {p99} ms; {fps} fps"
+    )
 
 
 if __name__ == "__main__":

@@ -12,14 +12,15 @@ model exactly as the ROS node does, and writes to outputs/demo/:
 
 `--through-node` sends the frames over DDS to a running segmentation node instead (needs rclpy).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from ..bags import evaluate as E
 from ..bags import report as R
@@ -31,7 +32,7 @@ SAMPLE_BAG = "solid_white_right"
 PACKAGE = "bevanet_ros"
 
 
-def sample_bag_candidates() -> List[Path]:
+def sample_bag_candidates() -> list[Path]:
     """Where the shipped sample bag can be: the source tree, a colcon install, a pip install."""
     here = Path(__file__).resolve()
     places = [here.parents[2] / "bags" / SAMPLE_BAG]  # source checkout / editable install
@@ -47,44 +48,72 @@ def find_sample_bag() -> Path:
         if (place / "metadata.yaml").is_file():
             return place
     tried = "\n  ".join(str(p) for p in sample_bag_candidates())
-    raise FileNotFoundError(f"the shipped sample bag '{SAMPLE_BAG}' was not found; looked in:\n  {tried}\n"
-                            "pass one with --bag (see bags/README.md to record your own)")
+    raise FileNotFoundError(
+        f"the shipped sample bag '{SAMPLE_BAG}' was not found; looked in:\n  {tried}\n"
+        "pass one with --bag (see bags/README.md to record your own)"
+    )
 
 
-def default_weights_problem() -> Optional[str]:
+def default_weights_problem() -> str | None:
     """Why the shipped default model cannot be used, or None when it is there."""
     from ..checkpoint import DEFAULT_WEIGHTS
 
     if DEFAULT_WEIGHTS.is_file():
         return None
-    return (f"the shipped default model is not there yet: {DEFAULT_WEIGHTS}\n"
-            "It is the CamVid-trained BEVANet-S made by the training pipeline "
-            "(bevanet-train --config training/bevanet-s_camvid-480x360.yaml) and shipped in "
-            "bevanet_core/weights/; this checkout does not have it. The demo never runs untrained weights.\n"
-            "Run it with a checkpoint of your own: bevanet-demo --weights path/to/model.safetensors")
+    return (
+        f"the shipped default model is not there yet: {DEFAULT_WEIGHTS}\n"
+        "It is the CamVid-trained BEVANet-S made by the training pipeline "
+        "(bevanet-train --config training/bevanet-s_camvid-480x360.yaml) and shipped in "
+        "bevanet_core/weights/; this checkout does not have it. "
+        "The demo never runs untrained weights.\n"
+        "Run it with a checkpoint of your own: bevanet-demo --weights path/to/model.safetensors"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bevanet-demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)")
-    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)")
-    p.add_argument("--image-topic", default=None, help="camera topic (default: the bag's only image topic)")
-    p.add_argument("--label-topic", default=E.DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it")
+    p = argparse.ArgumentParser(
+        prog="bevanet-demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)"
+    )
+    p.add_argument(
+        "--image-topic", default=None, help="camera topic (default: the bag's only image topic)"
+    )
+    p.add_argument(
+        "--label-topic", default=E.DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it"
+    )
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
-    p.add_argument("--through-node", action="store_true",
-                   help="drive a running segmentation node over DDS instead of the in-process runtime")
-    p.add_argument("--node-input", default="/camera/image_raw",
-                   help="(--through-node) topic the node subscribes (remap its `image` to it)")
-    p.add_argument("--node-mask", default="/segmentation/mask", help="(--through-node) node's mask topic")
-    p.add_argument("--node-timeout", type=float, default=5.0,
-                   help="(--through-node) seconds to wait for each mask before counting the frame dropped")
+    p.add_argument(
+        "--through-node",
+        action="store_true",
+        help="drive a running segmentation node over DDS instead of the in-process runtime",
+    )
+    p.add_argument(
+        "--node-input",
+        default="/camera/image_raw",
+        help="(--through-node) topic the node subscribes (remap its `image` to it)",
+    )
+    p.add_argument(
+        "--node-mask", default="/segmentation/mask", help="(--through-node) node's mask topic"
+    )
+    p.add_argument(
+        "--node-timeout",
+        type=float,
+        default=5.0,
+        help="(--through-node) seconds to wait for each mask before counting the frame dropped",
+    )
     add_model_args(p)
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -124,9 +153,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             shown[0] = now
             print(f"  frame {rec.index + 1}: {rec.latency_ms:.0f} ms", flush=True)
 
-    options = E.EvalOptions(image_topic=args.image_topic, label_topic=args.label_topic,
-                            max_frames=args.max_frames, out_bag=out / "segmented_bag", overwrite=True,
-                            frame_callback=on_frame)
+    options = E.EvalOptions(
+        image_topic=args.image_topic,
+        label_topic=args.label_topic,
+        max_frames=args.max_frames,
+        out_bag=out / "segmented_bag",
+        overwrite=True,
+        frame_callback=on_frame,
+    )
     try:
         result = E.evaluate_bag(bag, processor, options)
     except (E.BagEvalError, BagWriteError, BagReadError) as err:
@@ -139,8 +173,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if close is not None:
             close()
     video_path = video.close() if video is not None else None
-    meta = {"model": model_meta(seg, args), "machine": machine_meta(), "bag_file": str(bag),
-            "mode": "dds-node" if args.through_node else "in-process runtime"}
+    meta = {
+        "model": model_meta(seg, args),
+        "machine": machine_meta(),
+        "bag_file": str(bag),
+        "mode": "dds-node" if args.through_node else "in-process runtime",
+    }
     report = E.build_report([result], processor.class_names, None, meta)
     written = {
         "output bag": result.out_bag,
@@ -161,7 +199,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if path:
             print(f"  {kind:18s} {path}")
     if result.out_bag:
-        print(f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)")
+        print(
+            f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)"
+        )
     return 1 if report["errors"] else 0
 
 
@@ -178,8 +218,12 @@ def _node_processor(args: argparse.Namespace, local: E.RuntimeProcessor):
     try:
         from bevanet_ros.bag_client import NodeClient
     except ImportError as err:
-        print(f"bevanet-demo: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_client ({err}); "
-              "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)", file=sys.stderr)
+        print(
+            f"bevanet-demo: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_client "
+            f"({err}); "
+            "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)",
+            file=sys.stderr,
+        )
         return None
     try:
         return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout)

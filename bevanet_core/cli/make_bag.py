@@ -10,52 +10,80 @@ Topics: camera images on /camera/image_raw (sensor_msgs/Image rgb8), or with --c
 messages share one header stamp (= bag time), start_time + i / rate. The bag appears only when
 complete: a failure leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from ..bags import sources as S
 from ..bags.writer import BagWriteError, CameraBagOptions, write_camera_bag
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bevanet-make-bag", description=__doc__.split("\n\n")[0],
-                                epilog="Labels from --labels are stored as they are; --void-label V maps "
-                                       "V to 255. --dataset reads labels through bevanet_core.data "
-                                       "(CamVid void 11 -> 255), as bevanet-eval does.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bevanet-make-bag",
+        description=__doc__.split("\n\n")[0],
+        epilog="Labels from --labels are stored as they are; --void-label V maps "
+        "V to 255. --dataset reads labels through bevanet_core.data "
+        "(CamVid void 11 -> 255), as bevanet-eval does.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of images, recorded in file-name order")
     src.add_argument("--video", type=Path, help="video file (anything OpenCV decodes)")
-    src.add_argument("--dataset", choices=S.LIST_DATASETS, help="dataset split given by --root and --list")
-    p.add_argument("--labels", type=Path, default=None, help="label PNGs matched to --images by file name")
-    p.add_argument("--void-label", type=int, default=None, help="label value to store as 255 (ignore)")
+    src.add_argument(
+        "--dataset", choices=S.LIST_DATASETS, help="dataset split given by --root and --list"
+    )
+    p.add_argument(
+        "--labels", type=Path, default=None, help="label PNGs matched to --images by file name"
+    )
+    p.add_argument(
+        "--void-label", type=int, default=None, help="label value to store as 255 (ignore)"
+    )
     p.add_argument("--root", type=Path, default=None, help="dataset root (with --dataset)")
-    p.add_argument("--list", type=Path, default=None, help="split list 'image label' per line (with --dataset)")
+    p.add_argument(
+        "--list",
+        type=Path,
+        default=None,
+        help="split list 'image label' per line (with --dataset)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output bag folder (must not exist)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
     p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"), help="rosbag2 storage")
-    p.add_argument("--rate", type=float, default=None,
-                   help="frames per second of the stamps (default: the video's rate, else 10)")
-    p.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of raw rgb8")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="frames per second of the stamps (default: the video's rate, else 10)",
+    )
+    p.add_argument(
+        "--compressed", action="store_true", help="JPEG CompressedImage instead of raw rgb8"
+    )
     p.add_argument("--jpeg-quality", type=int, default=90)
-    p.add_argument("--topic", default="/camera/image_raw",
-                   help="camera topic (with --compressed '/compressed' is appended)")
+    p.add_argument(
+        "--topic",
+        default="/camera/image_raw",
+        help="camera topic (with --compressed '/compressed' is appended)",
+    )
     p.add_argument("--info-topic", default="/camera/camera_info")
     p.add_argument("--label-topic", default="/camera/labels")
     p.add_argument("--frame-id", default="camera")
-    p.add_argument("--start-time", type=float, default=1_700_000_000.0,
-                   help="stamp of the first frame, seconds since the epoch (fixed: reproducible bags)")
+    p.add_argument(
+        "--start-time",
+        type=float,
+        default=1_700_000_000.0,
+        help="stamp of the first frame, seconds since the epoch (fixed: reproducible bags)",
+    )
     p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--resize", default=None, help="store frames (and labels, nearest) at WxH")
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.labels is not None and args.images is None:
@@ -72,30 +100,45 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         size = S.parse_size(args.resize)
         rate = args.rate
         if args.images is not None:
-            frames = S.folder_frames(args.images, args.labels, size, args.every, args.max_frames,
-                                     args.void_label)
+            frames = S.folder_frames(
+                args.images, args.labels, size, args.every, args.max_frames, args.void_label
+            )
         elif args.video is not None:
             if rate is None:
                 fps = S.video_fps(args.video)
                 rate = fps / args.every if fps else None
             frames = S.video_frames(args.video, size, args.every, args.max_frames)
         else:
-            frames = S.list_frames(args.root, args.list, args.dataset, size, args.every, args.max_frames)
+            frames = S.list_frames(
+                args.root, args.list, args.dataset, size, args.every, args.max_frames
+            )
         options = CameraBagOptions(
-            rate=rate or 10.0, storage=args.format, compressed=args.compressed, jpeg_quality=args.jpeg_quality,
-            image_topic=args.topic, info_topic=args.info_topic, label_topic=args.label_topic,
-            frame_id=args.frame_id, start_time=args.start_time, overwrite=args.overwrite,
-            custom_data={"bevanet.source": str(args.images or args.video or args.list),
-                         **({"bevanet.dataset": args.dataset} if args.dataset else {})})
+            rate=rate or 10.0,
+            storage=args.format,
+            compressed=args.compressed,
+            jpeg_quality=args.jpeg_quality,
+            image_topic=args.topic,
+            info_topic=args.info_topic,
+            label_topic=args.label_topic,
+            frame_id=args.frame_id,
+            start_time=args.start_time,
+            overwrite=args.overwrite,
+            custom_data={
+                "bevanet.source": str(args.images or args.video or args.list),
+                **({"bevanet.dataset": args.dataset} if args.dataset else {}),
+            },
+        )
         summary = write_camera_bag(frames, args.out, options)
     except (S.SourceError, BagWriteError, ValueError, OSError) as err:
         print(f"bevanet-make-bag: {err}", file=sys.stderr)
         print(f"bevanet-make-bag: nothing was written to {args.out}", file=sys.stderr)
         return 1
     topics = ", ".join(f"{t} ({n})" for t, n in summary.topics.items())
-    print(f"wrote {summary.path}: {summary.frames} frames ({summary.labels} labelled), "
-          f"{summary.duration_s:.2f} s at {options.rate:g} Hz, {args.format}, "
-          f"{summary.size_bytes / 1e6:.2f} MB; topics: {topics}")
+    print(
+        f"wrote {summary.path}: {summary.frames} frames ({summary.labels} labelled), "
+        f"{summary.duration_s:.2f} s at {options.rate:g} Hz, {args.format}, "
+        f"{summary.size_bytes / 1e6:.2f} MB; topics: {topics}"
+    )
     return 0
 
 
