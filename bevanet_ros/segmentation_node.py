@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
 from .params import NodeSettings, ParameterError
@@ -65,7 +65,8 @@ def run_node(node_factory, args: list[str] | None = None) -> int:
     code = 0
     try:
         node = node_factory()
-        executor = MultiThreadedExecutor(num_threads=2)
+        # callbacks only fill latest-frame slots; the inference worker has its own thread
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -466,3 +466,25 @@ def test_python_m_bad_parameter_exits_nonzero_with_message(tmp_path):
     assert out.returncode == 1
     assert "/no/such/file.safetensors" in out.stderr + out.stdout
     assert "does not exist" in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("variant", ["bevanet_s", "bevanet"])
+def test_variant_yaml_parses_with_the_ros_parameter_parser(ros_context, variant):
+    """rcl's YAML parser (not PyYAML) reads config/<variant>.yaml into the same values."""
+    from rclpy.node import Node
+
+    from bevanet_ros import launch_config
+
+    path = Path(__file__).resolve().parents[1] / "config" / launch_config.params_file_name(variant)
+    node = Node(
+        "yaml_check",
+        context=ros_context,
+        cli_args=["--ros-args", "--params-file", str(path)],
+        automatically_declare_parameters_from_overrides=True,
+    )
+    try:
+        expected = launch_config.load_params_file(str(path))
+        got = {name: node.get_parameter(name).value for name in expected}
+        assert got == expected
+    finally:
+        node.destroy_node()
