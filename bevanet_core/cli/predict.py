@@ -1,0 +1,128 @@
+"""bevanet-predict: segment an image, a folder of images or a video; write label masks,
+colour masks and overlays."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from ..checkpoint import CheckpointError
+from ..runtime import Segmenter, SegmenterConfig
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+def iter_images(path: Path) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
+    """(name, RGB uint8 frame or None if unreadable) for an image file or a folder, in name order."""
+    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for f in files:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        yield f.stem, (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else None)
+
+
+def iter_video(path: Path) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open video: {path}")
+    try:
+        index = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            yield f"{path.stem}_{index:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            index += 1
+    finally:
+        cap.release()
+
+
+def video_fps(path: Path) -> float:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    cap.release()
+    return fps
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip())
+    p.add_argument("input", help="an image, a folder of images, or a video file")
+    p.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict)")
+    p.add_argument("--weights", help="weights, ONNX model or TensorRT engine (default: the shipped model)")
+    p.add_argument("--variant", help="expected variant (checked against the weights)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
+    p.add_argument("--input-size", help="network input WxH, multiples of 8 (default: the model's)")
+    p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--no-frames", action="store_true", help="video: write only the overlay/colour videos")
+    args = p.parse_args(argv)
+    src = Path(args.input)
+    if not src.exists():
+        print(f"bevanet-predict: error: input not found: {src}", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.alpha <= 1.0:
+        print(f"bevanet-predict: error: --alpha must lie in [0, 1], got {args.alpha}", file=sys.stderr)
+        return 2
+    is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
+    try:
+        seg = Segmenter(SegmenterConfig(weights=args.weights, variant=args.variant, backend=args.backend,
+                                        device=args.device, precision=args.precision,
+                                        input_size=args.input_size, resize=args.resize))
+        frames = iter_video(src) if is_video else iter_images(src)
+    except (CheckpointError, ValueError) as exc:
+        print(f"bevanet-predict: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    for sub in ("masks", "color", "overlay"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    writers = {}
+    done = skipped = 0
+    latencies = []
+    for name, rgb in frames:
+        if args.max_frames is not None and done >= args.max_frames:
+            break
+        if rgb is None:
+            print(f"  skipped unreadable image: {name}", file=sys.stderr)
+            skipped += 1
+            continue
+        t0 = time.perf_counter()
+        res = seg.segment(rgb, "rgb8", color=True)
+        latencies.append((time.perf_counter() - t0) * 1e3)
+        overlay = seg.overlay(rgb, res.mask, args.alpha)
+        if is_video:
+            for kind, img in (("overlay", overlay), ("color", res.color)):
+                if kind not in writers:
+                    h, w = img.shape[:2]
+                    path = out / f"{src.stem}_{kind}.mp4"
+                    writers[kind] = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), video_fps(src), (w, h))
+                writers[kind].write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if not (is_video and args.no_frames):
+            cv2.imwrite(str(out / "masks" / f"{name}.png"), res.mask)
+            cv2.imwrite(str(out / "color" / f"{name}.png"), cv2.cvtColor(res.color, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(out / "overlay" / f"{name}.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        done += 1
+    for w in writers.values():
+        w.release()
+    if done == 0:
+        print(f"bevanet-predict: error: no readable images in {src}", file=sys.stderr)
+        return 2
+    median = float(np.median(latencies))
+    print(f"segmented {done} frame(s) ({skipped} unreadable skipped), median {median:.1f} ms/frame "
+          f"({args.backend}, {args.device}, {seg.info.variant}, input {seg.input_size[0]}x{seg.input_size[1]})")
+    print(f"label masks (class ids, 255 = unlabeled): {out / 'masks'}")
+    print(f"colour masks: {out / 'color'}   overlays: {out / 'overlay'}")
+    for kind, _ in writers.items():
+        print(f"{kind} video: {out / f'{src.stem}_{kind}.mp4'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
