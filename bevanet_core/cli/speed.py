@@ -1,0 +1,83 @@
+"""bevanet-speed: the authors' speed protocol and the project's fast paths, side by side in one run.
+
+The authors' protocol (models/speed in their repository): random input on the device, batch 1,
+fp32 eager PyTorch, BN not fused, cudnn.benchmark off, warm-up, synchronised timing, final
+upsampling excluded. The project's paths are timed end to end instead (uint8 frame in host
+memory -> uint8 mask in host memory at the frame's resolution), which includes more work.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import List, Optional, Tuple
+
+import torch
+
+from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
+from ..runtime.geometry import parse_size
+
+
+def fast_paths(device: str) -> List[Tuple[str, str]]:
+    """(backend, precision) pairs worth timing on this device."""
+    if device.startswith("cuda"):
+        paths = [("torch", "fp16"), ("torch", "bf16")]
+        try:
+            import tensorrt  # noqa: F401
+            paths.append(("tensorrt", "fp16"))
+        except ImportError:
+            pass
+        return paths
+    paths = [("torch", "fp32"), ("onnxruntime", "fp32")]
+    if torch.backends.mkldnn.is_available():
+        paths.insert(1, ("torch", "bf16"))
+    return paths
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--variant", default="bevanet_s", choices=["bevanet", "bevanet_s"])
+    p.add_argument("--size", default="960x720", help="input WxH, multiples of 8 (default 960x720)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--weights", help="weights to time (default: seeded random; speed does not depend on them)")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--paths", nargs="*", metavar="BACKEND:PRECISION",
+                   help="fast paths to time (default: the best ones for the device)")
+    p.add_argument("--json", dest="json_out", help="write all figures as JSON here")
+    args = p.parse_args(argv)
+    try:
+        size = parse_size(args.size, "size", 8)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    paths = [tuple(s.split(":", 1)) for s in args.paths] if args.paths else fast_paths(args.device)
+    base = BenchConfig(variant=args.variant, size=size, device=args.device, runs=args.runs, warmup=args.warmup,
+                       weights=args.weights, threads=args.threads, reference=False)
+    model, _ = _model(base)
+    rows = [("authors' protocol", "torch", "fp32", reference_protocol(model, size, args.device, args.runs,
+                                                                      args.warmup))]
+    for backend, precision in paths:
+        rep = run_benchmark(dataclasses.replace(base, backend=backend, precision=precision))
+        rows.append(("bevanet_ros runtime", backend, precision, rep))
+    ref_fps = rows[0][3]["fps"]
+    print(f"{args.variant} at {size[0]}x{size[1]}, device {args.device}, batch 1")
+    print(f"{'path':<22}{'backend':<13}{'prec.':<7}{'p50 ms':>9}{'p90 ms':>9}{'FPS':>9}{'x ref':>7}")
+    for name, backend, precision, rep in rows:
+        lat = rep["latency_ms"]
+        print(f"{name:<22}{backend:<13}{precision:<7}{lat['p50']:9.1f}{lat['p90']:9.1f}{rep['fps']:9.2f}"
+              f"{rep['fps'] / ref_fps:7.2f}")
+    if args.json_out:
+        out = {"variant": args.variant, "size": list(size), "device": args.device,
+               "reference": rows[0][3], "paths": [r[3] for r in rows[1:]], "environment": environment(args.device)}
+        with open(args.json_out, "w") as f:
+            json.dump(out, f, indent=2)
+        print(f"figures written to {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
