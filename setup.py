@@ -53,6 +53,7 @@ setup(
         "console_scripts": [
             # ROS 2 nodes (ros2 run bevanet_ros <name>)
             "segmentation_node = bevanet_ros.segmentation_node:main",
+            "segmentation_lifecycle_node = bevanet_ros.lifecycle_segmentation_node:main",
             # offline tools (no ROS needed)
             "bevanet-train = bevanet_core.cli.train:main",
             "bevanet-eval = bevanet_core.cli.evaluate:main",
