@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from .data.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE,
                            IMAGENET_MEAN, IMAGENET_STD, default_palette)
-from .models import build_model
+from .models import SEGMENTATION_MODELS, build_model
 
 PathLike = Union[str, os.PathLike]
 
@@ -28,7 +28,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "bevanet_s_camvid.safetensors"
 METADATA_KEY = "bevanet"
 _PREFIXES = ("module.", "model.")
-_TRAINING_ONLY = ("seghead_ds.", "seghead_db.")
+_TRAINING_ONLY = ("seghead_ds.", "seghead_db.",  # BEVANet
+                  "seghead_p.", "seghead_d.")  # PIDNet
+_SHAPE_INFERRED = ("bevanet", "bevanet_s")  # variants infer_architecture tells apart
 
 
 class CheckpointError(ValueError):
@@ -235,7 +237,11 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
             raise CheckpointError(f"the shipped default model is missing ({path}); reinstall the package "
                                   "or pass a weights file")
     state, info = read_checkpoint(path)
-    file_variant, file_classes = infer_architecture(state)
+    if info is not None and info.variant in SEGMENTATION_MODELS and info.variant not in _SHAPE_INFERRED:
+        # other registered networks are named by their metadata; the strict load checks the tensors
+        file_variant, file_classes = info.variant, int(info.num_classes)
+    else:
+        file_variant, file_classes = infer_architecture(state)
     if info is not None and info.variant != file_variant:
         raise CheckpointError(f"{path}: metadata says variant {info.variant} but the tensors are {file_variant}")
     if variant is not None and variant != file_variant:

@@ -11,11 +11,15 @@ from typing import Callable, Dict, List
 import torch.nn as nn
 
 from . import bevanet as _bevanet
+from . import pidnet as _pidnet
 from .bevanet import BEVANet, BEVANetClassifier, SegmentationOutputs
 
 SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "bevanet": _bevanet.bevanet,
     "bevanet_s": _bevanet.bevanet_s,
+    "pidnet_s": _pidnet.pidnet_s,
+    "pidnet_m": _pidnet.pidnet_m,
+    "pidnet_l": _pidnet.pidnet_l,
 }
 CLASSIFIER_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "bevanet_cls": _bevanet.bevanet_cls,

@@ -1,0 +1,177 @@
+"""The other seed networks (issue 7), driven by the model registry.
+
+For every registered non-BEVANet segmentation network: inference parameters and MACs match
+the table of `../shared/specs/baselines.md` within 1%, the training heads back-propagate through
+the existing objective, the ONNX export matches PyTorch in ONNX Runtime, and a weights file
+saved by `save_weights` selects the network in the runtime by path alone.
+
+MACs are counted at the table's own size with the model on the `meta` device (shapes only, no
+arithmetic), which gives exactly the CPU count (checked below) in a fraction of the time.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bevanet_core.checkpoint import ModelInfo, load_model, save_weights
+from bevanet_core.models import SEGMENTATION_MODELS, SegmentationOutputs, build_model
+from bevanet_core.models.complexity import count_macs, count_parameters
+
+# name -> (inference params in millions, GMACs, (H, W) the MACs are given at), from baselines.md
+SPEC = {
+    "pidnet_s": (7.63, 47.5, (1024, 2048)),
+    "pidnet_m": (28.54, 178.0, (1024, 2048)),
+    "pidnet_l": (36.94, 275.7, (1024, 2048)),
+    "bisenetv2": (3.359, 98.9, (1024, 2048)),
+    "stdc1": (8.28, 16.96, (512, 1024)),
+    "stdc2": (12.31, 23.57, (512, 1024)),
+}
+BEVANET_FAMILY = ("bevanet", "bevanet_s")
+BASELINES = sorted(n for n in SEGMENTATION_MODELS if n not in BEVANET_FAMILY)
+TOLERANCE = 0.01
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The 2 cores are shared with a training run: one intra-op thread, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
+    """Non-trivial BatchNorm statistics so parity checks are not run on near-identity BNs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+
+
+def _seeded(name: str, num_classes: int = 11, aux_heads: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=num_classes, aux_heads=aux_heads).eval()
+    _randomise_bn(model)
+    return model
+
+
+def _meta_macs(model: nn.Module, size) -> int:
+    meta = copy.deepcopy(model).to("meta")
+    with torch.device("meta"):
+        return count_macs(meta, size)
+
+
+def test_every_baseline_has_a_table_entry():
+    assert BASELINES, "no baseline network is registered"
+    assert set(BASELINES) <= set(SPEC), f"registered without a spec row: {set(BASELINES) - set(SPEC)}"
+
+
+def test_meta_device_count_equals_cpu_count():
+    model = build_model(BASELINES[0], num_classes=19).eval()
+    assert _meta_macs(model, (64, 128)) == count_macs(model, (64, 128))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_params_and_macs_match_the_table(name):
+    params_m, gmacs, size = SPEC[name]
+    model = build_model(name, num_classes=19).eval()
+    params = count_parameters(model) / 1e6
+    macs = _meta_macs(model, size) / 1e9
+    assert abs(params - params_m) <= TOLERANCE * params_m, f"{name}: {params:.3f}M params vs {params_m}M"
+    assert abs(macs - gmacs) <= TOLERANCE * gmacs, f"{name}: {macs:.2f} GMACs vs {gmacs} at {size}"
+    # the training heads add parameters but never change the inference graph
+    assert count_parameters(build_model(name, num_classes=19, aux_heads=True)) > count_parameters(model)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_inference_output_is_logits_at_one_eighth(name):
+    model = _seeded(name, num_classes=5)
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 96))
+    assert isinstance(out, torch.Tensor) and out.shape == (1, 5, 8, 12)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_backward_through_the_training_objective(name):
+    from bevanet_core.training.losses import BEVANetCriterion
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=4, aux_heads=True).train()
+    images = torch.randn(2, 3, 64, 64)
+    target = torch.randint(0, 4, (2, 64, 64))
+    target[:, :4] = 255
+    edge = torch.zeros(2, 64, 64)
+    edge[:, :, 30:33] = 1
+    out = model(images)
+    assert isinstance(out, SegmentationOutputs)
+    assert out.aux.shape == out.main.shape == (2, 4, 8, 8) and out.boundary.shape == (2, 1, 8, 8)
+    losses = BEVANetCriterion(ohem_min_kept=1000)(out, target, edge)
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"{name}: parameters without a finite gradient: {no_grad[:5]}"
+    # dropping the heads leaves the inference network, with its contract
+    model.without_aux_heads().eval()
+    with torch.no_grad():
+        assert isinstance(model(images[:1]), torch.Tensor)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_onnx_parity_on_cpu(name, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    pytest.importorskip("onnx", reason="onnx is not installed")
+    from bevanet_core.export.onnx import export_onnx
+
+    model = _seeded(name, aux_heads=True)  # export removes the training heads itself
+    info = ModelInfo.default(name, 11, input_size=(96, 64))
+    path = tmp_path / f"{name}.onnx"
+    export_onnx(model, info, path)
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = copy.deepcopy(model).without_aux_heads()(x).numpy()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == expected.shape == (1, 11, 8, 12)
+    assert np.abs(expected).max() > 1e-2, "degenerate logits make the parity check meaningless"
+    assert np.abs(got - expected).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_weights_file_selects_the_network_in_the_runtime(name, tmp_path):
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+
+    model = _seeded(name)
+    info = ModelInfo.default(name, 11, input_size=(64, 48))
+    path = tmp_path / f"{name}.safetensors"
+    save_weights(model, path, info)
+
+    loaded, loaded_info = load_model(path)
+    assert type(loaded) is type(model) and loaded_info.variant == name
+    own = model.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in loaded.state_dict().items())
+
+    seg = Segmenter(SegmenterConfig(weights=str(path), backend="torch"))
+    assert seg.info.variant == name
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    res = seg.segment(frame, encoding="rgb8")
+    assert res.mask.shape == (48, 64) and res.mask.dtype == np.uint8
+    # the runtime's (BN-folded) prediction is the model's own: frame size == input size here
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
+    with torch.no_grad():
+        logits = F.interpolate(model(x), size=(48, 64), mode="bilinear", align_corners=False)
+    expected = logits.argmax(1)[0].numpy()
+    assert (res.mask == expected).mean() > 0.99
