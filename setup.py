@@ -48,7 +48,6 @@ setup(
     maintainer_email="bevanet-ros@users.noreply.github.com",
     description="BEVANet real-time semantic segmentation for ROS 2 (TensorRT, ONNX Runtime, PyTorch)",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             # ROS 2 nodes (ros2 run bevanet_ros <name>)
