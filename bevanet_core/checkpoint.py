@@ -29,7 +29,9 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "bevanet_s_camvid.safetensors"
 METADATA_KEY = "bevanet"
 _PREFIXES = ("module.", "model.")
 _TRAINING_ONLY = ("seghead_ds.", "seghead_db.",  # BEVANet
-                  "seghead_p.", "seghead_d.")  # PIDNet
+                  "seghead_p.", "seghead_d.",  # PIDNet
+                  "aux2.", "aux3.", "aux4.", "aux5_4.",  # BiSeNetV2 booster heads
+                  "conv_out16.", "conv_out32.", "conv_out_sp8.")  # STDC-Seg
 _SHAPE_INFERRED = ("bevanet", "bevanet_s")  # variants infer_architecture tells apart
 
 

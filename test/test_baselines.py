@@ -8,6 +8,7 @@ saved by `save_weights` selects the network in the runtime by path alone.
 MACs are counted at the table's own size with the model on the `meta` device (shapes only, no
 arithmetic), which gives exactly the CPU count (checked below) in a fraction of the time.
 """
+
 from __future__ import annotations
 
 import copy
@@ -73,7 +74,9 @@ def _meta_macs(model: nn.Module, size) -> int:
 
 def test_every_baseline_has_a_table_entry():
     assert BASELINES, "no baseline network is registered"
-    assert set(BASELINES) <= set(SPEC), f"registered without a spec row: {set(BASELINES) - set(SPEC)}"
+    assert set(BASELINES) <= set(SPEC), (
+        f"registered without a spec row: {set(BASELINES) - set(SPEC)}"
+    )
 
 
 def test_meta_device_count_equals_cpu_count():
@@ -87,10 +90,14 @@ def test_params_and_macs_match_the_table(name):
     model = build_model(name, num_classes=19).eval()
     params = count_parameters(model) / 1e6
     macs = _meta_macs(model, size) / 1e9
-    assert abs(params - params_m) <= TOLERANCE * params_m, f"{name}: {params:.3f}M params vs {params_m}M"
+    assert abs(params - params_m) <= TOLERANCE * params_m, (
+        f"{name}: {params:.3f}M params vs {params_m}M"
+    )
     assert abs(macs - gmacs) <= TOLERANCE * gmacs, f"{name}: {macs:.2f} GMACs vs {gmacs} at {size}"
     # the training heads add parameters but never change the inference graph
-    assert count_parameters(build_model(name, num_classes=19, aux_heads=True)) > count_parameters(model)
+    assert count_parameters(build_model(name, num_classes=19, aux_heads=True)) > count_parameters(
+        model
+    )
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -102,10 +109,30 @@ def test_inference_output_is_logits_at_one_eighth(name):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", BASELINES)
-def test_backward_through_the_training_objective(name):
+def _training_loss(
+    out, target: torch.Tensor, edge: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """The project's objective for `SegmentationOutputs`; for the other networks' extra outputs
+    (booster / context / detail heads) the plain per-head sum their papers train with:
+    CE on every class map, BCE on every 1-channel map, all upsampled to the labels."""
     from bevanet_core.training.losses import BEVANetCriterion
 
+    if isinstance(out, SegmentationOutputs):
+        return BEVANetCriterion(ohem_min_kept=1000)(out, target, edge)["loss"]
+    assert isinstance(out, tuple) and len(out) > 1 and out[0].shape[1] == num_classes
+    total = out[0].new_zeros(())
+    for o in out:
+        o = F.interpolate(o, size=target.shape[-2:], mode="bilinear", align_corners=True)
+        if o.shape[1] == num_classes:
+            total = total + F.cross_entropy(o, target, ignore_index=255)
+        else:
+            assert o.shape[1] == 1, f"unexpected head with {o.shape[1]} channels"
+            total = total + F.binary_cross_entropy_with_logits(o[:, 0], edge)
+    return total
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_backward_through_the_training_heads(name):
     torch.manual_seed(0)
     model = build_model(name, num_classes=4, aux_heads=True).train()
     images = torch.randn(2, 3, 64, 64)
@@ -114,17 +141,24 @@ def test_backward_through_the_training_objective(name):
     edge = torch.zeros(2, 64, 64)
     edge[:, :, 30:33] = 1
     out = model(images)
-    assert isinstance(out, SegmentationOutputs)
-    assert out.aux.shape == out.main.shape == (2, 4, 8, 8) and out.boundary.shape == (2, 1, 8, 8)
-    losses = BEVANetCriterion(ohem_min_kept=1000)(out, target, edge)
-    assert torch.isfinite(losses["loss"])
-    losses["loss"].backward()
-    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert out[0 if not isinstance(out, SegmentationOutputs) else 1].shape == (2, 4, 8, 8)
+    if isinstance(
+        out, SegmentationOutputs
+    ):  # PIDNet trains with the project's objective unchanged
+        assert out.aux.shape == (2, 4, 8, 8) and out.boundary.shape == (2, 1, 8, 8)
+    loss = _training_loss(out, target, edge, 4)
+    assert torch.isfinite(loss)
+    loss.backward()
+    no_grad = [
+        n
+        for n, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert not no_grad, f"{name}: parameters without a finite gradient: {no_grad[:5]}"
     # dropping the heads leaves the inference network, with its contract
     model.without_aux_heads().eval()
     with torch.no_grad():
-        assert isinstance(model(images[:1]), torch.Tensor)
+        assert model(images[:1]).shape == (1, 4, 8, 8)
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -165,6 +199,7 @@ def test_weights_file_selects_the_network_in_the_runtime(name, tmp_path):
 
     seg = Segmenter(SegmenterConfig(weights=str(path), backend="torch"))
     assert seg.info.variant == name
+    assert seg.backend.fold_report.num_folded > 0  # the deploy transform traced the network
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     res = seg.segment(frame, encoding="rgb8")
     assert res.mask.shape == (48, 64) and res.mask.dtype == np.uint8

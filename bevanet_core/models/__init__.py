@@ -11,7 +11,9 @@ from typing import Callable, Dict, List
 import torch.nn as nn
 
 from . import bevanet as _bevanet
+from . import bisenetv2 as _bisenetv2
 from . import pidnet as _pidnet
+from . import stdc as _stdc
 from .bevanet import BEVANet, BEVANetClassifier, SegmentationOutputs
 
 SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
@@ -20,6 +22,9 @@ SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "pidnet_s": _pidnet.pidnet_s,
     "pidnet_m": _pidnet.pidnet_m,
     "pidnet_l": _pidnet.pidnet_l,
+    "bisenetv2": _bisenetv2.bisenetv2,
+    "stdc1": _stdc.stdc1,
+    "stdc2": _stdc.stdc2,
 }
 CLASSIFIER_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "bevanet_cls": _bevanet.bevanet_cls,

@@ -10,6 +10,7 @@ Tensor names follow the authors' code (XuJiacong/PIDNet `models/pidnet.py`), so 
 checkpoints load one to one. As for BEVANet, a model built with `aux_heads=True` always returns
 `SegmentationOutputs(aux=P head, main, boundary=D head)`, one built without them the main logits.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,12 +23,17 @@ from .layers import BasicBlock, Bottleneck, SegmentHead, batch_norm, make_layer,
 
 def bn_relu_conv(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> nn.Sequential:
     """Pre-activation BN-ReLU-conv (no bias), the unit of the pyramid pooling modules."""
-    return nn.Sequential(batch_norm(cin), nn.ReLU(inplace=True),
-                         nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=False))
+    return nn.Sequential(
+        batch_norm(cin),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups, bias=False),
+    )
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), batch_norm(cout))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), batch_norm(cout)
+    )
 
 
 def _pooled(pool: nn.Module, inplanes: int, branch_planes: int) -> nn.Sequential:
@@ -35,17 +41,19 @@ def _pooled(pool: nn.Module, inplanes: int, branch_planes: int) -> nn.Sequential
 
 
 def _pools(inplanes: int, branch_planes: int):
-    return (_pooled(nn.AvgPool2d(5, 2, 2), inplanes, branch_planes),
-            _pooled(nn.AvgPool2d(9, 4, 4), inplanes, branch_planes),
-            _pooled(nn.AvgPool2d(17, 8, 8), inplanes, branch_planes),
-            _pooled(nn.AdaptiveAvgPool2d(1), inplanes, branch_planes))
+    return (
+        _pooled(nn.AvgPool2d(5, 2, 2), inplanes, branch_planes),
+        _pooled(nn.AvgPool2d(9, 4, 4), inplanes, branch_planes),
+        _pooled(nn.AvgPool2d(17, 8, 8), inplanes, branch_planes),
+        _pooled(nn.AdaptiveAvgPool2d(1), inplanes, branch_planes),
+    )
 
 
 # --------------------------------------------------------------------------- pyramid pooling
 
 
 class PAPPM(nn.Module):
-    """Parallel aggregation PPM (PIDNet-S/M): four pooled branches processed by one grouped conv."""
+    """Parallel aggregation PPM (PIDNet-S/M): four pooled branches, one grouped 3x3 conv."""
 
     def __init__(self, inplanes: int, branch_planes: int, outplanes: int):
         super().__init__()
@@ -57,7 +65,9 @@ class PAPPM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.scale0(x)
-        scales = [resize_to(s(x), x) + x0 for s in (self.scale1, self.scale2, self.scale3, self.scale4)]
+        scales = [
+            resize_to(s(x), x) + x0 for s in (self.scale1, self.scale2, self.scale3, self.scale4)
+        ]
         out = self.scale_process(torch.cat(scales, dim=1))
         return self.compression(torch.cat([x0, out], dim=1)) + self.shortcut(x)
 
@@ -78,8 +88,12 @@ class DAPPM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [self.scale0(x)]
-        for scale, process in ((self.scale1, self.process1), (self.scale2, self.process2),
-                               (self.scale3, self.process3), (self.scale4, self.process4)):
+        for scale, process in (
+            (self.scale1, self.process1),
+            (self.scale2, self.process2),
+            (self.scale3, self.process3),
+            (self.scale4, self.process4),
+        ):
             outs.append(process(resize_to(scale(x), x) + outs[-1]))
         return self.compression(torch.cat(outs, dim=1)) + self.shortcut(x)
 
@@ -101,7 +115,7 @@ class LightBag(nn.Module):
 
 
 class Bag(nn.Module):
-    """Boundary-attention-guided fusion (PIDNet-L): BN-ReLU-conv3x3 of the boundary-weighted mix."""
+    """Boundary-attention-guided fusion (PIDNet-L): BN-ReLU-conv3x3 of the weighted mix."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
@@ -123,8 +137,16 @@ class PIDNet(nn.Module):
     otherwise the L design (DAPPM, Bag, basic-block D branch).
     """
 
-    def __init__(self, num_classes: int = 19, m: int = 2, n: int = 3, planes: int = 64,
-                 ppm_planes: int = 96, head_planes: int = 128, aux_heads: bool = False):
+    def __init__(
+        self,
+        num_classes: int = 19,
+        m: int = 2,
+        n: int = 3,
+        planes: int = 64,
+        ppm_planes: int = 96,
+        head_planes: int = 128,
+        aux_heads: bool = False,
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -132,10 +154,13 @@ class PIDNet(nn.Module):
         self.num_classes = num_classes
         # I branch
         self.conv1 = nn.Sequential(
-            nn.Conv2d(3, c, 3, 2, 1), batch_norm(c), nn.ReLU(inplace=True),
-            nn.Conv2d(c, c, 3, 2, 1), batch_norm(c), nn.ReLU(inplace=True),
+            nn.Conv2d(3, c, 3, 2, 1),
+            batch_norm(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, 2, 1),
+            batch_norm(c),
+            nn.ReLU(inplace=True),
         )
-        self.relu = nn.ReLU(inplace=True)
         self.layer1 = make_layer(BasicBlock, c, c, m)
         self.layer2 = make_layer(BasicBlock, c, 2 * c, m, stride=2)
         self.layer3 = make_layer(BasicBlock, 2 * c, 4 * c, n, stride=2)
@@ -205,7 +230,7 @@ class PIDNet(nn.Module):
             return main
         return SegmentationOutputs(self.seghead_p(p_tap), main, self.seghead_d(d_tap))
 
-    def without_aux_heads(self) -> "PIDNet":
+    def without_aux_heads(self) -> PIDNet:
         """Drops the training-only heads in place; the model then returns main logits only."""
         for name in ("seghead_p", "seghead_d"):
             if hasattr(self, name):
@@ -231,7 +256,9 @@ _VARIANTS = {
 }
 
 
-def _create_pidnet(variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> PIDNet:
+def _create_pidnet(
+    variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs
+) -> PIDNet:
     return PIDNet(num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs})
 
 
