@@ -210,3 +210,47 @@ def test_weights_file_selects_the_network_in_the_runtime(name, tmp_path):
         logits = F.interpolate(model(x), size=(48, 64), mode="bilinear", align_corners=False)
     expected = logits.argmax(1)[0].numpy()
     assert (res.mask == expected).mean() > 0.99
+
+
+def test_pidnet_trains_through_the_engine_and_loads_for_inference(shared_data, tmp_path):
+    """The project's training loop (its own PIDNet-style objective) runs PIDNet-S unchanged, and
+    the saved best weights (training heads included) load by path as an inference model."""
+    import shutil
+
+    from bevanet_core.training.config import load_config
+    from bevanet_core.training.engine import train
+
+    src, data = shared_data / "camvid", tmp_path / "data"
+    lines = (src / "train.lst").read_text().splitlines()[:2]
+    for line in lines:
+        for rel in line.split():
+            (data / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / rel, data / rel)
+    (data / "train.lst").write_text("\n".join(lines) + "\n")
+    (data / "val.lst").write_text(lines[0] + "\n")
+    overrides = [
+        "model.variant=pidnet_s",
+        f"data.root={data}",
+        "data.train_list=train.lst",
+        "data.val_list=val.lst",
+        "data.base_size=128",
+        "data.crop_size=[128,96]",
+        "data.workers=0",
+        "optim.batch_size=2",
+        "optim.iterations=2",
+        f"run.out_dir={tmp_path / 'run'}",
+        "run.checkpoint_every=0",
+        "run.val_every=0",
+        "run.threads=1",
+    ]
+    result = train(load_config(None, overrides))
+    assert result["iteration"] == 2
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / "best.safetensors"), framework="pt") as f:
+        assert any(k.startswith("seghead_p.") for k in f.keys())  # saved with its training heads
+    model, info = load_model(tmp_path / "run" / "best.safetensors")
+    assert info.variant == "pidnet_s" and info.num_classes == 11
+    assert type(model).__name__ == "PIDNet" and not model.aux_heads
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 96, 128)).shape == (1, 11, 12, 16)
