@@ -254,3 +254,24 @@ def test_pidnet_trains_through_the_engine_and_loads_for_inference(shared_data, t
     assert type(model).__name__ == "PIDNet" and not model.aux_heads
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 96, 128)).shape == (1, 11, 12, 16)
+
+
+def test_authors_style_pidnet_checkpoint_loads_when_the_variant_is_named(tmp_path):
+    """A foreign `.pth` (no metadata; the authors' FullModel layout: `model.` prefix plus loss
+    buffers) of a named baseline loads one to one; unnamed it is still refused clearly."""
+    from bevanet_core.checkpoint import CheckpointError
+
+    state = _seeded("pidnet_s", num_classes=19, aux_heads=True).state_dict()
+    obj = {f"model.{k}": v for k, v in state.items()}
+    obj["sem_loss.criterion.weight"] = torch.ones(19)
+    path = tmp_path / "PIDNet_S_Cityscapes_val.pt"
+    torch.save(obj, path)
+    model, info = load_model(path, variant="pidnet_s", aux_heads=True)
+    assert info.variant == "pidnet_s" and info.num_classes == 19 and info.class_names[0] == "road"
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    infer, _ = load_model(path, variant="pidnet_s")  # the training heads are skipped
+    assert not any(k.startswith("seghead_") for k in infer.state_dict())
+    with pytest.raises(CheckpointError, match="not a BEVANet segmentation checkpoint"):
+        load_model(path)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_model(path, variant="pidnet_m")  # wrong width: the strict load names the tensors
