@@ -60,8 +60,13 @@ def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
 
 
 def _seeded(name: str, num_classes: int = 11, aux_heads: bool = False) -> nn.Module:
+    """A seeded eval model whose logits vary over the image: variance-preserving conv weights
+    (some networks' own inits shrink the signal layer by layer, giving one class everywhere)."""
     torch.manual_seed(0)
     model = build_model(name, num_classes=num_classes, aux_heads=aux_heads).eval()
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     _randomise_bn(model)
     return model
 
@@ -203,6 +208,7 @@ def test_weights_file_selects_the_network_in_the_runtime(name, tmp_path):
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     res = seg.segment(frame, encoding="rgb8")
     assert res.mask.shape == (48, 64) and res.mask.dtype == np.uint8
+    assert len(np.unique(res.mask)) > 1
     # the runtime's (BN-folded) prediction is the model's own: frame size == input size here
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
@@ -275,3 +281,25 @@ def test_authors_style_pidnet_checkpoint_loads_when_the_variant_is_named(tmp_pat
         load_model(path)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         load_model(path, variant="pidnet_m")  # wrong width: the strict load names the tensors
+
+
+@pytest.mark.parametrize("name", [n for n in ("pidnet_s", "bisenetv2", "stdc1") if n in BASELINES])
+def test_onnxruntime_segmenter_agrees_with_the_torch_one(name, tmp_path):
+    """One network per family through the runtime's ONNX Runtime backend (export into the
+    cache from the weights file), compared with the PyTorch backend on the same frame."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+
+    path = tmp_path / f"{name}.safetensors"
+    save_weights(_seeded(name), path, ModelInfo.default(name, 11, input_size=(96, 64)))
+    frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    masks = {}
+    for backend in ("torch", "onnxruntime"):
+        cfg = SegmenterConfig(
+            weights=str(path), backend=backend, num_threads=1, cache_dir=str(tmp_path / "cache")
+        )
+        seg = Segmenter(cfg)
+        assert seg.info.variant == name and seg.input_size == (96, 64)
+        masks[backend] = seg.segment(frame, encoding="bgr8").mask
+    assert masks["torch"].shape == (120, 160) and len(np.unique(masks["torch"])) > 1
+    assert (masks["torch"] == masks["onnxruntime"]).mean() > 0.99
