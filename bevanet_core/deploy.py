@@ -138,3 +138,21 @@ def fold_batchnorm(
 def count_conv_bn_pairs(model: nn.Module) -> int:
     """How many foldable conv -> BatchNorm pairs a model still has (0 after `fold_batchnorm`)."""
     return len(find_conv_bn_pairs(model)[0])
+
+
+def randomise_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Gives every BatchNorm non-trivial running statistics and affine terms (in place).
+
+    Freshly built BNs are nearly the identity, which would make folding and export checks on
+    untrained models pass trivially; checks call this first.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.25)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+    return model

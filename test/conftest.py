@@ -63,3 +63,13 @@ def _seed_everything() -> Iterator[None]:
     if torch is not None:
         torch.manual_seed(SEED)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: on two shared, busy cores two OpenMP threads mostly wait
+    on each other. Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,30 +6,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bevanet_core.deploy import count_conv_bn_pairs, find_conv_bn_pairs, fold_batchnorm
+from bevanet_core.deploy import (count_conv_bn_pairs, find_conv_bn_pairs, fold_batchnorm,
+                                 randomise_batchnorm)
 from bevanet_core.models import build_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
-    """Non-trivial running statistics and affine terms, else folding is nearly the identity."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.25)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
 
 
 def _bn_count(model: nn.Module) -> int:
@@ -40,7 +24,7 @@ def _bn_count(model: nn.Module) -> int:
 def test_fold_batchnorm_keeps_outputs(variant):
     torch.manual_seed(0)
     model = build_model(variant, num_classes=11).eval()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     folded, report = fold_batchnorm(model, return_report=True)
 
@@ -78,7 +62,7 @@ def test_conv_output_used_twice_is_not_folded():
             return self.bn(y) + y + self.bn2(self.conv2(y))
 
     model = Shared().eval()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     pairs, remaining = find_conv_bn_pairs(model)
     assert pairs == [("conv2", "bn2")]
     assert "also used elsewhere" in remaining["bn"]

@@ -20,6 +20,7 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
+from bevanet_core.deploy import randomise_batchnorm
 from bevanet_core.cli.export import main as export_main  # noqa: E402
 from bevanet_core.export import (  # noqa: E402
     ArtifactError,
@@ -42,32 +43,16 @@ def _data_root() -> Path:
     )
 
 
-def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.25)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
 
 
 def _seeded(variant: str, num_classes: int = 11, aux_heads: bool = False) -> nn.Module:
     torch.manual_seed(0)
     model = build_model(variant, num_classes=num_classes, aux_heads=aux_heads).eval()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     return model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

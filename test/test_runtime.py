@@ -17,13 +17,7 @@ from bevanet_core.runtime import Segmenter, SegmenterConfig, plan_resize
 from bevanet_core.runtime.geometry import parse_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data_root() -> Path:

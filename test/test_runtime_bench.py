@@ -11,13 +11,7 @@ from bevanet_core.cli.bench import main as bench_main
 from bevanet_core.runtime.benchmark import summarize
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two OpenMP threads on two shared, busy cores mostly wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_summarize_percentiles():
