@@ -5,10 +5,12 @@ A wide, shallow detail branch (128 channels at 1/8) and a narrow, deep semantic 
 aggregation. Read top to bottom: building blocks, the two branches, BGA, heads, the network,
 then the registered variant.
 
-Tensor names follow CoinCheung/BiSeNet `lib/models/bisenetv2.py` (whose inference graph equals
-mmsegmentation's; the BGA upsampling is nearest as there). Contract departures: the main logits
+Tensor names and heads follow CoinCheung/BiSeNet `lib/models/bisenetv2.py`, whose inference
+graph equals mmsegmentation's except that its BGA upsamples nearest (mmsegmentation: bilinear;
+same parameters and MACs); booster heads are that code's, not mmseg's FCN heads. Contract
+departures: the main logits
 stay at 1/8 (the runtime upsamples), and `aux_heads=True` adds the four booster heads, returned
-as `BiSeNetV2Outputs(main, aux2, aux3, aux4, aux5_4)`, each at its feature's own resolution.
+as `BiSeNetV2Outputs(main, aux2, aux3, aux4, aux5_4)` (boosters at 1/2 ... 1/16).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import torch.nn.functional as F
 
 
 class BiSeNetV2Outputs(NamedTuple):
-    """Training outputs: main logits (1/8) and booster logits on stem (1/4), S3 (1/8), S4 (1/16),
-    S5 before the context embedding (1/32; the heads upsample their features 2x first)."""
+    """Training outputs: main logits (1/8) and the booster logits on the stem, S3, S4 and S5
+    before the context embedding; each booster head upsamples its feature 2x first, so they
+    come out at 1/2, 1/4, 1/8 and 1/16."""
 
     main: torch.Tensor
     aux2: torch.Tensor
