@@ -71,6 +71,50 @@ def build_segmenter(args: argparse.Namespace):
     return Segmenter(cfg)
 
 
+def build_processor(args: argparse.Namespace, prog: str):
+    """(segmenter, frame processor) from the command line: the node's runtime, or with
+    --through-node a running node over DDS. None, after saying why, when neither can be had."""
+    try:
+        seg = build_segmenter(args)
+    except (ValueError, OSError, ImportError) as err:
+        print(f"{prog}: cannot load the model: {err}", file=sys.stderr)
+        return None
+    processor = E.RuntimeProcessor(seg)
+    if args.through_node:
+        processor = node_processor(args, processor, prog)
+        if processor is None:
+            return None
+    return seg, processor
+
+
+def node_processor(args: argparse.Namespace, local: E.RuntimeProcessor, prog: str):
+    """The DDS mode, behind this function boundary.
+
+    bevanet_core stays free of ROS imports: the DDS client lives in bevanet_ros (`bag_client.py`,
+    which imports rclpy) and is imported here only when --through-node is given. It publishes
+    each frame to a segmentation node running as deployed, in its own process
+    (`ros2 run bevanet_ros segmentation_node --ros-args -r image:=/camera/image_raw`), and
+    waits for the mask with the same stamp: latency then includes the DDS transport, and a mask
+    that does not come within --node-timeout counts as a dropped frame.
+    """
+    try:
+        from bevanet_ros.bag_client import NodeClient
+    except ImportError as err:
+        print(
+            f"{prog}: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_client "
+            f"({err}); "
+            "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout)
+    except TimeoutError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+    return None
+
+
+
 def model_meta(seg: Any, args: argparse.Namespace) -> dict[str, Any]:
     info = seg.info
     return {
@@ -272,18 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser_error(str(err))
     label_topic = None if str(args.label_topic).lower() in ("", "none") else args.label_topic
 
-    try:
-        seg = build_segmenter(args)
-    except (ValueError, OSError, ImportError) as err:
-        print(f"bevanet-bag-eval: cannot load the model: {err}", file=sys.stderr)
+    built = build_processor(args, "bevanet-bag-eval")
+    if built is None:
         return 1
-    processor = E.RuntimeProcessor(seg)
-    if args.through_node:
-        from .demo import _node_processor  # rclpy is imported there, only in this mode
-
-        processor = _node_processor(args, processor)
-        if processor is None:
-            return 1
+    seg, processor = built
     label_source = None
     if args.dataset_root is not None:
         try:

@@ -26,7 +26,7 @@ from ..bags import evaluate as E
 from ..bags import report as R
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError
-from .bag_eval import add_model_args, build_segmenter, machine_meta, model_meta, summary_line
+from .bag_eval import add_model_args, build_processor, machine_meta, model_meta, summary_line
 
 SAMPLE_BAG = "solid_white_right"
 PACKAGE = "bevanet_ros"
@@ -132,16 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     print(f"bevanet-demo: replaying {bag}")
-    try:
-        seg = build_segmenter(args)
-    except (ValueError, OSError, ImportError) as err:
-        print(f"bevanet-demo: cannot load the model: {err}", file=sys.stderr)
+    built = build_processor(args, "bevanet-demo")
+    if built is None:
         return 1
-    processor = E.RuntimeProcessor(seg)
-    if args.through_node:
-        processor = _node_processor(args, processor)
-        if processor is None:
-            return 1
+    seg, processor = built
     video = None if args.no_video else R.VideoSink(out / "overlay.mp4")
     shown = [0.0]
 
@@ -203,33 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)"
         )
     return 1 if report["errors"] else 0
-
-
-def _node_processor(args: argparse.Namespace, local: E.RuntimeProcessor):
-    """The DDS mode, behind this function boundary.
-
-    bevanet_core stays free of ROS imports: the DDS client lives in bevanet_ros (`bag_client.py`,
-    which imports rclpy) and is imported here only when --through-node is given. It publishes
-    each frame to a segmentation node running as deployed, in its own process
-    (`ros2 run bevanet_ros segmentation_node --ros-args -r image:=/camera/image_raw`), and
-    waits for the mask with the same stamp: latency then includes the DDS transport, and a mask
-    that does not come within --node-timeout counts as a dropped frame.
-    """
-    try:
-        from bevanet_ros.bag_client import NodeClient
-    except ImportError as err:
-        print(
-            f"bevanet-demo: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_client "
-            f"({err}); "
-            "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)",
-            file=sys.stderr,
-        )
-        return None
-    try:
-        return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout)
-    except TimeoutError as err:
-        print(f"bevanet-demo: {err}", file=sys.stderr)
-    return None
 
 
 if __name__ == "__main__":
