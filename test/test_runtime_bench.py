@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from bevanet_core.cli.bench import main as bench_main
 from bevanet_core.runtime.benchmark import summarize

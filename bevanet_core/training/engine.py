@@ -9,7 +9,6 @@ batches as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
