@@ -34,7 +34,8 @@ _TRAINING_ONLY = ("seghead_ds.", "seghead_db.",  # BEVANet
                   "conv_out16.", "conv_out32.", "conv_out_sp8.")  # STDC-Seg
 _SHAPE_INFERRED = ("bevanet", "bevanet_s")  # variants infer_architecture tells apart
 # final classifier weights of the other registered networks (PIDNet, BiSeNetV2, STDC-Seg)
-_CLASSIFIER_TENSORS = ("final_layer.conv2.weight", "head.conv_out.1.weight", "conv_out.conv_out.weight")
+_CLASSIFIER_TENSORS = ("final_layer.conv2.weight", "head.conv_out.1.weight",
+                       "conv_out.conv_out.weight")
 
 
 class CheckpointError(ValueError):
@@ -241,15 +242,16 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
             raise CheckpointError(f"the shipped default model is missing ({path}); reinstall the package "
                                   "or pass a weights file")
     state, info = read_checkpoint(path)
-    if info is not None and info.variant in SEGMENTATION_MODELS and info.variant not in _SHAPE_INFERRED:
+    named = info.variant if info is not None else None
+    if named in SEGMENTATION_MODELS and named not in _SHAPE_INFERRED:
         # other registered networks are named by their metadata; the strict load checks the tensors
         file_variant, file_classes = info.variant, int(info.num_classes)
     elif info is None and variant in SEGMENTATION_MODELS and variant not in _SHAPE_INFERRED:
         # a foreign file (e.g. the authors' PIDNet .pt) of a network the caller names
         heads = [k for k in _CLASSIFIER_TENSORS if k in state]
         if not heads and num_classes is None:
-            raise CheckpointError(f"{path}: cannot tell the class count of this {variant} checkpoint "
-                                  "(no classifier tensor found); pass num_classes")
+            raise CheckpointError(f"{path}: cannot tell the class count of this {variant} "
+                                  "checkpoint (no classifier tensor found); pass num_classes")
         file_variant = variant
         file_classes = int(state[heads[0]].shape[0]) if heads else int(num_classes)
     else:

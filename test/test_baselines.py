@@ -37,17 +37,13 @@ BASELINES = sorted(n for n in SEGMENTATION_MODELS if n not in BEVANET_FAMILY)
 TOLERANCE = 0.01
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The 2 cores are shared with a training run: one intra-op thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # the shared fixture in conftest.py
 
 
 def _randomise_bn(model: nn.Module, seed: int = 1) -> None:
-    """Non-trivial BatchNorm statistics so parity checks are not run on near-identity BNs."""
+    """Non-trivial BatchNorm statistics, milder than `deploy.randomise_batchnorm`: with the
+    variance-preserving conv init below, PIDNet's logits stay O(10), where a 1e-3 absolute
+    ONNX parity bound is meaningful in float32."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
