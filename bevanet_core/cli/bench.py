@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..models import list_models
 from ..runtime.backend import PRECISIONS
 from ..runtime.geometry import RESIZE_MODES, parse_size
 from ..runtime.processing import UPSAMPLE_MODES
@@ -19,7 +20,7 @@ from ..runtime.segmenter import BACKENDS
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bevanet-bench", description=__doc__.splitlines()[0])
-    p.add_argument("--variant", default="bevanet_s", choices=["bevanet", "bevanet_s"])
+    p.add_argument("--variant", default="bevanet_s", choices=list_models())
     p.add_argument(
         "--size", default="480x360", help="network input WxH, multiples of 8 (default 480x360)"
     )

@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
 from ..runtime.geometry import parse_size
 
@@ -37,7 +38,7 @@ def fast_paths(device: str) -> List[Tuple[str, str]]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--variant", default="bevanet_s", choices=["bevanet", "bevanet_s"])
+    p.add_argument("--variant", default="bevanet_s", choices=list_models())
     p.add_argument("--size", default="960x720", help="input WxH, multiples of 8 (default 960x720)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--weights", help="weights to time (default: seeded random; speed does not depend on them)")
