@@ -28,11 +28,33 @@ AUTHORS = {  # ../shared/specs/bevanet.md (built from the authors' code)
 PAPER_MACS = {("bevanet_s", (720, 960)): 19.9, ("bevanet_s", (1024, 2048)): 59.9, ("bevanet", (1024, 2048)): 237.2}
 
 
+# ../shared/specs/baselines.md: inference parameters (M) and GMACs at (H, W), 19 classes
+BASELINES = {"pidnet_s": (7.63, 47.5, (1024, 2048)), "pidnet_m": (28.54, 178.0, (1024, 2048)),
+             "pidnet_l": (36.94, 275.7, (1024, 2048)), "bisenetv2": (3.359, 98.9, (1024, 2048)),
+             "stdc1": (8.28, 16.96, (512, 1024)), "stdc2": (12.31, 23.57, (512, 1024))}
+
+
+def baselines() -> None:
+    import copy
+    print(f"{'network':<11}{'params':>13}{'spec':>8}{'GMACs':>9}{'spec':>8}  size")
+    for name, (params, gmacs, size) in BASELINES.items():
+        model = build_model(name, 19).eval()
+        with torch.device("meta"):  # shapes only: MACs at full size without the compute
+            macs = count_macs(copy.deepcopy(model).to("meta"), size) / 1e9
+        n = count_parameters(model)
+        print(f"{name:<11}{n:>13,}{params:>7.3f}M{macs:>9.2f}{gmacs:>8.2f}  {size[1]}x{size[0]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", dest="json_out")
     p.add_argument("--onnx-size", default="512x256", help="static ONNX input WxH for the parity check")
+    p.add_argument("--baselines", action="store_true",
+                   help="only the other registered networks: parameters and MACs against baselines.md")
     args = p.parse_args()
+    if args.baselines:
+        baselines()
+        return
     w, h = (int(v) for v in args.onnx_size.split("x"))
     facts = {"parameters": [], "macs": [], "bn_folding": [], "onnx_parity": []}
     for (variant, classes), (train_ref, infer_ref) in AUTHORS.items():
