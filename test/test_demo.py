@@ -210,3 +210,19 @@ def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def test_demo_spawns_the_node_and_replays_through_it(weights, tmp_path, monkeypatch):
+    """--spawn-node: the node as deployed (its own process), the bag replayed through it over DDS,
+    the node stopped afterwards."""
+    pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python) is not installed")
+    pytest.importorskip("bevanet_ros.bag_client", reason="bevanet_ros.bag_client not importable")
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(100 + (hash(str(tmp_path)) % 50)))
+    out = tmp_path / "spawned"
+    code = demo.main(["--spawn-node", "--weights", str(weights), "--input-size", "64x64", "--threads", "1",
+                      "--max-frames", "3", "--no-video", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 3 and report["dropped"] == 0
+    assert '"node_started_by_demo": true' in json.dumps(report) and '"mode": "dds-node"' in json.dumps(report)
+    assert "loaded bevanet_s" in (out / "node.log").read_text()

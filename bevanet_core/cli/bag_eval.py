@@ -108,7 +108,8 @@ def node_processor(args: argparse.Namespace, local: E.RuntimeProcessor, prog: st
         )
         return None
     try:
-        return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout)
+        return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout,
+                          discovery_s=getattr(args, "node_start_timeout", 15.0))
     except TimeoutError as err:
         print(f"{prog}: {err}", file=sys.stderr)
     return None

@@ -10,13 +10,18 @@ model exactly as the ROS node does, and writes to outputs/demo/:
     report.json      frames, latency p50/p90/p99, throughput (and mIoU when the bag has labels)
     report.md        the same as a table; plot.png: per-frame latency
 
-`--through-node` sends the frames over DDS to a running segmentation node instead (needs rclpy).
+`--spawn-node` starts the ROS 2 segmentation node as deployed (`python -m
+bevanet_ros.segmentation_node`, its own process) and replays the bag through it over DDS;
+`--through-node` uses a node that is already running. Both need rclpy (`scripts/demo.sh` uses
+`--spawn-node` whenever rclpy imports).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -96,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="drive a running segmentation node over DDS instead of the in-process runtime",
     )
     p.add_argument(
+        "--spawn-node",
+        action="store_true",
+        help="start the segmentation node in its own process and replay through it over DDS",
+    )
+    p.add_argument(
+        "--node-start-timeout",
+        type=float,
+        default=120.0,
+        help="(--spawn-node/--through-node) seconds to wait for the node to come up",
+    )
+    p.add_argument(
         "--node-input",
         default="/camera/image_raw",
         help="(--through-node) topic the node subscribes (remap its `image` to it)",
@@ -132,10 +148,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     print(f"bevanet-demo: replaying {bag}")
-    built = build_processor(args, "bevanet-demo")
-    if built is None:
-        return 1
-    seg, processor = built
+    node = None
+    if args.spawn_node:
+        args.through_node = True
+        node = spawn_node(args, out / "node.log")
+        print(f"bevanet-demo: started the segmentation node (pid {node.pid}, log {out / 'node.log'})")
+    try:
+        built = build_processor(args, "bevanet-demo")
+        if built is None:
+            if node is not None:
+                tail = (out / "node.log").read_text(errors="replace").strip().splitlines()[-5:]
+                print("the node's last log lines:\n  " + "\n  ".join(tail), file=sys.stderr)
+            return 1
+        return _replay(args, bag, out, *built)
+    finally:
+        if node is not None:
+            stop_node(node)
+
+
+def spawn_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
+    """The segmentation node as deployed: its own process, `image` remapped to --node-input,
+    the demo's model options as its parameters."""
+    params = {"backend": args.backend, "device": args.device, "precision": args.precision,
+              "resize": args.resize}
+    if args.weights is not None:
+        params["weights"] = str(Path(args.weights).resolve())
+    if args.input_size:
+        w, h = (int(v) for v in str(args.input_size).lower().split("x"))
+        params.update(input_width=w, input_height=h)
+    if args.threads:
+        params["num_threads"] = args.threads
+    cmd = [sys.executable, "-m", "bevanet_ros.segmentation_node", "--ros-args",
+           "-r", f"image:={args.node_input}"]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}:={value}"]
+    log = open(log_path, "w")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_node(node: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit in time."""
+    if node.poll() is None:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
+
+
+def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> int:
     video = None if args.no_video else R.VideoSink(out / "overlay.mp4")
     shown = [0.0]
 
@@ -172,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine_meta(),
         "bag_file": str(bag),
         "mode": "dds-node" if args.through_node else "in-process runtime",
+        "node_started_by_demo": bool(args.spawn_node),
     }
     report = E.build_report([result], processor.class_names, None, meta)
     written = {
