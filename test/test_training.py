@@ -194,3 +194,49 @@ def test_ddp_two_cpu_processes_match_single_process_gradients(tmp_path):
         torch.set_num_threads(threads)
     for name, p in model.named_parameters():
         assert torch.allclose(ddp_grads[name], p.grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_topk_ohem_matches_hand_computation():
+    from bevanet_core.training.losses import TopKOhemCrossEntropy
+    # 16 pixels, true-class probabilities: 4 hard (0.1) and 12 easy (0.99)
+    p = torch.tensor([0.1] * 4 + [0.99] * 12)
+    logits = torch.stack([torch.log(p), torch.log(1 - p)], 0)[None, :, None, :]
+    target = torch.zeros(1, 1, 16, dtype=torch.long)
+    # n_min = 16 / 16 = 1; the loss at rank 1 (-log 0.1) exceeds -log 0.7 -> mean of the 4 hard ones
+    assert TopKOhemCrossEntropy()(logits, target) == pytest.approx(-torch.log(torch.tensor(0.1)).item(), rel=1e-5)
+
+
+def test_laplacian_detail_target_and_dice():
+    from bevanet_core.training.losses import dice_loss, laplacian_detail_target
+    label = torch.zeros(1, 32, 32, dtype=torch.long)
+    label[:, :, 16:] = 3
+    target = laplacian_detail_target(label)
+    # zero padding (as STDC-Seg) also marks a non-zero class at the frame edge, so look inside
+    cols = target[0, 0, 8:24, :28].any(0).nonzero().flatten().tolist()
+    assert cols and min(cols) >= 12 and max(cols) <= 19  # only around the class border
+    assert not target[0, 0, 8:24, :12].any()
+    assert dice_loss(target, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert dice_loss(torch.zeros_like(target), target).item() > 0.9
+
+
+def test_objective_is_chosen_by_output_type():
+    from bevanet_core.training.engine import build_criterion
+    objective = build_criterion(load_config(None, []))
+    target = torch.randint(0, 3, (2, 64, 64))
+    edge = torch.zeros(2, 64, 64)
+    for name, terms in (("bisenetv2", {"main", "aux2", "aux3", "aux4", "aux5_4"}),
+                        ("stdc1", {"main", "aux16", "aux32", "detail_bce", "detail_dice"}),
+                        ("pidnet_s", {"aux", "main", "boundary", "guided"})):
+        out = objective(build_model(name, num_classes=3, aux_heads=True)(torch.randn(2, 3, 64, 64)), target, edge)
+        assert terms <= set(out) and torch.isfinite(out["loss"]), name
+        out["loss"].backward()
+    with pytest.raises(TypeError, match="no training objective for model outputs of type Tensor"):
+        objective(torch.zeros(1, 3, 8, 8), target, edge)
+
+
+@pytest.mark.parametrize("variant", ["bisenetv2", "stdc1"])
+def test_other_families_train_with_the_same_engine(shared_data, tmp_path, variant):
+    data = _mini_camvid(shared_data, tmp_path / "data")
+    result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": variant, "run.checkpoint_every": 0}))
+    assert result["iteration"] == 2 and all(map(lambda v: v == v, _losses(tmp_path / "run")))
+    assert (tmp_path / "run" / "best.safetensors").is_file()

@@ -30,7 +30,7 @@ from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.metrics import ConfusionMatrix
 from ..models import build_model
 from .config import TrainConfig, save_config
-from .losses import BEVANetCriterion, LossWeights
+from .losses import BEVANetCriterion, LossWeights, TrainingObjective
 
 
 def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9) -> float:
@@ -114,11 +114,12 @@ def build_datasets(cfg: TrainConfig):
     return train, val
 
 
-def build_criterion(cfg: TrainConfig) -> BEVANetCriterion:
+def build_criterion(cfg: TrainConfig) -> TrainingObjective:
+    """The objective of the model's family (BEVANet/PIDNet from `cfg.loss`, BiSeNetV2, STDC)."""
     lc = cfg.loss
-    return BEVANetCriterion(ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
-                            class_weights=cfg.data.class_weights,
-                            weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided))
+    return TrainingObjective(BEVANetCriterion(
+        ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
+        class_weights=cfg.data.class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)))
 
 
 def autocast_context(device: torch.device, precision: str):

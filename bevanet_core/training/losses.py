@@ -3,10 +3,13 @@
     0.4 * CE(aux) + 1.0 * OHEM-CE(main) + 20 * balanced-BCE(boundary)
     + 1.0 * OHEM-CE(main, labels kept only where sigmoid(boundary) > 0.8)
 
-All logits are upsampled bilinearly (align_corners=True) to the label size first.
+All logits are upsampled bilinearly (align_corners=True) to the label size first. PIDNet uses
+the same objective; BiSeNetV2 and STDC-Seg have their own (below), chosen by `TrainingObjective`
+from the type of the model's training outputs.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -90,3 +93,102 @@ class BEVANetCriterion(nn.Module):
                  + w.boundary_guided * loss_guided)
         return {"loss": total, "aux": loss_aux.detach(), "main": loss_main.detach(),
                 "boundary": loss_boundary.detach(), "guided": loss_guided.detach()}
+
+
+# --------------------------------------------------------------------------- other families
+
+
+class TopKOhemCrossEntropy(nn.Module):
+    """OHEM of BiSeNetV2 and STDC-Seg: mean CE over pixels whose loss exceeds -log(thresh),
+    or over the hardest numel/16 pixels when fewer do."""
+
+    def __init__(self, ignore_index: int = 255, thresh: float = 0.7, min_fraction: float = 1 / 16):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.loss_thresh = -math.log(thresh)
+        self.min_fraction = min_fraction
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        losses = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="none").reshape(-1)
+        n_min = max(1, int(target.numel() * self.min_fraction))
+        losses, _ = losses.sort(descending=True)
+        if losses[min(n_min, losses.numel() - 1)] > self.loss_thresh:
+            return losses[losses > self.loss_thresh].mean()
+        return losses[:n_min].mean()
+
+
+def _upsample(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
+
+
+class BiSeNetV2Criterion(nn.Module):
+    """OHEM-CE on the main logits and on each of the four booster heads, weight 1 each."""
+
+    def __init__(self, ignore_index: int = 255, thresh: float = 0.7):
+        super().__init__()
+        self.ohem = TopKOhemCrossEntropy(ignore_index, thresh)
+
+    def forward(self, outputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        size = target.shape[-2:]
+        terms = {name: self.ohem(_upsample(logits, size), target) for name, logits in outputs._asdict().items()}
+        return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}
+
+
+def laplacian_detail_target(target: torch.Tensor, fuse=(0.6, 0.3, 0.1)) -> torch.Tensor:
+    """STDC's detail ground truth: Laplacian edges of the label map at strides 1, 2 and 4,
+    binarised (> 0.1), upsampled, fused with weights 0.6/0.3/0.1 and binarised again."""
+    lap = torch.tensor([[-1.0, -1, -1], [-1, 8, -1], [-1, -1, -1]], device=target.device).view(1, 1, 3, 3)
+    gt = target.unsqueeze(1).float()
+    levels = []
+    for stride in (1, 2, 4):
+        edges = F.conv2d(gt, lap, stride=stride, padding=1).clamp(min=0)
+        if stride > 1:
+            edges = F.interpolate(edges, size=gt.shape[-2:], mode="nearest")
+        levels.append((edges > 0.1).float())
+    fused = sum(w * level for w, level in zip(fuse, levels))
+    return (fused > 0.1).float()
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    p, t = prob.reshape(prob.shape[0], -1), target.reshape(target.shape[0], -1)
+    return (1 - (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)).mean()
+
+
+class STDCCriterion(nn.Module):
+    """OHEM-CE on the main and both context-path heads, plus BCE + Dice of the detail head
+    against Laplacian detail targets (STDC-Seg's objective)."""
+
+    def __init__(self, ignore_index: int = 255, thresh: float = 0.7):
+        super().__init__()
+        self.ohem = TopKOhemCrossEntropy(ignore_index, thresh)
+
+    def forward(self, outputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        size = target.shape[-2:]
+        terms = {name: self.ohem(_upsample(getattr(outputs, name), size), target)
+                 for name in ("main", "aux16", "aux32")}
+        detail = F.interpolate(outputs.detail.float(), size=size, mode="bilinear", align_corners=True)
+        detail_target = laplacian_detail_target(target)
+        terms["detail_bce"] = F.binary_cross_entropy_with_logits(detail, detail_target)
+        terms["detail_dice"] = dice_loss(torch.sigmoid(detail), detail_target)
+        return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}
+
+
+class TrainingObjective(nn.Module):
+    """Picks each model family's own objective from the type of its training outputs."""
+
+    def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255):
+        super().__init__()
+        self.bevanet = bevanet  # BEVANet and PIDNet: (aux, main, boundary)
+        self.bisenetv2 = BiSeNetV2Criterion(ignore_index)
+        self.stdc = STDCCriterion(ignore_index)
+
+    def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
+        kind = type(outputs).__name__
+        if kind == "SegmentationOutputs":
+            return self.bevanet(outputs, target, edge)
+        if kind == "BiSeNetV2Outputs":
+            return self.bisenetv2(outputs, target)
+        if kind == "STDCOutputs":
+            return self.stdc(outputs, target)
+        raise TypeError(f"no training objective for model outputs of type {kind}; build the model "
+                        "with aux_heads=True (a registered segmentation family)")
