@@ -167,3 +167,15 @@ def test_bad_list_file_is_named(tmp_path):
     (tmp_path / "bad.lst").write_text("a b c\n")
     with pytest.raises(DatasetError, match=r"bad.lst:1: expected 'image \[label\]'"):
         CamVid(tmp_path, tmp_path / "bad.lst")
+
+
+def test_cityscapes_trainval_is_train_plus_val(shared_data, tmp_path):
+    src = shared_data / "cityscapes_fixture"
+    for split in ("train", "val"):
+        for kind in ("leftImg8bit", "gtFine"):
+            shutil.copytree(src / kind / "val", tmp_path / kind / split)
+    both = Cityscapes(tmp_path, split="trainval")
+    assert len(both) == 2 and {p[0].parts[-3] for p in both.pairs} == {"train", "val"}
+    assert np.array_equal(both[0][1], both[1][1])
+    with pytest.raises(DatasetError, match="Cityscapes images not found: .*leftImg8bit/train"):
+        Cityscapes(src, split="trainval")  # the fixture has val only

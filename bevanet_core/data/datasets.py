@@ -178,19 +178,25 @@ class Cityscapes(SegmentationDataset):
         root = Path(root)
         if list_file is not None:
             pairs = read_pair_list(root, Path(list_file))
-        else:
-            image_dir = root / "leftImg8bit" / split
-            if not image_dir.is_dir():
-                raise DatasetError(f"Cityscapes images not found: {image_dir}")
-            pairs = []
-            for image in sorted(image_dir.glob("*/*_leftImg8bit.png")):
-                stem = image.name[: -len("_leftImg8bit.png")]
-                label = root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png"
-                pairs.append((image, None if split == "test" else label))
-            if not pairs:
-                raise DatasetError(f"no *_leftImg8bit.png images under {image_dir}")
+        else:  # 'trainval' = train + val, as for a test-server submission
+            pairs = [p for part in (("train", "val") if split == "trainval" else (split,))
+                     for p in self._split_pairs(root, part)]
         super().__init__(pairs, transform, seed)
         self._lut = cityscapes_lut()
+
+    @staticmethod
+    def _split_pairs(root: Path, split: str) -> List[Tuple[Path, Optional[Path]]]:
+        image_dir = root / "leftImg8bit" / split
+        if not image_dir.is_dir():
+            raise DatasetError(f"Cityscapes images not found: {image_dir}")
+        pairs = []
+        for image in sorted(image_dir.glob("*/*_leftImg8bit.png")):
+            stem = image.name[: -len("_leftImg8bit.png")]
+            label = root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelIds.png"
+            pairs.append((image, None if split == "test" else label))
+        if not pairs:
+            raise DatasetError(f"no *_leftImg8bit.png images under {image_dir}")
+        return pairs
 
     def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         return self._lut[raw]
