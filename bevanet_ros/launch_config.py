@@ -21,6 +21,12 @@ PACKAGE = "bevanet_ros"
 VARIANT_CONFIGS: dict[str, str] = {
     "bevanet": "bevanet.yaml",
     "bevanet_s": "bevanet_s.yaml",
+    "pidnet_s": "pidnet_s.yaml",
+    "pidnet_m": "pidnet_m.yaml",
+    "pidnet_l": "pidnet_l.yaml",
+    "bisenetv2": "bisenetv2.yaml",
+    "stdc1": "stdc1.yaml",
+    "stdc2": "stdc2.yaml",
 }
 RVIZ_CONFIG = "segmentation.rviz"
 NODE_NAME = "segmentation"

@@ -13,7 +13,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-VARIANTS = ("bevanet", "bevanet_s")
+# the segmentation networks of bevanet_core.models (kept literal so launch files stay light;
+# test_ros_logic checks it against the registry)
+VARIANTS = ("bevanet", "bevanet_s", "pidnet_s", "pidnet_m", "pidnet_l", "bisenetv2", "stdc1", "stdc2")
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 UPSAMPLE_MODES = ("logits", "labels")

@@ -313,6 +313,13 @@ def test_label_info_fallback_json():
 # ---------------------------------------------------------------- launch logic (plain Python)
 
 
+def test_variants_are_the_model_registry():
+    from bevanet_core.models import list_models
+    from bevanet_ros.params import VARIANTS
+
+    assert sorted(VARIANTS) == list_models() == sorted(launch_config.VARIANT_CONFIGS)
+
+
 def test_variant_files_exist_and_validate():
     for variant, name in launch_config.VARIANT_CONFIGS.items():
         path = REPO / "config" / name
