@@ -64,6 +64,11 @@ def main() -> None:
                                         authors_train=train_ref, authors_inference=infer_ref,
                                         rel_diff_train=abs(train - train_ref) / train_ref,
                                         rel_diff_inference=abs(infer - infer_ref) / infer_ref))
+    for name, ref in (("bevanet_cls", 57.391e6), ("bevanet_s_cls", 16.279e6)):
+        n = count_parameters(build_model(name, 1000))
+        facts["parameters"].append(dict(variant=name, classes=1000, train=n, inference=n,
+                                        authors_train=ref, authors_inference=ref,
+                                        rel_diff_train=abs(n - ref) / ref, rel_diff_inference=abs(n - ref) / ref))
     for (variant, size), paper in PAPER_MACS.items():
         macs = count_macs(build_model(variant, 19), size) / 1e9
         facts["macs"].append(dict(variant=variant, size_hw=list(size), gmacs=macs, paper=paper,
