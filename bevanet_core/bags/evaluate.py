@@ -18,7 +18,7 @@ from typing import Any, Protocol, Union
 
 import numpy as np
 
-from ..evaluation.metrics import ConfusionMatrix
+from ..evaluation.metrics import ConfusionMatrix, latency_summary
 from . import messages as M
 from .reader import BagReader, BagReadError, RawMessage, TopicInfo
 from .writer import BagWriter
@@ -504,20 +504,6 @@ def _copy_input(writer: BagWriter, reader: BagReader, raw: RawMessage, res: BagR
 
 
 # ------------------------------------------------------------------------------------ summaries
-def latency_summary(latencies: Sequence[float]) -> dict[str, float] | None:
-    """p50/p90/p99/mean/max in ms (None when no frame was timed)."""
-    if not latencies:
-        return None
-    arr = np.asarray(latencies, dtype=np.float64)
-    return {
-        "p50": float(np.percentile(arr, 50)),
-        "p90": float(np.percentile(arr, 90)),
-        "p99": float(np.percentile(arr, 99)),
-        "mean": float(arr.mean()),
-        "max": float(arr.max()),
-    }
-
-
 def source_rate(first: int | None, last: int | None, frames: int) -> float | None:
     """Camera rate implied by the stamps of `frames` frames."""
     if first is None or last is None or frames < 2 or last <= first:

@@ -4,19 +4,11 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import cv2
-import numpy as np
 
-from .metrics import ConfusionMatrix
-
-
-def percentiles(values_ms: Sequence[float]) -> Dict[str, float]:
-    if not values_ms:
-        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
-    v = np.asarray(values_ms, dtype=np.float64)
-    return {f"p{q}": float(np.percentile(v, q)) for q in (50, 90, 99)}
+from .metrics import ConfusionMatrix, latency_summary
 
 
 def evaluate_segmenter(segmenter, dataset, limit: Optional[int] = None, save_dir: Optional[Path] = None,
@@ -48,7 +40,7 @@ def evaluate_segmenter(segmenter, dataset, limit: Optional[int] = None, save_dir
             print(f"  {i + 1}/{n} images, running mIoU {cm.miou():.2f}", flush=True)
     elapsed = time.perf_counter() - start
     report = cm.as_dict(names)
-    report.update({"images": n, "latency_ms": percentiles(latencies), "fps": n / elapsed if elapsed else 0.0,
+    report.update({"images": n, "latency_ms": latency_summary(latencies), "fps": n / elapsed if elapsed else 0.0,
                    "confusion_matrix": cm.matrix.tolist()})
     return report
 
@@ -59,8 +51,9 @@ def format_report(report: Dict) -> str:
     for name, iou in report["per_class_iou"].items():
         lines.append(f"{name:<16}{('   n/a' if iou is None else f'{iou:8.2f}')}")
     lines += ["-" * 24, f"{'mIoU':<16}{report['miou']:8.2f}", f"{'pixel acc.':<16}{report['pixel_accuracy']:8.2f}",
-              f"images {report['images']}, latency p50 {report['latency_ms']['p50']:.1f} ms, "
-              f"{report['fps']:.2f} images/s"]
+              f"images {report['images']}, latency p50 "
+              + (f"{report['latency_ms']['p50']:.1f} ms, " if report["latency_ms"] else "n/a, ")
+              + f"{report['fps']:.2f} images/s"]
     return "\n".join(lines)
 
 

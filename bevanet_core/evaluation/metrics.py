@@ -74,3 +74,17 @@ class ConfusionMatrix:
             "per_class_iou": {n: (None if np.isnan(v) else float(v * 100.0)) for n, v in zip(names, iou)},
             "pixels": int(self.matrix.sum() + self.missed.sum()),
         }
+
+
+def latency_summary(latencies: Sequence[float]) -> Optional[Dict[str, float]]:
+    """p50/p90/p99/mean/max in ms (None when no frame was timed)."""
+    if not latencies:
+        return None
+    arr = np.asarray(latencies, dtype=np.float64)
+    return {
+        "p50": float(np.percentile(arr, 50)),
+        "p90": float(np.percentile(arr, 90)),
+        "p99": float(np.percentile(arr, 99)),
+        "mean": float(arr.mean()),
+        "max": float(arr.max()),
+    }
