@@ -30,45 +30,7 @@ from ..bags.distributed import (
     unshard,
 )
 from ..bags.writer import BagWriteError
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Model / runtime options shared with bevanet-demo (named like the node's parameters)."""
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--weights",
-        default=None,
-        help="checkpoint (.safetensors/.pt), .onnx or TensorRT engine; default: the shipped model",
-    )
-    g.add_argument("--backend", default="torch", choices=("torch", "onnxruntime", "tensorrt"))
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"))
-    g.add_argument(
-        "--input-size", default=None, help="network input WxH (default: from the weights)"
-    )
-    g.add_argument("--resize", default="stretch", choices=("stretch", "letterbox"))
-    g.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
-    )
-
-
-def build_segmenter(args: argparse.Namespace):
-    """The node's runtime configured from the command line."""
-    from ..runtime import Segmenter, SegmenterConfig
-
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    cfg = SegmenterConfig(
-        weights=args.weights,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-        input_size=args.input_size,
-        resize=args.resize,
-    )
-    return Segmenter(cfg)
+from .common import add_model_args, build_segmenter
 
 
 def build_processor(args: argparse.Namespace, prog: str):

@@ -31,7 +31,8 @@ from ..bags import evaluate as E
 from ..bags import report as R
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError
-from .bag_eval import add_model_args, build_processor, machine_meta, model_meta, summary_line
+from .bag_eval import build_processor, machine_meta, model_meta, summary_line
+from .common import add_model_args
 
 SAMPLE_BAG = "solid_white_right"
 PACKAGE = "bevanet_ros"

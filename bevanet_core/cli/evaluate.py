@@ -9,7 +9,7 @@ from typing import List, Optional
 from ..checkpoint import CheckpointError
 from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
-from ..runtime import Segmenter, SegmenterConfig
+from .common import add_model_args, build_segmenter
 
 
 def _round8(x: int) -> int:
@@ -26,13 +26,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--image-dir", help="custom dataset: image folder")
     p.add_argument("--label-dir", help="custom dataset: label folder")
     p.add_argument("--classes", help="custom dataset: classes JSON")
-    p.add_argument("--weights", help="weights, ONNX model or TensorRT engine (default: the shipped model)")
-    p.add_argument("--variant", help="expected variant (checked against the weights)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
-    p.add_argument("--input-size", help="network input WxH (default: the images' size rounded to /8)")
-    p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
+    add_model_args(p)  # --input-size defaults to the images' size rounded up to a multiple of 8
     p.add_argument("--limit", type=int, help="evaluate the first N images only")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
     p.add_argument("--save-predictions", help="folder for prediction PNGs (Cityscapes: labelIds, "
@@ -48,9 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if input_size is None:
             image, _ = dataset[0]
             input_size = (_round8(image.shape[1]), _round8(image.shape[0]))
-        seg = Segmenter(SegmenterConfig(weights=args.weights, variant=args.variant, backend=args.backend,
-                                        device=args.device, precision=args.precision, input_size=input_size,
-                                        resize=args.resize))
+        seg = build_segmenter(args, input_size=input_size)
     except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
         print(f"bevanet-eval: error: {exc}", file=sys.stderr)
         return 2

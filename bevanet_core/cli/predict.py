@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..checkpoint import CheckpointError
-from ..runtime import Segmenter, SegmenterConfig
+from .common import add_model_args, build_segmenter
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -53,13 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict)")
-    p.add_argument("--weights", help="weights, ONNX model or TensorRT engine (default: the shipped model)")
-    p.add_argument("--variant", help="expected variant (checked against the weights)")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "tensorrt"])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"])
-    p.add_argument("--input-size", help="network input WxH, multiples of 8 (default: the model's)")
-    p.add_argument("--resize", default="stretch", choices=["stretch", "letterbox"])
+    add_model_args(p)
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--no-frames", action="store_true", help="video: write only the overlay/colour videos")
@@ -73,9 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
     try:
-        seg = Segmenter(SegmenterConfig(weights=args.weights, variant=args.variant, backend=args.backend,
-                                        device=args.device, precision=args.precision,
-                                        input_size=args.input_size, resize=args.resize))
+        seg = build_segmenter(args)
         frames = iter_video(src) if is_video else iter_images(src)
     except (CheckpointError, ValueError) as exc:
         print(f"bevanet-predict: error: {exc}", file=sys.stderr)
