@@ -17,6 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..models.bevanet import SegmentationOutputs
+from ..models.bisenetv2 import BiSeNetV2Outputs
+from ..models.stdc import STDCOutputs
+
 
 class OhemCrossEntropy(nn.Module):
     """Online hard example mining: mean CE over pixels whose true-class probability is below
@@ -183,12 +187,11 @@ class TrainingObjective(nn.Module):
         self.stdc = STDCCriterion(ignore_index)
 
     def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
-        kind = type(outputs).__name__
-        if kind == "SegmentationOutputs":
+        if isinstance(outputs, SegmentationOutputs):
             return self.bevanet(outputs, target, edge)
-        if kind == "BiSeNetV2Outputs":
+        if isinstance(outputs, BiSeNetV2Outputs):
             return self.bisenetv2(outputs, target)
-        if kind == "STDCOutputs":
+        if isinstance(outputs, STDCOutputs):
             return self.stdc(outputs, target)
-        raise TypeError(f"no training objective for model outputs of type {kind}; build the model "
-                        "with aux_heads=True (a registered segmentation family)")
+        raise TypeError(f"no training objective for model outputs of type {type(outputs).__name__}; build "
+                        "the model with aux_heads=True (a registered segmentation family)")
