@@ -114,6 +114,7 @@ def export_onnx(
         model_hash=digest,
         input_name=INPUT_NAME,
         output_name=OUTPUT_NAME,
+        output_stride=int(getattr(net, "output_stride", 8)),
         bn_folded=fold_bn,
         exporter=exporter,
         opset=opset,

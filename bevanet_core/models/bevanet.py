@@ -275,6 +275,8 @@ class BEVANetBackbone(nn.Module):
 class BEVANet(BEVANetBackbone):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits come out at 1/8."""
 
+    output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
+
     def __init__(self, num_classes: int = 19, planes: int = 64, blocks: Sequence[int] = (2, 2, 4, 4, 2),
                  ppm_planes: int = 96, head_planes: int = 128, aux_heads: bool = False,
                  semantic_kernel: int = 35, detail_kernel: int = 23, mlp_ratio: int = 4):

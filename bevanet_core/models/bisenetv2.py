@@ -220,6 +220,8 @@ class BiSeNetHead(nn.Module):
 class BiSeNetV2(nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
+    output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
+
     def __init__(self, num_classes: int = 19, head_planes: int = 1024, aux_heads: bool = False):
         super().__init__()
         if num_classes < 1:

@@ -137,6 +137,8 @@ class PIDNet(nn.Module):
     otherwise the L design (DAPPM, Bag, basic-block D branch).
     """
 
+    output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
+
     def __init__(
         self,
         num_classes: int = 19,

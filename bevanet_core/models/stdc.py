@@ -194,6 +194,8 @@ class BiSeNetOutput(nn.Module):
 class STDCSeg(nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
+    output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
+
     def __init__(
         self, num_classes: int = 19, layers: Sequence[int] = (2, 2, 2), aux_heads: bool = False
     ):

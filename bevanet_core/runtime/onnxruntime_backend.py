@@ -61,6 +61,8 @@ class OnnxRuntimeBackend(Backend):
             ) from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
+        # static export: the graph's own output size (1/8 or, for BSSNet-B, 1/4 of the input)
+        self.output_hw = tuple(int(d) for d in self.session.get_outputs()[0].shape[2:])
 
     @classmethod
     def create(cls, cfg, device: torch.device, model=None, info=None):
@@ -95,9 +97,8 @@ class OnnxRuntimeBackend(Backend):
         return torch.from_numpy(out)
 
     def _infer_cuda(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[2] // 8, x.shape[3] // 8
         out = torch.empty(
-            (x.shape[0], self.num_classes, h, w), dtype=torch.float32, device=self.device
+            (x.shape[0], self.num_classes, *self.output_hw), dtype=torch.float32, device=self.device
         )
         binding = self.session.io_binding()
         index = self.device.index or 0

@@ -17,7 +17,6 @@ from .encodings import to_rgb_chw
 from .geometry import ResizePlan
 
 UPSAMPLE_MODES = ("logits", "labels")
-OUTPUT_STRIDE = 8
 
 
 def _groups(plans: Sequence[ResizePlan]) -> Dict[ResizePlan, List[int]]:
@@ -87,14 +86,15 @@ def preprocess(
 
 
 class Postprocessor:
-    """Maps 1/8-resolution logits back to every frame's own resolution (cached per plan)."""
+    """Maps low-resolution logits (1/8 for most networks, 1/4 for BSSNet-B) back to every
+    frame's own resolution (cached per plan and output stride)."""
 
     def __init__(self, upsample: str = "logits"):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
         self._grids: Dict[Tuple[ResizePlan, str], torch.Tensor] = {}
-        self._indices: Dict[Tuple[ResizePlan, str], Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._indices: Dict[Tuple[ResizePlan, str, int], Tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _grid(self, plan: ResizePlan, device: torch.device) -> torch.Tensor:
         key = (plan, str(device))
@@ -102,10 +102,12 @@ class Postprocessor:
             self._grids[key] = plan.sampling_grid(device)
         return self._grids[key]
 
-    def _index(self, plan: ResizePlan, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-        key = (plan, str(device))
+    def _index(
+        self, plan: ResizePlan, device: torch.device, stride: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        key = (plan, str(device), stride)
         if key not in self._indices:
-            rows, cols = plan.source_indices(OUTPUT_STRIDE)
+            rows, cols = plan.source_indices(stride)
             self._indices[key] = (
                 torch.from_numpy(rows).to(device),
                 torch.from_numpy(cols).to(device),
@@ -144,12 +146,21 @@ class Postprocessor:
                 )
             labels = labels.to(torch.uint8)
             if self.upsample == "labels":
-                rows, cols = self._index(plan, logits.device)
+                rows, cols = self._index(plan, logits.device, output_stride(plan, logits))
                 labels = labels[:, rows[:, None], cols[None, :]]
                 conf = conf[:, rows[:, None], cols[None, :]] if conf is not None else None
             for j, i in enumerate(idx):
                 results[i] = (labels[j], conf[j] if conf is not None else None)
         return results  # type: ignore[return-value]
+
+
+def output_stride(plan: ResizePlan, logits: torch.Tensor) -> int:
+    """The network's output stride, read from the logits' width against the network input."""
+    stride = plan.net_size[0] // logits.shape[-1]
+    if stride < 1 or plan.net_size[0] != stride * logits.shape[-1]:
+        raise ValueError(f"logits {tuple(logits.shape[-2:])} are not an integer fraction of the "
+                         f"network input {plan.net_size[1]}x{plan.net_size[0]} (HxW)")
+    return stride
 
 
 def palette_tensor(palette: Sequence[Sequence[int]], device: torch.device) -> torch.Tensor:
