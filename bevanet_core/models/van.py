@@ -260,7 +260,8 @@ class NMF2D(nn.Module):
         coef_step = n * c * r + c * r * r + n * r * r
         bases_step = c * n * r + n * r * r + c * r * r
         total = n * c * r + self.eval_steps * (coef_step + bases_step) + coef_step + c * r * n
-        return batch * total
+        # the shared basis's first Gram matrix (C R R) is computed once for the whole batch
+        return batch * total - (batch - 1) * c * r * r
 
 
 class ConvModule(nn.Module):
