@@ -241,7 +241,10 @@ class BSSNet(nn.Module):
             self.b_head = SegmentHead(2 * c, c, 1)
             self.d_head = SegmentHead(2 * c, 2 * c, 3)
             self.auxiliary_head = nn.ModuleList(
-                [FCNHead(4 * c, aux_channels, num_classes), FCNHead(8 * c, aux_channels, num_classes)]
+                [
+                    FCNHead(4 * c, aux_channels, num_classes),
+                    FCNHead(8 * c, aux_channels, num_classes),
+                ]
             )
         self._init_weights()
 
