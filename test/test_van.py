@@ -130,6 +130,19 @@ def test_authors_tensor_names():
     assert "decode_head.hamburger.ham_out.conv.bias" not in keys  # conv + norm: no bias (mmcv)
 
 
+def test_authors_checkpoint_without_a_basis_loads_strictly():
+    """The authors' files hold no `ham.bases` (they draw it each forward): the seeded basis
+    stays, every other tensor is loaded."""
+    source = _seeded("van_tiny_lightham")
+    state = {k: v for k, v in source.state_dict().items() if not k.endswith("ham.bases")}
+    model = _build("van_tiny_lightham", num_classes=11)
+    model.load_state_dict(state, strict=True)
+    own = model.state_dict()
+    assert all(torch.equal(v, own[k]) for k, v in state.items())
+    assert torch.equal(own["decode_head.hamburger.ham.bases"],
+                       source.decode_head.hamburger.ham.bases)
+
+
 @pytest.mark.parametrize("name", ["van_tiny_lightham", "van_tiny_lightham_d256"])
 @pytest.mark.parametrize("size", [(64, 96), (72, 88)])  # 72 x 88: multiples of 8, not of 32
 def test_inference_returns_logits_at_one_eighth(name, size):

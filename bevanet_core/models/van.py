@@ -228,6 +228,12 @@ class NMF2D(nn.Module):
         g = torch.Generator().manual_seed(seed)
         self.register_buffer("bases", random_bases(1, channels, rank, g, device="cpu"))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # the authors' checkpoints hold no basis (theirs is drawn at every forward): keep the
+        # seeded one, so that their files load strictly
+        state_dict.setdefault(prefix + "bases", self.bases)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _update_coef(self, x, bases, coef):
         numerator = torch.matmul(x.transpose(1, 2), bases)  # (B, N, R)
         denominator = torch.matmul(coef, torch.matmul(bases.transpose(1, 2), bases))
