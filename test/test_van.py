@@ -177,7 +177,11 @@ def test_backward_through_the_training_objective(name):
     losses = LightHamCriterion()(out, target, torch.zeros(2, 64, 64))
     assert torch.isfinite(losses["loss"]) and not losses["main"].requires_grad
     losses["loss"].backward()
-    bad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    bad = [
+        n
+        for n, p in model.named_parameters()
+        if p.grad is None or not torch.isfinite(p.grad).all()
+    ]
     assert not bad, f"{name}: parameters without a finite gradient: {bad[:5]}"
     assert model.without_aux_heads() is model
     with torch.no_grad():
@@ -204,7 +208,9 @@ def test_training_draws_new_bases_and_eval_is_deterministic():
     assert torch.allclose(before.norm(dim=1), torch.ones(1, ham.rank))
 
 
-@pytest.mark.parametrize("name,floor", [("van_tiny_lightham", 0.9), ("van_tiny_lightham_d256", 0.7)])
+@pytest.mark.parametrize(
+    "name,floor", [("van_tiny_lightham", 0.9), ("van_tiny_lightham_d256", 0.7)]
+)
 def test_fixed_basis_changes_predictions_no_more_than_the_authors_random_draws(name, floor):
     """Argmax agreement at 1/8 (2 images of 128x128 -> 512 pixels, 8 random draws):
     fixed basis vs each random draw, and every pair of random draws. Measured on this CPU:
@@ -281,6 +287,7 @@ def test_criterion_is_mmseg_cross_entropy():
     out = LightHamCriterion()(van.LightHamOutputs(logits), target, None)
     assert torch.allclose(out["loss"], per_pixel.sum() / target.numel())  # ignored count zero
     labelled = LightHamCriterion(avg_non_ignore=True)(van.LightHamOutputs(logits), target, None)
-    assert torch.allclose(labelled["loss"], torch.nn.functional.cross_entropy(up, target, ignore_index=255))
+    plain = torch.nn.functional.cross_entropy(up, target, ignore_index=255)
+    assert torch.allclose(labelled["loss"], plain)
     with pytest.raises(TypeError, match="LightHamOutputs"):
         LightHamCriterion()(logits, target, None)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import List, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -171,7 +171,7 @@ class VAN(nn.Module):
             cin, cur = dim, cur + depth
         self.apply(_init_van)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[feat4, feat8, feat16, feat32]."""
         outs = []
         for i in range(1, 5):

@@ -10,7 +10,7 @@ pixels only, like `F.cross_entropy`.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -30,7 +30,7 @@ class LightHamCriterion(nn.Module):
         self.avg_non_ignore = avg_non_ignore
 
     def forward(self, outputs: LightHamOutputs, target: torch.Tensor,
-                edge: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+                edge: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """`edge` is accepted for the common criterion signature and not used."""
         if not isinstance(outputs, LightHamOutputs):
             raise TypeError(
