@@ -137,6 +137,14 @@ def test_onnx_parity_on_cpu(name, tmp_path):
     assert got.shape == expected.shape == (1, 11, 64 // stride, 96 // stride)
     assert 1.0 < np.abs(expected).max() < 100, "logits outside O(1..10) make 1e-3 meaningless"
     assert np.abs(got - expected).max() < 1e-3
+    # the runtime's cache exports with a dynamic batch: the spatial output size must stay
+    # static for ONNX Runtime (it sizes its output buffers from it)
+    dyn = tmp_path / f"{name}-dyn.onnx"
+    export_onnx(model, ModelInfo.default(name, 11, input_size=(96, 64)), dyn, dynamic_batch=True)
+    session = ort.InferenceSession(str(dyn), opts, providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].shape[1:] == [11, 64 // stride, 96 // stride]
+    got2 = session.run(None, {session.get_inputs()[0].name: np.concatenate([x.numpy()] * 2)})[0]
+    assert np.abs(got2 - np.concatenate([expected] * 2)).max() < 1e-3
 
 
 # --------------------------------------------------------------------------- criterion terms

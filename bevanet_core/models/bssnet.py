@@ -25,8 +25,9 @@ project's shared PIDNet ones (`conv1`/`bn1`, `downsample.0/1`, `scale0`..`scale4
 `auxiliary_head.0/1` as in mmseg. No checkpoints were released, so nothing maps onto them.
 
 The authors upsample BSSNet-B's fused feature with mmseg's `resize(out, scale_factor=2)`,
-whose default mode is nearest; this file does the same (with an explicit size, so any input
-that is a multiple of 8 works).
+whose default mode is nearest; this file does the same. Every other resize targets an
+explicit size (so odd 1/32 and 1/64 maps work); this x2 is exact for any size and keeps the
+exported graph static.
 """
 
 from __future__ import annotations
@@ -276,7 +277,9 @@ class BSSNet(nn.Module):
         out = self.fuse_bdi(x_b, out, x_d)
         if hasattr(self, "upconv"):
             out = self.upconv(out)
-            out = F.interpolate(out, size=(2 * out.shape[-2], 2 * out.shape[-1]), mode="nearest")
+            # a constant x2 (exact: 2h x 2w for any h, w) keeps the exported graph's output
+            # size static; a size computed from traced shapes leaves it symbolic in ONNX
+            out = F.interpolate(out, scale_factor=2.0, mode="nearest")
         main = self.fuse_b_d_head(out)
         if not self.aux_heads:
             return main
