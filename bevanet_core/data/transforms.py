@@ -59,9 +59,61 @@ def boundary_target(label: np.ndarray, dilate: int = 4, border: int = 0) -> np.n
     return (edge > 50).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- photometric
+
+PHOTOMETRIC_MODES = ("none", "distortion", "jitter")
+
+
+def _blend(image: np.ndarray, alpha: float, beta) -> np.ndarray:
+    """clip(image * alpha + beta) as uint8 (beta a scalar or a broadcastable array)."""
+    return np.clip(image.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+
+def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightness_delta: int = 32,
+                           contrast: Tuple[float, float] = (0.5, 1.5),
+                           saturation: Tuple[float, float] = (0.5, 1.5), hue_delta: int = 18) -> np.ndarray:
+    """mmseg's PhotoMetricDistortion on an HxWx3 uint8 RGB image (BiSeNetV2, BSSNet and
+    Light-Ham recipes): brightness, contrast before or after the HSV steps, saturation and hue,
+    each applied with probability 0.5."""
+    def maybe() -> bool:
+        return bool(rng.integers(2))
+
+    if maybe():
+        image = _blend(image, 1.0, rng.uniform(-brightness_delta, brightness_delta))
+    contrast_first = bool(rng.integers(2))
+    if contrast_first and maybe():
+        image = _blend(image, rng.uniform(*contrast), 0.0)
+    if maybe():
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hsv[..., 1] = _blend(hsv[..., 1], rng.uniform(*saturation), 0.0)
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if maybe():
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hue = hsv[..., 0].astype(np.int32) + int(rng.integers(-hue_delta, hue_delta))
+        hsv[..., 0] = (hue % 180).astype(np.uint8)
+        image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if not contrast_first and maybe():
+        image = _blend(image, rng.uniform(*contrast), 0.0)
+    return image
+
+
+def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.5, contrast: float = 0.5,
+                 saturation: float = 0.5) -> np.ndarray:
+    """STDC-Seg's ColorJitter (PIL ImageEnhance semantics) on an HxWx3 uint8 RGB image: each
+    factor uniform in [1 - x, 1 + x], applied in the order brightness, contrast, saturation."""
+    image = _blend(image, rng.uniform(max(0.0, 1 - brightness), 1 + brightness), 0.0)
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    r = rng.uniform(max(0.0, 1 - contrast), 1 + contrast)  # blend with the mean grey level
+    image = _blend(image, r, (1 - r) * float(int(gray.mean() + 0.5)))
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)[..., None]
+    r = rng.uniform(max(0.0, 1 - saturation), 1 + saturation)  # blend with the grey image
+    return _blend(image, r, (1 - r) * gray)
+
+
 @dataclass
 class TrainTransform:
-    """Random scale of the base long side, pad, random crop, flip, normalise, boundary target."""
+    """Random scale of the base long side, pad, random crop, flip, optional photometric
+    augmentation, normalise, boundary target."""
 
     base_size: int
     crop_size: Tuple[int, int]  # (width, height)
@@ -73,6 +125,11 @@ class TrainTransform:
     mean: Sequence[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: Sequence[float] = field(default_factory=lambda: list(IMAGENET_STD))
     ignore_index: int = IGNORE_INDEX
+    photometric: str = "none"  # see PHOTOMETRIC_MODES
+
+    def __post_init__(self):
+        if self.photometric not in PHOTOMETRIC_MODES:
+            raise ValueError(f"data.photometric must be one of {PHOTOMETRIC_MODES}, got {self.photometric!r}")
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
         steps = int(round((self.scale_max - self.scale_min) / self.scale_step))
@@ -87,6 +144,10 @@ class TrainTransform:
         label = label[y:y + crop_h, x:x + crop_w]
         if self.flip and rng.random() < 0.5:
             image, label = image[:, ::-1], label[:, ::-1]
+        if self.photometric == "distortion":
+            image = photometric_distortion(np.ascontiguousarray(image), rng)
+        elif self.photometric == "jitter":
+            image = color_jitter(np.ascontiguousarray(image), rng)
         label = np.ascontiguousarray(label)
         edge = boundary_target(label, border=self.edge_border)
         return (normalize(image, self.mean, self.std), torch.from_numpy(label.astype(np.int64)),

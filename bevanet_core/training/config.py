@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -30,18 +31,29 @@ class DataConfig:
     crop_size: List[int] = field(default_factory=lambda: [480, 360])  # width, height
     scale_min: float = 0.5
     scale_max: float = 2.1
+    scale_step: float = 0.1  # scales are scale_min + k * scale_step (STDC: 0.125)
     flip: bool = True
     edge_border: int = 0  # Cityscapes/ADE20K: 6
+    photometric: str = "none"  # none; distortion (mmseg PhotoMetricDistortion); jitter (STDC's ColorJitter)
     workers: int = 1
     class_weights: Optional[List[float]] = None
 
 
 @dataclass
 class OptimConfig:
+    name: str = "sgd"  # sgd (momentum) or adamw
     lr: float = 0.0038
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD only
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
     weight_decay: float = 5e-4
-    power: float = 0.9
+    power: float = 0.9  # poly decay exponent
+    min_lr: float = 0.0  # poly decays to this (mmseg's eta_min)
+    warmup_iters: int = 0  # warm-up from lr * warmup_ratio to the schedule's value
+    warmup_ratio: float = 1e-6
+    warmup_mode: str = "linear"  # linear (mmseg) or exp (STDC-Seg: geometric from the ratio)
+    # learning-rate multipliers by parameter-name prefix; the longest matching prefix wins and ""
+    # matches everything, e.g. STDC-Seg's heads x10: {"": 10.0, "cp.backbone": 1.0}
+    lr_mult: Dict[str, float] = field(default_factory=dict)
     batch_size: int = 8  # per process
     epochs: Optional[int] = None
     iterations: Optional[int] = None  # overrides epochs when set
@@ -97,11 +109,26 @@ class TrainConfig:
 _SECTIONS = ("model", "data", "optim", "loss", "run")
 
 
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Numbers for numeric fields: YAML reads '6e-5' (no dot) as a string, and 1 as an int."""
+    if hint in (float, Optional[float]) and value is not None and not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"config {where} must be a number, got {value!r}") from None
+    if hint in (int, Optional[int]) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint in (int, Optional[int]) and value is not None and not isinstance(value, int):
+        raise ValueError(f"config {where} must be an integer, got {value!r}")
+    return value
+
+
 def _set_field(obj: Any, section: str, key: str, value: Any) -> None:
     names = {f.name: f for f in dataclasses.fields(obj)}
     if key not in names:
         raise ValueError(f"unknown config key '{section}.{key}'; known: {', '.join(sorted(names))}")
-    setattr(obj, key, value)
+    hints = typing.get_type_hints(type(obj))
+    setattr(obj, key, _coerce(value, hints[key], f"{section}.{key}"))
 
 
 def _parse_value(text: str) -> Any:

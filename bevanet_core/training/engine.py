@@ -33,9 +33,42 @@ from .config import TrainConfig, save_config
 from .losses import BEVANetCriterion, LossWeights, TrainingObjective
 
 
-def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9) -> float:
-    """Polynomial decay per iteration, no warm-up (the authors' schedule)."""
-    return base_lr * (1.0 - iteration / max_iterations) ** power
+def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9, min_lr: float = 0.0,
+            warmup_iters: int = 0, warmup_ratio: float = 1e-6, warmup_mode: str = "linear") -> float:
+    """Polynomial decay per iteration (PIDNet/BEVANet: no warm-up, min_lr 0), optionally with a
+    warm-up: over the first `warmup_iters` the poly value is scaled from `warmup_ratio` to 1,
+    linearly (mmseg) or geometrically (STDC-Seg: warmup_ratio ** (1 - i / warmup_iters))."""
+    lr = (base_lr - min_lr) * (1.0 - iteration / max_iterations) ** power + min_lr
+    if iteration < warmup_iters:
+        progress = iteration / warmup_iters
+        if warmup_mode == "linear":
+            lr *= 1.0 - (1.0 - progress) * (1.0 - warmup_ratio)
+        elif warmup_mode == "exp":
+            lr *= warmup_ratio ** (1.0 - progress)
+        else:
+            raise ValueError(f"optim.warmup_mode must be 'linear' or 'exp', got {warmup_mode!r}")
+    return lr
+
+
+def lr_multiplier(name: str, lr_mult: Dict[str, float]) -> float:
+    """The multiplier of the longest prefix of `name` in `lr_mult` ("" matches all), else 1."""
+    best = max((p for p in lr_mult if name.startswith(p)), key=len, default=None)
+    return 1.0 if best is None else float(lr_mult[best])
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    """SGD with momentum or AdamW over parameter groups of equal learning-rate multiplier
+    (`optim.lr_mult`); each group keeps its multiplier as `lr_mult` for the schedule."""
+    groups: Dict[float, List[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault(lr_multiplier(name, cfg.lr_mult), []).append(param)
+    param_groups = [{"params": ps, "lr_mult": mult, "lr": cfg.lr * mult} for mult, ps in sorted(groups.items())]
+    if cfg.name == "sgd":
+        return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    raise ValueError(f"optim.name must be 'sgd' or 'adamw', got {cfg.name!r}")
 
 
 # --------------------------------------------------------------------------- distributed
@@ -107,7 +140,9 @@ def build_datasets(cfg: TrainConfig):
     d = cfg.data
     root = Path(d.root)
     train_tf = TrainTransform(base_size=d.base_size, crop_size=tuple(d.crop_size), scale_min=d.scale_min,
-                              scale_max=d.scale_max, flip=d.flip, edge_border=d.edge_border)
+                              scale_max=d.scale_max, scale_step=d.scale_step, flip=d.flip,
+                              edge_border=d.edge_border,
+                              photometric=d.photometric)
     lists = {k: (root / v if v else None) for k, v in (("train", d.train_list), ("val", d.val_list))}
     train = build_dataset(d.dataset, root, lists["train"], d.train_split, train_tf, d.encoding, cfg.run.seed)
     val = build_dataset(d.dataset, root, lists["val"], d.val_split, EvalTransform(), d.encoding, cfg.run.seed)
@@ -291,8 +326,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
     criterion = build_criterion(cfg).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                                weight_decay=cfg.optim.weight_decay)
+    optimizer = build_optimizer(model, cfg.optim)
 
     batches = ResumableBatchSampler.batches_per_epoch(len(train_set), cfg.optim.batch_size, dinfo.world_size)
     if batches == 0:
@@ -353,9 +387,11 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
         loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers,
                             pin_memory=device.type == "cuda", persistent_workers=False)
         for images, labels, edges in loader:
-            lr = poly_lr(cfg.optim.lr, iteration, max_iter, cfg.optim.power)
+            o = cfg.optim
+            lr = poly_lr(o.lr, iteration, max_iter, o.power, o.min_lr, o.warmup_iters, o.warmup_ratio,
+                         o.warmup_mode)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
             images = images.to(device, non_blocking=True)
             if cfg.run.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
