@@ -206,6 +206,12 @@ def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], sou
     the matching tensors are loaded and the rest are reported.
     """
     own = model.state_dict()
+    adapt = getattr(model, "adapt_foreign_state", None)  # e.g. STDC-Seg: aliases, unused heads
+    if adapt is not None:
+        try:
+            state = adapt(state)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
     if not any(k.startswith(_TRAINING_ONLY) for k in own):
         state = {k: v for k, v in state.items() if not k.startswith(_TRAINING_ONLY)}
     head = "head.conv2.weight"

@@ -299,3 +299,43 @@ def test_onnxruntime_segmenter_agrees_with_the_torch_one(name, tmp_path):
         masks[backend] = seg.segment(frame, encoding="bgr8").mask
     assert masks["torch"].shape == (120, 160) and len(np.unique(masks["torch"])) > 1
     assert (masks["torch"] == masks["onnxruntime"]).mean() > 0.99
+
+
+def test_authors_style_stdc_checkpoint_loads(tmp_path):
+    """The authors' STDC-Seg files hold stage aliases of the backbone (`cp.backbone.x2..x32`,
+    the same tensors as `features`), the ImageNet classifier and unused detail heads: the aliases
+    are checked against the features and dropped with the rest; anything else still fails."""
+    from bevanet_core.checkpoint import CheckpointError
+
+    model = _seeded("stdc1", num_classes=19, aux_heads=True)
+    state = dict(model.state_dict())
+    ends = model.cp.backbone.stage_ends  # (2, 4, 6, 8) for STDC1
+    stages = {"x2": (0, 1), "x4": (1, 2), "x8": (2, ends[1]), "x16": (ends[1], ends[2]), "x32": (ends[2], ends[3])}
+    for alias, (lo, hi) in stages.items():
+        for j, i in enumerate(range(lo, hi)):
+            for k, v in list(state.items()):
+                if k.startswith(f"cp.backbone.features.{i}."):
+                    state[k.replace(f"features.{i}.", f"{alias}.{j}.", 1)] = v.clone()
+    g = torch.Generator().manual_seed(0)
+    for name, shape in (("cp.backbone.conv_last.conv.weight", (1024, 1024, 1, 1)), ("cp.backbone.fc.weight", (1024, 1024)),
+                        ("cp.backbone.bn.running_mean", (1024,)), ("cp.backbone.linear.weight", (1000, 1024)),
+                        ("conv_out_sp2.conv_out.weight", (1, 64, 1, 1)), ("conv_out_sp16.conv_out.weight", (1, 64, 1, 1))):
+        state[name] = torch.randn(shape, generator=g)
+    path = tmp_path / "STDC1-Seg.pth"
+    torch.save(state, path)
+    loaded, info = load_model(path, variant="stdc1", aux_heads=True)
+    assert info.num_classes == 19
+    own = model.state_dict()
+    assert set(loaded.state_dict()) == set(own)
+    assert all(torch.equal(v, own[k]) for k, v in loaded.state_dict().items())
+
+    bad = dict(state)
+    bad["cp.backbone.x8.1.conv_list.0.conv.weight"] = bad["cp.backbone.x8.1.conv_list.0.conv.weight"] + 1
+    torch.save(bad, path)
+    with pytest.raises(CheckpointError, match="stage alias cp.backbone.x8.1.conv_list.0.conv.weight"):
+        load_model(path, variant="stdc1")
+    stray = dict(state)
+    stray["cp.mystery.weight"] = torch.zeros(3)
+    torch.save(stray, path)
+    with pytest.raises(CheckpointError, match="1 unexpected"):
+        load_model(path, variant="stdc1", aux_heads=True)

@@ -230,6 +230,29 @@ class STDCSeg(nn.Module):
             main, self.conv_out16(cp8), self.conv_out32(cp16), self.conv_out_sp8(feat8)
         )
 
+    # tensors of the authors' files that are not modules here: the ImageNet classifier and the
+    # detail heads at strides 2, 4 and 16 (built but unused in their Cityscapes models)
+    UNUSED_AUTHOR_TENSORS = tuple(f"cp.backbone.{n}." for n in ("conv_last", "fc", "bn", "linear")) + (
+        "conv_out_sp2.", "conv_out_sp4.", "conv_out_sp16.")
+
+    def adapt_foreign_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The authors' state dict -> ours: drops their unused tensors and the stage aliases
+        `cp.backbone.x2/x4/x8/x16/x32.*` (views of `features`), after checking each alias equals
+        the feature tensor it stands for. Raises ValueError naming the first one that does not."""
+        starts = dict(zip((2, 4, 8, 16, 32), (0, 1, *self.cp.backbone.stage_ends[:3])))
+        kept = {}
+        for key, value in state.items():
+            if key.startswith(self.UNUSED_AUTHOR_TENSORS):
+                continue
+            parts = key.split(".")
+            if len(parts) > 3 and parts[:2] == ["cp", "backbone"] and parts[2][0] == "x" and parts[2][1:].isdigit():
+                target = ".".join(["cp.backbone.features", str(starts[int(parts[2][1:])] + int(parts[3])), *parts[4:]])
+                if target not in state or not torch.equal(state[target], value):
+                    raise ValueError(f"stage alias {key} does not equal {target}")
+                continue
+            kept[key] = value
+        return kept
+
     def without_aux_heads(self) -> STDCSeg:
         """Drops the training-only heads in place; the model then returns main logits only."""
         for name in ("conv_out16", "conv_out32", "conv_out_sp8"):
