@@ -128,3 +128,13 @@ def test_config_numbers_are_coerced_and_bad_ones_named():
         load_config(None, ["optim.iterations=many"])
     with pytest.raises(ValueError, match="optim.lr must be a number"):
         load_config(None, ["optim.lr=fast"])
+
+
+def test_no_decay_keys_zero_the_weight_decay_of_matching_parameters():
+    cfg = load_config(None, ["optim.name=adamw", "optim.weight_decay=0.01", 'optim.no_decay=["norm"]'])
+    model = build_model("van_tiny_lightham", num_classes=11)
+    opt = build_optimizer(model, cfg.optim)
+    decay_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        assert decay_of[id(p)] == (0.0 if "norm" in name else 0.01), name
+    assert any("norm" in n for n, _ in model.named_parameters())

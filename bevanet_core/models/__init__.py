@@ -12,8 +12,10 @@ import torch.nn as nn
 
 from . import bevanet as _bevanet
 from . import bisenetv2 as _bisenetv2
+from . import bssnet as _bssnet
 from . import pidnet as _pidnet
 from . import stdc as _stdc
+from . import van as _van
 from .bevanet import BEVANet, BEVANetClassifier, SegmentationOutputs
 
 SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
@@ -25,6 +27,13 @@ SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "bisenetv2": _bisenetv2.bisenetv2,
     "stdc1": _stdc.stdc1,
     "stdc2": _stdc.stdc2,
+    "bssnet_t": _bssnet.bssnet_t,
+    "bssnet_b": _bssnet.bssnet_b,
+    "van_tiny_lightham": _van.van_tiny_lightham,
+    "van_tiny_lightham_d256": _van.van_tiny_lightham_d256,
+    "van_small_lightham": _van.van_small_lightham,
+    "van_base_lightham": _van.van_base_lightham,
+    "van_large_lightham": _van.van_large_lightham,
 }
 CLASSIFIER_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "bevanet_cls": _bevanet.bevanet_cls,
@@ -41,8 +50,9 @@ def list_models(task: str = "segmentation") -> List[str]:
 def build_model(name: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> nn.Module:
     """Builds a registered network by name.
 
-    Segmentation models return logits at 1/8 of the input; with `aux_heads=True` they return
-    `SegmentationOutputs(aux, main, boundary)` for training. Classifier names end in `_cls`.
+    Segmentation models return logits at `model.output_stride` of the input (1/8; BSSNet-B 1/4);
+    with `aux_heads=True` they return their family's training outputs (BEVANet and PIDNet:
+    `SegmentationOutputs(aux, main, boundary)`). Classifier names end in `_cls`.
     """
     if name in SEGMENTATION_MODELS:
         return SEGMENTATION_MODELS[name](num_classes=num_classes, aux_heads=aux_heads, **kwargs)

@@ -54,6 +54,8 @@ class OptimConfig:
     # learning-rate multipliers by parameter-name prefix; the longest matching prefix wins and ""
     # matches everything, e.g. STDC-Seg's heads x10: {"": 10.0, "cp.backbone": 1.0}
     lr_mult: Dict[str, float] = field(default_factory=dict)
+    # parameters whose names contain one of these get no weight decay (Light-Ham: ["norm"])
+    no_decay: List[str] = field(default_factory=list)
     batch_size: int = 8  # per process
     epochs: Optional[int] = None
     iterations: Optional[int] = None  # overrides epochs when set

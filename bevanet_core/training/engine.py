@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -58,12 +58,15 @@ def lr_multiplier(name: str, lr_mult: Dict[str, float]) -> float:
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW over parameter groups of equal learning-rate multiplier
-    (`optim.lr_mult`); each group keeps its multiplier as `lr_mult` for the schedule."""
-    groups: Dict[float, List[nn.Parameter]] = {}
+    (`optim.lr_mult`) and weight decay (0 for names containing an `optim.no_decay` key); each
+    group keeps its multiplier as `lr_mult` for the schedule."""
+    groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
-            groups.setdefault(lr_multiplier(name, cfg.lr_mult), []).append(param)
-    param_groups = [{"params": ps, "lr_mult": mult, "lr": cfg.lr * mult} for mult, ps in sorted(groups.items())]
+            decay = 0.0 if any(key in name for key in cfg.no_decay) else cfg.weight_decay
+            groups.setdefault((lr_multiplier(name, cfg.lr_mult), decay), []).append(param)
+    param_groups = [{"params": ps, "lr_mult": mult, "lr": cfg.lr * mult, "weight_decay": decay}
+                    for (mult, decay), ps in sorted(groups.items())]
     if cfg.name == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
@@ -150,11 +153,13 @@ def build_datasets(cfg: TrainConfig):
 
 
 def build_criterion(cfg: TrainConfig) -> TrainingObjective:
-    """The objective of the model's family (BEVANet/PIDNet from `cfg.loss`, BiSeNetV2, STDC)."""
+    """The objective of the model's family (BEVANet/PIDNet from `cfg.loss`, BiSeNetV2, STDC,
+    BSSNet (OHEM settings from `cfg.loss`), Light-Ham)."""
     lc = cfg.loss
     return TrainingObjective(BEVANetCriterion(
         ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
-        class_weights=cfg.data.class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)))
+        class_weights=cfg.data.class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)),
+        class_weights=cfg.data.class_weights)
 
 
 def autocast_context(device: torch.device, precision: str):

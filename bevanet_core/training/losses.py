@@ -19,7 +19,9 @@ import torch.nn.functional as F
 
 from ..models.bevanet import SegmentationOutputs
 from ..models.bisenetv2 import BiSeNetV2Outputs
+from ..models.bssnet import BSSNetOutputs
 from ..models.stdc import STDCOutputs
+from ..models.van import LightHamOutputs
 
 
 class OhemCrossEntropy(nn.Module):
@@ -180,11 +182,18 @@ class STDCCriterion(nn.Module):
 class TrainingObjective(nn.Module):
     """Picks each model family's own objective from the type of its training outputs."""
 
-    def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255):
+    def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255,
+                 class_weights: Optional[Sequence[float]] = None):
         super().__init__()
+        from .bssnet_loss import BSSNetCriterion  # it builds on this module
+        from .lightham_loss import LightHamCriterion
+
         self.bevanet = bevanet  # BEVANet and PIDNet: (aux, main, boundary)
         self.bisenetv2 = BiSeNetV2Criterion(ignore_index)
         self.stdc = STDCCriterion(ignore_index)
+        self.bssnet = BSSNetCriterion(ignore_index, bevanet.ohem.thresh, bevanet.ohem.min_kept,
+                                      class_weights=class_weights)
+        self.lightham = LightHamCriterion(ignore_index)
 
     def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
         if isinstance(outputs, SegmentationOutputs):
@@ -193,5 +202,9 @@ class TrainingObjective(nn.Module):
             return self.bisenetv2(outputs, target)
         if isinstance(outputs, STDCOutputs):
             return self.stdc(outputs, target)
+        if isinstance(outputs, BSSNetOutputs):
+            return self.bssnet(outputs, target, edge)
+        if isinstance(outputs, LightHamOutputs):
+            return self.lightham(outputs, target)
         raise TypeError(f"no training objective for model outputs of type {type(outputs).__name__}; build "
                         "the model with aux_heads=True (a registered segmentation family)")
