@@ -27,6 +27,13 @@ VARIANT_CONFIGS: dict[str, str] = {
     "bisenetv2": "bisenetv2.yaml",
     "stdc1": "stdc1.yaml",
     "stdc2": "stdc2.yaml",
+    "bssnet_t": "bssnet_t.yaml",
+    "bssnet_b": "bssnet_b.yaml",
+    "van_tiny_lightham": "van_tiny_lightham.yaml",
+    "van_tiny_lightham_d256": "van_tiny_lightham_d256.yaml",
+    "van_small_lightham": "van_small_lightham.yaml",
+    "van_base_lightham": "van_base_lightham.yaml",
+    "van_large_lightham": "van_large_lightham.yaml",
 }
 RVIZ_CONFIG = "segmentation.rviz"
 NODE_NAME = "segmentation"

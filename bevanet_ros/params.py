@@ -15,7 +15,11 @@ from typing import Any
 
 # the segmentation networks of bevanet_core.models (kept literal so launch files stay light;
 # test_ros_logic checks it against the registry)
-VARIANTS = ("bevanet", "bevanet_s", "pidnet_s", "pidnet_m", "pidnet_l", "bisenetv2", "stdc1", "stdc2")
+VARIANTS = (
+    "bevanet", "bevanet_s", "pidnet_s", "pidnet_m", "pidnet_l", "bisenetv2", "stdc1", "stdc2",
+    "bssnet_t", "bssnet_b", "van_tiny_lightham", "van_tiny_lightham_d256", "van_small_lightham",
+    "van_base_lightham", "van_large_lightham",
+)
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 UPSAMPLE_MODES = ("logits", "labels")
