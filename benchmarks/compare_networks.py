@@ -1,57 +1,119 @@
 """The network comparison of issue 7: for every registered segmentation network, parameters,
-MACs, CPU speed through the fastest CPU backend (ONNX Runtime, frame in -> mask out) and CamVid
-val mIoU after the same training budget (when that run exists).
+MACs, CPU speed through the fastest CPU backend, and CamVid val mIoU after the same training
+budget.
 
-    python benchmarks/compare_networks.py [--size 480x360] [--threads 1] [--runs DIR] [--json OUT]
+    python benchmarks/train_comparison.py              # trains every network (resumable)
+    python benchmarks/compare_networks.py [--runs runs/compare] [--size 480x360] [--threads 1]
 
-mIoU comes from RUNS/<network>_camvid-480x360/train.log.jsonl (best val mIoU of
-`bevanet-train --config training/<network>_camvid-480x360.yaml`, all with the same budget).
+Speed: each network runs frame in -> mask out (uint8 480x360 frame, the runtime's pre- and
+post-processing included) through ONNX Runtime (fp32) and PyTorch (bf16 autocast on CPUs that
+have it), with seeded weights; speed does not depend on them. Every network and backend is timed
+in each of `--rounds` interleaved rounds (median of `--runs-per-net` calls per round, then the
+median over rounds), so machine load drifts hit all of them alike. The table gives the fastest
+backend per network and its speed relative to BEVANet-S measured in the same run (> 1: faster);
+the milliseconds go to the JSON only, since they hold for this machine alone.
+
+mIoU: the val mIoU logged at the last iteration of RUNS/<network>/train.log.jsonl, written by
+`bevanet-train --config training/camvid-compare.yaml` (the budget is stated there).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
 from pathlib import Path
+from typing import Dict, List
 
+import numpy as np
+import torch
+import yaml
+
+from bevanet_core.checkpoint import ModelInfo
 from bevanet_core.models import build_model, list_models
 from bevanet_core.models.complexity import count_macs, count_parameters
-from bevanet_core.runtime.benchmark import BenchConfig, run_benchmark
+from bevanet_core.runtime import Segmenter
+from bevanet_core.runtime.benchmark import environment
+from train_comparison import RECIPE, final_miou  # benchmarks/ is the script's own folder
+
+REFERENCE = "bevanet_s"
 
 
-def best_val_miou(run_dir: Path):
-    log = run_dir / "train.log.jsonl"
-    if not log.is_file():
-        return None
-    values = [r["val/miou"] for r in map(json.loads, log.read_text().splitlines()) if "val/miou" in r]
-    return max(values) if values else None
+def _segmenters(name: str, size, threads: int, cache: Path) -> Dict[str, Segmenter]:
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=11).eval()
+    info = ModelInfo.default(name, 11, input_size=tuple(size))
+    common = dict(device="cpu", input_size=tuple(size), num_threads=threads, cache_dir=str(cache))
+    return {
+        "onnxruntime fp32": Segmenter.from_model(model, info, backend="onnxruntime", precision="fp32", **common),
+        "torch bf16": Segmenter.from_model(model, info, backend="torch", precision="bf16", **common),
+    }
+
+
+def _time(seg: Segmenter, frame: np.ndarray, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        seg.segment(frame, encoding="rgb8")
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", default="480x360")
+    p.add_argument("--size", default="480x360", help="frame and network input size WxH")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--runs-per-net", type=int, default=10)
-    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding the training runs")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs-per-net", type=int, default=5)
+    p.add_argument("--networks", nargs="*", default=None, help="default: every registered network")
+    p.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the comparison runs")
+    p.add_argument("--cache", type=Path, default=Path("runs/compare/onnx_cache"))
     p.add_argument("--json", dest="json_out")
     args = p.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
-    rows = []
-    for name in list_models():
+    networks = args.networks or list_models()
+    if REFERENCE not in networks:
+        networks = [REFERENCE, *networks]
+    torch.set_num_threads(args.threads)
+    iterations = int(yaml.safe_load(RECIPE.read_text())["optim"]["iterations"])
+    frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    rows: Dict[str, Dict] = {}
+    segs: Dict[str, Dict[str, Segmenter]] = {}
+    for name in networks:
         model = build_model(name, num_classes=11).eval()
-        bench = run_benchmark(BenchConfig(variant=name, size=(w, h), backend="onnxruntime", num_classes=11,
-                                          runs=args.runs_per_net, warmup=3, threads=args.threads,
-                                          reference=False))
-        rows.append(dict(network=name, params=count_parameters(model), gmacs=count_macs(model, (h, w)) / 1e9,
-                         ort_p50_ms=bench["latency_ms"]["p50"], ort_fps=bench["fps"],
-                         camvid_val_miou=best_val_miou(args.runs / f"{name.replace('_', '-')}_camvid-480x360")))
-        print(f"  {name}: {rows[-1]['ort_p50_ms']:.1f} ms", flush=True)
-    print(f"\n| network | parameters | GMACs at {w}x{h} | ORT CPU p50 ms | FPS | CamVid val mIoU |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        miou = "not trained yet" if r["camvid_val_miou"] is None else f"{r['camvid_val_miou']:.2f}"
-        print(f"| {r['network']} | {r['params']:,} | {r['gmacs']:.2f} | {r['ort_p50_ms']:.1f} | {r['ort_fps']:.2f} | {miou} |")
+        rows[name] = dict(network=name, params=count_parameters(model), gmacs=count_macs(model, (h, w)) / 1e9,
+                          camvid_val_miou=final_miou(args.runs / name, iterations), ms={})
+        segs[name] = _segmenters(name, (w, h), args.threads, args.cache)
+        for seg in segs[name].values():
+            for _ in range(3):  # warm-up
+                seg.segment(frame, encoding="rgb8")
+        print(f"  built {name}", flush=True)
+    per_round: Dict[str, Dict[str, List[float]]] = {n: {b: [] for b in segs[n]} for n in networks}
+    for r in range(args.rounds):
+        for name in networks:
+            for backend, seg in segs[name].items():
+                per_round[name][backend].append(_time(seg, frame, args.runs_per_net))
+        print(f"  round {r + 1}/{args.rounds} done", flush=True)
+    for name in networks:
+        ms = {b: statistics.median(v) for b, v in per_round[name].items()}
+        best = min(ms, key=ms.get)
+        rows[name].update(ms=ms, fastest_backend=best, fastest_ms=ms[best])
+    ref_ms = rows[REFERENCE]["fastest_ms"]
+    for row in rows.values():
+        row["speed_vs_bevanet_s"] = ref_ms / row["fastest_ms"]
+
+    print(f"\n| network | parameters | GMACs at {w}x{h} | fastest CPU backend | speed vs BEVANet-S "
+          f"| CamVid val mIoU ({iterations} it) |")
+    print("| --- | ---: | ---: | --- | ---: | ---: |")
+    for row in rows.values():
+        miou = "not trained" if row["camvid_val_miou"] is None else f"{row['camvid_val_miou']:.2f}"
+        print(f"| {row['network']} | {row['params']:,} | {row['gmacs']:.2f} | {row['fastest_backend']} "
+              f"| {row['speed_vs_bevanet_s']:.2f}x | {miou} |")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(rows, indent=2))
+        report = {"size": [w, h], "threads": args.threads, "rounds": args.rounds, "runs_per_net": args.runs_per_net,
+                  "environment": environment("cpu"), "rows": list(rows.values())}
+        Path(args.json_out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
