@@ -20,6 +20,7 @@ from bevanet_core.deploy import count_conv_bn_pairs, fold_batchnorm, randomise_b
 from bevanet_core.export.onnx import export_onnx
 from bevanet_core.models import build_model
 from bevanet_core.models.complexity import count_macs, count_parameters
+from bevanet_core.models.published import BASELINE_COUNTS
 
 AUTHORS = {  # ../shared/specs/bevanet.md (built from the authors' code)
     ("bevanet", 19): (58.824e6, 58.599e6), ("bevanet_s", 19): (15.186e6, 15.091e6),
@@ -28,21 +29,17 @@ AUTHORS = {  # ../shared/specs/bevanet.md (built from the authors' code)
 PAPER_MACS = {("bevanet_s", (720, 960)): 19.9, ("bevanet_s", (1024, 2048)): 59.9, ("bevanet", (1024, 2048)): 237.2}
 
 
-# ../shared/specs/baselines.md: inference parameters (M) and GMACs at (H, W), 19 classes
-BASELINES = {"pidnet_s": (7.63, 47.5, (1024, 2048)), "pidnet_m": (28.54, 178.0, (1024, 2048)),
-             "pidnet_l": (36.94, 275.7, (1024, 2048)), "bisenetv2": (3.359, 98.9, (1024, 2048)),
-             "stdc1": (8.28, 16.96, (512, 1024)), "stdc2": (12.31, 23.57, (512, 1024))}
-
-
 def baselines() -> None:
     import copy
-    print(f"{'network':<11}{'params':>13}{'spec':>8}{'GMACs':>9}{'spec':>8}  size")
-    for name, (params, gmacs, size) in BASELINES.items():
-        model = build_model(name, 19).eval()
+    print("| network | classes | parameters | reference | GMACs | reference | at |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, (params, gmacs, size, classes) in BASELINE_COUNTS.items():
+        model = build_model(name, classes).eval()
         with torch.device("meta"):  # shapes only: MACs at full size without the compute
             macs = count_macs(copy.deepcopy(model).to("meta"), size) / 1e9
         n = count_parameters(model)
-        print(f"{name:<11}{n:>13,}{params:>7.3f}M{macs:>9.2f}{gmacs:>8.2f}  {size[1]}x{size[0]}")
+        ref = "-" if gmacs is None else f"{gmacs:.2f}"
+        print(f"| {name} | {classes} | {n:,} | {params}M | {macs:.2f} | {ref} | {size[1]}x{size[0]} |")
 
 
 def main() -> None:

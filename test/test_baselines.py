@@ -22,25 +22,9 @@ import torch.nn.functional as F
 from bevanet_core.checkpoint import ModelInfo, load_model, save_weights
 from bevanet_core.models import SEGMENTATION_MODELS, SegmentationOutputs, build_model
 from bevanet_core.models.complexity import count_macs, count_parameters
+from bevanet_core.models.published import BASELINE_COUNTS
 
-# name -> (inference params in millions, GMACs or None, (H, W) the MACs are given at, classes),
-# from baselines.md (19-class Cityscapes heads; Light-Ham's figures are for 150-class ADE20K).
-# VAN-Small/Base/Large + Light-Ham: parameters from the VAN authors' README (no MACs in the spec).
-SPEC = {
-    "pidnet_s": (7.63, 47.5, (1024, 2048), 19),
-    "pidnet_m": (28.54, 178.0, (1024, 2048), 19),
-    "pidnet_l": (36.94, 275.7, (1024, 2048), 19),
-    "bisenetv2": (3.359, 98.9, (1024, 2048), 19),
-    "stdc1": (8.28, 16.96, (512, 1024), 19),
-    "stdc2": (12.31, 23.57, (512, 1024), 19),
-    "bssnet_t": (8.39, 48.9, (1024, 2048), 19),
-    "bssnet_b": (32.07, 232.4, (1024, 2048), 19),
-    "van_tiny_lightham": (4.87, 11.14, (512, 512), 150),
-    "van_tiny_lightham_d256": (4.21, 6.33, (512, 512), 150),
-    "van_small_lightham": (14.7, None, (512, 512), 150),
-    "van_base_lightham": (27.4, None, (512, 512), 150),
-    "van_large_lightham": (45.6, None, (512, 512), 150),
-}
+SPEC = BASELINE_COUNTS  # name -> (params in millions, GMACs or None, (H, W), classes)
 # networks trained with their inference graph only (Light-Ham: plain CE on the main output)
 NO_TRAINING_HEADS = {n for n in SPEC if n.startswith("van_")}
 BEVANET_FAMILY = ("bevanet", "bevanet_s")
