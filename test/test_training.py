@@ -226,7 +226,9 @@ def test_objective_is_chosen_by_output_type():
     edge = torch.zeros(2, 64, 64)
     for name, terms in (("bisenetv2", {"main", "aux2", "aux3", "aux4", "aux5_4"}),
                         ("stdc1", {"main", "aux16", "aux32", "detail_bce", "detail_dice"}),
-                        ("pidnet_s", {"aux", "main", "boundary", "guided"})):
+                        ("pidnet_s", {"aux", "main", "boundary", "guided"}),
+                        ("bssnet_t", {"main", "border", "boundary_ce", "reconstruction", "aux3", "aux4"}),
+                        ("van_tiny_lightham", {"main"})):
         out = objective(build_model(name, num_classes=3, aux_heads=True)(torch.randn(2, 3, 64, 64)), target, edge)
         assert terms <= set(out) and torch.isfinite(out["loss"]), name
         out["loss"].backward()
@@ -234,9 +236,21 @@ def test_objective_is_chosen_by_output_type():
         objective(torch.zeros(1, 3, 8, 8), target, edge)
 
 
-@pytest.mark.parametrize("variant", ["bisenetv2", "stdc1"])
+# each family once, and with it one of the authors' optimiser settings (STDC: heads x10 and a
+# geometric warm-up with colour jitter; BSSNet: photometric distortion; Light-Ham: AdamW)
+FAMILY_RECIPES = {
+    "bisenetv2": {"optim.warmup_iters": 1, "optim.warmup_ratio": 0.1, "optim.min_lr": 1e-4},
+    "stdc1": {"optim.lr_mult": {"": 10.0, "cp.backbone": 1.0}, "optim.warmup_iters": 1,
+              "optim.warmup_mode": "exp", "data.photometric": "jitter"},
+    "bssnet_t": {"data.photometric": "distortion"},
+    "van_tiny_lightham": {"optim.name": "adamw", "optim.lr": 6e-5, "optim.no_decay": ["norm"]},
+}
+
+
+@pytest.mark.parametrize("variant", list(FAMILY_RECIPES))
 def test_other_families_train_with_the_same_engine(shared_data, tmp_path, variant):
     data = _mini_camvid(shared_data, tmp_path / "data")
-    result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": variant, "run.checkpoint_every": 0}))
+    result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": variant, "run.checkpoint_every": 0,
+                                                      **FAMILY_RECIPES[variant]}))
     assert result["iteration"] == 2 and all(map(lambda v: v == v, _losses(tmp_path / "run")))
     assert (tmp_path / "run" / "best.safetensors").is_file()
