@@ -264,7 +264,9 @@ def test_authors_style_pidnet_checkpoint_loads_when_the_variant_is_named(tmp_pat
         load_model(path, variant="pidnet_m")  # wrong width: the strict load names the tensors
 
 
-@pytest.mark.parametrize("name", [n for n in ("pidnet_s", "bisenetv2", "stdc1") if n in BASELINES])
+@pytest.mark.parametrize(
+    "name", [n for n in ("pidnet_s", "bisenetv2", "stdc1", "bssnet_b", "van_tiny_lightham") if n in BASELINES]
+)
 def test_onnxruntime_segmenter_agrees_with_the_torch_one(name, tmp_path):
     """One network per family through the runtime's ONNX Runtime backend (export into the
     cache from the weights file), compared with the PyTorch backend on the same frame."""
@@ -324,3 +326,28 @@ def test_authors_style_stdc_checkpoint_loads(tmp_path):
     torch.save(stray, path)
     with pytest.raises(CheckpointError, match="1 unexpected"):
         load_model(path, variant="stdc1", aux_heads=True)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_labels_upsampling_follows_the_output_stride(backend, tmp_path):
+    """BSSNet-B's logits are at 1/4: with `upsample=labels` every frame pixel takes the label of
+    the 4x4 network cell it falls in (frame size == input size here), on both backends."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+
+    model = _seeded("bssnet_b")
+    info = ModelInfo.default("bssnet_b", 11, input_size=(96, 64))
+    path = tmp_path / "bssnet_b.safetensors"
+    save_weights(model, path, info)
+    frame = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    cfg = SegmenterConfig(weights=str(path), backend=backend, upsample="labels", num_threads=1,
+                          cache_dir=str(tmp_path / "cache"))
+    mask = Segmenter(cfg).segment(frame, encoding="rgb8").mask
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
+    with torch.no_grad():
+        low = model(x).argmax(1)[0].numpy()
+    assert low.shape == (16, 24)
+    expected = np.repeat(np.repeat(low, 4, axis=0), 4, axis=1)
+    assert (mask == expected).mean() > 0.99
