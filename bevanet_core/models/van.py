@@ -245,6 +245,15 @@ class NMF2D(nn.Module):
         return bases * numerator / (denominator + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # always in float32: the multiplicative updates divide by sums of products, which under
+        # bf16 autocast turned the training loss into NaN within 50 iterations
+        for device_type in ("cpu", "cuda"):  # no branch on x itself: torch.fx traces this
+            if torch.is_autocast_enabled(device_type):
+                with torch.autocast(device_type, enabled=False):
+                    return self._decompose(x.float()).to(x.dtype)
+        return self._decompose(x)
+
+    def _decompose(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)  # (B, C, N)
         if self.training or self.random_eval_bases:
             bases = random_bases(x.shape[0], self.channels, self.rank, device=x.device,
