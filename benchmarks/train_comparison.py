@@ -4,7 +4,8 @@
     python benchmarks/train_comparison.py [--networks pidnet_s stdc1 ...] [--runs runs/compare]
 
 Resumable: a network whose run already validated at the last iteration is skipped, and a killed
-run resumes from its own `last.pt` (the engine's exact resume). Then
+run resumes from its own `last.pt` (the engine's exact resume). A failed run is reported and the
+queue goes on; the exit status is 1 if any failed. Then
 `python benchmarks/compare_networks.py --runs runs/compare` prints the table with their mIoU.
 """
 from __future__ import annotations
@@ -50,6 +51,7 @@ def main() -> int:
     if unknown:
         p.error(f"unknown networks {unknown}; registered: {', '.join(list_models())}")
     iterations = int(yaml.safe_load(args.recipe.read_text())["optim"]["iterations"])
+    failed = []
     for name in networks:
         run_dir = args.runs / name
         done = final_miou(run_dir, iterations)
@@ -63,12 +65,15 @@ def main() -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "console.log", "a") as console:
             rc = subprocess.call(cmd, stdout=console, stderr=subprocess.STDOUT)
-        if rc != 0:
+        if rc != 0:  # go on with the others; a rerun resumes this one from its last checkpoint
             print(f"{name}: bevanet-train exited with {rc}; see {run_dir / 'console.log'}", flush=True)
-            return rc
+            failed.append(name)
+            continue
         print(f"{name}: val mIoU {final_miou(run_dir, iterations)} in {(time.time() - t0) / 60:.1f} min",
               flush=True)
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
