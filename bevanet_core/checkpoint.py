@@ -28,14 +28,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "bevanet_s_camvid.safetensors"
 METADATA_KEY = "bevanet"
 _PREFIXES = ("module.", "model.")
-_TRAINING_ONLY = ("seghead_ds.", "seghead_db.",  # BEVANet
-                  "seghead_p.", "seghead_d.",  # PIDNet
-                  "aux2.", "aux3.", "aux4.", "aux5_4.",  # BiSeNetV2 booster heads
-                  "conv_out16.", "conv_out32.", "conv_out_sp8.")  # STDC-Seg
 _SHAPE_INFERRED = ("bevanet", "bevanet_s")  # variants infer_architecture tells apart
-# final classifier weights of the other registered networks (PIDNet, BiSeNetV2, STDC-Seg)
+# final classifier weights of the other registered networks (PIDNet, BiSeNetV2, STDC-Seg,
+# BSSNet, VAN + Light-Ham): a foreign file's class count
 _CLASSIFIER_TENSORS = ("final_layer.conv2.weight", "head.conv_out.1.weight",
-                       "conv_out.conv_out.weight")
+                       "conv_out.conv_out.weight", "fuse_b_d_head.conv2.weight",
+                       "decode_head.conv_seg.weight")
 
 
 class CheckpointError(ValueError):
@@ -212,8 +210,9 @@ def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], sou
             state = adapt(state)
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{source}: {exc}") from None
-    if not any(k.startswith(_TRAINING_ONLY) for k in own):
-        state = {k: v for k, v in state.items() if not k.startswith(_TRAINING_ONLY)}
+    heads = tuple(f"{name}." for name in getattr(model, "TRAINING_HEADS", ()))
+    if heads and not any(k.startswith(heads) for k in own):  # an inference model: skip them
+        state = {k: v for k, v in state.items() if not k.startswith(heads)}
     head = "head.conv2.weight"
     if head in own and head in state and own[head].shape[0] != state[head].shape[0]:
         raise CheckpointError(f"{source} has {state[head].shape[0]} classes but the model was built for "

@@ -351,3 +351,21 @@ def test_labels_upsampling_follows_the_output_stride(backend, tmp_path):
     assert low.shape == (16, 24)
     expected = np.repeat(np.repeat(low, 4, axis=0), 4, axis=1)
     assert (mask == expected).mean() > 0.99
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_training_checkpoint_loads_as_an_inference_model(name, tmp_path):
+    """The engine saves best.safetensors with the training heads: loading it by path gives the
+    inference network (heads skipped, declared in the model's TRAINING_HEADS), and strictly."""
+    torch.manual_seed(0)
+    trained = build_model(name, num_classes=11, aux_heads=True)
+    path = tmp_path / "best.safetensors"
+    save_weights(trained, path, ModelInfo.default(name, 11))
+    model, info = load_model(path)
+    assert info.variant == name and not getattr(model, "aux_heads", False)
+    full = trained.state_dict()
+    own = model.state_dict()
+    assert set(own) <= set(full)
+    assert all(torch.equal(v, full[k]) for k, v in own.items())
+    heads = tuple(f"{n}." for n in getattr(model, "TRAINING_HEADS", ()))
+    assert {k for k in full if k not in own} == {k for k in full if heads and k.startswith(heads)}

@@ -275,6 +275,8 @@ class BEVANetBackbone(nn.Module):
 class BEVANet(BEVANetBackbone):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits come out at 1/8."""
 
+    TRAINING_HEADS = ("seghead_ds", "seghead_db")  # modules built only with aux_heads=True
+
     output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
 
     def __init__(self, num_classes: int = 19, planes: int = 64, blocks: Sequence[int] = (2, 2, 4, 4, 2),
@@ -311,7 +313,7 @@ class BEVANet(BEVANetBackbone):
 
     def without_aux_heads(self) -> "BEVANet":
         """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in ("seghead_ds", "seghead_db"):
+        for name in self.TRAINING_HEADS:
             if hasattr(self, name):
                 delattr(self, name)
         self.aux_heads = False

@@ -220,6 +220,8 @@ class BiSeNetHead(nn.Module):
 class BiSeNetV2(nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
+    TRAINING_HEADS = ("aux2", "aux3", "aux4", "aux5_4")  # modules built only with aux_heads=True
+
     output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
 
     def __init__(self, num_classes: int = 19, head_planes: int = 1024, aux_heads: bool = False):
@@ -260,7 +262,7 @@ class BiSeNetV2(nn.Module):
 
     def without_aux_heads(self) -> BiSeNetV2:
         """Drops the booster heads in place; the model then returns main logits only."""
-        for name in ("aux2", "aux3", "aux4", "aux5_4"):
+        for name in self.TRAINING_HEADS:
             if hasattr(self, name):
                 delattr(self, name)
         self.aux_heads = False

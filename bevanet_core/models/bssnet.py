@@ -189,6 +189,8 @@ class BSSNet(nn.Module):
     (training only; the authors' configs use 2C).
     """
 
+    TRAINING_HEADS = ("b_head", "d_head", "auxiliary_head")  # modules built only with aux_heads=True
+
     def __init__(
         self,
         num_classes: int = 19,
@@ -294,7 +296,7 @@ class BSSNet(nn.Module):
 
     def without_aux_heads(self) -> BSSNet:
         """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in ("b_head", "d_head", "auxiliary_head"):
+        for name in self.TRAINING_HEADS:
             if hasattr(self, name):
                 delattr(self, name)
         self.aux_heads = False

@@ -137,6 +137,8 @@ class PIDNet(nn.Module):
     otherwise the L design (DAPPM, Bag, basic-block D branch).
     """
 
+    TRAINING_HEADS = ("seghead_p", "seghead_d")  # modules built only with aux_heads=True
+
     output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
 
     def __init__(
@@ -234,7 +236,7 @@ class PIDNet(nn.Module):
 
     def without_aux_heads(self) -> PIDNet:
         """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in ("seghead_p", "seghead_d"):
+        for name in self.TRAINING_HEADS:
             if hasattr(self, name):
                 delattr(self, name)
         self.aux_heads = False

@@ -194,6 +194,8 @@ class BiSeNetOutput(nn.Module):
 class STDCSeg(nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
+    TRAINING_HEADS = ("conv_out16", "conv_out32", "conv_out_sp8")  # modules built only with aux_heads=True
+
     output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
 
     def __init__(
@@ -255,7 +257,7 @@ class STDCSeg(nn.Module):
 
     def without_aux_heads(self) -> STDCSeg:
         """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in ("conv_out16", "conv_out32", "conv_out_sp8"):
+        for name in self.TRAINING_HEADS:
             if hasattr(self, name):
                 delattr(self, name)
         self.aux_heads = False
