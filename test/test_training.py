@@ -254,3 +254,12 @@ def test_other_families_train_with_the_same_engine(shared_data, tmp_path, varian
                                                       **FAMILY_RECIPES[variant]}))
     assert result["iteration"] == 2 and all(map(lambda v: v == v, _losses(tmp_path / "run")))
     assert (tmp_path / "run" / "best.safetensors").is_file()
+
+
+def test_diverging_run_stops_with_a_named_error_and_a_hint(shared_data, tmp_path):
+    data = _mini_camvid(shared_data, tmp_path / "data")
+    cfg = _cfg(data, tmp_path / "run", 6, **{"model.variant": "pidnet_s", "optim.lr": 1e12,
+                                             "run.checkpoint_every": 0, "run.precision": "bf16"})
+    with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at iteration \d; with "
+                                                 r"run.precision=bf16 try fp32"):
+        train(cfg)
