@@ -156,3 +156,30 @@ def randomise_batchnorm(model: nn.Module, seed: int = 1) -> nn.Module:
                 m.weight.copy_(torch.rand(c, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(c, generator=g) * 0.2)
     return model
+
+
+def condition_for_parity(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Variance-preserving conv weights (Kaiming normal, from torch's global RNG) and mild,
+    non-trivial BatchNorm / GroupNorm statistics and affine terms (from `seed`), in place.
+
+    Untrained networks' own inits shrink or blow up the signal layer by layer, giving one class
+    everywhere or logits too large for a float32 parity bound; after this, logits are O(1..10)
+    and vary over the image, so export and runtime parity checks mean something. Milder than
+    `randomise_batchnorm`, which stresses BN folding.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+        for m in model.modules():  # after the BNs, so BN-only networks draw the same values
+            if isinstance(m, nn.GroupNorm) and m.weight is not None:
+                m.weight.copy_(torch.rand(m.num_channels, generator=g) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(m.num_channels, generator=g) * 0.1)
+    return model

@@ -13,8 +13,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
+from bevanet_core.deploy import condition_for_parity
 from bevanet_core.models.bssnet import BSSNet, BSSNetOutputs, bssnet_b, bssnet_t
 from bevanet_core.models.complexity import count_macs, count_parameters
 from bevanet_core.training.bssnet_loss import BSSNetCriterion, ohem_sampled_cross_entropy
@@ -30,22 +30,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # the shared fixture in conf
 
 
 def _seeded(name: str, num_classes: int = 11, aux_heads: bool = False) -> BSSNet:
-    """Eval model with variance-preserving convs and non-trivial BN statistics (logits O(1..10)
-    that vary over the image), as test_baselines' `_seeded`."""
+    """Eval model whose logits are O(1..10) and vary over the image."""
     torch.manual_seed(0)
     model = VARIANTS[name][0](num_classes=num_classes, aux_heads=aux_heads).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-    return model
+    return condition_for_parity(model)
 
 
 @pytest.mark.parametrize("name", NAMES)

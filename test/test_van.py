@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from bevanet_core.deploy import condition_for_parity
 from bevanet_core.models import van
 from bevanet_core.models.complexity import count_macs, count_parameters
 from bevanet_core.training.lightham_loss import LightHamCriterion
@@ -49,21 +50,7 @@ def _seeded(name: str, num_classes: int = 11) -> van.VANLightHam:
     """Eval model with variance-preserving convs and non-trivial BN / GN statistics, so that
     logits are O(1) and vary over the image."""
     torch.manual_seed(0)
-    model = _build(name, num_classes=num_classes).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                c = m.weight.numel()
-                m.weight.copy_(torch.rand(c, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.1)
-    return model
+    return condition_for_parity(_build(name, num_classes=num_classes).eval())
 
 
 def _macs_at(model: nn.Module, size) -> tuple:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (BasicBlock, Bottleneck, DWConv, PWConv, SegmentHead, batch_norm,
+from .layers import (BasicBlock, Bottleneck, DWConv, PWConv, SegmentHead, TrainingHeadsMixin, batch_norm,
                      channel_layer_norm, init_fan_out_normal, make_layer, resize_to)
 
 # kernel size -> (first depthwise kernel, dilated kernel, dilation) of the decomposed kernels
@@ -272,7 +272,7 @@ class BEVANetBackbone(nn.Module):
         return xs, self.layer5_detail_semantic(xd), xd, aux_tap
 
 
-class BEVANet(BEVANetBackbone):
+class BEVANet(TrainingHeadsMixin, BEVANetBackbone):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits come out at 1/8."""
 
     TRAINING_HEADS = ("seghead_ds", "seghead_db")  # modules built only with aux_heads=True
@@ -311,13 +311,6 @@ class BEVANet(BEVANetBackbone):
             return main
         return SegmentationOutputs(self.seghead_ds(aux_tap), main, self.seghead_db(xd))
 
-    def without_aux_heads(self) -> "BEVANet":
-        """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in self.TRAINING_HEADS:
-            if hasattr(self, name):
-                delattr(self, name)
-        self.aux_heads = False
-        return self
 
 
 class BEVANetClassifier(BEVANetBackbone):

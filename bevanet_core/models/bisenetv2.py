@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import TrainingHeadsMixin
+
 
 class BiSeNetV2Outputs(NamedTuple):
     """Training outputs: main logits (1/8) and the booster logits on the stem, S3, S4 and S5
@@ -217,7 +219,7 @@ class BiSeNetHead(nn.Module):
 # --------------------------------------------------------------------------- network
 
 
-class BiSeNetV2(nn.Module):
+class BiSeNetV2(TrainingHeadsMixin, nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
     TRAINING_HEADS = ("aux2", "aux3", "aux4", "aux5_4")  # modules built only with aux_heads=True
@@ -260,13 +262,6 @@ class BiSeNetV2(nn.Module):
             main, self.aux2(feat2), self.aux3(feat3), self.aux4(feat4), self.aux5_4(feat5_4)
         )
 
-    def without_aux_heads(self) -> BiSeNetV2:
-        """Drops the booster heads in place; the model then returns main logits only."""
-        for name in self.TRAINING_HEADS:
-            if hasattr(self, name):
-                delattr(self, name)
-        self.aux_heads = False
-        return self
 
 
 # --------------------------------------------------------------------------- variants

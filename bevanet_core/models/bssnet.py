@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import BasicBlock, Bottleneck, SegmentHead, batch_norm, make_layer
+from .layers import BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, make_layer
 from .pidnet import PAPPM
 
 
@@ -180,7 +180,7 @@ class FCNHead(nn.Module):
 # --------------------------------------------------------------------------- network
 
 
-class BSSNet(nn.Module):
+class BSSNet(TrainingHeadsMixin, nn.Module):
     """Boundary / semantic / spatial segmentation network. Input H and W must be multiples of
     8; logits at 1/8 (`upsample=False`, BSSNet-T) or at 1/4 (`upsample=True`, BSSNet-B).
 
@@ -294,13 +294,6 @@ class BSSNet(nn.Module):
             image,
         )
 
-    def without_aux_heads(self) -> BSSNet:
-        """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in self.TRAINING_HEADS:
-            if hasattr(self, name):
-                delattr(self, name)
-        self.aux_heads = False
-        return self
 
 
 # --------------------------------------------------------------------------- variants

@@ -6,7 +6,7 @@ checkpoints map one to one onto these modules without a renaming table.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Type
+from typing import Callable, Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
@@ -146,3 +146,19 @@ def init_fan_out_normal(module: nn.Module) -> None:
         nn.init.trunc_normal_(module.weight, std=0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+class TrainingHeadsMixin:
+    """`without_aux_heads()` for segmentation networks whose training-only modules are named in
+    the class attribute `TRAINING_HEADS` (also read by the checkpoint loader, which skips their
+    tensors when loading into an inference model)."""
+
+    TRAINING_HEADS: Tuple[str, ...] = ()
+
+    def without_aux_heads(self):
+        """Drops the training-only heads in place; the model then returns main logits only."""
+        for name in self.TRAINING_HEADS:
+            if hasattr(self, name):
+                delattr(self, name)
+        self.aux_heads = False
+        return self

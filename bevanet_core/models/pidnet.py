@@ -18,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bevanet import PagFM, SegmentationOutputs
-from .layers import BasicBlock, Bottleneck, SegmentHead, batch_norm, make_layer, resize_to
+from .layers import (BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, make_layer,
+                     resize_to)
 
 
 def bn_relu_conv(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> nn.Sequential:
@@ -129,7 +130,7 @@ class Bag(nn.Module):
 # --------------------------------------------------------------------------- network
 
 
-class PIDNet(nn.Module):
+class PIDNet(TrainingHeadsMixin, nn.Module):
     """Three-branch segmentation network. Input H and W must be multiples of 8; logits at 1/8.
 
     m: blocks per P-branch stage (and layers 1-2), n: blocks of I-branch layers 3-4,
@@ -234,13 +235,6 @@ class PIDNet(nn.Module):
             return main
         return SegmentationOutputs(self.seghead_p(p_tap), main, self.seghead_d(d_tap))
 
-    def without_aux_heads(self) -> PIDNet:
-        """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in self.TRAINING_HEADS:
-            if hasattr(self, name):
-                delattr(self, name)
-        self.aux_heads = False
-        return self
 
 
 def _single_block(block, inplanes: int, planes: int) -> nn.Module:

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import TrainingHeadsMixin
+
 
 class STDCOutputs(NamedTuple):
     """Training outputs: main logits (1/8), context-path logits on cp8 (1/8) and cp16 (1/16),
@@ -191,7 +193,7 @@ class BiSeNetOutput(nn.Module):
 # --------------------------------------------------------------------------- network
 
 
-class STDCSeg(nn.Module):
+class STDCSeg(TrainingHeadsMixin, nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
     TRAINING_HEADS = ("conv_out16", "conv_out32", "conv_out_sp8")  # modules built only with aux_heads=True
@@ -255,13 +257,6 @@ class STDCSeg(nn.Module):
             kept[key] = value
         return kept
 
-    def without_aux_heads(self) -> STDCSeg:
-        """Drops the training-only heads in place; the model then returns main logits only."""
-        for name in self.TRAINING_HEADS:
-            if hasattr(self, name):
-                delattr(self, name)
-        self.aux_heads = False
-        return self
 
 
 # --------------------------------------------------------------------------- variants

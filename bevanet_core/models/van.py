@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import DWConv, channel_layer_norm, resize_to
+from .layers import DWConv, TrainingHeadsMixin, channel_layer_norm, resize_to
 
 
 class LightHamOutputs(NamedTuple):
@@ -348,7 +348,7 @@ def _init_head(m: nn.Module) -> None:
 # --------------------------------------------------------------------------- network
 
 
-class VANLightHam(nn.Module):
+class VANLightHam(TrainingHeadsMixin, nn.Module):
     """Semantic segmentation network. Input H and W must be multiples of 8; logits at 1/8."""
 
     output_stride = 8
@@ -374,10 +374,6 @@ class VANLightHam(nn.Module):
         main = self.decode_head(self.backbone(x)[1:])
         return LightHamOutputs(main) if self.aux_heads else main
 
-    def without_aux_heads(self) -> VANLightHam:
-        """Returns self, now returning logits (Light-Ham has no training-only modules)."""
-        self.aux_heads = False
-        return self
 
 
 # --------------------------------------------------------------------------- variants
