@@ -245,8 +245,9 @@ class NMF2D(nn.Module):
         return bases * numerator / (denominator + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # always in float32: the multiplicative updates divide by sums of products, which under
-        # bf16 autocast turned the training loss into NaN within 50 iterations
+        # always in float32: the multiplicative updates divide sums of products by each other,
+        # which bf16's 8-bit mantissa would make coarse. (VAN's bf16 training NaNs on the CPU
+        # come from the backbone, not from here: they persist with this; see train_comparison.py)
         for device_type in ("cpu", "cuda"):  # no branch on x itself: torch.fx traces this
             if torch.is_autocast_enabled(device_type):
                 with torch.autocast(device_type, enabled=False):
