@@ -15,6 +15,7 @@ the milliseconds go to the JSON only, since they hold for this machine alone.
 
 mIoU: the val mIoU logged at the last iteration of RUNS/<network>/train.log.jsonl, written by
 `bevanet-train --config training/camvid-compare.yaml` (the budget is stated there).
+`--miou-only table.json` reprints an earlier table with the mIoU re-read (no timing).
 """
 from __future__ import annotations
 
@@ -69,13 +70,24 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the comparison runs")
     p.add_argument("--cache", type=Path, default=Path("runs/compare/onnx_cache"))
     p.add_argument("--json", dest="json_out")
+    p.add_argument("--miou-only", type=Path, metavar="JSON",
+                   help="no timing: reprint the table of an earlier --json with the mIoU column re-read "
+                        "from --runs (for runs that finished after the speed was measured)")
     args = p.parse_args()
+    iterations = int(yaml.safe_load(RECIPE.read_text())["optim"]["iterations"])
+    if args.miou_only:
+        report = json.loads(args.miou_only.read_text())
+        for row in report["rows"]:
+            row["camvid_val_miou"] = final_miou(args.runs / row["network"], iterations)
+        print_table(report, iterations)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(report, indent=2))
+        return
     w, h = (int(v) for v in args.size.split("x"))
     networks = args.networks or list_models()
     if REFERENCE not in networks:
         networks = [REFERENCE, *networks]
     torch.set_num_threads(args.threads)
-    iterations = int(yaml.safe_load(RECIPE.read_text())["optim"]["iterations"])
     frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
     rows: Dict[str, Dict] = {}
@@ -103,17 +115,22 @@ def main() -> None:
     for row in rows.values():
         row["speed_vs_bevanet_s"] = ref_ms / row["fastest_ms"]
 
+    report = {"size": [w, h], "threads": args.threads, "rounds": args.rounds, "runs_per_net": args.runs_per_net,
+              "environment": environment("cpu"), "rows": list(rows.values())}
+    print_table(report, iterations)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2))
+
+
+def print_table(report: Dict, iterations: int) -> None:
+    w, h = report["size"]
     print(f"\n| network | parameters | GMACs at {w}x{h} | fastest CPU backend | speed vs BEVANet-S "
           f"| CamVid val mIoU ({iterations} it) |")
     print("| --- | ---: | ---: | --- | ---: | ---: |")
-    for row in rows.values():
+    for row in report["rows"]:
         miou = "not trained" if row["camvid_val_miou"] is None else f"{row['camvid_val_miou']:.2f}"
         print(f"| {row['network']} | {row['params']:,} | {row['gmacs']:.2f} | {row['fastest_backend']} "
               f"| {row['speed_vs_bevanet_s']:.2f}x | {miou} |")
-    if args.json_out:
-        report = {"size": [w, h], "threads": args.threads, "rounds": args.rounds, "runs_per_net": args.runs_per_net,
-                  "environment": environment("cpu"), "rows": list(rows.values())}
-        Path(args.json_out).write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
