@@ -137,21 +137,16 @@ def test_backward_through_the_training_heads(name):
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_onnx_parity_on_cpu(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     pytest.importorskip("onnx", reason="onnx is not installed")
-    from bevanet_core.export.onnx import export_onnx
+    from bevanet_core.export.onnx import export_onnx, onnx_parity
 
     model = _seeded(name, aux_heads=True)  # export removes the training heads itself
     info = ModelInfo.default(name, 11, input_size=(96, 64))
     path = tmp_path / f"{name}.onnx"
     export_onnx(model, info, path)
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected = copy.deepcopy(model).without_aux_heads()(x).numpy()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    got, expected = onnx_parity(model, path, x)
     stride = model.output_stride
     assert got.shape == expected.shape == (1, 11, 64 // stride, 96 // stride)
     assert np.abs(expected).max() > 1e-2, "degenerate logits make the parity check meaningless"

@@ -109,19 +109,14 @@ def test_onnx_parity_on_cpu(name, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     pytest.importorskip("onnx", reason="onnx is not installed")
     from bevanet_core.checkpoint import ModelInfo
-    from bevanet_core.export.onnx import export_onnx
+    from bevanet_core.export.onnx import export_onnx, onnx_parity
 
     stride = VARIANTS[name][3]
     model = _seeded(name, aux_heads=True)  # the export drops the training heads itself
     path = tmp_path / f"{name}.onnx"
     export_onnx(model, ModelInfo.default(name, 11, input_size=(96, 64)), path)
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected = copy.deepcopy(model).without_aux_heads()(x).numpy()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    got, expected = onnx_parity(model, path, x)
     assert got.shape == expected.shape == (1, 11, 64 // stride, 96 // stride)
     assert 1.0 < np.abs(expected).max() < 100, "logits outside O(1..10) make 1e-3 meaningless"
     assert np.abs(got - expected).max() < 1e-3
@@ -129,9 +124,9 @@ def test_onnx_parity_on_cpu(name, tmp_path):
     # static for ONNX Runtime (it sizes its output buffers from it)
     dyn = tmp_path / f"{name}-dyn.onnx"
     export_onnx(model, ModelInfo.default(name, 11, input_size=(96, 64)), dyn, dynamic_batch=True)
-    session = ort.InferenceSession(str(dyn), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(dyn), providers=["CPUExecutionProvider"])
     assert session.get_outputs()[0].shape[1:] == [11, 64 // stride, 96 // stride]
-    got2 = session.run(None, {session.get_inputs()[0].name: np.concatenate([x.numpy()] * 2)})[0]
+    got2, _ = onnx_parity(model, dyn, torch.cat([x, x]))
     assert np.abs(got2 - np.concatenate([expected] * 2)).max() < 1e-3
 
 

@@ -227,10 +227,10 @@ def test_fixed_basis_changes_predictions_no_more_than_the_authors_random_draws(n
 
 @pytest.mark.parametrize("name", ["van_tiny_lightham", "van_tiny_lightham_d256"])
 def test_onnx_parity_on_the_deterministic_eval_graph(name, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     onnx = pytest.importorskip("onnx", reason="onnx is not installed")
     from bevanet_core.checkpoint import ModelInfo
-    from bevanet_core.export.onnx import export_onnx
+    from bevanet_core.export.onnx import export_onnx, onnx_parity
 
     model = _seeded(name)
     model.aux_heads = True  # export drops the training outputs itself
@@ -239,12 +239,7 @@ def test_onnx_parity_on_the_deterministic_eval_graph(name, tmp_path):
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert "MatMul" in ops and not any(op.startswith("Random") for op in ops)
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        expected = copy.deepcopy(model).without_aux_heads()(x).numpy()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    got, expected = onnx_parity(model, path, x)
     assert got.shape == expected.shape == (1, 11, 8, 12)
     assert np.abs(expected).max() > 1.0
     assert np.abs(got - expected).max() < 1e-3

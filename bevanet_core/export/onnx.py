@@ -52,6 +52,20 @@ def inference_model(model: nn.Module, fold_bn: bool = False) -> nn.Module:
     return model
 
 
+def onnx_parity(model: nn.Module, path: PathLike, x: torch.Tensor, threads: int = 1):
+    """(ONNX Runtime output, PyTorch output) of the exported `path` and of `model`'s inference
+    copy on the same input `x`, as numpy arrays: what an export check compares."""
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        expected = inference_model(model)(x.float().cpu()).numpy()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x.float().cpu().numpy()})[0]
+    return got, expected
+
+
 def _check_size(input_size: Union[str, Sequence[int]]) -> Tuple[int, int]:
     from ..runtime.geometry import parse_size
 
