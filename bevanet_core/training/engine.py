@@ -158,8 +158,7 @@ def build_criterion(cfg: TrainConfig) -> TrainingObjective:
     lc = cfg.loss
     return TrainingObjective(BEVANetCriterion(
         ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
-        class_weights=cfg.data.class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)),
-        class_weights=cfg.data.class_weights)
+        class_weights=cfg.data.class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)))
 
 
 def autocast_context(device: torch.device, precision: str):

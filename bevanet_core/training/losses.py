@@ -182,8 +182,7 @@ class STDCCriterion(nn.Module):
 class TrainingObjective(nn.Module):
     """Picks each model family's own objective from the type of its training outputs."""
 
-    def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255,
-                 class_weights: Optional[Sequence[float]] = None):
+    def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255):
         super().__init__()
         from .bssnet_loss import BSSNetCriterion  # it builds on this module
         from .lightham_loss import LightHamCriterion
@@ -191,8 +190,9 @@ class TrainingObjective(nn.Module):
         self.bevanet = bevanet  # BEVANet and PIDNet: (aux, main, boundary)
         self.bisenetv2 = BiSeNetV2Criterion(ignore_index)
         self.stdc = STDCCriterion(ignore_index)
+        weights = None if bevanet.class_weight is None else bevanet.class_weight.tolist()
         self.bssnet = BSSNetCriterion(ignore_index, bevanet.ohem.thresh, bevanet.ohem.min_kept,
-                                      class_weights=class_weights)
+                                      class_weights=weights)  # OHEM and class weights: as BEVANet's
         self.lightham = LightHamCriterion(ignore_index)
 
     def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
