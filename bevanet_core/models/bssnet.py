@@ -38,7 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, make_layer
+from .layers import (BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, init_kaiming_conv_bn,
+                     make_layer)
 from .pidnet import PAPPM
 
 
@@ -249,17 +250,7 @@ class BSSNet(TrainingHeadsMixin, nn.Module):
                     FCNHead(8 * c, aux_channels, num_classes),
                 ]
             )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_kaiming_conv_bn(self)
 
     def forward(self, x: torch.Tensor):
         image = x

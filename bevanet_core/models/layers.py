@@ -148,6 +148,19 @@ def init_fan_out_normal(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+def init_kaiming_conv_bn(model: nn.Module) -> None:
+    """Conv weights ~ Kaiming normal (fan_out, ReLU gain), conv biases 0, BatchNorm 1 and 0:
+    the init of BiSeNetV2 (mmseg) and BSSNet."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class TrainingHeadsMixin:
     """`without_aux_heads()` for segmentation networks whose training-only modules are named in
     the class attribute `TRAINING_HEADS` (also read by the checkpoint loader, which skips their
