@@ -263,3 +263,18 @@ def test_diverging_run_stops_with_a_named_error_and_a_hint(shared_data, tmp_path
     with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at iteration \d; with "
                                                  r"run.precision=bf16 try fp32"):
         train(cfg)
+
+
+def test_cpu_bf16_channels_last_is_refused_where_weight_gradients_would_be_wrong(shared_data, tmp_path):
+    """VAN's dilated depthwise convs get wrong bf16 weight gradients from the CPU's channels-last
+    kernel (test_van.py); the run stops before its first step and names the combination."""
+    data = _mini_camvid(shared_data, tmp_path / "data")
+    cfg = _cfg(data, tmp_path / "run", 2, **{"model.variant": "van_tiny_lightham", "run.precision": "bf16",
+                                             "run.channels_last": True, "run.checkpoint_every": 0})
+    with pytest.raises(ValueError, match=r"run.channels_last=true with run.precision=bf16 on the CPU: 13 "
+                                         r"dilated depthwise convs \(first: backbone.block1.0.attn"):
+        train(cfg)
+    assert not (tmp_path / "run" / "last.pt").exists()
+    # networks without dilated depthwise convs, and fp32, still train channels-last
+    train(_cfg(data, tmp_path / "run2", 1, **{"model.variant": "pidnet_s", "run.precision": "bf16",
+                                              "run.channels_last": True, "run.checkpoint_every": 0}))

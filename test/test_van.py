@@ -291,3 +291,30 @@ def test_nmf_runs_in_float32_under_bf16_autocast(monkeypatch):
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
     assert seen == [torch.float32, torch.float32]  # plain float32 passes straight through
+
+
+def test_bf16_weight_gradients_match_float32_on_the_same_data():
+    """Every conv's weight gradient under CPU bf16 autocast against float32 arithmetic on the
+    same bf16 inputs and output gradients. The CPU's bf16 weight gradient of a dilated depthwise
+    conv is wrong for channels-last inputs of 30x30 and up (oneDNN, torch 2.13): with the stage
+    outputs left channels-last after the LayerNorm, block2's 7x7 dilation-3 convs came out
+    85-107% off on the first batch and VAN trained to NaN in bf16. 240 x 240 puts block2 at 30."""
+    torch.manual_seed(0)
+    model = _build("van_tiny_lightham", num_classes=4, aux_heads=True).train()
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    seen = {}
+    for n, m in convs.items():
+        m.register_forward_hook(lambda mod, args, out, n=n: seen.__setitem__(n, [args[0].detach()]))
+        m.register_full_backward_hook(lambda mod, gin, gout, n=n: seen[n].append(gout[0].detach()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 3, 240, 240))
+    LightHamCriterion()(out, torch.randint(0, 4, (2, 240, 240)), torch.zeros(2, 240, 240))["loss"].backward()
+    errors = {}
+    for n, m in convs.items():
+        x, grad_out = seen[n]  # the first conv sees the float32 image; autocast casts it
+        x = x.to(torch.bfloat16).float()
+        ref = torch.nn.grad.conv2d_weight(x, m.weight.shape, grad_out.float(), m.stride,
+                                          m.padding, m.dilation, m.groups)
+        errors[n] = float((m.weight.grad - ref).abs().max() / ref.abs().max())
+    worst = sorted(errors.items(), key=lambda kv: -kv[1])[:3]
+    assert worst[0][1] < 0.05, f"bf16 weight gradients off by (relative, max): {worst}"

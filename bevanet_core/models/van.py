@@ -178,7 +178,12 @@ class VAN(nn.Module):
             x = getattr(self, f"patch_embed{i}")(x)
             for block in getattr(self, f"block{i}"):
                 x = block(x)
-            x = channel_layer_norm(getattr(self, f"norm{i}"), x)
+            # contiguous as the authors' code (`permute(0, 3, 1, 2).contiguous()`). Without it the
+            # permuted LayerNorm output is channels-last, and the CPU's bf16 weight gradient of the
+            # dilated depthwise 7x7 (oneDNN, torch 2.13) is wrong for channels-last inputs of 30x30
+            # and up: 85-107% relative error on the first batch, 1e30 by iteration 3, NaN. Forward
+            # and input gradient are right; fp32 is right. test_van.py checks the gradients.
+            x = channel_layer_norm(getattr(self, f"norm{i}"), x).contiguous()
             outs.append(x)
         return outs
 
@@ -246,8 +251,7 @@ class NMF2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # always in float32: the multiplicative updates divide sums of products by each other,
-        # which bf16's 8-bit mantissa would make coarse. (VAN's bf16 training NaNs on the CPU
-        # come from the backbone, not from here: they persist with this; see train_comparison.py)
+        # which bf16's 8-bit mantissa would make coarse
         for device_type in ("cpu", "cuda"):  # no branch on x itself: torch.fx traces this
             if torch.is_autocast_enabled(device_type):
                 with torch.autocast(device_type, enabled=False):

@@ -173,6 +173,23 @@ def autocast_context(device: torch.device, precision: str):
     raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
 
 
+def refuse_cpu_bf16_channels_last(model: nn.Module, device: torch.device, precision: str) -> None:
+    """Channels-last bf16 training on the CPU is refused for networks with dilated depthwise
+    convs: the CPU's bf16 weight gradient of such a conv (oneDNN, torch 2.13) is wrong for
+    channels-last inputs of 30x30 and up, silently (VAN's LKA: over 100% off, then NaN; see
+    test_van.py). Forward, input gradients, fp32 and CUDA are not affected."""
+    if device.type != "cpu" or precision != "bf16":
+        return
+    dilated = [n for n, m in model.named_modules()
+               if isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1]
+    if dilated:
+        raise ValueError(
+            f"run.channels_last=true with run.precision=bf16 on the CPU: {len(dilated)} dilated "
+            f"depthwise convs (first: {dilated[0]}) would get wrong weight gradients from the "
+            "CPU's channels-last bf16 kernel; drop run.channels_last (it helps on CUDA only) or "
+            "train in fp32")
+
+
 def main_logits(outputs) -> torch.Tensor:
     return outputs.main if isinstance(outputs, tuple) else outputs
 
@@ -328,6 +345,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.run.channels_last:
+        refuse_cpu_bf16_channels_last(model, device, cfg.run.precision)
         model.to(memory_format=torch.channels_last)
     criterion = build_criterion(cfg).to(device)
     optimizer = build_optimizer(model, cfg.optim)
