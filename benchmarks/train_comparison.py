@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "training" / "camvid-compare.yaml"
 # per-family departures from the recipe, each with its reason (the budget never changes)
 FAMILY_OVERRIDES = {
-    # under bf16 autocast on this CPU every VAN run went NaN within 50 iterations (a depthwise
-    # conv's weight gradient reached 6e28; the same batches in fp32 stay below a gradient norm
-    # of 7): these train in fp32, about 2x slower
+    # the VAN rows of the README table were trained in fp32: in bf16 they went NaN, from the
+    # CPU's wrong bf16 weight gradient of dilated depthwise convs on channels-last inputs (fixed
+    # since in layers.channel_layer_norm; benchmarks/cpu_bf16_conv_grads.py). Kept so that a
+    # rerun reproduces the table; `--set run.precision=bf16` trains them in bf16.
     "van_": ["run.precision=fp32"],
 }
 

@@ -68,8 +68,16 @@ def test_without_aux_heads_keeps_main_logits():
 
 @pytest.mark.parametrize("name", list_models())
 def test_backward_on_tiny_input(name):
+    """Also: dilated depthwise convs get NCHW inputs. The CPU's bf16 weight gradient of such a
+    conv is wrong for channels-last inputs (torch 2.13 oneDNN; layers.channel_layer_norm,
+    test_van.py), which permuted LayerNorms would otherwise hand them."""
     m = build_model(name, num_classes=3, aux_heads=True).train()
+    layouts = []
+    for n, conv in m.named_modules():
+        if isinstance(conv, torch.nn.Conv2d) and conv.groups > 1 and max(conv.dilation) > 1:
+            conv.register_forward_hook(lambda mod, args, out, n=n: layouts.append((n, args[0].is_contiguous())))
     out = m(torch.randn(2, 3, 64, 64))
+    assert [n for n, contiguous in layouts if not contiguous] == []
     side = 64 // m.output_stride  # 1/8, BSSNet-B 1/4
     assert out.main.shape[-2:] == (side, side)  # every family's training outputs name the main logits
     sum(o.float().mean() for o in out if o.requires_grad).backward()  # BSSNet also returns its input

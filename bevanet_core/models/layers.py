@@ -125,8 +125,16 @@ class SegmentHead(nn.Module):
 
 
 def channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm over the channels of an NCHW tensor, one pixel at a time."""
-    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    """LayerNorm over the channels of an NCHW tensor, one pixel at a time.
+
+    The result is made contiguous (NCHW), as the authors' `permute(0, 3, 1, 2).contiguous()`:
+    the permuted view is channels-last, and the CPU's bf16 weight gradient of a dilated depthwise
+    conv (oneDNN, torch 2.13) is wrong for channels-last inputs, with no error: 7x7 dilation 3
+    and 3x3 dilation 2 from 30x30 up, 11x1 dilation (3, 1) from 64x64 up, 130-180% off or
+    overflowing (`benchmarks/cpu_bf16_conv_grads.py`). VAN trained to NaN in bf16 from it;
+    BEVANet's dilated convs follow these norms too. test_models.py checks every network.
+    """
+    return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
 
 
 def resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

@@ -178,12 +178,7 @@ class VAN(nn.Module):
             x = getattr(self, f"patch_embed{i}")(x)
             for block in getattr(self, f"block{i}"):
                 x = block(x)
-            # contiguous as the authors' code (`permute(0, 3, 1, 2).contiguous()`). Without it the
-            # permuted LayerNorm output is channels-last, and the CPU's bf16 weight gradient of the
-            # dilated depthwise 7x7 (oneDNN, torch 2.13) is wrong for channels-last inputs of 30x30
-            # and up: 85-107% relative error on the first batch, 1e30 by iteration 3, NaN. Forward
-            # and input gradient are right; fp32 is right. test_van.py checks the gradients.
-            x = channel_layer_norm(getattr(self, f"norm{i}"), x).contiguous()
+            x = channel_layer_norm(getattr(self, f"norm{i}"), x)  # contiguous: see its docstring
             outs.append(x)
         return outs
 
