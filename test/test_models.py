@@ -4,6 +4,7 @@ import torch
 
 from bevanet_core.models import SegmentationOutputs, build_model, list_models
 from bevanet_core.models.complexity import count_macs, count_parameters
+from bevanet_core.models.layers import dilated_depthwise_convs
 
 # the authors' code, built and counted (../shared/specs/bevanet.md)
 SPEC_COUNTS = [
@@ -73,9 +74,8 @@ def test_backward_on_tiny_input(name):
     test_van.py), which permuted LayerNorms would otherwise hand them."""
     m = build_model(name, num_classes=3, aux_heads=True).train()
     layouts = []
-    for n, conv in m.named_modules():
-        if isinstance(conv, torch.nn.Conv2d) and conv.groups > 1 and max(conv.dilation) > 1:
-            conv.register_forward_hook(lambda mod, args, out, n=n: layouts.append((n, args[0].is_contiguous())))
+    for n, conv in dilated_depthwise_convs(m):
+        conv.register_forward_hook(lambda mod, args, out, n=n: layouts.append((n, args[0].is_contiguous())))
     out = m(torch.randn(2, 3, 64, 64))
     assert [n for n, contiguous in layouts if not contiguous] == []
     side = 64 // m.output_stride  # 1/8, BSSNet-B 1/4

@@ -137,6 +137,12 @@ def channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()
 
 
+def dilated_depthwise_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """(name, conv) of the grouped convs with a dilation above 1 (see `channel_layer_norm`)."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1]
+
+
 def resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Bilinear resize of x to ref's spatial size (align_corners=False, as the authors)."""
     return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)

@@ -178,7 +178,7 @@ class VAN(nn.Module):
             x = getattr(self, f"patch_embed{i}")(x)
             for block in getattr(self, f"block{i}"):
                 x = block(x)
-            x = channel_layer_norm(getattr(self, f"norm{i}"), x)  # contiguous: see its docstring
+            x = channel_layer_norm(getattr(self, f"norm{i}"), x)
             outs.append(x)
         return outs
 

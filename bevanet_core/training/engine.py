@@ -29,6 +29,7 @@ from ..data.datasets import build_dataset
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.metrics import ConfusionMatrix
 from ..models import build_model
+from ..models.layers import dilated_depthwise_convs
 from .config import TrainConfig, save_config
 from .losses import BEVANetCriterion, LossWeights, TrainingObjective
 
@@ -176,12 +177,11 @@ def autocast_context(device: torch.device, precision: str):
 def refuse_cpu_bf16_channels_last(model: nn.Module, device: torch.device, precision: str) -> None:
     """Channels-last bf16 training on the CPU is refused for networks with dilated depthwise
     convs: the CPU's bf16 weight gradient of such a conv (oneDNN, torch 2.13) is wrong for
-    channels-last inputs of 30x30 and up, silently (VAN's LKA: over 100% off, then NaN; see
-    test_van.py). Forward, input gradients, fp32 and CUDA are not affected."""
+    channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA: over 100% off, then NaN;
+    `layers.channel_layer_norm`). Forward, input gradients, fp32 and CUDA are not affected."""
     if device.type != "cpu" or precision != "bf16":
         return
-    dilated = [n for n, m in model.named_modules()
-               if isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1]
+    dilated = [n for n, _ in dilated_depthwise_convs(model)]
     if dilated:
         raise ValueError(
             f"run.channels_last=true with run.precision=bf16 on the CPU: {len(dilated)} dilated "
