@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import TrainingHeadsMixin, init_kaiming_conv_bn
+from .layers import TrainingHeadsMixin, init_kaiming_conv_norm
 
 
 class BiSeNetV2Outputs(NamedTuple):
@@ -241,7 +241,7 @@ class BiSeNetV2(TrainingHeadsMixin, nn.Module):
             self.aux3 = BiSeNetHead(32, 128, num_classes, up_factor=8, booster=True)
             self.aux4 = BiSeNetHead(64, 128, num_classes, up_factor=16, booster=True)
             self.aux5_4 = BiSeNetHead(128, 128, num_classes, up_factor=32, booster=True)
-        init_kaiming_conv_bn(self)
+        init_kaiming_conv_norm(self)
 
     def forward(self, x: torch.Tensor):
         feat2, feat3, feat4, feat5_4, feat_s = self.segment(x)

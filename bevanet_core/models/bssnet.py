@@ -38,8 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, init_kaiming_conv_bn,
-                     make_layer)
+from .layers import (BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm,
+                     init_kaiming_conv_norm, make_layer)
 from .pidnet import PAPPM
 
 
@@ -250,7 +250,7 @@ class BSSNet(TrainingHeadsMixin, nn.Module):
                     FCNHead(8 * c, aux_channels, num_classes),
                 ]
             )
-        init_kaiming_conv_bn(self)
+        init_kaiming_conv_norm(self)
 
     def forward(self, x: torch.Tensor):
         image = x

@@ -162,15 +162,15 @@ def init_fan_out_normal(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def init_kaiming_conv_bn(model: nn.Module) -> None:
-    """Conv weights ~ Kaiming normal (fan_out, ReLU gain), conv biases 0, BatchNorm 1 and 0:
-    the init of BiSeNetV2 (mmseg) and BSSNet."""
+def init_kaiming_conv_norm(model: nn.Module, norm_types=(nn.BatchNorm2d,)) -> None:
+    """Conv weights ~ Kaiming normal (fan_out, ReLU gain), conv biases 0, norms 1 and 0: the init
+    of BiSeNetV2 (mmseg) and BSSNet, and with GroupNorm mmcv's ConvModule init (Light-Ham head)."""
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
+        elif isinstance(module, norm_types):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 

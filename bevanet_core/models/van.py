@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import DWConv, TrainingHeadsMixin, channel_layer_norm, resize_to
+from .layers import DWConv, TrainingHeadsMixin, channel_layer_norm, init_kaiming_conv_norm, resize_to
 
 
 class LightHamOutputs(NamedTuple):
@@ -334,17 +334,6 @@ class LightHamHead(nn.Module):
         return self.conv_seg(self.dropout(x))
 
 
-def _init_head(m: nn.Module) -> None:
-    """mmcv's ConvModule init (Kaiming normal, fan_out, ReLU; bias 0), GroupNorm 1, 0."""
-    if isinstance(m, nn.Conv2d):
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.GroupNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
-
-
 # --------------------------------------------------------------------------- network
 
 
@@ -366,7 +355,7 @@ class VANLightHam(TrainingHeadsMixin, nn.Module):
         self.decode_head = LightHamHead(
             embed_dims[1:], num_classes, channels, ham_channels, rank, dropout, **nmf_kwargs
         )
-        self.decode_head.apply(_init_head)
+        init_kaiming_conv_norm(self.decode_head, norm_types=(nn.GroupNorm,))  # mmcv ConvModule
         nn.init.normal_(self.decode_head.conv_seg.weight, 0.0, 0.01)  # mmseg's cls_seg init
         self.aux_heads = aux_heads
 
