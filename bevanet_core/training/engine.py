@@ -430,8 +430,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
                 losses["loss"].backward()
                 optimizer.step()
             if not torch.isfinite(losses["loss"]):
-                hint = (f"; with run.precision={cfg.run.precision} try fp32 (VAN + Light-Ham went NaN "
-                        "under bf16 in every CPU run)" if cfg.run.precision != "fp32" else "; try a lower optim.lr")
+                hint = (f"; with run.precision={cfg.run.precision} try fp32" if cfg.run.precision != "fp32"
+                        else "; try a lower optim.lr")
                 raise FloatingPointError(f"loss became {losses['loss'].item()} at iteration {iteration}{hint}")
             iteration += 1
             done_this_call += 1
