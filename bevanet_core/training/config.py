@@ -83,6 +83,13 @@ class RunConfig:
     log_every: int = 10
     val_limit: Optional[int] = None  # evaluate on the first N val images only (quick runs)
     threads: Optional[int] = None
+    # exponential moving average of the weights (0 = off): validated, kept as best.safetensors
+    # and shipped instead of the raw weights, so a run stopped at a high learning rate still
+    # yields a smooth model
+    ema_decay: float = 0.0
+    # a run that starts from `model.pretrained` weights of an earlier part of the same schedule
+    # continues the schedule at this iteration
+    start_iteration: int = 0
 
 
 @dataclass

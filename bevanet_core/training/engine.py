@@ -8,6 +8,7 @@ batches as an uninterrupted one.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -232,6 +233,43 @@ def evaluate(model: nn.Module, dataset, device: torch.device, num_classes: int, 
     return cm
 
 
+class WeightEMA:
+    """Exponential moving average of a model's parameters and buffers (Polyak averaging).
+
+    The average starts as a copy of the model; its decay ramps up as min(decay, (1 + n) / (10 + n))
+    over the first updates, so that a run from scratch is not averaged with its random start.
+    Integer buffers (BatchNorm's batch counter) are copied, not averaged.
+    """
+
+    def __init__(self, model: nn.Module, decay: float, updates: int = 0):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"run.ema_decay must be in (0, 1), got {decay}")
+        self.decay, self.updates = decay, updates
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        floats, sources = [], []
+        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if avg.is_floating_point():
+                floats.append(avg)
+                sources.append(cur.detach())
+            else:
+                avg.copy_(cur)
+        torch._foreach_lerp_(floats, sources, 1.0 - d)
+
+    def state_dict(self) -> Dict:
+        return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -258,12 +296,15 @@ def _set_rng_state(state: Dict) -> None:
 
 
 def save_training_checkpoint(path: Path, model: nn.Module, optimizer, iteration: int, best_miou: float,
-                             cfg: TrainConfig, info: ModelInfo, history: List[Dict]) -> None:
+                             cfg: TrainConfig, info: ModelInfo, history: List[Dict],
+                             ema: Optional[WeightEMA] = None) -> None:
     payload = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
         "best_miou": best_miou, "config": cfg.to_dict(), "model_info": info.to_json(),
         "rng": _rng_state(), "history": history, "format": "bevanet-train-v1",
     }
+    if ema is not None:
+        payload["ema"] = ema.state_dict()
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -356,7 +397,10 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
                          f"{cfg.optim.batch_size} x {dinfo.world_size} processes")
     max_iter = cfg.optim.iterations or (cfg.optim.epochs or 1) * batches
 
-    iteration, best_miou, history = 0, -1.0, []
+    iteration, best_miou, history = cfg.run.start_iteration, -1.0, []
+    if not 0 <= iteration < max_iter:
+        raise ValueError(f"run.start_iteration={iteration} is outside the schedule of {max_iter} iterations")
+    ema = WeightEMA(model, cfg.run.ema_decay) if cfg.run.ema_decay else None
     resume_path = out_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
     if resume_path is not None and resume_path.is_file():
         ckpt = load_training_checkpoint(resume_path)
@@ -364,6 +408,11 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
         optimizer.load_state_dict(ckpt["optimizer"])
         iteration, best_miou, history = ckpt["iteration"], ckpt["best_miou"], ckpt.get("history", [])
         _set_rng_state(ckpt["rng"])
+        if ema is not None:
+            if "ema" in ckpt:
+                ema.load_state_dict(ckpt["ema"])
+            else:  # a checkpoint of a run without the average: start it here
+                ema = WeightEMA(model, cfg.run.ema_decay)
         if dinfo.is_main:
             print(f"resumed from {resume_path} at iteration {iteration}/{max_iter}", flush=True)
     elif resume not in (None, "auto"):
@@ -380,21 +429,31 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
 
     def checkpoint(kind: str = "last") -> None:
         if dinfo.is_main:
-            save_training_checkpoint(out_dir / f"{kind}.pt", model, optimizer, iteration, best_miou, cfg, info, history)
+            save_training_checkpoint(out_dir / f"{kind}.pt", model, optimizer, iteration, best_miou, cfg, info,
+                                     history, ema)
 
     def validate() -> float:
         nonlocal best_miou
-        cm = evaluate(model, val_set, device, cfg.model.num_classes, cfg.run.precision, cfg.run.val_limit,
+        selected = model if ema is None else ema.model  # the model that is kept and shipped
+        cm = evaluate(selected, val_set, device, cfg.model.num_classes, cfg.run.precision, cfg.run.val_limit,
                       dinfo, cfg.run.channels_last)
         miou = cm.miou()
-        history.append({"iteration": iteration, "val_miou": miou})
+        record = {"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}
+        entry = {"iteration": iteration, "val_miou": miou}
+        if ema is not None:
+            raw = evaluate(model, val_set, device, cfg.model.num_classes, cfg.run.precision, cfg.run.val_limit,
+                           dinfo, cfg.run.channels_last).miou()
+            record["val/miou_raw_weights"] = entry["val_miou_raw_weights"] = raw
+        history.append(entry)
         if dinfo.is_main:
             improved = miou > best_miou
             if improved:
                 best_miou = miou
-                save_weights(model, out_dir / "best.safetensors", info)
-            logger.log({"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}, iteration,
+                info.extra = {**info.extra, "iteration": iteration, "val_miou": round(miou, 2)}
+                save_weights(selected, out_dir / "best.safetensors", info)
+            logger.log(record, iteration,
                        f"[val] iteration {iteration}: mIoU {miou:.2f} (best {best_miou:.2f})"
+                       + (f", raw weights {record['val/miou_raw_weights']:.2f}" if ema is not None else "")
                        + (" -> best.safetensors" if improved else ""))
         return miou
 
@@ -429,6 +488,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
             else:
                 losses["loss"].backward()
                 optimizer.step()
+            if ema is not None:
+                ema.update(model)
             if not torch.isfinite(losses["loss"]):
                 hint = (f"; with run.precision={cfg.run.precision} try fp32" if cfg.run.precision != "fp32"
                         else "; try a lower optim.lr")

@@ -1,0 +1,80 @@
+"""Trains the shipped default model a sitting at a time, and ships the best so far.
+
+    python scripts/train_default_model.py [--runs DIR] [--recipe YAML] [--set KEY=VALUE ...]
+    python scripts/train_default_model.py --ship   # after (or while) training: ship the best so far
+
+The run directory (checkpoints, best weights, logs) is kept outside the work tree, in
+$BEVANET_RUNS or ~/.cache/bevanet_ros/runs, under the recipe's name. Where it holds a checkpoint,
+training resumes it exactly. Where it does not (a fresh machine), training starts from the
+committed default weights, at the iteration of the schedule they were taken from when they come
+from this recipe, else at its start. Stopping the process at any moment loses at most
+`run.checkpoint_every` iterations.
+
+`--ship` hands the run's best weights to ship_default_model.py, which replaces the committed
+model only when they score higher on val.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO / "training" / "bevanet-s_camvid-480x360-long.yaml"
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("BEVANET_RUNS") or Path.home() / ".cache" / "bevanet_ros" / "runs")
+
+
+def warm_start_overrides(recipe: Path, weights: Path) -> list:
+    """Overrides that start a run from `weights`, continuing the schedule where they came from it."""
+    from bevanet_core.checkpoint import read_checkpoint
+
+    _, info = read_checkpoint(weights)
+    extra = info.extra if info is not None else {}
+    same_recipe = extra.get("recipe") == f"training/{recipe.name}"
+    start = int(extra.get("iteration", 0)) if same_recipe else 0
+    return [f"model.pretrained={weights}", f"run.start_iteration={start}"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
+    p.add_argument("--runs", type=Path, default=None, help="where run directories live (default: $BEVANET_RUNS "
+                                                            "or ~/.cache/bevanet_ros/runs)")
+    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                   help="further recipe overrides, e.g. run.threads=2")
+    p.add_argument("--ship", action="store_true", help="ship the run's best weights instead of training")
+    args = p.parse_args()
+
+    from bevanet_core.checkpoint import DEFAULT_WEIGHTS
+
+    run_dir = (args.runs or runs_root()) / args.recipe.stem
+    if args.ship:
+        if not (run_dir / "best.safetensors").is_file():
+            print(f"nothing to ship: {run_dir / 'best.safetensors'} does not exist", file=sys.stderr)
+            return 1
+        return subprocess.call([sys.executable, str(REPO / "scripts" / "ship_default_model.py"), str(run_dir),
+                                "--recipe", f"training/{args.recipe.name}"])
+
+    from bevanet_core.training.config import load_config
+    from bevanet_core.training.engine import train
+
+    overrides = [f"run.out_dir={run_dir}", *args.overrides]
+    if (run_dir / "last.pt").is_file():
+        print(f"resuming {run_dir}", flush=True)
+    else:
+        overrides += warm_start_overrides(args.recipe, DEFAULT_WEIGHTS)
+        print(f"no run at {run_dir}: starting from {DEFAULT_WEIGHTS} ({overrides[-1]})", flush=True)
+    cfg = load_config(str(args.recipe), overrides)
+    result = train(cfg, resume="auto")
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
