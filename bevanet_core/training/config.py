@@ -34,7 +34,9 @@ class DataConfig:
     scale_step: float = 0.1  # scales are scale_min + k * scale_step (STDC: 0.125)
     flip: bool = True
     edge_border: int = 0  # Cityscapes/ADE20K: 6
-    photometric: str = "none"  # none; distortion (mmseg PhotoMetricDistortion); jitter (STDC's ColorJitter)
+    # none; distortion (mmseg PhotoMetricDistortion); jitter (STDC's ColorJitter); camera (colour
+    # casts, saturation/hue, grey, blur and noise for other cameras and skies: CameraAugment)
+    photometric: str = "none"
     workers: int = 1
     class_weights: Optional[List[float]] = None
 
