@@ -78,7 +78,9 @@ class RunConfig:
     out_dir: str = "runs/bevanet-s_camvid"
     seed: int = 304
     device: str = "auto"  # auto, cpu, cuda
-    precision: str = "fp32"  # fp32, bf16, fp16 (fp16 only on CUDA)
+    # auto (bf16 where the CPU or GPU computes it natively, else fp32 / fp16: hardware.py),
+    # fp32, bf16, fp16 (fp16 only on CUDA)
+    precision: str = "auto"
     channels_last: bool = False
     checkpoint_every: int = 50  # iterations
     val_every: int = 100  # iterations; 0 = only at the end

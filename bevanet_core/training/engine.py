@@ -29,6 +29,7 @@ from ..checkpoint import ModelInfo, atomic_write, load_state_dict_strict, read_c
 from ..data.datasets import build_dataset
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.metrics import ConfusionMatrix
+from ..hardware import cpu_info, resolve_precision
 from ..models import build_model
 from ..models.layers import dilated_depthwise_convs
 from .config import TrainConfig, save_config
@@ -361,6 +362,11 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
     if device.type == "cuda":
         device = torch.device("cuda", dinfo.local_rank)
         torch.cuda.set_device(device)
+    requested = cfg.run.precision
+    cfg.run.precision = resolve_precision(requested, device.type)
+    if dinfo.is_main and requested == "auto":
+        where = cpu_info().describe() if device.type == "cpu" else torch.cuda.get_device_name(device)
+        print(f"precision auto -> {cfg.run.precision} on {where}", flush=True)
     out_dir = Path(cfg.run.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.run.seed + dinfo.rank)

@@ -25,20 +25,24 @@ from ..models.van import LightHamOutputs
 
 
 def interpolation_matrix(out_size: int, in_size: int, align_corners: bool) -> torch.Tensor:
-    """The (out_size x in_size) matrix of 1-D linear interpolation, with the sampling positions
-    of `F.interpolate(mode="bilinear")`: each row holds the two weights of one output sample."""
-    i = torch.arange(out_size, dtype=torch.float64)
+    """The (out_size x in_size) float32 matrix of 1-D linear interpolation, with the sampling
+    positions and weights of `F.interpolate(mode="bilinear")` (computed in float32 as ATen
+    does): each row holds the two weights of one output sample."""
+    f32 = torch.float32
+    i = torch.arange(out_size, dtype=f32)
     if align_corners:
-        src = i * ((in_size - 1) / (out_size - 1)) if out_size > 1 else torch.zeros_like(i)
+        scale = torch.tensor((in_size - 1) / (out_size - 1) if out_size > 1 else 0.0, dtype=f32)
+        src = i * scale
     else:
-        src = ((i + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
+        scale = torch.tensor(in_size / out_size, dtype=f32)
+        src = ((i + 0.5) * scale - 0.5).clamp(min=0.0)
     lo = src.floor().long().clamp(max=in_size - 1)
     hi = (lo + 1).clamp(max=in_size - 1)
-    frac = src - lo
-    m = torch.zeros(out_size, in_size, dtype=torch.float64)
+    frac = src - lo.to(f32)
+    m = torch.zeros(out_size, in_size, dtype=f32)
     m[torch.arange(out_size), lo] += 1.0 - frac
     m[torch.arange(out_size), hi] += frac
-    return m.float()
+    return m
 
 
 _MATRICES: Dict[tuple, torch.Tensor] = {}
