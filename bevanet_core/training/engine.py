@@ -176,20 +176,25 @@ def autocast_context(device: torch.device, precision: str):
     raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
 
 
-def refuse_cpu_bf16_channels_last(model: nn.Module, device: torch.device, precision: str) -> None:
-    """Channels-last bf16 training on the CPU is refused for networks with dilated depthwise
-    convs: the CPU's bf16 weight gradient of such a conv (oneDNN, torch 2.13) is wrong for
-    channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA: over 100% off, then NaN;
-    `layers.channel_layer_norm`). Forward, input gradients, fp32 and CUDA are not affected."""
-    if device.type != "cpu" or precision != "bf16":
-        return
-    dilated = [n for n, _ in dilated_depthwise_convs(model)]
-    if dilated:
-        raise ValueError(
-            f"run.channels_last=true with run.precision=bf16 on the CPU: {len(dilated)} dilated "
-            f"depthwise convs (first: {dilated[0]}) would get wrong weight gradients from the "
-            "CPU's channels-last bf16 kernel; drop run.channels_last (it helps on CUDA only) or "
-            "train in fp32")
+def keep_dilated_depthwise_convs_nchw(model: nn.Module) -> List[str]:
+    """Lets a channels-last model train in bf16 on the CPU: every dilated depthwise conv gets
+    its input, weight and output gradient as contiguous NCHW, since the CPU's bf16 weight gradient of such a conv (oneDNN,
+    torch 2.13) is wrong for channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA:
+    over 100% off, then NaN; `layers.channel_layer_norm`). Every other conv stays channels-last.
+    Returns the names of the convs so kept."""
+    kept = []
+    for name, conv in dilated_depthwise_convs(model):
+        # the wrong kernel is reached through any channels-last operand: input, weight or the
+        # gradient arriving from the channels-last layers after it
+        # (a depthwise weight's size-1 dimension makes channels-last strides count as
+        # contiguous, so .contiguous() would keep them: copy into standard strides)
+        conv.weight.data = torch.empty(conv.weight.shape, dtype=conv.weight.dtype,
+                                       device=conv.weight.device).copy_(conv.weight.data)
+        conv.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+        conv.register_full_backward_pre_hook(
+            lambda module, grads: tuple(None if g is None else g.contiguous() for g in grads))
+        kept.append(name)
+    return kept
 
 
 def main_logits(outputs) -> torch.Tensor:
@@ -392,8 +397,12 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.run.channels_last:
-        refuse_cpu_bf16_channels_last(model, device, cfg.run.precision)
         model.to(memory_format=torch.channels_last)
+        if device.type == "cpu" and cfg.run.precision == "bf16":
+            kept = keep_dilated_depthwise_convs_nchw(model)
+            if kept and dinfo.is_main:
+                print(f"channels-last bf16 on the CPU: {len(kept)} dilated depthwise convs kept NCHW "
+                      f"(first: {kept[0]})", flush=True)
     criterion = build_criterion(cfg).to(device)
     optimizer = build_optimizer(model, cfg.optim)
 
