@@ -94,6 +94,10 @@ class RunConfig:
     # a run that starts from `model.pretrained` weights of an earlier part of the same schedule
     # continues the schedule at this iteration
     start_iteration: int = 0
+    # wall-clock budget in minutes (0 = none): the schedule advances with the larger of the
+    # iteration's and the elapsed time's share of it, and the run ends, validated and
+    # checkpointed, when the time is spent (a GPU lent for a few minutes)
+    time_budget_min: float = 0.0
 
 
 @dataclass

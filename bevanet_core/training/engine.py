@@ -475,7 +475,32 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
     ddp_model.train()
     start_iter, t0 = iteration, time.time()
     done_this_call = 0
-    while iteration < max_iter:
+    budget_s = 60.0 * cfg.run.time_budget_min
+
+    def schedule_position() -> int:
+        """The iteration the schedule is at: with a time budget, the elapsed share counts too."""
+        if not budget_s:
+            return iteration
+        position = max(iteration, min(max_iter, int(max_iter * (time.time() - t0) / budget_s)))
+        if dist.is_initialized():  # one learning rate on every rank
+            t = torch.tensor([float(position)], device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            position = int(t.item())
+        return position
+
+    def out_of_time() -> bool:
+        """True once the budget is spent on any rank (all ranks agree, and stop together)."""
+        if not budget_s:
+            return False
+        spent = time.time() - t0 >= budget_s
+        if dist.is_initialized():
+            flag = torch.tensor([float(spent)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            spent = bool(flag.item())
+        return spent
+
+    time_spent = False
+    while iteration < max_iter and not time_spent:
         epoch, start_batch = divmod(iteration, batches)
         train_set.epoch = epoch
         sampler = ResumableBatchSampler(len(train_set), cfg.optim.batch_size, cfg.run.seed, epoch,
@@ -484,7 +509,7 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
                             pin_memory=device.type == "cuda", persistent_workers=False)
         for images, labels, edges in loader:
             o = cfg.optim
-            lr = poly_lr(o.lr, iteration, max_iter, o.power, o.min_lr, o.warmup_iters, o.warmup_ratio,
+            lr = poly_lr(o.lr, schedule_position(), max_iter, o.power, o.min_lr, o.warmup_iters, o.warmup_ratio,
                          o.warmup_mode)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
@@ -528,7 +553,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
                 checkpoint()
                 logger.close()
                 return {"iteration": iteration, "best_miou": best_miou, "history": history, "stopped": True}
-            if iteration >= max_iter:
+            time_spent = out_of_time()
+            if iteration >= max_iter or time_spent:
                 break
     final = validate()
     checkpoint()
