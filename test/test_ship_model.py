@@ -88,3 +88,28 @@ def test_long_run_warm_start_continues_its_own_schedule(tmp_path):
     info.extra = {"recipe": "training/bevanet-s_camvid-480x360.yaml", "iteration": 1350}
     save_weights(model, other, info)
     assert warm_start_overrides(DEFAULT_RECIPE, other)[-1] == "run.start_iteration=0"
+
+
+def test_long_run_driver_starts_from_the_committed_weights_then_resumes(shared_data, tmp_path):
+    import yaml
+
+    data = _mini_val(shared_data, tmp_path / "data")
+    (data / "train.lst").write_text((data / "val.lst").read_text())
+    recipe = yaml.safe_load((REPO / "training" / "bevanet-s_camvid-480x360-long.yaml").read_text())
+    recipe["data"].update(root=str(data), base_size=128, crop_size=[128, 96], workers=0, train_list="train.lst")
+    recipe["optim"].update(batch_size=2, iterations=4)
+    recipe["run"].update(val_every=0, val_limit=1, checkpoint_every=1)
+    path = tmp_path / "tiny-long.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    cmd = [sys.executable, "scripts/train_default_model.py", "--recipe", str(path), "--runs", str(tmp_path / "runs"),
+           "--set", "optim.iterations=2"]
+    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "starting from" in first.stdout and "run.start_iteration=0" in first.stdout
+    assert "initialised from" in first.stdout  # the committed weights were loaded
+    run = tmp_path / "runs" / "tiny-long"
+    assert (run / "last.pt").is_file() and (run / "best.safetensors").is_file()
+    cmd[-1] = "optim.iterations=4"
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming" in second.stdout and "resumed from" in second.stdout and "at iteration 2/4" in second.stdout
