@@ -12,9 +12,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bevanet_core.checkpoint import ModelInfo
+from bevanet_core.imaging.geometry import parse_size
 from bevanet_core.models import build_model
 from bevanet_core.runtime import Segmenter, SegmenterConfig, plan_resize
-from bevanet_core.runtime.geometry import parse_size
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
