@@ -26,9 +26,8 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from frames import rgb_to_raw  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-from bevanet_ros.conversions import rgb_to_raw  # noqa: E402
 
 # one domain per test process; SystemRandom because the conftest reseeds `random` per test
 DOMAIN_ID = int(os.environ.get("BEVANET_TEST_DOMAIN_ID", random.SystemRandom().randint(1, 200)))
