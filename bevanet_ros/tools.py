@@ -38,8 +38,11 @@ def connect(args: argparse.Namespace, local: FrameProcessor) -> FrameProcessor:
 
 def spawn_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     """The segmentation node as deployed: its own process, `image` remapped to --node-input,
-    the tool's model options as its parameters."""
+    the tool's model options as its parameters. Its camera subscription is reliable: the replay
+    sends one frame at a time, and a best-effort subscription loses large frames to transport
+    when the CPU is busy, which would count as dropped by the node."""
     params = {
+        "input_qos": "reliable",
         "backend": args.backend,
         "device": args.device,
         "precision": args.precision,

@@ -230,6 +230,7 @@ def test_demo_spawns_the_node_and_replays_through_it(weights, tmp_path, monkeypa
                       "--max-frames", "3", "--no-video", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["frames"] == 3 and report["dropped"] == 0
+    log = (out / "node.log").read_text()
+    assert report["frames"] == 3 and report["dropped"] == 0, (report["bags"], log[-3000:])
     assert '"node_started_by_demo": true' in json.dumps(report) and '"mode": "dds-node"' in json.dumps(report)
     assert "loaded bevanet_s" in (out / "node.log").read_text()
