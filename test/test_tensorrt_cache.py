@@ -158,3 +158,19 @@ def test_engine_key_is_json_stable():
     assert (
         key.digest() == EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc").digest()
     )
+
+
+def test_stale_engine_rebuild_reads_source_and_precision_from_the_sidecar(tmp_path):
+    """What the runtime rebuilds a stale engine from: the sidecar's source ONNX and precision,
+    read through export.metadata; without a readable sidecar there is nothing to rebuild."""
+    from bevanet_core.runtime.tensorrt_backend import _sidecar_precision, _source_onnx
+
+    engine = _engine(tmp_path, ORIN, precision="int8")
+    assert _source_onnx(engine) == (tmp_path / "model.onnx").resolve()
+    assert _sidecar_precision(engine) == "int8"
+    engine.write_bytes(b"replaced")  # a stale engine is still rebuilt from its source
+    assert _source_onnx(engine) == (tmp_path / "model.onnx").resolve()
+    (tmp_path / "model.onnx").unlink()
+    assert _source_onnx(engine) is None
+    sidecar_path(engine).write_text("{not json")
+    assert _source_onnx(engine) is None and _sidecar_precision(engine) == "fp16"

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..runtime.geometry import RESIZE_MODES
+from ..imaging.geometry import RESIZE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:

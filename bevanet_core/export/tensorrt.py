@@ -243,8 +243,8 @@ def make_calibrator(
     import torch
     from PIL import Image
 
-    from ..runtime.geometry import plan_resize
-    from ..runtime.processing import preprocess
+    from ..imaging.geometry import plan_resize
+    from ..imaging.processing import preprocess
 
     info = onnx_meta.info
     size = tuple(onnx_meta.input_size)

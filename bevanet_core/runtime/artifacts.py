@@ -6,6 +6,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from ..imaging.geometry import resolve_input_size
 from .backend import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -15,8 +16,6 @@ def exported_onnx_path(model, info, cfg) -> Path:
     """Exports `model` at the configured size with a dynamic batch, cached by weights hash."""
     from ..export.metadata import model_hash
     from ..export.onnx import export_onnx
-    from .segmenter import resolve_input_size
-
     width, height = resolve_input_size(cfg.input_size, info)
     # weights and metadata both shape the file (the metadata travels inside it)
     digest = hashlib.sha256((model_hash(model) + info.to_json()).encode()).hexdigest()[:16]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .geometry import parse_size
+from ..imaging.geometry import parse_size
 from .segmenter import Segmenter, SegmenterConfig
 
 
