@@ -101,7 +101,8 @@ def test_inference_output_is_logits_at_the_output_stride(name):
 
 def _training_loss(out, target: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
     """The engine's objective: each family's own loss, chosen from its training outputs."""
-    from bevanet_core.training.losses import BEVANetCriterion, TrainingObjective
+    from bevanet_core.training.losses import BEVANetCriterion
+    from bevanet_core.training.objective import TrainingObjective
 
     return TrainingObjective(BEVANetCriterion(ohem_min_kept=1000))(out, target, edge)["loss"]
 

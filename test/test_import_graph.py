@@ -8,10 +8,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "bevanet_core"
-# a cycle that is known and being removed elsewhere; drop the entry once it is gone
-ALLOWED_CYCLES = [
-    {"bevanet_core.training.losses", "bevanet_core.training.bssnet_loss"},
-]
 
 
 def module_files(root: Path = REPO / PACKAGE) -> dict[str, Path]:
@@ -111,7 +107,7 @@ def test_the_graph_sees_every_import_form(tmp_path):
 def test_bevanet_core_has_no_import_cycle():
     modules = module_files()
     assert "bevanet_core.runtime.segmenter" in modules
-    found = [c for c in cycles(import_graph(modules)) if c not in ALLOWED_CYCLES]
+    found = cycles(import_graph(modules))
     assert not found, "import cycles in bevanet_core:\n" + "\n".join(
         " <-> ".join(sorted(c)) for c in found
     )

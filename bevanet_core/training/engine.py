@@ -33,7 +33,8 @@ from ..hardware import cpu_info, resolve_precision
 from ..models import build_model
 from ..models.layers import dilated_depthwise_convs
 from .config import TrainConfig, save_config
-from .losses import BEVANetCriterion, LossWeights, TrainingObjective
+from .losses import BEVANetCriterion, LossWeights
+from .objective import TrainingObjective
 
 
 def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9, min_lr: float = 0.0,

@@ -4,8 +4,8 @@
     + 1.0 * OHEM-CE(main, labels kept only where sigmoid(boundary) > 0.8)
 
 All logits are upsampled bilinearly (align_corners=True) to the label size first. PIDNet uses
-the same objective; BiSeNetV2 and STDC-Seg have their own (below), chosen by `TrainingObjective`
-from the type of the model's training outputs.
+the same objective; BiSeNetV2 and STDC-Seg have their own (below), chosen by
+`objective.TrainingObjective` from the type of the model's training outputs.
 """
 from __future__ import annotations
 
@@ -17,11 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.bevanet import SegmentationOutputs
-from ..models.bisenetv2 import BiSeNetV2Outputs
-from ..models.bssnet import BSSNetOutputs
-from ..models.stdc import STDCOutputs
-from ..models.van import LightHamOutputs
 
 
 def interpolation_matrix(out_size: int, in_size: int, align_corners: bool) -> torch.Tensor:
@@ -237,34 +232,3 @@ class STDCCriterion(nn.Module):
         terms["detail_bce"] = F.binary_cross_entropy_with_logits(detail, detail_target)
         terms["detail_dice"] = dice_loss(torch.sigmoid(detail), detail_target)
         return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}
-
-
-class TrainingObjective(nn.Module):
-    """Picks each model family's own objective from the type of its training outputs."""
-
-    def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255):
-        super().__init__()
-        from .bssnet_loss import BSSNetCriterion  # it builds on this module
-        from .lightham_loss import LightHamCriterion
-
-        self.bevanet = bevanet  # BEVANet and PIDNet: (aux, main, boundary)
-        self.bisenetv2 = BiSeNetV2Criterion(ignore_index)
-        self.stdc = STDCCriterion(ignore_index)
-        weights = None if bevanet.class_weight is None else bevanet.class_weight.tolist()
-        self.bssnet = BSSNetCriterion(ignore_index, bevanet.ohem.thresh, bevanet.ohem.min_kept,
-                                      class_weights=weights)  # OHEM and class weights: as BEVANet's
-        self.lightham = LightHamCriterion(ignore_index)
-
-    def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
-        if isinstance(outputs, SegmentationOutputs):
-            return self.bevanet(outputs, target, edge)
-        if isinstance(outputs, BiSeNetV2Outputs):
-            return self.bisenetv2(outputs, target)
-        if isinstance(outputs, STDCOutputs):
-            return self.stdc(outputs, target)
-        if isinstance(outputs, BSSNetOutputs):
-            return self.bssnet(outputs, target, edge)
-        if isinstance(outputs, LightHamOutputs):
-            return self.lightham(outputs, target)
-        raise TypeError(f"no training objective for model outputs of type {type(outputs).__name__}; build "
-                        "the model with aux_heads=True (a registered segmentation family)")
