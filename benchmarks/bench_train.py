@@ -7,8 +7,9 @@ side by side in one run.
 
 Every variant trains BEVANet-S on real CamVid train (`--data`, default ../shared/data/camvid) with
 the shipped recipe (training/bevanet-s_camvid-480x360.yaml: 480x360 crops, batch 8, the OHEM +
-boundary + aux objective, poly SGD, one data worker), from the same seed, through the engine's own
-`train()` in a fresh subprocess, logging every iteration.
+boundary + aux objective, poly SGD, one data worker), from the same seed and the same start (the
+committed weights, as the long run continues them; `--init none`: a random start), through the
+engine's own `train()` in a fresh subprocess, logging every iteration.
 
 - `before-*` variants run the engine of commit REFERENCE_COMMIT (extracted with `git archive`,
   so the reference is that code itself, not a copy), at fp32 and at bf16; the faster of the two
@@ -23,8 +24,11 @@ boundary + aux objective, poly SGD, one data worker), from the same seed, throug
 
 Rounds interleave the variants, so that other load on the machine hits them alike. Seconds per
 iteration: the median of the per-iteration wall times (consecutive log stamps) after the first
-three iterations, over all rounds. The losses of each variant's first iterations in round 1 are
-compared with the reference's at the same precision: the largest relative difference is shown.
+three iterations, over all rounds. The losses of each variant in round 1 are compared with those
+of the engine before at the same precision and one thread: at the first iteration (same weights,
+same batch: the objective itself), the largest relative difference over all iterations (float
+rounding grows along a trajectory; `before-2-threads` shows how far from reduction order alone),
+and the mean loss of the second half.
 """
 from __future__ import annotations
 
@@ -137,15 +141,20 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--batch", type=int, default=8, help="images per iteration, over all processes")
+    p.add_argument("--init", default="shipped", help="'shipped' (the committed weights), 'none', or a weights file")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 128x96 crops, batch 2, 5 iterations, 1 round, the reference and one improvement")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     args = p.parse_args(argv)
     args.recipe_overrides = []
+    if args.init != "none":
+        weights = REPO / "bevanet_core" / "weights" / "bevanet_s_camvid.safetensors" if args.init == "shipped" \
+            else Path(args.init).resolve()
+        args.recipe_overrides.append(f"model.pretrained={weights}")
     if args.quick:
         args.iterations, args.rounds, args.batch = 5, 1, 2
-        args.recipe_overrides = ["data.base_size=128", "data.crop_size=[128,96]"]
+        args.recipe_overrides += ["data.base_size=128", "data.crop_size=[128,96]"]
     if args.iterations <= SKIP_FIRST:
         p.error(f"--iterations must exceed the {SKIP_FIRST} warm-up iterations")
     if not (args.data / "train.lst").is_file():
@@ -165,7 +174,7 @@ def main(argv=None) -> int:
         reference_precision = None
         for r in range(args.rounds):
             for v in todo:
-                if v.tree == "current" and reference_precision is None:  # after the first round's before-*
+                if v.precision is None and reference_precision is None:  # after before-fp32 and before-bf16
                     speed = {n: statistics.median(results[n]["iteration_s"]) for n in ("before-fp32", "before-bf16")}
                     reference_precision = min(speed, key=speed.get).split("-")[1]
                 precision = v.precision or reference_precision or "fp32"
@@ -184,25 +193,33 @@ def main(argv=None) -> int:
         res = results[v.name]
         s_it = statistics.median(res["iteration_s"])
         baseline = f"before-{res['precision']}"  # the engine before, at the same precision, one thread
-        diff = None if v.name == baseline else max_relative_difference(res["losses"], results[baseline]["losses"])
+        ref_losses = results[baseline]["losses"]
+        compare = v.name != baseline
+        half = len(res["losses"]) // 2
         rows.append({"variant": v.name, "note": v.note, "threads": v.threads, "processes": v.processes,
                      "precision": res["precision"], "s_per_iter": s_it, "speedup": ref_s / s_it,
-                     "loss_max_rel_diff": diff, "comparable": v.comparable, "samples": len(res["iteration_s"])})
+                     "loss_first_rel_diff": abs(res["losses"][0] - ref_losses[0]) / ref_losses[0] if compare else None,
+                     "loss_max_rel_diff": max_relative_difference(res["losses"], ref_losses) if compare else None,
+                     "loss_second_half_mean": statistics.mean(res["losses"][half:]),
+                     "comparable": v.comparable, "samples": len(res["iteration_s"])})
     report = {"cpu": cpu, "reference": reference, "reference_commit": REFERENCE_COMMIT,
               "iterations": args.iterations, "rounds": args.rounds, "batch": args.batch, "quick": args.quick,
+              "init": args.init,
               "loss_iterations": args.iterations, "rows": rows,
               "losses": {v.name: results[v.name]["losses"] for v in todo}}
     lines = [f"CPU: {cpu}; reference: {reference} (commit {REFERENCE_COMMIT}, 1 thread); "
-             f"{args.rounds} rounds x {args.iterations} iterations, batch {args.batch}",
+             f"{args.rounds} rounds x {args.iterations} iterations, batch {args.batch}, start: {args.init} weights",
              "", "| variant | what | threads x processes | precision | s/it (median) | it/s vs reference "
-             f"| max rel. loss difference, first {args.iterations} it |",
-             "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+             "| loss rel. difference: first it / max | mean loss, 2nd half |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
     for row in rows:
-        diff = "-" if row["loss_max_rel_diff"] is None else f"{row['loss_max_rel_diff']:.1e}"
+        diff = "-" if row["loss_max_rel_diff"] is None else \
+            f"{row['loss_first_rel_diff']:.1e} / {row['loss_max_rel_diff']:.1e}"
         if not row["comparable"] and row["loss_max_rel_diff"] is not None:
             diff += " (other BN batch)"
         lines.append(f"| {row['variant']} | {row['note']} | {row['threads']} x {row['processes']} | "
-                     f"{row['precision']} | {row['s_per_iter']:.2f} | {row['speedup']:.2f}x | {diff} |")
+                     f"{row['precision']} | {row['s_per_iter']:.2f} | {row['speedup']:.2f}x | {diff} | "
+                     f"{row['loss_second_half_mean']:.3f} |")
     text = "\n".join(lines)
     print(text)
     if args.json:

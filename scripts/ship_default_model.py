@@ -1,9 +1,10 @@
 """Turns a training run into the shipped default model, when it is better than the one shipped.
 
-    python scripts/ship_default_model.py RUN_DIR [--recipe training/NAME.yaml] [--force]
+    python scripts/ship_default_model.py RUN_DIR|WEIGHTS [--recipe training/NAME.yaml] [--force]
                                          [--out bevanet_core/weights/bevanet_s_camvid.safetensors]
 
-Takes RUN_DIR/best.safetensors (best validation mIoU), drops the training-only heads, stores fp16
+Takes RUN_DIR/best.safetensors (best validation mIoU), or a weights file whose folder holds the
+run's logs (what scripts/gpu_train.py brings back), drops the training-only heads, stores fp16
 tensors with the class names, palette, normalisation, input size, recipe, iteration and val mIoU
 in the metadata. Both the candidate and the model now at --out are evaluated on CamVid val as
 shipped (fp16 weights, fp32 inference, all images, 480x360), and the candidate replaces the file
@@ -36,7 +37,7 @@ def val_miou(weights: Path, data: Path) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", type=Path)
+    p.add_argument("run", type=Path, help="a run directory (its best.safetensors) or a weights file")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--recipe", help="the recipe the run followed (default: training/<run name>.yaml)")
     p.add_argument("--input-size", default="480x360", help="network input WxH the model was trained at")
@@ -45,11 +46,13 @@ def main() -> int:
     p.add_argument("--logs", type=Path, default=REPO / "training" / "logs", help="where the run's logs are copied")
     args = p.parse_args()
     torch.set_num_threads(1)
-    model, info = load_model(args.run_dir / "best.safetensors")  # inference model: aux heads skipped
+    weights = args.run if args.run.is_file() else args.run / "best.safetensors"
+    args.run_dir = weights.parent
+    model, info = load_model(weights)  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
-    info.extra = {"trained_by": "bevanet-train", "run": args.run_dir.name,
-                  "recipe": args.recipe or f"training/{args.run_dir.name}.yaml",
-                  **{k: info.extra[k] for k in ("iteration",) if k in info.extra}}
+    info.extra = {"trained_by": info.extra.get("trained_by", "bevanet-train"), "run": args.run_dir.name,
+                  "recipe": args.recipe or info.extra.get("recipe") or f"training/{args.run_dir.name}.yaml",
+                  **{k: info.extra[k] for k in ("iteration", "device", "batch", "minutes") if k in info.extra}}
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / args.out.name
         save_weights(model, candidate, info, dtype=torch.float16)
