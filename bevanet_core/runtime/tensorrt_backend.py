@@ -89,11 +89,14 @@ class TensorRTBackend(Backend):
             check_engine,
             ensure_engine,
         )
+        from .artifacts import onnx_for_precision
 
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-        precision = "fp16" if cfg.precision == "bf16" else cfg.precision
-        if cfg.precision == "bf16":
-            log.warning("tensorrt backend: bf16 requested, building fp16")
+        if cfg.precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(
+                f"precision {cfg.precision!r} is not supported by the tensorrt backend; "
+                "choose fp32, fp16 or int8 (the ONNX carries it: strongly typed builds)"
+            )
         weights = Path(cfg.weights) if cfg.weights else None
         suffix = weights.suffix.lower() if weights is not None else ""
         index = device.index or 0
@@ -107,15 +110,7 @@ class TensorRTBackend(Backend):
                 if not cfg.rebuild_stale_engine or source is None:
                     raise
                 log.warning("%s; rebuilding from %s into the cache", exc, source)
-                engine = ensure_engine(
-                    source,
-                    cache,
-                    _sidecar_precision(weights),
-                    cfg.max_batch,
-                    cfg.calibration_images,
-                    cfg.resize,
-                    index,
-                )
+                engine = ensure_engine(source, cache, cfg.max_batch, index)
                 meta = check_engine(engine, env)
             backend = cls(engine, device, meta)
             return backend, meta.info
@@ -125,9 +120,8 @@ class TensorRTBackend(Backend):
             if model is None:
                 model, info = load_checkpoint(cfg.weights, cfg.variant)
             onnx_path = exported_onnx_path(model, info, cfg)
-        engine = ensure_engine(
-            onnx_path, cache, precision, cfg.max_batch, cfg.calibration_images, cfg.resize, index
-        )
+        onnx_path = onnx_for_precision(onnx_path, cfg)
+        engine = ensure_engine(onnx_path, cache, cfg.max_batch, index)
         meta = check_engine(engine, TargetEnvironment.current(index))
         return cls(engine, device, meta), meta.info
 
@@ -174,15 +168,3 @@ def _source_onnx(engine: Path):
     except (OSError, ValueError):
         return None
     return Path(source) if source and Path(source).is_file() else None
-
-
-def _sidecar_precision(engine: Path) -> str:
-    """The precision recorded in an engine's sidecar (fp16 if unreadable)."""
-    import json
-
-    from ..export.metadata import sidecar_path
-
-    try:
-        return json.loads(sidecar_path(engine).read_text()).get("precision", "fp16")
-    except (OSError, ValueError):
-        return "fp16"
