@@ -20,7 +20,7 @@ VARIANTS = (
     "bssnet_t", "bssnet_b", "van_tiny_lightham", "van_tiny_lightham_d256", "van_small_lightham",
     "van_base_lightham", "van_large_lightham",
 )
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 UPSAMPLE_MODES = ("logits", "labels")
 RESIZE_MODES = ("stretch", "letterbox")
@@ -94,7 +94,13 @@ PARAMS: tuple[ParamSpec, ...] = (
         "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
         "used instead of 'weights' when set." + _RELOAD,
     ),
-    ParamSpec("backend", "torch", "Inference backend." + _RELOAD, choices=BACKENDS),
+    ParamSpec(
+        "backend",
+        "auto",
+        "Inference backend; auto measures the installed ones at start-up and keeps the fastest "
+        "(the choice is logged and cached)." + _RELOAD,
+        choices=BACKENDS,
+    ),
     ParamSpec("device", "cpu", "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
     ParamSpec(
         "precision", "fp32", "Numeric precision of the network." + _RELOAD, choices=PRECISIONS
@@ -223,9 +229,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "num_threads",
         0,
-        "CPU threads for PyTorch (torch.set_num_threads, process-wide); 0 = "
-        "PyTorch's default. Set it on a shared CPU: oversubscribed threads slow inference "
-        "down many times." + _RELOAD,
+        "CPU threads for inference (PyTorch's setting is process-wide; ONNX Runtime and "
+        "OpenVINO get their own); 0 = each backend's default. Set it on a shared CPU: "
+        "oversubscribed threads slow inference down many times." + _RELOAD,
         int_range=(0, 256, 1),
     ),
     ParamSpec(
@@ -299,7 +305,7 @@ class NodeSettings:
     variant: str = ""
     weights: str = ""
     engine: str = ""
-    backend: str = "torch"
+    backend: str = "auto"
     device: str = "cpu"
     precision: str = "fp32"
     input_width: int = 0
@@ -360,8 +366,8 @@ class NodeSettings:
             )
         if self.engine and self.backend == "torch":
             raise ParameterError(
-                f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime' or 'tensorrt', "
-                "got backend 'torch' (use 'weights' for torch)"
+                f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime', 'openvino' "
+                "or 'tensorrt', got backend 'torch' (use 'weights' for torch)"
             )
         if not self.model_path and self.variant not in ("", DEFAULT_WEIGHTS_VARIANT):
             raise ParameterError(

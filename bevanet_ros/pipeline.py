@@ -131,6 +131,7 @@ def build_segmenter(settings: NodeSettings) -> Any:
         input_size=settings.input_size,
         resize=settings.resize,
         upsample=settings.upsample,
+        num_threads=settings.num_threads or None,
     )
     try:
         return Segmenter(cfg)
@@ -191,6 +192,10 @@ class SegmentationPipeline:
             f"{settings.backend}/{settings.device} {settings.precision}, "
             f"network input {net_w}x{net_h} ({settings.resize})"
         )
+        if self.segmenter.backend_choice is not None:
+            from bevanet_core.runtime.auto import describe
+
+            self.node.get_logger().info(f"backend auto: {describe(self.segmenter.backend_choice)}")
 
     def create_outputs(self) -> None:
         """Publishers for every camera, the latched label info, and the diagnostics timer."""

@@ -114,7 +114,7 @@ def test_bad_values_are_named(name, value, words):
     [
         ({"input_width": 64}, ["input_width", "input_height", "both"]),
         ({"input_topics": ["a", "b"], "camera_names": ["x"]}, ["camera_names", "1 names for 2"]),
-        ({"engine": "/m.onnx"}, ["engine", "onnxruntime"]),
+        ({"engine": "/m.onnx", "backend": "torch"}, ["engine", "onnxruntime", "openvino"]),
         ({"backend": "tensorrt", "engine": "/m.engine"}, ["tensorrt", "cuda"]),
         ({"variant": "bevanet"}, ["bevanet", "weights"]),
     ],

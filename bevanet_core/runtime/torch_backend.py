@@ -32,6 +32,7 @@ class TorchBackend(Backend):
         channels_last: Optional[bool] = None,
         cuda_graphs: Optional[bool] = None,
         compile: bool = False,
+        num_threads: Optional[int] = None,
     ):
         allowed = CUDA_PRECISIONS if device.type == "cuda" else CPU_PRECISIONS
         if precision not in allowed:
@@ -40,6 +41,8 @@ class TorchBackend(Backend):
                 f"precision {precision!r} is not supported by the torch backend on "
                 f"{device.type}; choose one of {allowed}{hint}"
             )
+        if num_threads:
+            torch.set_num_threads(int(num_threads))  # process-wide: torch has no per-model pool
         self.device = device
         self.precision = precision
         self.input_dtype = TORCH_DTYPES[precision]
