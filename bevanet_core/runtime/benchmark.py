@@ -39,9 +39,13 @@ class BenchConfig:
     resize: str = "stretch"
     upsample: str = "logits"
     compile: bool = False
+    fold_bn: bool = True
+    channels_last: Optional[bool] = None  # None = on CUDA
+    cuda_graphs: Optional[bool] = None  # None = on CUDA
     reference: bool = True
     cache_dir: Optional[str] = None
-    threads: Optional[int] = None  # CPU threads for torch and onnxruntime (None = their defaults)
+    threads: Optional[int] = None  # CPU threads for every backend (None = their defaults)
+    calibration_images: Optional[str] = None  # real frames for int8 on onnxruntime/openvino
     seed: int = 0
 
 
@@ -123,8 +127,12 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
         upsample=cfg.upsample,
         max_batch=max(cfg.batch, 1),
         compile=cfg.compile,
+        fold_bn=cfg.fold_bn,
+        channels_last=cfg.channels_last,
+        cuda_graphs=cfg.cuda_graphs,
         cache_dir=cfg.cache_dir,
         num_threads=cfg.threads,
+        calibration_images=cfg.calibration_images,
     )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
