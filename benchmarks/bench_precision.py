@@ -28,16 +28,16 @@ from bevanet_core.checkpoint import load_model
 from bevanet_core.data.classes import CAMVID_VOID
 from bevanet_core.data.datasets import read_image, read_pair_list
 from bevanet_core.evaluation.metrics import ConfusionMatrix
-from bevanet_core.export.onnx import export_onnx
+from bevanet_core.export.onnx import export_onnx, read_onnx_metadata
 from bevanet_core.export.precision import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_IMAGES,
     convert_fp16,
+    network_input,
     quantize_int8,
 )
 from bevanet_core.runtime.benchmark import environment
-from bevanet_core.runtime.geometry import plan_resize
-from bevanet_core.runtime.processing import Postprocessor, preprocess
+from bevanet_core.runtime.processing import Postprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -77,7 +77,7 @@ def evaluate(args, info, paths):
     root = Path(args.data) / "camvid"
     pairs = read_pair_list(root, root / "val.lst")[: args.frames or None]
     sessions = {p: session(paths[p], args.threads) for p in PRECISIONS}
-    size = tuple(int(v) for v in args.size.split("x"))
+    meta = read_onnx_metadata(paths["fp32"])
     post = Postprocessor("logits")
     cms = {p: ConfusionMatrix(info.num_classes) for p in PRECISIONS}
     max_diff = {p: 0.0 for p in PRECISIONS}
@@ -87,14 +87,7 @@ def evaluate(args, info, paths):
         rgb = read_image(image_path)
         label = np.asarray(Image.open(label_path)).astype(np.uint8).copy()
         label[label == CAMVID_VOID] = 255
-        plan = plan_resize((rgb.shape[1], rgb.shape[0]), size, "stretch")
-        x = preprocess(
-            [(torch.from_numpy(np.ascontiguousarray(rgb)), "rgb8")],
-            [plan],
-            info.mean,
-            info.std,
-            torch.device("cpu"),
-        ).numpy()
+        x, plan = network_input(rgb, meta)
         logits = {}
         for p, s in sessions.items():
             logits[p] = s.run(None, {s.get_inputs()[0].name: x})[0]

@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """CPU benchmark matrix of the runtime, and the upsampling-order study.
 
-    python benchmarks/bench_runtime.py      # BEVANet-S 480x360: torch fp32/bf16, onnxruntime
+    python benchmarks/bench_runtime.py --threads 1   # BEVANet-S 480x360, every backend x precision
     python benchmarks/bench_runtime.py --upsample-study --weights run/last.pt --frames 20
 
-The matrix repeats every configuration `--repeats` times and reports the median of the
-per-repeat p50/p90/p99 (robust to other jobs on a shared machine). The study runs the network
+The matrix holds every installed CPU backend at every precision it runs (torch fp32/bf16,
+onnxruntime fp32/fp16/int8, openvino fp32/bf16/int8; int8 calibrated on `--calib-images`,
+CamVid train by default) and the authors' protocol. It runs `--repeats` interleaved rounds (each
+round measures every configuration and the reference once, so a change in the machine's load hits
+all alike) and reports the median of the per-round p50/p90/p99 and each row's speed-up over the
+reference of the same rounds. The study runs the network
 once per CamVid val frame and post-processes the same logits both ways: bilinear logits then
 argmax ('logits') vs argmax at 1/8 then nearest labels ('labels'), reporting mIoU against the
 ground truth, agreement, and post-processing cost.
@@ -20,14 +24,45 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
 
 from bevanet_core.runtime.benchmark import BenchConfig, environment, plot_reports, run_benchmark
 
-DEFAULT_MATRIX = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+CPU_MATRIX = [
+    ("torch", "fp32"),
+    ("torch", "bf16"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp16"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("openvino", "int8"),
+]
+
+
+def available_matrix(calibration: bool):
+    """(backend, precision) rows this machine can run, and the skipped ones with the reason."""
+    import importlib.util
+
+    rows, skipped = [], []
+    for backend, precision in CPU_MATRIX:
+        if backend != "torch" and importlib.util.find_spec(backend) is None:
+            skipped.append((backend, precision, f"{backend} not installed"))
+        elif precision == "int8" and not calibration:
+            skipped.append((backend, precision, "no calibration frames (--calib-images)"))
+        elif backend == "openvino" and precision == "bf16":
+            from bevanet_core.runtime.openvino_backend import cpu_capabilities
+
+            if "BF16" not in cpu_capabilities():
+                skipped.append((backend, precision, "the CPU has no bf16 arithmetic"))
+            else:
+                rows.append((backend, precision))
+        else:
+            rows.append((backend, precision))
+    return rows, skipped
 
 
 def median_report(reports: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -58,10 +93,13 @@ def median_report(reports: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def run_matrix(args) -> List[Dict[str, Any]]:
     size = tuple(int(v) for v in args.size.split("x"))
-    results = []
-    for i, (backend, precision) in enumerate(DEFAULT_MATRIX):
-        reps = []
-        for r in range(args.repeats):
+    calib = args.calib_images if args.calib_images and Path(args.calib_images).is_dir() else None
+    matrix, skipped = available_matrix(calib is not None)
+    for backend, precision, why in skipped:
+        print(f"  skipping {backend} {precision}: {why}", flush=True)
+    reps: Dict[Tuple[str, str], List[Dict[str, Any]]] = {row: [] for row in matrix}
+    for r in range(args.repeats):  # interleaved rounds: every row once per round
+        for i, (backend, precision) in enumerate(matrix):
             cfg = BenchConfig(
                 variant=args.variant,
                 size=size,
@@ -74,39 +112,46 @@ def run_matrix(args) -> List[Dict[str, Any]]:
                 reference=(i == 0),
                 cache_dir=args.cache_dir,
                 threads=args.threads,
+                calibration_images=calib,
             )
-            reps.append(run_benchmark(cfg))
+            rep = run_benchmark(cfg)
+            reps[(backend, precision)].append(rep)
             print(
-                f"  {backend} {precision} repeat {r + 1}: "
-                f"p50 {reps[-1]['latency_ms']['p50']:.1f} ms",
+                f"  round {r + 1}: {backend} {precision} p50 {rep['latency_ms']['p50']:.1f} ms",
                 flush=True,
             )
-        results.append(median_report(reps))
+    results = [median_report(reps[row]) for row in matrix]
+    ref_fps = results[0]["reference"]["fps"]
+    for res in results:
+        res["speedup_vs_reference"] = res["fps"] / ref_fps
     return results
-
 
 def print_table(results: List[Dict[str, Any]]) -> str:
     lines = [
-        "| path | p50 ms | p90 ms | p99 ms | FPS | pre / infer / post ms (p50) |",
-        "|---|---|---|---|---|---|",
+        "| path | p50 ms | p90 ms | p99 ms | FPS | x authors | pre / infer / post ms (p50) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    ref = results[0]["reference"]
+    lines.append(
+        f"| authors' protocol (model only: fp32 eager, BN unfused, no upsampling) | "
+        f"{ref['latency_ms']['p50']:.1f} | {ref['latency_ms']['p90']:.1f} | "
+        f"{ref['latency_ms']['p99']:.1f} | {ref['fps']:.2f} | 1.00 | - |"
+    )
     for r in results:
         lat, st = r["latency_ms"], r["stages_ms_p50"]
         lines.append(
             f"| {r['backend']} {r['precision']} (frame -> mask) | {lat['p50']:.1f} | "
             f"{lat['p90']:.1f} | {lat['p99']:.1f} | {r['fps']:.2f} | "
-            f"{st['preprocess']:.1f} / {st['inference']:.1f} / "
+            f"{r['speedup_vs_reference']:.2f} | {st['preprocess']:.1f} / {st['inference']:.1f} / "
             f"{st['postprocess']:.1f} |"
         )
-        if "reference" in r:
-            ref = r["reference"]["latency_ms"]
-            lines.append(
-                f"| authors' protocol (fp32 eager, BN unfused, no upsampling) | "
-                f"{ref['p50']:.1f} | "
-                f"{ref['p90']:.1f} | {ref['p99']:.1f} | {r['reference']['fps']:.2f} | - |"
-            )
+    best = max(results, key=lambda r: r["fps"])
     table = "\n".join(lines)
     print(table)
+    print(
+        f"best pipeline: {best['backend']} {best['precision']}, "
+        f"{best['speedup_vs_reference']:.2f}x the authors' protocol"
+    )
     return table
 
 
@@ -178,12 +223,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--num-classes", type=int, default=11)
     p.add_argument("--weights", default=None)
-    p.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch and onnxruntime"
-    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for every backend")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
+    p.add_argument(
+        "--calib-images",
+        default=None,
+        help="frames for the int8 rows' calibration (default: <data>/camvid/train)",
+    )
     p.add_argument("--upsample-study", action="store_true")
     p.add_argument("--frames", type=int, default=20)
     p.add_argument(
@@ -193,6 +241,8 @@ def main(argv=None) -> int:
         ),
     )
     args = p.parse_args(argv)
+    if args.calib_images is None:
+        args.calib_images = str(Path(args.data) / "camvid" / "train")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.upsample_study:

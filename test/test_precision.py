@@ -49,23 +49,14 @@ def exports(camvid, tmp_path_factory):
 
 
 def _logits(path, frames):
-    from bevanet_core.runtime.geometry import plan_resize
-    from bevanet_core.runtime.processing import preprocess
+    from bevanet_core.export.precision import network_input
 
     meta = read_onnx_metadata(path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    out = []
-    import torch
-
-    for rgb in frames:
-        plan = plan_resize((rgb.shape[1], rgb.shape[0]), tuple(meta.input_size), "stretch")
-        x = preprocess(
-            [(torch.from_numpy(rgb), "rgb8")], [plan], meta.info.mean, meta.info.std, "cpu"
-        )
-        out.append(sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0])
-    return np.concatenate(out)
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: network_input(f, meta)[0]})[0] for f in frames])
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,9 @@ def test_diagnostics(served):
         assert key in keys, key
     assert int(keys["frames_published"]) > 0
     assert float(keys["inference_ms_mean"]) > 0
-    assert status.hardware_id == "torch:cpu"
+    # the backend that runs (backend 'auto' by default), not the parameter's value
+    assert status.hardware_id == f"{node.pipeline.segmenter.backend.name}:cpu"
+    assert not status.hardware_id.startswith("auto")
 
 
 def test_parameters_descriptors_validation_and_dynamic_update(served):
@@ -270,7 +272,7 @@ def test_parameters_descriptors_validation_and_dynamic_update(served):
         ({"resize": "crop"}, "resize"),
         ({"input_topics": ["ok", "bad topic"]}, "input_topics"),
         ({"camera_names": ["a", "b"]}, "camera_names"),
-        ({"engine": "/x.onnx"}, "engine"),
+        ({"engine": "/x.onnx", "backend": "torch"}, "engine"),
     ],
 )
 def test_bad_parameters_fail_clearly_at_startup(ros_context, seeded_weights, overrides, needle):

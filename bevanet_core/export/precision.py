@@ -128,6 +128,26 @@ def _sort_topologically(graph) -> None:
     graph.node.extend(ordered)
 
 
+def network_input(rgb: np.ndarray, meta: ArtifactMetadata, resize: str = "stretch"):
+    """(1 x 3 x H x W float32 array, ResizePlan) of an RGB frame for the exported model `meta`,
+    made by the runtime's own resize and normalisation."""
+    import torch
+
+    from ..runtime.geometry import plan_resize
+    from ..runtime.processing import preprocess
+
+    info = meta.info
+    plan = plan_resize((rgb.shape[1], rgb.shape[0]), tuple(meta.input_size), resize)
+    x = preprocess(
+        [(torch.from_numpy(np.ascontiguousarray(rgb)), "rgb8")],
+        [plan],
+        info.mean,
+        info.std,
+        torch.device("cpu"),
+    )
+    return x.numpy(), plan
+
+
 class FrameCalibrationReader:
     """ONNX Runtime `CalibrationDataReader` over real frames, preprocessed as at run time."""
 
@@ -138,25 +158,10 @@ class FrameCalibrationReader:
         self._iter: Optional[Iterable] = None
 
     def _batches(self):
-        import torch
-
         from ..data.datasets import read_image
-        from ..runtime.geometry import plan_resize
-        from ..runtime.processing import preprocess
 
-        info = self.meta.info
-        size = tuple(self.meta.input_size)
         for f in self.files:
-            rgb = read_image(f)
-            plan = plan_resize((rgb.shape[1], rgb.shape[0]), size, self.resize)
-            x = preprocess(
-                [(torch.from_numpy(np.ascontiguousarray(rgb)), "rgb8")],
-                [plan],
-                info.mean,
-                info.std,
-                torch.device("cpu"),
-            )
-            x = x.numpy()
+            x = network_input(read_image(f), self.meta, self.resize)[0]
             if not self.meta.dynamic_batch and self.meta.batch > 1:
                 x = np.repeat(x, self.meta.batch, axis=0)
             yield {self.meta.input_name: x}

@@ -36,7 +36,9 @@ class TorchBackend(Backend):
     ):
         allowed = CUDA_PRECISIONS if device.type == "cuda" else CPU_PRECISIONS
         if precision not in allowed:
-            hint = " (int8 needs the tensorrt backend)" if precision == "int8" else ""
+            hint = ""
+            if precision == "int8":
+                hint = " (int8: the onnxruntime, openvino or tensorrt backend)"
             raise ValueError(
                 f"precision {precision!r} is not supported by the torch backend on "
                 f"{device.type}; choose one of {allowed}{hint}"
