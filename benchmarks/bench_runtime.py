@@ -6,13 +6,14 @@
 
 The matrix holds every installed CPU backend at every precision it runs (torch fp32/bf16,
 onnxruntime fp32/fp16/int8, openvino fp32/bf16/int8; int8 calibrated on `--calib-images`,
-CamVid train by default) and the authors' protocol. It runs `--repeats` interleaved rounds (each
-round measures every configuration and the reference once, so a change in the machine's load hits
-all alike) and reports the median of the per-round p50/p90/p99 and each row's speed-up over the
-reference of the same rounds. The study runs the network
-once per CamVid val frame and post-processes the same logits both ways: bilinear logits then
-argmax ('logits') vs argmax at 1/8 then nearest labels ('labels'), reporting mIoU against the
-ground truth, agreement, and post-processing cost.
+CamVid train by default) and the authors' protocol, all built once and then timed call by call in
+turn (`--runs` x `--repeats` rounds, each timing every row once), so that a change in a shared
+machine's load hits every row alike. Rows are frame in host memory -> mask at the frame's
+resolution; speed-up = the authors' p50 / the row's p50, from the same rounds.
+
+The study runs the network once per CamVid val frame and post-processes the same logits both
+ways: bilinear logits then argmax ('logits') vs argmax at 1/8 then nearest labels ('labels'),
+reporting mIoU against the ground truth, agreement, and post-processing cost.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import torch
 
-from bevanet_core.runtime.benchmark import BenchConfig, environment, plot_reports, run_benchmark
+from bevanet_core.runtime.benchmark import environment, plot_reports, summarize
 
 CPU_MATRIX = [
     ("torch", "fp32"),
@@ -65,66 +65,82 @@ def available_matrix(calibration: bool):
     return rows, skipped
 
 
-def median_report(reports: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """One report whose latency/fps figures are medians over repeats (reference included)."""
-    out = dict(reports[0])
+def build_rows(args, size, calib):
+    """{(backend, precision): Segmenter} for every row, and the authors' fp32 eager model."""
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+    from bevanet_core.runtime.benchmark import BenchConfig, _model
 
-    def med(blocks):
-        lat = {
-            k: statistics.median(b["latency_ms"][k] for b in blocks)
-            for k in blocks[0]["latency_ms"]
-        }
-        return {
-            **blocks[0],
-            "latency_ms": lat,
-            "fps": statistics.median(b["fps"] for b in blocks),
-            "repeats": len(blocks),
-        }
-
-    out.update(med(reports))
-    out["stages_ms_p50"] = {
-        k: statistics.median(r["stages_ms_p50"][k] for r in reports)
-        for k in reports[0]["stages_ms_p50"]
-    }
-    if "reference" in reports[0]:
-        out["reference"] = med([r["reference"] for r in reports])
-    return out
-
-
-def run_matrix(args) -> List[Dict[str, Any]]:
-    size = tuple(int(v) for v in args.size.split("x"))
-    calib = args.calib_images if args.calib_images and Path(args.calib_images).is_dir() else None
     matrix, skipped = available_matrix(calib is not None)
     for backend, precision, why in skipped:
         print(f"  skipping {backend} {precision}: {why}", flush=True)
-    reps: Dict[Tuple[str, str], List[Dict[str, Any]]] = {row: [] for row in matrix}
-    for r in range(args.repeats):  # interleaved rounds: every row once per round
-        for i, (backend, precision) in enumerate(matrix):
-            cfg = BenchConfig(
-                variant=args.variant,
-                size=size,
-                backend=backend,
-                precision=precision,
-                runs=args.runs,
-                warmup=args.warmup,
-                num_classes=args.num_classes,
-                weights=args.weights,
-                reference=(i == 0),
-                cache_dir=args.cache_dir,
-                threads=args.threads,
-                calibration_images=calib,
-            )
-            rep = run_benchmark(cfg)
-            reps[(backend, precision)].append(rep)
-            print(
-                f"  round {r + 1}: {backend} {precision} p50 {rep['latency_ms']['p50']:.1f} ms",
-                flush=True,
-            )
-    results = [median_report(reps[row]) for row in matrix]
-    ref_fps = results[0]["reference"]["fps"]
-    for res in results:
-        res["speedup_vs_reference"] = res["fps"] / ref_fps
+    model, info = _model(
+        BenchConfig(
+            variant=args.variant, size=size, weights=args.weights, num_classes=args.num_classes
+        )
+    )
+    segs = {}
+    for backend, precision in matrix:
+        cfg = SegmenterConfig(
+            backend=backend,
+            precision=precision,
+            input_size=size,
+            num_threads=args.threads,
+            cache_dir=args.cache_dir,
+            calibration_images=calib,
+            max_batch=1,
+        )
+        t0 = time.perf_counter()
+        segs[(backend, precision)] = Segmenter.from_model(model, info, **vars(cfg))
+        print(f"  built {backend} {precision} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return segs, model.float().eval()
+
+
+def run_matrix(args) -> List[Dict[str, Any]]:
+    """Every row and the authors' protocol timed call by call in turn (one call each per round),
+    so that the shared machine's changing load hits all of them alike."""
+    size = tuple(int(v) for v in args.size.split("x"))
+    calib = args.calib_images if args.calib_images and Path(args.calib_images).is_dir() else None
+    segs, reference_model = build_rows(args, size, calib)
+    frame = np.random.default_rng(0).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    x = torch.randn(1, 3, size[1], size[0])
+
+    def reference():
+        with torch.no_grad():
+            reference_model(x)
+
+    calls = {row: (lambda s=s: s.segment(frame)) for row, s in segs.items()}
+    calls[("authors", "fp32")] = reference
+    times: Dict[Tuple[str, str], List[float]] = {row: [] for row in calls}
+    stages: Dict[Tuple[str, str], Dict[str, List[float]]] = {row: {} for row in segs}
+    for _ in range(args.warmup):
+        for call in calls.values():
+            call()
+    for _ in range(args.runs * args.repeats):
+        for row, call in calls.items():
+            t0 = time.perf_counter()
+            out = call()
+            times[row].append((time.perf_counter() - t0) * 1e3)
+            if out is not None:
+                for k, v in out.timings.items():
+                    stages[row].setdefault(k, []).append(v)
+    ref = summarize(times[("authors", "fp32")])
+    ref["protocol"] = "authors: random input, batch 1, fp32 eager, BN not fused, no upsampling"
+    results = []
+    for row, seg in segs.items():
+        backend, precision = row
+        rep = summarize(times[row])
+        rep.update(
+            backend=backend,
+            precision=precision,
+            size=list(size),
+            stages_ms_p50={k: float(np.median(v)) for k, v in stages[row].items()},
+            speedup_vs_reference=ref["latency_ms"]["p50"] / rep["latency_ms"]["p50"],
+            reference=ref,
+        )
+        results.append(rep)
+        seg.close()
     return results
+
 
 def print_table(results: List[Dict[str, Any]]) -> str:
     lines = [
