@@ -47,7 +47,10 @@ setup(
     zip_safe=True,
     maintainer="bevanet_ros developers",
     maintainer_email="bevanet-ros@users.noreply.github.com",
-    description="BEVANet real-time semantic segmentation for ROS 2 (TensorRT, ONNX Runtime, OpenVINO, PyTorch)",
+    description=(
+        "BEVANet real-time semantic segmentation for ROS 2 "
+        "(TensorRT, ONNX Runtime, OpenVINO, PyTorch)"
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -40,6 +40,7 @@ from bevanet_core.runtime.benchmark import environment
 from bevanet_core.runtime.processing import Postprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
+ALL_CONVS = "int8, every conv quantized"  # the --all-convs ablation row
 
 
 def session(path: Path, threads: int):
@@ -70,18 +71,29 @@ def make_artifacts(args, out: Path):
         f"{args.calib_method}) in {t2 - t1:.0f} s; float nodes: {meta.extra['float_nodes']}",
         flush=True,
     )
+    if args.all_convs:
+        paths[ALL_CONVS] = out / f"{info.variant}-{args.size}-int8-all-convs.onnx"
+        quantize_int8(
+            paths["fp32"],
+            paths[ALL_CONVS],
+            Path(args.data) / "camvid" / "train",
+            limit=args.calib_images,
+            method=args.calib_method,
+            keep_float=[],
+        )
     return info, paths
 
 
 def evaluate(args, info, paths):
     root = Path(args.data) / "camvid"
     pairs = read_pair_list(root, root / "val.lst")[: args.frames or None]
-    sessions = {p: session(paths[p], args.threads) for p in PRECISIONS}
+    kinds = list(paths)
+    sessions = {p: session(paths[p], args.threads) for p in kinds}
     meta = read_onnx_metadata(paths["fp32"])
     post = Postprocessor("logits")
-    cms = {p: ConfusionMatrix(info.num_classes) for p in PRECISIONS}
-    max_diff = {p: 0.0 for p in PRECISIONS}
-    agree = {p: 0 for p in PRECISIONS}
+    cms = {p: ConfusionMatrix(info.num_classes) for p in kinds}
+    max_diff = {p: 0.0 for p in kinds}
+    agree = {p: 0 for p in kinds}
     total = 0
     for image_path, label_path in pairs:
         rgb = read_image(image_path)
@@ -94,13 +106,13 @@ def evaluate(args, info, paths):
             mask = post(torch.from_numpy(logits[p]), [plan])[0][0].numpy()
             cms[p].update(mask, label)
         ref = logits["fp32"].argmax(1)
-        for p in PRECISIONS:
+        for p in kinds:
             max_diff[p] = max(max_diff[p], float(np.abs(logits[p] - logits["fp32"]).max()))
             agree[p] += int((logits[p].argmax(1) == ref).sum())
         total += ref.size
     base = cms["fp32"].miou()
     rows = {}
-    for p in PRECISIONS:
+    for p in kinds:
         d = cms[p].as_dict(info.class_names)
         rows[p] = {
             "miou": d["miou"],
@@ -148,6 +160,11 @@ def main(argv=None) -> int:
     p.add_argument("--calib-images", type=int, default=DEFAULT_CALIBRATION_IMAGES)
     p.add_argument("--calib-method", default="percentile", choices=CALIBRATION_METHODS)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument(
+        "--all-convs",
+        action="store_true",
+        help="also an int8 model with every conv quantized (attention gates and classifier too)",
+    )
     p.add_argument("--out", default="runs/precision", help="folder for the ONNX files")
     p.add_argument("--json", default=None)
     p.add_argument(
