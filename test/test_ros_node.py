@@ -490,3 +490,39 @@ def test_variant_yaml_parses_with_the_ros_parameter_parser(ros_context, variant)
         assert got == expected
     finally:
         node.destroy_node()
+
+
+def test_openvino_backend_in_the_node(ros_context, seeded_weights):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+
+    node = SegmentationNode(
+        "seg_openvino",
+        context=ros_context,
+        # a size BEVANet's adaptive pooling exports to ONNX at
+        parameter_overrides=params(
+            seeded_weights, backend="openvino", input_width=256, input_height=128
+        ),
+    )
+    probe = Probe(ros_context, "probe_openvino")
+    try:
+        assert node.pipeline.segmenter.backend.name == "openvino"
+        assert node.pipeline.diagnostic_status().hardware_id == "openvino:cpu"
+        with spinning(ros_context, node, probe.node):
+            masks = probe.subscribe("/seg_openvino/mask")
+            pub = probe.publisher("image", reliable=True)
+            wait_for_subscribers(pub)
+            frame = camera_frame(80, 60, seed=5)
+            publish_until(pub, lambda i: image_msg(frame, "rgb8", 500 + i, "ov"), masks)
+            out = next((m for m in masks.items if m.header.frame_id == "ov"), None)
+            assert out is not None, "no mask from the openvino node"
+        ref = Segmenter(
+            SegmenterConfig(
+                weights=str(seeded_weights), backend="openvino", input_size=(256, 128)
+            )
+        )
+        agree = (mask_of(out) == ref.segment(frame, "rgb8").mask).mean()
+        assert agree > 0.999
+    finally:
+        probe.destroy()
+        node.destroy_node()
