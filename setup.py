@@ -66,8 +66,8 @@ setup(
             "bevanet-export = bevanet_core.cli.export:main",
             "bevanet-bench = bevanet_core.cli.bench:main",
             "bevanet-make-bag = bevanet_core.cli.make_bag:main",
-            "bevanet-bag-eval = bevanet_core.cli.bag_eval:main",
-            "bevanet-demo = bevanet_core.cli.demo:main",
+            "bevanet-bag-eval = bevanet_ros.tools:bag_eval_main",
+            "bevanet-demo = bevanet_ros.tools:demo_main",
         ],
     },
 )

@@ -74,7 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="publish rate of the flood run (a camera rate, far above the model's on a CPU)",
     )
     p.add_argument("--flood-s", type=float, default=8.0, help="duration of each flood run")
-    p.add_argument("--encoding", default="bgr8", help="camera encoding published to the node")
+    p.add_argument(
+        "--encoding", default="bgr8", choices=("rgb8", "bgr8"), help="camera encoding published"
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p.parse_args(argv)
 
@@ -254,12 +256,13 @@ class NodeUnderTest:
 
 
 def image_msg(Image, rgb: np.ndarray, encoding: str):
-    from bevanet_ros.conversions import rgb_to_raw
-
+    orders = {"rgb8": rgb, "bgr8": rgb[..., ::-1]}
+    if encoding not in orders:
+        raise ValueError(f"--encoding must be one of {sorted(orders)}, got {encoding!r}")
     msg = Image()
     msg.height, msg.width = rgb.shape[:2]
     msg.encoding = encoding
-    msg.data, msg.step = rgb_to_raw(rgb, encoding)
+    msg.data, msg.step = np.ascontiguousarray(orders[encoding]).tobytes(), int(rgb.shape[1]) * 3
     msg.header.frame_id = "bench"
     return msg
 

@@ -37,7 +37,7 @@ from bevanet_core.export.precision import (
     quantize_int8,
 )
 from bevanet_core.runtime.benchmark import environment
-from bevanet_core.runtime.processing import Postprocessor
+from bevanet_core.imaging.processing import Postprocessor
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ALL_CONVS = "int8, every conv quantized"  # the --all-convs ablation row

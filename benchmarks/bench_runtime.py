@@ -178,8 +178,8 @@ def upsample_study(args) -> Dict[str, Any]:
     from bevanet_core.checkpoint import load_model
     from bevanet_core.data.classes import CAMVID_VOID
     from bevanet_core.evaluation.metrics import ConfusionMatrix
-    from bevanet_core.runtime.geometry import plan_resize
-    from bevanet_core.runtime.processing import Postprocessor, preprocess
+    from bevanet_core.imaging.geometry import plan_resize
+    from bevanet_core.imaging.processing import Postprocessor, preprocess
 
     model, info = load_model(args.weights, variant=args.variant)
     root = Path(args.data) / "camvid"

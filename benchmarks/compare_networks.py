@@ -1,4 +1,4 @@
-"""The network comparison of issue 7: for every registered segmentation network, parameters,
+"""The same-budget network comparison: for every registered segmentation network, parameters,
 MACs, CPU speed through the fastest CPU backend, and CamVid val mIoU after the same training
 budget.
 

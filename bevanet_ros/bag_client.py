@@ -1,5 +1,5 @@
 """DDS client for bag replay: frames to a running segmentation node, masks back (for bevanet-demo
-and bevanet-bag-eval --through-node, which import this module only in that mode).
+and bevanet-bag-eval --through-node; `tools.connect` imports this module only in that mode).
 
 Implements bevanet_core.bags.evaluate.FrameProcessor.
 """

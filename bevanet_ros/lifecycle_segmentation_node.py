@@ -17,7 +17,8 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from .params import NodeSettings, ParameterError
+from bevanet_core.serving.params import NodeSettings, ParameterError
+
 from .pipeline import ModelLoadError, SegmentationPipeline
 from .ros_params import ParameterBinder
 from .segmentation_node import DEFAULT_NODE_NAME, run_node

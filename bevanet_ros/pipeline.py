@@ -1,21 +1,19 @@
-"""Camera messages in, segmentation messages out: everything one node does, in steps that the
+"""Camera messages in, segmentation messages out: the ROS side of one node, in steps that the
 plain node runs at construction and the lifecycle node spreads over its transitions.
 
     load_model -> create_outputs -> create_inputs -> start      (node up / configure + activate)
     stop -> destroy_inputs -> destroy_outputs -> unload_model   (deactivate + cleanup / shutdown)
 
-Executor callbacks only drop each message into its camera's latest-frame slot; one worker thread
-decodes, runs one batched inference for the frames that arrived together, and publishes.
+Subscription callbacks hand each message to `bevanet_core.serving.StreamSegmenter` (latest frame
+per camera, one worker thread, batching, statistics); its results come back here to be published.
 """
 
 from __future__ import annotations
 
-import collections
 import functools
 import os
-import threading
-import time
-from typing import Any, NamedTuple
+import sys
+from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -31,13 +29,11 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from .conversions import ImageDecodeError, array_to_imgmsg, compressed_msg_to_rgb, imgmsg_to_rgb
-from .frame_slots import LatestFrameSlots
-from .labels import label_info_json
-from .params import NodeSettings
-from .stats import LogThrottle, NodeStats
+from bevanet_core.serving.labels import label_info_json
+from bevanet_core.serving.params import NodeSettings
+from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
-try:  # vision_msgs is not installable everywhere; see labels.py for the fallback
+try:  # vision_msgs is not installable everywhere; see serving/labels.py for the fallback
     from vision_msgs.msg import LabelInfo, VisionClass  # type: ignore
 except ImportError:
     LabelInfo = None
@@ -52,12 +48,6 @@ _RELIABILITY = {
 
 class ModelLoadError(RuntimeError):
     """The model could not be loaded; the message names the parameter and file involved."""
-
-
-class FrameItem(NamedTuple):
-    msg: Any
-    compressed: bool
-    received: float  # time.monotonic() at the subscription callback
 
 
 def input_qos(name: str, depth: int) -> QoSProfile:
@@ -103,6 +93,22 @@ LATCHED_QOS = QoSProfile(
 )
 
 
+def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Image:
+    """HxW (mono8) or HxWx3 (rgb8) uint8 array -> `sensor_msgs/Image` with `header` copied."""
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    if array.dtype != np.uint8 or {"mono8": 1, "rgb8": 3}.get(encoding) != channels:
+        raise ValueError(f"{array.dtype} array of shape {array.shape} is not {encoding}")
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 1 if sys.byteorder == "big" else 0
+    msg.step = int(array.shape[1] * channels)
+    msg.data = np.ascontiguousarray(array).tobytes()
+    return msg
+
+
 def build_segmenter(settings: NodeSettings) -> Any:
     """A `bevanet_core.runtime.Segmenter` for `settings`; raises ModelLoadError with the cause."""
     if settings.model_path is not None:
@@ -112,7 +118,7 @@ def build_segmenter(settings: NodeSettings) -> Any:
                 f"parameter {which!r}: file {settings.model_path!r} does not exist"
             )
     else:
-        from bevanet_core.checkpoint import DEFAULT_WEIGHTS  # imports torch: only when needed
+        from bevanet_core.checkpoint import DEFAULT_WEIGHTS
 
         if not DEFAULT_WEIGHTS.is_file():
             raise ModelLoadError(
@@ -120,21 +126,10 @@ def build_segmenter(settings: NodeSettings) -> Any:
                 f"{DEFAULT_WEIGHTS} does not exist (it is produced by training; see the README). "
                 "Pass weights:=<file.safetensors> or engine:=<file>."
             )
-    from bevanet_core.runtime import Segmenter, SegmenterConfig
+    from bevanet_core.runtime import Segmenter
 
-    cfg = SegmenterConfig(
-        weights=settings.model_path,
-        variant=settings.variant or None,
-        backend=settings.backend,
-        device=settings.device,
-        precision=settings.precision,
-        input_size=settings.input_size,
-        resize=settings.resize,
-        upsample=settings.upsample,
-        num_threads=settings.num_threads or None,
-    )
     try:
-        return Segmenter(cfg)
+        return Segmenter(settings.segmenter_config())
     except Exception as exc:  # noqa: BLE001 - any failure here is reported the same way
         raise ModelLoadError(
             f"could not load the model (weights={settings.model_path or 'shipped default'!s}, "
@@ -152,19 +147,13 @@ class SegmentationPipeline:
         self.managed = managed
         self.settings: NodeSettings | None = None
         self.segmenter: Any = None
-        self.stats: NodeStats | None = None
-        self.cameras: list[str] = []
+        self.stream: StreamSegmenter | None = None
         self._subs: list[Any] = []
         self._pubs: list[dict[str, Any]] = []
         self._label_pubs: list[Any] = []
         self._diag_pub: Any = None
         self._diag_timer: Any = None
-        self._slots: LatestFrameSlots | None = None
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._throttle = LogThrottle()
         self._last_reported_errors = 0
-        self.published_counts: dict[str, int] = collections.Counter()  # per output, all cameras
         self.active = False
 
     # ------------------------------------------------------------------ lifecycle steps
@@ -172,9 +161,6 @@ class SegmentationPipeline:
     def load_model(self, settings: NodeSettings) -> None:
         """Builds the segmenter (and warms it up). Raises ModelLoadError."""
         self.settings = settings
-        self.cameras = settings.cameras
-        self.stats = NodeStats(self.cameras)
-        self._throttle = LogThrottle(settings.error_log_period_s)
         if settings.num_threads > 0:
             import torch
 
@@ -195,23 +181,31 @@ class SegmentationPipeline:
         if self.segmenter.backend_choice is not None:
             from bevanet_core.runtime.auto import describe
 
-            self.node.get_logger().info(f"backend auto: {describe(self.segmenter.backend_choice)}")
+            choice = describe(self.segmenter.backend_choice)
+            self.node.get_logger().info(f"backend auto: {choice}")
+        self.stream = StreamSegmenter(
+            self.segmenter,
+            settings.cameras,
+            on_result=self._publish,
+            report=lambda kind, message: self.node.get_logger().error(message),
+            confidence=self._confidence_wanted,
+            batch_window_ms=settings.batch_window_ms,
+            error_log_period_s=settings.error_log_period_s,
+        )
 
     def create_outputs(self) -> None:
         """Publishers for every camera, the latched label info, and the diagnostics timer."""
         s = self._require_settings()
         make = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
         qos = output_qos(s.output_qos, s.output_qos_depth)
-        self._pubs = []
-        for i in range(len(s.input_topics)):
-            prefix = s.output_prefix(i)
-            self._pubs.append({name: make(Image, prefix + name, qos) for name in OUTPUTS})
-        self._label_pubs = []
-        if LabelInfo is not None:
-            self._label_pubs.append(make(LabelInfo, "~/label_info", LATCHED_QOS))
-        else:
-            self._label_pubs.append(make(String, "~/label_info", LATCHED_QOS))
-        self._label_pubs.append(make(String, "~/label_info_json", LATCHED_QOS))
+        self._pubs = [
+            {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS}
+            for i in range(len(s.input_topics))
+        ]
+        self._label_pubs = [
+            make(String if LabelInfo is None else LabelInfo, "~/label_info", LATCHED_QOS),
+            make(String, "~/label_info_json", LATCHED_QOS),
+        ]
         self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.node.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
 
@@ -242,64 +236,43 @@ class SegmentationPipeline:
         s = self._require_settings()
         qos = input_qos(s.input_qos, s.input_qos_depth)
         compressed = s.input_transport == "compressed"
-        self._slots = LatestFrameSlots(len(s.input_topics))
         self._subs = []
         for i, topic in enumerate(s.input_topics):
-            if compressed:
-                name = self.node.resolve_topic_name(topic) + "/compressed"
-                sub = self.node.create_subscription(
-                    CompressedImage, name, functools.partial(self.on_frame, i, True), qos
-                )
-            else:
-                sub = self.node.create_subscription(
-                    Image, topic, functools.partial(self.on_frame, i, False), qos
-                )
+            kind = CompressedImage if compressed else Image
+            name = self.node.resolve_topic_name(topic) + "/compressed" if compressed else topic
+            sub = self.node.create_subscription(
+                kind, name, functools.partial(self.stream.put, i), qos
+            )
             self._subs.append(sub)
             self.node.get_logger().info(
-                f"camera {self.cameras[i]!r}: {sub.topic_name} "
+                f"camera {s.cameras[i]!r}: {sub.topic_name} "
                 f"({s.input_transport}, QoS {s.input_qos}) -> "
                 f"{self.node.resolve_topic_name(s.output_prefix(i) + 'mask')}"
             )
 
     def start(self) -> None:
         """Starts the inference worker."""
-        if self._slots is None:
+        if self.stream is None:
             raise RuntimeError("create_inputs() must run before start()")
-        self._stop.clear()
-        self._worker = threading.Thread(
-            target=self._run, name=f"{self.node.get_name()}-inference", daemon=True
-        )
-        self._worker.start()
+        self.stream.start(name=f"{self.node.get_name()}-inference")
         self.active = True
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stops the worker after the batch in flight (pending frames are dropped)."""
         self.active = False
-        self._stop.set()
-        if self._slots is not None:
-            self._slots.close()
-        if self._worker is not None:
-            self._worker.join(timeout_s)
-            if self._worker.is_alive():
-                self.node.get_logger().warning(
-                    f"inference worker did not stop within {timeout_s} s"
-                )
-            self._worker = None
+        if self.stream is not None and not self.stream.stop(timeout_s):
+            self.node.get_logger().warning(f"inference worker did not stop within {timeout_s} s")
 
     def destroy_inputs(self) -> None:
         for sub in self._subs:
             self.node.destroy_subscription(sub)
         self._subs = []
-        self._slots = None
 
     def destroy_outputs(self) -> None:
         destroy = (
             self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
         )
-        for pubs in self._pubs:
-            for pub in pubs.values():
-                destroy(pub)
-        for pub in self._label_pubs:
+        for pub in [p for pubs in self._pubs for p in pubs.values()] + self._label_pubs:
             destroy(pub)
         self._pubs, self._label_pubs = [], []
         if self._diag_timer is not None:
@@ -332,120 +305,35 @@ class SegmentationPipeline:
     def update_settings(self, settings: NodeSettings) -> None:
         """Applies dynamic parameters (alpha, which outputs, batch window, log period)."""
         self.settings = settings
-        self._throttle.period_s = settings.error_log_period_s
+        if self.stream is not None:
+            self.stream.batch_window_ms = settings.batch_window_ms
+            self.stream.throttle.period_s = settings.error_log_period_s
 
     def _require_settings(self) -> NodeSettings:
         if self.settings is None or self.segmenter is None:
             raise RuntimeError("load_model() must run first")
         return self.settings
 
-    # ------------------------------------------------------------------ executor side
-
-    def on_frame(self, index: int, compressed: bool, msg: Any) -> None:
-        """Subscription callback: keep only the newest frame per camera (O(1), no decoding)."""
-        slots, stats = self._slots, self.stats
-        if slots is None or stats is None:
-            return
-        stats.on_received(self.cameras[index])
-        if slots.put(index, FrameItem(msg, compressed, time.monotonic())):
-            stats.on_dropped()
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """True once every received frame has been processed or dropped (for tests and tools)."""
-        slots = self._slots
-        return slots.wait_idle(timeout_s) if slots is not None else True
-
     # ------------------------------------------------------------------ worker side
 
-    def _run(self) -> None:
-        slots = self._slots
-        assert slots is not None
-        while not self._stop.is_set():
-            settings = self.settings
-            taken = slots.take(batch_window_s=settings.batch_window_ms / 1000.0, timeout_s=0.25)
-            if not taken:
-                continue
-            try:
-                self._process(taken, settings)
-            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
-                self.stats.on_inference_error(f"{type(exc).__name__}: {exc}")
-                self._log_problem("internal", f"segmentation failed: {type(exc).__name__}: {exc}")
-            finally:
-                slots.task_done()
-
-    def _decode(self, index: int, item: FrameItem) -> np.ndarray | None:
-        try:
-            if item.compressed:
-                return compressed_msg_to_rgb(item.msg)
-            return imgmsg_to_rgb(item.msg)
-        except ImageDecodeError as exc:
-            message = f"camera {self.cameras[index]!r}: dropped a frame: {exc}"
-            self.stats.on_bad_frame(exc.kind, message)
-            self._log_problem(exc.kind, message)
-            return None
-
-    def _process(self, taken: list[tuple[int, FrameItem]], s: NodeSettings) -> None:
-        batch: list[tuple[int, FrameItem, np.ndarray]] = []
-        for index, item in taken:
-            rgb = self._decode(index, item)
-            if rgb is not None:
-                batch.append((index, item, rgb))
-        if not batch:
-            return
-        want_conf = s.publish_confidence and any(
-            self._pubs[i]["confidence"].get_subscription_count() > 0 for i, _, _ in batch
+    def _confidence_wanted(self, cameras: list[int]) -> bool:
+        return self.settings.publish_confidence and any(
+            self._pubs[i]["confidence"].get_subscription_count() > 0 for i in cameras
         )
-        seg = self.segmenter
-        t0 = time.perf_counter()
-        try:
-            results = seg.segment_batch([rgb for _, _, rgb in batch], "rgb8", confidence=want_conf)
-        except ValueError as exc:
-            # a frame the runtime rejects must not take the other cameras down: retry one by one
-            if len(batch) == 1:
-                raise
-            self.node.get_logger().debug(f"batch failed ({exc}); segmenting frames one by one")
-            results = []
-            kept = []
-            for entry in batch:
-                try:
-                    results.append(seg.segment(entry[2], "rgb8", confidence=want_conf))
-                    kept.append(entry)
-                except ValueError as one:
-                    self.stats.on_inference_error(str(one))
-                    self._log_problem("inference", f"camera {self.cameras[entry[0]]!r}: {one}")
-            batch = kept
-        self.stats.on_batch((time.perf_counter() - t0) * 1000.0)
-        for (index, item, rgb), res in zip(batch, results, strict=True):
-            self._publish(index, item, rgb, res, s)
 
-    def _publish(
-        self, index: int, item: FrameItem, rgb: np.ndarray, res: Any, s: NodeSettings
-    ) -> None:
-        pubs = self._pubs[index]
-        header = item.msg.header
-        counts = self.published_counts
+    def _publish(self, out: StreamResult) -> None:
+        s, pubs, res, header = self.settings, self._pubs[out.camera], out.result, out.msg.header
         if s.publish_mask:
             pubs["mask"].publish(array_to_imgmsg(res.mask, "mono8", header))
-            counts["mask"] += 1
         # colour mask and overlay cost a lookup and a blend per pixel: only for actual viewers
         if s.publish_color_mask and pubs["color_mask"].get_subscription_count() > 0:
             color = res.color if res.color is not None else self.segmenter.colorize(res.mask)
             pubs["color_mask"].publish(array_to_imgmsg(color, "rgb8", header))
-            counts["color_mask"] += 1
         if s.publish_overlay and pubs["overlay"].get_subscription_count() > 0:
-            overlay = self.segmenter.overlay(rgb, res.mask, s.overlay_alpha)
+            overlay = self.segmenter.overlay(out.rgb, res.mask, s.overlay_alpha)
             pubs["overlay"].publish(array_to_imgmsg(overlay, "rgb8", header))
-            counts["overlay"] += 1
         if s.publish_confidence and res.confidence is not None:
             pubs["confidence"].publish(array_to_imgmsg(res.confidence, "mono8", header))
-            counts["confidence"] += 1
-        self.stats.on_published((time.monotonic() - item.received) * 1000.0)
-
-    def _log_problem(self, kind: str, message: str) -> None:
-        allowed, suppressed = self._throttle.allow(kind)
-        if allowed:
-            more = f" ({suppressed} more like this since the last report)" if suppressed else ""
-            self.node.get_logger().error(message + more)
 
     # ------------------------------------------------------------------ diagnostics
 
@@ -460,7 +348,7 @@ class SegmentationPipeline:
             status.hardware_id = "unconfigured"
         else:
             status.hardware_id = f"{backend or s.backend}:{s.device}"
-        snap = self.stats.snapshot() if self.stats is not None else {}
+        snap = self.stream.stats.snapshot() if self.stream is not None else {}
         errors = int(snap.get("frames_bad", 0)) + int(snap.get("inference_errors", 0))
         new_errors = errors - self._last_reported_errors
         self._last_reported_errors = errors

@@ -1,4 +1,5 @@
-"""Declares the parameters of `params.PARAMS` on a node and validates every change in one place.
+"""Declares the parameters of `bevanet_core.serving.params.PARAMS` on a node and validates every
+change in one place.
 
 Read-only parameters (the ones that need a model reload) are truly read-only on the plain node.
 On the lifecycle node they may change only while it is unconfigured, and take effect at the next
@@ -22,7 +23,14 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from .params import PARAMS, SPECS, NodeSettings, ParameterError, ParamSpec, validate_value
+from bevanet_core.serving.params import (
+    PARAMS,
+    SPECS,
+    NodeSettings,
+    ParameterError,
+    ParamSpec,
+    validate_value,
+)
 
 _ROS_TYPES = {
     "str": ParameterType.PARAMETER_STRING,

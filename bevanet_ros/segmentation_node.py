@@ -18,7 +18,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from .params import NodeSettings, ParameterError
+from bevanet_core.serving.params import NodeSettings, ParameterError
+
 from .pipeline import ModelLoadError, SegmentationPipeline
 from .ros_params import ParameterBinder
 

@@ -18,12 +18,12 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
-from bevanet_ros.launch_config import PACKAGE, bag_play_command
+from bevanet_core.serving.launch_plan import PACKAGE, bag_play_command
 from launch import LaunchDescription
 
 ARGUMENTS = (
     ("bag", "", "Bag to replay (folder or .mcap/.db3 file); required"),
-    ("variant", "bevanet_s", "Network variant (config/<variant>.yaml)"),
+    ("variant", "bevanet_s", "Network variant (see segmentation.launch.py)"),
     (
         "weights",
         "",

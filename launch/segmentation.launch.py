@@ -6,9 +6,9 @@
         weights:=/models/bevanet_city.safetensors backend:=tensorrt device:=cuda \
         camera_topics:=/front/image_raw,/rear/image_raw namespace:=perception
 
-Parameters come from config/<variant>.yaml (found with FindPackageShare); non-empty launch
-arguments override them. The resolution logic lives in bevanet_ros.launch_config (plain Python,
-tested without ROS).
+Parameters come from config/segmentation.yaml (found with FindPackageShare), then what differs
+per variant, then the non-empty launch arguments. The resolution logic lives in
+bevanet_core.serving.launch_plan (plain Python, tested without ROS).
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -16,7 +16,12 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from bevanet_ros.launch_config import LAUNCH_ARGUMENTS, NODE_EXECUTABLE, PACKAGE, plan_launch
+from bevanet_core.serving.launch_plan import (
+    LAUNCH_ARGUMENTS,
+    NODE_EXECUTABLE,
+    PACKAGE,
+    plan_launch,
+)
 from launch import LaunchDescription
 
 
@@ -30,7 +35,7 @@ def _launch_setup(context, *args, **kwargs):
             executable=NODE_EXECUTABLE,
             name=plan.node_name,
             namespace=plan.namespace,
-            parameters=[plan.params_file, plan.overrides],
+            parameters=[plan.params_file, plan.variant_parameters, plan.overrides],
             ros_arguments=["--log-level", plan.log_level],
             output="screen",
             emulate_tty=True,

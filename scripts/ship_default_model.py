@@ -1,41 +1,75 @@
-"""Turns a training run into the shipped default model.
+"""Turns a training run into the shipped default model, when it is better than the one shipped.
 
-    python scripts/ship_default_model.py RUN_DIR [--out bevanet_core/weights/bevanet_s_camvid.safetensors]
+    python scripts/ship_default_model.py RUN_DIR [--recipe training/NAME.yaml] [--force]
+                                         [--out bevanet_core/weights/bevanet_s_camvid.safetensors]
 
-Takes RUN_DIR/best.safetensors (best validation mIoU), drops the training-only heads, stores
-fp16 tensors with the class names, palette, normalisation and input size in the metadata, and
-copies the run's resolved config and training log to training/logs/<run name>/.
+Takes RUN_DIR/best.safetensors (best validation mIoU), drops the training-only heads, stores fp16
+tensors with the class names, palette, normalisation, input size, recipe, iteration and val mIoU
+in the metadata. Both the candidate and the model now at --out are evaluated on CamVid val as
+shipped (fp16 weights, fp32 inference, all images, 480x360), and the candidate replaces the file
+only when it scores higher (--force ships it anyway). The run's resolved config, training log and
+console log are copied to training/logs/<run name>/.
 """
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
+from bevanet_core.data.datasets import build_dataset
+from bevanet_core.data.transforms import EvalTransform
+from bevanet_core.training.engine import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def val_miou(weights: Path, data: Path) -> float:
+    model, info = load_model(weights)
+    val = build_dataset("camvid", data, data / "val.lst", "val", EvalTransform(), "index", 0)
+    return evaluate(model, val, torch.device("cpu"), info.num_classes).miou()
+
+
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
+    p.add_argument("--recipe", help="the recipe the run followed (default: training/<run name>.yaml)")
     p.add_argument("--input-size", default="480x360", help="network input WxH the model was trained at")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
+    p.add_argument("--force", action="store_true", help="ship even if it does not score higher")
+    p.add_argument("--logs", type=Path, default=REPO / "training" / "logs", help="where the run's logs are copied")
     args = p.parse_args()
+    torch.set_num_threads(1)
     model, info = load_model(args.run_dir / "best.safetensors")  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
     info.extra = {"trained_by": "bevanet-train", "run": args.run_dir.name,
-                  "recipe": f"training/{args.run_dir.name}.yaml"}
-    save_weights(model, args.out, info, dtype=torch.float16)
-    logs = REPO / "training" / "logs" / args.run_dir.name
+                  "recipe": args.recipe or f"training/{args.run_dir.name}.yaml",
+                  **{k: info.extra[k] for k in ("iteration",) if k in info.extra}}
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / args.out.name
+        save_weights(model, candidate, info, dtype=torch.float16)
+        new = val_miou(candidate, args.data)
+        old = val_miou(args.out, args.data) if args.out.is_file() else float("-inf")
+        print(f"candidate {args.run_dir.name} (iteration {info.extra.get('iteration', '?')}): val mIoU {new:.2f}; "
+              f"shipped {args.out.name}: {old:.2f}")
+        if new <= old and not args.force:
+            print("not shipped: the shipped model scores as high or higher")
+            return 1
+        info.extra["val_miou"] = round(new, 2)
+        save_weights(model, args.out, info, dtype=torch.float16)
+    logs = args.logs / args.run_dir.name
     logs.mkdir(parents=True, exist_ok=True)
-    for name in ("config.yaml", "train.log.jsonl"):
-        shutil.copy(args.run_dir / name, logs / name)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, fp16) and {logs}")
+    for name in ("config.yaml", "train.log.jsonl", "console.log"):
+        if (args.run_dir / name).is_file():
+            shutil.copy(args.run_dir / name, logs / name)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, fp16, val mIoU {new:.2f}) and {logs}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

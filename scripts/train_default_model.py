@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,11 @@ def main() -> int:
     if (run_dir / "last.pt").is_file():
         print(f"resuming {run_dir}", flush=True)
     else:
+        committed_logs = REPO / "training" / "logs" / args.recipe.stem
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("train.log.jsonl", "console.log"):
+            if (committed_logs / name).is_file() and not (run_dir / name).exists():
+                shutil.copy(committed_logs / name, run_dir / name)
         overrides += warm_start_overrides(args.recipe, DEFAULT_WEIGHTS)
         print(f"no run at {run_dir}: starting from {DEFAULT_WEIGHTS} ({overrides[-1]})", flush=True)
     cfg = load_config(str(args.recipe), overrides)

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 
-from bevanet_core.bags import messages as M  # noqa: E402
+from bevanet_core.bags import messages  # noqa: E402
 from bevanet_core.bags.reader import BagReader, BagReadError  # noqa: E402
 from bevanet_core.bags.writer import (  # noqa: E402
     BagWriteError,
@@ -23,6 +23,7 @@ from bevanet_core.bags.writer import (  # noqa: E402
     write_camera_bag,
 )
 from bevanet_core.cli import make_bag  # noqa: E402
+from bevanet_core.serving import decode  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -45,7 +46,7 @@ def read_all(path, topics=None):
     with BagReader(path) as bag:
         for raw in bag.messages(topics):
             msg = bag.deserialize(raw)
-            out.setdefault(raw.topic, []).append((M.stamp_ns(msg), msg, raw.log_time))
+            out.setdefault(raw.topic, []).append((messages.stamp_ns(msg), msg, raw.log_time))
     return out
 
 
@@ -59,59 +60,58 @@ def test_image_encodings_decode_to_rgb():
         "bgra8": np.dstack([rgb[..., ::-1], np.zeros((5, 7), np.uint8)]),
     }
     for enc, arr in cases.items():
-        assert np.array_equal(M.image_to_rgb(M.image_msg(arr, enc, 1, "cam")), rgb), enc
+        out = decode.image_to_rgb(messages.image_msg(arr, enc, 1, "cam"))
+        assert np.array_equal(out, rgb), enc
     grey = RNG.integers(0, 256, (5, 7), dtype=np.uint8)
-    out = M.image_to_rgb(M.image_msg(grey, "mono8", 1, "cam"))
+    out = decode.image_to_rgb(messages.image_msg(grey, "mono8", 1, "cam"))
     assert out.shape == (5, 7, 3) and np.array_equal(out[..., 1], grey)
     # 16-bit, little and big endian, keep the high byte
     deep = RNG.integers(0, 65536, (5, 7), dtype=np.uint16)
     assert np.array_equal(
-        M.image_to_rgb(M.image_msg(deep, "mono16", 1, "cam"))[..., 0], (deep >> 8).astype(np.uint8)
+        decode.image_to_rgb(messages.image_msg(deep, "mono16", 1, "cam"))[..., 0],
+        (deep >> 8).astype(np.uint8),
     )
-    big = M.image_msg(deep.astype(">u2"), "mono16", 1, "cam")
+    big = messages.image_msg(deep.astype(">u2"), "mono16", 1, "cam")
     big.is_bigendian = 1
-    assert np.array_equal(M.image_to_array(big)[0], deep)
-    # bayer and yuv422 go through OpenCV: shape and dtype
-    assert M.image_to_rgb(M.image_msg(grey[:4, :6], "bayer_rggb8", 1, "c")).shape == (4, 6, 3)
-    assert M.image_to_rgb(
-        M.image_msg(RNG.integers(0, 256, (4, 6, 2), dtype=np.uint8), "yuv422", 1, "c")
-    ).shape == (4, 6, 3)
+    assert np.array_equal(decode.image_to_array(big), deep)
+    # Bayer and 4:2:2 values are checked against hand-written pixels in test_decode.py
 
 
 def test_row_padding_and_bad_images():
     rgb = RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8)
     padded = np.zeros((4, 20), np.uint8)  # step 20 > 15 bytes of pixels
     padded[:, :15] = rgb.reshape(4, 15)
-    msg = M.image_msg(padded, "rgb8", 1, "c")
+    msg = messages.image_msg(padded, "rgb8", 1, "c")
     msg.width, msg.step = 5, 20
-    assert np.array_equal(M.image_to_rgb(msg), rgb)
+    assert np.array_equal(decode.image_to_rgb(msg), rgb)
     msg.data = msg.data[:30]
-    with pytest.raises(M.ImageDecodeError, match="needs .* bytes"):
-        M.image_to_rgb(msg)
-    with pytest.raises(M.ImageDecodeError, match="unsupported image encoding 'weird'"):
-        M.image_to_rgb(M.image_msg(rgb, "weird", 1, "c"))
-    bad = M.compressed_msg(rgb, 1, "c")
+    with pytest.raises(decode.ImageDecodeError, match="data has 30 bytes but step"):
+        decode.image_to_rgb(msg)
+    with pytest.raises(decode.ImageDecodeError, match="unsupported image encoding 'weird'"):
+        decode.image_to_rgb(messages.image_msg(rgb, "weird", 1, "c"))
+    bad = messages.compressed_msg(rgb, 1, "c")
     bad.data = np.frombuffer(b"not a jpeg", np.uint8)
-    with pytest.raises(M.ImageDecodeError, match="could not decode"):
-        M.compressed_to_rgb(bad)
+    with pytest.raises(decode.ImageDecodeError, match="could not decode"):
+        decode.compressed_to_rgb(bad)
 
 
 def test_compressed_and_label_codecs():
     rgb = np.zeros((16, 16, 3), np.uint8)
     rgb[:, 8:] = (200, 30, 60)
-    jpeg = M.compressed_msg(rgb, 5, "c")
+    jpeg = messages.compressed_msg(rgb, 5, "c")
     assert jpeg.format.endswith("jpeg compressed bgr8")
-    back = M.compressed_to_rgb(jpeg).astype(int)
+    back = decode.compressed_to_rgb(jpeg).astype(int)
     assert np.abs(back - rgb).mean() < 4  # JPEG is lossy; the channel order must be right
     assert np.abs(back[:, 12:].mean(axis=(0, 1)) - (200, 30, 60)).max() < 5
     label = RNG.integers(0, 11, (6, 9), dtype=np.uint8)
-    assert np.array_equal(M.message_to_label(M.image_msg(label, "mono8", 1, "c"), M.IMAGE), label)
-    png = M.compressed_msg(label, 1, "c", fmt="png")
-    assert np.array_equal(M.message_to_label(png, M.COMPRESSED_IMAGE), label)
-    with pytest.raises(M.ImageDecodeError, match="lossless"):
-        M.message_to_label(M.compressed_msg(label, 1, "c"), M.COMPRESSED_IMAGE)
-    with pytest.raises(M.ImageDecodeError, match="mono8"):
-        M.message_to_label(M.image_msg(rgb, "rgb8", 1, "c"), M.IMAGE)
+    label_msg = messages.image_msg(label, "mono8", 1, "c")
+    assert np.array_equal(decode.message_to_label(label_msg), label)
+    png = messages.compressed_msg(label, 1, "c", fmt="png")
+    assert np.array_equal(decode.message_to_label(png), label)
+    with pytest.raises(decode.ImageDecodeError, match="lossless"):
+        decode.message_to_label(messages.compressed_msg(label, 1, "c"))
+    with pytest.raises(decode.ImageDecodeError, match="mono8"):
+        decode.message_to_label(messages.image_msg(rgb, "rgb8", 1, "c"))
 
 
 # ------------------------------------------------------------------------------- writing
@@ -130,13 +130,13 @@ def test_camera_bag_round_trip(tmp_path, storage, compressed):
         assert [s for s, _, _ in got[t]] == stamps, t
         assert [lt for _, _, lt in got[t]] == stamps, t  # bag time = header stamp
     for (_, img, _), (_, lab, _), f in zip(got[topic], got["/camera/labels"], src, strict=True):
-        decoded = M.message_to_rgb(img, M.COMPRESSED_IMAGE if compressed else M.IMAGE)
+        decoded = decode.message_to_rgb(img)
         if compressed:
             assert decoded.shape == f.rgb.shape
         else:
             assert np.array_equal(decoded, f.rgb)
         assert lab.encoding == "mono8" and np.array_equal(
-            M.message_to_label(lab, M.IMAGE), f.label
+            decode.message_to_label(lab), f.label
         )
     info = got["/camera/camera_info"][0][1]
     assert (info.width, info.height, info.header.frame_id) == (64, 48, "camera")
@@ -178,8 +178,8 @@ def test_make_bag_cli_images_and_labels(tmp_path, capsys):
     for (_, img, _), (_, lab, _), f in zip(
         got["/camera/image_raw"], got["/camera/labels"], order, strict=True
     ):
-        assert np.array_equal(M.image_to_rgb(img), f.rgb)
-        lab = M.message_to_label(lab, M.IMAGE)
+        assert np.array_equal(decode.image_to_rgb(img), f.rgb)
+        lab = decode.message_to_label(lab)
         assert lab[0, 0] == 255 and np.array_equal(lab.reshape(-1)[1:], f.label.reshape(-1)[1:])
     assert np.diff([s for s, _, _ in got["/camera/image_raw"]]).tolist() == [200_000_000] * 2
 
@@ -262,7 +262,7 @@ def test_make_bag_from_video(tmp_path, shared_data):
     )
     got = read_all(out)["/camera/image_raw/compressed"]
     assert len(got) == 3
-    assert M.compressed_to_rgb(got[0][1]).shape == (54, 96, 3)
+    assert decode.compressed_to_rgb(got[0][1]).shape == (54, 96, 3)
     assert np.diff([s for s, _, _ in got]).tolist() == [200_000_000] * 2  # 25 fps / 5
 
 
@@ -287,7 +287,7 @@ def test_truncated_bag_yields_prefix_then_clear_error(tmp_path, storage):
     with BagReader(bag) as reader:
         with pytest.raises(BagReadError, match="truncated or corrupt") as info:
             for raw in reader.messages(["/camera/image_raw"]):
-                stamps.append(M.stamp_ns(reader.deserialize(raw)))
+                stamps.append(messages.stamp_ns(reader.deserialize(raw)))
                 got += 1
     assert 0 < got < n
     assert info.value.messages_read == got
@@ -343,12 +343,12 @@ def test_ros1_bag_reads_and_converts(tmp_path):
             )
             w.write(conn, (10 + i) * 10**9, ts.serialize_ros1(msg, Image.__msgtype__))
     with BagReader(path) as reader:
-        assert reader.ros1 and reader.topics["/cam/image"].msgtype == M.IMAGE
+        assert reader.ros1 and reader.topics["/cam/image"].msgtype == messages.IMAGE
         raws = list(reader.messages())
         msg = reader.deserialize(raws[1])
-        assert M.stamp_ns(msg) == 11 * 10**9 and np.array_equal(M.image_to_rgb(msg), rgb)
-        ros2 = M.typestore().deserialize_cdr(reader.to_cdr(raws[1]), M.IMAGE)
-        assert ros2.header.frame_id == "cam" and np.array_equal(M.image_to_rgb(ros2), rgb)
+        assert messages.stamp_ns(msg) == 11 * 10**9 and np.array_equal(decode.image_to_rgb(msg), rgb)
+        ros2 = messages.typestore().deserialize_cdr(reader.to_cdr(raws[1]), messages.IMAGE)
+        assert ros2.header.frame_id == "cam" and np.array_equal(decode.image_to_rgb(ros2), rgb)
     # a ROS 1 bag cut short (no index, half a chunk) still gives its first complete messages
     data = path.read_bytes()
     cut = tmp_path / "cut.bag"
@@ -357,7 +357,7 @@ def test_ros1_bag_reads_and_converts(tmp_path):
     with BagReader(cut) as reader:
         with pytest.raises(BagReadError, match="truncated or corrupt") as info:
             for raw in reader.messages():
-                got.append(M.stamp_ns(reader.deserialize(raw)))
+                got.append(messages.stamp_ns(reader.deserialize(raw)))
     assert 0 < len(got) < 10 and info.value.messages_read == len(got)
     assert got == [(10 + i) * 10**9 for i in range(len(got))]
 

@@ -14,16 +14,18 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import evaluate as E  # noqa: E402
-from bevanet_core.bags import messages as M  # noqa: E402
+from bevanet_core.bags import evaluate  # noqa: E402
+from bevanet_core.bags import messages  # noqa: E402
 from bevanet_core.bags.distributed import shard, unshard  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.bags.writer import CameraBagOptions, Frame, write_camera_bag  # noqa: E402
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli import bag_eval, make_bag  # noqa: E402
+from bevanet_core.cli import evaluate as evaluate_cli  # noqa: E402
 from bevanet_core.evaluation.metrics import ConfusionMatrix  # noqa: E402
 from bevanet_core.models import build_model  # noqa: E402
 from bevanet_core.runtime import Segmenter  # noqa: E402
+from bevanet_core.serving import decode  # noqa: E402
 
 SIZE = "64x64"  # network input: small keeps every test fast on two CPU cores
 N_CAMVID = 10
@@ -169,7 +171,7 @@ def offline_confusion(seg_, root, lst, decode=None) -> ConfusionMatrix:
 
 # ------------------------------------------------------------------------------- accuracy
 def test_camvid_bag_miou_equals_offline_evaluation(seg, camvid_bag, camvid_list):
-    res = E.evaluate_bag(camvid_bag, E.RuntimeProcessor(seg), E.EvalOptions(require_labels=True))
+    res = evaluate.evaluate_bag(camvid_bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(require_labels=True))
     assert res.errors == [] and (res.frames, res.labelled, res.unpaired_images) == (
         N_CAMVID,
         N_CAMVID,
@@ -182,7 +184,7 @@ def test_camvid_bag_miou_equals_offline_evaluation(seg, camvid_bag, camvid_list)
     # void (11 in the PNGs) is 255 on the label topic, as in the dataset loader
     with BagReader(camvid_bag) as bag:
         raw = next(bag.messages(["/camera/labels"]))
-        label = M.message_to_label(bag.deserialize(raw), raw.msgtype)
+        label = decode.message_to_label(bag.deserialize(raw))
     assert 11 not in np.unique(label) and 255 in np.unique(label)
 
 
@@ -226,14 +228,11 @@ def test_bag_eval_cli_matches_offline_tool(camvid_bag, camvid_list, weights, tmp
     offline = offline_confusion(Segmenter(weights=str(weights)), *camvid_list)
     assert abs(report["miou"] - offline.miou()) < 0.01
     assert "| mIoU |" in (tmp_path / "r.md").read_text()
-    try:  # the lead's offline tool, once it exists, on the same list
-        from bevanet_core.cli import evaluate as offline_tool
-    except ImportError:
-        return
+    # bevanet-eval, the offline tool, on the same list
     tool_json = tmp_path / "eval.json"
     root, lst = camvid_list
     assert (
-        offline_tool.main(
+        evaluate_cli.main(
             [
                 "--dataset",
                 "camvid",
@@ -265,10 +264,10 @@ def test_dataset_folder_labels_match_label_topic(seg, camvid_list, tmp_path):
     from bevanet_core.data.datasets import build_dataset
 
     data = build_dataset("camvid", root, lst)
-    res = E.evaluate_bag(
+    res = evaluate.evaluate_bag(
         bag,
-        E.RuntimeProcessor(seg),
-        E.EvalOptions(),
+        evaluate.RuntimeProcessor(seg),
+        evaluate.EvalOptions(),
         label_source=lambda k: data.load(k)[1] if k < len(data) else None,
     )
     assert res.labelled == N_CAMVID
@@ -277,8 +276,12 @@ def test_dataset_folder_labels_match_label_topic(seg, camvid_list, tmp_path):
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_compressed_bag_scores_the_jpeg_frames(seg, camvid_list, tmp_path, storage):
-    """CompressedImage: the evaluator sees exactly the decoded JPEG, as the node would."""
+    """CompressedImage: the evaluator scores the frames as make-bag's JPEG encoder wrote them
+    and Pillow decodes them (the decoder the node uses too)."""
+    import io
+
     import cv2
+    from PIL import Image
 
     root, lst = camvid_list
     bag = tmp_path / "jpeg"
@@ -302,14 +305,14 @@ def test_compressed_bag_scores_the_jpeg_frames(seg, camvid_list, tmp_path, stora
         )
         == 0
     )
-    res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions())
+    res = evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions())
     assert res.image_topic == "/camera/image_raw/compressed" and res.labelled == 4
 
     def jpeg(image):
         ok, buf = cv2.imencode(
             ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
         )
-        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return np.asarray(Image.open(io.BytesIO(buf.tobytes())).convert("RGB"))
 
     four = tmp_path / "four.lst"
     four.write_text("\n".join(lst.read_text().splitlines()[:4]) + "\n")
@@ -333,10 +336,10 @@ def _frames(n, missing=(), h=32, w=48, seed=1):
 def test_missing_label_stamps_are_reported_unpaired(seg, tmp_path):
     bag = tmp_path / "holes"
     write_camera_bag(_frames(6, missing=(1, 4)), bag, CameraBagOptions(rate=10.0, start_time=50.0))
-    res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions())
+    res = evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions())
     assert (res.frames, res.labelled, res.unpaired_images, res.unpaired_labels) == (6, 4, 2, 0)
     assert res.unpaired_stamps == [50_100_000_000, 50_400_000_000]
-    report = E.build_report([res], seg.class_names)
+    report = evaluate.build_report([res], seg.class_names)
     assert (
         report["unpaired"] == 2 and report["labelled_frames"] == 4 and report["miou"] is not None
     )
@@ -344,7 +347,7 @@ def test_missing_label_stamps_are_reported_unpaired(seg, tmp_path):
 
 def test_stamper_pairs_out_of_order_and_expires():
     pairs = []
-    p = E.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=0, window_ns=1000)
+    p = evaluate.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=0, window_ns=1000)
     one = np.zeros((2, 2), np.uint8)
     p.add_label(10, one)  # label before its frame
     p.add_pred(10, one)
@@ -354,7 +357,7 @@ def test_stamper_pairs_out_of_order_and_expires():
     assert pairs == [10] and p.unpaired_preds == [20] and p.unpaired_labels == [25]
     p.finish()
     assert p.unpaired_preds == [20, 5000]
-    q = E.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=5)
+    q = evaluate.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=5)
     q.add_pred(100, one)
     q.add_label(104, one)
     assert pairs[-1] == 104 and not q.preds
@@ -368,7 +371,7 @@ def test_truncated_bag_keeps_frames_before_the_fault(seg, tmp_path, weights):
     f = next(bag.glob("*.mcap"))
     os.truncate(f, int(f.stat().st_size * 0.6))
     out_bag = tmp_path / "cut_out"
-    res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions(out_bag=out_bag))
+    res = evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(out_bag=out_bag))
     assert 0 < res.frames < 24 and len(res.errors) == 1
     err = res.errors[0]
     assert "truncated or corrupt" in err["error"] and err["frames_before"] == res.frames
@@ -400,17 +403,17 @@ def test_undecodable_frames_are_counted_not_fatal(seg, tmp_path):
     bag = tmp_path / "odd"
     rgb = np.zeros((16, 16, 3), np.uint8)
     with BagWriter(bag) as w:
-        w.add_topic("/cam", M.IMAGE)
-        w.write("/cam", 1, M.image_msg(rgb, "rgb8", 1, "c"))
-        w.write("/cam", 2, M.image_msg(rgb, "mystery32", 2, "c"))
-        w.write("/cam", 3, M.image_msg(rgb, "rgb8", 3, "c"))
-    res = E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions())
+        w.add_topic("/cam", messages.IMAGE)
+        w.write("/cam", 1, messages.image_msg(rgb, "rgb8", 1, "c"))
+        w.write("/cam", 2, messages.image_msg(rgb, "mystery32", 2, "c"))
+        w.write("/cam", 3, messages.image_msg(rgb, "rgb8", 3, "c"))
+    res = evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions())
     assert res.frames == 2 and res.skipped == 1 and "mystery32" in res.errors[0]["error"]
     assert res.confusion is None  # no label topic: no accuracy, not an error
-    with pytest.raises(E.BagEvalError, match="no topic /nope"):
-        E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions(image_topic="/nope"))
-    with pytest.raises(E.BagEvalError, match="no label topic"):
-        E.evaluate_bag(bag, E.RuntimeProcessor(seg), E.EvalOptions(require_labels=True))
+    with pytest.raises(evaluate.BagEvalError, match="no topic /nope"):
+        evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(image_topic="/nope"))
+    with pytest.raises(evaluate.BagEvalError, match="no label topic"):
+        evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(require_labels=True))
 
 
 # ------------------------------------------------------------------------------- output bag
@@ -420,41 +423,41 @@ def test_output_bag_reads_back_with_matching_stamps(seg, tmp_path):
     write_camera_bag(
         frames, bag, CameraBagOptions(rate=5.0, frame_id="front_cam", compressed=True)
     )
-    res = E.evaluate_bag(
-        bag, E.RuntimeProcessor(seg), E.EvalOptions(out_bag=out, out_storage="sqlite3")
+    res = evaluate.evaluate_bag(
+        bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(out_bag=out, out_storage="sqlite3")
     )
     assert res.out_bag == str(out) and res.frames == 4
     topics = {}
     with BagReader(out) as ob:
         for raw in ob.messages():
             msg = ob.deserialize(raw)
-            topics.setdefault(raw.topic, []).append((M.stamp_ns(msg), raw.log_time, msg))
+            topics.setdefault(raw.topic, []).append((messages.stamp_ns(msg), raw.log_time, msg))
     assert set(topics) == {
         "/camera/image_raw/compressed",
         "/camera/camera_info",
         "/camera/labels",
-        *E.OUTPUT_TOPICS,
+        *evaluate.OUTPUT_TOPICS,
     }
     in_stamps = [s for s, _, _ in topics["/camera/image_raw/compressed"]]
     assert len(in_stamps) == 4
-    for topic in E.OUTPUT_TOPICS:
+    for topic in evaluate.OUTPUT_TOPICS:
         assert [s for s, _, _ in topics[topic]] == in_stamps, topic
         assert [lt for _, lt, _ in topics[topic]] == in_stamps, topic
         assert all(m.header.frame_id == "front_cam" for _, _, m in topics[topic])
     for (_, _, img), (_, _, mask), (_, _, colour), (_, _, over) in zip(
         topics["/camera/image_raw/compressed"],
-        topics[E.MASK_TOPIC],
-        topics[E.COLOR_TOPIC],
-        topics[E.OVERLAY_TOPIC],
+        topics[evaluate.MASK_TOPIC],
+        topics[evaluate.COLOR_TOPIC],
+        topics[evaluate.OVERLAY_TOPIC],
         strict=True,
     ):
-        rgb = M.compressed_to_rgb(img)
+        rgb = decode.compressed_to_rgb(img)
         expect = seg.segment(rgb).mask
-        assert mask.encoding == "mono8" and np.array_equal(M.image_to_array(mask)[0], expect)
+        assert mask.encoding == "mono8" and np.array_equal(decode.image_to_array(mask), expect)
         assert colour.encoding == "rgb8" and np.array_equal(
-            M.image_to_rgb(colour), seg.colorize(expect)
+            decode.image_to_rgb(colour), seg.colorize(expect)
         )
-        assert np.array_equal(M.image_to_rgb(over), seg.overlay(rgb, expect, 0.5))
+        assert np.array_equal(decode.image_to_rgb(over), seg.overlay(rgb, expect, 0.5))
 
 
 # ------------------------------------------------------------------------------- many bags
@@ -575,8 +578,8 @@ def test_ros1_bag_evaluates_and_converts_to_a_ros2_output_bag(seg, tmp_path):
                 ),
             )
     out = tmp_path / "drive_out"
-    res = E.evaluate_bag(
-        path, E.RuntimeProcessor(seg), E.EvalOptions(label_topic="/cam/labels", out_bag=out)
+    res = evaluate.evaluate_bag(
+        path, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(label_topic="/cam/labels", out_bag=out)
     )
     assert (res.frames, res.labelled, res.errors) == (3, 3, [])
     cm = ConfusionMatrix(11)
@@ -585,12 +588,12 @@ def test_ros1_bag_evaluates_and_converts_to_a_ros2_output_bag(seg, tmp_path):
     assert np.array_equal(res.confusion.matrix, cm.matrix)
     with BagReader(out) as ob:
         assert not ob.ros1 and ob.topics["/cam/image_raw"].count == 3
-        raws = list(ob.messages(["/cam/image_raw", E.MASK_TOPIC]))
+        raws = list(ob.messages(["/cam/image_raw", evaluate.MASK_TOPIC]))
         imgs = [ob.deserialize(r) for r in raws if r.topic == "/cam/image_raw"]
-        masks = [ob.deserialize(r) for r in raws if r.topic == E.MASK_TOPIC]
-    assert np.array_equal(M.image_to_rgb(imgs[2]), frames[2].rgb)
+        masks = [ob.deserialize(r) for r in raws if r.topic == evaluate.MASK_TOPIC]
+    assert np.array_equal(decode.image_to_rgb(imgs[2]), frames[2].rgb)
     assert (
-        [M.stamp_ns(m) for m in masks]
-        == [M.stamp_ns(m) for m in imgs]
+        [messages.stamp_ns(m) for m in masks]
+        == [messages.stamp_ns(m) for m in imgs]
         == [5 * 10**9 + i * 1000 for i in range(3)]
     )

@@ -1,4 +1,4 @@
-"""The other seed networks (issue 7), driven by the model registry.
+"""The comparison networks, driven by the model registry.
 
 For every registered non-BEVANet segmentation network: inference parameters and MACs match
 the table of `../shared/specs/baselines.md` within 1%, the training heads back-propagate through

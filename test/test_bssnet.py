@@ -8,7 +8,6 @@ ONNX Runtime, and the criterion's terms on hand-made outputs.
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pytest
@@ -16,13 +15,13 @@ import torch
 
 from bevanet_core.deploy import condition_for_parity
 from bevanet_core.models.bssnet import BSSNet, BSSNetOutputs, bssnet_b, bssnet_t
-from bevanet_core.models.complexity import count_macs, count_parameters
+from bevanet_core.models.complexity import count_parameters
 from bevanet_core.training.bssnet_loss import BSSNetCriterion, ohem_sampled_cross_entropy
 
-# factory, inference params (M), GMACs at 1024x2048, output stride
+# factory, output stride (parameter and MAC counts: test_baselines.py, from models/published.py)
 VARIANTS = {
-    "bssnet_t": (bssnet_t, 8.39, 48.9, 8),
-    "bssnet_b": (bssnet_b, 32.07, 232.4, 4),
+    "bssnet_t": (bssnet_t, 8),
+    "bssnet_b": (bssnet_b, 4),
 }
 NAMES = sorted(VARIANTS)
 
@@ -37,15 +36,9 @@ def _seeded(name: str, num_classes: int = 11, aux_heads: bool = False) -> BSSNet
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_params_and_macs_match_the_table(name):
-    factory, params_m, gmacs, _ = VARIANTS[name]
+def test_training_heads_add_parameters_and_drop_off(name):
+    factory = VARIANTS[name][0]
     model = factory(num_classes=19).eval()
-    params = count_parameters(model) / 1e6
-    meta = copy.deepcopy(model).to("meta")
-    with torch.device("meta"):
-        macs = count_macs(meta, (1024, 2048)) / 1e9
-    assert abs(params - params_m) <= 0.01 * params_m, f"{name}: {params:.4f}M vs {params_m}M"
-    assert abs(macs - gmacs) <= 0.01 * gmacs, f"{name}: {macs:.2f} GMACs vs {gmacs}"
     # the training heads add parameters; dropping them gives the inference network back
     train_model = factory(num_classes=19, aux_heads=True)
     assert count_parameters(train_model) > count_parameters(model)
@@ -56,7 +49,7 @@ def test_params_and_macs_match_the_table(name):
 @pytest.mark.parametrize("size", [(64, 96), (96, 120), (72, 136)])
 def test_inference_logits_at_the_output_stride(name, size):
     """Any multiple of 8 works, including sizes whose 1/32 and 1/64 maps are odd."""
-    stride = VARIANTS[name][3]
+    stride = VARIANTS[name][1]
     model = _seeded(name, num_classes=5)
     assert model.output_stride == stride
     with torch.no_grad():
@@ -70,7 +63,7 @@ def test_inference_logits_at_the_output_stride(name, size):
 def test_backward_through_every_head_with_the_criterion(name):
     torch.manual_seed(0)
     model = VARIANTS[name][0](num_classes=4, aux_heads=True).train()
-    stride = VARIANTS[name][3]
+    stride = VARIANTS[name][1]
     images = torch.randn(2, 3, 64, 64)
     target = torch.randint(0, 4, (2, 64, 64))
     target[:, :4] = 255
@@ -111,7 +104,7 @@ def test_onnx_parity_on_cpu(name, tmp_path):
     from bevanet_core.checkpoint import ModelInfo
     from bevanet_core.export.onnx import export_onnx, onnx_parity
 
-    stride = VARIANTS[name][3]
+    stride = VARIANTS[name][1]
     model = _seeded(name, aux_heads=True)  # the export drops the training heads itself
     path = tmp_path / f"{name}.onnx"
     export_onnx(model, ModelInfo.default(name, 11, input_size=(96, 64)), path)

@@ -11,12 +11,13 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import evaluate as E  # noqa: E402
-from bevanet_core.bags import messages as M  # noqa: E402
+from bevanet_core.bags import evaluate  # noqa: E402
+from bevanet_core.bags import messages  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli import demo, make_bag  # noqa: E402
 from bevanet_core.models import build_model  # noqa: E402
+from bevanet_core.serving import decode  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "bags" / "solid_white_right"
@@ -50,11 +51,11 @@ def test_shipped_sample_bag():
     with BagReader(SAMPLE) as bag:
         assert bag.recovered is None
         assert {t: (i.msgtype, i.count) for t, i in bag.topics.items()} == {
-            "/camera/image_raw/compressed": (M.COMPRESSED_IMAGE, 111),
-            "/camera/camera_info": (M.CAMERA_INFO, 111),
+            "/camera/image_raw/compressed": (messages.COMPRESSED_IMAGE, 111),
+            "/camera/camera_info": (messages.CAMERA_INFO, 111),
         }
         raw = next(bag.messages(["/camera/image_raw/compressed"]))
-        assert M.compressed_to_rgb(bag.deserialize(raw)).shape == (270, 480, 3)
+        assert decode.compressed_to_rgb(bag.deserialize(raw)).shape == (270, 480, 3)
 
 
 def test_sample_bag_is_what_the_readme_command_makes(shared_data, tmp_path):
@@ -123,9 +124,9 @@ def test_demo_writes_every_output(weights, tmp_path, capsys):
     assert counts == {
         "/camera/image_raw/compressed": 3,
         "/camera/camera_info": 3,
-        E.MASK_TOPIC: 3,
-        E.COLOR_TOPIC: 3,
-        E.OVERLAY_TOPIC: 3,
+        evaluate.MASK_TOPIC: 3,
+        evaluate.COLOR_TOPIC: 3,
+        evaluate.OVERLAY_TOPIC: 3,
     }
     import cv2
 
@@ -145,19 +146,23 @@ def test_demo_writes_every_output(weights, tmp_path, capsys):
     assert json.loads((out / "report.json").read_text())["frames"] == 2
 
 
+def test_core_demo_names_the_console_script_for_the_dds_modes(weights, tmp_path, capsys):
+    """bevanet_core.cli.demo has no ROS: its DDS modes come from bevanet_ros.tools."""
+    out = tmp_path / "core"
+    assert demo.main(["--spawn-node", "--weights", str(weights), "--out", str(out)]) == 1
+    assert "--spawn-node needs the ROS package's node launcher" in capsys.readouterr().err
+    code = demo.main(["--through-node", "--weights", str(weights), "--out", str(out)])
+    assert code == 1 and "run the bevanet-demo console script" in capsys.readouterr().err
+
+
 def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
     """--through-node: the real segmentation node in this process, the demo as a DDS client."""
     rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python) is not installed")
-    node_mod = pytest.importorskip(
-        "bevanet_ros.segmentation_node", reason="bevanet_ros node not importable"
-    )
-    pytest.importorskip(
-        "bevanet_ros.bag_client",
-        reason="bevanet_ros/bag_client.py (the DDS client for "
-        "--through-node) is not in this checkout",
-    )
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
+
+    from bevanet_ros import segmentation_node as node_mod
+    from bevanet_ros.tools import demo_main
 
     monkeypatch.setenv(
         "ROS_DOMAIN_ID", str(40 + (hash(str(tmp_path)) % 50))
@@ -179,7 +184,7 @@ def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
         spin = threading.Thread(target=executor.spin, daemon=True)
         spin.start()
         out = tmp_path / "dds"
-        code = demo.main(
+        code = demo_main(
             [
                 "--weights",
                 str(weights),
@@ -201,7 +206,8 @@ def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
         assert code == 0 and report["mode"] == "dds-node"
         assert report["frames"] == 3 and report["dropped"] == 0
         with BagReader(out / "segmented_bag") as bag:
-            masks = [M.image_to_array(bag.deserialize(r))[0] for r in bag.messages([E.MASK_TOPIC])]
+            topic = [evaluate.MASK_TOPIC]
+            masks = [decode.image_to_array(bag.deserialize(r)) for r in bag.messages(topic)]
         assert len(masks) == 3 and masks[0].shape == (270, 480)
     finally:
         if executor is not None:
@@ -216,13 +222,15 @@ def test_demo_spawns_the_node_and_replays_through_it(weights, tmp_path, monkeypa
     """--spawn-node: the node as deployed (its own process), the bag replayed through it over DDS,
     the node stopped afterwards."""
     pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python) is not installed")
-    pytest.importorskip("bevanet_ros.bag_client", reason="bevanet_ros.bag_client not importable")
+    from bevanet_ros.tools import demo_main
+
     monkeypatch.setenv("ROS_DOMAIN_ID", str(100 + (hash(str(tmp_path)) % 50)))
     out = tmp_path / "spawned"
-    code = demo.main(["--spawn-node", "--weights", str(weights), "--input-size", "64x64", "--threads", "1",
+    code = demo_main(["--spawn-node", "--weights", str(weights), "--input-size", "64x64", "--threads", "1",
                       "--max-frames", "3", "--no-video", "--out", str(out)])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["frames"] == 3 and report["dropped"] == 0
+    log = (out / "node.log").read_text()
+    assert report["frames"] == 3 and report["dropped"] == 0, (report["bags"], log[-3000:])
     assert '"node_started_by_demo": true' in json.dumps(report) and '"mode": "dds-node"' in json.dumps(report)
     assert "loaded bevanet_s" in (out / "node.log").read_text()

@@ -1,6 +1,6 @@
 """Launch files: static checks everywhere; the launch descriptions themselves where `launch` and
 `launch_ros` import (they cannot be installed on the CI box, so those tests skip there). The
-variant -> parameters logic they call is tested in test_ros_logic.py."""
+variant -> parameters logic they call is tested in test_serving_params.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bevanet_ros import launch_config
+from bevanet_core.serving import launch_plan
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ("segmentation.launch.py", "bag_replay.launch.py")
@@ -29,7 +29,7 @@ def test_launch_files_are_plain_declarative_python(name):
     imported |= {
         a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
     }
-    assert imported <= {"launch", "launch_ros", "bevanet_ros"}, imported
+    assert imported <= {"launch", "launch_ros", "bevanet_core"}, imported
     calls = {
         n.func.id
         for n in ast.walk(tree)
@@ -46,7 +46,7 @@ def test_launch_files_are_plain_declarative_python(name):
 def test_segmentation_launch_uses_find_package_share_and_every_argument_has_a_description():
     text = (REPO / "launch" / "segmentation.launch.py").read_text()
     assert "FindPackageShare" in text and "ExecuteProcess" not in text
-    names = [a[0] for a in launch_config.LAUNCH_ARGUMENTS]
+    names = [a[0] for a in launch_plan.LAUNCH_ARGUMENTS]
     for required in (
         "variant",
         "backend",
@@ -58,7 +58,7 @@ def test_segmentation_launch_uses_find_package_share_and_every_argument_has_a_de
         "rviz",
     ):
         assert required in names
-    for name, default, description in launch_config.LAUNCH_ARGUMENTS:
+    for name, default, description in launch_plan.LAUNCH_ARGUMENTS:
         assert isinstance(default, str) and len(description) > 10, name
 
 
@@ -92,7 +92,7 @@ def test_launch_description_builds(name):
     declared = [e for e in description.entities if isinstance(e, DeclareLaunchArgument)]
     assert declared and all(d.description for d in declared)
     if name == "segmentation.launch.py":
-        assert [d.name for d in declared] == [a[0] for a in launch_config.LAUNCH_ARGUMENTS]
+        assert [d.name for d in declared] == [a[0] for a in launch_plan.LAUNCH_ARGUMENTS]
 
 
 @pytest.mark.parametrize(
@@ -111,7 +111,7 @@ def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
     # resolve the package share to the source tree (same config/ layout as the install)
     monkeypatch.setattr(module.FindPackageShare, "perform", lambda self, context: str(REPO))
     context = LaunchContext()
-    args = dict(launch_config.default_arguments(), variant=variant, rviz="true", **extra)
+    args = dict(launch_plan.default_arguments(), variant=variant, rviz="true", **extra)
     for key, value in args.items():
         context.launch_configurations[key] = value
     actions = module._launch_setup(context)

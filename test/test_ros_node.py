@@ -36,8 +36,8 @@ from test_ros_support import (  # noqa: E402
     wait_for_subscribers,
 )
 
-from bevanet_ros.conversions import raw_to_rgb  # noqa: E402
-from bevanet_ros.params import ParameterError  # noqa: E402
+from bevanet_core.serving.decode import image_to_rgb  # noqa: E402
+from bevanet_core.serving.params import PARAMS, ParameterError  # noqa: E402
 from bevanet_ros.pipeline import ModelLoadError  # noqa: E402
 from bevanet_ros.segmentation_node import SegmentationNode  # noqa: E402
 
@@ -134,7 +134,7 @@ def test_camera_encodings(served, reference, encoding):
     assert got, f"no mask for {encoding}"
     assert (got[0].width, got[0].height) == (80, 60)
     sent = image_msg(frame, encoding)
-    decoded = raw_to_rgb(encoding, 60, 80, sent.step, sent.data)
+    decoded = image_to_rgb(sent)
     np.testing.assert_array_equal(mask_of(got[0]), reference.segment(decoded, "rgb8").mask)
     if encoding in ("bgr8", "rgba8", "bgra8"):  # lossless: identical to the rgb8 mask
         np.testing.assert_array_equal(mask_of(got[0]), reference.segment(frame, "rgb8").mask)
@@ -146,16 +146,26 @@ def test_color_overlay_only_while_subscribed_and_confidence(served, reference):
     masks = probe.subscribe("/segmentation/mask")
     wait_for_subscribers(pub)
     frame = camera_frame(80, 60, seed=4)
-    before = dict(node.pipeline.published_counts)
-    publish_until(pub, lambda i: image_msg(frame, "rgb8", 2000 + i, "nocolor"), masks)
-    assert masks.wait(lambda items: any(m.header.frame_id == "nocolor" for m in items))
-    after = dict(node.pipeline.published_counts)
-    assert after.get("color_mask", 0) == before.get("color_mask", 0), (
-        "colour mask computed with no subscriber"
-    )
-    assert after.get("overlay", 0) == before.get("overlay", 0), (
-        "overlay computed with no subscriber"
-    )
+    seg = node.pipeline.segmenter
+    computed = {"colorize": 0, "overlay": 0}
+
+    def counted(name):
+        real = getattr(seg, name)
+
+        def call(*args, **kwargs):
+            computed[name] += 1
+            return real(*args, **kwargs)
+
+        return call
+
+    seg.colorize, seg.overlay = counted("colorize"), counted("overlay")  # instance attributes
+    try:
+        publish_until(pub, lambda i: image_msg(frame, "rgb8", 2000 + i, "nocolor"), masks)
+        assert masks.wait(lambda items: any(m.header.frame_id == "nocolor" for m in items))
+        assert node.pipeline.stream.wait_idle(WAIT_S)
+    finally:
+        del seg.colorize, seg.overlay
+    assert computed == {"colorize": 0, "overlay": 0}, "colour mask or overlay with no subscriber"
 
     colors = probe.subscribe("/segmentation/color_mask")
     overlays = probe.subscribe("/segmentation/overlay")
@@ -322,9 +332,9 @@ def test_compressed_input(ros_context, seeded_weights, reference):
             bad.header.frame_id = "corrupt"
             pub.publish(bad)
             deadline = time.monotonic() + WAIT_S
-            while node.pipeline.stats.snapshot()["frames_bad"] < 1 and time.monotonic() < deadline:
+            while node.pipeline.stream.stats.snapshot()["frames_bad"] < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert node.pipeline.stats.bad_frames["corrupt_compressed"] >= 1
+            assert node.pipeline.stream.stats.bad_frames["corrupt_compressed"] >= 1
             publish_until(pub, lambda i: compressed_msg(frame, "jpeg", 6000 + i, "after"), masks)
             assert any(m.header.frame_id == "after" for m in masks.items)  # still serving
     finally:
@@ -355,13 +365,13 @@ def test_multi_camera_batches_frames_that_arrive_together(ros_context, seeded_we
             f_frame, r_frame = camera_frame(80, 60, seed=6), camera_frame(96, 72, seed=7)
             for k in range(2):
                 n = len(front.items)
-                batches = node.pipeline.stats.batches
+                batches = node.pipeline.stream.stats.batches
                 pf.publish(image_msg(f_frame, "rgb8", 7000 + k, "front"))
                 pr.publish(image_msg(r_frame, "rgb8", 7000 + k, "rear"))
                 assert front.wait_count(n + 1) and rear.wait_count(n + 1)
-                assert node.pipeline.wait_idle(WAIT_S)
+                assert node.pipeline.stream.wait_idle(WAIT_S)
                 if k == 1:  # the first pair may straddle discovery; the second is batched
-                    assert node.pipeline.stats.batches == batches + 1, (
+                    assert node.pipeline.stream.stats.batches == batches + 1, (
                         "two cameras were not batched"
                     )
             f_mask, r_mask = front.items[-1], rear.items[-1]
@@ -470,26 +480,75 @@ def test_python_m_bad_parameter_exits_nonzero_with_message(tmp_path):
     assert "does not exist" in out.stderr + out.stdout
 
 
-@pytest.mark.parametrize("variant", ["bevanet_s", "bevanet"])
-def test_variant_yaml_parses_with_the_ros_parameter_parser(ros_context, variant):
-    """rcl's YAML parser (not PyYAML) reads config/<variant>.yaml into the same values."""
+def test_parameter_file_spec_and_param_describe_agree(ros_context, served):
+    """rcl's YAML parser (not PyYAML) reads config/segmentation.yaml into the spec's defaults,
+    and the node's describe_parameters service (what `ros2 param describe` calls) reports the
+    spec's type, description, constraints, ranges and read-only flag for every parameter."""
+    from rcl_interfaces.srv import DescribeParameters
     from rclpy.node import Node
 
-    from bevanet_ros import launch_config
-
-    path = Path(__file__).resolve().parents[1] / "config" / launch_config.params_file_name(variant)
-    node = Node(
+    path = Path(__file__).resolve().parents[1] / "config" / "segmentation.yaml"
+    parsed = Node(
         "yaml_check",
         context=ros_context,
         cli_args=["--ros-args", "--params-file", str(path)],
         automatically_declare_parameters_from_overrides=True,
     )
     try:
-        expected = launch_config.load_params_file(str(path))
-        got = {name: node.get_parameter(name).value for name in expected}
-        assert got == expected
+        names = [p.name for p in PARAMS if p.name != "camera_names"]
+        got = {name: parsed.get_parameter(name).value for name in names}
+        assert got == {p.name: p.default for p in PARAMS if p.name != "camera_names"}
     finally:
-        node.destroy_node()
+        parsed.destroy_node()
+
+    node, probe = served
+    client = probe.node.create_client(
+        DescribeParameters, f"{node.get_fully_qualified_name()}/describe_parameters"
+    )
+    assert client.wait_for_service(timeout_sec=WAIT_S)
+    future = client.call_async(DescribeParameters.Request(names=[p.name for p in PARAMS]))
+    deadline = time.monotonic() + WAIT_S
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    described = {d.name: d for d in future.result().descriptors}
+    types = {"str": 4, "int": 2, "float": 3, "bool": 1, "str_list": 9}  # ParameterType values
+    for spec in PARAMS:
+        d = described[spec.name]
+        assert (d.type, d.description, d.additional_constraints, d.read_only) == (
+            types[spec.type_name],
+            spec.description,
+            spec.constraints,
+            spec.read_only,
+        ), spec.name
+        if spec.int_range:
+            r = d.integer_range[0]
+            assert (r.from_value, r.to_value, r.step) == spec.int_range, spec.name
+        if spec.float_range:
+            r = d.floating_point_range[0]
+            assert (r.from_value, r.to_value) == spec.float_range, spec.name
+    probe.node.destroy_client(client)
+
+
+def test_array_to_imgmsg_copies_the_header_and_refuses_a_mismatch():
+    from std_msgs.msg import Header
+
+    from bevanet_ros.pipeline import array_to_imgmsg
+
+    header = Header(frame_id="cam")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    mask = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    msg = array_to_imgmsg(mask, "mono8", header)
+    assert isinstance(msg, Image)
+    assert (msg.height, msg.width, msg.step, msg.encoding) == (3, 4, 4, "mono8")
+    assert msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 345
+    assert bytes(msg.data) == mask.tobytes()
+    color = np.arange(36, dtype=np.uint8).reshape(3, 4, 3)
+    rgb = array_to_imgmsg(color, "rgb8")
+    assert rgb.step == 12 and bytes(rgb.data) == color.tobytes()
+    with pytest.raises(ValueError, match="is not mono8"):
+        array_to_imgmsg(color, "mono8")
+    with pytest.raises(ValueError, match="float32"):
+        array_to_imgmsg(mask.astype(np.float32), "mono8")
 
 
 def test_openvino_backend_in_the_node(ros_context, seeded_weights):

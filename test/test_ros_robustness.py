@@ -29,11 +29,7 @@ from test_ros_support import (  # noqa: E402
     wait_for_subscribers,
 )
 
-from bevanet_ros.conversions import (  # noqa: E402
-    ImageDecodeError,
-    compressed_msg_to_rgb,
-    imgmsg_to_rgb,
-)
+from bevanet_core.serving.decode import ImageDecodeError, message_to_rgb  # noqa: E402
 from bevanet_ros.segmentation_node import SegmentationNode  # noqa: E402
 
 __all__ = ["ros_context", "seeded_weights"]
@@ -50,7 +46,7 @@ def malformed_messages(n: int, seed: int = 0):
         msg = image_msg(good, rng.choice(["rgb8", "bgr8", "mono8", "yuv422"]), i, f"fuzz{i}")
         if kind == 0:  # unknown encoding
             msg.encoding = rng.choice(
-                ["", "rgb16", "bayer_rggb8", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300]
+                ["", "rgb32", "bayer_rggb16", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300]
             )
         elif kind == 1:  # step smaller than a row
             msg.step = rng.randint(0, max(msg.step - 1, 0))
@@ -95,9 +91,9 @@ def malformed_messages(n: int, seed: int = 0):
 
 def test_fuzz_messages_are_all_rejected_by_the_decoders():
     """Every generated message really is malformed (else the node test below proves little)."""
-    for compressed, msg in malformed_messages(1000):
+    for _, msg in malformed_messages(1000):
         with pytest.raises(ImageDecodeError):
-            (compressed_msg_to_rgb if compressed else imgmsg_to_rgb)(msg)
+            message_to_rgb(msg)
 
 
 @pytest.fixture(scope="module")
@@ -122,22 +118,22 @@ def test_fuzz_1000_malformed_messages_through_the_callbacks(served, capfd):
     pub = probe.publisher("/robust/image")
     wait_for_subscribers(pub)
     good = camera_frame(80, 60, seed=21)
-    bad0 = node.pipeline.stats.total_bad
+    bad0 = node.pipeline.stream.stats.total_bad
     valid_sent = 0
     pipeline = node.pipeline
-    for i, (compressed, msg) in enumerate(malformed_messages(1200, seed=1)):
-        pipeline.on_frame(0, compressed, msg)  # exactly what the subscription callback calls
-        assert pipeline.wait_idle(WAIT_S)
+    for i, (_, msg) in enumerate(malformed_messages(1200, seed=1)):
+        pipeline.stream.put(0, msg)  # exactly what the subscription callback calls
+        assert pipeline.stream.wait_idle(WAIT_S)
         if i % 200 == 199:  # a good frame now and then: the node must keep serving
-            pipeline.on_frame(0, False, image_msg(good, "rgb8", 50_000 + i, f"good{i}"))
-            assert pipeline.wait_idle(WAIT_S)
+            pipeline.stream.put(0, image_msg(good, "rgb8", 50_000 + i, f"good{i}"))
+            assert pipeline.stream.wait_idle(WAIT_S)
             valid_sent += 1
-    assert node.pipeline.stats.total_bad - bad0 == 1200
+    assert node.pipeline.stream.stats.total_bad - bad0 == 1200
     assert masks.wait_count(valid_sent), f"{len(masks.items)} of {valid_sent} good frames served"
     assert [m.header.frame_id for m in masks.items[-valid_sent:]] == [
         f"good{i}" for i in range(199, 1200, 200)
     ]
-    snap = node.pipeline.stats.snapshot()
+    snap = node.pipeline.stream.stats.snapshot()
     for kind in (
         "unknown_encoding",
         "step_mismatch",
@@ -151,7 +147,7 @@ def test_fuzz_1000_malformed_messages_through_the_callbacks(served, capfd):
     # one error log per problem kind per error_log_period_s (60 s here), each naming the problem
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if "dropped a frame" in line]
-    kinds = {k for k in node.pipeline.stats.bad_frames}
+    kinds = {k for k in node.pipeline.stream.stats.bad_frames}
     assert 0 < len(lines) <= len(kinds), f"{len(lines)} error lines for {len(kinds)} kinds"
     assert any("unsupported image encoding" in line for line in lines)
 
@@ -162,7 +158,7 @@ def test_fuzz_over_dds_then_still_serving(served):
     pub = probe.publisher("/robust/image", depth=50)
     cpub = probe.publisher("/robust/image/compressed", CompressedImage)  # not subscribed: ignored
     wait_for_subscribers(pub)
-    stats = node.pipeline.stats
+    stats = node.pipeline.stream.stats
     before = stats.snapshot()
     msgs = [m for c, m in malformed_messages(300, seed=2) if not c]
     for msg in msgs:
@@ -172,7 +168,7 @@ def test_fuzz_over_dds_then_still_serving(served):
     good = camera_frame(80, 60, seed=22)
     publish_until(pub, lambda i: image_msg(good, "rgb8", 60_000 + i, "after_fuzz"), masks)
     assert any(m.header.frame_id == "after_fuzz" for m in masks.items)
-    assert node.pipeline.wait_idle(WAIT_S)
+    assert node.pipeline.stream.wait_idle(WAIT_S)
     after = stats.snapshot()
     received = after["frames_received"] - before["frames_received"]
     bad = after["frames_bad"] - before["frames_bad"]
@@ -192,7 +188,7 @@ def test_overload_keeps_latency_bounded_and_memory_flat(served):
     wait_for_subscribers(pub)
     frame = camera_frame(320, 240, seed=23)
     payload = image_msg(frame, "rgb8")
-    stats = node.pipeline.stats
+    stats = node.pipeline.stream.stats
 
     def burst(seconds: float, tag: str) -> int:
         sent = 0
@@ -208,12 +204,12 @@ def test_overload_keeps_latency_bounded_and_memory_flat(served):
         return sent
 
     burst(1.5, "warm")  # caches, DDS buffers, allocator pools
-    assert node.pipeline.wait_idle(WAIT_S)
+    assert node.pipeline.stream.wait_idle(WAIT_S)
     rss0 = rss_mb()
     dropped0, published0 = stats.dropped_stale, stats.published
     n0 = len(masks.items)
     sent = burst(4.0, "load")
-    assert node.pipeline.wait_idle(WAIT_S)
+    assert node.pipeline.stream.wait_idle(WAIT_S)
     masks.wait(
         lambda items: (
             sum(m.header.frame_id == "load" for m in items) >= stats.published - published0

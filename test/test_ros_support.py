@@ -26,9 +26,8 @@ from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from frames import rgb_to_raw  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-from bevanet_ros.conversions import rgb_to_raw  # noqa: E402
 
 # one domain per test process; SystemRandom because the conftest reseeds `random` per test
 DOMAIN_ID = int(os.environ.get("BEVANET_TEST_DOMAIN_ID", random.SystemRandom().randint(1, 200)))
@@ -54,14 +53,19 @@ def ros_context() -> Iterator[Any]:
 
 
 def save_seeded_weights(path: Path, seed: int = 0, num_classes: int = 11) -> Path:
-    """A seeded random BEVANet-S (CamVid classes) saved with its ModelInfo at a tiny input size."""
+    """A seeded random BEVANet-S (CamVid classes) saved with its ModelInfo at a tiny input size.
+
+    Conditioned (variance-preserving weights, non-trivial norm statistics) so that its masks
+    vary over a frame: an untrained init paints every pixel one class, and a test comparing
+    masks would then pass whatever the node did to the frame."""
     import torch
 
     from bevanet_core.checkpoint import ModelInfo, save_weights
+    from bevanet_core.deploy import condition_for_parity
     from bevanet_core.models import build_model
 
     torch.manual_seed(seed)
-    model = build_model("bevanet_s", num_classes=num_classes).eval()
+    model = condition_for_parity(build_model("bevanet_s", num_classes=num_classes).eval())
     info = ModelInfo.default("bevanet_s", num_classes, input_size=NET_SIZE)
     save_weights(model, path, info)
     return path

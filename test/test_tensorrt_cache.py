@@ -17,11 +17,10 @@ from bevanet_core.export.metadata import (
     sidecar_path,
     write_sidecar,
 )
+from bevanet_core.export.precision import calibration_files, calibration_hash
 from bevanet_core.export.tensorrt import (
     EngineKey,
     TargetEnvironment,
-    calibration_files,
-    calibration_hash,
     check_engine,
     engine_key,
     engine_metadata,
@@ -158,3 +157,19 @@ def test_engine_key_is_json_stable():
     assert (
         key.digest() == EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc").digest()
     )
+
+
+def test_stale_engine_rebuild_reads_its_source_from_the_sidecar(tmp_path):
+    """What the runtime rebuilds a stale engine from: the sidecar's source ONNX, read through
+    export.metadata (the precision is that ONNX's own: strongly typed builds); without a readable
+    sidecar there is nothing to rebuild."""
+    from bevanet_core.runtime.tensorrt_backend import _source_onnx
+
+    engine = _engine(tmp_path, ORIN, precision="int8")
+    assert _source_onnx(engine) == (tmp_path / "model.onnx").resolve()
+    engine.write_bytes(b"replaced")  # a stale engine is still rebuilt from its source
+    assert _source_onnx(engine) == (tmp_path / "model.onnx").resolve()
+    (tmp_path / "model.onnx").unlink()
+    assert _source_onnx(engine) is None
+    sidecar_path(engine).write_text("{not json")
+    assert _source_onnx(engine) is None

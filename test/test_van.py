@@ -1,8 +1,7 @@
 """VAN + Light-Ham (bevanet_core/models/van.py) and its objective (training/lightham_loss.py).
 
-Counts are checked against `../shared/specs/baselines.md` (Tiny and D256) and the authors'
-README (Gsunshine/Enjoy-Hamburger `seg_light_ham/README.md`: Small 14.7M, Base 27.4M, Large
-45.6M), all with the ADE20K head (150 classes), as published. MACs: the published figures
+Parameter counts are checked with every network's in test_baselines.py, against
+`bevanet_core.models.published`. MACs: the published figures
 include the NMF's matrix products (about 2.4 G of Tiny's 11.1 G at 512x512), which
 `complexity.count_macs` does not see (convolutions and linear layers only), so the test adds
 `NMF2D.matmul_macs`, itself checked against torch's own FLOP counter.
@@ -25,20 +24,13 @@ import torch.nn as nn
 from bevanet_core.deploy import condition_for_parity
 from bevanet_core.models import van
 from bevanet_core.models.complexity import count_macs, count_parameters
+from bevanet_core.models.published import BASELINE_COUNTS
 from bevanet_core.training.lightham_loss import LightHamCriterion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 VARIANTS = ("van_tiny_lightham", "van_small_lightham", "van_base_lightham",
             "van_large_lightham", "van_tiny_lightham_d256")
-# name -> (params in millions with 150 classes, GMACs at 512x512 or None where none is given)
-PUBLISHED = {
-    "van_tiny_lightham": (4.87, 11.14),
-    "van_tiny_lightham_d256": (4.21, 6.33),
-    "van_small_lightham": (14.7, None),
-    "van_base_lightham": (27.4, None),
-    "van_large_lightham": (45.6, None),
-}
 TOLERANCE = 0.01
 
 
@@ -66,21 +58,14 @@ def _macs_at(model: nn.Module, size) -> tuple:
 # --------------------------------------------------------------------------- counts
 
 
-@pytest.mark.parametrize("name", VARIANTS)
-def test_params_match_the_published_counts(name):
-    params_m, _ = PUBLISHED[name]
-    params = count_parameters(_build(name, num_classes=150)) / 1e6
-    assert abs(params - params_m) <= TOLERANCE * params_m, f"{name}: {params:.3f}M vs {params_m}M"
-
-
 def test_tiny_backbone_alone_is_the_published_van_b0():
     backbone = van.VAN((32, 64, 160, 256), (3, 3, 5, 2))
     assert abs(count_parameters(backbone) / 1e6 - 3.85) <= TOLERANCE * 3.85
 
 
-@pytest.mark.parametrize("name", [n for n, (_, g) in PUBLISHED.items() if g is not None])
+@pytest.mark.parametrize("name", [n for n in VARIANTS if BASELINE_COUNTS[n].gmacs is not None])
 def test_macs_at_512_match_the_spec_with_the_nmf_products(name):
-    _, gmacs = PUBLISHED[name]
+    gmacs = BASELINE_COUNTS[name].gmacs
     total, nmf = _macs_at(_build(name, num_classes=150), (512, 512))
     total /= 1e9
     assert abs(total - gmacs) <= TOLERANCE * gmacs, f"{name}: {total:.3f} GMACs vs {gmacs}"

@@ -1,8 +1,9 @@
 """Replay bags through the segmentation runtime: accuracy, latency, and an output bag.
 
-Per camera frame this does what the ROS node does (decode the message to RGB, `Segmenter.segment`,
-publish mask / colour mask / overlay with the input header), then pairs the mask with the
-ground-truth label of the same header stamp and accumulates a confusion matrix.
+Per camera frame this does what the ROS node does, with the same code: the message is decoded by
+`serving.decode` and segmented by `serving.StreamSegmenter.segment_frames`; mask, colour mask and
+overlay are written with the input header. The mask is then paired with the ground-truth label
+of the same header stamp and scored in a confusion matrix.
 
 Label convention: class ids 0..N-1; 255 and any id >= N (e.g. CamVid's raw void 11) are ignored.
 """
@@ -19,7 +20,9 @@ from typing import Any, Protocol, Union
 import numpy as np
 
 from ..evaluation.metrics import ConfusionMatrix, latency_summary
-from . import messages as M
+from ..serving.decode import ImageDecodeError, message_to_label, message_to_rgb
+from ..serving.stream import StreamSegmenter
+from . import messages
 from .reader import BagReader, BagReadError, RawMessage, TopicInfo
 from .writer import BagWriter
 
@@ -51,17 +54,22 @@ class FrameProcessor(Protocol):
 
 
 class RuntimeProcessor:
-    """The node's runtime in-process: `Segmenter.segment(rgb, encoding='rgb8')` per frame."""
+    """The node's runtime in-process: each frame goes through the node's own segmentation step
+    (`StreamSegmenter.segment_frames`), one frame at a time."""
 
     def __init__(self, segmenter: Any):
         self.segmenter = segmenter
+        self.stream = StreamSegmenter(segmenter, ["bag"])
         self.class_names = list(segmenter.class_names)
         self.num_classes = int(segmenter.info.num_classes)
 
-    def process(self, rgb: np.ndarray, header: Any) -> tuple[np.ndarray, float, dict[str, float]]:
+    def process(
+        self, rgb: np.ndarray, header: Any
+    ) -> tuple[np.ndarray | None, float, dict[str, float]]:
         t0 = time.perf_counter()
-        res = self.segmenter.segment(rgb, encoding="rgb8")
-        return res.mask, (time.perf_counter() - t0) * 1e3, dict(res.timings)
+        (res,) = self.stream.segment_frames([rgb])
+        latency = (time.perf_counter() - t0) * 1e3
+        return (None, latency, {}) if res is None else (res.mask, latency, dict(res.timings))
 
     def colorize(self, mask: np.ndarray) -> np.ndarray:
         return self.segmenter.colorize(mask)
@@ -153,13 +161,13 @@ def pick_image_topic(
     topics: dict[str, TopicInfo], wanted: str | None, label_topic: str | None, bag: Path
 ) -> str:
     """The camera topic: `wanted` if given (checked), else the only image topic of the bag."""
-    images = {t: i for t, i in topics.items() if i.msgtype in M.IMAGE_TYPES}
+    images = {t: i for t, i in topics.items() if i.msgtype in messages.IMAGE_TYPES}
     if wanted is not None:
         if wanted not in topics:
             raise BagEvalError(
                 f"bag {bag} has no topic {wanted}; image topics: {sorted(images) or 'none'}"
             )
-        if topics[wanted].msgtype not in M.IMAGE_TYPES:
+        if topics[wanted].msgtype not in messages.IMAGE_TYPES:
             raise BagEvalError(
                 f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image"
             )
@@ -265,198 +273,214 @@ def _sample_indices(total: int | None, k: int) -> set:
     return {int(round(i)) for i in np.linspace(0, total - 1, min(k, total))}
 
 
+class BagEvaluation:
+    """One bag replayed through a processor. `run()` opens the bag, picks the topics, replays
+    camera frames and labels in log order, scores the pairs and returns the `BagResult`.
+
+    A truncated or corrupt bag keeps every frame processed before the fault (and the output bag
+    gets those frames); option errors (bad topic names) raise BagEvalError.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, Path],
+        processor: FrameProcessor,
+        options: EvalOptions | None = None,
+        label_source: LabelSource | None = None,
+    ):
+        self.path = Path(path)
+        self.processor = processor
+        self.opt = options or EvalOptions()
+        self.label_source = label_source
+        self.res = BagResult(bag=str(self.path))
+        self.reader: BagReader | None = None
+        self.writer: BagWriter | None = None
+        self.image_topic = ""
+        self.pairer: StampPairer | None = None
+        self.sample_at: set = set()
+
+    def run(self) -> BagResult:
+        try:
+            self.reader = BagReader(self.path)
+            self.reader.open()
+        except BagReadError as err:
+            self.res.add_error(str(err), 0)
+            return self.res
+        try:
+            topics = self._topics()
+            if topics is not None:
+                self._prepare(topics)
+                self._replay(topics)
+                self._finish()
+        finally:
+            if self.writer is not None:
+                self.writer.abort()
+            self.reader.close()
+        return self.res
+
+    def _topics(self) -> dict[str, TopicInfo] | None:
+        """The bag's topics (scanned in a damaged bag); None after recording why none is
+        readable."""
+        reader = self.reader
+        topics = reader.topics if reader.recovered is None else reader.scan_topics()
+        if reader.recovered is not None and not topics:
+            try:  # nothing readable: let the reader say why
+                for _ in reader.messages():
+                    pass
+            except BagReadError as err:
+                self.res.add_error(str(err), 0)
+            return None
+        return topics
+
+    def _prepare(self, topics: dict[str, TopicInfo]) -> None:
+        opt, res = self.opt, self.res
+        label_topic = opt.label_topic if self.label_source is None else None
+        self.image_topic = pick_image_topic(topics, opt.image_topic, label_topic, self.path)
+        has_labels = self.label_source is not None or (
+            label_topic is not None and label_topic in topics
+        )
+        if label_topic in topics and topics[label_topic].msgtype not in messages.IMAGE_TYPES:
+            raise BagEvalError(
+                f"label topic {label_topic} in {self.path} is {topics[label_topic].msgtype}; "
+                "expected a mono8 sensor_msgs/Image"
+            )
+        if opt.require_labels and not has_labels:
+            raise BagEvalError(
+                f"bag {self.path} has no label topic {label_topic} (topics: {sorted(topics)})"
+            )
+        res.image_topic = self.image_topic
+        res.label_topic = label_topic if self.label_source is None and has_labels else None
+        if has_labels:
+            res.confusion = ConfusionMatrix(self.processor.num_classes, ignore_index=255)
+        self.pairer = StampPairer(
+            self._score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9)
+        )
+        if opt.out_bag is not None:
+            self.writer = _open_output(self.reader, topics, opt, self.image_topic)
+        count = topics[self.image_topic].count if self.reader.recovered is None else None
+        self.sample_at = _sample_indices(count, opt.montage_frames)
+
+    def _replay(self, topics: dict[str, TopicInfo]) -> None:
+        opt, res, writer = self.opt, self.res, self.writer
+        copy = writer is not None and opt.copy_inputs
+        wanted = [self.image_topic] + ([res.label_topic] if res.label_topic else [])
+        t_start = time.perf_counter()
+        last_frame_time = None
+        try:
+            for raw in self.reader.messages(list(topics) if copy else wanted):
+                if (
+                    opt.max_frames is not None
+                    and res.frames >= opt.max_frames
+                    and (
+                        raw.topic == self.image_topic
+                        or last_frame_time is None
+                        or raw.log_time > last_frame_time
+                    )
+                ):
+                    break  # messages stamped like the last frame (labels, info) are still read
+                if copy:
+                    _copy_input(writer, self.reader, raw, res)
+                if raw.topic == self.image_topic:
+                    last_frame_time = raw.log_time
+                    self._on_frame(raw)
+                elif raw.topic == res.label_topic:
+                    self._on_label(raw)
+        except BagReadError as err:
+            res.add_error(str(err))
+        res.wall_s = time.perf_counter() - t_start
+
+    def _finish(self) -> None:
+        res = self.res
+        if self.label_source is None:
+            self.pairer.finish()
+            if res.confusion is not None:
+                res.unpaired_images = len(self.pairer.unpaired_preds)
+                res.unpaired_labels = len(self.pairer.unpaired_labels)
+                res.unpaired_stamps = sorted(self.pairer.unpaired_preds)[:50]
+        if self.writer is not None:
+            res.out_bag = str(self.writer.close())
+            self.writer = None
+
+    def _score(self, pred: np.ndarray, label: np.ndarray, stamp: int) -> None:
+        res = self.res
+        if pred.shape != label.shape:
+            res.add_error(
+                f"label at stamp {stamp} is {label.shape[1]}x{label.shape[0]} but the camera "
+                f"frame is {pred.shape[1]}x{pred.shape[0]}; not scored"
+            )
+            return
+        res.confusion.update(pred, label)
+        res.labelled += 1
+        for sample in res.samples:
+            if sample["stamp"] == stamp:
+                sample["label"] = label
+
+    def _on_label(self, raw: RawMessage) -> None:
+        try:
+            msg = self.reader.deserialize(raw)
+            stamp = messages.stamp_ns(msg) or raw.log_time
+            self.pairer.add_label(stamp, message_to_label(msg))
+        except ValueError as err:  # ImageDecodeError is a ValueError
+            self.res.add_error(f"label on {raw.topic}: {err}")
+
+    def _on_frame(self, raw: RawMessage) -> None:
+        opt, res, processor = self.opt, self.res, self.processor
+        index = res.frames + res.skipped
+        try:
+            msg = self.reader.deserialize(raw)
+            rgb = message_to_rgb(msg)
+        except (ImageDecodeError, ValueError, KeyError) as err:
+            res.skipped += 1
+            res.add_error(f"frame on {raw.topic} could not be decoded: {err}")
+            return
+        stamp = messages.stamp_ns(msg) or raw.log_time
+        mask, latency, stages = processor.process(rgb, msg.header)
+        if mask is None:
+            res.dropped += 1
+            if res.confusion is not None and self.label_source is None:
+                self.pairer.add_pred(stamp, None)  # its label must not wait for it: unpaired
+            return
+        res.frames += 1
+        if res.frames > opt.warmup or opt.warmup <= 0:
+            res.latencies_ms.append(latency)
+            for k, v in stages.items():
+                res.stage_ms.setdefault(k, []).append(float(v))
+        res.first_stamp = stamp if res.first_stamp is None else min(res.first_stamp, stamp)
+        res.last_stamp = stamp if res.last_stamp is None else max(res.last_stamp, stamp)
+        sampled = index in self.sample_at
+        need_overlay = self.writer is not None or opt.frame_callback is not None or sampled
+        overlay = processor.overlay(rgb, mask, opt.overlay_alpha) if need_overlay else None
+        if sampled:  # before pairing, so that the scorer can attach the label
+            res.samples.append({"stamp": stamp, "rgb": rgb, "overlay": overlay, "label": None})
+        if self.label_source is not None:
+            label = self.label_source(index)
+            if label is not None:
+                self._score(mask, label, stamp)
+        elif res.confusion is not None:
+            self.pairer.add_pred(stamp, mask)
+        if self.writer is not None:
+            self._write_outputs(raw.log_time, stamp, str(msg.header.frame_id), mask, overlay)
+        if opt.frame_callback is not None:
+            opt.frame_callback(FrameRecord(index, stamp, rgb, mask, overlay, latency))
+
+    def _write_outputs(self, log_time, stamp, frame_id, mask, overlay) -> None:
+        color = self.processor.colorize(mask)
+        for topic, image, encoding in (
+            (MASK_TOPIC, mask, "mono8"),
+            (COLOR_TOPIC, color, "rgb8"),
+            (OVERLAY_TOPIC, overlay, "rgb8"),
+        ):
+            self.writer.write(topic, log_time, messages.image_msg(image, encoding, stamp, frame_id))
+
+
 def evaluate_bag(
     path: Union[str, Path],
     processor: FrameProcessor,
     options: EvalOptions | None = None,
     label_source: LabelSource | None = None,
 ) -> BagResult:
-    """Replay one bag through `processor`; errors in the bag end up in `result.errors`.
-
-    A truncated or corrupt bag keeps every frame processed before the fault (and the output bag
-    gets those frames); option errors (bad topic names) raise BagEvalError.
-    """
-    opt = options or EvalOptions()
-    path = Path(path)
-    res = BagResult(bag=str(path))
-    num_classes = processor.num_classes
-    try:
-        reader = BagReader(path)
-        reader.open()
-    except BagReadError as err:
-        res.add_error(str(err), 0)
-        return res
-    writer: BagWriter | None = None
-    try:
-        topics = reader.topics if reader.recovered is None else reader.scan_topics()
-        if reader.recovered is not None and not topics:
-            # nothing readable: let the reader say why
-            try:
-                for _ in reader.messages():
-                    pass
-            except BagReadError as err:
-                res.add_error(str(err), 0)
-            return res
-        label_topic = opt.label_topic if label_source is None else None
-        image_topic = pick_image_topic(topics, opt.image_topic, label_topic, path)
-        has_labels = label_source is not None or (
-            label_topic is not None and label_topic in topics
-        )
-        if (
-            label_topic is not None
-            and label_topic in topics
-            and topics[label_topic].msgtype not in M.IMAGE_TYPES
-        ):
-            raise BagEvalError(
-                f"label topic {label_topic} in {path} is {topics[label_topic].msgtype}; "
-                "expected a mono8 sensor_msgs/Image"
-            )
-        if opt.require_labels and not has_labels:
-            raise BagEvalError(
-                f"bag {path} has no label topic {label_topic} (topics: {sorted(topics)})"
-            )
-        res.image_topic = image_topic
-        res.label_topic = label_topic if label_source is None and has_labels else None
-        if has_labels:
-            res.confusion = ConfusionMatrix(num_classes, ignore_index=255)
-
-        def score(pred: np.ndarray, label: np.ndarray, stamp: int) -> None:
-            if pred.shape != label.shape:
-                res.add_error(
-                    f"label at stamp {stamp} is {label.shape[1]}x{label.shape[0]} but the camera "
-                    f"frame is {pred.shape[1]}x{pred.shape[0]}; not scored"
-                )
-                return
-            res.confusion.update(pred, label)
-            res.labelled += 1
-            for sample in res.samples:
-                if sample["stamp"] == stamp:
-                    sample["label"] = label
-
-        pairer = StampPairer(
-            score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9)
-        )
-        if opt.out_bag is not None:
-            writer = _open_output(reader, topics, opt, image_topic)
-        read_topics = (
-            list(topics)
-            if writer is not None and opt.copy_inputs
-            else [image_topic] + ([label_topic] if res.label_topic else [])
-        )
-        sample_at = _sample_indices(
-            topics[image_topic].count if reader.recovered is None else None, opt.montage_frames
-        )
-        t_start = time.perf_counter()
-        try:
-            last_frame_time = None
-            for raw in reader.messages(read_topics):
-                if (
-                    opt.max_frames is not None
-                    and res.frames >= opt.max_frames
-                    and (
-                        raw.topic == image_topic
-                        or last_frame_time is None
-                        or raw.log_time > last_frame_time
-                    )
-                ):
-                    break  # messages stamped like the last frame (labels, info) are still read
-                if writer is not None and opt.copy_inputs:
-                    _copy_input(writer, reader, raw, res)
-                if raw.topic == image_topic:
-                    last_frame_time = raw.log_time
-                    _process_frame(
-                        raw,
-                        reader,
-                        processor,
-                        opt,
-                        res,
-                        pairer,
-                        writer,
-                        label_source,
-                        sample_at,
-                        num_classes,
-                    )
-                elif raw.topic == res.label_topic:
-                    try:
-                        msg = reader.deserialize(raw)
-                        stamp = M.stamp_ns(msg) or raw.log_time
-                        pairer.add_label(stamp, M.message_to_label(msg, raw.msgtype))
-                    except (M.ImageDecodeError, ValueError) as err:
-                        res.add_error(f"label on {raw.topic}: {err}")
-        except BagReadError as err:
-            res.add_error(str(err))
-        res.wall_s = time.perf_counter() - t_start
-        if label_source is None:
-            pairer.finish()
-            if has_labels:
-                res.unpaired_images = len(pairer.unpaired_preds)
-                res.unpaired_labels = len(pairer.unpaired_labels)
-                res.unpaired_stamps = sorted(pairer.unpaired_preds)[:50]
-        if writer is not None:
-            res.out_bag = str(writer.close())
-            writer = None
-    finally:
-        if writer is not None:
-            writer.abort()
-        reader.close()
-    return res
-
-
-def _process_frame(
-    raw: RawMessage,
-    reader: BagReader,
-    processor: FrameProcessor,
-    opt: EvalOptions,
-    res: BagResult,
-    pairer: StampPairer,
-    writer: BagWriter | None,
-    label_source: LabelSource | None,
-    sample_at: set,
-    num_classes: int,
-) -> None:
-    index = res.frames + res.skipped
-    try:
-        msg = reader.deserialize(raw)
-        rgb = M.message_to_rgb(msg, raw.msgtype)
-    except (M.ImageDecodeError, ValueError, KeyError) as err:
-        res.skipped += 1
-        res.add_error(f"frame on {raw.topic} could not be decoded: {err}")
-        return
-    stamp = M.stamp_ns(msg) or raw.log_time
-    mask, latency, stages = processor.process(rgb, msg.header)
-    if mask is None:
-        res.dropped += 1
-        if res.confusion is not None and label_source is None:
-            pairer.add_pred(stamp, None)  # its label, if any, must not wait for it: unpaired
-        return
-    res.frames += 1
-    if res.frames > opt.warmup or opt.warmup <= 0:
-        res.latencies_ms.append(latency)
-        for k, v in stages.items():
-            res.stage_ms.setdefault(k, []).append(float(v))
-    res.first_stamp = stamp if res.first_stamp is None else min(res.first_stamp, stamp)
-    res.last_stamp = stamp if res.last_stamp is None else max(res.last_stamp, stamp)
-    need_overlay = writer is not None or opt.frame_callback is not None or index in sample_at
-    overlay = processor.overlay(rgb, mask, opt.overlay_alpha) if need_overlay else None
-    if index in sample_at:  # before pairing, so that the scorer can attach the label
-        res.samples.append({"stamp": stamp, "rgb": rgb, "overlay": overlay, "label": None})
-    if label_source is not None:
-        label = label_source(index)
-        if label is not None:
-            pairer.on_pair(mask, label, stamp)
-    elif res.confusion is not None:
-        pairer.add_pred(stamp, mask)
-    if writer is not None:
-        frame_id = str(msg.header.frame_id)
-        writer.write(MASK_TOPIC, raw.log_time, M.image_msg(mask, "mono8", stamp, frame_id))
-        writer.write(
-            COLOR_TOPIC,
-            raw.log_time,
-            M.image_msg(processor.colorize(mask), "rgb8", stamp, frame_id),
-        )
-        writer.write(OVERLAY_TOPIC, raw.log_time, M.image_msg(overlay, "rgb8", stamp, frame_id))
-    if opt.frame_callback is not None:
-        opt.frame_callback(FrameRecord(index, stamp, rgb, mask, overlay, latency))
+    """Replay one bag through `processor` (see `BagEvaluation`)."""
+    return BagEvaluation(path, processor, options, label_source).run()
 
 
 def _open_output(
@@ -476,14 +500,14 @@ def _open_output(
                     continue  # an evaluated bag evaluated again: its old outputs are replaced
                 if reader.ros1 or not info.msgdef or not info.digest:
                     # ROS 1 types are converted; damaged bags lacking definitions use Humble
-                    if info.msgtype in M.typestore().fielddefs:
+                    if info.msgtype in messages.typestore().fielddefs:
                         writer.add_topic(info.topic, info.msgtype)
                 else:
                     writer.add_topic(
                         info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest
                     )
         for topic in OUTPUT_TOPICS:
-            writer.add_topic(topic, M.IMAGE)
+            writer.add_topic(topic, messages.IMAGE)
     except BaseException:
         writer.abort()
         raise

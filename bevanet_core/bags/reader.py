@@ -22,7 +22,7 @@ from typing import Any, Union
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
-from . import messages as M
+from . import messages
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 ROS1_MAGIC = b"#ROSBAG V2.0\n"
@@ -479,12 +479,12 @@ def to_ros2_cdr(msg: Any, msgtype: str) -> bytes:
     ROS 1 headers carry `seq`, which ROS 2 dropped, and CameraInfo's fields were upper-case
     (D, K, R, P); fields are copied by name, case-insensitively.
     """
-    return M.serialize(convert_to_ros2(msg, msgtype), msgtype)
+    return messages.serialize(convert_to_ros2(msg, msgtype), msgtype)
 
 
 def convert_to_ros2(msg: Any, msgtype: str) -> Any:
     """Build the Humble typestore object of `msgtype` from an object with the same fields."""
-    store = M.typestore()
+    store = messages.typestore()
     if msgtype not in store.fielddefs:
         raise KeyError(f"no ROS 2 definition for {msgtype}")
     if msgtype == "builtin_interfaces/msg/Time":

@@ -19,7 +19,7 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from . import messages as M
+from . import messages
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 8  # readable by rosbag2 from Iron on, and by rosbags / Foxglove
@@ -51,7 +51,7 @@ class BagWriter:
     """Context manager writing a rosbag2 bag atomically.
 
     >>> with BagWriter("out_bag", storage="mcap") as bag:
-    ...     bag.add_topic("/camera/image_raw", M.IMAGE)
+    ...     bag.add_topic("/camera/image_raw", messages.IMAGE)
     ...     bag.write("/camera/image_raw", stamp_ns, msg)
     """
 
@@ -147,7 +147,7 @@ class BagWriter:
         if msgdef is not None and rihs01 is not None:
             conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
         else:
-            conn = self._writer.add_connection(topic, msgtype, typestore=M.typestore())
+            conn = self._writer.add_connection(topic, msgtype, typestore=messages.typestore())
         self._conns[topic] = conn
         self._types[topic] = msgtype
         self.counts[topic] = 0
@@ -156,7 +156,7 @@ class BagWriter:
         """Serialize a typestore message and write it with log time `stamp_ns`."""
         if topic not in self._conns:
             raise BagWriteError(f"topic {topic} was not declared with add_topic()")
-        self.write_raw(topic, stamp_ns, M.serialize(msg, self._types[topic]))
+        self.write_raw(topic, stamp_ns, messages.serialize(msg, self._types[topic]))
 
     def write_raw(
         self, topic: str, stamp_ns: int, data: Union[bytes, memoryview, np.ndarray]
@@ -248,8 +248,8 @@ def write_camera_bag(
     n = n_labels = 0
     size: tuple | None = None
     with BagWriter(out, storage=opt.storage, overwrite=opt.overwrite, custom_data=custom) as bag:
-        bag.add_topic(image_topic, M.COMPRESSED_IMAGE if opt.compressed else M.IMAGE)
-        bag.add_topic(opt.info_topic, M.CAMERA_INFO)
+        bag.add_topic(image_topic, messages.COMPRESSED_IMAGE if opt.compressed else messages.IMAGE)
+        bag.add_topic(opt.info_topic, messages.CAMERA_INFO)
         for i, frame in enumerate(frames):
             rgb = np.asarray(frame.rgb)
             if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -265,15 +265,15 @@ def write_camera_bag(
                 )
             size = (w, h)
             stamp = start_ns + int(round(i * period_ns))
-            bag.write(opt.info_topic, stamp, M.camera_info_msg(w, h, stamp, opt.frame_id))
+            bag.write(opt.info_topic, stamp, messages.camera_info_msg(w, h, stamp, opt.frame_id))
             if opt.compressed:
                 bag.write(
                     image_topic,
                     stamp,
-                    M.compressed_msg(rgb, stamp, opt.frame_id, quality=opt.jpeg_quality),
+                    messages.compressed_msg(rgb, stamp, opt.frame_id, quality=opt.jpeg_quality),
                 )
             else:
-                bag.write(image_topic, stamp, M.image_msg(rgb, "rgb8", stamp, opt.frame_id))
+                bag.write(image_topic, stamp, messages.image_msg(rgb, "rgb8", stamp, opt.frame_id))
             if frame.label is not None:
                 label = np.asarray(frame.label)
                 if label.dtype != np.uint8 or label.shape != (h, w):
@@ -282,8 +282,8 @@ def write_camera_bag(
                         f"{label.dtype} {label.shape}"
                     )
                 if n_labels == 0:
-                    bag.add_topic(opt.label_topic, M.IMAGE)
-                bag.write(opt.label_topic, stamp, M.image_msg(label, "mono8", stamp, opt.frame_id))
+                    bag.add_topic(opt.label_topic, messages.IMAGE)
+                bag.write(opt.label_topic, stamp, messages.image_msg(label, "mono8", stamp, opt.frame_id))
                 n_labels += 1
             n += 1
         if n == 0:

@@ -6,20 +6,34 @@
 
 Exit status: 0 when every bag was read completely, 1 when a bag had errors (the report is still
 written and keeps every frame evaluated before the fault), 2 on bad arguments.
+
+`--through-node` needs a DDS client, which the ROS package supplies: the `bevanet-bag-eval`
+console script (`bevanet_ros.tools`) passes it to `main` as `node_client`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..bags import evaluate as E
-from ..bags import report as R
+from ..bags import report
+from ..bags.evaluate import (
+    DEFAULT_LABEL_TOPIC,
+    OUTPUT_TOPICS,
+    BagEvalError,
+    BagResult,
+    EvalOptions,
+    FrameProcessor,
+    RuntimeProcessor,
+    build_report,
+    evaluate_bags,
+)
 from ..bags.distributed import (
     all_reduce_confusion,
     context_from_env,
@@ -33,49 +47,36 @@ from ..bags.writer import BagWriteError
 from .common import add_model_args, build_segmenter
 
 
-def build_processor(args: argparse.Namespace, prog: str):
+# (command-line arguments, the in-process processor) -> a processor that drives a running node
+NodeClientFactory = Callable[[argparse.Namespace, FrameProcessor], FrameProcessor]
+
+
+def build_processor(
+    args: argparse.Namespace, prog: str, node_client: NodeClientFactory | None = None
+):
     """(segmenter, frame processor) from the command line: the node's runtime, or with
-    --through-node a running node over DDS. None, after saying why, when neither can be had."""
+    --through-node a running node over DDS through `node_client`. None, after saying why, when
+    neither can be had."""
     try:
         seg = build_segmenter(args)
     except (ValueError, OSError, ImportError) as err:
         print(f"{prog}: cannot load the model: {err}", file=sys.stderr)
         return None
-    processor = E.RuntimeProcessor(seg)
-    if args.through_node:
-        processor = node_processor(args, processor, prog)
-        if processor is None:
-            return None
-    return seg, processor
-
-
-def node_processor(args: argparse.Namespace, local: E.RuntimeProcessor, prog: str):
-    """The DDS mode, behind this function boundary.
-
-    bevanet_core stays free of ROS imports: the DDS client lives in bevanet_ros (`bag_client.py`,
-    which imports rclpy) and is imported here only when --through-node is given. It publishes
-    each frame to a segmentation node running as deployed, in its own process
-    (`ros2 run bevanet_ros segmentation_node --ros-args -r image:=/camera/image_raw`), and
-    waits for the mask with the same stamp: latency then includes the DDS transport, and a mask
-    that does not come within --node-timeout counts as a dropped frame.
-    """
-    try:
-        from bevanet_ros.bag_client import NodeClient
-    except ImportError as err:
+    processor: FrameProcessor = RuntimeProcessor(seg)
+    if not args.through_node:
+        return seg, processor
+    if node_client is None:
         print(
-            f"{prog}: --through-node needs rclpy, sensor_msgs and bevanet_ros.bag_client "
-            f"({err}); "
-            "source a ROS 2 installation or install the ROS 2 wheels (scripts/bootstrap.sh)",
+            f"{prog}: --through-node needs the ROS 2 client of bevanet_ros; run the "
+            f"{prog} console script that the package installs",
             file=sys.stderr,
         )
         return None
     try:
-        return NodeClient(args.node_input, args.node_mask, local, timeout_s=args.node_timeout,
-                          discovery_s=getattr(args, "node_start_timeout", 15.0))
-    except TimeoutError as err:
+        return seg, node_client(args, processor)
+    except (ImportError, TimeoutError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
     return None
-
 
 
 def model_meta(seg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--label-topic",
-        default=E.DEFAULT_LABEL_TOPIC,
+        default=DEFAULT_LABEL_TOPIC,
         help="mono8 ground-truth topic paired by header stamp; 'none' to skip accuracy",
     )
     p.add_argument(
@@ -185,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="output bag (one input) or folder of output bags (several inputs): inputs plus "
-        f"{', '.join(E.OUTPUT_TOPICS)} at the original stamps",
+        f"{', '.join(OUTPUT_TOPICS)} at the original stamps",
     )
     o.add_argument("--out-format", default="mcap", choices=("mcap", "sqlite3"))
     o.add_argument(
@@ -229,8 +230,8 @@ def dataset_labels(args: argparse.Namespace):
 
 
 def write_outputs(
-    report: dict,
-    results: Sequence[E.BagResult],
+    summary: dict,
+    results: Sequence[BagResult],
     processor: Any,
     args: argparse.Namespace,
     printer=print,
@@ -238,48 +239,53 @@ def write_outputs(
     """Write the JSON / markdown / plot / montage files asked for; returns what was written."""
     written: dict[str, str] = {}
     if args.json:
-        written["json"] = str(R.write_json(report, args.json))
+        written["json"] = str(report.write_json(summary, args.json))
     if args.markdown:
-        written["markdown"] = str(R.write_markdown(report, args.markdown))
+        written["markdown"] = str(report.write_markdown(summary, args.markdown))
     if args.plot:
         try:
             written["plot"] = str(
-                R.write_plot(report, [v for r in results for v in r.latencies_ms], args.plot)
+                report.write_plot(summary, [v for r in results for v in r.latencies_ms], args.plot)
             )
         except ImportError as err:
             printer(f"warning: no plot ({err}); install matplotlib")
     if args.montage:
         samples = [s for r in results for s in r.samples]
-        path = R.write_montage(samples, processor.colorize, args.montage)
+        path = report.write_montage(samples, processor.colorize, args.montage)
         if path is not None:
             written["montage"] = str(path)
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    parser_error = build_parser().error
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, world_size: int):
+    """Refuses option combinations that cannot work (exits 2 with the parser's message);
+    returns the output bag of every input bag."""
     if (args.dataset_root is None) != (args.list is None):
-        parser_error("--dataset-root and --list go together")
+        parser.error("--dataset-root and --list go together")
     if args.dataset_root is not None and len(args.bags) != 1:
-        parser_error(
+        parser.error(
             "labels from --dataset-root/--list pair by frame order, so give exactly one bag"
         )
     missing = [str(b) for b in args.bags if not Path(b).exists()]
     if missing:
-        parser_error(f"bag(s) not found: {', '.join(missing)}")
-    ctx = context_from_env()
-    if args.video is not None and ctx.world_size > 1:
-        parser_error("--video needs a single process (it is one stream); drop it under torchrun")
-    if args.through_node and ctx.world_size > 1:
-        parser_error("--through-node drives one node from one process; drop it under torchrun")
+        parser.error(f"bag(s) not found: {', '.join(missing)}")
+    if args.video is not None and world_size > 1:
+        parser.error("--video needs a single process (it is one stream); drop it under torchrun")
+    if args.through_node and world_size > 1:
+        parser.error("--through-node drives one node from one process; drop it under torchrun")
     try:
-        outs = output_bags(args.bags, args.out_bag)
+        return output_bags(args.bags, args.out_bag)
     except ValueError as err:
-        parser_error(str(err))
-    label_topic = None if str(args.label_topic).lower() in ("", "none") else args.label_topic
+        parser.error(str(err))
 
-    built = build_processor(args, "bevanet-bag-eval")
+
+def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = context_from_env()
+    outs = check_args(parser, args, ctx.world_size)
+    label_topic = None if str(args.label_topic).lower() in ("", "none") else args.label_topic
+    built = build_processor(args, "bevanet-bag-eval", node_client)
     if built is None:
         return 1
     seg, processor = built
@@ -293,10 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     video = None
     if args.video is not None:
         try:
-            video = R.VideoSink(args.video)
+            video = report.VideoSink(args.video)
         except ValueError as err:
-            parser_error(str(err))
-    options = E.EvalOptions(
+            parser.error(str(err))
+    options = EvalOptions(
         image_topic=args.image_topic,
         label_topic=label_topic,
         require_labels=args.require_labels,
@@ -309,25 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         frame_callback=(lambda rec: video.write(rec.overlay, rec.stamp)) if video else None,
     )
     indices = shard(list(range(len(args.bags))), ctx.rank, ctx.world_size)
-
-    def progress(r: E.BagResult) -> None:
-        miou = f"{r.confusion.miou():.2f}" if r.confusion is not None and r.labelled else "n/a"
-        print(
-            f"[rank {ctx.rank}] {r.bag}: {r.frames} frames, {r.labelled} labelled, mIoU {miou}, "
-            f"{len(r.errors)} error(s)",
-            flush=True,
-        )
-
     try:
-        local = E.evaluate_bags(
+        local = evaluate_bags(
             [args.bags[i] for i in indices],
             processor,
             options,
             [outs[i] for i in indices],
             label_source,
-            progress,
+            functools.partial(print_progress, ctx.rank),
         )
-    except (E.BagEvalError, BagWriteError) as err:
+    except (BagEvalError, BagWriteError) as err:
         if video is not None:
             video.abort()
         print(f"bevanet-bag-eval: {err}", file=sys.stderr)
@@ -341,7 +338,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(processor, "shutdown"):
             processor.shutdown()
     video_path = video.close() if video is not None else None
+    code = report_results(args, ctx, seg, processor, local, label_topic, label_source, video_path)
+    finish(ctx)
+    return code
 
+
+def print_progress(rank: int, r: BagResult) -> None:
+    miou = f"{r.confusion.miou():.2f}" if r.confusion is not None and r.labelled else "n/a"
+    print(
+        f"[rank {rank}] {r.bag}: {r.frames} frames, {r.labelled} labelled, mIoU {miou}, "
+        f"{len(r.errors)} error(s)",
+        flush=True,
+    )
+
+
+def report_results(args, ctx, seg, processor, local, label_topic, label_source, video_path) -> int:
+    """Merges the ranks' results; rank 0 writes and prints the report. Returns the exit code."""
     num_classes = processor.num_classes
     merged = all_reduce_confusion(
         merge_confusions([r.confusion for r in local], num_classes), num_classes, ctx
@@ -351,33 +363,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             r.samples = []
     results = unshard(gather_objects(local, ctx), ctx.world_size)
     code = 1 if any(r.errors for r in results) else 0
-    if ctx.is_main:
-        meta = {
-            "model": model_meta(seg, args),
-            "machine": machine_meta(),
-            "world_size": ctx.world_size,
-            "mode": "dds-node" if args.through_node else "in-process runtime",
-            "image_topic": args.image_topic,
-            "label_topic": label_topic if label_source is None else None,
-            "labels_from": str(args.list) if label_source is not None else label_topic,
-        }
-        report = E.build_report(results, processor.class_names, merged, meta)
-        written = write_outputs(report, results, processor, args)
-        if video_path is not None:
-            written["video"] = str(video_path)
-        for r in results:
-            if r.out_bag:
-                written.setdefault("out_bags", []).append(r.out_bag)  # type: ignore[union-attr]
-        print(summary_line(report))
-        for kind, path in written.items():
-            print(f"  {kind}: {path}")
-        for e in report["errors"]:
-            print(
-                f"  error ({Path(e['bag']).name}, after {e['frames_before']} frames): "
-                f"{e['error']}",
-                file=sys.stderr,
-            )
-    finish(ctx)
+    if not ctx.is_main:
+        return code
+    meta = {
+        "model": model_meta(seg, args),
+        "machine": machine_meta(),
+        "world_size": ctx.world_size,
+        "mode": "dds-node" if args.through_node else "in-process runtime",
+        "image_topic": args.image_topic,
+        "label_topic": label_topic if label_source is None else None,
+        "labels_from": str(args.list) if label_source is not None else label_topic,
+    }
+    summary = build_report(results, processor.class_names, merged, meta)
+    written = write_outputs(summary, results, processor, args)
+    if video_path is not None:
+        written["video"] = str(video_path)
+    for r in results:
+        if r.out_bag:
+            written.setdefault("out_bags", []).append(r.out_bag)  # type: ignore[union-attr]
+    print(summary_line(summary))
+    for kind, path in written.items():
+        print(f"  {kind}: {path}")
+    for e in summary["errors"]:
+        print(
+            f"  error ({Path(e['bag']).name}, after {e['frames_before']} frames): {e['error']}",
+            file=sys.stderr,
+        )
     return code
 
 

@@ -13,8 +13,8 @@ from typing import List, Optional
 
 from ..models import list_models
 from ..runtime.backend import PRECISIONS
-from ..runtime.geometry import RESIZE_MODES, parse_size
-from ..runtime.processing import UPSAMPLE_MODES
+from ..imaging.geometry import RESIZE_MODES, parse_size
+from ..imaging.processing import UPSAMPLE_MODES
 from ..runtime.segmenter import BACKENDS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..runtime.backend import PRECISIONS
-from ..runtime.geometry import RESIZE_MODES
+from ..imaging.geometry import RESIZE_MODES
 from ..runtime.segmenter import BACKENDS
 
 

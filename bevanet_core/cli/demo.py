@@ -10,9 +10,10 @@ model exactly as the ROS node does, and writes to outputs/demo/:
     report.json      frames, latency p50/p90/p99, throughput (and mIoU when the bag has labels)
     report.md        the same as a table; plot.png: per-frame latency
 
-`--spawn-node` starts the ROS 2 segmentation node as deployed (`python -m
-bevanet_ros.segmentation_node`, its own process) and replays the bag through it over DDS;
-`--through-node` uses a node that is already running. Both need rclpy (`scripts/demo.sh` uses
+`--spawn-node` starts the ROS 2 segmentation node as deployed (its own process) and replays the
+bag through it over DDS; `--through-node` uses a node that is already running. Both need rclpy
+and the ROS package, which supplies them: the `bevanet-demo` console script
+(`bevanet_ros.tools`) passes its DDS client and node launcher to `main` (`scripts/demo.sh` uses
 `--spawn-node` whenever rclpy imports).
 """
 
@@ -24,15 +25,25 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..bags import evaluate as E
-from ..bags import report as R
+from ..bags import report
+from ..bags.evaluate import (
+    DEFAULT_LABEL_TOPIC,
+    BagEvalError,
+    EvalOptions,
+    FrameRecord,
+    build_report,
+    evaluate_bag,
+)
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError
-from .bag_eval import build_processor, machine_meta, model_meta, summary_line
+from .bag_eval import NodeClientFactory, build_processor, machine_meta, model_meta, summary_line
 from .common import add_model_args
+
+# (command-line arguments, log file) -> the started node's process
+NodeSpawner = Callable[[argparse.Namespace, Path], subprocess.Popen]
 
 SAMPLE_BAG = "solid_white_right"
 PACKAGE = "bevanet_ros"
@@ -92,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-topic", default=None, help="camera topic (default: the bag's only image topic)"
     )
     p.add_argument(
-        "--label-topic", default=E.DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it"
+        "--label-topic", default=DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it"
     )
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
@@ -130,7 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    node_client: NodeClientFactory | None = None,
+    spawn_node: NodeSpawner | None = None,
+) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -151,11 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bevanet-demo: replaying {bag}")
     node = None
     if args.spawn_node:
+        if spawn_node is None:
+            print(
+                "bevanet-demo: --spawn-node needs the ROS package's node launcher; run the "
+                "bevanet-demo console script that the package installs",
+                file=sys.stderr,
+            )
+            return 1
         args.through_node = True
         node = spawn_node(args, out / "node.log")
         print(f"bevanet-demo: started the segmentation node (pid {node.pid}, log {out / 'node.log'})")
     try:
-        built = build_processor(args, "bevanet-demo")
+        built = build_processor(args, "bevanet-demo", node_client)
         if built is None:
             if node is not None:
                 tail = (out / "node.log").read_text(errors="replace").strip().splitlines()[-5:]
@@ -164,31 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _replay(args, bag, out, *built)
     finally:
         if node is not None:
-            stop_node(node)
+            stop_process(node)
 
 
-def spawn_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
-    """The segmentation node as deployed: its own process, `image` remapped to --node-input,
-    the demo's model options as its parameters."""
-    params = {"backend": args.backend, "device": args.device, "precision": args.precision,
-              "resize": args.resize}
-    if args.weights is not None:
-        params["weights"] = str(Path(args.weights).resolve())
-    if args.input_size:
-        w, h = (int(v) for v in str(args.input_size).lower().split("x"))
-        params.update(input_width=w, input_height=h)
-    if args.threads:
-        params["num_threads"] = args.threads
-    cmd = [sys.executable, "-m", "bevanet_ros.segmentation_node", "--ros-args",
-           "-r", f"image:={args.node_input}"]
-    for key, value in params.items():
-        cmd += ["-p", f"{key}:={value}"]
-    log = open(log_path, "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def stop_node(node: subprocess.Popen, timeout_s: float = 15.0) -> None:
+def stop_process(node: subprocess.Popen, timeout_s: float = 15.0) -> None:
     """SIGINT (a clean rclpy shutdown), then SIGKILL if it does not exit in time."""
     if node.poll() is None:
         node.send_signal(signal.SIGINT)
@@ -200,10 +201,10 @@ def stop_node(node: subprocess.Popen, timeout_s: float = 15.0) -> None:
 
 
 def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> int:
-    video = None if args.no_video else R.VideoSink(out / "overlay.mp4")
+    video = None if args.no_video else report.VideoSink(out / "overlay.mp4")
     shown = [0.0]
 
-    def on_frame(rec: E.FrameRecord) -> None:
+    def on_frame(rec: FrameRecord) -> None:
         if video is not None and rec.overlay is not None:
             video.write(rec.overlay, rec.stamp)
         now = time.monotonic()
@@ -211,7 +212,7 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
             shown[0] = now
             print(f"  frame {rec.index + 1}: {rec.latency_ms:.0f} ms", flush=True)
 
-    options = E.EvalOptions(
+    options = EvalOptions(
         image_topic=args.image_topic,
         label_topic=args.label_topic,
         max_frames=args.max_frames,
@@ -220,8 +221,8 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
         frame_callback=on_frame,
     )
     try:
-        result = E.evaluate_bag(bag, processor, options)
-    except (E.BagEvalError, BagWriteError, BagReadError) as err:
+        result = evaluate_bag(bag, processor, options)
+    except (BagEvalError, BagWriteError, BagReadError) as err:
         if video is not None:
             video.abort()
         print(f"bevanet-demo: {err}", file=sys.stderr)
@@ -238,20 +239,20 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
         "mode": "dds-node" if args.through_node else "in-process runtime",
         "node_started_by_demo": bool(args.spawn_node),
     }
-    report = E.build_report([result], processor.class_names, None, meta)
+    summary = build_report([result], processor.class_names, None, meta)
     written = {
         "output bag": result.out_bag,
         "overlay video": str(video_path) if video_path else None,
-        "montage": R.write_montage(result.samples, processor.colorize, out / "montage.png"),
-        "report (JSON)": R.write_json(report, out / "report.json"),
-        "report (markdown)": R.write_markdown(report, out / "report.md"),
+        "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png"),
+        "report (JSON)": report.write_json(summary, out / "report.json"),
+        "report (markdown)": report.write_markdown(summary, out / "report.md"),
     }
     try:
-        written["latency plot"] = R.write_plot(report, result.latencies_ms, out / "plot.png")
+        written["latency plot"] = report.write_plot(summary, result.latencies_ms, out / "plot.png")
     except ImportError:
         pass
-    print(summary_line(report))
-    for e in report["errors"]:
+    print(summary_line(summary))
+    for e in summary["errors"]:
         print(f"  error: {e['error']}", file=sys.stderr)
     print(f"outputs in {out.resolve()}:")
     for kind, path in written.items():
@@ -261,7 +262,7 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
         print(
             f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)"
         )
-    return 1 if report["errors"] else 0
+    return 1 if summary["errors"] else 0
 
 
 if __name__ == "__main__":

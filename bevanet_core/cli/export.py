@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
-from ..runtime.geometry import RESIZE_MODES
+from ..imaging.geometry import RESIZE_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..bags import sources as S
+from ..bags import sources
 from ..bags.writer import BagWriteError, CameraBagOptions, write_camera_bag
 
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--images", type=Path, help="folder of images, recorded in file-name order")
     src.add_argument("--video", type=Path, help="video file (anything OpenCV decodes)")
     src.add_argument(
-        "--dataset", choices=S.LIST_DATASETS, help="dataset split given by --root and --list"
+        "--dataset", choices=sources.LIST_DATASETS, help="dataset split given by --root and --list"
     )
     p.add_argument(
         "--labels", type=Path, default=None, help="label PNGs matched to --images by file name"
@@ -97,19 +97,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= args.jpeg_quality <= 100:
         parser.error("--jpeg-quality must lie in 1..100")
     try:
-        size = S.parse_size(args.resize)
+        size = sources.parse_size(args.resize)
         rate = args.rate
         if args.images is not None:
-            frames = S.folder_frames(
+            frames = sources.folder_frames(
                 args.images, args.labels, size, args.every, args.max_frames, args.void_label
             )
         elif args.video is not None:
             if rate is None:
-                fps = S.video_fps(args.video)
+                fps = sources.video_fps(args.video)
                 rate = fps / args.every if fps else None
-            frames = S.video_frames(args.video, size, args.every, args.max_frames)
+            frames = sources.video_frames(args.video, size, args.every, args.max_frames)
         else:
-            frames = S.list_frames(
+            frames = sources.list_frames(
                 args.root, args.list, args.dataset, size, args.every, args.max_frames
             )
         options = CameraBagOptions(
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         )
         summary = write_camera_bag(frames, args.out, options)
-    except (S.SourceError, BagWriteError, ValueError, OSError) as err:
+    except (sources.SourceError, BagWriteError, ValueError, OSError) as err:
         print(f"bevanet-make-bag: {err}", file=sys.stderr)
         print(f"bevanet-make-bag: nothing was written to {args.out}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ import torch
 
 from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
-from ..runtime.geometry import parse_size
+from ..imaging.geometry import parse_size
 
 
 def fast_paths(device: str) -> List[Tuple[str, str]]:

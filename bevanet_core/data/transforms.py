@@ -61,7 +61,7 @@ def boundary_target(label: np.ndarray, dilate: int = 4, border: int = 0) -> np.n
 
 # --------------------------------------------------------------------------- photometric
 
-PHOTOMETRIC_MODES = ("none", "distortion", "jitter")
+PHOTOMETRIC_MODES = ("none", "distortion", "jitter", "camera")
 
 
 def _blend(image: np.ndarray, alpha: float, beta) -> np.ndarray:
@@ -110,6 +110,56 @@ def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float 
     return _blend(image, r, (1 - r) * gray)
 
 
+@dataclass(frozen=True)
+class CameraAugment:
+    """What other cameras and skies do to a training image, for a model that must work beyond
+    its training footage (CamVid: overcast, blown-out white skies, one colour camera).
+
+    Each step is taken with its own probability, in this order: brightness and contrast; a
+    colour cast (an independent gain per channel, log-uniform: turns a white or grey sky blue,
+    or yellow, as white balance and weather do); saturation and hue in HSV; conversion to
+    grey (mono8 cameras reach the model as three equal channels); Gaussian blur (focus, motion);
+    Gaussian noise (sensor noise at high gain).
+    """
+
+    p_light: float = 0.5
+    brightness: Tuple[float, float] = (0.6, 1.4)  # factor
+    contrast: Tuple[float, float] = (0.7, 1.3)  # factor about the mean grey level
+    p_cast: float = 0.5
+    cast: float = 0.35  # each channel's gain is exp(U(-cast, cast))
+    p_hsv: float = 0.5
+    saturation: Tuple[float, float] = (0.5, 2.0)
+    hue_delta: int = 18  # OpenCV hue units (180 = a full turn): +-36 degrees
+    p_gray: float = 0.1
+    p_blur: float = 0.1
+    blur_sigma: Tuple[float, float] = (0.3, 1.5)
+    p_noise: float = 0.1
+    noise_sigma: Tuple[float, float] = (2.0, 8.0)  # grey levels
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        x = image.astype(np.float32)
+        if rng.random() < self.p_light:
+            b, c = rng.uniform(*self.brightness), rng.uniform(*self.contrast)
+            x = (x * b - x.mean() * b) * c + x.mean() * b
+        if rng.random() < self.p_cast:
+            x = x * np.exp(rng.uniform(-self.cast, self.cast, size=3)).astype(np.float32)
+        image = np.clip(x, 0, 255).astype(np.uint8)
+        if rng.random() < self.p_hsv:
+            hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+            hsv[..., 1] = _blend(hsv[..., 1], rng.uniform(*self.saturation), 0.0)
+            hue = hsv[..., 0].astype(np.int32) + int(rng.integers(-self.hue_delta, self.hue_delta + 1))
+            hsv[..., 0] = (hue % 180).astype(np.uint8)
+            image = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if rng.random() < self.p_gray:
+            image = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        if rng.random() < self.p_blur:
+            image = cv2.GaussianBlur(image, (0, 0), rng.uniform(*self.blur_sigma))
+        if rng.random() < self.p_noise:
+            noise = rng.normal(0.0, rng.uniform(*self.noise_sigma), size=image.shape).astype(np.float32)
+            image = _blend(image, 1.0, noise)
+        return image
+
+
 @dataclass
 class TrainTransform:
     """Random scale of the base long side, pad, random crop, flip, optional photometric
@@ -148,6 +198,8 @@ class TrainTransform:
             image = photometric_distortion(np.ascontiguousarray(image), rng)
         elif self.photometric == "jitter":
             image = color_jitter(np.ascontiguousarray(image), rng)
+        elif self.photometric == "camera":
+            image = CameraAugment()(np.ascontiguousarray(image), rng)
         label = np.ascontiguousarray(label)
         edge = boundary_target(label, border=self.edge_border)
         return (normalize(image, self.mean, self.std), torch.from_numpy(label.astype(np.int64)),

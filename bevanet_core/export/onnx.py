@@ -67,7 +67,7 @@ def onnx_parity(model: nn.Module, path: PathLike, x: torch.Tensor, threads: int 
 
 
 def _check_size(input_size: Union[str, Sequence[int]]) -> Tuple[int, int]:
-    from ..runtime.geometry import parse_size
+    from ..imaging.geometry import parse_size
 
     return parse_size(input_size, "input_size", 8)
 

@@ -15,6 +15,7 @@ strongly typed TensorRT networks (TensorRT 10 and 11 alike), with no builder pre
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from pathlib import Path
@@ -39,6 +40,7 @@ FP16_KEEP_FP32_OPS = (
 INT8_OP_TYPES = ("Conv", "MatMul", "Gemm")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 DEFAULT_CALIBRATION_IMAGES = 64
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def onnx_precision(path: PathLike) -> str:
@@ -46,6 +48,28 @@ def onnx_precision(path: PathLike) -> str:
     import onnx
 
     return onnx_precision_of(onnx.load(str(path), load_external_data=False))
+
+
+def calibration_files(folder: PathLike, limit: Optional[int] = None) -> List[Path]:
+    """Sorted image files of a calibration folder (recursive); an empty folder is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"calibration image folder not found: {folder}")
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
+    return files[:limit] if limit else files
+
+
+def calibration_hash(files: Sequence[Path], resize: str) -> str:
+    """Digest of the calibration set (names, sizes, mtimes) and how it is preprocessed."""
+    digest = hashlib.sha256(resize.encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def _retag(proto, meta: ArtifactMetadata) -> None:
@@ -133,8 +157,8 @@ def network_input(rgb: np.ndarray, meta: ArtifactMetadata, resize: str = "stretc
     made by the runtime's own resize and normalisation."""
     import torch
 
-    from ..runtime.geometry import plan_resize
-    from ..runtime.processing import preprocess
+    from ..imaging.geometry import plan_resize
+    from ..imaging.processing import preprocess
 
     info = meta.info
     plan = plan_resize((rgb.shape[1], rgb.shape[0]), tuple(meta.input_size), resize)
@@ -218,8 +242,6 @@ def quantize_int8(
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from .tensorrt import calibration_files
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(

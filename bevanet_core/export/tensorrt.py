@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..checkpoint import atomic_write, file_sha256
 from .metadata import (
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 # ------------------------------------------------------------ keys and staleness (no TensorRT)
@@ -148,28 +147,6 @@ def check_engine(path: PathLike, env: TargetEnvironment) -> ArtifactMetadata:
         )
         raise ArtifactError(f"{path} cannot run here: {'; '.join(reasons)}; {hint}")
     return meta
-
-
-def calibration_files(folder: PathLike, limit: Optional[int] = None) -> List[Path]:
-    """Sorted image files of a calibration folder (recursive); an empty folder is an error."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"calibration image folder not found: {folder}")
-    files = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
-    return files[:limit] if limit else files
-
-
-def calibration_hash(files: Sequence[Path], resize: str) -> str:
-    """Digest of the calibration set (names, sizes, mtimes) and how it is preprocessed."""
-    digest = hashlib.sha256(resize.encode())
-    for f in files:
-        st = f.stat()
-        digest.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def engine_metadata(

@@ -5,8 +5,8 @@ seg = Segmenter(SegmenterConfig(backend="onnxruntime", resize="letterbox"))
 mask = seg.segment(frame, encoding="bgr8").mask
 """
 
-from .encodings import ENCODINGS, canonical_encoding
-from .geometry import RESIZE_MODES, ResizePlan, parse_size, plan_resize
+from ..imaging.encodings import ENCODINGS, canonical_encoding
+from ..imaging.geometry import RESIZE_MODES, ResizePlan, parse_size, plan_resize
 from .segmenter import BACKENDS, SegmentationResult, Segmenter, SegmenterConfig
 
 __all__ = [

@@ -6,6 +6,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from ..imaging.geometry import resolve_input_size
 from .backend import default_cache_dir
 
 log = logging.getLogger(__name__)
@@ -15,8 +16,6 @@ def exported_onnx_path(model, info, cfg) -> Path:
     """Exports `model` at the configured size with a dynamic batch, cached by weights hash."""
     from ..export.metadata import model_hash
     from ..export.onnx import export_onnx
-    from .segmenter import resolve_input_size
-
     width, height = resolve_input_size(cfg.input_size, info)
     # weights and metadata both shape the file (the metadata travels inside it)
     digest = hashlib.sha256((model_hash(model) + info.to_json()).encode()).hexdigest()[:16]
@@ -68,7 +67,7 @@ def onnx_for_precision(path: Path, cfg) -> Path:
                 "precision 'int8' needs calibration_images: a folder of real frames from the "
                 "deployment domain to calibrate the Q/DQ scales (or give an int8 .onnx export)"
             )
-        from ..export.tensorrt import calibration_files, calibration_hash
+        from ..export.precision import calibration_files, calibration_hash
 
         calib = calibration_hash(calibration_files(cfg.calibration_images), cfg.resize)
         out = cache / "onnx" / f"{path.stem}-{source}-int8-{calib}.onnx"

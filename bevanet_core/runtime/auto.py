@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .backend import Backend, default_cache_dir
+from .backend import Backend, cpu_name, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,8 @@ def _ort_has_cuda() -> bool:
 
 def machine_key(device: torch.device, threads: Optional[int]) -> Dict[str, Any]:
     """What a probe's result depends on besides the model."""
-    from .benchmark import _cpu_name
-
     key: Dict[str, Any] = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),

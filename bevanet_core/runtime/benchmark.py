@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .geometry import parse_size
+from ..imaging.geometry import parse_size
+from .backend import cpu_name
 from .segmenter import Segmenter, SegmenterConfig
 
 
@@ -177,7 +178,7 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     env = {
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
@@ -190,17 +191,6 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     except ImportError:
         pass
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def plot_reports(reports: Sequence[Dict[str, Any]], path: str, title: str = "") -> None:

@@ -19,13 +19,19 @@ import torch
 import torch.nn as nn
 
 from .backend import PRECISIONS, Backend, load_checkpoint, resolve_device
-from .encodings import Frame, check_frame
-from .geometry import RESIZE_MODES, ResizePlan, Size, parse_size, plan_resize
-from .processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
+from ..imaging.encodings import Frame, check_frame
+from ..imaging.geometry import (
+    NETWORK_STRIDE,
+    RESIZE_MODES,
+    ResizePlan,
+    Size,
+    parse_size,
+    plan_resize,
+    resolve_input_size,
+)
+from ..imaging.processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
-DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
-NETWORK_STRIDE = 8
 
 
 @dataclasses.dataclass
@@ -315,21 +321,6 @@ class Segmenter:
         self.close()
 
 
-def resolve_input_size(requested, info, static: Optional[Size] = None) -> Size:
-    """The network input size: fixed by an artifact (`static`), else the config's, else the
-    weights' ModelInfo, else 480x360."""
-    if static is not None:
-        static = parse_size(static, "input_size", NETWORK_STRIDE)
-        if requested is not None and parse_size(requested, "input_size", NETWORK_STRIDE) != static:
-            raise ValueError(
-                f"input_size {requested} differs from the {static[0]}x{static[1]} the exported "
-                "model was built for; re-export it at that size or leave input_size unset"
-            )
-        return static
-    size = requested or (
-        info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE
-    )
-    return parse_size(size, "input_size", NETWORK_STRIDE)
 
 
 def _as_tensor(frame: Frame) -> torch.Tensor:

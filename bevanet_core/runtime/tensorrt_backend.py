@@ -157,14 +157,18 @@ class TensorRTBackend(Backend):
         self._runtime = None
 
 
-def _source_onnx(engine: Path):
-    """The ONNX model an engine was built from, if its sidecar names one that still exists."""
-    import json
-
-    from ..export.metadata import sidecar_path
+def _sidecar(engine: Path):
+    """The engine's sidecar metadata, or None when it is missing or unreadable."""
+    from ..export.metadata import read_sidecar
 
     try:
-        source = json.loads(sidecar_path(engine).read_text()).get("extra", {}).get("source_onnx")
-    except (OSError, ValueError):
+        return read_sidecar(engine, verify_hash=False)  # a stale engine may still be whole
+    except (OSError, ValueError):  # ArtifactError is a ValueError
         return None
+
+
+def _source_onnx(engine: Path):
+    """The ONNX model an engine was built from, if its sidecar names one that still exists."""
+    meta = _sidecar(engine)
+    source = meta.extra.get("source_onnx") if meta is not None else None
     return Path(source) if source and Path(source).is_file() else None

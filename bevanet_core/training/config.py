@@ -34,7 +34,9 @@ class DataConfig:
     scale_step: float = 0.1  # scales are scale_min + k * scale_step (STDC: 0.125)
     flip: bool = True
     edge_border: int = 0  # Cityscapes/ADE20K: 6
-    photometric: str = "none"  # none; distortion (mmseg PhotoMetricDistortion); jitter (STDC's ColorJitter)
+    # none; distortion (mmseg PhotoMetricDistortion); jitter (STDC's ColorJitter); camera (colour
+    # casts, saturation/hue, grey, blur and noise for other cameras and skies: CameraAugment)
+    photometric: str = "none"
     workers: int = 1
     class_weights: Optional[List[float]] = None
 
@@ -76,7 +78,9 @@ class RunConfig:
     out_dir: str = "runs/bevanet-s_camvid"
     seed: int = 304
     device: str = "auto"  # auto, cpu, cuda
-    precision: str = "fp32"  # fp32, bf16, fp16 (fp16 only on CUDA)
+    # auto (bf16 where the CPU or GPU computes it natively, else fp32 / fp16: hardware.py),
+    # fp32, bf16, fp16 (fp16 only on CUDA)
+    precision: str = "auto"
     channels_last: bool = False
     checkpoint_every: int = 50  # iterations
     val_every: int = 100  # iterations; 0 = only at the end
@@ -90,6 +94,10 @@ class RunConfig:
     # a run that starts from `model.pretrained` weights of an earlier part of the same schedule
     # continues the schedule at this iteration
     start_iteration: int = 0
+    # wall-clock budget in minutes (0 = none): the schedule advances with the larger of the
+    # iteration's and the elapsed time's share of it, and the run ends, validated and
+    # checkpointed, when the time is spent (a GPU lent for a few minutes)
+    time_budget_min: float = 0.0
 
 
 @dataclass

@@ -29,6 +29,7 @@ from ..checkpoint import ModelInfo, atomic_write, load_state_dict_strict, read_c
 from ..data.datasets import build_dataset
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.metrics import ConfusionMatrix
+from ..hardware import cpu_info, resolve_precision
 from ..models import build_model
 from ..models.layers import dilated_depthwise_convs
 from .config import TrainConfig, save_config
@@ -175,20 +176,25 @@ def autocast_context(device: torch.device, precision: str):
     raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
 
 
-def refuse_cpu_bf16_channels_last(model: nn.Module, device: torch.device, precision: str) -> None:
-    """Channels-last bf16 training on the CPU is refused for networks with dilated depthwise
-    convs: the CPU's bf16 weight gradient of such a conv (oneDNN, torch 2.13) is wrong for
-    channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA: over 100% off, then NaN;
-    `layers.channel_layer_norm`). Forward, input gradients, fp32 and CUDA are not affected."""
-    if device.type != "cpu" or precision != "bf16":
-        return
-    dilated = [n for n, _ in dilated_depthwise_convs(model)]
-    if dilated:
-        raise ValueError(
-            f"run.channels_last=true with run.precision=bf16 on the CPU: {len(dilated)} dilated "
-            f"depthwise convs (first: {dilated[0]}) would get wrong weight gradients from the "
-            "CPU's channels-last bf16 kernel; drop run.channels_last (it helps on CUDA only) or "
-            "train in fp32")
+def keep_dilated_depthwise_convs_nchw(model: nn.Module) -> List[str]:
+    """Lets a channels-last model train in bf16 on the CPU: every dilated depthwise conv gets
+    its input, weight and output gradient as contiguous NCHW, since the CPU's bf16 weight gradient of such a conv (oneDNN,
+    torch 2.13) is wrong for channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA:
+    over 100% off, then NaN; `layers.channel_layer_norm`). Every other conv stays channels-last.
+    Returns the names of the convs so kept."""
+    kept = []
+    for name, conv in dilated_depthwise_convs(model):
+        # the wrong kernel is reached through any channels-last operand: input, weight or the
+        # gradient arriving from the channels-last layers after it
+        # (a depthwise weight's size-1 dimension makes channels-last strides count as
+        # contiguous, so .contiguous() would keep them: copy into standard strides)
+        conv.weight.data = torch.empty(conv.weight.shape, dtype=conv.weight.dtype,
+                                       device=conv.weight.device).copy_(conv.weight.data)
+        conv.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+        conv.register_full_backward_pre_hook(
+            lambda module, grads: tuple(None if g is None else g.contiguous() for g in grads))
+        kept.append(name)
+    return kept
 
 
 def main_logits(outputs) -> torch.Tensor:
@@ -351,30 +357,8 @@ class Logger:
             self.tb.close()
 
 
-def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Dict:
-    """Trains per `cfg`. `resume`: a checkpoint path, or 'auto' for <out_dir>/last.pt if present.
-    `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
-    device = resolve_device(cfg.run.device)
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    dinfo = init_distributed(device.type)
-    if device.type == "cuda":
-        device = torch.device("cuda", dinfo.local_rank)
-        torch.cuda.set_device(device)
-    out_dir = Path(cfg.run.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.run.seed + dinfo.rank)
-    np.random.seed(cfg.run.seed + dinfo.rank)
-    random.seed(cfg.run.seed + dinfo.rank)
-
-    train_set, val_set = build_datasets(cfg)
-    if train_set.num_classes != cfg.model.num_classes:
-        raise ValueError(f"dataset {cfg.data.dataset} has {train_set.num_classes} classes but "
-                         f"model.num_classes={cfg.model.num_classes}")
-    info = ModelInfo(variant=cfg.model.variant, num_classes=cfg.model.num_classes,
-                     class_names=list(train_set.class_names), palette=[list(c) for c in train_set.palette],
-                     input_size=None, dataset=cfg.data.dataset)
-
+def build_training_model(cfg: TrainConfig, device: torch.device, dinfo: DistInfo) -> nn.Module:
+    """The network with its training heads: initial weights, SyncBN, device and memory layout."""
     model = build_model(cfg.model.variant, num_classes=cfg.model.num_classes, aux_heads=True)
     if cfg.model.pretrained:
         state, _ = read_checkpoint(cfg.model.pretrained)
@@ -386,136 +370,233 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
     if cfg.run.channels_last:
-        refuse_cpu_bf16_channels_last(model, device, cfg.run.precision)
         model.to(memory_format=torch.channels_last)
-    criterion = build_criterion(cfg).to(device)
-    optimizer = build_optimizer(model, cfg.optim)
+        if device.type == "cpu" and cfg.run.precision == "bf16":
+            kept = keep_dilated_depthwise_convs_nchw(model)
+            if kept and dinfo.is_main:
+                print(f"channels-last bf16 on the CPU: {len(kept)} dilated depthwise convs kept NCHW "
+                      f"(first: {kept[0]})", flush=True)
+    return model
 
-    batches = ResumableBatchSampler.batches_per_epoch(len(train_set), cfg.optim.batch_size, dinfo.world_size)
-    if batches == 0:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of "
-                         f"{cfg.optim.batch_size} x {dinfo.world_size} processes")
-    max_iter = cfg.optim.iterations or (cfg.optim.epochs or 1) * batches
 
-    iteration, best_miou, history = cfg.run.start_iteration, -1.0, []
-    if not 0 <= iteration < max_iter:
-        raise ValueError(f"run.start_iteration={iteration} is outside the schedule of {max_iter} iterations")
-    ema = WeightEMA(model, cfg.run.ema_decay) if cfg.run.ema_decay else None
-    resume_path = out_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
-    if resume_path is not None and resume_path.is_file():
-        ckpt = load_training_checkpoint(resume_path)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        iteration, best_miou, history = ckpt["iteration"], ckpt["best_miou"], ckpt.get("history", [])
+class Trainer:
+    """One training run: set-up (the constructor), `resume`, and `fit`, the loop of `step`s with
+    logging, checkpoints and validation."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        device = resolve_device(cfg.run.device)
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        self.dinfo = dinfo = init_distributed(device.type)
+        if device.type == "cuda":
+            device = torch.device("cuda", dinfo.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        requested = cfg.run.precision
+        cfg.run.precision = resolve_precision(requested, device.type)
+        if dinfo.is_main and requested == "auto":
+            where = cpu_info().describe() if device.type == "cpu" else torch.cuda.get_device_name(device)
+            print(f"precision auto -> {cfg.run.precision} on {where}", flush=True)
+        self.out_dir = Path(cfg.run.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.run.seed + dinfo.rank)
+        np.random.seed(cfg.run.seed + dinfo.rank)
+        random.seed(cfg.run.seed + dinfo.rank)
+
+        self.train_set, self.val_set = build_datasets(cfg)
+        if self.train_set.num_classes != cfg.model.num_classes:
+            raise ValueError(f"dataset {cfg.data.dataset} has {self.train_set.num_classes} classes but "
+                             f"model.num_classes={cfg.model.num_classes}")
+        self.info = ModelInfo(variant=cfg.model.variant, num_classes=cfg.model.num_classes,
+                              class_names=list(self.train_set.class_names),
+                              palette=[list(c) for c in self.train_set.palette], input_size=None,
+                              dataset=cfg.data.dataset)
+        self.model = build_training_model(cfg, device, dinfo)
+        self.criterion = build_criterion(cfg).to(device)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+
+        self.batches = ResumableBatchSampler.batches_per_epoch(len(self.train_set), cfg.optim.batch_size,
+                                                               dinfo.world_size)
+        if self.batches == 0:
+            raise ValueError(f"{len(self.train_set)} training images are fewer than one batch of "
+                             f"{cfg.optim.batch_size} x {dinfo.world_size} processes")
+        self.max_iter = cfg.optim.iterations or (cfg.optim.epochs or 1) * self.batches
+        self.iteration, self.best_miou, self.history = cfg.run.start_iteration, -1.0, []
+        if not 0 <= self.iteration < self.max_iter:
+            raise ValueError(f"run.start_iteration={self.iteration} is outside the schedule of "
+                             f"{self.max_iter} iterations")
+        self.ema = WeightEMA(self.model, cfg.run.ema_decay) if cfg.run.ema_decay else None
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.run.precision == "fp16" else None
+        self.budget_s = 60.0 * cfg.run.time_budget_min
+        self.t0 = time.time()
+
+    # ------------------------------------------------------------------ resume and checkpoints
+
+    def resume(self, resume: Optional[str]) -> None:
+        """`resume`: a checkpoint path, or 'auto' for <out_dir>/last.pt if present."""
+        path = self.out_dir / "last.pt" if resume == "auto" else (Path(resume) if resume else None)
+        if path is None or not path.is_file():
+            if resume not in (None, "auto"):
+                raise FileNotFoundError(f"checkpoint to resume not found: {resume}")
+            return
+        ckpt = load_training_checkpoint(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.iteration, self.best_miou, self.history = ckpt["iteration"], ckpt["best_miou"], ckpt.get("history", [])
         _set_rng_state(ckpt["rng"])
-        if ema is not None:
+        if self.ema is not None:
             if "ema" in ckpt:
-                ema.load_state_dict(ckpt["ema"])
+                self.ema.load_state_dict(ckpt["ema"])
             else:  # a checkpoint of a run without the average: start it here
-                ema = WeightEMA(model, cfg.run.ema_decay)
-        if dinfo.is_main:
-            print(f"resumed from {resume_path} at iteration {iteration}/{max_iter}", flush=True)
-    elif resume not in (None, "auto"):
-        raise FileNotFoundError(f"checkpoint to resume not found: {resume}")
+                self.ema = WeightEMA(self.model, self.cfg.run.ema_decay)
+        if self.dinfo.is_main:
+            print(f"resumed from {path} at iteration {self.iteration}/{self.max_iter}", flush=True)
 
-    ddp_model = model
-    if dinfo.world_size > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    scaler = torch.amp.GradScaler("cuda") if cfg.run.precision == "fp16" else None
-    if dinfo.is_main:
-        save_config(cfg, out_dir / "config.yaml")
-    logger = Logger(out_dir, dinfo.is_main)
+    def checkpoint(self, kind: str = "last") -> None:
+        if self.dinfo.is_main:
+            save_training_checkpoint(self.out_dir / f"{kind}.pt", self.model, self.optimizer, self.iteration,
+                                     self.best_miou, self.cfg, self.info, self.history, self.ema)
 
-    def checkpoint(kind: str = "last") -> None:
-        if dinfo.is_main:
-            save_training_checkpoint(out_dir / f"{kind}.pt", model, optimizer, iteration, best_miou, cfg, info,
-                                     history, ema)
+    # ------------------------------------------------------------------ schedule
 
-    def validate() -> float:
-        nonlocal best_miou
-        selected = model if ema is None else ema.model  # the model that is kept and shipped
-        cm = evaluate(selected, val_set, device, cfg.model.num_classes, cfg.run.precision, cfg.run.val_limit,
-                      dinfo, cfg.run.channels_last)
+    def _agreed(self, value: float) -> float:
+        """The largest of `value` over all ranks (the value itself in one process)."""
+        if not dist.is_initialized():
+            return value
+        t = torch.tensor([float(value)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def schedule_position(self) -> int:
+        """The iteration the schedule is at: with a time budget, the elapsed share counts too."""
+        if not self.budget_s:
+            return self.iteration
+        elapsed = int(self.max_iter * (time.time() - self.t0) / self.budget_s)
+        return int(self._agreed(max(self.iteration, min(self.max_iter, elapsed))))  # one LR on every rank
+
+    def out_of_time(self) -> bool:
+        """True once the budget is spent on any rank (all ranks agree, and stop together)."""
+        return bool(self.budget_s) and bool(self._agreed(time.time() - self.t0 >= self.budget_s))
+
+    # ------------------------------------------------------------------ the loop
+
+    def step(self, net: nn.Module, images, labels, edges) -> Tuple[Dict[str, torch.Tensor], float]:
+        """One optimisation step; returns the loss terms and the learning rate used."""
+        cfg, o, device = self.cfg, self.cfg.optim, self.device
+        lr = poly_lr(o.lr, self.schedule_position(), self.max_iter, o.power, o.min_lr, o.warmup_iters,
+                     o.warmup_ratio, o.warmup_mode)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
+        images = images.to(device, non_blocking=True)
+        if cfg.run.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels, edges = labels.to(device, non_blocking=True), edges.to(device, non_blocking=True)
+        with autocast_context(device, cfg.run.precision):
+            outputs = net(images)
+        losses = self.criterion(outputs, labels, edges)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(losses["loss"]).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            losses["loss"].backward()
+            self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        if not torch.isfinite(losses["loss"]):
+            hint = (f"; with run.precision={cfg.run.precision} try fp32" if cfg.run.precision != "fp32"
+                    else "; try a lower optim.lr")
+            raise FloatingPointError(f"loss became {losses['loss'].item()} at iteration {self.iteration}{hint}")
+        self.iteration += 1
+        return losses, lr
+
+    def validate(self, logger: "Logger") -> float:
+        cfg, ema = self.cfg, self.ema
+        selected = self.model if ema is None else ema.model  # the model that is kept and shipped
+
+        def miou_of(model: nn.Module):
+            return evaluate(model, self.val_set, self.device, cfg.model.num_classes, cfg.run.precision,
+                            cfg.run.val_limit, self.dinfo, cfg.run.channels_last)
+
+        cm = miou_of(selected)
         miou = cm.miou()
         record = {"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}
-        entry = {"iteration": iteration, "val_miou": miou}
+        entry = {"iteration": self.iteration, "val_miou": miou}
         if ema is not None:
-            raw = evaluate(model, val_set, device, cfg.model.num_classes, cfg.run.precision, cfg.run.val_limit,
-                           dinfo, cfg.run.channels_last).miou()
-            record["val/miou_raw_weights"] = entry["val_miou_raw_weights"] = raw
-        history.append(entry)
-        if dinfo.is_main:
-            improved = miou > best_miou
+            record["val/miou_raw_weights"] = entry["val_miou_raw_weights"] = miou_of(self.model).miou()
+        self.history.append(entry)
+        if self.dinfo.is_main:
+            improved = miou > self.best_miou
             if improved:
-                best_miou = miou
-                info.extra = {**info.extra, "iteration": iteration, "val_miou": round(miou, 2)}
-                save_weights(selected, out_dir / "best.safetensors", info)
-            logger.log(record, iteration,
-                       f"[val] iteration {iteration}: mIoU {miou:.2f} (best {best_miou:.2f})"
+                self.best_miou = miou
+                self.info.extra = {**self.info.extra, "iteration": self.iteration, "val_miou": round(miou, 2)}
+                save_weights(selected, self.out_dir / "best.safetensors", self.info)
+            logger.log(record, self.iteration,
+                       f"[val] iteration {self.iteration}: mIoU {miou:.2f} (best {self.best_miou:.2f})"
                        + (f", raw weights {record['val/miou_raw_weights']:.2f}" if ema is not None else "")
                        + (" -> best.safetensors" if improved else ""))
         return miou
 
-    ddp_model.train()
-    start_iter, t0 = iteration, time.time()
-    done_this_call = 0
-    while iteration < max_iter:
-        epoch, start_batch = divmod(iteration, batches)
-        train_set.epoch = epoch
-        sampler = ResumableBatchSampler(len(train_set), cfg.optim.batch_size, cfg.run.seed, epoch,
-                                        dinfo.rank, dinfo.world_size, start_batch)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.data.workers,
-                            pin_memory=device.type == "cuda", persistent_workers=False)
-        for images, labels, edges in loader:
-            o = cfg.optim
-            lr = poly_lr(o.lr, iteration, max_iter, o.power, o.min_lr, o.warmup_iters, o.warmup_ratio,
-                         o.warmup_mode)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
-            images = images.to(device, non_blocking=True)
-            if cfg.run.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            labels, edges = labels.to(device, non_blocking=True), edges.to(device, non_blocking=True)
-            with autocast_context(device, cfg.run.precision):
-                outputs = ddp_model(images)
-            losses = criterion(outputs, labels, edges)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(losses["loss"]).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                losses["loss"].backward()
-                optimizer.step()
-            if ema is not None:
-                ema.update(model)
-            if not torch.isfinite(losses["loss"]):
-                hint = (f"; with run.precision={cfg.run.precision} try fp32" if cfg.run.precision != "fp32"
-                        else "; try a lower optim.lr")
-                raise FloatingPointError(f"loss became {losses['loss'].item()} at iteration {iteration}{hint}")
-            iteration += 1
-            done_this_call += 1
-            if iteration % cfg.run.log_every == 0 or iteration == max_iter:
-                speed = (time.time() - t0) / max(iteration - start_iter, 1)
-                eta = speed * (max_iter - iteration)
-                record = {f"train/{k}": float(v.detach()) for k, v in losses.items()}
-                record.update({"train/lr": lr, "train/s_per_iter": speed, "epoch": epoch})
-                logger.log(record, iteration,
-                           f"[train] {iteration}/{max_iter} epoch {epoch} loss {losses['loss'].item():.4f} "
-                           f"lr {lr:.2e} {speed:.2f} s/it ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
-            if cfg.run.checkpoint_every and iteration % cfg.run.checkpoint_every == 0:
-                checkpoint()
-            if cfg.run.val_every and iteration % cfg.run.val_every == 0 and iteration < max_iter:
-                validate()
-                checkpoint()
-            if stop_after is not None and done_this_call >= stop_after:
-                checkpoint()
-                logger.close()
-                return {"iteration": iteration, "best_miou": best_miou, "history": history, "stopped": True}
-            if iteration >= max_iter:
-                break
-    final = validate()
-    checkpoint()
-    logger.close()
-    return {"iteration": iteration, "best_miou": best_miou, "final_miou": final, "history": history}
+    def _log_progress(self, logger: "Logger", losses, lr: float, epoch: int, start_iter: int) -> None:
+        speed = (time.time() - self.t0) / max(self.iteration - start_iter, 1)
+        eta = speed * (self.max_iter - self.iteration)
+        record = {f"train/{k}": float(v.detach()) for k, v in losses.items()}
+        record.update({"train/lr": lr, "train/s_per_iter": speed, "epoch": epoch})
+        logger.log(record, self.iteration,
+                   f"[train] {self.iteration}/{self.max_iter} epoch {epoch} loss {losses['loss'].item():.4f} "
+                   f"lr {lr:.2e} {speed:.2f} s/it ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+
+    def fit(self, stop_after: Optional[int] = None) -> Dict:
+        """Trains to the end of the schedule (or of the time budget), then validates.
+        `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
+        cfg, dinfo = self.cfg, self.dinfo
+        net = self.model
+        if dinfo.world_size > 1:
+            net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if dinfo.is_main:
+            save_config(cfg, self.out_dir / "config.yaml")
+        logger = Logger(self.out_dir, dinfo.is_main)
+        net.train()
+        start_iter, self.t0 = self.iteration, time.time()
+        done_this_call, time_spent = 0, False
+        while self.iteration < self.max_iter and not time_spent:
+            epoch, start_batch = divmod(self.iteration, self.batches)
+            self.train_set.epoch = epoch
+            sampler = ResumableBatchSampler(len(self.train_set), cfg.optim.batch_size, cfg.run.seed, epoch,
+                                            dinfo.rank, dinfo.world_size, start_batch)
+            loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=cfg.data.workers,
+                                pin_memory=self.device.type == "cuda", persistent_workers=False)
+            for images, labels, edges in loader:
+                losses, lr = self.step(net, images, labels, edges)
+                done_this_call += 1
+                it = self.iteration
+                if it % cfg.run.log_every == 0 or it == self.max_iter:
+                    self._log_progress(logger, losses, lr, epoch, start_iter)
+                if cfg.run.checkpoint_every and it % cfg.run.checkpoint_every == 0:
+                    self.checkpoint()
+                if cfg.run.val_every and it % cfg.run.val_every == 0 and it < self.max_iter:
+                    self.validate(logger)
+                    self.checkpoint()
+                if stop_after is not None and done_this_call >= stop_after:
+                    self.checkpoint()
+                    logger.close()
+                    return {"iteration": it, "best_miou": self.best_miou, "history": self.history, "stopped": True}
+                time_spent = self.out_of_time()
+                if it >= self.max_iter or time_spent:
+                    break
+        final = self.validate(logger)
+        self.checkpoint()
+        logger.close()
+        return {"iteration": self.iteration, "best_miou": self.best_miou, "final_miou": final,
+                "history": self.history}
+
+
+def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Dict:
+    """Trains per `cfg`. `resume`: a checkpoint path, or 'auto' for <out_dir>/last.pt if present.
+    `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
+    trainer = Trainer(cfg)
+    trainer.resume(resume)
+    return trainer.fit(stop_after)

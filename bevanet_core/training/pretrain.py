@@ -23,6 +23,7 @@ from ..checkpoint import ModelInfo, atomic_write, save_weights
 from ..data.classes import IMAGENET_MEAN, IMAGENET_STD, default_palette
 from ..data.datasets import ImageFolderClassification
 from ..data.transforms import normalize
+from ..hardware import resolve_precision
 from ..models import build_model
 from .engine import ResumableBatchSampler, autocast_context, load_training_checkpoint, resolve_device
 
@@ -44,7 +45,7 @@ class PretrainConfig:
     warmup_epochs: int = 5
     mixup: float = 0.8
     cutmix: float = 1.0
-    precision: str = "fp32"
+    precision: str = "auto"  # hardware.resolve_precision
     device: str = "auto"
     workers: int = 4
     seed: int = 88
@@ -149,6 +150,7 @@ def evaluate_classifier(model, dataset, device, batch_size: int = 64) -> Dict[st
 
 def pretrain(cfg: PretrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Dict:
     device = resolve_device(cfg.device)
+    cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device.type))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

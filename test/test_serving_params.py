@@ -1,8 +1,9 @@
-"""The node's ROS-free logic: parameter rules, latest-frame slots, statistics, log throttling,
-label info, and the variant -> parameter-file mapping the launch files use."""
+"""The streaming layer's ROS-free logic: parameter rules, latest-frame slots, statistics, log
+throttling, label info, the parameter file and what the launch files compute."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -10,18 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from bevanet_ros import launch_config
-from bevanet_ros.frame_slots import LatestFrameSlots
-from bevanet_ros.labels import FALLBACK_SCHEMA, label_info_dict, label_info_json
-from bevanet_ros.params import (
+from bevanet_core.serving import launch_plan
+from bevanet_core.serving.labels import FALLBACK_SCHEMA, label_info_dict, label_info_json
+from bevanet_core.serving.params import (
     PARAMS,
     SPECS,
     NodeSettings,
     ParameterError,
+    params_yaml,
     reload_needed,
     validate_value,
 )
-from bevanet_ros.stats import LatencyWindow, LogThrottle, NodeStats, RateMeter, percentile
+from bevanet_core.serving.slots import LatestFrameSlots
+from bevanet_core.serving.stats import LatencyWindow, LogThrottle, RateMeter, StreamStats, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,30 +48,9 @@ def test_every_parameter_has_a_description_and_a_valid_default():
 
 
 def test_reload_parameters_are_read_only_and_display_ones_are_not():
-    assert set(
-        reload_needed(
-            [
-                "weights",
-                "engine",
-                "backend",
-                "device",
-                "precision",
-                "input_width",
-                "input_topics",
-                "input_qos",
-                "overlay_alpha",
-            ]
-        )
-    ) == {
-        "weights",
-        "engine",
-        "backend",
-        "device",
-        "precision",
-        "input_width",
-        "input_topics",
-        "input_qos",
-    }
+    reload = ["weights", "engine", "backend", "device", "precision", "input_width",
+              "input_topics", "input_qos"]
+    assert set(reload_needed(reload + ["overlay_alpha"])) == set(reload)
     for name in (
         "overlay_alpha",
         "publish_mask",
@@ -264,7 +245,7 @@ def test_log_throttle_per_kind():
 
 def test_node_stats_snapshot():
     clock = FakeClock(0.0)
-    stats = NodeStats(["front", "rear"], clock=clock)
+    stats = StreamStats(["front", "rear"], clock=clock)
     for i in range(5):
         clock.t = i * 0.5
         stats.on_received("front")
@@ -313,37 +294,91 @@ def test_label_info_fallback_json():
 # ---------------------------------------------------------------- launch logic (plain Python)
 
 
-def test_variants_are_the_model_registry():
+def test_enumerations_come_from_the_runtime_and_the_registry():
     from bevanet_core.models import list_models
-    from bevanet_ros.params import VARIANTS
+    from bevanet_core.runtime import BACKENDS, RESIZE_MODES, SegmenterConfig
+    from bevanet_core.runtime.backend import PRECISIONS
+    from bevanet_core.imaging.processing import UPSAMPLE_MODES
+    from bevanet_core.serving.params import RUNTIME_PARAMS, VARIANTS
 
-    assert sorted(VARIANTS) == list_models() == sorted(launch_config.VARIANT_CONFIGS)
+    assert list(VARIANTS) == list_models()
+    assert SPECS["variant"].choices == ("",) + VARIANTS
+    assert SPECS["backend"].choices == BACKENDS and SPECS["precision"].choices == PRECISIONS
+    assert SPECS["resize"].choices == RESIZE_MODES
+    assert SPECS["upsample"].choices == UPSAMPLE_MODES
+    runtime = SegmenterConfig()
+    for name in RUNTIME_PARAMS:
+        assert SPECS[name].default == getattr(runtime, name), name
+    # the settings object has exactly the spec's fields, defaults and types
+    defaults = NodeSettings()
+    for spec in PARAMS:
+        value = getattr(defaults, spec.name)
+        assert value == (tuple(spec.default) if spec.type_name == "str_list" else spec.default)
+    assert [f.name for f in dataclasses.fields(NodeSettings)] == [p.name for p in PARAMS]
 
 
-def test_variant_files_exist_and_validate():
-    for variant, name in launch_config.VARIANT_CONFIGS.items():
-        path = REPO / "config" / name
-        values = launch_config.load_params_file(str(path))
-        assert values["variant"] == variant
-        assert set(values) <= set(SPECS), set(values) - set(SPECS)
-        # every parameter is documented; an empty string array cannot be written in a ROS
-        # parameter YAML, so camera_names appears as a comment
-        assert set(SPECS) - set(values) == {"camera_names"}, set(SPECS) - set(values)
-        assert "# camera_names:" in path.read_text()
-        for key, value in values.items():
-            validate_value(key, value)
+def test_segmenter_config_carries_the_runtime_parameters():
+    settings = NodeSettings.from_values(
+        {
+            "weights": "/m.safetensors",
+            "variant": "pidnet_s",
+            "backend": "onnxruntime",
+            "precision": "fp16",
+            "resize": "letterbox",
+            "upsample": "labels",
+            "input_width": 640,
+            "input_height": 480,
+            "num_threads": 3,
+        }
+    )
+    cfg = settings.segmenter_config()
+    assert (cfg.weights, cfg.variant, cfg.backend, cfg.precision) == (
+        "/m.safetensors",
+        "pidnet_s",
+        "onnxruntime",
+        "fp16",
+    )
+    assert (cfg.resize, cfg.upsample, cfg.input_size) == ("letterbox", "labels", (640, 480))
+    assert cfg.num_threads == 3  # every backend's threads
+    assert NodeSettings.from_values({}).segmenter_config().num_threads is None  # 0 = defaults
+    assert NodeSettings.from_values({}).segmenter_config().backend == "auto"
+    engine = NodeSettings.from_values({"engine": "/m.onnx", "backend": "onnxruntime"})
+    assert engine.segmenter_config().weights == "/m.onnx"
+
+
+def test_the_parameter_file_is_the_spec():
+    path = REPO / "config" / launch_plan.PARAMS_FILE
+    assert path.read_text() == params_yaml(), (
+        "config/segmentation.yaml differs from the spec; rewrite it with "
+        "`python -m bevanet_core.serving.params > config/segmentation.yaml`"
+    )
+    values = launch_plan.load_params_file(str(path))
+    # an empty string array cannot be written in a ROS parameter YAML: camera_names is a comment
+    assert set(SPECS) - set(values) == {"camera_names"} and "# camera_names:" in path.read_text()
+    assert values == {p.name: p.default for p in PARAMS if p.name != "camera_names"}
+
+
+def test_each_variant_validates_with_the_parameter_file():
+    base = launch_plan.load_params_file(str(REPO / "config" / launch_plan.PARAMS_FILE))
+    for variant in launch_plan.VARIANTS:
+        values = dict(base, **launch_plan.variant_parameters(variant))
+        if variant != launch_plan.DEFAULT_WEIGHTS_VARIANT:
+            assert values["device"] == "cuda" and values["precision"] == "fp16"
+            values["weights"] = f"/m/{variant}.safetensors"
+        assert NodeSettings.from_values(values).variant == variant
 
 
 def test_plan_launch_for_each_variant():
     share = str(REPO)  # the source tree has the installed share layout (config/, launch/)
-    plan = launch_config.plan_launch(launch_config.default_arguments(), share)
-    assert plan.params_file == str(REPO / "config" / "bevanet_s.yaml")
+    plan = launch_plan.plan_launch(launch_plan.default_arguments(), share)
+    assert plan.params_file == str(REPO / "config" / "segmentation.yaml")
+    assert plan.variant_parameters == {"variant": "bevanet_s"}
     assert plan.overrides == {"use_sim_time": False, "input_topics": ["/camera/image_raw"]}
     assert plan.node_name == "segmentation" and not plan.rviz
     assert plan.rviz_config.endswith("config/segmentation.rviz")
 
     args = dict(
-        launch_config.default_arguments(),
+        launch_plan.default_arguments(),
         variant="bevanet",
         weights="/m/bevanet.safetensors",
         backend="onnxruntime",
@@ -352,8 +387,9 @@ def test_plan_launch_for_each_variant():
         use_sim_time="true",
         rviz="True",
     )
-    plan = launch_config.plan_launch(args, share)
-    assert plan.params_file.endswith("config/bevanet.yaml")
+    plan = launch_plan.plan_launch(args, share)
+    assert plan.params_file.endswith("config/segmentation.yaml")
+    assert plan.variant_parameters == {"variant": "bevanet", "device": "cuda", "precision": "fp16"}
     assert plan.overrides == {
         "use_sim_time": True,
         "backend": "onnxruntime",
@@ -361,6 +397,15 @@ def test_plan_launch_for_each_variant():
         "input_topics": ["/front/image_raw", "/rear/image_raw"],
     }
     assert plan.namespace == "perception" and plan.rviz
+
+
+def test_launch_arguments_describe_the_parameters_they_set():
+    described = {name: text for name, _, text in launch_plan.LAUNCH_ARGUMENTS}
+    for name in launch_plan.PARAM_ARGUMENTS:
+        assert described[name].startswith(SPECS[name].description.split(" Read-only")[0])
+    assert "onnxruntime" in described["backend"] and "compressed" in described["input_transport"]
+    for variant in launch_plan.VARIANTS:
+        assert variant in described["variant"]
 
 
 @pytest.mark.parametrize(
@@ -377,27 +422,27 @@ def test_plan_launch_for_each_variant():
     ],
 )
 def test_plan_launch_errors_name_the_argument(args, words):
-    merged = dict(launch_config.default_arguments(), **args)
+    merged = dict(launch_plan.default_arguments(), **args)
     if not words:
-        assert launch_config.plan_launch(merged, str(REPO)).overrides["input_topics"] == [
+        assert launch_plan.plan_launch(merged, str(REPO)).overrides["input_topics"] == [
             "/a",
             "b",
         ]
         return
     with pytest.raises(ValueError) as err:
-        launch_config.plan_launch(merged, str(REPO))
+        launch_plan.plan_launch(merged, str(REPO))
     for word in words:
         assert word in str(err.value)
 
 
 def test_parse_camera_topics_forms():
-    assert launch_config.parse_camera_topics("/a") == ["/a"]
-    assert launch_config.parse_camera_topics("['/a', '/b']") == ["/a", "/b"]
-    assert launch_config.parse_camera_topics("/a,/b , /c") == ["/a", "/b", "/c"]
+    assert launch_plan.parse_camera_topics("/a") == ["/a"]
+    assert launch_plan.parse_camera_topics("['/a', '/b']") == ["/a", "/b"]
+    assert launch_plan.parse_camera_topics("/a,/b , /c") == ["/a", "/b", "/c"]
 
 
 def test_bag_play_command():
-    assert launch_config.bag_play_command("bags/x", "0.5", "true") == [
+    assert launch_plan.bag_play_command("bags/x", "0.5", "true") == [
         "ros2",
         "bag",
         "play",
@@ -407,16 +452,16 @@ def test_bag_play_command():
         "0.5",
         "--loop",
     ]
-    assert "--loop" not in launch_config.bag_play_command("b")
+    assert "--loop" not in launch_plan.bag_play_command("b")
     for bad in (("", "1", "false"), ("b", "0", "false"), ("b", "fast", "false")):
         with pytest.raises(ValueError):
-            launch_config.bag_play_command(*bad)
+            launch_plan.bag_play_command(*bad)
 
 
 def test_output_topic_names():
-    assert launch_config.output_topic("", "segmentation", "mask") == "/segmentation/mask"
+    assert launch_plan.output_topic("", "segmentation", "mask") == "/segmentation/mask"
     assert (
-        launch_config.output_topic("/perception/", "seg", "overlay", "front")
+        launch_plan.output_topic("/perception/", "seg", "overlay", "front")
         == "/perception/seg/front/overlay"
     )
 
@@ -426,14 +471,14 @@ def test_rviz_config_shows_camera_overlay_and_colour_mask():
 
     rviz = yaml.safe_load((REPO / "config" / "segmentation.rviz").read_text())
     displays = {d["Name"]: d for d in rviz["Visualization Manager"]["Displays"]}
-    assert displays["Overlay"]["Topic"]["Value"] == launch_config.output_topic(
+    assert displays["Overlay"]["Topic"]["Value"] == launch_plan.output_topic(
         "", "segmentation", "overlay"
     )
-    assert displays["Colour mask"]["Topic"]["Value"] == launch_config.output_topic(
+    assert displays["Colour mask"]["Topic"]["Value"] == launch_plan.output_topic(
         "", "segmentation", "color_mask"
     )
     assert (
-        displays["Camera"]["Topic"]["Value"] == launch_config.default_arguments()["camera_topics"]
+        displays["Camera"]["Topic"]["Value"] == launch_plan.default_arguments()["camera_topics"]
     )
     # outputs are reliable by default, so reliable displays match; the camera display is best
     # effort, which matches both best-effort and reliable camera publishers

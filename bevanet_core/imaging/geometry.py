@@ -12,13 +12,15 @@ content and pads the rest (padding is never mapped back, so it cannot leak into 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 RESIZE_MODES = ("stretch", "letterbox")
 Size = Tuple[int, int]  # (width, height)
+DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
+NETWORK_STRIDE = 8
 
 
 def parse_size(
@@ -125,3 +127,20 @@ def plan_resize(in_size: Size, net_size: Size, mode: str = "stretch") -> ResizeP
     return ResizePlan(
         (in_w, in_h), (net_w, net_h), mode, (net_w - cw) // 2, (net_h - ch) // 2, cw, ch
     )
+
+
+def resolve_input_size(requested, info, static: Optional[Size] = None) -> Size:
+    """The network input size: fixed by an artifact (`static`), else the config's, else the
+    weights' ModelInfo, else 480x360."""
+    if static is not None:
+        static = parse_size(static, "input_size", NETWORK_STRIDE)
+        if requested is not None and parse_size(requested, "input_size", NETWORK_STRIDE) != static:
+            raise ValueError(
+                f"input_size {requested} differs from the {static[0]}x{static[1]} the exported "
+                "model was built for; re-export it at that size or leave input_size unset"
+            )
+        return static
+    size = requested or (
+        info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE
+    )
+    return parse_size(size, "input_size", NETWORK_STRIDE)

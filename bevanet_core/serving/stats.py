@@ -1,6 +1,6 @@
-"""Rates, latency windows, counters and per-problem log throttling for the node's diagnostics.
+"""Rates, latency windows, counters and per-problem log throttling for a stream's diagnostics.
 
-Plain Python (no ROS): the node feeds these and turns `NodeStats.snapshot()` into a
+`StreamSegmenter` feeds these; the node turns `StreamStats.snapshot()` into a
 `diagnostic_msgs/DiagnosticStatus`; tests check them directly with explicit clocks.
 """
 
@@ -103,8 +103,8 @@ class LogThrottle:
         return False, 0
 
 
-class NodeStats:
-    """Thread-safe counters and windows for one segmentation node (all cameras)."""
+class StreamStats:
+    """Thread-safe counters and windows for one stream (all cameras)."""
 
     def __init__(
         self, cameras: list[str], window_s: float = 5.0, clock: Clock = time.monotonic

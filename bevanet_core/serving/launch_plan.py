@@ -1,8 +1,9 @@
 """What the launch files compute, in plain Python (no `launch` import), so it is tested anywhere.
 
-`segmentation.launch.py` declares `LAUNCH_ARGUMENTS`, reads the variant's YAML from the package
-share (`config/<variant>.yaml`, found with FindPackageShare) and lays the non-empty launch
-arguments over it with `node_overrides`; `plan_launch` does all of that from plain strings.
+`segmentation.launch.py` declares `LAUNCH_ARGUMENTS`, gives the node `config/segmentation.yaml`
+from the package share (found with FindPackageShare), then `variant_parameters(variant)`, then
+the non-empty launch arguments (`node_overrides`); `plan_launch` does all of that from plain
+strings and checks the result with the node's own rules.
 """
 
 from __future__ import annotations
@@ -15,65 +16,40 @@ from typing import Any
 
 import yaml
 
-from .params import BACKENDS, NodeSettings, ParameterError
+from .params import DEFAULT_WEIGHTS_VARIANT, SPECS, VARIANTS, NodeSettings, ParameterError
 
 PACKAGE = "bevanet_ros"
-VARIANT_CONFIGS: dict[str, str] = {
-    "bevanet": "bevanet.yaml",
-    "bevanet_s": "bevanet_s.yaml",
-    "pidnet_s": "pidnet_s.yaml",
-    "pidnet_m": "pidnet_m.yaml",
-    "pidnet_l": "pidnet_l.yaml",
-    "bisenetv2": "bisenetv2.yaml",
-    "stdc1": "stdc1.yaml",
-    "stdc2": "stdc2.yaml",
-    "bssnet_t": "bssnet_t.yaml",
-    "bssnet_b": "bssnet_b.yaml",
-    "van_tiny_lightham": "van_tiny_lightham.yaml",
-    "van_tiny_lightham_d256": "van_tiny_lightham_d256.yaml",
-    "van_small_lightham": "van_small_lightham.yaml",
-    "van_base_lightham": "van_base_lightham.yaml",
-    "van_large_lightham": "van_large_lightham.yaml",
-}
+PARAMS_FILE = "segmentation.yaml"
 RVIZ_CONFIG = "segmentation.rviz"
 NODE_NAME = "segmentation"
 NODE_EXECUTABLE = "segmentation_node"
+# launch arguments that set the node parameter of the same name when not empty
+PARAM_ARGUMENTS = ("backend", "weights", "engine", "device", "input_transport")
+_KEEP = " Empty keeps the value of config/" + PARAMS_FILE + "."
+
+
+def _param_argument(name: str) -> tuple[str, str, str]:
+    spec = SPECS[name]
+    text = spec.description.split(" Read-only")[0]
+    if spec.constraints:
+        text += f" ({spec.constraints})"
+    return (name, "", text + _KEEP)
+
 
 # (name, default, description): every argument of segmentation.launch.py
 LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     (
         "variant",
-        "bevanet_s",
-        "Network variant; selects config/<variant>.yaml. One of: " + ", ".join(VARIANT_CONFIGS),
+        DEFAULT_WEIGHTS_VARIANT,
+        "Network variant; the ones without shipped weights need weights:= and default to "
+        "cuda fp16. One of: " + ", ".join(VARIANTS),
     ),
-    (
-        "backend",
-        "",
-        "Inference backend (" + ", ".join(BACKENDS) + "); empty keeps the YAML's value",
-    ),
-    (
-        "weights",
-        "",
-        "Weights file (.safetensors/.pt); empty keeps the YAML's value ('' there = the "
-        "shipped CamVid BEVANet-S model)",
-    ),
-    (
-        "engine",
-        "",
-        "Exported engine (.onnx for onnxruntime, .engine/.plan for tensorrt); empty = none",
-    ),
-    ("device", "", "Device (cpu, cuda, cuda:N); empty keeps the YAML's value"),
+    *(_param_argument(name) for name in PARAM_ARGUMENTS),
     (
         "camera_topics",
         "/camera/image_raw",
         "Camera image topics, comma separated "
         "(e.g. /front/image_raw,/rear/image_raw); one subscription each",
-    ),
-    (
-        "input_transport",
-        "",
-        "raw (sensor_msgs/Image) or compressed (CompressedImage on <topic>/compressed); "
-        "empty keeps the YAML's value",
     ),
     ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
     ("node_name", NODE_NAME, "Name of the segmentation node"),
@@ -85,20 +61,21 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
-def params_file_name(variant: str) -> str:
-    """'bevanet_s' -> 'bevanet_s.yaml'; an unknown variant raises ValueError listing the known."""
-    try:
-        return VARIANT_CONFIGS[variant]
-    except KeyError:
+def variant_parameters(variant: str) -> dict[str, Any]:
+    """What differs per variant: its name and, where no weights are shipped for it (it is meant
+    for a GPU), device cuda and precision fp16. An unknown variant raises ValueError."""
+    if variant not in VARIANTS:
         raise ValueError(
-            f"launch argument 'variant' is {variant!r}; expected one of: "
-            f"{', '.join(VARIANT_CONFIGS)}"
-        ) from None
+            f"launch argument 'variant' is {variant!r}; expected one of: {', '.join(VARIANTS)}"
+        )
+    if variant == DEFAULT_WEIGHTS_VARIANT:
+        return {"variant": variant}
+    return {"variant": variant, "device": "cuda", "precision": "fp16"}
 
 
-def params_file(variant: str, share_dir: str) -> str:
-    """Absolute path of config/<variant>.yaml inside the package share directory."""
-    return os.path.join(share_dir, "config", params_file_name(variant))
+def params_file(share_dir: str) -> str:
+    """Absolute path of config/segmentation.yaml inside the package share directory."""
+    return os.path.join(share_dir, "config", PARAMS_FILE)
 
 
 def parse_bool(name: str, text: str) -> bool:
@@ -141,7 +118,7 @@ def node_overrides(args: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "use_sim_time": parse_bool("use_sim_time", args.get("use_sim_time", "false"))
     }
-    for name in ("backend", "weights", "engine", "device", "input_transport"):
+    for name in PARAM_ARGUMENTS:
         value = str(args.get(name, "")).strip()
         if value:
             out[name] = value
@@ -156,6 +133,7 @@ class LaunchPlan:
     """Everything the launch file needs to build its actions."""
 
     params_file: str
+    variant_parameters: dict[str, Any]
     overrides: dict[str, Any]
     namespace: str
     node_name: str
@@ -170,13 +148,15 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
     The merged parameters (YAML + overrides) are validated with the node's own rules, so a bad
     combination fails at launch time with the same message the node would give.
     """
-    variant = str(args.get("variant", "bevanet_s")).strip()
-    path = params_file(variant, share_dir)
+    variant = str(args.get("variant", DEFAULT_WEIGHTS_VARIANT)).strip()
+    path = params_file(share_dir)
+    per_variant = variant_parameters(variant)
     overrides = node_overrides(args)
     if check_file:
         if not os.path.isfile(path):
-            raise ValueError(f"parameter file for variant {variant!r} not found: {path}")
+            raise ValueError(f"parameter file not found: {path}")
         merged = load_params_file(path)
+        merged.update(per_variant)
         merged.update(overrides)
         merged.pop("use_sim_time", None)
         try:
@@ -194,6 +174,7 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
         )
     return LaunchPlan(
         params_file=path,
+        variant_parameters=per_variant,
         overrides=overrides,
         namespace=namespace,
         node_name=str(args.get("node_name", NODE_NAME)).strip() or NODE_NAME,

@@ -1,7 +1,8 @@
-"""The node's parameters: one table of specs, the validation rules, the settings they resolve to.
+"""The segmentation node's parameters, declared once: one table of specs, derived from the
+runtime's own enumerations and the model registry, gives the ROS descriptors (built by the node),
+the validation, the defaults of `config/segmentation.yaml` and the launch arguments' help.
 
-Plain Python (no ROS): the node turns each `ParamSpec` into a `rcl_interfaces/ParameterDescriptor`
-(description, ranges, read-only) and calls `validate_value` from its set-parameters callback and
+Plain Python (no ROS): the node calls `validate_value` from its set-parameters callback and
 `NodeSettings.from_values` once every parameter is declared, so a bad value is rejected with a
 message naming the parameter, the value and what was expected, before anything is built.
 """
@@ -13,17 +14,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# the segmentation networks of bevanet_core.models (kept literal so launch files stay light;
-# test_ros_logic checks it against the registry)
-VARIANTS = (
-    "bevanet", "bevanet_s", "pidnet_s", "pidnet_m", "pidnet_l", "bisenetv2", "stdc1", "stdc2",
-    "bssnet_t", "bssnet_b", "van_tiny_lightham", "van_tiny_lightham_d256", "van_small_lightham",
-    "van_base_lightham", "van_large_lightham",
-)
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-UPSAMPLE_MODES = ("logits", "labels")
-RESIZE_MODES = ("stretch", "letterbox")
+from ..models import list_models
+from ..runtime.backend import PRECISIONS
+from ..imaging.geometry import RESIZE_MODES
+from ..imaging.processing import UPSAMPLE_MODES
+from ..runtime.segmenter import BACKENDS, SegmenterConfig
+
+VARIANTS = tuple(list_models())
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "best_effort", "reliable", "system_default")
 OUTPUT_QOS = ("reliable", "best_effort")
@@ -33,6 +30,9 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # a relative or absolute ROS topic name, no substitutions ("image", "/cam/front/image_raw", "~/x")
 _TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RUNTIME = {f.name: f.default for f in dataclasses.fields(SegmenterConfig)}
+# parameters that are SegmenterConfig fields of the same meaning
+RUNTIME_PARAMS = ("backend", "device", "precision", "resize", "upsample")
 
 
 class ParameterError(ValueError):
@@ -96,14 +96,17 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "backend",
-        "auto",
+        _RUNTIME["backend"],
         "Inference backend; auto measures the installed ones at start-up and keeps the fastest "
         "(the choice is logged and cached)." + _RELOAD,
         choices=BACKENDS,
     ),
-    ParamSpec("device", "cpu", "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
+    ParamSpec("device", _RUNTIME["device"], "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
     ParamSpec(
-        "precision", "fp32", "Numeric precision of the network." + _RELOAD, choices=PRECISIONS
+        "precision",
+        _RUNTIME["precision"],
+        "Numeric precision of the network." + _RELOAD,
+        choices=PRECISIONS,
     ),
     ParamSpec(
         "input_width",
@@ -121,14 +124,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "resize",
-        "stretch",
+        _RUNTIME["resize"],
         "How frames fit the network input: 'stretch' or 'letterbox' (keeps "
         "the aspect ratio). Masks always come back at the input resolution." + _RELOAD,
         choices=RESIZE_MODES,
     ),
     ParamSpec(
         "upsample",
-        "logits",
+        _RUNTIME["upsample"],
         "'logits': bilinear logits at the frame resolution, then argmax "
         "(smooth edges); 'labels': argmax at 1/8, then nearest (cheaper, blockier)." + _RELOAD,
         choices=UPSAMPLE_MODES,
@@ -231,7 +234,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         0,
         "CPU threads for inference (PyTorch's setting is process-wide; ONNX Runtime and "
         "OpenVINO get their own); 0 = each backend's default. Set it on a shared CPU: "
-        "oversubscribed threads slow inference down many times." + _RELOAD,
+        "oversubscribed threads slow inference "
+        "down many times." + _RELOAD,
         int_range=(0, 256, 1),
     ),
     ParamSpec(
@@ -298,37 +302,20 @@ def validate_value(name: str, value: Any) -> None:
             raise ParameterError(f"parameter 'camera_names' lists a name twice: {list(value)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class NodeSettings:
-    """Every parameter resolved and cross-checked; built in one place and swapped atomically."""
+def _field(spec: ParamSpec) -> tuple[str, type, Any]:
+    kind = {"str": str, "int": int, "float": float, "bool": bool, "str_list": tuple}
+    default = tuple(spec.default) if spec.type_name == "str_list" else spec.default
+    return spec.name, kind[spec.type_name], dataclasses.field(default=default)
 
-    variant: str = ""
-    weights: str = ""
-    engine: str = ""
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str = "fp32"
-    input_width: int = 0
-    input_height: int = 0
-    resize: str = "stretch"
-    upsample: str = "logits"
-    input_topics: tuple[str, ...] = ("image",)
-    camera_names: tuple[str, ...] = ()
-    input_transport: str = "raw"
-    input_qos: str = "sensor_data"
-    input_qos_depth: int = 1
-    output_qos: str = "reliable"
-    output_qos_depth: int = 1
-    overlay_alpha: float = 0.5
-    publish_mask: bool = True
-    publish_color_mask: bool = True
-    publish_overlay: bool = True
-    publish_confidence: bool = False
-    batch_window_ms: float = 5.0
-    diagnostics_period_s: float = 1.0
-    error_log_period_s: float = 5.0
-    num_threads: int = 0
-    warmup: bool = True
+
+_SettingsFields = dataclasses.make_dataclass(
+    "_SettingsFields", [_field(p) for p in PARAMS], frozen=True
+)
+
+
+class NodeSettings(_SettingsFields):
+    """Every parameter resolved and cross-checked (one field per spec, same name and default);
+    built in one place and swapped atomically."""
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
@@ -341,13 +328,9 @@ class NodeSettings:
             merged[name] = value
         for key in ("input_topics", "camera_names"):
             merged[key] = tuple(merged[key])
-        for key in (
-            "overlay_alpha",
-            "batch_window_ms",
-            "diagnostics_period_s",
-            "error_log_period_s",
-        ):
-            merged[key] = float(merged[key])
+        for spec in PARAMS:
+            if spec.type_name == "float":
+                merged[spec.name] = float(merged[spec.name])
         settings = cls(**merged)
         settings.check()
         return settings
@@ -379,6 +362,15 @@ class NodeSettings:
             raise ParameterError(
                 f"backend 'tensorrt' needs a cuda device, got device {self.device!r}"
             )
+
+    def segmenter_config(self) -> SegmenterConfig:
+        """The runtime's config: every parameter that is a `SegmenterConfig` field, the model
+        path and the input size."""
+        same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
+        same.update(variant=self.variant or None, input_size=self.input_size)
+        return SegmenterConfig(
+            **same, weights=self.model_path, num_threads=self.num_threads or None
+        )
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -413,3 +405,46 @@ class NodeSettings:
 def reload_needed(names: Sequence[str]) -> list[str]:
     """Which of `names` are read-only (need a model reload)."""
     return [n for n in names if n in SPECS and SPECS[n].read_only]
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '""' if value == "" else value
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return repr(value)
+
+
+def params_yaml() -> str:
+    """The text of `config/segmentation.yaml`: every parameter at its default, read-only ones
+    first (`python -m bevanet_core.serving.params > config/segmentation.yaml` rewrites it)."""
+    lines = [
+        "# Parameters of the segmentation node, one file for every variant: the launch file sets",
+        "# `variant` (and the device and precision of variants without shipped weights) on top",
+        "# of it, then its non-empty arguments. `ros2 param describe` explains every key.",
+        "# Written by `python -m bevanet_core.serving.params`; a test keeps it equal to the spec.",
+        "/**:",
+        "  ros__parameters:",
+    ]
+    for read_only in (True, False):
+        lines.append(
+            "    # --- read-only: changing these needs a restart, or lifecycle cleanup + configure"
+            if read_only
+            else "    # --- dynamic: `ros2 param set` applies these at once"
+        )
+        for spec in PARAMS:
+            if spec.read_only != read_only:
+                continue
+            note = f"  # {spec.constraints}" if spec.constraints else ""
+            if spec.type_name == "str_list" and not spec.default:
+                # an empty YAML list has no type for ROS: leave it declared without a value
+                lines.append(f"    # {spec.name}: [a, b]  (default: none)")
+            else:
+                lines.append(f"    {spec.name}: {_yaml_value(spec.default)}{note}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(params_yaml(), end="")

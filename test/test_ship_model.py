@@ -1,0 +1,115 @@
+"""Shipping a run as the default model: only when it scores higher, with its metadata and logs;
+and the long run's warm start from the committed weights."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from bevanet_core.checkpoint import DEFAULT_WEIGHTS, ModelInfo, read_checkpoint, save_weights
+from bevanet_core.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mini_val(shared_data: Path, root: Path, n: int = 2) -> Path:
+    src = shared_data / "camvid"
+    lines = (src / "val.lst").read_text().splitlines()[:n]
+    for line in lines:
+        for rel in line.split():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / rel, root / rel)
+    (root / "val.lst").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _run_dir(tmp_path: Path, model: torch.nn.Module) -> Path:
+    run = tmp_path / "my-run"
+    run.mkdir()
+    _, info = read_checkpoint(DEFAULT_WEIGHTS)
+    info.extra = {"iteration": 1234}
+    save_weights(model, run / "best.safetensors", info)
+    (run / "config.yaml").write_text("model: {variant: bevanet_s}\n")
+    (run / "train.log.jsonl").write_text('{"iteration": 1}\n')
+    return run
+
+
+def _ship(run: Path, out: Path, data: Path, logs: Path, *extra):
+    return subprocess.run([sys.executable, "scripts/ship_default_model.py", str(run), "--out", str(out),
+                           "--data", str(data), "--logs", str(logs), *extra], cwd=REPO, capture_output=True, text=True)
+
+
+def test_a_worse_run_is_not_shipped_unless_forced(shared_data, tmp_path):
+    data = _mini_val(shared_data, tmp_path / "val")
+    out = tmp_path / "shipped.safetensors"
+    shutil.copy(DEFAULT_WEIGHTS, out)
+    torch.manual_seed(0)
+    run = _run_dir(tmp_path, build_model("bevanet_s", num_classes=11))  # untrained: far worse
+    refused = _ship(run, out, data, tmp_path / "logs")
+    assert refused.returncode == 1 and "not shipped" in refused.stdout
+    assert out.read_bytes() == DEFAULT_WEIGHTS.read_bytes()  # untouched
+    forced = _ship(run, out, data, tmp_path / "logs", "--force")
+    assert forced.returncode == 0, forced.stderr
+    state, info = read_checkpoint(out)
+    assert state["head.conv2.weight"].dtype == torch.float16
+    assert info.extra["iteration"] == 1234 and info.extra["recipe"] == "training/my-run.yaml"
+    assert isinstance(info.extra["val_miou"], float) and tuple(info.input_size) == (480, 360)
+    assert (tmp_path / "logs" / "my-run" / "train.log.jsonl").is_file()
+
+
+def test_a_better_run_is_shipped(shared_data, tmp_path):
+    from bevanet_core.checkpoint import load_model
+
+    data = _mini_val(shared_data, tmp_path / "val")
+    out = tmp_path / "shipped.safetensors"
+    torch.manual_seed(0)
+    save_weights(build_model("bevanet_s", num_classes=11), out, read_checkpoint(DEFAULT_WEIGHTS)[1])  # untrained
+    model, _ = load_model()  # the committed model beats an untrained one
+    run = _run_dir(tmp_path, model)
+    shipped = _ship(run, out, data, tmp_path / "logs")
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert read_checkpoint(out)[1].extra["val_miou"] > 20
+
+
+def test_long_run_warm_start_continues_its_own_schedule(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from train_default_model import DEFAULT_RECIPE, warm_start_overrides
+    finally:
+        sys.path.pop(0)
+    model = build_model("bevanet_s", num_classes=11)
+    _, info = read_checkpoint(DEFAULT_WEIGHTS)
+    own = tmp_path / "own.safetensors"
+    info.extra = {"recipe": f"training/{DEFAULT_RECIPE.name}", "iteration": 4200}
+    save_weights(model, own, info)
+    assert warm_start_overrides(DEFAULT_RECIPE, own) == [f"model.pretrained={own}", "run.start_iteration=4200"]
+    other = tmp_path / "other.safetensors"
+    info.extra = {"recipe": "training/bevanet-s_camvid-480x360.yaml", "iteration": 1350}
+    save_weights(model, other, info)
+    assert warm_start_overrides(DEFAULT_RECIPE, other)[-1] == "run.start_iteration=0"
+
+
+def test_long_run_driver_starts_from_the_committed_weights_then_resumes(shared_data, tmp_path):
+    import yaml
+
+    data = _mini_val(shared_data, tmp_path / "data")
+    (data / "train.lst").write_text((data / "val.lst").read_text())
+    recipe = yaml.safe_load((REPO / "training" / "bevanet-s_camvid-480x360-long.yaml").read_text())
+    recipe["data"].update(root=str(data), base_size=128, crop_size=[128, 96], workers=0, train_list="train.lst")
+    recipe["optim"].update(batch_size=2, iterations=4)
+    recipe["run"].update(val_every=0, val_limit=1, checkpoint_every=1)
+    path = tmp_path / "tiny-long.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    cmd = [sys.executable, "scripts/train_default_model.py", "--recipe", str(path), "--runs", str(tmp_path / "runs"),
+           "--set", "optim.iterations=2"]
+    first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "starting from" in first.stdout and "run.start_iteration=0" in first.stdout
+    assert "initialised from" in first.stdout  # the committed weights were loaded
+    run = tmp_path / "runs" / "tiny-long"
+    assert (run / "last.pt").is_file() and (run / "best.safetensors").is_file()
+    cmd[-1] = "optim.iterations=4"
+    second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming" in second.stdout and "resumed from" in second.stdout and "at iteration 2/4" in second.stdout
