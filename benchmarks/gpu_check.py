@@ -176,14 +176,23 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small sizes, few runs (CPU test)")
     p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     p.add_argument("--out", default="outputs/gpu_check")
-    p.add_argument("--data", default=str(REPO / ".gpu_check" / "camvid"), help="CamVid val copy")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="CamVid val (val.lst layout); default .gpu_data/camvid (scripts/pack_camvid.py) "
+        "when present, else .gpu_check/camvid (--prepare)",
+    )
     p.add_argument("--runs", type=int, default=None, help="timed runs per row (50; quick: 2)")
     p.add_argument("--prepare", action="store_true", help="write the JPEG-95 val copy and stop")
     p.add_argument("--source", default=str(REPO.parent / "shared" / "data" / "camvid"))
     args = p.parse_args(argv)
+    own = REPO / ".gpu_check" / "camvid"
     if args.prepare:
-        prepare(Path(args.source), Path(args.data))
+        prepare(Path(args.source), Path(args.data or own))
         return 0
+    if args.data is None:
+        packed = REPO / ".gpu_data" / "camvid"
+        args.data = str(packed if (packed / "val.lst").is_file() else own)
     from bevanet_core.runtime.benchmark import BenchConfig, environment, run_benchmark
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
