@@ -39,6 +39,7 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        "openvino": ["openvino"],
         "train": ["tensorboard", "tqdm", "matplotlib"],
         "bags": ["rosbags"],
         "test": ["pytest"],
@@ -46,7 +47,10 @@ setup(
     zip_safe=True,
     maintainer="bevanet_ros developers",
     maintainer_email="bevanet-ros@users.noreply.github.com",
-    description="BEVANet real-time semantic segmentation for ROS 2 (TensorRT, ONNX Runtime, PyTorch)",
+    description=(
+        "BEVANet real-time semantic segmentation for ROS 2 "
+        "(TensorRT, ONNX Runtime, OpenVINO, PyTorch)"
+    ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

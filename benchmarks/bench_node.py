@@ -61,7 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--input-size", default="", help="network input WxH (default: the weights' own)"
     )
     p.add_argument(
-        "--num-threads", type=int, default=0, help="torch threads for both (0 = default)"
+        "--num-threads", type=int, default=0, help="inference threads for both (0 = default)"
+    )
+    p.add_argument("--backend", default="auto", help="backend for both (default auto)")
+    p.add_argument(
+        "--precision", default="fp32", help="precision for both; int8 needs an int8 .onnx"
     )
     p.add_argument(
         "--flood-hz",
@@ -156,9 +160,13 @@ class NodeUnderTest:
             "bevanet_ros.segmentation_node",
             "--ros-args",
             "-p",
-            f"weights:={weights}",
+            f"{'engine' if str(weights).endswith('.onnx') else 'weights'}:={weights}",
             "-p",
             f"num_threads:={args.num_threads}",
+            "-p",
+            f"backend:={args.backend}",
+            "-p",
+            f"precision:={args.precision}",
             "-r",
             "image:=/bench/image",
             "-p",
@@ -322,10 +330,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         weights = resolve_weights(args, Path(tmp))
         seg = Segmenter(
-            SegmenterConfig(weights=weights["path"], input_size=args.input_size or None)
+            SegmenterConfig(
+                weights=weights["path"],
+                input_size=args.input_size or None,
+                backend=args.backend,
+                precision=args.precision,
+                num_threads=args.num_threads or None,
+            )
         )
         seg.segment(frames[0])  # warm-up
         input_size = list(seg.input_size)
+        backend_name = seg.backend.name
         nut = NodeUnderTest(weights["path"], args, random.SystemRandom().randint(1, 200))
         try:
             msgs = [image_msg(nut.Image, f, args.encoding) for f in frames]
@@ -345,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             nut.close()
             seg.close()
-    runtime = {"runs": runtime_runs, "input_size": input_size}
+    runtime = {"runs": runtime_runs, "input_size": input_size, "backend": backend_name}
     node = {"serial": serial_runs, "flood": flood_runs, "encoding": args.encoding}
     h, w = frames[0].shape[:2]
     result = {
@@ -354,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         "network_input": runtime["input_size"],
         "runs": args.runs,
         "num_threads": args.num_threads,
+        "backend": runtime["backend"],
+        "precision": args.precision,
         "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "runtime": runtime["runs"],
         "node": node,

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """CPU benchmark matrix of the runtime, and the upsampling-order study.
 
-    python benchmarks/bench_runtime.py      # BEVANet-S 480x360: torch fp32/bf16, onnxruntime
+    python benchmarks/bench_runtime.py --threads 1   # BEVANet-S 480x360, every backend x precision
     python benchmarks/bench_runtime.py --upsample-study --weights run/last.pt --frames 20
 
-The matrix repeats every configuration `--repeats` times and reports the median of the
-per-repeat p50/p90/p99 (robust to other jobs on a shared machine). The study runs the network
-once per CamVid val frame and post-processes the same logits both ways: bilinear logits then
-argmax ('logits') vs argmax at 1/8 then nearest labels ('labels'), reporting mIoU against the
-ground truth, agreement, and post-processing cost.
+The matrix holds every installed CPU backend at every precision it runs (torch fp32/bf16,
+onnxruntime fp32/fp16/int8, openvino fp32/bf16/int8; int8 calibrated on `--calib-images`,
+CamVid train by default) and the authors' protocol, all built once and then timed call by call in
+turn (`--runs` x `--repeats` rounds, each timing every row once), so that a change in a shared
+machine's load hits every row alike. Rows are frame in host memory -> mask at the frame's
+resolution; speed-up = the authors' p50 / the row's p50, from the same rounds.
+
+The study runs the network once per CamVid val frame and post-processes the same logits both
+ways: bilinear logits then argmax ('logits') vs argmax at 1/8 then nearest labels ('labels'),
+reporting mIoU against the ground truth, agreement, and post-processing cost.
 """
 
 from __future__ import annotations
@@ -16,97 +21,153 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import torch
 
-from bevanet_core.runtime.benchmark import BenchConfig, environment, plot_reports, run_benchmark
+from bevanet_core.runtime.benchmark import environment, plot_reports, summarize
 
-DEFAULT_MATRIX = [("torch", "fp32"), ("torch", "bf16"), ("onnxruntime", "fp32")]
+CPU_MATRIX = [
+    ("torch", "fp32"),
+    ("torch", "bf16"),
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp16"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("openvino", "int8"),
+]
 
 
-def median_report(reports: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """One report whose latency/fps figures are medians over repeats (reference included)."""
-    out = dict(reports[0])
+def available_matrix(calibration: bool):
+    """(backend, precision) rows this machine can run, and the skipped ones with the reason."""
+    import importlib.util
 
-    def med(blocks):
-        lat = {
-            k: statistics.median(b["latency_ms"][k] for b in blocks)
-            for k in blocks[0]["latency_ms"]
-        }
-        return {
-            **blocks[0],
-            "latency_ms": lat,
-            "fps": statistics.median(b["fps"] for b in blocks),
-            "repeats": len(blocks),
-        }
+    rows, skipped = [], []
+    for backend, precision in CPU_MATRIX:
+        if backend != "torch" and importlib.util.find_spec(backend) is None:
+            skipped.append((backend, precision, f"{backend} not installed"))
+        elif precision == "int8" and not calibration:
+            skipped.append((backend, precision, "no calibration frames (--calib-images)"))
+        elif backend == "openvino" and precision == "bf16":
+            from bevanet_core.runtime.openvino_backend import cpu_capabilities
 
-    out.update(med(reports))
-    out["stages_ms_p50"] = {
-        k: statistics.median(r["stages_ms_p50"][k] for r in reports)
-        for k in reports[0]["stages_ms_p50"]
-    }
-    if "reference" in reports[0]:
-        out["reference"] = med([r["reference"] for r in reports])
-    return out
+            if "BF16" not in cpu_capabilities():
+                skipped.append((backend, precision, "the CPU has no bf16 arithmetic"))
+            else:
+                rows.append((backend, precision))
+        else:
+            rows.append((backend, precision))
+    return rows, skipped
+
+
+def build_rows(args, size, calib):
+    """{(backend, precision): Segmenter} for every row, and the authors' fp32 eager model."""
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+    from bevanet_core.runtime.benchmark import BenchConfig, _model
+
+    matrix, skipped = available_matrix(calib is not None)
+    for backend, precision, why in skipped:
+        print(f"  skipping {backend} {precision}: {why}", flush=True)
+    model, info = _model(
+        BenchConfig(
+            variant=args.variant, size=size, weights=args.weights, num_classes=args.num_classes
+        )
+    )
+    segs = {}
+    for backend, precision in matrix:
+        cfg = SegmenterConfig(
+            backend=backend,
+            precision=precision,
+            input_size=size,
+            num_threads=args.threads,
+            cache_dir=args.cache_dir,
+            calibration_images=calib,
+            max_batch=1,
+        )
+        t0 = time.perf_counter()
+        segs[(backend, precision)] = Segmenter.from_model(model, info, **vars(cfg))
+        print(f"  built {backend} {precision} in {time.perf_counter() - t0:.1f} s", flush=True)
+    return segs, model.float().eval()
 
 
 def run_matrix(args) -> List[Dict[str, Any]]:
+    """Every row and the authors' protocol timed call by call in turn (one call each per round),
+    so that the shared machine's changing load hits all of them alike."""
     size = tuple(int(v) for v in args.size.split("x"))
+    calib = args.calib_images if args.calib_images and Path(args.calib_images).is_dir() else None
+    segs, reference_model = build_rows(args, size, calib)
+    frame = np.random.default_rng(0).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    x = torch.randn(1, 3, size[1], size[0])
+
+    def reference():
+        with torch.no_grad():
+            reference_model(x)
+
+    calls = {row: (lambda s=s: s.segment(frame)) for row, s in segs.items()}
+    calls[("authors", "fp32")] = reference
+    times: Dict[Tuple[str, str], List[float]] = {row: [] for row in calls}
+    stages: Dict[Tuple[str, str], Dict[str, List[float]]] = {row: {} for row in segs}
+    for _ in range(args.warmup):
+        for call in calls.values():
+            call()
+    for _ in range(args.runs * args.repeats):
+        for row, call in calls.items():
+            t0 = time.perf_counter()
+            out = call()
+            times[row].append((time.perf_counter() - t0) * 1e3)
+            if out is not None:
+                for k, v in out.timings.items():
+                    stages[row].setdefault(k, []).append(v)
+    ref = summarize(times[("authors", "fp32")])
+    ref["protocol"] = "authors: random input, batch 1, fp32 eager, BN not fused, no upsampling"
     results = []
-    for i, (backend, precision) in enumerate(DEFAULT_MATRIX):
-        reps = []
-        for r in range(args.repeats):
-            cfg = BenchConfig(
-                variant=args.variant,
-                size=size,
-                backend=backend,
-                precision=precision,
-                runs=args.runs,
-                warmup=args.warmup,
-                num_classes=args.num_classes,
-                weights=args.weights,
-                reference=(i == 0),
-                cache_dir=args.cache_dir,
-                threads=args.threads,
-            )
-            reps.append(run_benchmark(cfg))
-            print(
-                f"  {backend} {precision} repeat {r + 1}: "
-                f"p50 {reps[-1]['latency_ms']['p50']:.1f} ms",
-                flush=True,
-            )
-        results.append(median_report(reps))
+    for row, seg in segs.items():
+        backend, precision = row
+        rep = summarize(times[row])
+        rep.update(
+            backend=backend,
+            precision=precision,
+            size=list(size),
+            stages_ms_p50={k: float(np.median(v)) for k, v in stages[row].items()},
+            speedup_vs_reference=ref["latency_ms"]["p50"] / rep["latency_ms"]["p50"],
+            reference=ref,
+        )
+        results.append(rep)
+        seg.close()
     return results
 
 
 def print_table(results: List[Dict[str, Any]]) -> str:
     lines = [
-        "| path | p50 ms | p90 ms | p99 ms | FPS | pre / infer / post ms (p50) |",
-        "|---|---|---|---|---|---|",
+        "| path | p50 ms | p90 ms | p99 ms | FPS | x authors | pre / infer / post ms (p50) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    ref = results[0]["reference"]
+    lines.append(
+        f"| authors' protocol (model only: fp32 eager, BN unfused, no upsampling) | "
+        f"{ref['latency_ms']['p50']:.1f} | {ref['latency_ms']['p90']:.1f} | "
+        f"{ref['latency_ms']['p99']:.1f} | {ref['fps']:.2f} | 1.00 | - |"
+    )
     for r in results:
         lat, st = r["latency_ms"], r["stages_ms_p50"]
         lines.append(
             f"| {r['backend']} {r['precision']} (frame -> mask) | {lat['p50']:.1f} | "
             f"{lat['p90']:.1f} | {lat['p99']:.1f} | {r['fps']:.2f} | "
-            f"{st['preprocess']:.1f} / {st['inference']:.1f} / "
+            f"{r['speedup_vs_reference']:.2f} | {st['preprocess']:.1f} / {st['inference']:.1f} / "
             f"{st['postprocess']:.1f} |"
         )
-        if "reference" in r:
-            ref = r["reference"]["latency_ms"]
-            lines.append(
-                f"| authors' protocol (fp32 eager, BN unfused, no upsampling) | "
-                f"{ref['p50']:.1f} | "
-                f"{ref['p90']:.1f} | {ref['p99']:.1f} | {r['reference']['fps']:.2f} | - |"
-            )
+    best = max(results, key=lambda r: r["fps"])
     table = "\n".join(lines)
     print(table)
+    print(
+        f"best pipeline: {best['backend']} {best['precision']}, "
+        f"{best['speedup_vs_reference']:.2f}x the authors' protocol"
+    )
     return table
 
 
@@ -178,12 +239,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--num-classes", type=int, default=11)
     p.add_argument("--weights", default=None)
-    p.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch and onnxruntime"
-    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for every backend")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--plot", default=None)
+    p.add_argument(
+        "--calib-images",
+        default=None,
+        help="frames for the int8 rows' calibration (default: <data>/camvid/train)",
+    )
     p.add_argument("--upsample-study", action="store_true")
     p.add_argument("--frames", type=int, default=20)
     p.add_argument(
@@ -193,6 +257,8 @@ def main(argv=None) -> int:
         ),
     )
     args = p.parse_args(argv)
+    if args.calib_images is None:
+        args.calib_images = str(Path(args.data) / "camvid" / "train")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.upsample_study:

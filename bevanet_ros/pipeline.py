@@ -178,6 +178,11 @@ class SegmentationPipeline:
             f"{settings.backend}/{settings.device} {settings.precision}, "
             f"network input {net_w}x{net_h} ({settings.resize})"
         )
+        if self.segmenter.backend_choice is not None:
+            from bevanet_core.runtime.auto import describe
+
+            choice = describe(self.segmenter.backend_choice)
+            self.node.get_logger().info(f"backend auto: {choice}")
         self.stream = StreamSegmenter(
             self.segmenter,
             settings.cameras,
@@ -337,7 +342,12 @@ class SegmentationPipeline:
         s = self.settings
         status = DiagnosticStatus()
         status.name = f"{self.node.get_fully_qualified_name()}: semantic segmentation"
-        status.hardware_id = f"{s.backend}:{s.device}" if s is not None else "unconfigured"
+        # the backend that runs, also when 'auto' chose it
+        backend = self.segmenter.backend.name if self.segmenter is not None else None
+        if s is None:
+            status.hardware_id = "unconfigured"
+        else:
+            status.hardware_id = f"{backend or s.backend}:{s.device}"
         snap = self.stream.stats.snapshot() if self.stream is not None else {}
         errors = int(snap.get("frames_bad", 0)) + int(snap.get("inference_errors", 0))
         new_errors = errors - self._last_reported_errors

@@ -20,7 +20,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 STAMP="$VENV/.bootstrap-stamp"
 TORCH_PIN="torch==2.13.0"
-EXTRAS="onnx,train,bags,test"
+EXTRAS="onnx,openvino,train,bags,test"
 # rclpy pulls rcl, rmw, rosidl runtimes and ros-wheels-bootstrapper (sets LD_LIBRARY_PATH
 # through a .pth file); an rmw implementation and the message packages the node uses are
 # not pulled by rclpy itself, so they are named here.
@@ -152,13 +152,14 @@ if [[ "$torch_ver" == *+cpu ]] && "$VPY" -m pip list --disable-pip-version-check
 fi
 "$VPY" - <<'EOF' || die "import check failed in $VPY (see the traceback above)"
 import torch, numpy, cv2, safetensors, yaml, PIL  # noqa: F401
-import onnx, onnxruntime  # noqa: F401
+import onnx, onnxruntime, openvino  # noqa: F401
 import bevanet_core, bevanet_ros  # noqa: F401
 import rclpy
 rclpy.init()
 rclpy.shutdown()
 print(f"[bootstrap] imports ok: torch {torch.__version__}, onnx {onnx.__version__}, "
-      f"onnxruntime {onnxruntime.__version__}, rclpy {rclpy.__file__}")
+      f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
+      f"rclpy {rclpy.__file__}")
 EOF
 
 echo "$WANT" >"$STAMP"

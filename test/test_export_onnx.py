@@ -235,9 +235,13 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
         Segmenter(
             SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", input_size=(128, 64))
         )
-    with pytest.raises(ValueError, match="fp32 only"):
+    with pytest.raises(ValueError, match="not supported by the onnxruntime backend"):
         Segmenter(
-            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="fp16")
+            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="bf16")
+        )
+    with pytest.raises(ValueError, match="needs calibration_images"):
+        Segmenter(
+            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="int8")
         )
     meta = json.loads(sidecar_path(exported[0]).read_text())
     assert meta["format"] == "onnx" and meta["model_info"]["input_size"] == list(SIZE)

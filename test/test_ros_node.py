@@ -245,7 +245,9 @@ def test_diagnostics(served):
         assert key in keys, key
     assert int(keys["frames_published"]) > 0
     assert float(keys["inference_ms_mean"]) > 0
-    assert status.hardware_id == "torch:cpu"
+    # the backend that runs (backend 'auto' by default), not the parameter's value
+    assert status.hardware_id == f"{node.pipeline.segmenter.backend.name}:cpu"
+    assert not status.hardware_id.startswith("auto")
 
 
 def test_parameters_descriptors_validation_and_dynamic_update(served):
@@ -280,7 +282,7 @@ def test_parameters_descriptors_validation_and_dynamic_update(served):
         ({"resize": "crop"}, "resize"),
         ({"input_topics": ["ok", "bad topic"]}, "input_topics"),
         ({"camera_names": ["a", "b"]}, "camera_names"),
-        ({"engine": "/x.onnx"}, "engine"),
+        ({"engine": "/x.onnx", "backend": "torch"}, "engine"),
     ],
 )
 def test_bad_parameters_fail_clearly_at_startup(ros_context, seeded_weights, overrides, needle):
@@ -547,3 +549,39 @@ def test_array_to_imgmsg_copies_the_header_and_refuses_a_mismatch():
         array_to_imgmsg(color, "mono8")
     with pytest.raises(ValueError, match="float32"):
         array_to_imgmsg(mask.astype(np.float32), "mono8")
+
+
+def test_openvino_backend_in_the_node(ros_context, seeded_weights):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from bevanet_core.runtime import Segmenter, SegmenterConfig
+
+    node = SegmentationNode(
+        "seg_openvino",
+        context=ros_context,
+        # a size BEVANet's adaptive pooling exports to ONNX at
+        parameter_overrides=params(
+            seeded_weights, backend="openvino", input_width=256, input_height=128
+        ),
+    )
+    probe = Probe(ros_context, "probe_openvino")
+    try:
+        assert node.pipeline.segmenter.backend.name == "openvino"
+        assert node.pipeline.diagnostic_status().hardware_id == "openvino:cpu"
+        with spinning(ros_context, node, probe.node):
+            masks = probe.subscribe("/seg_openvino/mask")
+            pub = probe.publisher("image", reliable=True)
+            wait_for_subscribers(pub)
+            frame = camera_frame(80, 60, seed=5)
+            publish_until(pub, lambda i: image_msg(frame, "rgb8", 500 + i, "ov"), masks)
+            out = next((m for m in masks.items if m.header.frame_id == "ov"), None)
+            assert out is not None, "no mask from the openvino node"
+        ref = Segmenter(
+            SegmenterConfig(
+                weights=str(seeded_weights), backend="openvino", input_size=(256, 128)
+            )
+        )
+        agree = (mask_of(out) == ref.segment(frame, "rgb8").mask).mean()
+        assert agree > 0.999
+    finally:
+        probe.destroy()
+        node.destroy_node()

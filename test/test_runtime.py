@@ -265,11 +265,11 @@ def test_bad_batches_and_configs_raise_clear_errors(seeded_segmenter):
     with pytest.raises(ValueError, match="resize must be one of"):
         Segmenter.from_model(model, info, resize="crop")
     with pytest.raises(ValueError, match="backend must be one of"):
-        Segmenter.from_model(model, info, backend="openvino")
+        Segmenter.from_model(model, info, backend="tflite")
     with pytest.raises(
         ValueError, match="precision 'fp16' is not supported by the torch backend on cpu"
     ):
-        Segmenter.from_model(model, info, precision="fp16")
+        Segmenter.from_model(model, info, backend="torch", precision="fp16")
     with (
         pytest.raises(ValueError, match="no usable CUDA")
         if not torch.cuda.is_available()

@@ -95,7 +95,7 @@ def test_bad_values_are_named(name, value, words):
     [
         ({"input_width": 64}, ["input_width", "input_height", "both"]),
         ({"input_topics": ["a", "b"], "camera_names": ["x"]}, ["camera_names", "1 names for 2"]),
-        ({"engine": "/m.onnx"}, ["engine", "onnxruntime"]),
+        ({"engine": "/m.onnx", "backend": "torch"}, ["engine", "onnxruntime", "openvino"]),
         ({"backend": "tensorrt", "engine": "/m.engine"}, ["tensorrt", "cuda"]),
         ({"variant": "bevanet"}, ["bevanet", "weights"]),
     ],
@@ -339,7 +339,9 @@ def test_segmenter_config_carries_the_runtime_parameters():
         "fp16",
     )
     assert (cfg.resize, cfg.upsample, cfg.input_size) == ("letterbox", "labels", (640, 480))
-    assert cfg.num_threads is None  # the node's num_threads is torch's, not onnxruntime's
+    assert cfg.num_threads == 3  # every backend's threads
+    assert NodeSettings.from_values({}).segmenter_config().num_threads is None  # 0 = defaults
+    assert NodeSettings.from_values({}).segmenter_config().backend == "auto"
     engine = NodeSettings.from_values({"engine": "/m.onnx", "backend": "onnxruntime"})
     assert engine.segmenter_config().weights == "/m.onnx"
 

@@ -20,6 +20,7 @@ if not torch.cuda.is_available():
 from bevanet_core.checkpoint import ModelInfo  # noqa: E402
 from bevanet_core.export import export_onnx, read_sidecar  # noqa: E402
 from bevanet_core.export.metadata import ArtifactError, sidecar_path  # noqa: E402
+from bevanet_core.export.precision import convert_fp16, quantize_int8  # noqa: E402
 from bevanet_core.export.tensorrt import TargetEnvironment, build_engine, check_engine  # noqa: E402
 from bevanet_core.models import build_model  # noqa: E402
 from bevanet_core.runtime import Segmenter, SegmenterConfig  # noqa: E402
@@ -54,16 +55,25 @@ def _frames(n: int = 2):
     return [np.asarray(Image.open(f).convert("RGB")) for f in files]
 
 
-@pytest.mark.parametrize("precision,min_agree", [("fp32", 0.999), ("fp16", 0.99)])
-def test_engine_matches_torch(exported, tmp_path, precision, min_agree):
+@pytest.mark.parametrize("precision,min_agree", [("fp32", 0.999), ("fp16", 0.99), ("int8", 0.95)])
+def test_strongly_typed_engine_matches_torch(exported, tmp_path, precision, min_agree):
     model, info, onnx_path = exported
+    if precision == "fp16":
+        onnx_path = tmp_path / "m.fp16.onnx"
+        convert_fp16(exported[2], onnx_path)
+    elif precision == "int8":
+        onnx_path = tmp_path / "m.int8.onnx"
+        quantize_int8(exported[2], onnx_path, _data_root() / "camvid" / "val", limit=8)
     engine = tmp_path / f"m_{precision}.engine"
-    meta = build_engine(onnx_path, engine, precision=precision, max_batch=2)
+    meta = build_engine(onnx_path, engine, max_batch=2)  # the precision is the ONNX's own
     assert meta.precision == precision and meta.versions["tensorrt"] == trt.__version__
+    assert meta.extra["strongly_typed"] is True
     assert check_engine(engine, TargetEnvironment.current()).batch == 2
     frames = _frames(2)
     trt_seg = Segmenter(SegmenterConfig(weights=str(engine), backend="tensorrt", device="cuda"))
-    ref_seg = Segmenter.from_model(model, info, input_size=SIZE, device="cuda", cuda_graphs=False)
+    ref_seg = Segmenter.from_model(
+        model, info, backend="torch", input_size=SIZE, device="cuda", cuda_graphs=False
+    )
     out = trt_seg.segment_batch(frames, "rgb8")
     ref = ref_seg.segment_batch(frames, "rgb8")
     agree = np.mean([(a.mask == b.mask).mean() for a, b in zip(out, ref, strict=True)])
@@ -71,28 +81,9 @@ def test_engine_matches_torch(exported, tmp_path, precision, min_agree):
     trt_seg.close()
 
 
-def test_int8_entropy_calibration_with_cache(exported, tmp_path):
-    if not hasattr(trt, "IInt8EntropyCalibrator2"):
-        pytest.skip(f"TensorRT {trt.__version__} has no implicit int8 calibration")
-    _, _, onnx_path = exported
-    folder = _data_root() / "camvid" / "val"
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for f in sorted(folder.glob("*.png"))[:8]:
-        (calib / f.name).symlink_to(f)
-    engine = tmp_path / "m_int8.engine"
-    meta = build_engine(
-        onnx_path, engine, precision="int8", calibration_images=calib, calibration_batch=4
-    )
-    cache = engine.with_name(engine.name + ".calib")
-    assert cache.is_file() and meta.extra["int8_mode"] == "entropy_calibration"
-    # second build reuses the calibration cache without images
-    again = tmp_path / "m_int8_again.engine"
-    build_engine(onnx_path, again, precision="int8", calibration_cache=cache)
-    res = Segmenter(
-        SegmenterConfig(weights=str(again), backend="tensorrt", device="cuda")
-    ).segment(_frames(1)[0])
-    assert res.mask.shape == (360, 480)
+def test_engine_precision_other_than_the_onnx_is_refused(exported, tmp_path):
+    with pytest.raises(ValueError, match="strongly typed"):
+        build_engine(exported[2], tmp_path / "m.engine", precision="fp16")
 
 
 def test_runtime_engine_cache_and_stale_engine_rebuild(exported, tmp_path):

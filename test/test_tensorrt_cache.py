@@ -17,11 +17,10 @@ from bevanet_core.export.metadata import (
     sidecar_path,
     write_sidecar,
 )
+from bevanet_core.export.precision import calibration_files, calibration_hash
 from bevanet_core.export.tensorrt import (
     EngineKey,
     TargetEnvironment,
-    calibration_files,
-    calibration_hash,
     check_engine,
     engine_key,
     engine_metadata,
@@ -160,17 +159,17 @@ def test_engine_key_is_json_stable():
     )
 
 
-def test_stale_engine_rebuild_reads_source_and_precision_from_the_sidecar(tmp_path):
-    """What the runtime rebuilds a stale engine from: the sidecar's source ONNX and precision,
-    read through export.metadata; without a readable sidecar there is nothing to rebuild."""
-    from bevanet_core.runtime.tensorrt_backend import _sidecar_precision, _source_onnx
+def test_stale_engine_rebuild_reads_its_source_from_the_sidecar(tmp_path):
+    """What the runtime rebuilds a stale engine from: the sidecar's source ONNX, read through
+    export.metadata (the precision is that ONNX's own: strongly typed builds); without a readable
+    sidecar there is nothing to rebuild."""
+    from bevanet_core.runtime.tensorrt_backend import _source_onnx
 
     engine = _engine(tmp_path, ORIN, precision="int8")
     assert _source_onnx(engine) == (tmp_path / "model.onnx").resolve()
-    assert _sidecar_precision(engine) == "int8"
     engine.write_bytes(b"replaced")  # a stale engine is still rebuilt from its source
     assert _source_onnx(engine) == (tmp_path / "model.onnx").resolve()
     (tmp_path / "model.onnx").unlink()
     assert _source_onnx(engine) is None
     sidecar_path(engine).write_text("{not json")
-    assert _source_onnx(engine) is None and _sidecar_precision(engine) == "fp16"
+    assert _source_onnx(engine) is None

@@ -48,7 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=None,
-        help="CPU threads for torch and onnxruntime (default: their own choice)",
+        help="CPU threads for every backend (default: their own choice)",
+    )
+    p.add_argument(
+        "--calib-images",
+        default=None,
+        help="folder of real frames: int8 on onnxruntime/openvino quantizes with them",
     )
     p.add_argument(
         "--no-reference", action="store_true", help="skip the authors' protocol reference"
@@ -87,6 +92,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 reference=not args.no_reference,
                 cache_dir=args.cache_dir,
                 threads=args.threads,
+                calibration_images=args.calib_images,
             )
         )
     except ValueError as exc:

@@ -1,7 +1,13 @@
-"""bevanet-export: checkpoint -> ONNX (static shapes, metadata) -> TensorRT engine.
+"""bevanet-export: checkpoint -> ONNX (static shapes, metadata, explicit precision) -> TensorRT.
 
 bevanet-export --weights model.safetensors --onnx model.onnx --size 960x720
-bevanet-export --onnx model.onnx --engine model.engine --precision int8 --calib-images camvid/train
+bevanet-export --size 480x360 --onnx m.fp16.onnx --precision fp16
+bevanet-export --size 480x360 --onnx m.int8.onnx --precision int8 --calib-images camvid/train
+bevanet-export --onnx m.int8.onnx --engine m.int8.engine    # strongly typed: the ONNX's precision
+
+The precision is written into the ONNX itself (fp16-typed tensors, or int8 Q/DQ nodes from
+post-training quantization on real frames), so the same file runs on ONNX Runtime, OpenVINO and
+TensorRT 10 and 11, whose strongly typed builder takes the precision from the file.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
 from ..imaging.geometry import RESIZE_MODES
 
 
@@ -46,25 +53,36 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="ONNX file: written when --weights/--size are given or --engine is absent, else read",
     )
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=list(ONNX_PRECISIONS),
+        help="precision written into the exported ONNX (default fp32); with --engine alone, "
+        "the engine takes the ONNX's own precision and a different one is refused",
+    )
+    q = p.add_argument_group("int8 post-training quantization (--precision int8)")
+    q.add_argument(
+        "--calib-images", default=None, help="folder of real frames to calibrate the Q/DQ scales"
+    )
+    q.add_argument(
+        "--calib-count",
+        type=int,
+        default=DEFAULT_CALIBRATION_IMAGES,
+        help=f"frames used, spread over the folder (default {DEFAULT_CALIBRATION_IMAGES})",
+    )
+    q.add_argument(
+        "--calib-method",
+        default="percentile",
+        choices=list(CALIBRATION_METHODS),
+        help="activation range estimator (default percentile)",
+    )
+    q.add_argument(
+        "--resize", default="stretch", choices=RESIZE_MODES, help="calibration preprocessing"
+    )
     trt = p.add_argument_group("TensorRT engine (needs tensorrt and a GPU)")
     trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model")
-    trt.add_argument("--precision", default="fp16", choices=["fp32", "fp16", "int8"])
     trt.add_argument(
         "--max-batch", type=int, default=1, help="largest batch of a dynamic-batch engine"
-    )
-    trt.add_argument(
-        "--calib-images", default=None, help="folder of real frames for int8 entropy calibration"
-    )
-    trt.add_argument(
-        "--calib-cache",
-        default=None,
-        help="int8 calibration cache (read if present, else written)",
-    )
-    trt.add_argument(
-        "--calib-batch", type=int, default=8, help="calibration batch size (default 8)"
-    )
-    trt.add_argument(
-        "--resize", default="stretch", choices=RESIZE_MODES, help="calibration preprocessing"
     )
     trt.add_argument("--workspace-gib", type=float, default=4.0)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -79,25 +97,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         onnx_path = Path(args.onnx)
         export_needed = args.engine is None or args.weights is not None or args.size is not None
-        if export_needed:
-            from ..checkpoint import load_model
-            from ..export.onnx import export_onnx
-
-            model, info = load_model(args.weights, variant=args.variant)
-            meta = export_onnx(
-                model,
-                info,
-                onnx_path,
-                input_size=args.size,
-                batch=args.batch,
-                dynamic_batch=args.dynamic_batch,
-                opset=args.opset,
-                fold_bn=args.fold_bn,
-                exporter=args.exporter,
+        if args.calib_images and args.precision != "int8":
+            raise ValueError("--calib-images is only used with --precision int8")
+        if args.precision == "int8" and not args.calib_images and export_needed:
+            raise ValueError(
+                "--precision int8 needs --calib-images: a folder of real frames from the "
+                "deployment domain (e.g. the training images) to calibrate the Q/DQ scales"
             )
+        if export_needed:
+            meta = _export(args, onnx_path)
             w, h = meta.input_size
             print(
-                f"wrote {onnx_path} ({meta.model_info['variant']}, {w}x{h}, "
+                f"wrote {onnx_path} ({meta.model_info['variant']}, {w}x{h}, {meta.precision}, "
                 f"batch {'dynamic' if meta.dynamic_batch else meta.batch}, opset {meta.opset}) "
                 f"and {onnx_path.name}.json"
             )
@@ -113,14 +124,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 args.engine,
                 precision=args.precision,
                 max_batch=args.max_batch,
-                calibration_images=args.calib_images,
-                calibration_cache=args.calib_cache,
-                calibration_batch=args.calib_batch,
-                resize=args.resize,
                 workspace_gib=args.workspace_gib,
             )
             print(
-                f"wrote {args.engine} ({meta.precision}, "
+                f"wrote {args.engine} ({meta.precision}, strongly typed, "
                 f"TensorRT {meta.versions.get('tensorrt')}, "
                 f"compute capability {meta.device.get('compute_capability')}) "
                 f"and {Path(args.engine).name}.json"
@@ -129,6 +136,43 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bevanet-export: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _export(args, onnx_path: Path):
+    """Exports the checkpoint to `onnx_path` at the asked precision (fp32 export first)."""
+    import tempfile
+
+    from ..checkpoint import load_model
+    from ..export.onnx import export_onnx
+    from ..export.precision import convert_fp16, quantize_int8
+
+    model, info = load_model(args.weights, variant=args.variant)
+    precision = args.precision or "fp32"
+    with tempfile.TemporaryDirectory(prefix="bevanet-export-") as tmp:
+        fp32_path = onnx_path if precision == "fp32" else Path(tmp) / "fp32.onnx"
+        meta = export_onnx(
+            model,
+            info,
+            fp32_path,
+            input_size=args.size,
+            batch=args.batch,
+            dynamic_batch=args.dynamic_batch,
+            opset=args.opset,
+            fold_bn=args.fold_bn,
+            exporter=args.exporter,
+        )
+        if precision == "fp16":
+            meta = convert_fp16(fp32_path, onnx_path)
+        elif precision == "int8":
+            meta = quantize_int8(
+                fp32_path,
+                onnx_path,
+                args.calib_images,
+                limit=args.calib_count,
+                method=args.calib_method,
+                resize=args.resize,
+            )
+    return meta
 
 
 if __name__ == "__main__":

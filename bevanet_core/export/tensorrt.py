@@ -1,11 +1,12 @@
-"""TensorRT engines from exported ONNX models: fp32/fp16/int8 builds, an engine cache, sidecars.
+"""TensorRT engines from exported ONNX models: strongly typed builds, an engine cache, sidecars.
 
-Written against the TensorRT 10 Python API (name-based tensors, `build_serialized_network`).
-int8 comes either from entropy calibration (`IInt8EntropyCalibrator2`, fed with real images
-through the runtime's own preprocessing, with a calibration cache) or from an ONNX model that
-already carries Q/DQ nodes (explicit quantization). TensorRT 11 removed the weak-typing flags
-(`BuilderFlag.FP16/INT8`) and calibrators: there, only fp32 and already-typed / Q/DQ ONNX
-models can be built, and asking for more is refused with a message saying so.
+Every network is created STRONGLY_TYPED, the only mode TensorRT 11 has and the one TensorRT 10
+recommends: the precision is the ONNX file's own (fp32; fp16-typed tensors; int8 as explicit
+Q/DQ nodes, see `export/precision.py`), and no weak-typing builder flag (`BuilderFlag.FP16`,
+`BuilderFlag.INT8`) or calibrator is used. So one artifact builds on Jetson (TensorRT 10) and on
+a current RTX (TensorRT 11). The API names used here are checked against both versions'
+bindings by `test/test_tensorrt_api.py`; only a GPU run shows that the builds succeed and how
+fast the engines are.
 
 An engine only runs on the TensorRT version and GPU compute capability it was built for. The
 cache key holds the ONNX file's hash, the precision, the TensorRT version, the compute
@@ -23,7 +24,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..checkpoint import atomic_write, file_sha256
 from .metadata import (
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-CALIBRATION_LIMIT = 512  # images used at most; entropy calibration saturates well before
 
 
 # ------------------------------------------------------------ keys and staleness (no TensorRT)
@@ -150,28 +149,6 @@ def check_engine(path: PathLike, env: TargetEnvironment) -> ArtifactMetadata:
     return meta
 
 
-def calibration_files(folder: PathLike, limit: Optional[int] = None) -> List[Path]:
-    """Sorted image files of a calibration folder (recursive); an empty folder is an error."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"calibration image folder not found: {folder}")
-    files = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
-    return files[:limit] if limit else files
-
-
-def calibration_hash(files: Sequence[Path], resize: str) -> str:
-    """Digest of the calibration set (names, sizes, mtimes) and how it is preprocessed."""
-    digest = hashlib.sha256(resize.encode())
-    for f in files:
-        st = f.stat()
-        digest.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
 def engine_metadata(
     onnx_meta: ArtifactMetadata,
     onnx_path: PathLike,
@@ -222,146 +199,44 @@ def _require_tensorrt():
     return trt
 
 
-def _has_qdq(onnx_path: Path) -> bool:
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
-
-
-def make_calibrator(
-    files: Sequence[Path],
-    onnx_meta: ArtifactMetadata,
-    cache_file: Path,
-    batch_size: int = 8,
-    resize: str = "stretch",
-    device_index: int = 0,
-):
-    """An `IInt8EntropyCalibrator2` fed with real images, preprocessed exactly like at run time."""
-    trt = _require_tensorrt()
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from ..imaging.geometry import plan_resize
-    from ..imaging.processing import preprocess
-
-    info = onnx_meta.info
-    size = tuple(onnx_meta.input_size)
-    device = torch.device("cuda", device_index)
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.files, self.batch, self.position = list(files), int(batch_size), 0
-            self.buffer = torch.empty(
-                (self.batch, 3, size[1], size[0]), dtype=torch.float32, device=device
-            )
-
-        def get_batch_size(self) -> int:
-            return self.batch
-
-        def get_batch(self, names, *unused):  # TensorRT 10: (names); older: (bindings, names)
-            if self.position + self.batch > len(self.files):
-                return None
-            frames = []
-            for f in self.files[self.position : self.position + self.batch]:
-                frames.append(
-                    (torch.from_numpy(np.asarray(Image.open(f).convert("RGB")).copy()), "rgb8")
-                )
-            self.position += self.batch
-            plans = [
-                plan_resize((int(t.shape[1]), int(t.shape[0])), size, resize) for t, _ in frames
-            ]
-            preprocess(frames, plans, info.mean, info.std, device, torch.float32, out=self.buffer)
-            torch.cuda.synchronize(device)
-            return [int(self.buffer.data_ptr())]
-
-        def read_calibration_cache(self):
-            return cache_file.read_bytes() if cache_file.is_file() else None
-
-        def write_calibration_cache(self, cache) -> None:
-            data = bytes(cache)
-            atomic_write(cache_file, lambda tmp: Path(tmp).write_bytes(data))
-
-    if len(files) < batch_size and not cache_file.is_file():
-        raise ValueError(f"int8 calibration needs at least {batch_size} images, got {len(files)}")
-    return EntropyCalibrator()
-
-
 def build_engine(
     onnx_path: PathLike,
     engine_path: PathLike,
-    precision: str = "fp16",
+    precision: Optional[str] = None,
     max_batch: int = 1,
-    calibration_images: Optional[PathLike] = None,
-    calibration_cache: Optional[PathLike] = None,
-    calibration_batch: int = 8,
-    calibration_limit: Optional[int] = CALIBRATION_LIMIT,
-    resize: str = "stretch",
     workspace_gib: float = 4.0,
     device_index: int = 0,
 ) -> ArtifactMetadata:
-    """Builds a TensorRT engine from a bevanet ONNX export; writes it and its sidecar atomically.
+    """Builds a strongly typed TensorRT engine from a bevanet ONNX export; writes it and its
+    sidecar atomically.
 
-    int8: with an ONNX that holds Q/DQ nodes nothing else is needed; otherwise give
-    `calibration_images` (a folder of real frames) and/or an existing `calibration_cache`.
+    precision: None = the ONNX file's (fp32, fp16-typed, or int8 Q/DQ); any other value must
+    match it, since a strongly typed build cannot change it: convert the ONNX first
+    (`bevanet-export --precision fp16|int8`).
     """
     trt = _require_tensorrt()
     import torch
 
     from .onnx import read_onnx_metadata
+    from .precision import onnx_precision
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if engine_path.suffix.lower() not in ENGINE_SUFFIXES:
         raise ValueError(f"engine path must end in one of {ENGINE_SUFFIXES}, got {engine_path}")
-    if precision not in ENGINE_PRECISIONS:
-        raise ValueError(
-            f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}"
-        )
     onnx_meta = read_onnx_metadata(onnx_path)
+    typed = onnx_precision(onnx_path)
+    precision = _check_precision(onnx_path, typed, precision)
     if not onnx_meta.dynamic_batch and max_batch != onnx_meta.batch:
         log.info("%s has a static batch of %d; using it", onnx_path.name, onnx_meta.batch)
         max_batch = onnx_meta.batch
     env = TargetEnvironment.current(device_index)
-    weak_typing = hasattr(trt.BuilderFlag, "FP16")  # TensorRT 10; removed in 11
-    explicit_int8 = precision == "int8" and _has_qdq(onnx_path)
 
-    files: List[Path] = []
-    calib_digest = ""
-    cache_file = (
-        Path(calibration_cache)
-        if calibration_cache
-        else engine_path.with_name(engine_path.name + ".calib")
-    )
-    if precision == "int8" and not explicit_int8:
-        if not hasattr(trt, "IInt8EntropyCalibrator2"):
-            raise ValueError(
-                f"TensorRT {trt.__version__} has no int8 calibrators; "
-                "export a Q/DQ-quantized ONNX "
-                "(explicit quantization, e.g. NVIDIA ModelOpt) and build from it"
-            )
-        if calibration_images:
-            files = calibration_files(calibration_images, calibration_limit)
-            calib_digest = calibration_hash(files, resize)
-        elif cache_file.is_file():
-            calib_digest = "cache:" + file_sha256(cache_file)[:16]
-        else:
-            raise ValueError(
-                "int8 needs calibration_images (a folder of real frames), an existing "
-                "calibration_cache, or an ONNX model with Q/DQ nodes"
-            )
-    if precision == "fp16" and not weak_typing:
-        raise ValueError(
-            f"TensorRT {trt.__version__} removed BuilderFlag.FP16 (strong typing only): convert "
-            "the ONNX to mixed precision first (ModelOpt AutoCast) and build it with "
-            "precision='fp32'"
-        )
-
-    key = engine_key(onnx_path, onnx_meta, precision, env, max_batch, calib_digest)
+    key = engine_key(onnx_path, onnx_meta, precision, env, max_batch)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    # the precision comes from the graph's types and Q/DQ nodes, never from builder flags
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -370,71 +245,62 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     w, h = onnx_meta.input_size
     name = network.get_input(0).name
-    profile = calibrator = None
     if onnx_meta.dynamic_batch:
         profile = builder.create_optimization_profile()
         profile.set_shape(name, (1, 3, h, w), (1, 3, h, w), (max_batch, 3, h, w))
         config.add_optimization_profile(profile)
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    if precision == "int8":
-        if weak_typing:
-            config.set_flag(trt.BuilderFlag.INT8)
-            config.set_flag(trt.BuilderFlag.FP16)  # layers without int8 kernels fall back to fp16
-        if not explicit_int8:
-            # keep a Python reference: the builder config does not own the calibrator object
-            calibrator = make_calibrator(
-                files, onnx_meta, cache_file, calibration_batch, resize, device_index
-            )
-            config.int8_calibrator = calibrator
-            if profile is not None:
-                calib_profile = builder.create_optimization_profile()
-                shape = (calibration_batch, 3, h, w)
-                calib_profile.set_shape(name, shape, shape, shape)
-                config.set_calibration_profile(calib_profile)
     with torch.cuda.device(device_index):
         serialized = builder.build_serialized_network(network, config)
-    del calibrator  # the build is over
     if serialized is None:
         raise ArtifactError(
             f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above"
         )
     data = bytes(serialized)
     atomic_write(engine_path, lambda tmp: Path(tmp).write_bytes(data))
-    extra: Dict[str, Any] = {
-        "int8_mode": ("explicit_qdq" if explicit_int8 else "entropy_calibration")
-        if precision == "int8"
-        else None
-    }
-    if files:
-        extra["calibration_images"] = len(files)
+    extra: Dict[str, Any] = {"strongly_typed": True}
+    if precision == "int8":
+        extra["int8_mode"] = "explicit_qdq"
     meta = engine_metadata(onnx_meta, onnx_path, key, env, extra)
     write_sidecar(engine_path, meta)
     log.info("built %s engine %s (%s, %s)", precision, engine_path, env.gpu_name, env.trt_version)
     return meta
 
 
+def _check_precision(onnx_path: Path, typed: str, asked: Optional[str]) -> str:
+    """The engine precision: the ONNX's own; a different request is refused."""
+    if asked is None or asked == typed:
+        return typed
+    if asked not in ENGINE_PRECISIONS:
+        raise ValueError(
+            f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {asked!r}"
+        )
+    raise ValueError(
+        f"{onnx_path} is a {typed} model and TensorRT builds it strongly typed, so the engine "
+        f"is {typed}; for a {asked} engine export a {asked} ONNX first "
+        f"(bevanet-export --onnx M.{asked}.onnx --precision {asked}"
+        + (" --calib-images FRAMES" if asked == "int8" else "")
+        + ")"
+    )
+
+
 def ensure_engine(
     onnx_path: PathLike,
     cache_dir: PathLike,
-    precision: str = "fp16",
     max_batch: int = 1,
-    calibration_images: Optional[PathLike] = None,
-    resize: str = "stretch",
     device_index: int = 0,
 ) -> Path:
-    """The cached engine for this ONNX model, precision and environment, built on first use."""
+    """The cached engine for this ONNX model (at its own precision) and environment, built on
+    first use."""
     from .onnx import read_onnx_metadata
+    from .precision import onnx_precision
 
     onnx_path = Path(onnx_path)
     onnx_meta = read_onnx_metadata(onnx_path)
     env = TargetEnvironment.current(device_index)
     if not onnx_meta.dynamic_batch:
         max_batch = onnx_meta.batch
-    digest = ""
-    if precision == "int8" and calibration_images and not _has_qdq(onnx_path):
-        digest = calibration_hash(calibration_files(calibration_images, CALIBRATION_LIMIT), resize)
-    key = engine_key(onnx_path, onnx_meta, precision, env, max_batch, digest)
+    precision = onnx_precision(onnx_path)
+    key = engine_key(onnx_path, onnx_meta, precision, env, max_batch)
     path = Path(cache_dir) / "engines" / key.filename(onnx_meta.model_info.get("variant", "model"))
     if path.is_file():
         try:
@@ -442,13 +308,5 @@ def ensure_engine(
             return path
         except ArtifactError as exc:
             log.warning("rebuilding cached engine: %s", exc)
-    build_engine(
-        onnx_path,
-        path,
-        precision,
-        max_batch,
-        calibration_images=calibration_images,
-        resize=resize,
-        device_index=device_index,
-    )
+    build_engine(onnx_path, path, precision, max_batch, device_index=device_index)
     return path

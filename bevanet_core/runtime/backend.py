@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -65,3 +66,15 @@ def load_checkpoint(weights: Optional[str], variant: Optional[str]):
     from ..checkpoint import load_model
 
     return load_model(weights, variant=variant)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"

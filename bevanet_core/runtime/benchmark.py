@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..imaging.geometry import parse_size
+from .backend import cpu_name
 from .segmenter import Segmenter, SegmenterConfig
 
 
@@ -39,9 +40,13 @@ class BenchConfig:
     resize: str = "stretch"
     upsample: str = "logits"
     compile: bool = False
+    fold_bn: bool = True
+    channels_last: Optional[bool] = None  # None = on CUDA
+    cuda_graphs: Optional[bool] = None  # None = on CUDA
     reference: bool = True
     cache_dir: Optional[str] = None
-    threads: Optional[int] = None  # CPU threads for torch and onnxruntime (None = their defaults)
+    threads: Optional[int] = None  # CPU threads for every backend (None = their defaults)
+    calibration_images: Optional[str] = None  # real frames for int8 on onnxruntime/openvino
     seed: int = 0
 
 
@@ -123,8 +128,12 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
         upsample=cfg.upsample,
         max_batch=max(cfg.batch, 1),
         compile=cfg.compile,
+        fold_bn=cfg.fold_bn,
+        channels_last=cfg.channels_last,
+        cuda_graphs=cfg.cuda_graphs,
         cache_dir=cfg.cache_dir,
         num_threads=cfg.threads,
+        calibration_images=cfg.calibration_images,
     )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -169,7 +178,7 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     env = {
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
@@ -182,17 +191,6 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     except ImportError:
         pass
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def plot_reports(reports: Sequence[Dict[str, Any]], path: str, title: str = "") -> None:

@@ -15,6 +15,9 @@ from .backend import Backend, load_checkpoint
 
 log = logging.getLogger(__name__)
 
+# precision lives in the ONNX file: fp16-typed graphs and int8 Q/DQ graphs (export/precision.py)
+ORT_PRECISIONS = ("fp32", "fp16", "int8")
+
 
 class OnnxRuntimeBackend(Backend):
     """Runs an exported BEVANet ONNX model (static H x W; static or dynamic batch)."""
@@ -68,18 +71,20 @@ class OnnxRuntimeBackend(Backend):
     def create(cls, cfg, device: torch.device, model=None, info=None):
         """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
         (in memory or a checkpoint) exported once into the cache directory."""
-        if cfg.precision != "fp32":
+        from .artifacts import onnx_for_precision
+
+        if cfg.precision not in ORT_PRECISIONS:
             raise ValueError(
-                f"precision {cfg.precision!r} is not supported by the onnxruntime backend "
-                "(fp32 only); use the torch or tensorrt backend for reduced precision"
+                f"precision {cfg.precision!r} is not supported by the onnxruntime backend; "
+                f"choose one of {ORT_PRECISIONS} (bf16: torch or openvino backend)"
             )
         weights = Path(cfg.weights) if cfg.weights else None
         if model is None and weights is not None and weights.suffix.lower() == ".onnx":
-            backend = cls(weights, device, cfg.num_threads)
+            backend = cls(onnx_for_precision(weights, cfg), device, cfg.num_threads)
             return backend, backend.meta.info
         if model is None:
             model, info = load_checkpoint(cfg.weights, cfg.variant)
-        path = exported_onnx_path(model, info, cfg)
+        path = onnx_for_precision(exported_onnx_path(model, info, cfg), cfg)
         backend = cls(path, device, cfg.num_threads)
         return backend, info
 
@@ -98,7 +103,9 @@ class OnnxRuntimeBackend(Backend):
 
     def _infer_cuda(self, x: torch.Tensor) -> torch.Tensor:
         out = torch.empty(
-            (x.shape[0], self.num_classes, *self.output_hw), dtype=torch.float32, device=self.device
+            (x.shape[0], self.num_classes, *self.output_hw),
+            dtype=torch.float32,
+            device=self.device,
         )
         binding = self.session.io_binding()
         index = self.device.index or 0

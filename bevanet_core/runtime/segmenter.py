@@ -1,4 +1,4 @@
-"""One segmenter API over the PyTorch, ONNX Runtime and TensorRT backends.
+"""One segmenter API over the PyTorch, ONNX Runtime, OpenVINO and TensorRT backends.
 
 from bevanet_core.runtime import Segmenter, SegmenterConfig
 seg = Segmenter(SegmenterConfig(weights="model.safetensors", backend="onnxruntime"))
@@ -31,7 +31,7 @@ from ..imaging.geometry import (
 )
 from ..imaging.processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 
 
 @dataclasses.dataclass
@@ -44,11 +44,15 @@ class SegmenterConfig:
         else 480x360.
     upsample: 'logits' (bilinear logits at the frame resolution, then argmax) or 'labels'
         (argmax at 1/8, then nearest labels; cheaper, blockier).
+    backend: 'auto' measures the backends that run here and keeps the fastest (runtime/auto.py);
+        or one of 'torch', 'onnxruntime', 'openvino', 'tensorrt'.
+    precision: fp32 | bf16 | fp16 | int8. fp16 and int8 on onnxruntime/openvino run the
+        explicit-precision ONNX (fp16-typed, or int8 Q/DQ calibrated on `calibration_images`).
     """
 
     weights: Optional[str] = None
     variant: Optional[str] = None
-    backend: str = "torch"
+    backend: str = "auto"
     device: str = "cpu"
     precision: str = "fp32"
     input_size: Optional[Union[Size, str]] = None
@@ -60,9 +64,11 @@ class SegmenterConfig:
     channels_last: Optional[bool] = None  # None = on CUDA
     cuda_graphs: Optional[bool] = None  # None = on CUDA
     compile: bool = False
-    num_threads: Optional[int] = None  # onnxruntime intra-op threads (None = its default)
+    num_threads: Optional[int] = (
+        None  # CPU threads (None = each backend's default; torch's is process-wide)
+    )
     cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
-    calibration_images: Optional[str] = None  # folder of images for TensorRT int8
+    calibration_images: Optional[str] = None  # folder of real frames for int8 calibration
     rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
 
     def validate(self) -> None:
@@ -111,6 +117,7 @@ class Segmenter:
         self.config = config
         self.device = resolve_device(config.device)
         self.backend: Backend
+        self.backend_choice: Optional[dict] = None  # backend='auto': what was chosen and why
         self.backend, self.info = self._build_backend(model, info)
         self.input_size: Size = resolve_input_size(
             config.input_size, self.info, self.backend.static_input_size
@@ -130,11 +137,28 @@ class Segmenter:
     def _build_backend(self, model: Optional[nn.Module], info):
         cfg = self.config
         weights = Path(cfg.weights) if cfg.weights is not None else None
-        suffix = weights.suffix.lower() if weights is not None else ""
         if model is not None and info is None:
             raise ValueError("Segmenter.from_model needs the model's ModelInfo (info=...)")
         if weights is not None and not weights.is_file():
             raise ValueError(f"weights file not found: {weights}")
+        if cfg.backend != "auto":
+            return self._make_backend(cfg, model, info)
+        from .auto import select_backend
+
+        def build(name, model, info):
+            return self._make_backend(dataclasses.replace(cfg, backend=name), model, info)
+
+        def size_of(backend, info):
+            return resolve_input_size(cfg.input_size, info, backend.static_input_size)
+
+        backend, info, self.backend_choice = select_backend(
+            cfg, self.device, model, info, build, size_of
+        )
+        return backend, info
+
+    def _make_backend(self, cfg: SegmenterConfig, model: Optional[nn.Module], info):
+        weights = Path(cfg.weights) if cfg.weights is not None else None
+        suffix = weights.suffix.lower() if weights is not None else ""
         if cfg.backend == "tensorrt":
             from .tensorrt_backend import TensorRTBackend
 
@@ -145,9 +169,13 @@ class Segmenter:
             from .onnxruntime_backend import OnnxRuntimeBackend
 
             return OnnxRuntimeBackend.create(cfg, self.device, model=model, info=info)
+        if cfg.backend == "openvino":
+            from .openvino_backend import OpenVINOBackend
+
+            return OpenVINOBackend.create(cfg, self.device, model=model, info=info)
         if suffix == ".onnx":
             raise ValueError(
-                f"{weights} is an ONNX model; use backend='onnxruntime' or 'tensorrt'"
+                f"{weights} is an ONNX model; use backend 'onnxruntime', 'openvino' or 'tensorrt'"
             )
         if model is None:
             model, info = load_checkpoint(cfg.weights, cfg.variant)
@@ -161,6 +189,7 @@ class Segmenter:
             channels_last=cfg.channels_last,
             cuda_graphs=cfg.cuda_graphs,
             compile=cfg.compile,
+            num_threads=cfg.num_threads,
         )
         return backend, info
 

@@ -89,11 +89,14 @@ class TensorRTBackend(Backend):
             check_engine,
             ensure_engine,
         )
+        from .artifacts import onnx_for_precision
 
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-        precision = "fp16" if cfg.precision == "bf16" else cfg.precision
-        if cfg.precision == "bf16":
-            log.warning("tensorrt backend: bf16 requested, building fp16")
+        if cfg.precision not in ("fp32", "fp16", "int8"):
+            raise ValueError(
+                f"precision {cfg.precision!r} is not supported by the tensorrt backend; "
+                "choose fp32, fp16 or int8 (the ONNX carries it: strongly typed builds)"
+            )
         weights = Path(cfg.weights) if cfg.weights else None
         suffix = weights.suffix.lower() if weights is not None else ""
         index = device.index or 0
@@ -107,15 +110,7 @@ class TensorRTBackend(Backend):
                 if not cfg.rebuild_stale_engine or source is None:
                     raise
                 log.warning("%s; rebuilding from %s into the cache", exc, source)
-                engine = ensure_engine(
-                    source,
-                    cache,
-                    _sidecar_precision(weights),
-                    cfg.max_batch,
-                    cfg.calibration_images,
-                    cfg.resize,
-                    index,
-                )
+                engine = ensure_engine(source, cache, cfg.max_batch, index)
                 meta = check_engine(engine, env)
             backend = cls(engine, device, meta)
             return backend, meta.info
@@ -125,9 +120,8 @@ class TensorRTBackend(Backend):
             if model is None:
                 model, info = load_checkpoint(cfg.weights, cfg.variant)
             onnx_path = exported_onnx_path(model, info, cfg)
-        engine = ensure_engine(
-            onnx_path, cache, precision, cfg.max_batch, cfg.calibration_images, cfg.resize, index
-        )
+        onnx_path = onnx_for_precision(onnx_path, cfg)
+        engine = ensure_engine(onnx_path, cache, cfg.max_batch, index)
         meta = check_engine(engine, TargetEnvironment.current(index))
         return cls(engine, device, meta), meta.info
 
@@ -178,9 +172,3 @@ def _source_onnx(engine: Path):
     meta = _sidecar(engine)
     source = meta.extra.get("source_onnx") if meta is not None else None
     return Path(source) if source and Path(source).is_file() else None
-
-
-def _sidecar_precision(engine: Path) -> str:
-    """The precision recorded in an engine's sidecar (fp16 if unreadable)."""
-    meta = _sidecar(engine)
-    return meta.precision if meta is not None else "fp16"

@@ -32,14 +32,19 @@ class TorchBackend(Backend):
         channels_last: Optional[bool] = None,
         cuda_graphs: Optional[bool] = None,
         compile: bool = False,
+        num_threads: Optional[int] = None,
     ):
         allowed = CUDA_PRECISIONS if device.type == "cuda" else CPU_PRECISIONS
         if precision not in allowed:
-            hint = " (int8 needs the tensorrt backend)" if precision == "int8" else ""
+            hint = ""
+            if precision == "int8":
+                hint = " (int8: the onnxruntime, openvino or tensorrt backend)"
             raise ValueError(
                 f"precision {precision!r} is not supported by the torch backend on "
                 f"{device.type}; choose one of {allowed}{hint}"
             )
+        if num_threads:
+            torch.set_num_threads(int(num_threads))  # process-wide: torch has no per-model pool
         self.device = device
         self.precision = precision
         self.input_dtype = TORCH_DTYPES[precision]

@@ -31,8 +31,7 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 _TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RUNTIME = {f.name: f.default for f in dataclasses.fields(SegmenterConfig)}
-# parameters that are SegmenterConfig fields of the same meaning (the node's num_threads is
-# torch's thread count, the config's is onnxruntime's)
+# parameters that are SegmenterConfig fields of the same meaning
 RUNTIME_PARAMS = ("backend", "device", "precision", "resize", "upsample")
 
 
@@ -96,7 +95,11 @@ PARAMS: tuple[ParamSpec, ...] = (
         "used instead of 'weights' when set." + _RELOAD,
     ),
     ParamSpec(
-        "backend", _RUNTIME["backend"], "Inference backend." + _RELOAD, choices=BACKENDS
+        "backend",
+        _RUNTIME["backend"],
+        "Inference backend; auto measures the installed ones at start-up and keeps the fastest "
+        "(the choice is logged and cached)." + _RELOAD,
+        choices=BACKENDS,
     ),
     ParamSpec("device", _RUNTIME["device"], "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
     ParamSpec(
@@ -229,8 +232,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "num_threads",
         0,
-        "CPU threads for PyTorch (torch.set_num_threads, process-wide); 0 = "
-        "PyTorch's default. Set it on a shared CPU: oversubscribed threads slow inference "
+        "CPU threads for inference (PyTorch's setting is process-wide; ONNX Runtime and "
+        "OpenVINO get their own); 0 = each backend's default. Set it on a shared CPU: "
+        "oversubscribed threads slow inference "
         "down many times." + _RELOAD,
         int_range=(0, 256, 1),
     ),
@@ -345,8 +349,8 @@ class NodeSettings(_SettingsFields):
             )
         if self.engine and self.backend == "torch":
             raise ParameterError(
-                f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime' or 'tensorrt', "
-                "got backend 'torch' (use 'weights' for torch)"
+                f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime', 'openvino' "
+                "or 'tensorrt', got backend 'torch' (use 'weights' for torch)"
             )
         if not self.model_path and self.variant not in ("", DEFAULT_WEIGHTS_VARIANT):
             raise ParameterError(
@@ -364,7 +368,9 @@ class NodeSettings(_SettingsFields):
         path and the input size."""
         same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
         same.update(variant=self.variant or None, input_size=self.input_size)
-        return SegmenterConfig(**same, weights=self.model_path)
+        return SegmenterConfig(
+            **same, weights=self.model_path, num_threads=self.num_threads or None
+        )
 
     @property
     def input_size(self) -> tuple[int, int] | None:

@@ -1,0 +1,254 @@
+"""backend='auto': the fastest backend for this machine, model, input size and precision, picked
+by a short measured probe and cached.
+
+Which backend is fastest depends on the CPU (AMX, AVX-512, AVX2), on how many threads are set
+and on what else runs on the machine, so it is measured rather than guessed: every backend that
+is installed, runs on the device and supports the precision is built, warmed up once and timed
+for a few inferences on the configured input size and threads; the one with the lowest median
+wins and the others are closed. The timings and the choice are cached as JSON under
+`<cache_dir>/auto/`, keyed by the machine (CPU or GPU name, cores usable by this process, library
+versions), the model's hash, input size, precision and threads; a later start with the same key
+builds only the winner. Delete the file, or set BEVANET_AUTO_REPROBE=1, to measure again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+
+from .backend import Backend, cpu_name, default_cache_dir
+
+log = logging.getLogger(__name__)
+
+PROBE_RUNS = 5
+# which backends can run each precision (the device and installed packages narrow it further)
+PRECISION_BACKENDS = {
+    "fp32": ("torch", "onnxruntime", "openvino", "tensorrt"),
+    "bf16": ("torch", "openvino"),
+    "fp16": ("torch", "onnxruntime", "tensorrt"),
+    "int8": ("onnxruntime", "openvino", "tensorrt"),
+}
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def candidate_backends(cfg, device: torch.device) -> Tuple[List[str], Dict[str, str]]:
+    """(backends worth probing, {backend: why it is left out})."""
+    suffix = Path(cfg.weights).suffix.lower() if cfg.weights else ""
+    skipped: Dict[str, str] = {}
+    chosen: List[str] = []
+    for name in ("torch", "onnxruntime", "openvino", "tensorrt"):
+        if name not in PRECISION_BACKENDS[cfg.precision]:
+            skipped[name] = f"no {cfg.precision}"
+        elif suffix in (".engine", ".plan", ".trt") and name != "tensorrt":
+            skipped[name] = "weights are a TensorRT engine"
+        elif suffix == ".onnx" and name == "torch":
+            skipped[name] = "weights are an ONNX model"
+        elif name == "openvino" and device.type != "cpu":
+            skipped[name] = "CPU only"
+        elif name == "tensorrt" and device.type != "cuda":
+            skipped[name] = "needs CUDA"
+        elif name == "torch" and device.type == "cpu" and cfg.precision == "fp16":
+            skipped[name] = "no fp16 on the CPU"
+        elif name in ("onnxruntime", "openvino", "tensorrt") and not _importable(name):
+            skipped[name] = "not installed"
+        elif name == "onnxruntime" and device.type == "cuda" and not _ort_has_cuda():
+            skipped[name] = "onnxruntime has no CUDA provider"
+        else:
+            chosen.append(name)
+    return chosen, skipped
+
+
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def machine_key(device: torch.device, threads: Optional[int]) -> Dict[str, Any]:
+    """What a probe's result depends on besides the model."""
+    key: Dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "device": str(device),
+        "threads": threads,
+        "torch": torch.__version__,
+    }
+    if device.type == "cuda":
+        key["gpu"] = torch.cuda.get_device_name(device)
+    for pkg in ("onnxruntime", "openvino", "tensorrt"):
+        try:
+            from importlib.metadata import version
+
+            key[pkg] = version(pkg)
+        except Exception:
+            pass
+    return key
+
+
+def _model_digest(cfg, model) -> str:
+    if model is not None:
+        from ..export.metadata import model_hash
+
+        return model_hash(model)
+    from ..checkpoint import file_sha256
+
+    return file_sha256(cfg.weights)
+
+
+def probe(
+    backends: Dict[str, Backend], sizes: Dict[str, Tuple[int, int]], runs: int
+) -> Dict[str, float]:
+    """Median ms of one batch-1 inference per backend, timed in interleaved rounds so that a
+    change in the machine's load hits every backend alike; two warm-up calls each first."""
+    inputs = {name: torch.zeros(1, 3, sizes[name][1], sizes[name][0]) for name in backends}
+    for name, backend in backends.items():
+        for _ in range(2):  # first-call allocations, kernel selection
+            backend.infer(inputs[name])
+        backend.synchronize()
+    times: Dict[str, List[float]] = {name: [] for name in backends}
+    for _ in range(runs):
+        for name, backend in backends.items():
+            t0 = time.perf_counter()
+            backend.infer(inputs[name])
+            backend.synchronize()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def select_backend(
+    cfg,
+    device: torch.device,
+    model,
+    info,
+    build: Callable[[str, Any, Any], Tuple[Backend, Any]],
+    size_of: Callable[[Backend, Any], Tuple[int, int]],
+    runs: int = PROBE_RUNS,
+) -> Tuple[Backend, Any, Dict[str, Any]]:
+    """(backend, ModelInfo, choice record) for backend='auto'.
+
+    build(name, model, info) makes one named backend; size_of(backend, info) is the network
+    input size it runs at. The record holds the choice, the reason and the probe's timings.
+    """
+    names, skipped = candidate_backends(cfg, device)
+    if not names:
+        raise ValueError(
+            f"backend 'auto': no installed backend runs precision {cfg.precision!r} on "
+            f"{device} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
+        )
+    suffix = Path(cfg.weights).suffix.lower() if cfg.weights else ""
+    if model is None and suffix not in (".onnx", ".engine", ".plan", ".trt"):
+        from .backend import load_checkpoint  # once, not once per candidate
+
+        model, info = load_checkpoint(cfg.weights, cfg.variant)
+    key = {
+        "machine": machine_key(device, cfg.num_threads),
+        "model": _model_digest(cfg, model),
+        "input_size": list(cfg.input_size) if cfg.input_size else None,
+        "precision": cfg.precision,
+        "candidates": names,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) / "auto"
+    cache_file = cache / f"probe-{digest}.json"
+    record = _read_record(cache_file)
+    if record is not None and record.get("backend") in names:
+        backend, info = build(record["backend"], model, info)
+        record = {**record, "cached": str(cache_file)}
+        log.info("backend auto: %s", describe(record))
+        return backend, info, record
+
+    if len(names) == 1:
+        backend, info = build(names[0], model, info)
+        record = {
+            "backend": names[0],
+            "probe_ms": {},
+            "skipped": skipped,
+            "reason": "only candidate",
+        }
+        log.info("backend auto: %s", describe(record))
+        return backend, info, record
+
+    built: Dict[str, Tuple[Backend, Any]] = {}
+    failures: Dict[str, str] = {}
+    for name in names:
+        try:
+            built[name] = build(name, model, info)
+        except Exception as exc:  # noqa: BLE001 - e.g. no int8 calibration images, no bf16
+            # CPU, an op the ONNX exporter lacks: that backend cannot serve, the others can
+            failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.debug("backend auto: %s cannot be built", name, exc_info=True)
+    if not built:
+        raise ValueError(
+            "backend 'auto': every candidate failed to build: "
+            + "; ".join(f"{k}: {v}" for k, v in failures.items())
+        )
+    timings = probe(
+        {k: b for k, (b, _) in built.items()},
+        {k: size_of(b, i) for k, (b, i) in built.items()},
+        runs,
+    )
+    name = min(timings, key=timings.get)
+    for other, (backend, _) in built.items():
+        if other != name:
+            backend.close()
+    backend, info = built[name]
+    record = {
+        "backend": name,
+        "probe_ms": timings,
+        "skipped": {**skipped, **failures},
+        "reason": f"lowest median of {runs} timed inferences",
+        "key": key,
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    _write_record(cache_file, record)
+    log.info("backend auto: %s", describe(record))
+    return backend, info, record
+
+
+def describe(record: Dict[str, Any]) -> str:
+    """One log line: the choice, why, and the probe's timings."""
+    timings = ", ".join(
+        f"{k} {v:.1f} ms" for k, v in sorted(record["probe_ms"].items(), key=lambda kv: kv[1])
+    )
+    text = f"chose {record['backend']} ({record['reason']}"
+    text += f": {timings})" if timings else ")"
+    if record.get("cached"):
+        text += f" [probe cached in {record['cached']}]"
+    if record.get("skipped"):
+        text += "; not probed: " + ", ".join(f"{k} ({v})" for k, v in record["skipped"].items())
+    return text
+
+
+def _read_record(path: Path) -> Optional[Dict[str, Any]]:
+    if os.environ.get("BEVANET_AUTO_REPROBE") == "1" or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_record(path: Path, record: Dict[str, Any]) -> None:
+    from ..checkpoint import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(record, indent=2, default=str)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    except OSError as exc:  # a read-only cache only costs a probe at the next start
+        log.warning("backend auto: cannot cache the probe in %s: %s", path, exc)

@@ -1,0 +1,82 @@
+"""backend='auto': which backends are probed, that the fastest measured one is kept, that the
+choice is logged and cached per machine, model, size and precision."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+
+from bevanet_core.checkpoint import ModelInfo
+from bevanet_core.runtime import Segmenter, SegmenterConfig
+from bevanet_core.runtime.auto import candidate_backends, describe
+
+SIZE = (256, 128)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_candidates_follow_precision_device_weights_and_installs():
+    cpu = torch.device("cpu")
+    names, skipped = candidate_backends(SegmenterConfig(), cpu)
+    assert "torch" in names and skipped["tensorrt"] == "needs CUDA"
+    names, skipped = candidate_backends(SegmenterConfig(precision="int8"), cpu)
+    assert "torch" not in names and skipped["torch"] == "no int8"
+    names, skipped = candidate_backends(SegmenterConfig(precision="fp16"), cpu)
+    assert skipped["torch"] == "no fp16 on the CPU"
+    names, skipped = candidate_backends(SegmenterConfig(weights="m.onnx"), cpu)
+    assert "torch" not in names
+    names, _ = candidate_backends(SegmenterConfig(weights="m.engine"), cpu)
+    assert names == []
+
+
+def test_auto_keeps_the_fastest_logs_why_and_caches(tmp_path, caplog, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    cfg = SegmenterConfig(input_size=SIZE, num_threads=1, cache_dir=str(tmp_path))
+    assert cfg.backend == "auto"  # the default
+    with caplog.at_level(logging.INFO, logger="bevanet_core.runtime.auto"):
+        seg = Segmenter(cfg)
+    rec = seg.backend_choice
+    assert rec["backend"] == seg.backend.name == min(rec["probe_ms"], key=rec["probe_ms"].get)
+    assert {"torch", "onnxruntime"} <= set(rec["probe_ms"])
+    assert "tensorrt" in rec["skipped"]
+    assert f"chose {rec['backend']}" in caplog.text and "ms" in caplog.text
+    files = list((tmp_path / "auto").glob("probe-*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["backend"] == rec["backend"]
+    assert seg.segment(torch.zeros(64, 80, 3, dtype=torch.uint8).numpy()).mask.shape == (64, 80)
+
+    # same machine, model, size and threads: no probe, the cached choice is built
+    again = Segmenter(cfg)
+    assert again.backend.name == rec["backend"] and again.backend_choice["cached"]
+    assert "probe cached in" in describe(again.backend_choice)
+    # another size is another key
+    other = Segmenter(
+        SegmenterConfig(input_size=(128, 64), num_threads=1, cache_dir=str(tmp_path))
+    )
+    assert "cached" not in other.backend_choice
+    assert len(list((tmp_path / "auto").glob("probe-*.json"))) == 2
+    monkeypatch.setenv("BEVANET_AUTO_REPROBE", "1")
+    assert "cached" not in Segmenter(cfg).backend_choice
+
+
+def test_a_backend_that_cannot_take_the_model_is_skipped(tmp_path):
+    pytest.importorskip("onnxruntime")
+
+    class NoOnnx(torch.nn.Module):
+        """Adaptive pooling to a size that does not divide the input: no ONNX export."""
+
+        output_stride = 8
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 1)
+
+        def forward(self, x):
+            y = torch.nn.functional.adaptive_avg_pool2d(self.conv(x), (5, 7))
+            return torch.nn.functional.interpolate(y, size=(x.shape[2] // 8, x.shape[3] // 8))
+
+    info = ModelInfo.default("bevanet_s", 4, input_size=(64, 48))
+    seg = Segmenter.from_model(NoOnnx(), info, cache_dir=str(tmp_path))
+    assert seg.backend.name == "torch"
+    assert "onnxruntime" in seg.backend_choice["skipped"]
