@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def camvid_subset(shared_data):
+    """A factory of small CamVid copies: `camvid_subset(root, train=2, val=1)` copies the first
+    `train` pairs of train.lst and the first `val` of val.lst (or, with `val_from_train=True`, of
+    train.lst) under `root` with their list files, and returns `root`."""
+    def make(root: Path, train: int = 2, val: int = 1, val_from_train: bool = False) -> Path:
+        src = shared_data / "camvid"
+        root.mkdir(parents=True, exist_ok=True)
+        chosen = {"train.lst": (src / "train.lst").read_text().splitlines()[:train],
+                  "val.lst": (src / ("train.lst" if val_from_train else "val.lst")).read_text().splitlines()[:val]}
+        for list_name, lines in chosen.items():
+            for line in lines:
+                for rel in line.split():
+                    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(src / rel, root / rel)
+            (root / list_name).write_text("\n".join(lines) + "\n")
+        return root
+
+    return make

@@ -1,7 +1,6 @@
 """The prepared GPU training command, run on the CPU with a tiny budget: packing CamVid for the
 device tool, training for a time budget, fp16 weights split and joined, the report."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +10,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _mini_camvid(shared_data: Path, root: Path, n_train: int = 4, n_val: int = 2) -> Path:
-    src = shared_data / "camvid"
-    for list_name, n in (("train.lst", n_train), ("val.lst", n_val)):
-        lines = (src / list_name).read_text().splitlines()[:n]
-        for line in lines:
-            for rel in line.split():
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(src / rel, root / rel)
-        (root / list_name).write_text("\n".join(lines) + "\n")
-    return root
-
-
-def test_pack_writes_jpeg_images_png_labels_and_lists(shared_data, tmp_path):
+def test_pack_writes_jpeg_images_png_labels_and_lists(camvid_subset, tmp_path):
     import cv2
 
-    src = _mini_camvid(shared_data, tmp_path / "src")
+    src = camvid_subset(tmp_path / "src", train=4, val=2)
     out = tmp_path / "packed"
     subprocess.run([sys.executable, "scripts/pack_camvid.py", "--data", str(src), "--out", str(out),
                     "--no-size-check"], cwd=REPO, check=True)
@@ -38,10 +25,10 @@ def test_pack_writes_jpeg_images_png_labels_and_lists(shared_data, tmp_path):
     assert (packed == original).all()  # labels are lossless
 
 
-def test_gpu_train_runs_on_the_cpu_with_a_tiny_budget(shared_data, tmp_path):
+def test_gpu_train_runs_on_the_cpu_with_a_tiny_budget(camvid_subset, tmp_path):
     from bevanet_core.checkpoint import load_model
 
-    src = _mini_camvid(shared_data, tmp_path / "src")
+    src = camvid_subset(tmp_path / "src", train=4, val=2)
     packed = tmp_path / "packed"
     subprocess.run([sys.executable, "scripts/pack_camvid.py", "--data", str(src), "--out", str(packed),
                     "--no-size-check"], cwd=REPO, check=True)
@@ -73,11 +60,11 @@ def test_gpu_train_runs_on_the_cpu_with_a_tiny_budget(shared_data, tmp_path):
     assert bad.returncode != 0 and "sha256 mismatch" in bad.stderr
 
 
-def test_time_budget_ends_the_run_validated(shared_data, tmp_path):
+def test_time_budget_ends_the_run_validated(camvid_subset, tmp_path):
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import train
 
-    src = _mini_camvid(shared_data, tmp_path / "src")
+    src = camvid_subset(tmp_path / "src", train=4, val=2)
     cfg = load_config(None, [f"data.root={src}", "data.train_list=train.lst", "data.val_list=val.lst",
                              "data.base_size=128", "data.crop_size=[128,96]", "data.workers=0",
                              "optim.batch_size=2", "optim.iterations=100000", f"run.out_dir={tmp_path / 'run'}",

@@ -13,17 +13,6 @@ from bevanet_core.models import build_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _mini_val(shared_data: Path, root: Path, n: int = 2) -> Path:
-    src = shared_data / "camvid"
-    lines = (src / "val.lst").read_text().splitlines()[:n]
-    for line in lines:
-        for rel in line.split():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src / rel, root / rel)
-    (root / "val.lst").write_text("\n".join(lines) + "\n")
-    return root
-
-
 def _run_dir(tmp_path: Path, model: torch.nn.Module) -> Path:
     run = tmp_path / "my-run"
     run.mkdir()
@@ -40,8 +29,8 @@ def _ship(run: Path, out: Path, data: Path, logs: Path, *extra):
                            "--data", str(data), "--logs", str(logs), *extra], cwd=REPO, capture_output=True, text=True)
 
 
-def test_a_worse_run_is_not_shipped_unless_forced(shared_data, tmp_path):
-    data = _mini_val(shared_data, tmp_path / "val")
+def test_a_worse_run_is_not_shipped_unless_forced(camvid_subset, tmp_path):
+    data = camvid_subset(tmp_path / "val", train=0, val=2)
     out = tmp_path / "shipped.safetensors"
     shutil.copy(DEFAULT_WEIGHTS, out)
     torch.manual_seed(0)
@@ -58,10 +47,10 @@ def test_a_worse_run_is_not_shipped_unless_forced(shared_data, tmp_path):
     assert (tmp_path / "logs" / "my-run" / "train.log.jsonl").is_file()
 
 
-def test_a_better_run_is_shipped(shared_data, tmp_path):
+def test_a_better_run_is_shipped(camvid_subset, tmp_path):
     from bevanet_core.checkpoint import load_model
 
-    data = _mini_val(shared_data, tmp_path / "val")
+    data = camvid_subset(tmp_path / "val", train=0, val=2)
     out = tmp_path / "shipped.safetensors"
     torch.manual_seed(0)
     save_weights(build_model("bevanet_s", num_classes=11), out, read_checkpoint(DEFAULT_WEIGHTS)[1])  # untrained
@@ -90,11 +79,10 @@ def test_long_run_warm_start_continues_its_own_schedule(tmp_path):
     assert warm_start_overrides(DEFAULT_RECIPE, other)[-1] == "run.start_iteration=0"
 
 
-def test_long_run_driver_starts_from_the_committed_weights_then_resumes(shared_data, tmp_path):
+def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_subset, tmp_path):
     import yaml
 
-    data = _mini_val(shared_data, tmp_path / "data")
-    (data / "train.lst").write_text((data / "val.lst").read_text())
+    data = camvid_subset(tmp_path / "data", train=2, val=2)
     recipe = yaml.safe_load((REPO / "training" / "bevanet-s_camvid-480x360-long.yaml").read_text())
     recipe["data"].update(root=str(data), base_size=128, crop_size=[128, 96], workers=0, train_list="train.lst")
     recipe["optim"].update(batch_size=2, iterations=4)

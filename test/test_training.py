@@ -61,18 +61,6 @@ def test_criterion_combines_the_four_terms():
     assert losses["aux"].item() == pytest.approx(F.cross_entropy(up, target).item(), rel=1e-5)
 
 
-def _mini_camvid(shared_data, root: Path, n: int = 2) -> Path:
-    src = shared_data / "camvid"
-    lines = (src / "train.lst").read_text().splitlines()[:n]
-    for line in lines:
-        for rel in line.split():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(src / rel, root / rel)
-    (root / "train.lst").write_text("\n".join(lines) + "\n")
-    (root / "val.lst").write_text("\n".join(lines[:1]) + "\n")
-    return root
-
-
 def _cfg(data_root: Path, out_dir: Path, iterations: int, **extra):
     overrides = [f"data.root={data_root}", "data.train_list=train.lst", "data.val_list=val.lst",
                  "data.base_size=128", "data.crop_size=[128,96]", "data.workers=0", "optim.batch_size=2",
@@ -87,8 +75,8 @@ def _losses(out_dir: Path, term: str = "loss"):
             if "train/loss" in r]
 
 
-def test_short_training_run_loss_falls(shared_data, tmp_path):
-    data = _mini_camvid(shared_data, tmp_path / "data")
+def test_short_training_run_loss_falls(camvid_subset, tmp_path):
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
     cfg = _cfg(data, tmp_path / "run", 14, **{"optim.lr": 0.01, "data.scale_min": 1.0, "data.scale_max": 1.0,
                                               "data.flip": False, "run.checkpoint_every": 0})
     result = train(cfg)
@@ -101,8 +89,8 @@ def test_short_training_run_loss_falls(shared_data, tmp_path):
     assert (tmp_path / "run" / "best.safetensors").is_file() and (tmp_path / "run" / "config.yaml").is_file()
 
 
-def test_killed_run_resumes_to_the_same_state(shared_data, tmp_path):
-    data = _mini_camvid(shared_data, tmp_path / "data", n=4)
+def test_killed_run_resumes_to_the_same_state(camvid_subset, tmp_path):
+    data = camvid_subset(tmp_path / "data", train=4, val_from_train=True)
     # uninterrupted reference
     train(_cfg(data, tmp_path / "ref", 6, **{"run.ema_decay": 0.9}))
     reference = load_training_checkpoint(tmp_path / "ref" / "last.pt")
@@ -252,8 +240,8 @@ FAMILY_RECIPES = {
 
 
 @pytest.mark.parametrize("variant", list(FAMILY_RECIPES))
-def test_other_families_train_with_the_same_engine(shared_data, tmp_path, variant):
-    data = _mini_camvid(shared_data, tmp_path / "data")
+def test_other_families_train_with_the_same_engine(camvid_subset, tmp_path, variant):
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
     result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": variant, "run.checkpoint_every": 0,
                                                       **FAMILY_RECIPES[variant]}))
     losses = _losses(tmp_path / "run")  # logged every iteration
@@ -262,8 +250,8 @@ def test_other_families_train_with_the_same_engine(shared_data, tmp_path, varian
     assert (tmp_path / "run" / "best.safetensors").is_file()
 
 
-def test_diverging_run_stops_with_a_named_error_and_a_hint(shared_data, tmp_path):
-    data = _mini_camvid(shared_data, tmp_path / "data")
+def test_diverging_run_stops_with_a_named_error_and_a_hint(camvid_subset, tmp_path):
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
     cfg = _cfg(data, tmp_path / "run", 6, **{"model.variant": "pidnet_s", "optim.lr": 1e12,
                                              "run.checkpoint_every": 0, "run.precision": "bf16"})
     with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at iteration \d; with "
@@ -309,8 +297,8 @@ def test_cpu_bf16_channels_last_keeps_dilated_depthwise_convs_nchw_and_their_gra
     assert worst[0][1] < 0.05, f"bf16 weight gradients off by (relative, max): {worst}"
 
 
-def test_channels_last_bf16_run_trains(shared_data, tmp_path):
-    data = _mini_camvid(shared_data, tmp_path / "data")
+def test_channels_last_bf16_run_trains(camvid_subset, tmp_path):
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
     result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": "bevanet_s", "run.precision": "bf16",
                                                        "run.channels_last": True, "run.checkpoint_every": 0}))
     assert result["iteration"] == 2
@@ -422,12 +410,12 @@ def test_weight_ema_averages_floats_and_copies_integer_buffers():
         WeightEMA(model, decay=1.0)
 
 
-def test_run_validates_and_ships_the_averaged_weights(shared_data, tmp_path):
+def test_run_validates_and_ships_the_averaged_weights(camvid_subset, tmp_path):
     """With run.ema_decay the kept best.safetensors holds the average, named by its iteration and
     val mIoU, and both the average and the raw weights are logged."""
     from bevanet_core.checkpoint import read_checkpoint
 
-    data = _mini_camvid(shared_data, tmp_path / "data")
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
     result = train(_cfg(data, tmp_path / "run", 4, **{"run.ema_decay": 0.9, "run.val_every": 2,
                                                         "run.checkpoint_every": 0}))
     assert [h["iteration"] for h in result["history"]] == [2, 4]
@@ -443,8 +431,8 @@ def test_run_validates_and_ships_the_averaged_weights(shared_data, tmp_path):
         assert not torch.equal(state[key], ckpt["model"][key])
 
 
-def test_start_iteration_continues_the_schedule(shared_data, tmp_path):
-    data = _mini_camvid(shared_data, tmp_path / "data")
+def test_start_iteration_continues_the_schedule(camvid_subset, tmp_path):
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
     result = train(_cfg(data, tmp_path / "run", 10, **{"run.start_iteration": 8, "run.checkpoint_every": 0,
                                                          "optim.lr": 0.01}))
     assert result["iteration"] == 10
