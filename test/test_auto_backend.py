@@ -80,3 +80,23 @@ def test_a_backend_that_cannot_take_the_model_is_skipped(tmp_path):
     seg = Segmenter.from_model(NoOnnx(), info, cache_dir=str(tmp_path))
     assert seg.backend.name == "torch"
     assert "onnxruntime" in seg.backend_choice["skipped"]
+
+
+def test_a_cached_choice_that_cannot_be_built_is_probed_again(tmp_path, caplog, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    cfg = SegmenterConfig(input_size=SIZE, num_threads=1, cache_dir=str(tmp_path))
+    Segmenter(cfg)
+    (cache_file,) = (tmp_path / "auto").glob("probe-*.json")
+    record = json.loads(cache_file.read_text())
+    record["backend"] = "onnxruntime"
+    cache_file.write_text(json.dumps(record))
+    from bevanet_core.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("export unsupported at this size")
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "create", broken)
+    with caplog.at_level(logging.INFO, logger="bevanet_core.runtime.auto"):
+        seg = Segmenter(cfg)
+    assert "cached" not in seg.backend_choice and seg.backend.name != "onnxruntime"
+    assert "cannot be built" in caplog.text and "probing again" in caplog.text

@@ -167,10 +167,16 @@ def select_backend(
     cache_file = cache / f"probe-{digest}.json"
     record = _read_record(cache_file)
     if record is not None and record.get("backend") in names:
-        backend, info = build(record["backend"], model, info)
-        record = {**record, "cached": str(cache_file)}
-        log.info("backend auto: %s", describe(record))
-        return backend, info, record
+        try:
+            backend, cached_info = build(record["backend"], model, info)
+        except Exception as exc:  # noqa: BLE001 - the cached choice cannot serve this run
+            # (e.g. the same weights at an input size its ONNX export does not support): probe
+            log.info("backend auto: cached choice %s cannot be built (%s: %s); probing again",
+                     record["backend"], type(exc).__name__, str(exc).splitlines()[0][:200])
+        else:
+            record = {**record, "cached": str(cache_file)}
+            log.info("backend auto: %s", describe(record))
+            return backend, cached_info, record
 
     if len(names) == 1:
         backend, info = build(names[0], model, info)
