@@ -5,7 +5,7 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import yaml
 
@@ -38,7 +38,9 @@ class DataConfig:
     # casts, saturation/hue, grey, blur and noise for other cameras and skies: CameraAugment)
     photometric: str = "none"
     workers: int = 1
-    class_weights: Optional[List[float]] = None
+    # one loss weight per class, or a scheme computed from the training labels at the start:
+    # median-frequency or sqrt-median-frequency (training/class_weights.py)
+    class_weights: Optional[Union[List[float], str]] = None
 
 
 @dataclass

@@ -32,6 +32,7 @@ from ..evaluation.metrics import ConfusionMatrix
 from ..hardware import cpu_info, resolve_precision
 from ..models import build_model
 from ..models.layers import dilated_depthwise_convs
+from .class_weights import resolve_class_weights
 from .config import TrainConfig, save_config
 from .losses import BEVANetCriterion, LossWeights
 from .objective import TrainingObjective
@@ -156,13 +157,16 @@ def build_datasets(cfg: TrainConfig):
     return train, val
 
 
-def build_criterion(cfg: TrainConfig) -> TrainingObjective:
+def build_criterion(cfg: TrainConfig, class_weights: Optional[List[float]] = None) -> TrainingObjective:
     """The objective of the model's family (BEVANet/PIDNet from `cfg.loss`, BiSeNetV2, STDC,
-    BSSNet (OHEM settings from `cfg.loss`), Light-Ham)."""
+    BSSNet (OHEM settings from `cfg.loss`), Light-Ham). `class_weights`: resolved from
+    `cfg.data.class_weights` (resolve_class_weights); an explicit list in the config is used as is."""
     lc = cfg.loss
+    if class_weights is None and not isinstance(cfg.data.class_weights, str):
+        class_weights = cfg.data.class_weights
     return TrainingObjective(BEVANetCriterion(
         ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
-        class_weights=cfg.data.class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)))
+        class_weights=class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)))
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -414,7 +418,11 @@ class Trainer:
                               palette=[list(c) for c in self.train_set.palette], input_size=None,
                               dataset=cfg.data.dataset)
         self.model = build_training_model(cfg, device, dinfo)
-        self.criterion = build_criterion(cfg).to(device)
+        self.class_weights = resolve_class_weights(cfg.data.class_weights, self.train_set)
+        if dinfo.is_main and isinstance(cfg.data.class_weights, str):
+            print(f"class weights ({cfg.data.class_weights}): " + ", ".join(
+                f"{name} {w:g}" for name, w in zip(self.train_set.class_names, self.class_weights)), flush=True)
+        self.criterion = build_criterion(cfg, self.class_weights).to(device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
 
         self.batches = ResumableBatchSampler.batches_per_epoch(len(self.train_set), cfg.optim.batch_size,
@@ -524,6 +532,8 @@ class Trainer:
         cm = miou_of(selected)
         miou = cm.miou()
         record = {"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}
+        record.update({f"val/iou/{name}": float(v) for name, v in zip(self.info.class_names, 100.0 * cm.iou())
+                       if not np.isnan(v)})
         entry = {"iteration": self.iteration, "val_miou": miou}
         if ema is not None:
             record["val/miou_raw_weights"] = entry["val_miou_raw_weights"] = miou_of(self.model).miou()
