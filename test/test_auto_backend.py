@@ -100,3 +100,19 @@ def test_a_cached_choice_that_cannot_be_built_is_probed_again(tmp_path, caplog, 
         seg = Segmenter(cfg)
     assert "cached" not in seg.backend_choice and seg.backend.name != "onnxruntime"
     assert "cannot be built" in caplog.text and "probing again" in caplog.text
+
+
+def test_the_size_from_the_weights_metadata_is_part_of_the_key(tmp_path):
+    """The same network shipped at two input sizes (none configured): two probes, not one."""
+    pytest.importorskip("onnxruntime")
+    from bevanet_core.checkpoint import save_weights
+    from bevanet_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("bevanet_s", num_classes=4)
+    for size in ((128, 64), (96, 64)):
+        path = tmp_path / f"m{size[0]}.safetensors"
+        save_weights(model, path, ModelInfo.default("bevanet_s", 4, input_size=size))
+        seg = Segmenter(SegmenterConfig(weights=str(path), num_threads=1, cache_dir=str(tmp_path)))
+        assert "cached" not in seg.backend_choice, size
+    assert len(list((tmp_path / "auto").glob("probe-*.json"))) == 2

@@ -158,7 +158,8 @@ def select_backend(
     key = {
         "machine": machine_key(device, cfg.num_threads),
         "model": _model_digest(cfg, model),
-        "input_size": list(cfg.input_size) if cfg.input_size else None,
+        # the size it will run at: the configured one, else the one in the weights' metadata
+        "input_size": list(cfg.input_size or getattr(info, "input_size", None) or []) or None,
         "precision": cfg.precision,
         "candidates": names,
     }
