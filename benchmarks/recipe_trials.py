@@ -1,7 +1,7 @@
 """Short controlled training runs that compare recipe changes: same start, same budget, several seeds.
 
     python benchmarks/recipe_trials.py --iterations 150 --seeds 304 305 \\
-        --arm baseline= --arm sqrt-mfb=data.class_weights=sqrt-median-frequency
+        --arm none=data.class_weights=null --arm sqrt-mfb=data.class_weights=sqrt-median-frequency
 
 Every trial starts from the same weights (default: the committed default model, continuing its
 recipe's schedule at the iteration they were taken from), trains `--iterations` iterations of
@@ -56,7 +56,11 @@ def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: in
     from bevanet_core.training.engine import Trainer, evaluate
 
     result_path = out / "result.json"
-    settings = {"recipe": f"training/{recipe.name}", "weights": str(weights), "start_iteration": start,
+    import hashlib
+
+    settings = {"recipe": f"training/{recipe.name}",
+                "recipe_sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),  # an edited recipe is another trial
+                "weights": str(weights), "start_iteration": start,
                 "iterations": iterations, "seed": seed, "overrides": overrides, "ema_decay": ema}
     if result_path.is_file():
         result = json.loads(result_path.read_text())

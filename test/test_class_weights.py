@@ -65,13 +65,13 @@ def test_a_run_with_a_scheme_weighs_its_loss(camvid_subset, tmp_path):
     assert Trainer(load_config(None, base)).criterion.bevanet.class_weight is None
 
 
-def _trials(root: Path, tmp_path: Path, *extra):
+def _trials(root: Path, tmp_path: Path, *extra, lr: str = "0.001"):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(
+    recipe.write_text(  # no class weights: the "baseline=" arm is the recipe as it is
         "model: {variant: bevanet_s, num_classes: 11}\n"
         f"data: {{dataset: camvid, root: {root}, train_list: train.lst, val_list: val.lst, encoding: index,\n"
         "       base_size: 128, crop_size: [128, 96], workers: 0}\n"
-        "optim: {lr: 0.001, batch_size: 2, iterations: 100}\n")
+        f"optim: {{lr: {lr}, batch_size: 2, iterations: 100}}\n")
     return subprocess.run([sys.executable, "benchmarks/recipe_trials.py", "--recipe", str(recipe),
                            "--iterations", "2", "--seeds", "1", "--out", str(tmp_path / "trials"),
                            "--json", str(tmp_path / "t.json"), *extra],
@@ -96,5 +96,7 @@ def test_recipe_trials_compare_arms_and_do_not_rerun(camvid_subset, tmp_path):
     assert again.returncode == 0 and json.loads((tmp_path / "t.json").read_text())["trials"] == report["trials"]
     clash = _trials(root, tmp_path, "--arm", "baseline=optim.lr=0.5")
     assert clash.returncode != 0 and "other settings" in clash.stderr
+    edited = _trials(root, tmp_path, *arms, lr="0.002")  # same arms, an edited recipe: other trials
+    assert edited.returncode != 0 and "other settings" in edited.stderr
     bad = _trials(root, tmp_path, "--arm", "nosep")
     assert bad.returncode == 2 and "NAME=" in bad.stderr
