@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--size",
         default=None,
-        help="network input WxH, multiples of 8 (default: from the weights)",
+        help="network input WxH, multiples of 8 (default: from the weights). BEVANet and "
+        "BEVANet-S pool their 1/64 feature map to 2x2, so its sides must be even: every "
+        "multiple of 128 works, and so does e.g. 480x360 (1/64: 8x6), but not 320x240 (5x4) "
+        "or 960x720 (15x12); the other networks take any multiple of 8. A size that cannot "
+        "be exported is refused before exporting, naming the nearest one that can.",
     )
     src.add_argument("--batch", type=int, default=1, help="static batch (default 1)")
     src.add_argument(
