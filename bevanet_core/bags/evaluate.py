@@ -491,6 +491,7 @@ def _open_output(
         storage=opt.out_storage,
         overwrite=opt.overwrite,
         custom_data={"bevanet.source_bag": str(reader.path), "bevanet.image_topic": image_topic},
+        inputs=[reader.path],
     )
     writer.open()
     try:

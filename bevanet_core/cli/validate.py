@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..paths import overlap
+
 # ROS 2 topic names (rcl's rules): tokens of letters, digits and underscores separated by '/',
 # optionally starting with '/' or '~/', no token starting with a digit, no '//' or trailing '/'
 _TOPIC_TOKEN = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -73,26 +75,6 @@ def topic_name(text: str) -> str:
             "separated by '/', no token starting with a digit, no '//' or trailing '/')"
         )
     return text
-
-
-def resolved(path: str | os.PathLike) -> Path:
-    """The absolute path with symbolic links and '..' resolved (the path need not exist)."""
-    return Path(os.path.realpath(os.path.expanduser(os.fspath(path))))
-
-
-def overlap(output: str | os.PathLike, inputs: Iterable[str | os.PathLike]) -> str | None:
-    """Why `output` may not be written given `inputs` (it is one, lies inside one, or contains
-    one), or None when they are apart."""
-    out = resolved(output)
-    for item in inputs:
-        src = resolved(item)
-        if out == src:
-            return f"it is the input {item}"
-        if src in out.parents:
-            return f"it lies inside the input {item}"
-        if out in src.parents:
-            return f"it contains the input {item}"
-    return None
 
 
 def check_output_dir(
