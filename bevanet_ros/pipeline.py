@@ -169,7 +169,14 @@ class SegmentationPipeline:
         self.segmenter = build_segmenter(settings)
         if settings.warmup:
             w, h = self.segmenter.input_size
-            self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
+            try:
+                self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
+            except Exception as exc:  # noqa: BLE001 - a model that cannot run is a load failure
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ModelLoadError(
+                    f"the model ({settings.model_path or 'shipped default'}) failed on its "
+                    f"warm-up frame ({w}x{h}): {type(exc).__name__}: {first}"
+                ) from exc
         info = self.segmenter.info
         net_w, net_h = self.segmenter.input_size
         self.node.get_logger().info(
