@@ -127,6 +127,12 @@ def check_raw_layout(encoding: Any, height: int, width: int, step: int, data_len
             f"step {step} is smaller than one row of pixels: {width} px * "
             f"{row // width} bytes = {row} ({encoding})",
         )
+    if step * height > max_pixels() * 8:  # 8 bytes: the widest pixel (rgba16)
+        raise ImageDecodeError(
+            "too_large",
+            f"step*height = {step}*{height} bytes is more than any image under the pixel cap "
+            f"({max_pixels()} pixels) can need ({encoding} {width}x{height})",
+        )
     if data_len not in (step * height, step * (height - 1) + row):
         raise ImageDecodeError(
             "data_length",
