@@ -31,7 +31,13 @@ from bevanet_core.bags.writer import (
     Frame,
     write_camera_bag,
 )
-from bevanet_core.checkpoint import METADATA_KEY, CheckpointError, ModelInfo, load_model, save_weights
+from bevanet_core.checkpoint import (
+    METADATA_KEY,
+    CheckpointError,
+    ModelInfo,
+    load_model,
+    save_weights,
+)
 from bevanet_core.cli import bag_eval, make_bag, predict
 from bevanet_core.models import build_model
 from bevanet_core.runtime import Segmenter
@@ -462,3 +468,27 @@ def test_decoder_error_kinds_cover_file_problems(tmp_path):
     with pytest.raises(ImageDecodeError) as err:
         policy.read_image_file(tmp_path / "empty.png")
     assert err.value.kind == "zero_size"
+
+
+# ------------------------------------------------------------------------- frames lost in DDS
+def test_frames_lost_in_transport_are_counted_and_reported():
+    """A frame DDS loses (one missing UDP fragment of a large best-effort sample) never reaches
+    a callback; the subscription's 'message lost' event is the only trace, and it is counted
+    and logged like a bad frame."""
+    from bevanet_core.serving.stream import StreamSegmenter
+
+    reports = []
+    stream = StreamSegmenter(None, ["front"], report=lambda kind, text: reports.append(text))
+    stream.on_lost(0, 2)
+    stream.on_lost(0, 0)
+    snap = stream.stats.snapshot()
+    assert snap["frames_lost_in_transport"] == 2 and snap["frames_lost_in_transport[front]"] == 2
+    assert len(reports) == 1 and "2 frame(s) lost in transport" in reports[0]
+    pytest.importorskip("rclpy")
+    from bevanet_ros.pipeline import SegmentationPipeline
+
+    pipeline = SegmentationPipeline(node=None)
+    pipeline.stream = stream
+    callbacks = pipeline._lost_callbacks(0)
+    callbacks.message_lost(SimpleNamespace(total_count=5, total_count_change=3))
+    assert stream.stats.snapshot()["frames_lost_in_transport"] == 5
