@@ -39,10 +39,34 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-ENCODINGS = ["rgb8", "bgr8", "mono8", "rgba8", "bgra8", "mono16", "rgb16", "yuv422", "yuyv",
-             "bayer_rggb8", "8UC3", "16UC1"]
-BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4, "mono16": 2,
-                   "rgb16": 6, "yuv422": 2, "yuyv": 2, "bayer_rggb8": 1, "8UC3": 3, "16UC1": 2}
+ENCODINGS = [
+    "rgb8",
+    "bgr8",
+    "mono8",
+    "rgba8",
+    "bgra8",
+    "mono16",
+    "rgb16",
+    "yuv422",
+    "yuyv",
+    "bayer_rggb8",
+    "8UC3",
+    "16UC1",
+]
+BYTES_PER_PIXEL = {
+    "rgb8": 3,
+    "bgr8": 3,
+    "mono8": 1,
+    "rgba8": 4,
+    "bgra8": 4,
+    "mono16": 2,
+    "rgb16": 6,
+    "yuv422": 2,
+    "yuyv": 2,
+    "bayer_rggb8": 1,
+    "8UC3": 3,
+    "16UC1": 2,
+}
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -53,8 +77,12 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims width x height RGB, with one tiny IDAT: a decompression bomb's
     header without its payload."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr)
-            + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def jpeg_header_only(width: int, height: int) -> bytes:
@@ -79,11 +107,19 @@ def raw_message(rng: random.Random) -> SimpleNamespace:
     if enc in ("yuv422", "yuyv"):
         w += w % 2
     step = w * BYTES_PER_PIXEL[enc]
-    msg = SimpleNamespace(encoding=enc, height=h, width=w, step=step, is_bigendian=0,
-                          data=bytes(rng.getrandbits(8) for _ in range(step * h)))
+    msg = SimpleNamespace(
+        encoding=enc,
+        height=h,
+        width=w,
+        step=step,
+        is_bigendian=0,
+        data=bytes(rng.getrandbits(8) for _ in range(step * h)),
+    )
     kind = rng.randrange(14)
     if kind == 0:
-        msg.encoding = rng.choice(["", "rgb32", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300, None, 7])
+        msg.encoding = rng.choice(
+            ["", "rgb32", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300, None, 7]
+        )
     elif kind == 1:
         msg.step = rng.choice([0, -1, step - 1, 2**63, -(2**31)])
     elif kind == 2:
@@ -93,8 +129,9 @@ def raw_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 4:
         msg.height, msg.width = rng.choice([(0, w), (h, 0), (0, 0), (-1, w), (h, -5)])
     elif kind == 5:  # huge claimed size, tiny data
-        msg.height, msg.width = rng.choice([(100000, 100000), (2**31 - 1, 2**31 - 1), (1, 2**40),
-                                            (6000, 8000), (65535, 65535)])
+        msg.height, msg.width = rng.choice(
+            [(100000, 100000), (2**31 - 1, 2**31 - 1), (1, 2**40), (6000, 8000), (65535, 65535)]
+        )
         msg.step = msg.width * 3
     elif kind == 6:
         msg.encoding, msg.width, msg.step = "yuyv", 2 * rng.randint(1, 20) + 1, None
@@ -103,7 +140,9 @@ def raw_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 7:  # data that is not bytes
         msg.data = rng.choice(["not bytes", [300, -1, 5], None, 3.5, [[1, 2], [3]], object()])
     elif kind == 8:  # fields of the wrong type
-        setattr(msg, rng.choice(["height", "width", "step"]), rng.choice(["12", None, 1.5, [], "x"]))
+        setattr(
+            msg, rng.choice(["height", "width", "step"]), rng.choice(["12", None, 1.5, [], "x"])
+        )
     elif kind == 9:
         msg.is_bigendian = rng.choice([2, -1, "yes", None])
     elif kind == 10:
@@ -124,7 +163,9 @@ def compressed_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 1:
         data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
     elif kind == 2:
-        data = png_header_only(rng.choice([20000, 65535, 2**31 - 1, 9000]), rng.choice([20000, 9000, 1]))
+        data = png_header_only(
+            rng.choice([20000, 65535, 2**31 - 1, 9000]), rng.choice([20000, 9000, 1])
+        )
     elif kind == 3:
         data = jpeg_header_only(rng.choice([65535, 20000, 9000]), rng.choice([65535, 20000, 8000]))
     elif kind == 4:  # flipped bytes in a good image's header
@@ -135,12 +176,16 @@ def compressed_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 5:
         data = b""
     elif kind == 6:  # other formats' headers claiming huge sizes (Pillow's lazy open)
-        data = rng.choice([
-            b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHH", 40, 60000, 60000, 1, 24)
-            + bytes(24),
-            b"P6\n60000 60000\n255\n" + bytes(16),
-            b"GIF89a" + struct.pack("<HH", 65535, 65535) + bytes(8),
-        ])
+        data = rng.choice(
+            [
+                b"BM"
+                + struct.pack("<IHHI", 54, 0, 0, 54)
+                + struct.pack("<IiiHH", 40, 60000, 60000, 1, 24)
+                + bytes(24),
+                b"P6\n60000 60000\n255\n" + bytes(16),
+                b"GIF89a" + struct.pack("<HH", 65535, 65535) + bytes(8),
+            ]
+        )
     elif kind == 7:
         data = rng.choice(["text", None, [1, 2, 3], 12])
     else:  # valid
@@ -167,9 +212,15 @@ def fuzz_messages(n: int, seed: int) -> dict:
             kinds[err.kind] = kinds.get(err.kind, 0) + 1
         except BaseException as err:  # noqa: BLE001 - anything else is what the fuzz looks for
             crashes.append(f"message {i}: {type(err).__name__}: {str(err)[:200]}")
-    return {"messages": n, "decoded": decoded, "refused": refused, "refused_by_kind": kinds,
-            "crashes": len(crashes), "crash_examples": crashes[:10],
-            "wall_s": round(time.perf_counter() - t0, 2)}
+    return {
+        "messages": n,
+        "decoded": decoded,
+        "refused": refused,
+        "refused_by_kind": kinds,
+        "crashes": len(crashes),
+        "crash_examples": crashes[:10],
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
 
 
 # ------------------------------------------------------------------------------ broken bags
@@ -178,9 +229,16 @@ def _good_bag(path: Path, frames: int, seed: int, size: int = 96) -> None:
 
     rng = np.random.default_rng(seed)
     write_camera_bag(
-        [Frame(rng.integers(0, 256, (size, size, 3), np.uint8),
-               rng.integers(0, 11, (size, size), np.uint8)) for _ in range(frames)],
-        path, CameraBagOptions(rate=10.0))
+        [
+            Frame(
+                rng.integers(0, 256, (size, size, 3), np.uint8),
+                rng.integers(0, 11, (size, size), np.uint8),
+            )
+            for _ in range(frames)
+        ],
+        path,
+        CameraBagOptions(rate=10.0),
+    )
 
 
 def _hostile_frames_bag(path: Path) -> None:
@@ -208,11 +266,19 @@ def _hostile_compressed_bag(path: Path) -> None:
     make = store.types[messages.COMPRESSED_IMAGE]
     with BagWriter(path) as w:
         w.add_topic("/cam/compressed", messages.COMPRESSED_IMAGE)
-        payloads = [png_header_only(20000, 20000), jpeg_header_only(65535, 65535), b"",
-                    b"\xff\xd8garbage", good_jpeg(random.Random(1))]
+        payloads = [
+            png_header_only(20000, 20000),
+            jpeg_header_only(65535, 65535),
+            b"",
+            b"\xff\xd8garbage",
+            good_jpeg(random.Random(1)),
+        ]
         for i, data in enumerate(payloads):
-            msg = make(header=messages.header(i + 1, "c"), format="png",
-                       data=np.frombuffer(data, np.uint8))
+            msg = make(
+                header=messages.header(i + 1, "c"),
+                format="png",
+                data=np.frombuffer(data, np.uint8),
+            )
             w.write("/cam/compressed", i + 1, msg)
 
 
@@ -265,8 +331,10 @@ def build_corpus(root: Path, seed: int) -> list[tuple[Path, str]]:
     camera = [(bag, "/camera/image_raw") for bag in bags]
     _hostile_frames_bag(root / "hostile_frames")
     _hostile_compressed_bag(root / "hostile_compressed")
-    return camera + [(root / "hostile_frames", "/cam"),
-                     (root / "hostile_compressed", "/cam/compressed")]
+    return camera + [
+        (root / "hostile_frames", "/cam"),
+        (root / "hostile_compressed", "/cam/compressed"),
+    ]
 
 
 def fuzz_bags(root: Path, weights: str | None, seed: int) -> dict:
@@ -276,8 +344,15 @@ def fuzz_bags(root: Path, weights: str | None, seed: int) -> dict:
     results, crashes = [], []
     t0 = time.perf_counter()
     for bag, topic in bags:
-        argv = [str(bag), "--image-topic", topic, "--threads", "1",
-                "--json", str(root / f"{bag.name}.report.json")]
+        argv = [
+            str(bag),
+            "--image-topic",
+            topic,
+            "--threads",
+            "1",
+            "--json",
+            str(root / f"{bag.name}.report.json"),
+        ]
         if topic == "/camera/image_raw":  # the recorded ones carry labels, paired by stamp
             argv += ["--out-bag", str(root / f"{bag.name}.segmented")]
         else:
@@ -292,15 +367,27 @@ def fuzz_bags(root: Path, weights: str | None, seed: int) -> dict:
             code = exc.code
         except BaseException as exc:  # noqa: BLE001
             code = None
-            crashes.append(f"{bag.name}: {type(exc).__name__}: {str(exc)[:200]} "
-                           f"at {traceback.extract_tb(exc.__traceback__)[-1]}")
+            crashes.append(
+                f"{bag.name}: {type(exc).__name__}: {str(exc)[:200]} "
+                f"at {traceback.extract_tb(exc.__traceback__)[-1]}"
+            )
         text = err.getvalue()
-        results.append({"bag": bag.name, "exit": code, "traceback": "Traceback" in text,
-                        "stderr_tail": text.strip().splitlines()[-1][:200] if text.strip() else ""})
+        results.append(
+            {
+                "bag": bag.name,
+                "exit": code,
+                "traceback": "Traceback" in text,
+                "stderr_tail": text.strip().splitlines()[-1][:200] if text.strip() else "",
+            }
+        )
         if "Traceback" in text:
             crashes.append(f"{bag.name}: a traceback was printed")
-    return {"bags": results, "crashes": len(crashes), "crash_examples": crashes[:10],
-            "wall_s": round(time.perf_counter() - t0, 2)}
+    return {
+        "bags": results,
+        "crashes": len(crashes),
+        "crash_examples": crashes[:10],
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

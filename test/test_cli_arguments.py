@@ -41,8 +41,11 @@ CASES = [
     ("bevanet-eval", ["--dataset", "camvid", "--root", "FILE"], "is a file"),
     ("bevanet-eval", ["--dataset", "camvid", "--root", "DIR", "--json", "DIR"], "is a folder"),
     ("bevanet-eval", ["--dataset", "camvid", "--root", "DIR", "--limit", "-3"], "--limit"),
-    ("bevanet-eval", ["--dataset", "camvid", "--root", "DIR", "--list", "nope.lst"],
-     "does not exist"),
+    (
+        "bevanet-eval",
+        ["--dataset", "camvid", "--root", "DIR", "--list", "nope.lst"],
+        "does not exist",
+    ),
     ("bevanet-bag-eval", ["MISSING"], "not found"),
     ("bevanet-bag-eval", ["DIR", "--json", "DIR"], "is a folder"),
     ("bevanet-bag-eval", ["DIR", "--max-frames", "0"], "--max-frames"),
@@ -57,8 +60,11 @@ CASES = [
     ("bevanet-make-bag", ["--images", "DIR", "--out", "FILE"], "not a folder"),
     ("bevanet-make-bag", ["--images", "DIR", "--out", "NEW", "--every", "-1"], "--every"),
     ("bevanet-make-bag", ["--images", "DIR", "--out", "NEW", "--rate", "1e308"], "--rate"),
-    ("bevanet-make-bag", ["--images", "DIR", "--out", "NEW", "--jpeg-quality", "1000"],
-     "--jpeg-quality"),
+    (
+        "bevanet-make-bag",
+        ["--images", "DIR", "--out", "NEW", "--jpeg-quality", "1000"],
+        "--jpeg-quality",
+    ),
     ("bevanet-make-bag", ["--images", "DIR", "--out", "NEW", "--resize", "-4x3"], "--resize"),
     ("bevanet-export", ["--weights", "MISSING", "--onnx", "NEW.onnx"], "does not exist"),
     ("bevanet-export", ["--weights", "DIR", "--onnx", "NEW.onnx"], "is a folder"),
@@ -92,13 +98,18 @@ def test_every_console_script_is_in_the_table():
     assert scripts == set(COMMANDS) == {c for c, _, _ in CASES}
 
 
-@pytest.mark.parametrize("command, argv, expected", CASES,
-                         ids=[f"{c}:{' '.join(a)}" for c, a, _ in CASES])
+@pytest.mark.parametrize(
+    "command, argv, expected", CASES, ids=[f"{c}:{' '.join(a)}" for c, a, _ in CASES]
+)
 def test_bad_arguments_fail_fast_in_one_line(command, argv, expected, tmp_path, capsys):
     (tmp_path / "a_file.txt").write_text("not what was asked for")
     (tmp_path / "a_dir").mkdir()
-    subs = {"MISSING": str(tmp_path / "missing"), "FILE": str(tmp_path / "a_file.txt"),
-            "DIR": str(tmp_path / "a_dir"), "NEW": str(tmp_path / "new")}
+    subs = {
+        "MISSING": str(tmp_path / "missing"),
+        "FILE": str(tmp_path / "a_file.txt"),
+        "DIR": str(tmp_path / "a_dir"),
+        "NEW": str(tmp_path / "new"),
+    }
     args = [subs.get(a, a.replace("NEW", subs["NEW"])) for a in argv]
     main = importlib.import_module(COMMANDS[command]).main
     t0 = time.perf_counter()
@@ -111,8 +122,11 @@ def test_bad_arguments_fail_fast_in_one_line(command, argv, expected, tmp_path, 
     text = out.err + out.out
     assert "Traceback" not in text, text
     assert code == (1 if command == "bevanet-demo" and "MISSING" in argv else 2), text
-    errors = [line for line in text.splitlines()
-              if "error" in line.lower() or "does not exist" in line or "not found" in line]
+    errors = [
+        line
+        for line in text.splitlines()
+        if "error" in line.lower() or "does not exist" in line or "not found" in line
+    ]
     assert len(errors) == 1, text
     assert expected in errors[0], errors[0]
     assert wall < 20.0, f"{command} took {wall:.1f} s to refuse {argv}"

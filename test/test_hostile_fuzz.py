@@ -26,10 +26,26 @@ def test_fuzz_10000_messages_and_the_broken_bag_corpus_under_4g(tmp_path):
     save_weights(build_model("bevanet_s", num_classes=11).eval(), weights, info)
     out = tmp_path / "fuzz.json"
     proc = subprocess.run(
-        [sys.executable, "scripts/fuzz_hostile.py", "--messages", "10000", "--seed", "13",
-         "--bags", str(tmp_path / "corpus"), "--weights", str(weights), "--as-limit-gb", "4",
-         "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "scripts/fuzz_hostile.py",
+            "--messages",
+            "10000",
+            "--seed",
+            "13",
+            "--bags",
+            str(tmp_path / "corpus"),
+            "--weights",
+            str(weights),
+            "--as-limit-gb",
+            "4",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(out.read_text())
@@ -45,6 +61,10 @@ def test_fuzz_10000_messages_and_the_broken_bag_corpus_under_4g(tmp_path):
     assert by_name["truncated_97"]["exit"] == 1 and cut["frames"] > 0 and cut["errors"]
     hostile = json.loads((tmp_path / "corpus" / "hostile_frames.report.json").read_text())
     assert hostile["frames"] == 2 and hostile["undecodable_reasons"] == {
-        "odd_width": 1, "too_large": 1, "unknown_encoding": 1, "zero_size": 1}
+        "odd_width": 1,
+        "too_large": 1,
+        "unknown_encoding": 1,
+        "zero_size": 1,
+    }
     comp = json.loads((tmp_path / "corpus" / "hostile_compressed.report.json").read_text())
     assert comp["frames"] == 1 and comp["undecodable_reasons"]["too_large"] == 2

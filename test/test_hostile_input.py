@@ -143,9 +143,20 @@ def test_predict_refuses_a_bomb_under_4g_in_under_5s(tmp_path):
     bomb.write_bytes(png_header_only(20000, 20000))
     t0 = time.perf_counter()
     proc = subprocess.run(
-        ["prlimit", f"--as={4 * 2**30}", sys.executable, "-m", "bevanet_core.cli.predict",
-         str(bomb), "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
+        [
+            "prlimit",
+            f"--as={4 * 2**30}",
+            sys.executable,
+            "-m",
+            "bevanet_core.cli.predict",
+            str(bomb),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
     )
     wall = time.perf_counter() - t0
     assert proc.returncode == 2, proc.stderr
@@ -202,8 +213,19 @@ def test_bag_eval_counts_hostile_frames_by_reason_and_finishes(tmp_path, weights
     hostile_bag(bag)
     js = tmp_path / "r.json"
     t0 = time.perf_counter()
-    code = bag_eval.main([str(bag), "--weights", str(weights), "--label-topic", "none",
-                          "--json", str(js), "--threads", "1"])
+    code = bag_eval.main(
+        [
+            str(bag),
+            "--weights",
+            str(weights),
+            "--label-topic",
+            "none",
+            "--json",
+            str(js),
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 1 and time.perf_counter() - t0 < 30
     report = json.loads(js.read_text())
     assert report["frames"] == 2 and report["undecodable"] == 3
@@ -211,14 +233,25 @@ def test_bag_eval_counts_hostile_frames_by_reason_and_finishes(tmp_path, weights
     assert report["bags"][0]["undecodable_reasons"] == report["undecodable_reasons"]
 
 
-def test_out_bag_onto_its_own_input_is_refused_and_the_input_is_untouched(tmp_path, weights, capsys):
+def test_out_bag_onto_its_own_input_is_refused_and_the_input_is_untouched(
+    tmp_path, weights, capsys
+):
     bag = tmp_path / "B"
     write_camera_bag([Frame(np.zeros((16, 16, 3), np.uint8))] * 3, bag, CameraBagOptions())
     before = tree_digest(bag)
     for out in (bag, bag / "inside", tmp_path):
         with pytest.raises(SystemExit) as e:
-            bag_eval.main([str(bag), "--out-bag", str(out), "--overwrite", "--no-copy-inputs",
-                           "--weights", str(weights)])
+            bag_eval.main(
+                [
+                    str(bag),
+                    "--out-bag",
+                    str(out),
+                    "--overwrite",
+                    "--no-copy-inputs",
+                    "--weights",
+                    str(weights),
+                ]
+            )
         assert e.value.code == 2
         assert "would destroy an input bag" in capsys.readouterr().err
     assert tree_digest(bag) == before
@@ -227,8 +260,11 @@ def test_out_bag_onto_its_own_input_is_refused_and_the_input_is_untouched(tmp_pa
         BagWriter(bag, overwrite=True, inputs=[bag]).open()
     seg = Segmenter(weights=str(weights), backend="torch")
     with pytest.raises(BagWriteError):
-        evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg),
-                              evaluate.EvalOptions(out_bag=bag, overwrite=True, copy_inputs=False))
+        evaluate.evaluate_bag(
+            bag,
+            evaluate.RuntimeProcessor(seg),
+            evaluate.EvalOptions(out_bag=bag, overwrite=True, copy_inputs=False),
+        )
     assert tree_digest(bag) == before
 
 
@@ -262,8 +298,10 @@ def _stamp_crcs(mcap: Path) -> list[int]:
         op, length = data[pos], struct.unpack_from("<Q", data, pos + 1)[0]
         if op == 0x06:
             body = pos + 9
-            size, (n,) = struct.unpack_from("<Q", data, body + 16)[0], struct.unpack_from(
-                "<I", data, body + 28)
+            size, (n,) = (
+                struct.unpack_from("<Q", data, body + 16)[0],
+                struct.unpack_from("<I", data, body + 28),
+            )
             compression = bytes(data[body + 32 : body + 32 + n]).decode()
             (clen,) = struct.unpack_from("<Q", data, body + 32 + n)
             records = bytes(data[body + 40 + n : body + 40 + n + clen])
@@ -292,8 +330,9 @@ def test_a_chunk_failing_its_crc_is_read_like_a_truncation(tmp_path, weights):
     mcap.write_bytes(bytes(data))
     assert "fails its CRC" in mcap_crc_fault(mcap)
     seg = Segmenter(weights=str(weights), backend="torch")
-    res = evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg),
-                                evaluate.EvalOptions(label_topic=None))
+    res = evaluate.evaluate_bag(
+        bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(label_topic=None)
+    )
     assert 0 < res.frames < 24 and len(res.errors) == 1
     assert "CRC" in res.errors[0]["error"] and res.errors[0]["frames_before"] == res.frames
 
@@ -327,8 +366,12 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys):
     "change, expected",
     [
         (lambda d: d.update(class_names=d["class_names"][:5]), "class_names has 5"),
-        (lambda d: d.update(num_classes=7, class_names=d["class_names"][:7],
-                            palette=d["palette"][:7]), "head has 11 output channels"),
+        (
+            lambda d: d.update(
+                num_classes=7, class_names=d["class_names"][:7], palette=d["palette"][:7]
+            ),
+            "head has 11 output channels",
+        ),
         (lambda d: d.update(mean=["a", 0, 0]), "mean must be three finite numbers"),
         (lambda d: d.update(input_size=[100000, 100000]), "input_size must be"),
         (lambda d: d.update(palette=[[999, 0, 0]] * 11), "palette"),
@@ -382,14 +425,17 @@ def test_onnx_graph_disagreeing_with_its_metadata_is_refused_at_load(onnx_model,
     from bevanet_core.export.onnx import read_onnx_metadata
 
     assert read_onnx_metadata(onnx_model).input_size == (128, 128)
-    size = _rewrite_metadata(onnx_model, tmp_path / "size.onnx",
-                             lambda d: d.update(input_size=[256, 192]))
+    size = _rewrite_metadata(
+        onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192])
+    )
     with pytest.raises(ArtifactError, match="input .* is .*128x128 but its metadata says"):
         read_onnx_metadata(size)
 
     def classes(d):
         info = d["model_info"]
-        info.update(num_classes=7, class_names=info["class_names"][:7], palette=info["palette"][:7])
+        info.update(
+            num_classes=7, class_names=info["class_names"][:7], palette=info["palette"][:7]
+        )
 
     other = _rewrite_metadata(onnx_model, tmp_path / "classes.onnx", classes)
     with pytest.raises(ArtifactError, match="names 7 classes"):
@@ -403,8 +449,9 @@ def test_node_model_load_failure_is_a_start_error(onnx_model, tmp_path):
     from bevanet_core.serving.params import NodeSettings
     from bevanet_ros.pipeline import ModelLoadError, build_segmenter
 
-    bad = _rewrite_metadata(onnx_model, tmp_path / "size.onnx",
-                            lambda d: d.update(input_size=[256, 192]))
+    bad = _rewrite_metadata(
+        onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192])
+    )
     settings = NodeSettings.from_values({"weights": str(bad), "backend": "onnxruntime"})
     with pytest.raises(ModelLoadError, match="metadata says"):
         build_segmenter(settings)
@@ -435,8 +482,9 @@ def test_export_sizes_follow_the_pooling_chain():
 def test_export_cli_refuses_an_unexportable_size_in_one_line(tmp_path, weights, capsys):
     from bevanet_core.cli import export
 
-    code = export.main(["--weights", str(weights), "--size", "320x240",
-                        "--onnx", str(tmp_path / "m.onnx")])
+    code = export.main(
+        ["--weights", str(weights), "--size", "320x240", "--onnx", str(tmp_path / "m.onnx")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "cannot be exported at 320x240" in one_line_error(err)
     assert "SymbolicValueError" not in err and not (tmp_path / "m.onnx").exists()
@@ -448,8 +496,14 @@ def test_make_bag_rate_zero_is_refused_not_replaced(tmp_path, capsys):
     src = tmp_path / "imgs"
     src.mkdir()
     cv2.imwrite(str(src / "a.png"), np.zeros((8, 8, 3), np.uint8))
-    for bad in (["--rate", "0"], ["--start-time", "-1"], ["--start-time", "1e30"],
-                ["--topic", "/camera//image"], ["--topic", "1cam"], ["--label-topic", "a b"]):
+    for bad in (
+        ["--rate", "0"],
+        ["--start-time", "-1"],
+        ["--start-time", "1e30"],
+        ["--topic", "/camera//image"],
+        ["--topic", "1cam"],
+        ["--label-topic", "a b"],
+    ):
         with pytest.raises(SystemExit) as e:
             make_bag.main(["--images", str(src), "--out", str(tmp_path / "b"), *bad])
         assert e.value.code == 2, bad

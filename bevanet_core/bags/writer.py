@@ -74,7 +74,7 @@ def clean_stale_partials(path: Path) -> tuple[list[Path], list[Path]]:
         if alive is False:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
-            log.warning("removed %s, left by an earlier writer of %s that was killed", folder, path)
+            log.warning("removed %s, left by a killed earlier writer of %s", folder, path)
         else:
             kept.append(folder)
             why = "its writer still runs" if alive else "no owner on this host is recorded"

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..models import list_models
-from ..runtime.backend import PRECISIONS
 from ..imaging.geometry import RESIZE_MODES, parse_size
 from ..imaging.processing import UPSAMPLE_MODES
+from ..models import list_models
+from ..runtime.backend import PRECISIONS
 from ..runtime.segmenter import BACKENDS
 from .validate import check_input, check_output_file, int_range
 

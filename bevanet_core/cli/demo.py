@@ -108,10 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)"
     )
     p.add_argument(
-        "--image-topic", type=topic_name, default=None, help="camera topic (default: the bag's only image topic)"
+        "--image-topic",
+        type=topic_name,
+        default=None,
+        help="camera topic (default: the bag's only image topic)",
     )
     p.add_argument(
-        "--label-topic", type=label_topic_name, default=DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it"
+        "--label-topic",
+        type=label_topic_name,
+        default=DEFAULT_LABEL_TOPIC,
+        help="ground truth, if the bag has it",
     )
     p.add_argument("--max-frames", type=int_range(1), default=None)
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")

@@ -39,11 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
         "or 960x720 (15x12); the other networks take any multiple of 8. A size that cannot "
         "be exported is refused before exporting, naming the nearest one that can.",
     )
-    src.add_argument("--batch", type=int_range(1, 4096), default=1, help="static batch (default 1)")
+    src.add_argument(
+        "--batch", type=int_range(1, 4096), default=1, help="static batch (default 1)"
+    )
     src.add_argument(
         "--dynamic-batch", action="store_true", help="dynamic batch axis instead of a static one"
     )
-    src.add_argument("--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17; default 17)")
+    src.add_argument(
+        "--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17; default 17)"
+    )
     src.add_argument(
         "--fold-bn", action="store_true", help="fold BatchNorm into convolutions before export"
     )
@@ -87,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     trt = p.add_argument_group("TensorRT engine (needs tensorrt and a GPU)")
     trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model")
     trt.add_argument(
-        "--max-batch", type=int_range(1, 4096), default=1, help="largest batch of a dynamic-batch engine"
+        "--max-batch",
+        type=int_range(1, 4096),
+        default=1,
+        help="largest batch of a dynamic-batch engine",
     )
     trt.add_argument(
         "--workspace-gib", type=float_range(0.0, 1024.0, lo_open=True), default=4.0

@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=Path, default=None, help="label PNGs matched to --images by file name"
     )
     p.add_argument(
-        "--void-label", type=int_range(0, 255), default=None, help="label value to store as 255 (ignore)"
+        "--void-label",
+        type=int_range(0, 255),
+        default=None,
+        help="label value to store as 255 (ignore)",
     )
     p.add_argument("--root", type=Path, default=None, help="dataset root (with --dataset)")
     p.add_argument(

@@ -20,7 +20,6 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import ModelInfo, atomic_write
-from .sizes import check_exportable
 from .metadata import (
     METADATA_KEY,
     ArtifactError,
@@ -33,6 +32,7 @@ from .metadata import (
     tool_versions,
     write_sidecar,
 )
+from .sizes import check_exportable
 
 log = logging.getLogger(__name__)
 

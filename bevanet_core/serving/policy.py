@@ -122,8 +122,6 @@ def _jpeg_head(f: Any, limit: int = 1 << 22) -> bytes:
     return bytes(data)
 
 
-
-
 def open_header(source: Any) -> PILImage.Image:
     """Pillow's lazy open (header only). Its own decompression-bomb guard is left to ours: the
     cap above is checked on the size the header gives."""
