@@ -546,3 +546,22 @@ def test_frames_lost_in_transport_are_counted_and_reported():
     callbacks = pipeline._lost_callbacks(0)
     callbacks.message_lost(SimpleNamespace(total_count=5, total_count_change=3))
     assert stream.stats.snapshot()["frames_lost_in_transport"] == 5
+
+
+def test_huge_frames_are_upsampled_band_by_band(monkeypatch):
+    """The banded path (taken above BAND_BYTES of logits, e.g. an 8000x6000 frame) gives the
+    one-shot path's mask up to float rounding, with the memory of one band."""
+    from bevanet_core.imaging import processing
+
+    torch.manual_seed(1)
+    info = ModelInfo.default("bevanet_s", 11)
+    seg = Segmenter.from_model(
+        build_model("bevanet_s", num_classes=11).eval(), info, backend="torch", input_size=(64, 64)
+    )
+    frame = np.random.default_rng(2).integers(0, 256, (301, 457, 3), np.uint8)
+    full = seg.segment(frame, confidence=True)
+    monkeypatch.setattr(processing, "BAND_BYTES", 11 * 457 * 4 * 7)  # bands of 7 rows
+    banded = seg.segment(frame, confidence=True)
+    assert banded.mask.shape == full.mask.shape == (301, 457)
+    assert (banded.mask == full.mask).mean() > 0.999
+    assert np.abs(banded.confidence.astype(int) - full.confidence.astype(int)).max() <= 1
