@@ -565,3 +565,27 @@ def test_huge_frames_are_upsampled_band_by_band(monkeypatch):
     assert banded.mask.shape == full.mask.shape == (301, 457)
     assert (banded.mask == full.mask).mean() > 0.999
     assert np.abs(banded.confidence.astype(int) - full.confidence.astype(int)).max() <= 1
+
+
+def test_a_writer_killed_with_sigkill_leaves_nothing_the_next_run_keeps(tmp_path):
+    import signal
+
+    dest = tmp_path / "killed_bag"
+    code = (
+        "import sys, time, numpy as np\n"
+        "from bevanet_core.bags import messages\n"
+        "from bevanet_core.bags.writer import BagWriter\n"
+        f"w = BagWriter({str(dest)!r}); w.open(); w.add_topic('/cam', messages.IMAGE)\n"
+        "w.write('/cam', 1, messages.image_msg(np.zeros((64, 64, 3), np.uint8), 'rgb8', 1, 'c'))\n"
+        "print('ready', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    assert len(list(tmp_path.glob(".killed_bag.partial-*"))) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(list(tmp_path.glob(".killed_bag.partial-*"))) == 1  # nothing could clean up
+    write_camera_bag([Frame(np.zeros((8, 8, 3), np.uint8))], dest, CameraBagOptions())
+    assert not list(tmp_path.glob(".killed_bag.partial-*")) and (dest / "metadata.yaml").is_file()
