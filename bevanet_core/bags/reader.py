@@ -371,7 +371,7 @@ class BagReader:
             reader = AnyReader([self.path])
             reader.open()
         except Exception as err:  # any storage/parse failure: try the linear recovery scan
-            self.recovered = f"{type(err).__name__}: {err}"
+            self.recovered = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line
             self._open_recovery()
             return
         self._any = reader

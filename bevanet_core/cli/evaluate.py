@@ -9,7 +9,7 @@ from typing import List, Optional
 from ..checkpoint import CheckpointError
 from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
-from .common import add_model_args, build_segmenter
+from .common import add_model_args, apply_input_policy, build_segmenter
 from .validate import check_input, check_output_dir, check_output_file, int_range
 
 
@@ -41,6 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     check_input(p, "--classes", args.classes, "file")
     check_output_file(p, "--json", args.json_out, [args.root])
     check_output_dir(p, "--save-predictions", args.save_predictions, [args.root])
+    apply_input_policy(args)  # the dataset's images are read under the same pixel cap
     try:
         extra = {}
         if args.dataset == "custom":
