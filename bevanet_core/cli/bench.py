@@ -31,9 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--batch", type=int_range(1, 4096), default=1, help="frames per inference (default 1)")
-    p.add_argument("--runs", type=int_range(1), default=50, help="timed runs (default 50)")
-    p.add_argument("--warmup", type=int_range(0), default=10, help="warm-up runs (default 10)")
+    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
     p.add_argument(
         "--weights", default=None, help="checkpoint/ONNX/engine (default: seeded random weights)"
     )

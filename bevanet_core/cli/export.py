@@ -107,7 +107,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     export_needed = args.engine is None or args.weights is not None or args.size is not None
-    check_input(parser, "--weights", args.weights, "file")
     check_input(parser, "--calib-images", args.calib_images, "dir")
     inputs = [p for p in (args.weights, args.calib_images) if p]
     if export_needed:
@@ -155,6 +154,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
     except ValueError as exc:  # CheckpointError and ArtifactError are ValueErrors
         print(f"bevanet-export: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the exporter's own failure: its first line, not its IR dump
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"bevanet-export: error: export failed: {type(exc).__name__}: {first}",
+              file=sys.stderr)
         return 2
     return 0
 

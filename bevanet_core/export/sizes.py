@@ -10,8 +10,8 @@ ceil(n / 2), so the same width can work or fail depending on where the pooling s
 arithmetic) and records every adaptive pooling with its input size; `check_exportable` refuses a
 size that leaves one of them uneven, naming the pooling, the feature map and the nearest sizes
 that work; `size_multiple` is the step at which every size works for that network (what
---help states). Sizes that fail for another reason (a kernel larger than a tiny feature map)
-are refused the same way, from the same shape run.
+--help states). A size at which the network cannot run at all (a kernel larger than a tiny
+feature map) is left to the exporter, which names the failing operation.
 """
 
 from __future__ import annotations
@@ -126,7 +126,11 @@ def check_exportable(model: nn.Module, width: int, height: int) -> None:
     the nearest sizes that work."""
     name = type(model).__name__
     net = _meta_copy(model)
-    bad = [s for s in _sites(net, width, height, name) if not s.exportable]
+    try:
+        sites = _sites(net, width, height, name)
+    except ExportSizeError:
+        return  # the network cannot run at this size at all: the exporter says where
+    bad = [s for s in sites if not s.exportable]
     if not bad:
         return
     site = bad[0]
