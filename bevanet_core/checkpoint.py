@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -40,6 +41,22 @@ class CheckpointError(ValueError):
     """A weights file that cannot be used: missing, corrupt, or not matching the model."""
 
 
+# bounds on what metadata may claim: a mask is uint8 with 255 = unlabeled, so at most 255
+# classes; an input size far above any exported network is an attack on memory, not a model
+MAX_CLASSES = 255
+MAX_INPUT_SIDE = 8192
+MAX_METADATA_BYTES = 1 << 20
+MAX_NAME_CHARS = 256
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
 @dataclasses.dataclass
 class ModelInfo:
     """What a deployment needs to know about a set of weights besides the tensors."""
@@ -60,12 +77,58 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelInfo":
+        """Parses and validates (`validate`); ValueError naming the first bad field."""
+        if not isinstance(text, (str, bytes)) or len(text) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must be JSON text of at most {MAX_METADATA_BYTES} bytes")
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError(f"metadata must be a JSON object, got a JSON {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
+        missing = [k for k in ("variant", "num_classes", "class_names", "palette") if k not in data]
+        if missing:
+            raise ValueError(f"metadata lacks {', '.join(missing)}")
         info = cls(**{k: v for k, v in data.items() if k in names})
-        if info.input_size is not None:
-            info.input_size = tuple(info.input_size)
+        info.validate()
         return info
+
+    def validate(self) -> None:
+        """Checks every field's type and bounds (raises ValueError naming the field); normalises
+        `input_size` to a tuple."""
+        if not isinstance(self.variant, str) or not 0 < len(self.variant) <= MAX_NAME_CHARS:
+            raise ValueError(f"variant must be a non-empty string, got {self.variant!r:.80}")
+        if not _is_int(self.num_classes) or not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ValueError(f"num_classes must be an integer in 1..{MAX_CLASSES}, "
+                             f"got {self.num_classes!r:.80}")
+        n = self.num_classes
+        if not isinstance(self.class_names, list) or not all(
+                isinstance(c, str) and len(c) <= MAX_NAME_CHARS for c in self.class_names):
+            raise ValueError("class_names must be a list of strings")
+        if len(self.class_names) != n:
+            raise ValueError(f"class_names has {len(self.class_names)} names for num_classes={n}")
+        if not isinstance(self.palette, list) or len(self.palette) != n or not all(
+                isinstance(c, (list, tuple)) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
+                for c in self.palette):
+            raise ValueError(f"palette must be {n} [r, g, b] colours of integers 0..255")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(_is_number(v) for v in value):
+                raise ValueError(f"{name} must be three finite numbers, got {value!r:.80}")
+        if not all(v > 0 for v in self.std):
+            raise ValueError(f"std must be positive, got {self.std!r}")
+        if self.input_size is not None:
+            size = self.input_size
+            if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
+                    _is_int(v) and 8 <= v <= MAX_INPUT_SIDE for v in size):
+                raise ValueError(f"input_size must be [width, height], integers in "
+                                 f"8..{MAX_INPUT_SIDE}, got {size!r:.80}")
+            self.input_size = tuple(size)
+        if not _is_int(self.ignore_index) or not 0 <= self.ignore_index <= 255:
+            raise ValueError(f"ignore_index must be an integer in 0..255, got {self.ignore_index!r:.80}")
+        if self.dataset is not None and (not isinstance(self.dataset, str)
+                                         or len(self.dataset) > MAX_NAME_CHARS):
+            raise ValueError(f"dataset must be a string or null, got {self.dataset!r:.80}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be a JSON object, got {type(self.extra).__name__}")
 
     @classmethod
     def default(cls, variant: str, num_classes: int, **kwargs) -> "ModelInfo":
@@ -160,7 +223,10 @@ def _read_torch(path: Path):
                               f"(corrupt, or it needs pickled code, which is refused): {first}") from None
     info = None
     if isinstance(obj, dict) and isinstance(obj.get("model_info"), str):
-        info = ModelInfo.from_json(obj["model_info"])
+        try:
+            info = ModelInfo.from_json(obj["model_info"])
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: corrupt model metadata ({exc})") from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -180,6 +246,17 @@ def _canonical_names(state: Dict[str, torch.Tensor], path: Path) -> Dict[str, to
     if not state:
         raise CheckpointError(f"{path}: the checkpoint holds no tensors")
     return state
+
+
+def check_finite(state: Dict[str, torch.Tensor], source: str) -> None:
+    """Raises CheckpointError when a floating-point tensor holds NaN or inf: such weights turn
+    every pixel into one class and would otherwise pass for a working model."""
+    bad = [name for name, t in state.items()
+           if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. "
+                              f"{', '.join(bad[:3])}); the weights are poisoned or diverged "
+                              "(--allow-nonfinite-weights loads them anyway, for research)")
 
 
 def infer_architecture(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
@@ -235,11 +312,14 @@ def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], sou
 
 def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
                num_classes: Optional[int] = None, aux_heads: bool = False, strict: bool = True,
-               device: Union[str, torch.device] = "cpu") -> Tuple[nn.Module, ModelInfo]:
+               device: Union[str, torch.device] = "cpu",
+               allow_nonfinite: bool = False) -> Tuple[nn.Module, ModelInfo]:
     """Builds the network described by a weights file and loads it (eval mode).
 
     `path=None` loads the shipped CamVid BEVANet-S model. `variant`/`num_classes` default to what
-    the file says (metadata, else tensor shapes); giving other values is an error.
+    the file says (metadata, else tensor shapes); giving other values is an error. The
+    metadata's class count must equal the head's output channels, and every tensor must be
+    finite unless `allow_nonfinite`.
     """
     if path is None:
         path = DEFAULT_WEIGHTS
@@ -250,7 +330,9 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
     named = info.variant if info is not None else None
     if named in SEGMENTATION_MODELS and named not in _SHAPE_INFERRED:
         # other registered networks are named by their metadata; the strict load checks the tensors
-        file_variant, file_classes = info.variant, int(info.num_classes)
+        heads = [k for k in _CLASSIFIER_TENSORS if k in state]
+        file_variant = info.variant
+        file_classes = int(state[heads[0]].shape[0]) if heads else int(info.num_classes)
     elif info is None and variant in SEGMENTATION_MODELS and variant not in _SHAPE_INFERRED:
         # a foreign file (e.g. the authors' PIDNet .pt) of a network the caller names
         heads = [k for k in _CLASSIFIER_TENSORS if k in state]
@@ -263,6 +345,11 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
         file_variant, file_classes = infer_architecture(state)
     if info is not None and info.variant != file_variant:
         raise CheckpointError(f"{path}: metadata says variant {info.variant} but the tensors are {file_variant}")
+    if info is not None and info.num_classes != file_classes:
+        raise CheckpointError(f"{path}: metadata names {info.num_classes} classes but the head has "
+                              f"{file_classes} output channels")
+    if not allow_nonfinite:
+        check_finite(state, str(path))
     if variant is not None and variant != file_variant:
         raise CheckpointError(f"{path} holds a {file_variant} model, not {variant}")
     if num_classes is not None and num_classes != file_classes:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -168,7 +169,14 @@ class SegmentationPipeline:
         self.segmenter = build_segmenter(settings)
         if settings.warmup:
             w, h = self.segmenter.input_size
-            self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
+            try:
+                self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
+            except Exception as exc:  # noqa: BLE001 - a model that cannot run is a load failure
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ModelLoadError(
+                    f"the model ({settings.model_path or 'shipped default'}) failed on its "
+                    f"warm-up frame ({w}x{h}): {type(exc).__name__}: {first}"
+                ) from exc
         info = self.segmenter.info
         net_w, net_h = self.segmenter.input_size
         self.node.get_logger().info(
@@ -240,15 +248,31 @@ class SegmentationPipeline:
         for i, topic in enumerate(s.input_topics):
             kind = CompressedImage if compressed else Image
             name = self.node.resolve_topic_name(topic) + "/compressed" if compressed else topic
-            sub = self.node.create_subscription(
-                kind, name, functools.partial(self.stream.put, i), qos
-            )
+            callback = functools.partial(self.stream.put, i)
+            try:
+                sub = self.node.create_subscription(
+                    kind, name, callback, qos, event_callbacks=self._lost_callbacks(i)
+                )
+            except UnsupportedEventTypeError:  # an rmw without the event: frames still flow
+                sub = self.node.create_subscription(kind, name, callback, qos)
             self._subs.append(sub)
             self.node.get_logger().info(
                 f"camera {s.cameras[i]!r}: {sub.topic_name} "
                 f"({s.input_transport}, QoS {s.input_qos}) -> "
                 f"{self.node.resolve_topic_name(s.output_prefix(i) + 'mask')}"
             )
+
+    def _lost_callbacks(self, camera: int) -> Any:
+        """DDS 'message lost' events of camera `camera`'s subscription, counted by the stream: a
+        frame lost in transport (e.g. one UDP fragment of an 8000x6000 raw frame over best-effort
+        QoS) never reaches the callback, so without this it would vanish without a trace."""
+        stream = self.stream
+
+        def lost(info: Any) -> None:
+            if stream is not None:
+                stream.on_lost(camera, int(info.total_count_change))
+
+        return SubscriptionEventCallbacks(message_lost=lost)
 
     def start(self) -> None:
         """Starts the inference worker."""
@@ -349,7 +373,11 @@ class SegmentationPipeline:
         else:
             status.hardware_id = f"{backend or s.backend}:{s.device}"
         snap = self.stream.stats.snapshot() if self.stream is not None else {}
-        errors = int(snap.get("frames_bad", 0)) + int(snap.get("inference_errors", 0))
+        errors = (
+            int(snap.get("frames_bad", 0))
+            + int(snap.get("inference_errors", 0))
+            + int(snap.get("frames_lost_in_transport", 0))
+        )
         new_errors = errors - self._last_reported_errors
         self._last_reported_errors = errors
         if not self.active:

@@ -242,3 +242,40 @@ def test_overload_keeps_latency_bounded_and_memory_flat(served):
     assert rss1 - rss0 < 30.0, (
         f"RSS grew {rss1 - rss0:.1f} MiB under overload ({rss0:.0f} -> {rss1:.0f})"
     )
+
+
+def test_fuzz_500_malformed_frames_over_dds(served):
+    """500 malformed raw frames over DDS (claimed sizes up to 2^32-1, steps to 2^32-1, short
+    and long data, unknown encodings): the node counts each one it receives as a named drop
+    and keeps serving."""
+    node, probe = served
+    masks = probe.subscribe("/seg_robust/mask")
+    pub = probe.publisher("/robust/image", depth=50)
+    wait_for_subscribers(pub)
+    stats = node.pipeline.stream.stats
+    before = stats.snapshot()
+    rng = random.Random(500)
+    msgs = [m for c, m in malformed_messages(900, seed=5) if not c][:450]
+    good = camera_frame(32, 24, seed=3)
+    for i in range(50):  # the widest fields a sensor_msgs/Image can carry
+        msg = image_msg(good, "rgb8", 70_000 + i, f"huge{i}")
+        msg.height = rng.choice([2**32 - 1, 65536, 1])
+        msg.width = rng.choice([2**32 - 1, 100_000, 3])
+        msg.step = rng.choice([2**32 - 1, 0, msg.width * 3 % 2**32])
+        msgs.append(msg)
+    assert len(msgs) == 500
+    for msg in msgs:
+        pub.publish(msg)
+        time.sleep(0.002)
+    publish_until(pub, lambda i: image_msg(good, "rgb8", 80_000 + i, "after_500"), masks)
+    assert any(m.header.frame_id == "after_500" for m in masks.items)
+    assert node.pipeline.stream.wait_idle(WAIT_S)
+    after = stats.snapshot()
+    received = after["frames_received"] - before["frames_received"]
+    bad = after["frames_bad"] - before["frames_bad"]
+    dropped = after["frames_dropped_stale"] - before["frames_dropped_stale"]
+    published = after["frames_published"] - before["frames_published"]
+    assert received >= len(msgs) // 4, f"only {received} of {len(msgs)} malformed frames arrived"
+    assert bad > 0 and received == bad + dropped + published
+    assert after["inference_errors"] == before["inference_errors"]
+    assert after.get("frames_bad[too_large]", 0) > before.get("frames_bad[too_large]", 0)

@@ -127,6 +127,7 @@ class BagResult:
     unpaired_labels: int = 0
     unpaired_stamps: list[int] = field(default_factory=list)
     skipped: int = 0  # frames that could not be decoded
+    undecodable: dict[str, int] = field(default_factory=dict)  # skipped frames by reason
     dropped: int = (
         0  # frames the processor returned no mask for (a node over DDS that fell behind)
     )
@@ -420,7 +421,7 @@ class BagEvaluation:
             msg = self.reader.deserialize(raw)
             stamp = messages.stamp_ns(msg) or raw.log_time
             self.pairer.add_label(stamp, message_to_label(msg))
-        except ValueError as err:  # ImageDecodeError is a ValueError
+        except Exception as err:  # noqa: BLE001 - ImageDecodeError, or a corrupt message
             self.res.add_error(f"label on {raw.topic}: {err}")
 
     def _on_frame(self, raw: RawMessage) -> None:
@@ -429,12 +430,19 @@ class BagEvaluation:
         try:
             msg = self.reader.deserialize(raw)
             rgb = message_to_rgb(msg)
-        except (ImageDecodeError, ValueError, KeyError) as err:
+        except Exception as err:  # noqa: BLE001 - one bad frame must not end the evaluation
+            kind = err.kind if isinstance(err, ImageDecodeError) else "bad_message"
             res.skipped += 1
-            res.add_error(f"frame on {raw.topic} could not be decoded: {err}")
+            res.undecodable[kind] = res.undecodable.get(kind, 0) + 1
+            res.add_error(f"frame on {raw.topic} could not be decoded ({kind}): {err}")
             return
         stamp = messages.stamp_ns(msg) or raw.log_time
-        mask, latency, stages = processor.process(rgb, msg.header)
+        try:
+            mask, latency, stages = processor.process(rgb, msg.header)
+        except (ValueError, RuntimeError, MemoryError) as err:  # counted, like the node does
+            mask, latency, stages = None, 0.0, {}
+            res.add_error(f"frame on {raw.topic} at stamp {stamp} was rejected by the runtime: "
+                          f"{type(err).__name__}: {err}")
         if mask is None:
             res.dropped += 1
             if res.confusion is not None and self.label_source is None:
@@ -491,6 +499,7 @@ def _open_output(
         storage=opt.out_storage,
         overwrite=opt.overwrite,
         custom_data={"bevanet.source_bag": str(reader.path), "bevanet.image_topic": image_topic},
+        inputs=[reader.path],
     )
     writer.open()
     try:
@@ -568,6 +577,7 @@ def build_report(
         "unpaired_labels": sum(r.unpaired_labels for r in results),
         "dropped": sum(r.dropped for r in results),
         "undecodable": sum(r.skipped for r in results),
+        "undecodable_reasons": _merged_reasons(results),
         "latency_ms": latency_summary(latencies),
         "stage_ms": {k: float(np.mean(v)) for k, v in stages.items()} or None,
         "fps": frames / wall if wall > 0 and frames else None,
@@ -577,6 +587,14 @@ def build_report(
     if meta:
         report.update(meta)
     return report
+
+
+def _merged_reasons(results: Sequence[BagResult]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for r in results:
+        for kind, n in r.undecodable.items():
+            total[kind] = total.get(kind, 0) + n
+    return dict(sorted(total.items()))
 
 
 def _bag_entry(r: BagResult, class_names: Sequence[str]) -> dict[str, Any]:
@@ -593,6 +611,7 @@ def _bag_entry(r: BagResult, class_names: Sequence[str]) -> dict[str, Any]:
         "unpaired_stamps": r.unpaired_stamps,
         "dropped": r.dropped,
         "undecodable": r.skipped,
+        "undecodable_reasons": dict(sorted(r.undecodable.items())),
         "latency_ms": latency_summary(r.latencies_ms),
         "fps": r.frames / r.wall_s if r.wall_s > 0 and r.frames else None,
         "camera_rate_hz": source_rate(r.first_stamp, r.last_stamp, r.frames),

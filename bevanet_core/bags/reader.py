@@ -14,6 +14,7 @@ import bz2
 import mmap
 import sqlite3
 import struct
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,7 @@ class _McapScan:
                     raise _Truncated(f"message at byte {at} refers to unknown channel {cid}")
                 yield RawMessage(info.topic, info.msgtype, log_time, bytes(body[22:]))
             elif op == 0x06 and top:  # chunk
-                _, _, size, _ = struct.unpack_from("<QQQI", _read_exact(body, 0, 28))
+                _, _, size, crc = struct.unpack_from("<QQQI", _read_exact(body, 0, 28))
                 comp, p = _mcap_string(body, 28)
                 (clen,) = struct.unpack_from("<Q", _read_exact(body, p, 8))
                 if comp == "" and p + 8 + clen > len(body):  # truncated plain chunk: its prefix
@@ -176,9 +177,43 @@ class _McapScan:
                     raise _Truncated(
                         f"chunk at byte {at} holds {len(raw)} bytes, header says {size}"
                     )
+                if crc and zlib.crc32(raw) != crc:  # 0: the writer recorded no CRC
+                    raise _Truncated(f"chunk at byte {at} fails its CRC check (corrupt data)")
                 yield from self._walk(memoryview(raw), at, top=False)
             elif op in (0x02, 0x0F) and top:  # footer / data end: a complete file
                 return
+
+
+def mcap_crc_fault(path: Path) -> str | None:
+    """Checks the CRC of every chunk of an MCAP file that records one (rosbag2's recorder does;
+    a CRC of 0 means none). Returns what is wrong with the first chunk that fails, or None.
+    Unreadable structure is left to the readers, which report it."""
+    try:
+        data = _map(path)
+    except (_Truncated, OSError):
+        return None
+    pos, end = 8, len(data)
+    while pos + 9 <= end:
+        op = data[pos]
+        (length,) = struct.unpack_from("<Q", data, pos + 1)
+        if op in (0x02, 0x0F) or pos + 9 + length > end:  # footer / data end, or cut short
+            return None
+        if op == 0x06 and length >= 32:
+            body = data[pos + 9 : pos + 9 + length]
+            _, _, size, crc = struct.unpack_from("<QQQI", body, 0)
+            (n,) = struct.unpack_from("<I", body, 28)
+            if crc and 32 + n + 8 <= length:
+                comp = bytes(body[32 : 32 + n]).decode(errors="replace")
+                (clen,) = struct.unpack_from("<Q", body, 32 + n)
+                records = bytes(body[40 + n : 40 + n + clen])
+                try:
+                    raw = _decompress_mcap(records, comp, size)
+                except Exception as err:  # noqa: BLE001 - any codec failure is corruption
+                    return f"{path.name}: chunk at byte {pos} does not decompress ({err})"
+                if zlib.crc32(raw) != crc:
+                    return f"{path.name}: chunk at byte {pos} fails its CRC check (corrupt data)"
+        pos += 9 + length
+    return None
 
 
 class _Sqlite3Scan:
@@ -327,11 +362,16 @@ class BagReader:
     def open(self) -> None:
         if not self.path.exists():
             raise BagReadError(f"bag {self.path} does not exist")
+        fault = self._crc_fault()
+        if fault is not None:  # read like a truncated bag: every message before the bad chunk
+            self.recovered = fault
+            self._open_recovery()
+            return
         try:
             reader = AnyReader([self.path])
             reader.open()
         except Exception as err:  # any storage/parse failure: try the linear recovery scan
-            self.recovered = f"{type(err).__name__}: {err}"
+            self.recovered = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line
             self._open_recovery()
             return
         self._any = reader
@@ -349,6 +389,20 @@ class BagReader:
                 ),
             )
             info.count = (info.count or 0) + conn.msgcount
+
+    def _crc_fault(self) -> str | None:
+        if self.ros1:
+            return None
+        try:
+            files = self._storage_files()
+        except BagReadError:
+            return None
+        for f in files:
+            if f.suffix == ".mcap":
+                fault = mcap_crc_fault(f)
+                if fault is not None:
+                    return fault
+        return None
 
     def _storage_files(self) -> list[Path]:
         if self.path.is_file():

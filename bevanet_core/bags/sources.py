@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
+from ..serving.policy import ImageDecodeError, check_pixels, read_image_file
 from .writer import Frame
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
@@ -51,9 +53,10 @@ def _resize(rgb: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | N
 
 def read_rgb(path: Path) -> np.ndarray:
     """Any image file -> HxWx3 uint8 RGB (grey images are replicated to three channels)."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise SourceError(f"could not read image {path}")
+    try:
+        img = read_image_file(path, cv2.IMREAD_UNCHANGED)
+    except ImageDecodeError as err:
+        raise SourceError(f"could not read image: {err}") from None
     if img.dtype != np.uint8:
         img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else img.astype(np.uint8)
     if img.ndim == 2:
@@ -63,9 +66,10 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_label(path: Path, void: int | None = None) -> np.ndarray:
     """A single-channel 8-bit label PNG -> HxW uint8 class ids, with `void` mapped to 255."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise SourceError(f"could not read label {path}")
+    try:
+        img = read_image_file(path, cv2.IMREAD_UNCHANGED)
+    except ImageDecodeError as err:
+        raise SourceError(f"could not read label: {err}") from None
     if img.ndim == 3:
         raise SourceError(
             f"label {path} is a colour image; store class-id PNGs (one channel), or "
@@ -182,6 +186,7 @@ def video_frames(
     if not cap.isOpened():
         raise SourceError(f"OpenCV could not open video {path}")
     try:
+        check_video_size(cap, path)
         index = kept = 0
         while max_frames is None or kept < max_frames:
             ok, bgr = cap.read()
@@ -196,6 +201,16 @@ def video_frames(
             raise SourceError(f"video {path} has no decodable frames")
     finally:
         cap.release()
+
+
+def check_video_size(cap: Any, path: Path) -> None:
+    """Refuses a video whose frames exceed the pixel cap, before the first frame is decoded."""
+    width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    try:
+        check_pixels(width, height, f"video {path}: frames of")
+    except ImageDecodeError as err:
+        raise SourceError(str(err)) from None
 
 
 def video_fps(path: Path) -> float | None:

@@ -2,15 +2,21 @@
 
 A bag is built in a hidden temporary folder beside its destination and renamed into place only
 when it was closed cleanly, so an error, a full disk or Ctrl-C never leaves a half-written bag
-that a later tool would mistake for a good one.
+that a later tool would mistake for a good one. A process killed outright (SIGKILL, power loss)
+cannot clean up after itself: its `.<name>.partial-*` folder records the writer's pid and host,
+and the next writer of the same destination removes it once that process is gone (and names
+any it cannot attribute). A destination that is, contains or lies inside one of the bags it is
+made from is refused.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -19,7 +25,10 @@ import numpy as np
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from ..paths import overlap
 from . import messages
+
+log = logging.getLogger(__name__)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 8  # readable by rosbag2 from Iron on, and by rosbags / Foxglove
@@ -27,6 +36,51 @@ BAG_VERSION = 8  # readable by rosbag2 from Iron on, and by rosbags / Foxglove
 
 class BagWriteError(RuntimeError):
     """The bag could not be written (bad destination, unknown topic, failed serialization...)."""
+
+
+OWNER_FILE = "writer.owner"  # inside a partial folder: "<pid> <host>" of the process writing it
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """Whether the process that wrote `folder` still runs: True, False, or None when the folder
+    names no owner on this host (another machine's, or not made by BagWriter)."""
+    try:
+        pid_text, host = (folder / OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_partials(path: Path) -> tuple[list[Path], list[Path]]:
+    """Removes the partial folders of `path` left by writers that were killed; returns (removed,
+    kept): kept are those whose writer still runs or cannot be told, each named in a warning."""
+    removed, kept = [], []
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        return removed, kept
+    for folder in sorted(parent.glob(f".{path.name}.partial-*")):
+        if not folder.is_dir():
+            continue
+        alive = _owner_alive(folder)
+        if alive is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            log.warning("removed %s, left by a killed earlier writer of %s", folder, path)
+        else:
+            kept.append(folder)
+            why = "its writer still runs" if alive else "no owner on this host is recorded"
+            log.warning("leaving %s (a partial bag of %s; %s); delete it by hand if it is "
+                        "stale", folder, path, why)
+    return removed, kept
 
 
 def _check_destination(path: Path, overwrite: bool) -> None:
@@ -61,6 +115,7 @@ class BagWriter:
         storage: str = "mcap",
         overwrite: bool = False,
         custom_data: dict[str, str] | None = None,
+        inputs: Sequence[Union[str, Path]] = (),
     ):
         if storage not in STORAGES:
             raise BagWriteError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
@@ -68,6 +123,7 @@ class BagWriter:
         self.storage = storage
         self.overwrite = overwrite
         self.custom_data = dict(custom_data or {})
+        self.inputs = [Path(p) for p in inputs]  # bags this one is made from: never replaced
         self._tmpdir: Path | None = None
         self._writer: Writer | None = None
         self._conns: dict[str, Connection] = {}
@@ -87,10 +143,15 @@ class BagWriter:
         return False
 
     def open(self) -> None:
+        why = overlap(self.path, self.inputs)
+        if why:
+            raise BagWriteError(f"refusing to write {self.path}: {why}, which it is made from")
         _check_destination(self.path, self.overwrite)
+        clean_stale_partials(self.path)
         self._tmpdir = Path(
             tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent)
         )
+        (self._tmpdir / OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
         # the bag keeps its final name inside the temp folder, so its storage file is named right
         self._writer = Writer(
             self._tmpdir / self.path.name,

@@ -23,6 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from ..bags import report
+from ..bags.distributed import (
+    all_reduce_confusion,
+    context_from_env,
+    finish,
+    gather_objects,
+    merge_confusions,
+    shard,
+    unshard,
+)
 from ..bags.evaluate import (
     DEFAULT_LABEL_TOPIC,
     OUTPUT_TOPICS,
@@ -34,18 +43,10 @@ from ..bags.evaluate import (
     build_report,
     evaluate_bags,
 )
-from ..bags.distributed import (
-    all_reduce_confusion,
-    context_from_env,
-    finish,
-    gather_objects,
-    merge_confusions,
-    shard,
-    unshard,
-)
 from ..bags.writer import BagWriteError
+from ..paths import overlap
 from .common import add_model_args, build_segmenter
-
+from .validate import check_output_file, float_range, int_range, topic_name
 
 # (command-line arguments, the in-process processor) -> a processor that drives a running node
 NodeClientFactory = Callable[[argparse.Namespace, FrameProcessor], FrameProcessor]
@@ -119,10 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="rosbag2 folders / .mcap / .db3 files, or ROS 1 .bag files",
     )
     p.add_argument(
-        "--image-topic", default=None, help="camera topic (default: the bag's only image topic)"
+        "--image-topic",
+        type=topic_name,
+        default=None,
+        help="camera topic (default: the bag's only image topic)",
     )
     p.add_argument(
         "--label-topic",
+        type=label_topic_name,
         default=DEFAULT_LABEL_TOPIC,
         help="mono8 ground-truth topic paired by header stamp; 'none' to skip accuracy",
     )
@@ -131,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--stamp-tolerance-ms",
-        type=float,
+        type=float_range(0.0, 1e6),
         default=0.0,
         help="pair labels with frames whose stamps differ by at most this much",
     )
@@ -154,10 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="label mapping of --dataset-root",
     )
     p.add_argument(
-        "--max-frames", type=int, default=None, help="stop each bag after this many frames"
+        "--max-frames",
+        type=int_range(1),
+        default=None,
+        help="stop each bag after this many frames",
     )
     p.add_argument(
-        "--warmup", type=int, default=1, help="first frames left out of the latency statistics"
+        "--warmup", type=int_range(0), default=1, help="first frames left out of the latency statistics"
     )
     add_model_args(p)
     n = p.add_argument_group("deployed node (needs rclpy)")
@@ -166,10 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send frames over DDS to a running segmentation node, not the in-process runtime",
     )
-    n.add_argument("--node-input", default="/camera/image_raw", help="topic the node subscribes")
-    n.add_argument("--node-mask", default="/segmentation/mask", help="the node's mask topic")
     n.add_argument(
-        "--node-timeout", type=float, default=5.0, help="seconds before a frame counts as dropped"
+        "--node-input",
+        type=topic_name,
+        default="/camera/image_raw",
+        help="topic the node subscribes",
+    )
+    n.add_argument(
+        "--node-mask", type=topic_name, default="/segmentation/mask", help="the node's mask topic"
+    )
+    n.add_argument(
+        "--node-timeout",
+        type=float_range(0.0, 3600.0, lo_open=True),
+        default=5.0,
+        help="seconds before a frame counts as dropped",
     )
     o = p.add_argument_group("outputs")
     o.add_argument("--json", type=Path, default=None, help="JSON report")
@@ -196,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     o.add_argument("--overwrite", action="store_true", help="replace existing output bags")
     return p
+
+
+def label_topic_name(text: str) -> str:
+    """A topic name, or 'none' (or '') for no labels."""
+    return text if text.lower() in ("", "none") else topic_name(text)
 
 
 def output_bags(bags: Sequence[Path], out: Path | None) -> list[Path | None]:
@@ -273,10 +296,25 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, world_
         parser.error("--video needs a single process (it is one stream); drop it under torchrun")
     if args.through_node and world_size > 1:
         parser.error("--through-node drives one node from one process; drop it under torchrun")
+    if args.out_bag is not None:
+        why = overlap(args.out_bag, args.bags)
+        if why:
+            parser.error(f"--out-bag {args.out_bag} would destroy an input bag: {why}")
+        if len(args.bags) > 1 and args.out_bag.exists() and not args.out_bag.is_dir():
+            parser.error(f"--out-bag {args.out_bag}: several bags need a folder, this is a file")
     try:
-        return output_bags(args.bags, args.out_bag)
+        outs = output_bags(args.bags, args.out_bag)
     except ValueError as err:
         parser.error(str(err))
+    for out in outs:
+        why = overlap(out, args.bags) if out is not None else None
+        if why:
+            parser.error(f"--out-bag {out} would destroy an input bag: {why}")
+    for option, path in (("--json", args.json), ("--markdown", args.markdown),
+                         ("--plot", args.plot), ("--montage", args.montage),
+                         ("--video", args.video)):
+        check_output_file(parser, option, path, args.bags)
+    return outs
 
 
 def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | None = None) -> int:

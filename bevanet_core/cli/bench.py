@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from ..models import list_models
-from ..runtime.backend import PRECISIONS
 from ..imaging.geometry import RESIZE_MODES, parse_size
 from ..imaging.processing import UPSAMPLE_MODES
+from ..models import list_models
+from ..runtime.backend import PRECISIONS
 from ..runtime.segmenter import BACKENDS
+from .validate import check_input, check_output_file, int_range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", default=None, help="checkpoint/ONNX/engine (default: seeded random weights)"
     )
     p.add_argument(
-        "--num-classes", type=int, default=19, help="classes of the random model (default 19)"
+        "--num-classes", type=int_range(1, 255), default=19, help="classes of the random model (default 19)"
     )
     p.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
     p.add_argument("--upsample", default="logits", choices=UPSAMPLE_MODES)
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=int_range(1, 4096),
         default=None,
         help="CPU threads for every backend (default: their own choice)",
     )
@@ -65,7 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_input(parser, "--weights", args.weights, "file")
+    check_input(parser, "--calib-images", args.calib_images, "dir")
+    check_output_file(parser, "--json", args.json)
+    check_output_file(parser, "--plot", args.plot)
     from ..runtime.benchmark import BenchConfig, plot_reports, run_benchmark
 
     try:

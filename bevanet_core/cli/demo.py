@@ -39,8 +39,16 @@ from ..bags.evaluate import (
 )
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError
-from .bag_eval import NodeClientFactory, build_processor, machine_meta, model_meta, summary_line
+from .bag_eval import (
+    NodeClientFactory,
+    build_processor,
+    label_topic_name,
+    machine_meta,
+    model_meta,
+    summary_line,
+)
 from .common import add_model_args
+from .validate import check_output_dir, float_range, int_range, topic_name
 
 # (command-line arguments, log file) -> the started node's process
 NodeSpawner = Callable[[argparse.Namespace, Path], subprocess.Popen]
@@ -100,12 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)"
     )
     p.add_argument(
-        "--image-topic", default=None, help="camera topic (default: the bag's only image topic)"
+        "--image-topic",
+        type=topic_name,
+        default=None,
+        help="camera topic (default: the bag's only image topic)",
     )
     p.add_argument(
-        "--label-topic", default=DEFAULT_LABEL_TOPIC, help="ground truth, if the bag has it"
+        "--label-topic",
+        type=label_topic_name,
+        default=DEFAULT_LABEL_TOPIC,
+        help="ground truth, if the bag has it",
     )
-    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--max-frames", type=int_range(1), default=None)
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     p.add_argument(
         "--through-node",
@@ -119,21 +133,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--node-start-timeout",
-        type=float,
+        type=float_range(0.0, 3600.0, lo_open=True),
         default=120.0,
         help="(--spawn-node/--through-node) seconds to wait for the node to come up",
     )
     p.add_argument(
         "--node-input",
+        type=topic_name,
         default="/camera/image_raw",
         help="(--through-node) topic the node subscribes (remap its `image` to it)",
     )
     p.add_argument(
-        "--node-mask", default="/segmentation/mask", help="(--through-node) node's mask topic"
+        "--node-mask", type=topic_name, default="/segmentation/mask", help="(--through-node) node's mask topic"
     )
     p.add_argument(
         "--node-timeout",
-        type=float,
+        type=float_range(0.0, 3600.0, lo_open=True),
         default=5.0,
         help="(--through-node) seconds to wait for each mask before counting the frame dropped",
     )
@@ -156,6 +171,7 @@ def main(
     if not bag.exists():
         print(f"bevanet-demo: bag {bag} does not exist", file=sys.stderr)
         return 1
+    check_output_dir(parser, "--out", args.out, [bag])
     if args.weights is None and args.backend != "tensorrt":
         problem = default_weights_problem()
         if problem:

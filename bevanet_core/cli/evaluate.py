@@ -9,7 +9,8 @@ from typing import List, Optional
 from ..checkpoint import CheckpointError
 from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
-from .common import add_model_args, build_segmenter
+from .common import add_model_args, apply_input_policy, build_segmenter
+from .validate import check_input, check_output_dir, check_output_file, int_range
 
 
 def _round8(x: int) -> int:
@@ -27,11 +28,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--label-dir", help="custom dataset: label folder")
     p.add_argument("--classes", help="custom dataset: classes JSON")
     add_model_args(p)  # --input-size defaults to the images' size rounded up to a multiple of 8
-    p.add_argument("--limit", type=int, help="evaluate the first N images only")
+    p.add_argument("--limit", type=int_range(1), help="evaluate the first N images only")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
     p.add_argument("--save-predictions", help="folder for prediction PNGs (Cityscapes: labelIds, "
                                               "ready for the official test server)")
     args = p.parse_args(argv)
+    check_input(p, "--root", args.root, "dir")
+    if args.list:
+        check_input(p, "--list", Path(args.root) / args.list, "file")
+    for option, folder in (("--image-dir", args.image_dir), ("--label-dir", args.label_dir)):
+        check_input(p, option, folder, "dir")
+    check_input(p, "--classes", args.classes, "file")
+    check_output_file(p, "--json", args.json_out, [args.root])
+    check_output_dir(p, "--save-predictions", args.save_predictions, [args.root])
+    apply_input_policy(args)  # the dataset's images are read under the same pixel cap
     try:
         extra = {}
         if args.dataset == "custom":

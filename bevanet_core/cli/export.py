@@ -1,6 +1,6 @@
 """bevanet-export: checkpoint -> ONNX (static shapes, metadata, explicit precision) -> TensorRT.
 
-bevanet-export --weights model.safetensors --onnx model.onnx --size 960x720
+bevanet-export --weights model.safetensors --onnx model.onnx --size 1024x768
 bevanet-export --size 480x360 --onnx m.fp16.onnx --precision fp16
 bevanet-export --size 480x360 --onnx m.int8.onnx --precision int8 --calib-images camvid/train
 bevanet-export --onnx m.int8.onnx --engine m.int8.engine    # strongly typed: the ONNX's precision
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
-from ..imaging.geometry import RESIZE_MODES
+from ..names import RESIZE_MODES
+from .validate import check_input, check_output_file, float_range, int_range
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,13 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--size",
         default=None,
-        help="network input WxH, multiples of 8 (default: from the weights)",
+        help="network input WxH, multiples of 8 (default: from the weights). BEVANet and "
+        "BEVANet-S pool their 1/64 feature map to 2x2, so its sides must be even: every "
+        "multiple of 128 works, and so does e.g. 480x360 (1/64: 8x6), but not 320x240 (5x4) "
+        "or 960x720 (15x12); the other networks take any multiple of 8. A size that cannot "
+        "be exported is refused before exporting, naming the nearest one that can.",
     )
-    src.add_argument("--batch", type=int, default=1, help="static batch (default 1)")
+    src.add_argument(
+        "--batch", type=int_range(1, 4096), default=1, help="static batch (default 1)"
+    )
     src.add_argument(
         "--dynamic-batch", action="store_true", help="dynamic batch axis instead of a static one"
     )
-    src.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17; default 17)")
+    src.add_argument(
+        "--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17; default 17)"
+    )
     src.add_argument(
         "--fold-bn", action="store_true", help="fold BatchNorm into convolutions before export"
     )
@@ -66,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--calib-count",
-        type=int,
+        type=int_range(1),
         default=DEFAULT_CALIBRATION_IMAGES,
         help=f"frames used, spread over the folder (default {DEFAULT_CALIBRATION_IMAGES})",
     )
@@ -82,21 +91,32 @@ def build_parser() -> argparse.ArgumentParser:
     trt = p.add_argument_group("TensorRT engine (needs tensorrt and a GPU)")
     trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model")
     trt.add_argument(
-        "--max-batch", type=int, default=1, help="largest batch of a dynamic-batch engine"
+        "--max-batch",
+        type=int_range(1, 4096),
+        default=1,
+        help="largest batch of a dynamic-batch engine",
     )
-    trt.add_argument("--workspace-gib", type=float, default=4.0)
+    trt.add_argument(
+        "--workspace-gib", type=float_range(0.0, 1024.0, lo_open=True), default=4.0
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    export_needed = args.engine is None or args.weights is not None or args.size is not None
+    check_input(parser, "--calib-images", args.calib_images, "dir")
+    inputs = [p for p in (args.weights, args.calib_images) if p]
+    if export_needed:
+        check_output_file(parser, "--onnx", args.onnx, inputs)
+    check_output_file(parser, "--engine", args.engine, inputs + [args.onnx])
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
     try:
         onnx_path = Path(args.onnx)
-        export_needed = args.engine is None or args.weights is not None or args.size is not None
         if args.calib_images and args.precision != "int8":
             raise ValueError("--calib-images is only used with --precision int8")
         if args.precision == "int8" and not args.calib_images and export_needed:
@@ -134,6 +154,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             )
     except ValueError as exc:  # CheckpointError and ArtifactError are ValueErrors
         print(f"bevanet-export: error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the exporter's own failure: its first line, not its IR dump
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"bevanet-export: error: export failed: {type(exc).__name__}: {first}",
+              file=sys.stderr)
         return 2
     return 0
 

@@ -20,6 +20,11 @@ from pathlib import Path
 
 from ..bags import sources
 from ..bags.writer import BagWriteError, CameraBagOptions, write_camera_bag
+from .common import add_input_policy_args, apply_input_policy
+from .validate import check_input, check_output_dir, float_range, int_range, topic_name
+
+# ROS 2 stamps hold seconds in an int32: the last frame must stay below 2^31 s
+MAX_START_TIME = 2_000_000_000.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", type=Path, default=None, help="label PNGs matched to --images by file name"
     )
     p.add_argument(
-        "--void-label", type=int, default=None, help="label value to store as 255 (ignore)"
+        "--void-label",
+        type=int_range(0, 255),
+        default=None,
+        help="label value to store as 255 (ignore)",
     )
     p.add_argument("--root", type=Path, default=None, help="dataset root (with --dataset)")
     p.add_argument(
@@ -55,31 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="mcap", choices=("mcap", "sqlite3"), help="rosbag2 storage")
     p.add_argument(
         "--rate",
-        type=float,
+        type=float_range(0.0, 1e6, lo_open=True),
         default=None,
         help="frames per second of the stamps (default: the video's rate, else 10)",
     )
     p.add_argument(
         "--compressed", action="store_true", help="JPEG CompressedImage instead of raw rgb8"
     )
-    p.add_argument("--jpeg-quality", type=int, default=90)
+    p.add_argument("--jpeg-quality", type=int_range(1, 100), default=90)
     p.add_argument(
         "--topic",
+        type=topic_name,
         default="/camera/image_raw",
         help="camera topic (with --compressed '/compressed' is appended)",
     )
-    p.add_argument("--info-topic", default="/camera/camera_info")
-    p.add_argument("--label-topic", default="/camera/labels")
+    p.add_argument("--info-topic", type=topic_name, default="/camera/camera_info")
+    p.add_argument("--label-topic", type=topic_name, default="/camera/labels")
     p.add_argument("--frame-id", default="camera")
     p.add_argument(
         "--start-time",
-        type=float,
+        type=float_range(0.0, MAX_START_TIME),
         default=1_700_000_000.0,
         help="stamp of the first frame, seconds since the epoch (fixed: reproducible bags)",
     )
-    p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
-    p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--every", type=int_range(1), default=1, help="keep every N-th frame")
+    p.add_argument("--max-frames", type=int_range(1), default=None)
     p.add_argument("--resize", default=None, help="store frames (and labels, nearest) at WxH")
+    add_input_policy_args(p)
     return p
 
 
@@ -94,8 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--root/--list go with --dataset")
     if args.every < 1 or (args.max_frames is not None and args.max_frames < 1):
         parser.error("--every and --max-frames must be at least 1")
-    if not 1 <= args.jpeg_quality <= 100:
-        parser.error("--jpeg-quality must lie in 1..100")
+    check_input(parser, "--images", args.images, "dir")
+    check_input(parser, "--labels", args.labels, "dir")
+    check_input(parser, "--video", args.video, "file")
+    check_input(parser, "--root", args.root, "dir")
+    check_input(parser, "--list", args.list, "file")
+    inputs = [p for p in (args.images, args.labels, args.video, args.root, args.list) if p]
+    check_output_dir(parser, "--out", args.out, inputs)
+    try:
+        sources.parse_size(args.resize)
+    except sources.SourceError as err:
+        parser.error(f"--resize: {err}")
+    apply_input_policy(args)
     try:
         size = sources.parse_size(args.resize)
         rate = args.rate

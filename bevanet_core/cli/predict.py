@@ -6,30 +6,48 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
 
-from ..checkpoint import CheckpointError
-from .common import add_model_args, build_segmenter
+from ..serving.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
+from .common import add_model_args, apply_input_policy, build_segmenter
+from .validate import check_output_dir, float_range, int_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
-def iter_images(path: Path) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
-    """(name, RGB uint8 frame or None if unreadable) for an image file or a folder, in name order."""
+def iter_images(path: Path) -> Iterator[Tuple[str, Union[np.ndarray, ImageDecodeError]]]:
+    """(name, RGB uint8 frame, or the ImageDecodeError saying why not) for an image file or a
+    folder, in name order. Every file passes the input policy (pixel cap from the header)."""
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for f in files:
-        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        yield f.stem, (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr is not None else None)
+        try:
+            bgr = read_image_file(f, cv2.IMREAD_COLOR)
+        except ImageDecodeError as err:
+            yield f.stem, err
+            continue
+        yield f.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def iter_video(path: Path) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
+def open_video(path: Path):
+    """An opened cv2.VideoCapture whose frames pass the pixel cap; ValueError otherwise."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise ValueError(f"cannot open video: {path}")
+        cap.release()
+        raise ValueError(f"cannot open video {path} (not a video OpenCV can decode)")
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    try:
+        check_pixels(width, height, f"video {path}: frames of")
+    except ImageDecodeError:
+        cap.release()
+        raise
+    return cap
+
+
+def iter_video(cap, path: Path) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
     try:
         index = 0
         while True:
@@ -54,22 +72,28 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict)")
     add_model_args(p)
-    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity in [0, 1]")
-    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--alpha", type=float_range(0.0, 1.0), default=0.5, help="overlay opacity in [0, 1]")
+    p.add_argument("--max-frames", type=int_range(1), help="stop after N frames")
     p.add_argument("--no-frames", action="store_true", help="video: write only the overlay/colour videos")
     args = p.parse_args(argv)
     src = Path(args.input)
     if not src.exists():
         print(f"bevanet-predict: error: input not found: {src}", file=sys.stderr)
         return 2
-    if not 0.0 <= args.alpha <= 1.0:
-        print(f"bevanet-predict: error: --alpha must lie in [0, 1], got {args.alpha}", file=sys.stderr)
-        return 2
+    check_output_dir(p, "--out", args.out, [src])
+    apply_input_policy(args)
     is_video = src.is_file() and src.suffix.lower() in VIDEO_SUFFIXES
     try:
+        if is_video:
+            cap = open_video(src)
+            frames = iter_video(cap, src)
+        else:
+            if src.is_file():  # one image: refused on its header before the model is loaded
+                w, h = image_file_size(src)
+                check_pixels(w, h, f"{src}:")
+            frames = iter_images(src)
         seg = build_segmenter(args)
-        frames = iter_video(src) if is_video else iter_images(src)
-    except (CheckpointError, ValueError) as exc:
+    except ValueError as exc:  # CheckpointError and ImageDecodeError are ValueErrors
         print(f"bevanet-predict: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -81,8 +105,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, rgb in frames:
         if args.max_frames is not None and done >= args.max_frames:
             break
-        if rgb is None:
-            print(f"  skipped unreadable image: {name}", file=sys.stderr)
+        if isinstance(rgb, ImageDecodeError):
+            print(f"  skipped ({rgb.kind}): {rgb}", file=sys.stderr)
             skipped += 1
             continue
         t0 = time.perf_counter()

@@ -18,6 +18,7 @@ import torch
 from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
 from ..imaging.geometry import parse_size
+from .validate import check_input, check_output_file, int_range
 
 
 def fast_paths(device: str) -> List[Tuple[str, str]]:
@@ -42,13 +43,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--size", default="960x720", help="input WxH, multiples of 8 (default 960x720)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--weights", help="weights to time (default: seeded random; speed does not depend on them)")
-    p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--runs", type=int_range(1), default=20)
+    p.add_argument("--warmup", type=int_range(0), default=10)
+    p.add_argument("--threads", type=int_range(1, 4096), help="CPU threads")
     p.add_argument("--paths", nargs="*", metavar="BACKEND:PRECISION",
                    help="fast paths to time (default: the best ones for the device)")
     p.add_argument("--json", dest="json_out", help="write all figures as JSON here")
     args = p.parse_args(argv)
+    check_input(p, "--weights", args.weights, "file")
+    check_output_file(p, "--json", args.json_out)
     try:
         size = parse_size(args.size, "size", 8)
     except ValueError as exc:

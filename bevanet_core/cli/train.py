@@ -6,8 +6,10 @@ import json
 import sys
 from typing import List, Optional
 
+from ..data.datasets import DatasetError
 from ..training.config import load_config
 from ..training.engine import train
+from .validate import check_input, check_output_dir
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -21,6 +23,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="resume from a checkpoint (default: <out_dir>/last.pt)")
     args = parser.parse_args(argv)
+    check_input(parser, "--data-root", args.data_root, "dir")
+    check_output_dir(parser, "--out-dir", args.out_dir, [args.data_root] if args.data_root else [])
     overrides = list(args.overrides)
     if args.data_root:
         overrides.append(f"data.root={args.data_root}")
@@ -30,7 +34,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         cfg = load_config(args.config, overrides)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
-    result = train(cfg, resume=args.resume)
+    try:
+        result = train(cfg, resume=args.resume)
+    except DatasetError as exc:  # a missing list or image: named, without a traceback
+        print(f"bevanet-train: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
     return 0
 

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..serving.policy import ImageDecodeError, read_image_file
+
 from .classes import (CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID, CITYSCAPES_CLASSES,
                       CITYSCAPES_PALETTE, IGNORE_INDEX, default_palette)
 
@@ -27,18 +29,20 @@ def read_image(path: Path) -> np.ndarray:
     """Any image file -> HxWx3 uint8 RGB."""
     if not path.is_file():
         raise DatasetError(f"image file not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"cannot decode image: {path}")
+    try:
+        image = read_image_file(path, cv2.IMREAD_COLOR)
+    except ImageDecodeError as err:
+        raise DatasetError(f"cannot decode image: {err}") from None
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_label(path: Path, color: bool = False) -> np.ndarray:
     if not path.is_file():
         raise DatasetError(f"label file not found: {path}")
-    label = cv2.imread(str(path), cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
-    if label is None:
-        raise DatasetError(f"cannot decode label: {path}")
+    try:
+        label = read_image_file(path, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
+    except ImageDecodeError as err:
+        raise DatasetError(f"cannot decode label: {err}") from None
     if color:
         return cv2.cvtColor(label, cv2.COLOR_BGR2RGB)
     if label.ndim != 2:

@@ -18,7 +18,13 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from ..checkpoint import ModelInfo, atomic_write, file_sha256
+from ..checkpoint import (
+    MAX_INPUT_SIDE,
+    MAX_METADATA_BYTES,
+    ModelInfo,
+    atomic_write,
+    file_sha256,
+)
 
 PathLike = Union[str, os.PathLike]
 METADATA_KEY = "bevanet"
@@ -70,10 +76,27 @@ class ArtifactMetadata:
     @classmethod
     def from_json(cls, text: str, source: str = "metadata") -> "ArtifactMetadata":
         try:
+            if len(text) > MAX_METADATA_BYTES:
+                raise ValueError(f"metadata is {len(text)} bytes (at most {MAX_METADATA_BYTES})")
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError(f"metadata is a JSON {type(data).__name__}, not an object")
             names = {f.name for f in dataclasses.fields(cls)}
             meta = cls(**{k: v for k, v in data.items() if k in names})
-            meta.input_size = tuple(int(v) for v in meta.input_size)  # type: ignore[assignment]
+            size = meta.input_size
+            if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= MAX_INPUT_SIDE
+                for v in size
+            ):
+                raise ValueError(
+                    f"input_size must be [width, height], integers in 8..{MAX_INPUT_SIDE}, "
+                    f"got {size!r:.80}"
+                )
+            meta.input_size = tuple(size)  # type: ignore[assignment]
+            if not isinstance(meta.batch, int) or not 1 <= meta.batch <= 4096:
+                raise ValueError(f"batch must be an integer in 1..4096, got {meta.batch!r:.80}")
+            if not isinstance(meta.model_info, dict):
+                raise ValueError("model_info must be a JSON object")
             ModelInfo.from_json(json.dumps(meta.model_info))
         except (ValueError, TypeError, KeyError) as exc:
             raise ArtifactError(

@@ -32,6 +32,7 @@ from .metadata import (
     tool_versions,
     write_sidecar,
 )
+from .sizes import check_exportable
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def export_onnx(
         log.info("exporter='dynamo' uses opset 18 (asked for %d)", opset)
         opset = 18
     net = inference_model(model)
+    check_exportable(net, width, height)  # a one-line refusal, not a SymbolicValueError
     digest = model_hash(net)  # of the weights as trained, before any folding
     if fold_bn:
         from ..deploy import fold_batchnorm
@@ -233,10 +235,44 @@ def read_onnx_metadata(path: PathLike) -> ArtifactMetadata:
         ) from None
     props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY in props:
-        return ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))
-    if sidecar_path(path).is_file():
-        return read_sidecar(path)
+        meta = ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))
+    elif sidecar_path(path).is_file():
+        meta = read_sidecar(path)
+    else:
+        meta = None
+    if meta is not None:
+        check_graph_shapes(proto, meta, path)
+        return meta
     raise ArtifactError(
         f"{path} carries no bevanet metadata (no '{METADATA_KEY}' metadata_props entry and "
         f"no sidecar {sidecar_path(path).name}); export it with bevanet-export"
     )
+
+
+def _dims(value_info) -> list:
+    """The dimensions of a graph input/output: ints, or the symbolic name of a dynamic axis."""
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def check_graph_shapes(proto, meta: ArtifactMetadata, path: PathLike) -> None:
+    """The graph's first input must be N x 3 x H x W with (W, H) = the metadata's input size, and
+    its first output N x num_classes x h x w; ArtifactError naming both otherwise."""
+    graph = proto.graph
+    if not graph.input or not graph.output:
+        raise ArtifactError(f"{path}: the ONNX graph has no input or no output")
+    inp, out = _dims(graph.input[0]), _dims(graph.output[0])
+    w, h = meta.input_size
+    classes = meta.model_info["num_classes"]
+    if len(inp) != 4 or inp[1] != 3 or inp[2:] != [h, w]:
+        raise ArtifactError(
+            f"{path}: the graph's input {graph.input[0].name} is "
+            f"{'x'.join(str(d) for d in inp)} but its metadata says N x 3 x {h} x {w} "
+            f"(input_size {w}x{h}); the file and its metadata do not belong together"
+        )
+    if len(out) != 4 or out[1] != classes:
+        raise ArtifactError(
+            f"{path}: the graph's output {graph.output[0].name} is "
+            f"{'x'.join(str(d) for d in out)} but its metadata names {classes} classes; the "
+            "file and its metadata do not belong together"
+        )

@@ -17,7 +17,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-RESIZE_MODES = ("stretch", "letterbox")
+from ..names import RESIZE_MODES  # noqa: F401 - defined without torch, re-exported
+
 Size = Tuple[int, int]  # (width, height)
 DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
 NETWORK_STRIDE = 8

@@ -17,6 +17,9 @@ from .encodings import to_rgb_chw
 from .geometry import ResizePlan
 
 UPSAMPLE_MODES = ("logits", "labels")
+# upsampled logits larger than this (bytes) are made band by band, so that a huge frame (an
+# 8000x6000 camera: 2.1 GB of 11-class float logits at once) needs one band of memory
+BAND_BYTES = 256 * 1024 * 1024
 
 
 def _groups(plans: Sequence[ResizePlan]) -> Dict[ResizePlan, List[int]]:
@@ -125,6 +128,38 @@ class Postprocessor:
             logits, grid, mode="bilinear", padding_mode="border", align_corners=False
         )
 
+    def _banded(
+        self, part: torch.Tensor, plan: ResizePlan, confidence: bool
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Stretch upsampling + argmax of N x C x h x w logits to N x H x W labels, in bands of
+        output rows: bilinear interpolation is separable, so the logits are first widened to
+        the frame's width at their own height, then each band of rows is blended from its two
+        source rows (the weights of align_corners=False). Agrees with the one-shot path up to
+        float rounding."""
+        n, c, h, _ = part.shape
+        w_out, h_out = plan.in_size
+        wide = F.interpolate(part, size=(h, w_out), mode="bilinear", align_corners=False)
+        scale = h / h_out
+        src = ((torch.arange(h_out, device=part.device, dtype=torch.float32) + 0.5) * scale
+               - 0.5).clamp_(min=0.0)
+        i0 = src.long().clamp_(max=h - 1)
+        i1 = (i0 + 1).clamp_(max=h - 1)
+        l1 = (src - i0.float()).view(1, 1, -1, 1)
+        l0 = 1.0 - l1
+        labels = torch.empty((n, h_out, w_out), dtype=torch.uint8, device=part.device)
+        conf = torch.empty_like(labels) if confidence else None
+        rows = max(1, BAND_BYTES // max(1, n * c * w_out * 4))
+        for y0 in range(0, h_out, rows):
+            y1 = min(h_out, y0 + rows)
+            band = (wide[:, :, i0[y0:y1], :] * l0[:, :, y0:y1]
+                    + wide[:, :, i1[y0:y1], :] * l1[:, :, y0:y1])
+            top, lab = band.max(dim=1)
+            labels[:, y0:y1] = lab.to(torch.uint8)
+            if conf is not None:
+                conf[:, y0:y1] = ((torch.exp(top - torch.logsumexp(band, dim=1)) * 255.0)
+                                  .round_().to(torch.uint8))
+        return labels, conf
+
     def __call__(
         self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False
     ) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
@@ -133,6 +168,13 @@ class Postprocessor:
         results: List[Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None] * len(plans)
         for plan, idx in _groups(plans).items():
             part = logits[idx] if len(idx) < len(plans) else logits
+            w_out, h_out = plan.in_size
+            full_bytes = part.shape[0] * part.shape[1] * h_out * w_out * 4
+            if self.upsample == "logits" and plan.mode == "stretch" and full_bytes > BAND_BYTES:
+                labels, conf = self._banded(part, plan, confidence)
+                for j, i in enumerate(idx):
+                    results[i] = (labels[j], conf[j] if conf is not None else None)
+                continue
             if self.upsample == "logits":
                 part = self.upsample_logits(part, plan)
             top, labels = part.max(dim=1)

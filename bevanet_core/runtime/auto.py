@@ -154,7 +154,7 @@ def select_backend(
     if model is None and suffix not in (".onnx", ".engine", ".plan", ".trt"):
         from .backend import load_checkpoint  # once, not once per candidate
 
-        model, info = load_checkpoint(cfg.weights, cfg.variant)
+        model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
     key = {
         "machine": machine_key(device, cfg.num_threads),
         "model": _model_digest(cfg, model),

@@ -9,7 +9,8 @@ from typing import Optional, Tuple
 
 import torch
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from ..names import PRECISIONS  # noqa: F401 - defined without torch, re-exported
+
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -61,11 +62,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "bevanet_ros"
 
 
-def load_checkpoint(weights: Optional[str], variant: Optional[str]):
+def load_checkpoint(weights: Optional[str], variant: Optional[str], allow_nonfinite: bool = False):
     """(eval model, ModelInfo) from a checkpoint (None = the shipped default model)."""
     from ..checkpoint import load_model
 
-    return load_model(weights, variant=variant)
+    return load_model(weights, variant=variant, allow_nonfinite=allow_nonfinite)
 
 
 def cpu_name() -> str:

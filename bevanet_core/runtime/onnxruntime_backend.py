@@ -83,7 +83,7 @@ class OnnxRuntimeBackend(Backend):
             backend = cls(onnx_for_precision(weights, cfg), device, cfg.num_threads)
             return backend, backend.meta.info
         if model is None:
-            model, info = load_checkpoint(cfg.weights, cfg.variant)
+            model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
         path = onnx_for_precision(exported_onnx_path(model, info, cfg), cfg)
         backend = cls(path, device, cfg.num_threads)
         return backend, info

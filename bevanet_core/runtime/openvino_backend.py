@@ -123,7 +123,7 @@ class OpenVINOBackend(Backend):
             backend = cls(path, device, cfg.precision, cfg.num_threads)
             return backend, backend.meta.info
         if model is None:
-            model, info = load_checkpoint(cfg.weights, cfg.variant)
+            model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
         path = onnx_for_precision(exported_onnx_path(model, info, cfg), cfg)
         return cls(path, device, cfg.precision, cfg.num_threads), info
 

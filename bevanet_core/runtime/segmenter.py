@@ -30,8 +30,7 @@ from ..imaging.geometry import (
     resolve_input_size,
 )
 from ..imaging.processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
-
-BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+from ..names import BACKENDS  # noqa: F401 - defined without torch, re-exported
 
 
 @dataclasses.dataclass
@@ -70,6 +69,7 @@ class SegmenterConfig:
     cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
     calibration_images: Optional[str] = None  # folder of real frames for int8 calibration
     rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
+    allow_nonfinite: bool = False  # True = load weights holding NaN/inf (research only)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad field."""
@@ -178,7 +178,7 @@ class Segmenter:
                 f"{weights} is an ONNX model; use backend 'onnxruntime', 'openvino' or 'tensorrt'"
             )
         if model is None:
-            model, info = load_checkpoint(cfg.weights, cfg.variant)
+            model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
         from .torch_backend import TorchBackend
 
         backend = TorchBackend(

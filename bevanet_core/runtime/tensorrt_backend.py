@@ -118,7 +118,7 @@ class TensorRTBackend(Backend):
             onnx_path = weights
         else:
             if model is None:
-                model, info = load_checkpoint(cfg.weights, cfg.variant)
+                model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
             onnx_path = exported_onnx_path(model, info, cfg)
         onnx_path = onnx_for_precision(onnx_path, cfg)
         engine = ensure_engine(onnx_path, cache, cfg.max_batch, index)

@@ -10,6 +10,9 @@ RGB-family orders come from the runtime's own table (`runtime.encodings.ENCODING
 keeps its most significant byte. Compressed frames are decoded by Pillow, which reports
 truncation and corruption as exceptions (libjpeg under OpenCV prints to stderr for every bad
 frame instead).
+
+Every message passes the input policy (`serving.policy`: the pixel cap, checked on the raw
+fields or the PNG/JPEG header before any allocation), the same one that image files meet.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ import numpy as np
 from PIL import Image as PILImage
 
 from ..imaging.encodings import ENCODINGS
-
-MAX_PIXELS = 64 * 1024 * 1024  # 64 Mpx: far above any camera, far below an allocation bomb
-
-
-class ImageDecodeError(ValueError):
-    """A message that cannot be turned into an image. `kind` names the problem in one word."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
+from .policy import (  # noqa: F401 - re-exported: the decoder's public names
+    MAX_PIXELS,
+    MAX_PIXELS_ENV,
+    ImageDecodeError,
+    check_pixels,
+    error_reason,
+    header_size,
+    image_file_size,
+    max_pixels,
+    open_header,
+    parse_max_pixels,
+    read_image_file,
+    set_max_pixels,
+)
 
 
 class RawEncoding(NamedTuple):
@@ -108,8 +115,7 @@ def check_raw_layout(encoding: Any, height: int, width: int, step: int, data_len
         raise ImageDecodeError(
             "zero_size", f"image has zero size ({width}x{height}, encoding {encoding})"
         )
-    if height * width > MAX_PIXELS:
-        raise ImageDecodeError("too_large", f"image {width}x{height} exceeds {MAX_PIXELS} pixels")
+    check_pixels(width, height, f"image ({encoding})")
     if spec.channels == 2 and width % 2:
         raise ImageDecodeError(
             "odd_width", f"{encoding} packs pixel pairs, so width must be even, got {width}"
@@ -120,6 +126,12 @@ def check_raw_layout(encoding: Any, height: int, width: int, step: int, data_len
             "step_mismatch",
             f"step {step} is smaller than one row of pixels: {width} px * "
             f"{row // width} bytes = {row} ({encoding})",
+        )
+    if step * height > max_pixels() * 8:  # 8 bytes: the widest pixel (rgba16)
+        raise ImageDecodeError(
+            "too_large",
+            f"step*height = {step}*{height} bytes is more than any image under the pixel cap "
+            f"({max_pixels()} pixels) can need ({encoding} {width}x{height})",
         )
     if data_len not in (step * height, step * (height - 1) + row):
         raise ImageDecodeError(
@@ -171,20 +183,21 @@ def _open_compressed(msg: Any) -> tuple[str, PILImage.Image]:
     buf = _as_bytes(data)
     if buf.size == 0:
         raise ImageDecodeError("zero_size", f"compressed image (format {fmt!r}) has no data")
+    data = buf.tobytes()
+    sized = header_size(data[: 1 << 22])
+    if sized is not None:  # PNG / JPEG: refused before Pillow allocates anything
+        check_pixels(*sized, f"compressed image (format {fmt!r})")
     try:
-        img = PILImage.open(io.BytesIO(buf.tobytes()))
-        if img.width * img.height > MAX_PIXELS:
-            raise ImageDecodeError(
-                "too_large", f"compressed image {img.width}x{img.height} is too large"
-            )
+        img = open_header(io.BytesIO(data))
+        check_pixels(img.width, img.height, f"compressed image (format {fmt!r})")
         img.load()
     except ImageDecodeError:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, bombs
-        reason = str(exc).split(" <_io.")[0] or type(exc).__name__  # drop PIL's BytesIO repr
         raise ImageDecodeError(
             "corrupt_compressed",
-            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): {reason}",
+            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): "
+            f"{error_reason(exc)}",
         ) from None
     if img.width == 0 or img.height == 0:
         raise ImageDecodeError("zero_size", f"compressed image decoded to {img.width}x{img.height}")

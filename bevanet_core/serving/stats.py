@@ -120,6 +120,8 @@ class StreamStats:
         self.published = 0
         self.dropped_stale = 0
         self.bad_frames: dict[str, int] = collections.Counter()
+        # frames the transport reported lost before they reached the node (DDS "message lost")
+        self.lost: dict[str, int] = {c: 0 for c in self.cameras}
         self.inference_errors = 0
         self.batches = 0
         self.last_error = ""
@@ -136,6 +138,11 @@ class StreamStats:
     def on_bad_frame(self, kind: str, message: str) -> None:
         with self._lock:
             self.bad_frames[kind] += 1
+            self.last_error = message
+
+    def on_lost(self, camera: str, count: int, message: str) -> None:
+        with self._lock:
+            self.lost[camera] = self.lost.get(camera, 0) + count
             self.last_error = message
 
     def on_inference_error(self, message: str) -> None:
@@ -170,6 +177,7 @@ class StreamStats:
                 "frames_published": self.published,
                 "frames_dropped_stale": self.dropped_stale,
                 "frames_bad": sum(self.bad_frames.values()),
+                "frames_lost_in_transport": sum(self.lost.values()),
                 "inference_errors": self.inference_errors,
                 "batches": self.batches,
                 "output_rate_hz": self.output_rate.rate(now),
@@ -184,6 +192,8 @@ class StreamStats:
             for cam in self.cameras:
                 out[f"input_rate_hz[{cam}]"] = self.input_rate[cam].rate(now)
                 out[f"frames_received[{cam}]"] = self.received.get(cam, 0)
+                if self.lost.get(cam):
+                    out[f"frames_lost_in_transport[{cam}]"] = self.lost[cam]
             for kind, count in sorted(self.bad_frames.items()):
                 out[f"frames_bad[{kind}]"] = count
             return out

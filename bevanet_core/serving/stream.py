@@ -83,6 +83,21 @@ class StreamSegmenter:
         if self._slots.put(camera, (msg, time.monotonic())):
             self.stats.on_dropped()
 
+    def on_lost(self, camera: int, count: int) -> None:
+        """The transport says `count` messages of camera `camera` were lost before arriving (a
+        DDS sample whose fragments did not all arrive never reaches a callback): counted and
+        reported like a bad frame, since nothing else would ever show it."""
+        if count <= 0:
+            return
+        text = (
+            f"camera {self.cameras[camera]!r}: {count} frame(s) lost in transport before they "
+            "reached the node; a large raw frame over best-effort QoS is lost whenever one of "
+            "its UDP fragments is (use input_qos reliable, compressed transport, or smaller "
+            "frames)"
+        )
+        self.stats.on_lost(self.cameras[camera], count, text)
+        self._report("lost", text)
+
     def start(self, name: str = "segmentation-worker") -> None:
         """Starts the worker thread (again after `stop`: statistics carry on)."""
         if self._slots.closed:
