@@ -33,7 +33,7 @@ from bevanet_core.serving.labels import label_info_json
 from bevanet_core.serving.params import NodeSettings
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
-try:  # vision_msgs is not installable everywhere; see serving/labels.py for the fallback
+try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../shared/ros-src)
     from vision_msgs.msg import LabelInfo, VisionClass  # type: ignore
 except ImportError:
     LabelInfo = None
@@ -202,10 +202,16 @@ class SegmentationPipeline:
             {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS}
             for i in range(len(s.input_topics))
         ]
-        self._label_pubs = [
-            make(String if LabelInfo is None else LabelInfo, "~/label_info", LATCHED_QOS),
-            make(String, "~/label_info_json", LATCHED_QOS),
-        ]
+        # ~/label_info is vision_msgs/LabelInfo or absent, never another type under the same
+        # name; ~/label_info_json (names and colours) is there on every install
+        self._label_pubs = [make(String, "~/label_info_json", LATCHED_QOS)]
+        if LabelInfo is not None:
+            self._label_pubs.append(make(LabelInfo, "~/label_info", LATCHED_QOS))
+        else:
+            self.node.get_logger().warning(
+                "vision_msgs is not installed: ~/label_info (vision_msgs/LabelInfo) is not "
+                "published; ~/label_info_json carries the class names and colours"
+            )
         self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.node.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
 
