@@ -92,7 +92,7 @@ class LifecycleSegmentationNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Runs the lifecycle node (unconfigured at start, driven by `ros2 lifecycle set`)."""
-    return run_node(LifecycleSegmentationNode, args)
+    return run_node(LifecycleSegmentationNode, args, lifecycle=True)
 
 
 if __name__ == "__main__":

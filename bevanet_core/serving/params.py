@@ -446,5 +446,54 @@ def params_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
+
+def _help_default(spec: ParamSpec) -> str:
+    if spec.type_name == "str_list" and not spec.default:
+        return "(none)"
+    return _yaml_value(spec.default)
+
+
+def node_help(prog: str, node_name: str = "segmentation", lifecycle: bool = False) -> str:
+    """`--help` text of the node executables: usage, then every parameter with its type,
+    default and description (what `ros2 param describe` would show on a running node)."""
+    start = (
+        "Starts unconfigured; drive it with `ros2 lifecycle set /%s configure` and `activate`."
+        % node_name
+        if lifecycle
+        else "Loads the model at start and serves until Ctrl-C."
+    )
+    lines = [
+        f"usage: {prog} [-h] [--ros-args -r image:=TOPIC -p NAME:=VALUE ... "
+        "--params-file FILE]",
+        "",
+        "BEVANet semantic segmentation node: sensor_msgs/Image in on `image` (one topic per",
+        "entry of input_topics), label masks out on ~/mask (mono8 class ids, 255 = unlabeled),",
+        "~/color_mask and ~/overlay (rgb8), ~/confidence, latched ~/label_info",
+        "(vision_msgs/LabelInfo) and ~/label_info_json (std_msgs/String), /diagnostics.",
+        start,
+        "",
+        "examples:",
+        f"  {prog} --ros-args -r image:=/camera/image_raw",
+        f"  {prog} --ros-args -p weights:=model.safetensors -p backend:=onnxruntime",
+        f"  {prog} --ros-args --params-file config/segmentation.yaml",
+        "",
+        "parameters (NAME  TYPE  default: VALUE; read-only ones need a restart to change):",
+    ]
+    for spec in PARAMS:
+        head = f"  {spec.name}  {spec.type_name}  default: {_help_default(spec)}"
+        lines.append(head + ("" if spec.read_only else "  (dynamic)"))
+        text = spec.description.replace(_RELOAD, "")
+        if spec.constraints:
+            text += f" ({spec.constraints})"
+        lines.extend("      " + part for part in _wrap(text, 88))
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
+
+
 if __name__ == "__main__":
     print(params_yaml(), end="")
