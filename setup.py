@@ -44,6 +44,8 @@ setup(
         "openvino": ["openvino"],
         "train": ["tensorboard", "tqdm", "matplotlib"],
         "foxglove": ["foxglove-sdk"],
+        # H.264 overlay videos (libx264 inside PyAV's wheels); without it they are mp4v
+        "video": ["av"],
         "test": ["pytest", "websockets"],
     },
     zip_safe=True,

@@ -26,7 +26,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 STAMP="$VENV/.bootstrap-stamp"
 TORCH_PIN="torch==2.13.0"
-EXTRAS="onnx,openvino,train,foxglove,test"
+EXTRAS="onnx,openvino,train,foxglove,video,test"
 # rclpy pulls rcl, rmw, rosidl runtimes and ros-wheels-bootstrapper (sets LD_LIBRARY_PATH
 # through a .pth file); an rmw implementation and the message packages the node uses are
 # not pulled by rclpy itself, so they are named here.

@@ -16,6 +16,7 @@ from ..runtime.backend import PRECISIONS
 from ..imaging.geometry import RESIZE_MODES, parse_size
 from ..imaging.processing import UPSAMPLE_MODES
 from ..runtime.segmenter import BACKENDS
+from .common import extras_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@extras_guard("bevanet-bench")
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from ..runtime.benchmark import BenchConfig, plot_reports, run_benchmark

@@ -9,13 +9,14 @@ from typing import List, Optional
 from ..checkpoint import CheckpointError
 from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
-from .common import add_model_args, build_segmenter
+from .common import add_model_args, build_segmenter, extras_guard
 
 
 def _round8(x: int) -> int:
     return max(8, (x + 7) // 8 * 8)
 
 
+@extras_guard("bevanet-eval")
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])

@@ -20,6 +20,7 @@ from typing import List, Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
 from ..imaging.geometry import RESIZE_MODES
+from .common import extras_guard, require
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@extras_guard("bevanet-export")
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -105,6 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "deployment domain (e.g. the training images) to calibrate the Q/DQ scales"
             )
         if export_needed:
+            require("bevanet-export", ("onnx",), "exporting to ONNX")
             meta = _export(args, onnx_path)
             w, h = meta.input_size
             print(

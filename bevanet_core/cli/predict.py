@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..checkpoint import CheckpointError
-from .common import add_model_args, build_segmenter
+from .common import add_model_args, build_segmenter, extras_guard
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -49,6 +49,7 @@ def video_fps(path: Path) -> float:
     return fps
 
 
+@extras_guard("bevanet-predict")
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("input", help="an image, a folder of images, or a video file")

@@ -8,8 +8,10 @@ from typing import List, Optional
 
 from ..training.config import load_config
 from ..training.engine import train
+from .common import extras_guard
 
 
+@extras_guard("bevanet-train")
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...")
