@@ -241,6 +241,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD
     ),
+    ParamSpec(
+        "foxglove_port",
+        0,
+        "Also serve the first camera's image, colour mask, overlay and latency to Foxglove or "
+        "Lichtblick over the Foxglove WebSocket protocol on this port of every interface "
+        "(needs foxglove-sdk); 0 = off." + _RELOAD,
+        int_range=(0, 65535, 1),
+    ),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
@@ -495,5 +503,23 @@ def _wrap(text: str, width: int) -> list[str]:
     return textwrap.wrap(text, width) or [""]
 
 
+
+def params_markdown() -> str:
+    """The parameter table of the README (`python -m bevanet_core.serving.params --markdown`)."""
+    rows = ["| parameter | type | default | what |", "| --- | --- | --- | --- |"]
+    for spec in PARAMS:
+        text = spec.description.replace(_RELOAD, "")
+        if spec.constraints and not spec.choices:
+            text += f" ({spec.constraints})"
+        elif spec.choices and len(spec.choices) <= 6:
+            text += " (" + spec.constraints + ")"
+        text += "" if spec.read_only else " Dynamic."
+        default = _help_default(spec).replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | {spec.type_name} | `{default}` | {text} |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    print(params_yaml(), end="")
+    import sys
+
+    print(params_markdown() if "--markdown" in sys.argv[1:] else params_yaml(), end="")
