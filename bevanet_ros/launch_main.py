@@ -69,10 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="launch's debug logging")
     args = p.parse_args(argv)
     try:
-        import launch
         import launch_ros  # noqa: F401  (the launch files use it; fail here, clearly)
         from launch.actions import IncludeLaunchDescription
         from launch.launch_description_sources import AnyLaunchDescriptionSource
+
+        import launch
     except ImportError as err:
         return _missing(err)
 

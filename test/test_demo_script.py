@@ -26,10 +26,13 @@ def test_in_process_when_asked(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["mode"] == "in-process runtime"
 
 
-@pytest.mark.skipif(not HAS_RCLPY, reason="rclpy is not installed: demo.sh takes the in-process path")
+@pytest.mark.skipif(
+    not HAS_RCLPY, reason="rclpy is not installed: demo.sh takes the in-process path"
+)
 def test_arguments_keep_the_node_over_dds(tmp_path):
     done = demo_sh("--max-frames", "2", "--no-video", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "[demo] path: the segmentation node over DDS (--spawn-node): rclpy imports" in done.stderr
+    said = "[demo] path: the segmentation node over DDS (--spawn-node): rclpy imports"
+    assert said in done.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["mode"] == "dds-node" and report["node_started_by_demo"] is True

@@ -104,7 +104,8 @@ def test_demo_foxglove_streams_a_colour_mask_to_a_websocket_client(tmp_path):
         channel, payload = asyncio.run(receive_one(url, "/segmentation/color_mask", 180))
         assert channel["encoding"] == "protobuf" and channel["schemaName"] == "foxglove.RawImage"
         image = decode_protobuf(channel["schema"], channel["schemaName"], payload)
-        assert (image.encoding, image.width, image.height) == ("rgb8", 480, 270)  # the sample bag's frames
+        # the sample bag's frames are 480x270
+        assert (image.encoding, image.width, image.height) == ("rgb8", 480, 270)
         pixels = np.frombuffer(image.data, np.uint8).reshape(image.height, image.width, 3)
         from bevanet_core.data.classes import CAMVID_PALETTE
 

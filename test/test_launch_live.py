@@ -172,7 +172,7 @@ def get_parameters(probe: Probe, node: str, names: list[str]) -> dict[str, objec
             ParameterType.PARAMETER_STRING_ARRAY: "string_array_value",
         }
         out: dict[str, object] = {}
-        for name, value in zip(names, future.result().values):
+        for name, value in zip(names, future.result().values, strict=True):
             field = fields.get(value.type)
             out[name] = None if field is None else getattr(value, field)
             if isinstance(out[name], (list, tuple)) or field == "string_array_value":
@@ -229,7 +229,9 @@ def test_segmentation_launch_one_camera_namespace_weights_params_file(
     probe = Probe(ros_context, "launch_probe")
     try:
         with spinning(ros_context, probe.node):
-            labels = probe.subscribe("/perception/segmentation/label_info", LabelInfo, latched=True)
+            labels = probe.subscribe(
+                "/perception/segmentation/label_info", LabelInfo, latched=True
+            )
             frames = camvid_frames(shared_data)
             got = send_until_masks(
                 probe, [("/front/image_raw", "/perception/segmentation/mask")], frames, launch

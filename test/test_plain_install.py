@@ -48,7 +48,9 @@ def plain_venv() -> Path:
     return PLAIN
 
 
-def run(venv: Path, args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+def run(
+    venv: Path, args: list[str], cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AMENT_PREFIX_PATH")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.pop("VIRTUAL_ENV", None)

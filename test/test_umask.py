@@ -3,7 +3,6 @@ as another user must be able to read exported models, sidecars, checkpoints, bag
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys

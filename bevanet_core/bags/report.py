@@ -220,8 +220,9 @@ class _PyAVWriter:
     codec = "H.264 (libx264 via PyAV)"
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]):
-        import av
         from fractions import Fraction
+
+        import av
 
         if "libx264" not in av.codecs_available:
             raise ValueError("this PyAV build has no libx264 encoder")

@@ -87,9 +87,8 @@ def backend_for_weights(weights: str | None, backend: str) -> str:
     if weights is None or backend != "torch":
         return backend
     suffix = str(weights).lower().rsplit(".", 1)[-1]
-    return {"onnx": "onnxruntime", "engine": "tensorrt", "plan": "tensorrt", "trt": "tensorrt"}.get(
-        suffix, backend
-    )
+    implied = {"onnx": "onnxruntime", "engine": "tensorrt", "plan": "tensorrt", "trt": "tensorrt"}
+    return implied.get(suffix, backend)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

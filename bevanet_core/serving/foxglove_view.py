@@ -44,7 +44,9 @@ class FoxgloveView:
     (read it back from `.port`). Raises ImportError without foxglove-sdk, OSError when the port
     cannot be bound."""
 
-    def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", frame_id: str = "camera"):
+    def __init__(
+        self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", frame_id: str = "camera"
+    ):
         import foxglove
         from foxglove.channels import CompressedImageChannel, RawImageChannel
         from foxglove.websocket import ServerListener

@@ -465,8 +465,8 @@ def node_help(prog: str, node_name: str = "segmentation", lifecycle: bool = Fals
     """`--help` text of the node executables: usage, then every parameter with its type,
     default and description (what `ros2 param describe` would show on a running node)."""
     start = (
-        "Starts unconfigured; drive it with `ros2 lifecycle set /%s configure` and `activate`."
-        % node_name
+        f"Starts unconfigured; drive it with `ros2 lifecycle set /{node_name} configure` and "
+        "`activate`."
         if lifecycle
         else "Loads the model at start and serves until Ctrl-C."
     )
