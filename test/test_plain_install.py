@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,10 @@ def test_the_plain_venv_has_no_extras(plain_venv):
 def test_every_command_prints_its_help(plain_venv, name, tmp_path):
     done = run(plain_venv, [name, "--help"], tmp_path, timeout=120)
     assert done.returncode == 0 and "usage:" in done.stdout, done.stdout + done.stderr
+    # each default said once, and no "(default: None)" for options whose absence has a meaning
+    flat = " ".join(done.stdout.split())
+    assert not re.search(r"\(default: [^)]*\)\s*\(default:", flat), flat
+    assert "(default: None)" not in flat, flat
 
 
 def test_bag_tools_work_without_extras(plain_venv, tmp_path):
