@@ -21,7 +21,6 @@ from rclpy.node import Node
 
 from bevanet_core.serving.params import NodeSettings, ParameterError, node_help
 
-from .pipeline import ModelLoadError, SegmentationPipeline
 from .ros_params import ParameterBinder
 
 DEFAULT_NODE_NAME = "segmentation"
@@ -32,6 +31,9 @@ class SegmentationNode(Node):
     when a parameter is bad or the model cannot be loaded."""
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs) -> None:
+        # the pipeline (and torch) is imported when a node is built, so that --help is quick
+        from .pipeline import SegmentationPipeline
+
         super().__init__(node_name, **kwargs)
         self.pipeline = SegmentationPipeline(self, managed=False)
         try:
@@ -77,6 +79,8 @@ def run_node(node_factory, args: list[str] | None = None, lifecycle: bool = Fals
             prog = f"python -m bevanet_ros.{module}"
         sys.stdout.write(node_help(prog, DEFAULT_NODE_NAME, lifecycle=lifecycle))
         return 0
+    from .pipeline import ModelLoadError
+
     rclpy.init(args=args)
     logger = rclpy.logging.get_logger(DEFAULT_NODE_NAME)
     node = None

@@ -17,7 +17,8 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-RESIZE_MODES = ("stretch", "letterbox")
+from ..options import RESIZE_MODES
+
 Size = Tuple[int, int]  # (width, height)
 DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
 NETWORK_STRIDE = 8

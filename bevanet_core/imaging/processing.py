@@ -13,10 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..options import UPSAMPLE_MODES
 from .encodings import to_rgb_chw
 from .geometry import ResizePlan
-
-UPSAMPLE_MODES = ("logits", "labels")
 
 
 def _groups(plans: Sequence[ResizePlan]) -> Dict[ResizePlan, List[int]]:

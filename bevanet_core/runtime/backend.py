@@ -9,7 +9,8 @@ from typing import Optional, Tuple
 
 import torch
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+from ..options import PRECISIONS  # noqa: F401 - part of this module's interface
+
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

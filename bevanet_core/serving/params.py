@@ -12,15 +12,25 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import list_models
-from ..runtime.backend import PRECISIONS
-from ..imaging.geometry import RESIZE_MODES
-from ..imaging.processing import UPSAMPLE_MODES
-from ..runtime.segmenter import BACKENDS, SegmenterConfig
+from ..options import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_DEVICE,
+    DEFAULT_PRECISION,
+    DEFAULT_RESIZE,
+    DEFAULT_UPSAMPLE,
+    PRECISIONS,
+    RESIZE_MODES,
+    SEGMENTATION_MODEL_NAMES,
+    UPSAMPLE_MODES,
+)
 
-VARIANTS = tuple(list_models())
+if TYPE_CHECKING:
+    from ..runtime.segmenter import SegmenterConfig
+
+VARIANTS = SEGMENTATION_MODEL_NAMES
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "best_effort", "reliable", "system_default")
 OUTPUT_QOS = ("reliable", "best_effort")
@@ -30,7 +40,13 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # a relative or absolute ROS topic name, no substitutions ("image", "/cam/front/image_raw", "~/x")
 _TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RUNTIME = {f.name: f.default for f in dataclasses.fields(SegmenterConfig)}
+_RUNTIME = {
+    "backend": DEFAULT_BACKEND,
+    "device": DEFAULT_DEVICE,
+    "precision": DEFAULT_PRECISION,
+    "resize": DEFAULT_RESIZE,
+    "upsample": DEFAULT_UPSAMPLE,
+}
 # parameters that are SegmenterConfig fields of the same meaning
 RUNTIME_PARAMS = ("backend", "device", "precision", "resize", "upsample")
 
@@ -374,6 +390,8 @@ class NodeSettings(_SettingsFields):
     def segmenter_config(self) -> SegmenterConfig:
         """The runtime's config: every parameter that is a `SegmenterConfig` field, the model
         path and the input size."""
+        from ..runtime.segmenter import SegmenterConfig
+
         same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
         same.update(variant=self.variant or None, input_size=self.input_size)
         return SegmenterConfig(
