@@ -21,7 +21,7 @@ def test_first_screen_has_the_two_commands_and_the_four_journeys():
         "Watch it in RViz or Foxglove",
         "Train and deploy your own model",
     ):
-        assert journey in README[:6000], journey
+        assert journey in head, journey
 
 
 def test_the_test_command_is_what_ci_runs():
