@@ -100,6 +100,14 @@ ros_src_step() {
             "(their tests skip)"
         return 0
     fi
+    local tool
+    for tool in cmake gcc g++; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "$tool is missing, so launch, launch_ros and vision_msgs are not built from" \
+                "$ROS_SRC (their tests skip); install it: 'sudo apt-get install cmake build-essential'"
+            return 0
+        fi
+    done
     local t=$SECONDS
     bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src" \
         || die "$ROS_SRC/build.sh $VENV $VENV/ros-src failed (see above)"
