@@ -36,13 +36,17 @@ setup(
         "pillow",
         "pyyaml",
         "opencv-python-headless",
+        # reading and writing bags is a core use (bevanet-bag-eval, bevanet-demo)
+        "rosbags",
     ],
     extras_require={
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "openvino": ["openvino"],
         "train": ["tensorboard", "tqdm", "matplotlib"],
-        "bags": ["rosbags"],
-        "test": ["pytest"],
+        "foxglove": ["foxglove-sdk"],
+        # H.264 overlay videos (libx264 inside PyAV's wheels); without it they are mp4v
+        "video": ["av"],
+        "test": ["pytest", "websockets"],
     },
     zip_safe=True,
     maintainer="bevanet_ros developers",
@@ -68,6 +72,7 @@ setup(
             "bevanet-make-bag = bevanet_core.cli.make_bag:main",
             "bevanet-bag-eval = bevanet_ros.tools:bag_eval_main",
             "bevanet-demo = bevanet_ros.tools:demo_main",
+            "bevanet-launch = bevanet_ros.launch_main:main",
         ],
     },
 )

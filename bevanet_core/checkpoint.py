@@ -152,14 +152,24 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def file_mode() -> int:
+    """The mode a plain `open(path, "w")` would give a new file: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: PathLike, write_fn) -> None:
-    """Calls write_fn(tmp_path) then renames into place, so a crash never leaves half a file."""
+    """Calls write_fn(tmp_path) then renames into place, so a crash never leaves half a file.
+    The file gets the mode the umask gives (mkstemp's own 0600 would hide it from other users,
+    e.g. a node running under another account)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write_fn(tmp)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

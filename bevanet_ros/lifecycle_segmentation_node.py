@@ -19,7 +19,6 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 
 from bevanet_core.serving.params import NodeSettings, ParameterError
 
-from .pipeline import ModelLoadError, SegmentationPipeline
 from .ros_params import ParameterBinder
 from .segmentation_node import DEFAULT_NODE_NAME, run_node
 
@@ -29,6 +28,9 @@ class LifecycleSegmentationNode(LifecycleNode):
     cleanup: free; shutdown: everything."""
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs) -> None:
+        # the pipeline (and torch) is imported when a node is built, so that --help is quick
+        from .pipeline import SegmentationPipeline
+
         super().__init__(node_name, **kwargs)
         self._configured = False
         self.pipeline = SegmentationPipeline(self, managed=True)
@@ -44,6 +46,8 @@ class LifecycleSegmentationNode(LifecycleNode):
         return self.pipeline.settings
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        from .pipeline import ModelLoadError
+
         try:
             settings = self.params.resolve()
             self.pipeline.load_model(settings)
@@ -92,7 +96,7 @@ class LifecycleSegmentationNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Runs the lifecycle node (unconfigured at start, driven by `ros2 lifecycle set`)."""
-    return run_node(LifecycleSegmentationNode, args)
+    return run_node(LifecycleSegmentationNode, args, lifecycle=True)
 
 
 if __name__ == "__main__":

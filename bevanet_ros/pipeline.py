@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from bevanet_core.serving.labels import label_info_json
-from bevanet_core.serving.params import NodeSettings
+from bevanet_core.serving.params import NodeSettings, ParameterError
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
-try:  # vision_msgs is not installable everywhere; see serving/labels.py for the fallback
+try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../shared/ros-src)
     from vision_msgs.msg import LabelInfo, VisionClass  # type: ignore
 except ImportError:
     LabelInfo = None
@@ -110,6 +111,23 @@ def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Ima
     return msg
 
 
+def start_foxglove_view(port: int) -> Any:
+    """The Foxglove live view on `port` (all interfaces); ParameterError when it cannot be."""
+    try:
+        from bevanet_core.serving.foxglove_view import FoxgloveView
+
+        return FoxgloveView(port=port, host="0.0.0.0")
+    except ImportError:
+        raise ParameterError(
+            "parameter 'foxglove_port' needs foxglove-sdk: pip install foxglove-sdk "
+            "(or the package's extra 'foxglove')"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken
+        raise ParameterError(
+            f"parameter 'foxglove_port': cannot serve on port {port}: {exc}"
+        ) from None
+
+
 def build_segmenter(settings: NodeSettings) -> Any:
     """A `bevanet_core.runtime.Segmenter` for `settings`; raises ModelLoadError with the cause."""
     if settings.model_path is not None:
@@ -154,6 +172,7 @@ class SegmentationPipeline:
         self._label_pubs: list[Any] = []
         self._diag_pub: Any = None
         self._diag_timer: Any = None
+        self._foxglove: Any = None
         self._last_reported_errors = 0
         self.active = False
 
@@ -210,11 +229,23 @@ class SegmentationPipeline:
             {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS}
             for i in range(len(s.input_topics))
         ]
-        self._label_pubs = [
-            make(String if LabelInfo is None else LabelInfo, "~/label_info", LATCHED_QOS),
-            make(String, "~/label_info_json", LATCHED_QOS),
-        ]
+        # ~/label_info is vision_msgs/LabelInfo or absent, never another type under the same
+        # name; ~/label_info_json (names and colours) is there on every install
+        self._label_pubs = [make(String, "~/label_info_json", LATCHED_QOS)]
+        if LabelInfo is not None:
+            self._label_pubs.append(make(LabelInfo, "~/label_info", LATCHED_QOS))
+        else:
+            self.node.get_logger().warning(
+                "vision_msgs is not installed: ~/label_info (vision_msgs/LabelInfo) is not "
+                "published; ~/label_info_json carries the class names and colours"
+            )
         self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if s.foxglove_port:
+            self._foxglove = start_foxglove_view(s.foxglove_port)
+            self.node.get_logger().info(
+                f"Foxglove live view of camera {s.cameras[0]!r} on ws://<this host>:"
+                f"{self._foxglove.port}"
+            )
         self._diag_timer = self.node.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
 
     def publish_label_info(self) -> None:
@@ -293,6 +324,9 @@ class SegmentationPipeline:
         self._subs = []
 
     def destroy_outputs(self) -> None:
+        if self._foxglove is not None:
+            self._foxglove.close()
+            self._foxglove = None
         destroy = (
             self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
         )
@@ -358,6 +392,15 @@ class SegmentationPipeline:
             pubs["overlay"].publish(array_to_imgmsg(overlay, "rgb8", header))
         if s.publish_confidence and res.confidence is not None:
             pubs["confidence"].publish(array_to_imgmsg(res.confidence, "mono8", header))
+        if self._foxglove is not None and out.camera == 0:
+            self._foxglove.publish(
+                header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
+                out.rgb,
+                res.color if res.color is not None else self.segmenter.colorize(res.mask),
+                self.segmenter.overlay(out.rgb, res.mask, s.overlay_alpha),
+                (time.monotonic() - out.received) * 1000.0,
+                header.frame_id,
+            )
 
     # ------------------------------------------------------------------ diagnostics
 

@@ -12,15 +12,15 @@ arguments, so several instances can share one process and executor.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from bevanet_core.serving.params import NodeSettings, ParameterError
+from bevanet_core.serving.params import NodeSettings, ParameterError, node_help
 
-from .pipeline import ModelLoadError, SegmentationPipeline
 from .ros_params import ParameterBinder
 
 DEFAULT_NODE_NAME = "segmentation"
@@ -31,6 +31,9 @@ class SegmentationNode(Node):
     when a parameter is bad or the model cannot be loaded."""
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, **kwargs) -> None:
+        # the pipeline (and torch) is imported when a node is built, so that --help is quick
+        from .pipeline import SegmentationPipeline
+
         super().__init__(node_name, **kwargs)
         self.pipeline = SegmentationPipeline(self, managed=False)
         try:
@@ -57,9 +60,27 @@ class SegmentationNode(Node):
         super().destroy_node()
 
 
-def run_node(node_factory, args: list[str] | None = None) -> int:
+def wants_help(args: list[str] | None = None) -> bool:
+    """-h/--help among the arguments before --ros-args (what follows belongs to ROS)."""
+    argv = list(sys.argv[1:] if args is None else args[1:])
+    if "--ros-args" in argv:
+        argv = argv[: argv.index("--ros-args")]
+    return any(a in ("-h", "--help") for a in argv)
+
+
+def run_node(node_factory, args: list[str] | None = None, lifecycle: bool = False) -> int:
     """rclpy.init, build, spin until Ctrl-C or shutdown, tear down; returns the exit code.
-    Start-up errors (bad parameter, missing weights) are logged as one clear line."""
+    Start-up errors (bad parameter, missing weights) are logged as one clear line.
+    `--help` prints the usage and the parameters and returns 0 without starting anything."""
+    if wants_help(args):
+        prog = os.path.basename(sys.argv[0]) if args is None else os.path.basename(args[0])
+        if prog in ("__main__.py", "segmentation_node.py", "lifecycle_segmentation_node.py", ""):
+            module = "lifecycle_segmentation_node" if lifecycle else "segmentation_node"
+            prog = f"python -m bevanet_ros.{module}"
+        sys.stdout.write(node_help(prog, DEFAULT_NODE_NAME, lifecycle=lifecycle))
+        return 0
+    from .pipeline import ModelLoadError
+
     rclpy.init(args=args)
     logger = rclpy.logging.get_logger(DEFAULT_NODE_NAME)
     node = None

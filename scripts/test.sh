@@ -22,6 +22,12 @@ for arg in "$@"; do
     fi
 done
 
+# launch, launch_ros and vision_msgs built from ../shared/ros-src by bootstrap.sh, if there
+if [[ -f .venv/ros-src/env.bash ]]; then
+    # shellcheck disable=SC1091
+    source .venv/ros-src/env.bash
+fi
+
 set +e
 .venv/bin/python -m pytest "${targets[@]}" -q "$@"
 rc=$?

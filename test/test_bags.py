@@ -268,8 +268,10 @@ def test_make_bag_from_video(tmp_path, shared_data):
 
 # ------------------------------------------------------------------------------- damaged bags
 def _big_bag(path: Path, storage: str, n: int = 24) -> int:
-    """Raw 128x128 frames: ~65 kB per frame, so an MCAP bag spans several 1 MB chunks."""
-    write_camera_bag(frames(n, 128, 128, labels=True), path, CameraBagOptions(storage=storage))
+    """Raw 128x128 frames: ~65 kB per frame, so an MCAP bag spans several 1 MB chunks; chunks
+    uncompressed, as `ros2 bag record` writes them."""
+    options = CameraBagOptions(storage=storage, compression="none")
+    write_camera_bag(frames(n, 128, 128, labels=True), path, options)
     return n
 
 

@@ -79,6 +79,7 @@ REQUIREMENT_IMPORTS = {
     "pyyaml": "yaml",
     "opencv-python-headless": "cv2",
     "opencv-python": "cv2",
+    "rosbags": "rosbags",
 }
 LOCAL_PACKAGES = frozenset({"bevanet_core", "bevanet_ros"})
 

@@ -210,12 +210,20 @@ def test_label_info_is_latched(served):
     assert [c["name"] for c in data["classes"]] == list(CAMVID_CLASSES)
     assert [c["color"] for c in data["classes"]] == [list(p) for p in CAMVID_PALETTE]
     assert data["ignore_index"] == 255
+    # ~/label_info carries vision_msgs/LabelInfo or nothing: never a String stand-in
+    types = dict(node.get_publisher_names_and_types_by_node(node.get_name(), "/"))
     try:
-        from vision_msgs.msg import LabelInfo  # noqa: F401
-    except ImportError:  # documented fallback: the same JSON on ~/label_info
-        fallback = probe.subscribe("/segmentation/label_info", String, latched=True)
-        assert fallback.wait_count(1, 20.0)
-        assert json.loads(fallback.items[0].data) == data
+        from vision_msgs.msg import LabelInfo
+    except ImportError:
+        assert "/segmentation/label_info" not in types
+        return
+    assert types["/segmentation/label_info"] == ["vision_msgs/msg/LabelInfo"]
+    label_info = probe.subscribe("/segmentation/label_info", LabelInfo, latched=True)
+    assert label_info.wait_count(1, 20.0), "no latched LabelInfo"
+    msg = label_info.items[0]
+    assert [(c.class_id, c.class_name) for c in msg.class_map] == list(
+        enumerate(CAMVID_CLASSES)
+    )
 
 
 def test_diagnostics(served):

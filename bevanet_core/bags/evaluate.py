@@ -28,8 +28,13 @@ from .writer import BagWriter
 
 MASK_TOPIC = "/segmentation/mask"
 COLOR_TOPIC = "/segmentation/color_mask"
-OVERLAY_TOPIC = "/segmentation/overlay"
+# the overlay is a picture for people: JPEG on image_transport's compressed topic; the label
+# and colour masks stay lossless (raw Image, in zstd-compressed MCAP chunks)
+OVERLAY_TOPIC = "/segmentation/overlay/compressed"
+OVERLAY_JPEG_QUALITY = 90
 OUTPUT_TOPICS = (MASK_TOPIC, COLOR_TOPIC, OVERLAY_TOPIC)
+# outputs of earlier versions (raw rgb8 overlay): never a camera, never copied into a new output
+PAST_OUTPUT_TOPICS = OUTPUT_TOPICS + ("/segmentation/overlay",)
 DEFAULT_LABEL_TOPIC = "/camera/labels"
 
 
@@ -173,7 +178,7 @@ def pick_image_topic(
                 f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image"
             )
         return wanted
-    cameras = [t for t in images if t != label_topic and t not in OUTPUT_TOPICS]
+    cameras = [t for t in images if t != label_topic and t not in PAST_OUTPUT_TOPICS]
     if len(cameras) == 1:
         return cameras[0]
     if not cameras:
@@ -473,12 +478,13 @@ class BagEvaluation:
 
     def _write_outputs(self, log_time, stamp, frame_id, mask, overlay) -> None:
         color = self.processor.colorize(mask)
-        for topic, image, encoding in (
-            (MASK_TOPIC, mask, "mono8"),
-            (COLOR_TOPIC, color, "rgb8"),
-            (OVERLAY_TOPIC, overlay, "rgb8"),
-        ):
+        for topic, image, encoding in ((MASK_TOPIC, mask, "mono8"), (COLOR_TOPIC, color, "rgb8")):
             self.writer.write(topic, log_time, messages.image_msg(image, encoding, stamp, frame_id))
+        self.writer.write(
+            OVERLAY_TOPIC,
+            log_time,
+            messages.compressed_msg(overlay, stamp, frame_id, "jpeg", OVERLAY_JPEG_QUALITY),
+        )
 
 
 def evaluate_bag(
@@ -505,7 +511,7 @@ def _open_output(
     try:
         if opt.copy_inputs:
             for info in topics.values():
-                if info.topic in OUTPUT_TOPICS:
+                if info.topic in PAST_OUTPUT_TOPICS:
                     continue  # an evaluated bag evaluated again: its old outputs are replaced
                 if reader.ros1 or not info.msgdef or not info.digest:
                     # ROS 1 types are converted; damaged bags lacking definitions use Humble
@@ -516,7 +522,8 @@ def _open_output(
                         info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest
                     )
         for topic in OUTPUT_TOPICS:
-            writer.add_topic(topic, messages.IMAGE)
+            kind = messages.COMPRESSED_IMAGE if topic == OVERLAY_TOPIC else messages.IMAGE
+            writer.add_topic(topic, kind)
     except BaseException:
         writer.abort()
         raise
@@ -524,7 +531,7 @@ def _open_output(
 
 
 def _copy_input(writer: BagWriter, reader: BagReader, raw: RawMessage, res: BagResult) -> None:
-    if raw.topic in OUTPUT_TOPICS:
+    if raw.topic in PAST_OUTPUT_TOPICS:
         return
     if raw.topic not in writer.counts:
         if raw.topic not in res.uncopied_topics:

@@ -214,8 +214,69 @@ def write_plot(report: dict, latencies_ms: Sequence[float], path: PathLike) -> P
         plt.close(fig)
 
 
+class _PyAVWriter:
+    """H.264 (libx264, yuv420p, +faststart) through PyAV: the MP4 that browsers play."""
+
+    codec = "H.264 (libx264 via PyAV)"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        from fractions import Fraction
+
+        import av
+
+        if "libx264" not in av.codecs_available:
+            raise ValueError("this PyAV build has no libx264 encoder")
+        self._av = av
+        w, h = size
+        self._even = (w - w % 2, h - h % 2)  # yuv420p needs even sides
+        self._out = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001)
+        self._stream = self._out.add_stream("libx264", rate=rate)
+        self._stream.width, self._stream.height = self._even
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": "23", "preset": "veryfast"}
+
+    def write(self, rgb: np.ndarray) -> None:
+        w, h = self._even
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[:h, :w]), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._out.mux(packet)
+
+    def release(self) -> None:
+        for packet in self._stream.encode():
+            self._out.mux(packet)
+        self._out.close()
+
+
+class _OpenCVWriter:
+    """MPEG-4 Part 2 ('mp4v') through OpenCV: what the pip OpenCV wheels can always write
+    (they carry no H.264 encoder); VLC and ffmpeg play it, most browsers do not."""
+
+    codec = "MPEG-4 Part 2 (OpenCV mp4v; install PyAV, extra 'video', for H.264)"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self._writer.isOpened():
+            raise ValueError(f"OpenCV cannot write an mp4v video to {path}")
+
+    def write(self, rgb: np.ndarray) -> None:
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def release(self) -> None:
+        self._writer.release()
+
+
+def _video_writer(path: Path, fps: float, size: tuple[int, int]):
+    """H.264 where PyAV with libx264 is installed, else OpenCV's mp4v (`.codec` says which)."""
+    try:
+        return _PyAVWriter(path, fps, size)
+    except (ImportError, ValueError):
+        return _OpenCVWriter(path, fps, size)
+
+
 class VideoSink:
-    """Overlay frames to an mp4 (OpenCV 'mp4v'), written to a temp name and renamed on close.
+    """Overlay frames to an mp4, written to a temp name and renamed on close: H.264 when PyAV
+    (with libx264) is installed, MPEG-4 Part 2 otherwise; `.codec` names the one used.
 
     Without an explicit fps the rate is taken from the first two frame stamps (the camera rate).
     """
@@ -226,25 +287,23 @@ class VideoSink:
             raise ValueError(f"video path {self.path} should end in .mp4")
         self.fps = float(fps) if fps else None
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
-        self._writer: cv2.VideoWriter | None = None
+        self._writer = None
         self._pending: tuple | None = None
         self._size = (0, 0)
         self.frames = 0
+        self.codec: str | None = None
 
     def _open(self, first: np.ndarray, fps: float) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         h, w = first.shape[:2]
         self._size = (w, h)
-        self._writer = cv2.VideoWriter(
-            str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h)
-        )
-        if not self._writer.isOpened():
-            raise ValueError(f"OpenCV cannot write an mp4v video to {self.path}")
+        self._writer = _video_writer(self._tmp, fps, (w, h))
+        self.codec = self._writer.codec
 
     def _put(self, rgb: np.ndarray) -> None:
         if (rgb.shape[1], rgb.shape[0]) != self._size:
             rgb = cv2.resize(rgb, self._size)
-        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self._writer.write(rgb)
         self.frames += 1
 
     def write(self, rgb: np.ndarray, stamp_ns: int | None = None) -> None:

@@ -23,7 +23,7 @@ from typing import Any, Union
 
 import numpy as np
 from rosbags.interfaces import Connection
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
 from ..paths import overlap
 from . import messages
@@ -31,6 +31,9 @@ from . import messages
 log = logging.getLogger(__name__)
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+# MCAP chunk compression: every chunk zstd-compressed inside the .mcap, which rosbag2's MCAP
+# plugin, Foxglove, the mcap CLI and rosbags all read as is (no `ros2 bag decompress` step).
+COMPRESSIONS = ("zstd", "none")
 BAG_VERSION = 8  # readable by rosbag2 from Iron on, and by rosbags / Foxglove
 
 
@@ -116,9 +119,17 @@ class BagWriter:
         overwrite: bool = False,
         custom_data: dict[str, str] | None = None,
         inputs: Sequence[Union[str, Path]] = (),
+        compression: str = "zstd",
     ):
         if storage not in STORAGES:
             raise BagWriteError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
+        if compression not in COMPRESSIONS:
+            raise BagWriteError(
+                f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
+            )
+        # sqlite3 bags stay uncompressed: per-message compression there needs a decompressing
+        # reader on the other side
+        self.compression = compression if storage == "mcap" else "none"
         self.path = Path(path)
         self.storage = storage
         self.overwrite = overwrite
@@ -158,6 +169,8 @@ class BagWriter:
             version=BAG_VERSION,
             storage_plugin=STORAGES[self.storage],
         )
+        if self.compression == "zstd":
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         for key, value in self.custom_data.items():
             self._writer.set_custom_data(key, str(value))
         self._writer.open()
@@ -249,6 +262,7 @@ class CameraBagOptions:
 
     rate: float = 10.0
     storage: str = "mcap"
+    compression: str = "zstd"  # MCAP chunk compression ("none": as `ros2 bag record` writes)
     compressed: bool = False
     jpeg_quality: int = 90
     image_topic: str = "/camera/image_raw"
@@ -308,7 +322,13 @@ def write_camera_bag(
     }
     n = n_labels = 0
     size: tuple | None = None
-    with BagWriter(out, storage=opt.storage, overwrite=opt.overwrite, custom_data=custom) as bag:
+    with BagWriter(
+        out,
+        storage=opt.storage,
+        overwrite=opt.overwrite,
+        custom_data=custom,
+        compression=opt.compression,
+    ) as bag:
         bag.add_topic(image_topic, messages.COMPRESSED_IMAGE if opt.compressed else messages.IMAGE)
         bag.add_topic(opt.info_topic, messages.CAMERA_INFO)
         for i, frame in enumerate(frames):

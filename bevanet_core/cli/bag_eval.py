@@ -45,7 +45,15 @@ from ..bags.evaluate import (
 )
 from ..bags.writer import BagWriteError
 from ..paths import overlap
-from .common import add_model_args, build_segmenter
+from .common import (
+    DefaultsFormatter,
+    add_foxglove_args,
+    add_model_args,
+    build_segmenter,
+    extras_guard,
+    foxglove_callback,
+    start_foxglove,
+)
 from .validate import check_output_file, float_range, int_range, topic_name
 
 # (command-line arguments, the in-process processor) -> a processor that drives a running node
@@ -111,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bevanet-bag-eval",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument(
         "bags",
@@ -168,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=int_range(0), default=1, help="first frames left out of the latency statistics"
     )
     add_model_args(p)
+    add_foxglove_args(p)
     n = p.add_argument_group("deployed node (needs rclpy)")
     n.add_argument(
         "--through-node",
@@ -317,6 +326,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, world_
     return outs
 
 
+@extras_guard("bevanet-bag-eval")
 def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -340,6 +350,15 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
             video = report.VideoSink(args.video)
         except ValueError as err:
             parser.error(str(err))
+    view = start_foxglove(args, "bevanet-bag-eval")
+    live = foxglove_callback(view, processor.colorize) if view is not None else None
+
+    def on_frame(rec) -> None:
+        if video is not None:
+            video.write(rec.overlay, rec.stamp)
+        if live is not None:
+            live(rec)
+
     options = EvalOptions(
         image_topic=args.image_topic,
         label_topic=label_topic,
@@ -350,7 +369,7 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
         out_storage=args.out_format,
         overwrite=args.overwrite,
         copy_inputs=not args.no_copy_inputs,
-        frame_callback=(lambda rec: video.write(rec.overlay, rec.stamp)) if video else None,
+        frame_callback=on_frame if video is not None or live is not None else None,
     )
     indices = shard(list(range(len(args.bags))), ctx.rank, ctx.world_size)
     try:
@@ -375,6 +394,8 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
     finally:
         if hasattr(processor, "shutdown"):
             processor.shutdown()
+        if view is not None:
+            view.close()
     video_path = video.close() if video is not None else None
     code = report_results(args, ctx, seg, processor, local, label_topic, label_source, video_path)
     finish(ctx)

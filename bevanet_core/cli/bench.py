@@ -16,6 +16,7 @@ from ..imaging.processing import UPSAMPLE_MODES
 from ..models import list_models
 from ..runtime.backend import PRECISIONS
 from ..runtime.segmenter import BACKENDS
+from .common import extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@extras_guard("bevanet-bench")
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

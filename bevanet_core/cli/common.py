@@ -2,10 +2,93 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
+import sys
+from collections.abc import Callable
 
-from ..names import BACKENDS, PRECISIONS, RESIZE_MODES
+from ..options import BACKENDS, PRECISIONS, RESIZE_MODES
 from ..serving.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
 from .validate import int_range
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" once: not where the help already names its default, and not for
+    None or False (flags and options whose absence has its own meaning, said in the help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text + " (default: %(default)s)"
+        return text
+
+
+# module -> the extra of setup.py that installs it (pip install 'bevanet_ros[EXTRA]')
+EXTRAS = {
+    "onnx": "onnx",
+    "onnxruntime": "onnx",
+    "onnxscript": "onnx",
+    "openvino": "openvino",
+    "tensorboard": "train",
+    "tqdm": "train",
+    "matplotlib": "train",
+    "foxglove": "foxglove",
+}
+
+
+def missing_extra_line(prog: str, module: str, what: str = "") -> str:
+    """One line naming what to install for `module` (top-level name)."""
+    top = module.split(".")[0]
+    extra = EXTRAS.get(top)
+    need = f"{what} needs" if what else "needs"
+    if extra is None:
+        return f"{prog}: {need} the Python module {top!r}, which is not installed"
+    return (
+        f"{prog}: {need} {top!r}, which is not installed: "
+        f"pip install -e '.[{extra}]' (or pip install 'bevanet_ros[{extra}]')"
+    )
+
+
+def require(prog: str, modules: tuple[str, ...], what: str = "") -> None:
+    """Exits with status 2 and one line naming the extra when a module is missing."""
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            print(missing_extra_line(prog, module, what), file=sys.stderr)
+            raise SystemExit(2)
+
+
+def extras_guard(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Decorates a console script's main: a ModuleNotFoundError of an optional dependency
+    (anywhere below it) becomes one line naming the extra to install, and status 2."""
+
+    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def guarded(*args, **kwargs) -> int:
+            try:
+                return main(*args, **kwargs)
+            except ModuleNotFoundError as err:
+                name = (err.name or "").split(".")[0]
+                if name not in EXTRAS:
+                    raise
+                print(missing_extra_line(prog, name), file=sys.stderr)
+                return 2
+
+        return guarded
+
+    return wrap
+
+
+def backend_for_weights(weights: str | None, backend: str) -> str:
+    """The backend a weights file implies when --backend is left at torch, which cannot run
+    it: .onnx -> onnxruntime, .engine/.plan/.trt -> tensorrt; otherwise `backend` unchanged
+    (e.g. --backend openvino with an .onnx file)."""
+    if weights is None or backend != "torch":
+        return backend
+    suffix = str(weights).lower().rsplit(".", 1)[-1]
+    implied = {"onnx": "onnxruntime", "engine": "tensorrt", "plan": "tensorrt", "trt": "tensorrt"}
+    return implied.get(suffix, backend)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -17,13 +100,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="checkpoint (.safetensors/.pt), .onnx or TensorRT engine; default: the shipped model",
     )
     g.add_argument("--variant", default=None, help="expected variant (checked against the weights)")
-    g.add_argument("--backend", default="torch", choices=BACKENDS)
+    g.add_argument(
+        "--backend",
+        default="torch",
+        choices=BACKENDS,
+        help="inference backend (default: torch; onnxruntime for .onnx weights, tensorrt for "
+        ".engine/.plan)",
+    )
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: fp32)")
     g.add_argument(
         "--input-size", default=None, help="network input WxH, multiples of 8 (default: from the weights)"
     )
-    g.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
+    g.add_argument(
+        "--resize",
+        default="stretch",
+        choices=RESIZE_MODES,
+        help="fit frames to the network input (default: stretch)",
+    )
     g.add_argument(
         "--threads",
         type=int_range(1, 4096),
@@ -70,8 +164,68 @@ def build_segmenter(args: argparse.Namespace, **overrides):
         import torch
 
         torch.set_num_threads(args.threads)
+    args.backend = backend_for_weights(args.weights, args.backend)
     fields = dict(weights=args.weights, variant=args.variant, backend=args.backend, device=args.device,
                   precision=args.precision, input_size=args.input_size, resize=args.resize,
                   allow_nonfinite=getattr(args, "allow_nonfinite_weights", False))
     fields.update(overrides)
     return Segmenter(SegmenterConfig(**fields))
+
+
+def add_foxglove_args(p: argparse.ArgumentParser) -> None:
+    """--foxglove [PORT]: the live view of bevanet_core.serving.foxglove_view."""
+    from ..serving.foxglove_view import DEFAULT_PORT
+
+    g = p.add_argument_group("live view in Foxglove / Lichtblick (needs foxglove-sdk)")
+    g.add_argument(
+        "--foxglove",
+        nargs="?",
+        type=int,
+        const=DEFAULT_PORT,
+        default=None,
+        metavar="PORT",
+        help="serve the camera image, colour mask, overlay and latency over the Foxglove "
+        f"WebSocket protocol on ws://HOST:PORT (PORT default: {DEFAULT_PORT}; 0 picks a free "
+        "one); in Foxglove: Open connection > Foxglove WebSocket",
+    )
+    g.add_argument(
+        "--foxglove-host",
+        default="127.0.0.1",
+        help="address the live view listens on; 0.0.0.0 lets a laptop on the network connect",
+    )
+    g.add_argument(
+        "--foxglove-wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for a viewer to subscribe before starting; 0 starts at once",
+    )
+
+
+def start_foxglove(args: argparse.Namespace, prog: str):
+    """The FoxgloveView that --foxglove asks for (None without it); waits for a viewer."""
+    if args.foxglove is None:
+        return None
+    require(prog, ("foxglove",), "--foxglove")
+    from ..serving.foxglove_view import FoxgloveView
+
+    try:
+        view = FoxgloveView(port=args.foxglove, host=args.foxglove_host)
+    except Exception as err:  # noqa: BLE001 - e.g. the port is taken: say so, in one line
+        raise SystemExit(f"{prog}: cannot serve the Foxglove live view on port {args.foxglove}: "
+                         f"{err}") from None
+    print(f"{prog}: Foxglove live view on {view.url}", flush=True)
+    if args.foxglove_wait > 0:
+        print(f"{prog}: waiting up to {args.foxglove_wait:g} s for a viewer to subscribe",
+              flush=True)
+        if not view.wait_for_viewer(args.foxglove_wait):
+            print(f"{prog}: no viewer yet; starting anyway", flush=True)
+    return view
+
+
+def foxglove_callback(view, colorize: Callable):
+    """A frame callback that sends a FrameRecord to `view`."""
+
+    def send(rec) -> None:
+        view.publish(rec.stamp, rec.rgb, colorize(rec.mask), rec.overlay, rec.latency_ms)
+
+    return send

@@ -38,7 +38,7 @@ from ..bags.evaluate import (
     evaluate_bag,
 )
 from ..bags.reader import BagReadError
-from ..bags.writer import BagWriteError
+from ..bags.writer import BagWriteError, bag_size
 from .bag_eval import (
     NodeClientFactory,
     build_processor,
@@ -47,7 +47,14 @@ from .bag_eval import (
     model_meta,
     summary_line,
 )
-from .common import add_model_args
+from .common import (
+    DefaultsFormatter,
+    add_foxglove_args,
+    add_model_args,
+    extras_guard,
+    foxglove_callback,
+    start_foxglove,
+)
 from .validate import check_output_dir, float_range, int_range, topic_name
 
 # (command-line arguments, log file) -> the started node's process
@@ -99,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bevanet-demo",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     p.add_argument(
         "--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)"
@@ -153,9 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="(--through-node) seconds to wait for each mask before counting the frame dropped",
     )
     add_model_args(p)
+    add_foxglove_args(p)
     return p
 
 
+@extras_guard("bevanet-demo")
 def main(
     argv: Sequence[str] | None = None,
     node_client: NodeClientFactory | None = None,
@@ -217,12 +226,24 @@ def stop_process(node: subprocess.Popen, timeout_s: float = 15.0) -> None:
 
 
 def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> int:
+    view = start_foxglove(args, "bevanet-demo")
+    try:
+        return _replay_to(args, bag, out, seg, processor, view)
+    finally:
+        if view is not None:
+            view.close()
+
+
+def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, view) -> int:
     video = None if args.no_video else report.VideoSink(out / "overlay.mp4")
     shown = [0.0]
+    live = foxglove_callback(view, processor.colorize) if view is not None else None
 
     def on_frame(rec: FrameRecord) -> None:
         if video is not None and rec.overlay is not None:
             video.write(rec.overlay, rec.stamp)
+        if live is not None:
+            live(rec)
         now = time.monotonic()
         if now - shown[0] > 2.0:
             shown[0] = now
@@ -257,8 +278,12 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
     }
     summary = build_report([result], processor.class_names, None, meta)
     written = {
-        "output bag": result.out_bag,
-        "overlay video": str(video_path) if video_path else None,
+        "output bag": (
+            f"{result.out_bag} ({bag_size(Path(result.out_bag)) / 1e6:.1f} MB)"
+            if result.out_bag
+            else None
+        ),
+        "overlay video": f"{video_path} ({video.codec})" if video_path else None,
         "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png"),
         "report (JSON)": report.write_json(summary, out / "report.json"),
         "report (markdown)": report.write_markdown(summary, out / "report.md"),

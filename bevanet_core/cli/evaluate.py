@@ -9,7 +9,7 @@ from typing import List, Optional
 from ..checkpoint import CheckpointError
 from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
-from .common import add_model_args, apply_input_policy, build_segmenter
+from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
 from .validate import check_input, check_output_dir, check_output_file, int_range
 
 
@@ -17,6 +17,7 @@ def _round8(x: int) -> int:
     return max(8, (x + 7) // 8 * 8)
 
 
+@extras_guard("bevanet-eval")
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
-from ..names import RESIZE_MODES
+from ..options import RESIZE_MODES
+from .common import extras_guard, require
 from .validate import check_input, check_output_file, float_range, int_range
 
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@extras_guard("bevanet-export")
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -125,6 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "deployment domain (e.g. the training images) to calibrate the Q/DQ scales"
             )
         if export_needed:
+            require("bevanet-export", ("onnx",), "exporting to ONNX")
             meta = _export(args, onnx_path)
             w, h = meta.input_size
             print(

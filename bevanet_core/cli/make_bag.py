@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..bags import sources
 from ..bags.writer import BagWriteError, CameraBagOptions, write_camera_bag
-from .common import add_input_policy_args, apply_input_policy
+from .common import DefaultsFormatter, add_input_policy_args, apply_input_policy, extras_guard
 from .validate import check_input, check_output_dir, float_range, int_range, topic_name
 
 # ROS 2 stamps hold seconds in an int32: the last frame must stay below 2^31 s
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Labels from --labels are stored as they are; --void-label V maps "
         "V to 255. --dataset reads labels through bevanet_core.data "
         "(CamVid void 11 -> 255), as bevanet-eval does.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsFormatter,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of images, recorded in file-name order")
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@extras_guard("bevanet-make-bag")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..serving.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
-from .common import add_model_args, apply_input_policy, build_segmenter
+from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
 from .validate import check_output_dir, float_range, int_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -67,6 +67,7 @@ def video_fps(path: Path) -> float:
     return fps
 
 
+@extras_guard("bevanet-predict")
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("input", help="an image, a folder of images, or a video file")

@@ -9,8 +9,10 @@ from typing import List, Optional
 
 from ..data.datasets import DatasetError
 from ..training.pretrain import PretrainConfig, pretrain
+from .common import extras_guard
 
 
+@extras_guard("bevanet-pretrain")
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip(),
                                 epilog="The run writes backbone.safetensors: pass it to segmentation "

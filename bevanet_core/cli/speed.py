@@ -18,6 +18,7 @@ import torch
 from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
 from ..imaging.geometry import parse_size
+from .common import extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
@@ -37,6 +38,7 @@ def fast_paths(device: str) -> List[Tuple[str, str]]:
     return paths
 
 
+@extras_guard("bevanet-speed")
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--variant", default="bevanet_s", choices=list_models())

@@ -9,9 +9,11 @@ from typing import List, Optional
 from ..data.datasets import DatasetError
 from ..training.config import load_config
 from ..training.engine import train
+from .common import extras_guard
 from .validate import check_input, check_output_dir
 
 
+@extras_guard("bevanet-train")
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                      epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...")

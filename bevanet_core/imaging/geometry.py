@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..names import RESIZE_MODES  # noqa: F401 - defined without torch, re-exported
+from ..options import RESIZE_MODES
 
 Size = Tuple[int, int]  # (width, height)
 DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one

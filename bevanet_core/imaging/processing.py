@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..options import UPSAMPLE_MODES
 from .encodings import to_rgb_chw
 from .geometry import ResizePlan
 
-UPSAMPLE_MODES = ("logits", "labels")
 # upsampled logits larger than this (bytes) are made band by band, so that a huge frame (an
 # 8000x6000 camera: 2.1 GB of 11-class float logits at once) needs one band of memory
 BAND_BYTES = 256 * 1024 * 1024

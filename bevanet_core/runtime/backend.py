@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..names import PRECISIONS  # noqa: F401 - defined without torch, re-exported
+from ..options import PRECISIONS  # noqa: F401 - part of this module's interface
 
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -30,7 +30,14 @@ from ..imaging.geometry import (
     resolve_input_size,
 )
 from ..imaging.processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
-from ..names import BACKENDS  # noqa: F401 - defined without torch, re-exported
+from ..options import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_DEVICE,
+    DEFAULT_PRECISION,
+    DEFAULT_RESIZE,
+    DEFAULT_UPSAMPLE,
+)
 
 
 @dataclasses.dataclass
@@ -51,12 +58,12 @@ class SegmenterConfig:
 
     weights: Optional[str] = None
     variant: Optional[str] = None
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str = "fp32"
+    backend: str = DEFAULT_BACKEND
+    device: str = DEFAULT_DEVICE
+    precision: str = DEFAULT_PRECISION
     input_size: Optional[Union[Size, str]] = None
-    resize: str = "stretch"
-    upsample: str = "logits"
+    resize: str = DEFAULT_RESIZE
+    upsample: str = DEFAULT_UPSAMPLE
     antialias: bool = False
     max_batch: int = 8
     fold_bn: bool = True

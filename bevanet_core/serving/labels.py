@@ -1,8 +1,9 @@
 """Class names and colours for the latched label topic (plain Python, no ROS).
 
-`vision_msgs/LabelInfo` carries ids and names only; where vision_msgs is missing the node
-publishes the fallback below as a `std_msgs/String` on the same topic, and always publishes it on
-`~/label_info_json` (it also carries the colours that LabelInfo has no field for).
+The node publishes `vision_msgs/LabelInfo` (ids and names) on `~/label_info` where vision_msgs
+imports, and always the JSON below as a `std_msgs/String` on `~/label_info_json`: it also
+carries the colours that LabelInfo has no field for, and it is there on installs without
+vision_msgs. One topic name never carries two types.
 """
 
 from __future__ import annotations

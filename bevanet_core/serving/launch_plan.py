@@ -51,6 +51,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "Camera image topics, comma separated "
         "(e.g. /front/image_raw,/rear/image_raw); one subscription each",
     ),
+    (
+        "params_file",
+        "",
+        "Node parameter YAML ('/**: ros__parameters: ...'); empty = config/" + PARAMS_FILE
+        + " from the package share",
+    ),
     ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
     ("node_name", NODE_NAME, "Name of the segmentation node"),
     ("use_sim_time", "false", "Use /clock (true when replaying bags with --clock)"),
@@ -149,12 +155,14 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
     combination fails at launch time with the same message the node would give.
     """
     variant = str(args.get("variant", DEFAULT_WEIGHTS_VARIANT)).strip()
-    path = params_file(share_dir)
+    given = str(args.get("params_file", "")).strip()
+    path = os.path.abspath(os.path.expanduser(given)) if given else params_file(share_dir)
     per_variant = variant_parameters(variant)
     overrides = node_overrides(args)
     if check_file:
         if not os.path.isfile(path):
-            raise ValueError(f"parameter file not found: {path}")
+            which = "launch argument 'params_file'" if given else "parameter file"
+            raise ValueError(f"{which}: {path} does not exist")
         merged = load_params_file(path)
         merged.update(per_variant)
         merged.update(overrides)

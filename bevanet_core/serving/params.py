@@ -12,15 +12,25 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..models import list_models
-from ..runtime.backend import PRECISIONS
-from ..imaging.geometry import RESIZE_MODES
-from ..imaging.processing import UPSAMPLE_MODES
-from ..runtime.segmenter import BACKENDS, SegmenterConfig
+from ..options import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_DEVICE,
+    DEFAULT_PRECISION,
+    DEFAULT_RESIZE,
+    DEFAULT_UPSAMPLE,
+    PRECISIONS,
+    RESIZE_MODES,
+    SEGMENTATION_MODEL_NAMES,
+    UPSAMPLE_MODES,
+)
 
-VARIANTS = tuple(list_models())
+if TYPE_CHECKING:
+    from ..runtime.segmenter import SegmenterConfig
+
+VARIANTS = SEGMENTATION_MODEL_NAMES
 TRANSPORTS = ("raw", "compressed")
 INPUT_QOS = ("sensor_data", "best_effort", "reliable", "system_default")
 OUTPUT_QOS = ("reliable", "best_effort")
@@ -30,7 +40,13 @@ _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 # a relative or absolute ROS topic name, no substitutions ("image", "/cam/front/image_raw", "~/x")
 _TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
 _TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RUNTIME = {f.name: f.default for f in dataclasses.fields(SegmenterConfig)}
+_RUNTIME = {
+    "backend": DEFAULT_BACKEND,
+    "device": DEFAULT_DEVICE,
+    "precision": DEFAULT_PRECISION,
+    "resize": DEFAULT_RESIZE,
+    "upsample": DEFAULT_UPSAMPLE,
+}
 # parameters that are SegmenterConfig fields of the same meaning
 RUNTIME_PARAMS = ("backend", "device", "precision", "resize", "upsample")
 
@@ -241,6 +257,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD
     ),
+    ParamSpec(
+        "foxglove_port",
+        0,
+        "Also serve the first camera's image, colour mask, overlay and latency to Foxglove or "
+        "Lichtblick over the Foxglove WebSocket protocol on this port of every interface "
+        "(needs foxglove-sdk); 0 = off." + _RELOAD,
+        int_range=(0, 65535, 1),
+    ),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 
@@ -366,6 +390,8 @@ class NodeSettings(_SettingsFields):
     def segmenter_config(self) -> SegmenterConfig:
         """The runtime's config: every parameter that is a `SegmenterConfig` field, the model
         path and the input size."""
+        from ..runtime.segmenter import SegmenterConfig
+
         same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
         same.update(variant=self.variant or None, input_size=self.input_size)
         return SegmenterConfig(
@@ -446,5 +472,72 @@ def params_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
+
+def _help_default(spec: ParamSpec) -> str:
+    if spec.type_name == "str_list" and not spec.default:
+        return "(none)"
+    return _yaml_value(spec.default)
+
+
+def node_help(prog: str, node_name: str = "segmentation", lifecycle: bool = False) -> str:
+    """`--help` text of the node executables: usage, then every parameter with its type,
+    default and description (what `ros2 param describe` would show on a running node)."""
+    start = (
+        f"Starts unconfigured; drive it with `ros2 lifecycle set /{node_name} configure` and "
+        "`activate`."
+        if lifecycle
+        else "Loads the model at start and serves until Ctrl-C."
+    )
+    lines = [
+        f"usage: {prog} [-h] [--ros-args -r image:=TOPIC -p NAME:=VALUE ... "
+        "--params-file FILE]",
+        "",
+        "BEVANet semantic segmentation node: sensor_msgs/Image in on `image` (one topic per",
+        "entry of input_topics), label masks out on ~/mask (mono8 class ids, 255 = unlabeled),",
+        "~/color_mask and ~/overlay (rgb8), ~/confidence, latched ~/label_info",
+        "(vision_msgs/LabelInfo) and ~/label_info_json (std_msgs/String), /diagnostics.",
+        start,
+        "",
+        "examples:",
+        f"  {prog} --ros-args -r image:=/camera/image_raw",
+        f"  {prog} --ros-args -p weights:=model.safetensors -p backend:=onnxruntime",
+        f"  {prog} --ros-args --params-file config/segmentation.yaml",
+        "",
+        "parameters (NAME  TYPE  default: VALUE; read-only ones need a restart to change):",
+    ]
+    for spec in PARAMS:
+        head = f"  {spec.name}  {spec.type_name}  default: {_help_default(spec)}"
+        lines.append(head + ("" if spec.read_only else "  (dynamic)"))
+        text = spec.description.replace(_RELOAD, "")
+        if spec.constraints:
+            text += f" ({spec.constraints})"
+        lines.extend("      " + part for part in _wrap(text, 88))
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
+
+
+
+def params_markdown() -> str:
+    """The parameter table of the README (`python -m bevanet_core.serving.params --markdown`)."""
+    rows = ["| parameter | type | default | what |", "| --- | --- | --- | --- |"]
+    for spec in PARAMS:
+        text = spec.description.replace(_RELOAD, "")
+        if spec.constraints and not spec.choices:
+            text += f" ({spec.constraints})"
+        elif spec.choices and len(spec.choices) <= 6:
+            text += " (" + spec.constraints + ")"
+        text += "" if spec.read_only else " Dynamic."
+        default = _help_default(spec).replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | {spec.type_name} | `{default}` | {text} |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    print(params_yaml(), end="")
+    import sys
+
+    print(params_markdown() if "--markdown" in sys.argv[1:] else params_yaml(), end="")

@@ -1,0 +1,153 @@
+"""A live view in Foxglove (or Lichtblick) without ROS or RViz: the Foxglove WebSocket protocol,
+served from this process by the `foxglove-sdk` package (`pip install 'bevanet_ros[foxglove]'`).
+
+    view = FoxgloveView(port=8765)          # ws://127.0.0.1:8765: "Open connection" in Foxglove
+    view.publish(stamp_ns, rgb, color, overlay, latency_ms)
+    view.close()
+
+Channels (Foxglove's own schemas, so the Image and Plot panels show them as they are):
+  /camera/image               foxglove.RawImage rgb8: the frame that was segmented
+  /segmentation/color_mask    foxglove.RawImage rgb8: the class colours (lossless)
+  /segmentation/overlay       foxglove.CompressedImage jpeg: colour mask blended on the frame
+  /segmentation/latency       JSON {"latency_ms": ...}: plot `/segmentation/latency.latency_ms`
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import cv2
+import numpy as np
+
+DEFAULT_PORT = 8765
+CAMERA_TOPIC = "/camera/image"
+COLOR_TOPIC = "/segmentation/color_mask"
+OVERLAY_TOPIC = "/segmentation/overlay"
+LATENCY_TOPIC = "/segmentation/latency"
+_LATENCY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "timestamp": {
+            "type": "object",
+            "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}},
+        },
+        "latency_ms": {"type": "number"},
+        "frame": {"type": "integer"},
+    },
+}
+
+
+class FoxgloveView:
+    """A Foxglove WebSocket server with the segmentation channels. `port=0` picks a free port
+    (read it back from `.port`). Raises ImportError without foxglove-sdk, OSError when the port
+    cannot be bound."""
+
+    def __init__(
+        self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", frame_id: str = "camera"
+    ):
+        import foxglove
+        from foxglove.channels import CompressedImageChannel, RawImageChannel
+        from foxglove.websocket import ServerListener
+
+        viewer = threading.Event()
+
+        class _Listener(ServerListener):
+            def on_subscribe(self, client: Any, channel: Any) -> None:
+                viewer.set()
+
+        self._viewer = viewer
+        self.frame_id = frame_id
+        self.frames = 0
+        self._context = foxglove.Context()
+        self.server = foxglove.start_server(
+            name="bevanet",
+            host=host,
+            port=int(port),
+            context=self._context,
+            server_listener=_Listener(),
+        )
+        self.host = host
+        self.port = int(self.server.port)
+        ctx = self._context
+        self._camera = RawImageChannel(CAMERA_TOPIC, context=ctx)
+        self._color = RawImageChannel(COLOR_TOPIC, context=ctx)
+        self._overlay = CompressedImageChannel(OVERLAY_TOPIC, context=ctx)
+        self._latency = foxglove.Channel(
+            LATENCY_TOPIC,
+            message_encoding="json",
+            schema=foxglove.Schema(
+                name="bevanet.Latency",
+                encoding="jsonschema",
+                data=json.dumps(_LATENCY_SCHEMA).encode(),
+            ),
+            context=ctx,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    def wait_for_viewer(self, timeout_s: float) -> bool:
+        """Blocks until a client subscribes to any channel (True) or `timeout_s` passes."""
+        return self._viewer.wait(timeout_s)
+
+    def publish(
+        self,
+        stamp_ns: int,
+        rgb: np.ndarray | None,
+        color: np.ndarray | None,
+        overlay: np.ndarray | None,
+        latency_ms: float | None,
+        frame_id: str | None = None,
+    ) -> None:
+        """Sends one frame's images and latency (each part is skipped when None); `frame_id`
+        defaults to the view's."""
+        from foxglove.messages import CompressedImage, RawImage, Timestamp
+
+        sec, nsec = divmod(int(stamp_ns), 1_000_000_000)
+        ts = Timestamp(sec=sec, nsec=nsec)
+        frame_id = self.frame_id if frame_id is None else frame_id
+
+        def raw(image: np.ndarray) -> Any:
+            image = np.ascontiguousarray(image, dtype=np.uint8)
+            h, w = image.shape[:2]
+            return RawImage(
+                timestamp=ts,
+                frame_id=frame_id,
+                width=w,
+                height=h,
+                encoding="rgb8",
+                step=w * 3,
+                data=image.tobytes(),
+            )
+
+        if rgb is not None:
+            self._camera.log(raw(rgb), log_time=int(stamp_ns))
+        if color is not None:
+            self._color.log(raw(color), log_time=int(stamp_ns))
+        if overlay is not None:
+            ok, buf = cv2.imencode(
+                ".jpg", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
+            )
+            if ok:
+                self._overlay.log(
+                    CompressedImage(
+                        timestamp=ts, frame_id=frame_id, data=buf.tobytes(), format="jpeg"
+                    ),
+                    log_time=int(stamp_ns),
+                )
+        if latency_ms is not None:
+            self._latency.log(
+                {
+                    "timestamp": {"sec": sec, "nsec": nsec},
+                    "latency_ms": float(latency_ms),
+                    "frame": self.frames,
+                },
+                log_time=int(stamp_ns),
+            )
+        self.frames += 1
+
+    def close(self) -> None:
+        self.server.stop()
