@@ -22,7 +22,7 @@ PACKAGE = "bevanet_ros"
 
 def _missing(err: ImportError) -> int:
     print(
-        f"bevanet-launch: needs the ROS 2 `launch` and `launch_ros` packages ({err}); source a "
+        f"bevanet-launch: error: needs the ROS 2 `launch` and `launch_ros` packages ({err}); source a "
         "ROS 2 installation, or run scripts/bootstrap.sh beside ../shared/ros-src",
         file=sys.stderr,
     )
@@ -86,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         path = find_launch_file(package, name)
         values = parse_launch_arguments(assignments)
     except (FileNotFoundError, ValueError) as err:
-        print(f"bevanet-launch: {err}", file=sys.stderr)
+        print(f"bevanet-launch: error: {err}", file=sys.stderr)
         return 2
 
     source = AnyLaunchDescriptionSource(path)
     try:
         declared = source.try_get_launch_description_without_context().get_launch_arguments()
     except Exception as err:  # noqa: BLE001 - a broken launch file is reported, not raised
-        print(f"bevanet-launch: cannot load {path}: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"bevanet-launch: error: cannot load {path}: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
     if args.show_args:
         for arg in declared:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(values) - names)
     if unknown:
         print(
-            f"bevanet-launch: {os.path.basename(path)} declares no argument "
+            f"bevanet-launch: error: {os.path.basename(path)} declares no argument "
             + ", ".join(repr(u) for u in unknown)
             + "; it declares: "
             + ", ".join(sorted(names)),

@@ -27,6 +27,7 @@ COMMANDS = {
     "bevanet-speed": "bevanet_core.cli.speed",
     "bevanet-train": "bevanet_core.cli.train",
     "bevanet-pretrain": "bevanet_core.cli.pretrain",
+    "bevanet-launch": "bevanet_ros.launch_main",
 }
 
 # (command, arguments with MISSING / FILE / DIR placeholders, what the error line must say)
@@ -90,6 +91,14 @@ CASES = [
     ("bevanet-train", ["--data-root", "DIR", "--out-dir", "FILE"], "not a folder"),
     ("bevanet-pretrain", ["--train", "MISSING"], "not found"),
     ("bevanet-pretrain", ["--train", "FILE"], "not found"),
+    (
+        "bevanet-make-bag",
+        ["--dataset", "camvid", "--root", "DIR", "--list", "nope.lst", "--out", "NEW"],
+        "neither here nor in --root",
+    ),
+    # where launch is not installed the one line says so instead; either way exit 2, no traceback
+    ("bevanet-launch", ["MISSING.launch.py"], "bevanet-launch: error:"),
+    ("bevanet-launch", ["segmentation.launch.py", "variant=bevanet_s"], "bevanet-launch: error:"),
 ]
 
 

@@ -109,6 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_input(parser, "--labels", args.labels, "dir")
     check_input(parser, "--video", args.video, "file")
     check_input(parser, "--root", args.root, "dir")
+    if args.list is not None and args.root is not None and not Path(args.list).exists():
+        in_root = Path(args.root) / args.list  # a list file is found in --root too, as the reader does
+        if not in_root.exists():
+            parser.error(f"--list {args.list}: does not exist (neither here nor in --root {args.root})")
+        args.list = str(in_root)
     check_input(parser, "--list", args.list, "file")
     inputs = [p for p in (args.images, args.labels, args.video, args.root, args.list) if p]
     check_output_dir(parser, "--out", args.out, inputs)
