@@ -115,6 +115,25 @@ def machine_meta() -> dict[str, Any]:
     }
 
 
+def add_node_topic_args(p, prefix: str = "") -> None:
+    """The topics and timeout of a frame's round trip through a running node (bag-eval, demo)."""
+    p.add_argument(
+        "--node-input",
+        type=topic_name,
+        default="/camera/image_raw",
+        help=f"{prefix}topic the node subscribes (remap its `image` to it)",
+    )
+    p.add_argument(
+        "--node-mask", type=topic_name, default="/segmentation/mask", help=f"{prefix}the node's mask topic"
+    )
+    p.add_argument(
+        "--node-timeout",
+        type=float_range(0.0, 3600.0, lo_open=True),
+        default=5.0,
+        help=f"{prefix}seconds to wait for each mask before counting the frame dropped",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bevanet-bag-eval",
@@ -183,21 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send frames over DDS to a running segmentation node, not the in-process runtime",
     )
-    n.add_argument(
-        "--node-input",
-        type=topic_name,
-        default="/camera/image_raw",
-        help="topic the node subscribes",
-    )
-    n.add_argument(
-        "--node-mask", type=topic_name, default="/segmentation/mask", help="the node's mask topic"
-    )
-    n.add_argument(
-        "--node-timeout",
-        type=float_range(0.0, 3600.0, lo_open=True),
-        default=5.0,
-        help="seconds before a frame counts as dropped",
-    )
+    add_node_topic_args(n)
     o = p.add_argument_group("outputs")
     o.add_argument("--json", type=Path, default=None, help="JSON report")
     o.add_argument("--markdown", type=Path, default=None, help="markdown summary")

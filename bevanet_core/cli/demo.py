@@ -41,6 +41,7 @@ from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError, bag_size
 from .bag_eval import (
     NodeClientFactory,
+    add_node_topic_args,
     build_processor,
     label_topic_name,
     machine_meta,
@@ -144,21 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         help="(--spawn-node/--through-node) seconds to wait for the node to come up",
     )
-    p.add_argument(
-        "--node-input",
-        type=topic_name,
-        default="/camera/image_raw",
-        help="(--through-node) topic the node subscribes (remap its `image` to it)",
-    )
-    p.add_argument(
-        "--node-mask", type=topic_name, default="/segmentation/mask", help="(--through-node) node's mask topic"
-    )
-    p.add_argument(
-        "--node-timeout",
-        type=float_range(0.0, 3600.0, lo_open=True),
-        default=5.0,
-        help="(--through-node) seconds to wait for each mask before counting the frame dropped",
-    )
+    add_node_topic_args(p, "(--through-node) ")
     add_model_args(p)
     add_foxglove_args(p)
     return p
