@@ -19,6 +19,7 @@ printed as Markdown and written to `--json`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -56,8 +57,6 @@ def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: in
     from bevanet_core.training.engine import Trainer, evaluate
 
     result_path = out / "result.json"
-    import hashlib
-
     settings = {"recipe": f"training/{recipe.name}",
                 "recipe_sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),  # an edited recipe is another trial
                 "weights": str(weights), "start_iteration": start,

@@ -109,7 +109,15 @@ def test_every_recipe_builds_its_network_objective_and_optimizer(recipe):
     model = build_model(cfg.model.variant, num_classes=cfg.model.num_classes, aux_heads=True)
     opt = build_optimizer(model, cfg.optim)
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
-    criterion = build_criterion(cfg)
+    weights = None
+    if isinstance(cfg.data.class_weights, str):  # a scheme: computed from the labels when a run starts
+        from bevanet_core.training.class_weights import SCHEMES
+
+        assert cfg.data.class_weights in SCHEMES, f"{recipe.name}: unknown scheme {cfg.data.class_weights}"
+        with pytest.raises(ValueError, match="is a scheme"):
+            build_criterion(cfg)
+        weights = [1.0] * cfg.model.num_classes
+    criterion = build_criterion(cfg, weights)
     model.train()
     w, h = 64, 64
     x = torch.randn(2, 3, h, w)

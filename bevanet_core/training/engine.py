@@ -162,7 +162,10 @@ def build_criterion(cfg: TrainConfig, class_weights: Optional[List[float]] = Non
     BSSNet (OHEM settings from `cfg.loss`), Light-Ham). `class_weights`: resolved from
     `cfg.data.class_weights` (resolve_class_weights); an explicit list in the config is used as is."""
     lc = cfg.loss
-    if class_weights is None and not isinstance(cfg.data.class_weights, str):
+    if class_weights is None:
+        if isinstance(cfg.data.class_weights, str):  # never dropped silently
+            raise ValueError(f"data.class_weights={cfg.data.class_weights!r} is a scheme: resolve it from the "
+                             "training labels first (resolve_class_weights) and pass the weights")
         class_weights = cfg.data.class_weights
     return TrainingObjective(BEVANetCriterion(
         ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
