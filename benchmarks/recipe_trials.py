@@ -12,7 +12,8 @@ weights (`--ema`, short enough to forget the start), because the raw weights of 
 iterations at a high learning rate are too noisy to compare arms on.
 
 Trials live in `--out` (default ~/.cache/bevanet_ros/trials/<recipe stem>), one directory each; a
-finished trial keeps its result.json and is not run again, a killed one resumes from its
+finished trial keeps its result.json and the weights it was evaluated with (weights.safetensors,
+which scripts/ship_default_model.py ships as they are) and is not run again, a killed one resumes from its
 checkpoint. The table (mean over seeds per arm, per-class IoU, seconds per iteration, CPU) is
 printed as Markdown and written to `--json`.
 """
@@ -31,11 +32,24 @@ sys.path.insert(0, str(REPO))
 DEFAULT_RECIPE = REPO / "training" / "bevanet-s_camvid-480x360-long.yaml"
 
 
+def _split_top_level(text: str):
+    """`text` split at the commas outside brackets, so `data.class_weights=[1, 2]` stays whole."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
+
+
 def parse_arm(text: str):
     name, sep, rest = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"an arm looks like NAME=section.key=value[,...] or NAME=, got {text!r}")
-    overrides = [o for o in rest.split(",") if o] if rest else []
+    overrides = [o for o in _split_top_level(rest) if o] if rest else []
     for o in overrides:
         if "=" not in o or "." not in o.split("=", 1)[0]:
             raise argparse.ArgumentTypeError(f"arm {name}: override must look like section.key=value, got {o!r}")
@@ -53,6 +67,7 @@ def start_of(weights: Path, recipe: Path) -> int:
 
 def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: int, overrides, out: Path,
               threads: int, ema: float) -> dict:
+    from bevanet_core.checkpoint import save_weights
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import Trainer, evaluate
 
@@ -84,6 +99,12 @@ def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: in
     result = {"settings": settings, "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
               "per_class_iou": metrics["per_class_iou"], "class_weights": trainer.class_weights,
               "precision": cfg.run.precision, "s_per_iter": s_per_iter}
+    # the evaluated weights are kept beside the result: an arm that wins can be shipped as it is
+    # (scripts/ship_default_model.py TRIAL/weights.safetensors)
+    trainer.info.extra = {**trainer.info.extra, "recipe": settings["recipe"], "iteration": trainer.iteration,
+                          "val_miou": round(metrics["miou"], 2), "trial_overrides": ",".join(overrides),
+                          "trial_seed": seed}
+    save_weights(model, out / "weights.safetensors", trainer.info)
     tmp = result_path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(result, indent=1))
     os.replace(tmp, result_path)

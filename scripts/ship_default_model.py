@@ -44,28 +44,31 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
     p.add_argument("--force", action="store_true", help="ship even if it does not score higher")
     p.add_argument("--logs", type=Path, default=REPO / "training" / "logs", help="where the run's logs are copied")
+    p.add_argument("--name", help="the run's name in the metadata and under --logs (default: its folder's name)")
     args = p.parse_args()
     torch.set_num_threads(1)
     weights = args.run if args.run.is_file() else args.run / "best.safetensors"
     args.run_dir = weights.parent
+    name = args.name or args.run_dir.name
     model, info = load_model(weights)  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
-    info.extra = {"trained_by": info.extra.get("trained_by", "bevanet-train"), "run": args.run_dir.name,
-                  "recipe": args.recipe or info.extra.get("recipe") or f"training/{args.run_dir.name}.yaml",
-                  **{k: info.extra[k] for k in ("iteration", "device", "batch", "minutes") if k in info.extra}}
+    info.extra = {"trained_by": info.extra.get("trained_by", "bevanet-train"), "run": name,
+                  "recipe": args.recipe or info.extra.get("recipe") or f"training/{name}.yaml",
+                  **{k: info.extra[k] for k in ("iteration", "device", "batch", "minutes", "trial_overrides",
+                                                "trial_seed") if k in info.extra}}
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / args.out.name
         save_weights(model, candidate, info, dtype=torch.float16)
         new = val_miou(candidate, args.data)
         old = val_miou(args.out, args.data) if args.out.is_file() else float("-inf")
-        print(f"candidate {args.run_dir.name} (iteration {info.extra.get('iteration', '?')}): val mIoU {new:.2f}; "
+        print(f"candidate {name} (iteration {info.extra.get('iteration', '?')}): val mIoU {new:.2f}; "
               f"shipped {args.out.name}: {old:.2f}")
         if new <= old and not args.force:
             print("not shipped: the shipped model scores as high or higher")
             return 1
         info.extra["val_miou"] = round(new, 2)
         save_weights(model, args.out, info, dtype=torch.float16)
-    logs = args.logs / args.run_dir.name
+    logs = args.logs / name
     logs.mkdir(parents=True, exist_ok=True)
     for name in ("config.yaml", "train.log.jsonl", "console.log"):
         if (args.run_dir / name).is_file():

@@ -92,6 +92,13 @@ def test_recipe_trials_compare_arms_and_do_not_rerun(camvid_subset, tmp_path):
     assert lines[0].startswith("| arm | seeds | val mIoU") and "Pole" in lines[0] and len(lines) == 4
     result = tmp_path / "trials" / "baseline" / "seed1" / "result.json"
     assert result.is_file() and not (result.parent / "last.pt").exists()
+    # the weights that were evaluated are kept, with what made them, ready to ship
+    from bevanet_core.checkpoint import read_checkpoint
+    _, info = read_checkpoint(result.parent.parent.parent / "weighted" / "seed1" / "weights.safetensors")
+    weighted = report["trials"]["weighted"][0]
+    assert info.extra["val_miou"] == round(weighted["miou"], 2) and info.extra["iteration"] == 2
+    assert info.extra["trial_overrides"] == "data.class_weights=sqrt-median-frequency"
+    assert info.extra["trial_seed"] == 1 and info.extra["recipe"] == weighted["settings"]["recipe"]
     again = _trials(root, tmp_path, *arms)  # finished trials are read back, not trained again
     assert again.returncode == 0 and json.loads((tmp_path / "t.json").read_text())["trials"] == report["trials"]
     clash = _trials(root, tmp_path, "--arm", "baseline=optim.lr=0.5")
@@ -100,3 +107,14 @@ def test_recipe_trials_compare_arms_and_do_not_rerun(camvid_subset, tmp_path):
     assert edited.returncode != 0 and "other settings" in edited.stderr
     bad = _trials(root, tmp_path, "--arm", "nosep")
     assert bad.returncode == 2 and "NAME=" in bad.stderr
+
+
+def test_an_arm_keeps_a_bracketed_list_whole():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_trials", REPO / "benchmarks" / "recipe_trials.py")
+    trials = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trials)
+    name, overrides = trials.parse_arm("capped=data.class_weights=[1, 2.5, 3],optim.lr=0.002")
+    assert name == "capped" and overrides == ["data.class_weights=[1, 2.5, 3]", "optim.lr=0.002"]
+    assert trials.parse_arm("plain=")[1] == []
