@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from bevanet_core.models import build_model
 from bevanet_core.training.config import load_config
 from bevanet_core.training.engine import ResumableBatchSampler, load_training_checkpoint, poly_lr, train
-from bevanet_core.training.losses import BEVANetCriterion, OhemCrossEntropy, balanced_bce
+from bevanet_core.training.losses import BEVANetCriterion, LossWeights, OhemCrossEntropy, balanced_bce, lovasz_softmax
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,6 +59,53 @@ def test_criterion_combines_the_four_terms():
     assert losses["loss"].item() == pytest.approx(w.item(), rel=1e-5)
     up = F.interpolate(outputs.aux, size=(64, 64), mode="bilinear", align_corners=True)
     assert losses["aux"].item() == pytest.approx(F.cross_entropy(up, target).item(), rel=1e-5)
+
+
+def test_lovasz_softmax_is_one_minus_iou_of_hard_predictions():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (2, 20, 30), generator=g)
+    target[0, :3] = 255  # ignored
+    pred = torch.randint(0, 6, (2, 20, 30), generator=g)  # class 5: predicted, never labelled
+    pred[1, 5:9, 5:9] = 0
+    onehot = F.one_hot(pred, 6).permute(0, 3, 1, 2).float()
+    valid = target != 255
+    ious = []
+    for c in range(5):
+        inter = ((target == c) & (pred == c) & valid).sum()
+        union = (((target == c) | (pred == c)) & valid).sum()
+        ious.append(inter / union)
+    expected = 1 - torch.stack(ious).mean()
+    assert lovasz_softmax(onehot, target).item() == pytest.approx(expected.item(), abs=1e-6)
+    assert lovasz_softmax(onehot, torch.full_like(target, 255)).item() == 0.0
+
+
+def test_lovasz_softmax_min_error_leaves_out_at_most_min_error_per_class():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 24, 24) * 4
+    target = torch.randint(0, 4, (2, 24, 24))
+    logits.scatter_add_(1, target.unsqueeze(1), torch.full((2, 1, 24, 24), 6.0))  # confident
+    exact = lovasz_softmax(logits.softmax(1), target)
+    for min_error in (1e-3, 0.05, 0.3):
+        cut = lovasz_softmax(logits.softmax(1), target, min_error=min_error)
+        assert 0 <= (exact - cut).item() <= min_error + 1e-6
+    x = logits.clone().requires_grad_()
+    lovasz_softmax(x.softmax(1), target, min_error=1e-3).backward()
+    assert x.grad.abs().sum() > 0 and torch.isfinite(x.grad).all()
+
+
+def test_criterion_adds_the_lovasz_term_only_when_weighted():
+    torch.manual_seed(0)
+    model = build_model("bevanet_s", num_classes=11, aux_heads=True)
+    outputs = model(torch.randn(2, 3, 64, 64))
+    target = torch.randint(0, 11, (2, 64, 64))
+    edge = (torch.rand(2, 64, 64) > 0.8).float()
+    plain = BEVANetCriterion()(outputs, target, edge)
+    assert "lovasz" not in plain
+    losses = BEVANetCriterion(weights=LossWeights(lovasz=0.5))(outputs, target, edge)
+    main = F.interpolate(outputs.main, size=(64, 64), mode="bilinear", align_corners=True)
+    assert losses["lovasz"].item() == pytest.approx(lovasz_softmax(main.softmax(1), target).item(), abs=1e-3)
+    assert losses["loss"].item() == pytest.approx((plain["loss"] + 0.5 * losses["lovasz"]).item(), rel=1e-5)
+    assert load_config(None, ["loss.lovasz=0.5"]).loss.lovasz == 0.5
 
 
 def _cfg(data_root: Path, out_dir: Path, iterations: int, **extra):

@@ -73,6 +73,9 @@ class LossConfig:
     main: float = 1.0
     boundary: float = 20.0
     boundary_guided: float = 1.0
+    # weight of a Lovasz-softmax term on the main head (a surrogate of 1 - IoU that weighs every
+    # class present in the batch alike, thin ones included); 0: off
+    lovasz: float = 0.0
 
 
 @dataclass

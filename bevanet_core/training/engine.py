@@ -169,7 +169,8 @@ def build_criterion(cfg: TrainConfig, class_weights: Optional[List[float]] = Non
         class_weights = cfg.data.class_weights
     return TrainingObjective(BEVANetCriterion(
         ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
-        class_weights=class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided)))
+        class_weights=class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided,
+                                                        lovasz=lc.lovasz)))
 
 
 def autocast_context(device: torch.device, precision: str):

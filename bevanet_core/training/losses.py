@@ -2,6 +2,7 @@
 
     0.4 * CE(aux) + 1.0 * OHEM-CE(main) + 20 * balanced-BCE(boundary)
     + 1.0 * OHEM-CE(main, labels kept only where sigmoid(boundary) > 0.8)
+    [+ w * Lovasz-softmax(main), when loss.lovasz = w > 0]
 
 All logits are upsampled bilinearly (align_corners=True) to the label size first. PIDNet uses
 the same objective; BiSeNetV2 and STDC-Seg have their own (below), chosen by
@@ -107,6 +108,49 @@ class OhemCrossEntropy(nn.Module):
         return (losses * keep).sum() / keep.sum().clamp(min=1)
 
 
+def lovasz_softmax(prob: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
+                   min_error: float = 0.0) -> torch.Tensor:
+    """Lovasz-softmax (Berman et al., CVPR 2018): the convex surrogate of 1 - IoU, averaged over
+    the classes present in `target`, computed over the whole batch as one set of pixels (as the
+    dataset IoU is). `prob`: N x C x H x W softmax probabilities. With one-hot `prob` it equals
+    the mean of 1 - IoU over those classes exactly.
+
+    `min_error` > 0 sorts only the pixels whose error for a class exceeds it: they come first in
+    the sorted order, so their terms are exact, and the terms left out are each below min_error
+    times their share of the Jaccard increments. A trained model is confident on most pixels, so
+    this cuts the cost of the sorts several times over."""
+    num_classes = prob.shape[1]
+    prob = prob.permute(0, 2, 3, 1).reshape(-1, num_classes)
+    target = target.reshape(-1)
+    valid = target != ignore_index
+    prob, target = prob[valid], target[valid]
+    losses = []
+    for c in torch.unique(target).tolist():
+        fg = (target == c).to(prob.dtype)
+        errors = (fg - prob[:, c]).abs()
+        gts = fg.sum()
+        if min_error > 0:
+            kept = errors > min_error
+            errors, fg = errors[kept], fg[kept]
+        errors_sorted, order = torch.sort(errors, descending=True)
+        losses.append(torch.dot(errors_sorted, _lovasz_grad(fg[order], gts)))
+    if not losses:
+        return prob.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
+def _lovasz_grad(fg_sorted: torch.Tensor, gts: torch.Tensor) -> torch.Tensor:
+    """The Jaccard loss's increments along pixels sorted by decreasing error; `gts`: the
+    class's pixel count, over all pixels (fg_sorted may be only the first of them)."""
+    if fg_sorted.numel() == 0:
+        return fg_sorted
+    intersection = gts - fg_sorted.cumsum(0)
+    union = gts + (1.0 - fg_sorted).cumsum(0)
+    jaccard = 1.0 - intersection / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()
+    return jaccard
+
+
 def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE-with-logits where boundary pixels weigh neg/total and the rest pos/total."""
     logits, target = logits.reshape(-1), target.reshape(-1).to(logits.dtype)
@@ -119,6 +163,9 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, target, weight, reduction="mean")
 
 
+LOVASZ_MIN_ERROR = 1e-3  # pixels a class's Lovasz term leaves unsorted: below this error
+
+
 @dataclass
 class LossWeights:
     aux: float = 0.4
@@ -126,6 +173,7 @@ class LossWeights:
     boundary: float = 20.0
     boundary_guided: float = 1.0
     boundary_threshold: float = 0.8
+    lovasz: float = 0.0
 
 
 class BEVANetCriterion(nn.Module):
@@ -152,8 +200,14 @@ class BEVANetCriterion(nn.Module):
         loss_guided = self.ohem.reduce(nll, target, on_boundary)
         total = (w.aux * loss_aux + w.main * loss_main + w.boundary * loss_boundary
                  + w.boundary_guided * loss_guided)
-        return {"loss": total, "aux": loss_aux.detach(), "main": loss_main.detach(),
-                "boundary": loss_boundary.detach(), "guided": loss_guided.detach()}
+        terms = {"aux": loss_aux.detach(), "main": loss_main.detach(),
+                 "boundary": loss_boundary.detach(), "guided": loss_guided.detach()}
+        if w.lovasz > 0:
+            loss_lovasz = lovasz_softmax(main.float().softmax(dim=1), target, self.ignore_index,
+                                         min_error=LOVASZ_MIN_ERROR)
+            total = total + w.lovasz * loss_lovasz
+            terms["lovasz"] = loss_lovasz.detach()
+        return {"loss": total, **terms}
 
 
 # --------------------------------------------------------------------------- other families
