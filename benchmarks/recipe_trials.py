@@ -68,6 +68,7 @@ def start_of(weights: Path, recipe: Path) -> int:
 def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: int, overrides, out: Path,
               threads: int, ema: float) -> dict:
     from bevanet_core.checkpoint import save_weights
+    from bevanet_core.options import logits_align_corners
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import Trainer, evaluate
 
@@ -94,7 +95,8 @@ def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: in
     # the speed of this call's iterations; a trial resumed with nothing left to train has none
     s_per_iter = (time.time() - t0) / remaining if remaining > 0 else None
     model = trainer.ema.model if trainer.ema is not None else trainer.model
-    cm = evaluate(model, trainer.val_set, trainer.device, cfg.model.num_classes, "fp32")
+    cm = evaluate(model, trainer.val_set, trainer.device, cfg.model.num_classes, "fp32",
+                  align_corners=logits_align_corners(cfg.model.variant))
     metrics = cm.as_dict(trainer.info.class_names)
     result = {"settings": settings, "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
               "per_class_iou": metrics["per_class_iou"], "class_weights": trainer.class_weights,

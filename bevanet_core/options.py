@@ -28,6 +28,23 @@ SEGMENTATION_MODEL_NAMES = (
     "van_tiny_lightham",
     "van_tiny_lightham_d256",
 )
+# The networks whose training objective upsamples the logits to the labels with
+# align_corners=True (BEVANet, PIDNet and BSSNet, as their authors' code): their first and last
+# logit cells sit on the first and last pixel centres. The others (BiSeNetV2, STDC-Seg,
+# VAN + Light-Ham) train with align_corners=False, the cells spread evenly over the image.
+# Inference reads the logits back the way they were trained (logits_align_corners): read the
+# other way, a mask shifts by up to half a cell (4 pixels at 1/8) towards the image borders,
+# the width of a pole.
+CORNER_ALIGNED_MODEL_NAMES = ("bevanet", "bevanet_s", "bssnet_b", "bssnet_t", "pidnet_l", "pidnet_m",
+                              "pidnet_s")
+
+
+def logits_align_corners(variant) -> bool:
+    """How inference upsamples `variant`'s logits: as its training objective did (True: the
+    corner cells on the corner pixel centres). False for names not registered."""
+    return variant in CORNER_ALIGNED_MODEL_NAMES
+
+
 # defaults of bevanet_core.runtime.SegmenterConfig that are also node parameters
 DEFAULT_BACKEND = "auto"
 DEFAULT_DEVICE = "cpu"

@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     import torch
 
     from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
+    from bevanet_core.options import logits_align_corners
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import build_datasets, evaluate, resolve_device, train
 
@@ -122,7 +123,8 @@ def main(argv=None) -> int:
     save_weights(model, weights, info, dtype=torch.float16)
     fp16_model, _ = load_model(weights, device=device)  # what a user gets, evaluated in fp32
     _, val_set = build_datasets(cfg)
-    cm = evaluate(fp16_model, val_set, device, cfg.model.num_classes)
+    cm = evaluate(fp16_model, val_set, device, cfg.model.num_classes,
+                  align_corners=logits_align_corners(cfg.model.variant))
     per_class = {name: (None if math.isnan(v) else round(100.0 * float(v), 2))
                  for name, v in zip(info.class_names, cm.iou())}
     report = {"val_miou": round(cm.miou(), 2), "per_class_iou": per_class,

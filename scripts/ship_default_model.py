@@ -24,6 +24,7 @@ import torch
 from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
 from bevanet_core.data.datasets import build_dataset
 from bevanet_core.data.transforms import EvalTransform
+from bevanet_core.options import logits_align_corners
 from bevanet_core.training.engine import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 def val_miou(weights: Path, data: Path) -> float:
     model, info = load_model(weights)
     val = build_dataset("camvid", data, data / "val.lst", "val", EvalTransform(), "index", 0)
-    return evaluate(model, val, torch.device("cpu"), info.num_classes).miou()
+    return evaluate(model, val, torch.device("cpu"), info.num_classes,
+                    align_corners=logits_align_corners(info.variant)).miou()
 
 
 def main() -> int:

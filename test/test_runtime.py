@@ -78,9 +78,12 @@ def seeded_segmenter():
 
 
 def _expected_stripes(
-    in_w: int, in_h: int, net: tuple, mode: str, n_cls: int = 5, rows: bool = False
+    in_w: int, in_h: int, net: tuple, mode: str, n_cls: int = 5, rows: bool = False,
+    align_corners: bool = False,
 ):
-    """Independent closed form of the read-back: pixel centre -> network coordinate -> stripe."""
+    """Independent closed form of the read-back: pixel centre -> network coordinate -> the
+    position in 1/8 cells where training's upsampling put it -> stripe. Stripes of 4 cells
+    meet half-way between cells 4k + 3 and 4k + 4, in both upsampling modes."""
     net_w, net_h = net
     if mode == "stretch":
         x0, y0, cw, ch = 0, 0, net_w, net_h
@@ -89,25 +92,32 @@ def _expected_stripes(
         cw, ch = min(net_w, round(in_w * s)), min(net_h, round(in_h * s))
         x0, y0 = (net_w - cw) // 2, (net_h - ch) // 2
     if rows:
-        v = y0 + (np.arange(in_h) + 0.5) * ch / in_h
-        cls = (np.floor(v / 8).astype(int) // 4) % n_cls
-        edge = np.abs(v / 32 - np.round(v / 32)) * 32  # distance to a stripe edge, network px
+        u, n_net = y0 + (np.arange(in_h) + 0.5) * ch / in_h, net_h
+    else:
+        u, n_net = x0 + (np.arange(in_w) + 0.5) * cw / in_w, net_w
+    cells = n_net // 8
+    if align_corners:  # cell 0 and the last cell on the first and last network pixel centres
+        j = (u - 0.5) * (cells - 1) / (n_net - 1)
+    else:  # cells tile the network input
+        j = u / 8 - 0.5
+    j = np.clip(j, 0, cells - 1)
+    cls = (np.floor((j + 0.5) / 4).astype(int)) % n_cls
+    edge = np.abs((j + 0.5) / 4 - np.round((j + 0.5) / 4)) * 32  # to a stripe edge, network px
+    if rows:
         return np.repeat(cls[:, None], in_w, 1), np.repeat(edge[:, None], in_w, 1)
-    u = x0 + (np.arange(in_w) + 0.5) * cw / in_w
-    cls = (np.floor(u / 8).astype(int) // 4) % n_cls
-    edge = np.abs(u / 32 - np.round(u / 32)) * 32
     return np.repeat(cls[None], in_h, 0), np.repeat(edge[None], in_h, 0)
 
 
 @pytest.mark.parametrize("mode", ["stretch", "letterbox"])
 @pytest.mark.parametrize("upsample", ["logits", "labels"])
 @pytest.mark.parametrize("rows", [False, True])
-def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows):
+@pytest.mark.parametrize("variant", ["bevanet_s", "bisenetv2"])  # align_corners True / False
+def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows, variant):
     frame = _kitti_frame()  # 1226 x 370 mono8
     net = (256, 160) if not rows else (160, 256)  # letterbox pads columns or rows
     seg = Segmenter.from_model(
         StripeModel(rows=rows),
-        _info(5),
+        ModelInfo.default(variant, 5),
         input_size=net,
         resize=mode,
         upsample=upsample,
@@ -115,10 +125,95 @@ def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows):
     )
     mask = seg.segment(frame, "mono8").mask
     assert mask.shape == frame.shape and mask.dtype == np.uint8
-    expected, edge_dist = _expected_stripes(1226, 370, net, mode, rows=rows)
+    expected, edge_dist = _expected_stripes(1226, 370, net, mode, rows=rows,
+                                            align_corners=variant == "bevanet_s")
     clear = edge_dist > 1e-3  # exactly on a stripe edge both labels are right
     assert clear.mean() > 0.99
     np.testing.assert_array_equal(mask[clear], expected[clear])
+
+
+@pytest.mark.parametrize("align_corners", [True, False])
+@pytest.mark.parametrize("mode,frame,net", [
+    ("stretch", (480, 360), (480, 360)),  # the network's own size
+    ("stretch", (960, 540), (480, 360)),  # a camera frame of another size and aspect
+    ("letterbox", (960, 540), (480, 360)),
+])
+@pytest.mark.parametrize("banded", [False, True])
+def test_logits_are_read_back_where_training_put_the_labels(monkeypatch, align_corners, mode, frame, net,
+                                                             banded):
+    """Bilinear read-back of a logit ramp (value = cell index) is exact, so every frame pixel
+    must get the cell coordinate that training's upsampling gives its network pixel: with
+    align_corners=True, network pixel centre p (0-based) sits at cell p * (cells - 1) / (net - 1);
+    with False, at (p + 0.5) / stride - 0.5. Both paths of the post-processor, both conventions."""
+    from bevanet_core.imaging import processing
+    from bevanet_core.imaging.processing import Postprocessor
+
+    if banded and mode != "stretch":
+        pytest.skip("the banded path serves stretch plans")
+    (w, h), (net_w, net_h) = frame, net
+    cells_w, cells_h = net_w // 8, net_h // 8
+    ramp_x = torch.arange(cells_w, dtype=torch.float32).view(1, 1, 1, -1).expand(1, 1, cells_h, -1)
+    ramp_y = torch.arange(cells_h, dtype=torch.float32).view(1, 1, -1, 1).expand(1, 1, -1, cells_w)
+    logits = torch.cat([ramp_x, ramp_y]).reshape(1, 2, cells_h, cells_w)
+    plan = plan_resize(frame, net, mode)
+    post = Postprocessor("logits", align_corners=align_corners)
+    if banded:
+        monkeypatch.setattr(processing, "BAND_BYTES", 2 * w * 4 * 5)  # bands of 5 rows
+        # the banded path returns labels: read the positions back from the blend it uses
+        x0, x1, lx, *_ = post._blend(plan, logits.device, (cells_w, cells_h))
+        got_x = (x0.float() * (1 - lx) + x1.float() * lx).numpy()
+    else:
+        got_x = post.upsample_logits(logits, plan)[0, 0, h // 2].numpy()
+    # the network pixel centre (0-based) of every frame column, then training's cell coordinate
+    p = plan.to_network(np.arange(w) + 0.5, np.zeros(1))[0] - 0.5
+    if align_corners:
+        want = p * (cells_w - 1) / (net_w - 1)
+        torch_up = F.interpolate(ramp_x[:, :, :1], size=(1, net_w), mode="bilinear", align_corners=True)
+    else:
+        want = (p + 0.5) / 8 - 0.5
+        torch_up = F.interpolate(ramp_x[:, :, :1], size=(1, net_w), mode="bilinear", align_corners=False)
+    want = np.clip(want, 0, cells_w - 1)
+    # the convention is torch's own upsampling to the network size, as the objective does it
+    centre = np.arange(net_w)
+    np.testing.assert_allclose(torch_up[0, 0, 0].numpy(), np.clip(
+        centre * (cells_w - 1) / (net_w - 1) if align_corners else (centre + 0.5) / 8 - 0.5,
+        0, cells_w - 1), atol=1e-4)
+    np.testing.assert_allclose(got_x, want, atol=1e-3)
+
+
+def test_every_family_is_read_back_as_its_objective_upsamples_its_main_logits(monkeypatch):
+    """options.logits_align_corners agrees with the align_corners each family's training
+    objective upsamples its main logits with (one variant per family)."""
+    from bevanet_core.options import logits_align_corners
+    from bevanet_core.training import losses as losses_mod
+    from bevanet_core.training import bssnet_loss, lightham_loss
+    from bevanet_core.training.losses import BEVANetCriterion
+    from bevanet_core.training.objective import TrainingObjective
+
+    seen = []
+    real_interpolate, real_upsample = F.interpolate, losses_mod.upsample_bilinear
+
+    def spy_interpolate(x, *args, **kwargs):
+        seen.append((x.data_ptr(), kwargs.get("align_corners")))
+        return real_interpolate(x, *args, **kwargs)
+
+    def spy_upsample(x, size, align_corners):
+        seen.append((x.data_ptr(), align_corners))
+        return real_upsample(x, size, align_corners)
+
+    for module in (losses_mod, bssnet_loss, lightham_loss):
+        monkeypatch.setattr(module.F, "interpolate", spy_interpolate)
+    monkeypatch.setattr(losses_mod, "upsample_bilinear", spy_upsample)
+    objective = TrainingObjective(BEVANetCriterion())
+    torch.manual_seed(0)
+    for variant in ("bevanet_s", "pidnet_s", "bssnet_t", "bisenetv2", "stdc1", "van_tiny_lightham"):
+        model = build_model(variant, num_classes=5, aux_heads=True).train()
+        outputs = model(torch.randn(2, 3, 64, 64))
+        main = outputs.main.float()
+        seen.clear()
+        objective(outputs, torch.randint(0, 5, (2, 64, 64)), (torch.rand(2, 64, 64) > 0.8).float())
+        flags = {flag for ptr, flag in seen if ptr in (outputs.main.data_ptr(), main.data_ptr())}
+        assert flags == {logits_align_corners(variant)}, variant
 
 
 @pytest.mark.parametrize("net", [(256, 256), (96, 256), (1232, 376)])

@@ -88,27 +88,58 @@ class ResizePlan:
             np.asarray(v, dtype=np.float64) - self.y0
         ) / self.scale_y
 
-    def source_indices(self, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    def source_positions(
+        self, map_size: Size, align_corners: bool = False
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """For every input column and row, the position, in cells, of the input pixel's centre
+        in a `map_size` (w, h) map that covers the whole network input, clamped to the map.
+
+        align_corners=False: the cells tile the network input (cell j's centre at network edge
+        coordinate (j + 0.5) * net_w / w). align_corners=True: cell 0 and cell w - 1 sit on the
+        centres of the network's first and last pixels. Bilinear read-back blends cells
+        floor(p) and floor(p) + 1; nearest read-back takes the cell whose centre is closest.
+        """
+        (w, h), (map_w, map_h) = self.in_size, map_size
+        u, v = self.to_network(np.arange(w) + 0.5, np.arange(h) + 0.5)
+        net_w, net_h = self.net_size
+        if align_corners:
+            xs = (u - 0.5) * ((map_w - 1) / max(net_w - 1, 1))
+            ys = (v - 0.5) * ((map_h - 1) / max(net_h - 1, 1))
+        else:
+            xs = u * (map_w / net_w) - 0.5
+            ys = v * (map_h / net_h) - 0.5
+        return np.clip(xs, 0.0, map_w - 1), np.clip(ys, 0.0, map_h - 1)
+
+    def source_indices(self, stride: int = 1, align_corners: bool = False) -> Tuple[np.ndarray, np.ndarray]:
         """For every input row and column, the row/column index of the network output cell
-        (of `stride` network pixels) that contains the input pixel's centre.
+        (of `stride` network pixels) nearest to the input pixel's centre, under the logits'
+        cell placement (`source_positions`).
 
         Nearest-label read-back: `mask = labels[rows[:, None], cols[None, :]]`.
         """
-        w, h = self.in_size
-        u, v = self.to_network(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        cols = np.clip(np.floor(u / stride).astype(np.int64), 0, self.net_size[0] // stride - 1)
-        rows = np.clip(np.floor(v / stride).astype(np.int64), 0, self.net_size[1] // stride - 1)
+        map_size = (self.net_size[0] // stride, self.net_size[1] // stride)
+        xs, ys = self.source_positions(map_size, align_corners)
+        # round half up: the cell whose centre is nearest (ties to the later cell)
+        cols = np.clip(np.floor(xs + 0.5).astype(np.int64), 0, map_size[0] - 1)
+        rows = np.clip(np.floor(ys + 0.5).astype(np.int64), 0, map_size[1] - 1)
         return rows, cols
 
     def sampling_grid(
-        self, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32
+        self, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+        align_corners: bool = False,
     ) -> torch.Tensor:
-        """(1, H_in, W_in, 2) grid for `F.grid_sample(..., align_corners=False)` that reads a
-        map covering the whole network input (at any stride) at every input pixel centre."""
+        """(1, H_in, W_in, 2) grid for `F.grid_sample(..., align_corners=align_corners)` that
+        reads a map covering the whole network input (at any stride) at every input pixel
+        centre, with the map's cells placed as `source_positions` says."""
         w, h = self.in_size
         u, v = self.to_network(np.arange(w) + 0.5, np.arange(h) + 0.5)
-        gx = torch.as_tensor(2.0 * u / self.net_size[0] - 1.0, dtype=dtype, device=device)
-        gy = torch.as_tensor(2.0 * v / self.net_size[1] - 1.0, dtype=dtype, device=device)
+        net_w, net_h = self.net_size
+        if align_corners:  # -1 and +1: the centres of the first and last network pixels
+            gx, gy = 2.0 * (u - 0.5) / max(net_w - 1, 1) - 1.0, 2.0 * (v - 0.5) / max(net_h - 1, 1) - 1.0
+        else:  # -1 and +1: the outer edges of the network input
+            gx, gy = 2.0 * u / net_w - 1.0, 2.0 * v / net_h - 1.0
+        gx = torch.as_tensor(gx, dtype=dtype, device=device)
+        gy = torch.as_tensor(gy, dtype=dtype, device=device)
         return torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]
 
 

@@ -90,19 +90,23 @@ def preprocess(
 
 class Postprocessor:
     """Maps low-resolution logits (1/8 for most networks, 1/4 for BSSNet-B) back to every
-    frame's own resolution (cached per plan and output stride)."""
+    frame's own resolution (cached per plan and output stride). `align_corners`: how the
+    network's training objective placed the logit cells (`options.logits_align_corners`), so
+    that each frame pixel reads the logits where training put its label."""
 
-    def __init__(self, upsample: str = "logits"):
+    def __init__(self, upsample: str = "logits", align_corners: bool = False):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
+        self.align_corners = bool(align_corners)
         self._grids: Dict[Tuple[ResizePlan, str], torch.Tensor] = {}
         self._indices: Dict[Tuple[ResizePlan, str, int], Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._positions: Dict[Tuple[ResizePlan, str, Tuple[int, int]], Tuple[torch.Tensor, ...]] = {}
 
     def _grid(self, plan: ResizePlan, device: torch.device) -> torch.Tensor:
         key = (plan, str(device))
         if key not in self._grids:
-            self._grids[key] = plan.sampling_grid(device)
+            self._grids[key] = plan.sampling_grid(device, align_corners=self.align_corners)
         return self._grids[key]
 
     def _index(
@@ -110,22 +114,34 @@ class Postprocessor:
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         key = (plan, str(device), stride)
         if key not in self._indices:
-            rows, cols = plan.source_indices(stride)
+            rows, cols = plan.source_indices(stride, self.align_corners)
             self._indices[key] = (
                 torch.from_numpy(rows).to(device),
                 torch.from_numpy(cols).to(device),
             )
         return self._indices[key]
 
+    def _blend(self, plan: ResizePlan, device: torch.device, map_size: Tuple[int, int]):
+        """Per axis: the two source cells of every output column/row and the second's weight."""
+        key = (plan, str(device), map_size)
+        if key not in self._positions:
+            out = []
+            for pos, n in zip(plan.source_positions(map_size, self.align_corners), map_size):
+                p = torch.from_numpy(pos).to(device=device, dtype=torch.float32)
+                i0 = p.long().clamp_(max=n - 1)
+                out += [i0, (i0 + 1).clamp_(max=n - 1), p - i0.float()]
+            self._positions[key] = tuple(out)
+        return self._positions[key]
+
     def upsample_logits(self, logits: torch.Tensor, plan: ResizePlan) -> torch.Tensor:
         """N x C x h x w logits -> N x C x H_in x W_in, bilinear at the exact source positions."""
         w, h = plan.in_size
-        if plan.mode == "stretch":
+        if plan.mode == "stretch" and (not self.align_corners or plan.in_size == plan.net_size):
             # identical to the sampling grid for a full-frame placement, and faster
-            return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+            return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=self.align_corners)
         grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
         return F.grid_sample(
-            logits, grid, mode="bilinear", padding_mode="border", align_corners=False
+            logits, grid, mode="bilinear", padding_mode="border", align_corners=self.align_corners
         )
 
     def _banded(
@@ -134,17 +150,12 @@ class Postprocessor:
         """Stretch upsampling + argmax of N x C x h x w logits to N x H x W labels, in bands of
         output rows: bilinear interpolation is separable, so the logits are first widened to
         the frame's width at their own height, then each band of rows is blended from its two
-        source rows (the weights of align_corners=False). Agrees with the one-shot path up to
-        float rounding."""
-        n, c, h, _ = part.shape
+        source rows (`source_positions`). Agrees with the one-shot path up to float rounding."""
+        n, c, h, w = part.shape
         w_out, h_out = plan.in_size
-        wide = F.interpolate(part, size=(h, w_out), mode="bilinear", align_corners=False)
-        scale = h / h_out
-        src = ((torch.arange(h_out, device=part.device, dtype=torch.float32) + 0.5) * scale
-               - 0.5).clamp_(min=0.0)
-        i0 = src.long().clamp_(max=h - 1)
-        i1 = (i0 + 1).clamp_(max=h - 1)
-        l1 = (src - i0.float()).view(1, 1, -1, 1)
+        x0, x1, lx, i0, i1, ly = self._blend(plan, part.device, (w, h))
+        wide = part[..., x0] * (1.0 - lx) + part[..., x1] * lx
+        l1 = ly.view(1, 1, -1, 1)
         l0 = 1.0 - l1
         labels = torch.empty((n, h_out, w_out), dtype=torch.uint8, device=part.device)
         conf = torch.empty_like(labels) if confidence else None

@@ -37,6 +37,7 @@ from ..options import (
     DEFAULT_PRECISION,
     DEFAULT_RESIZE,
     DEFAULT_UPSAMPLE,
+    logits_align_corners,
 )
 
 
@@ -129,7 +130,7 @@ class Segmenter:
         self.input_size: Size = resolve_input_size(
             config.input_size, self.info, self.backend.static_input_size
         )
-        self._post = Postprocessor(config.upsample)
+        self._post = Postprocessor(config.upsample, align_corners=logits_align_corners(self.info.variant))
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()
         self._plans: Dict[Tuple[int, int], ResizePlan] = {}

@@ -32,6 +32,7 @@ from ..evaluation.metrics import ConfusionMatrix
 from ..hardware import cpu_info, resolve_precision
 from ..models import build_model
 from ..models.layers import dilated_depthwise_convs
+from ..options import logits_align_corners
 from .class_weights import resolve_class_weights
 from .config import TrainConfig, save_config
 from .losses import BEVANetCriterion, LossWeights
@@ -211,21 +212,23 @@ def main_logits(outputs) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
-    """Full-image logits at the input size: pad to a multiple of 8, run, upsample, crop."""
+def predict_logits(model: nn.Module, image: torch.Tensor, align_corners: bool) -> torch.Tensor:
+    """Full-image logits at the input size: pad to a multiple of 8, run, upsample (with the
+    model family's `options.logits_align_corners`, as inference does), crop."""
     h, w = image.shape[-2:]
     ph, pw = (-h) % 8, (-w) % 8
     x = F.pad(image, (0, pw, 0, ph)) if (ph or pw) else image
     logits = main_logits(model(x))
-    logits = F.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
+    logits = F.interpolate(logits.float(), size=x.shape[-2:], mode="bilinear", align_corners=align_corners)
     return logits[..., :h, :w]
 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, device: torch.device, num_classes: int, precision: str = "fp32",
              limit: Optional[int] = None, dist_info: DistInfo = DistInfo(),
-             channels_last: bool = False) -> ConfusionMatrix:
-    """Single scale, full image, batch 1, no flip; confusion matrices summed over ranks."""
+             channels_last: bool = False, *, align_corners: bool) -> ConfusionMatrix:
+    """Single scale, full image, batch 1, no flip; confusion matrices summed over ranks.
+    `align_corners`: the model family's `options.logits_align_corners`."""
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes)
@@ -236,7 +239,7 @@ def evaluate(model: nn.Module, dataset, device: torch.device, num_classes: int, 
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_context(device, precision):
-            pred = predict_logits(model, x).argmax(1)[0]
+            pred = predict_logits(model, x, align_corners).argmax(1)[0]
         cm.update(pred.cpu(), label)
     if dist_info.world_size > 1:
         t = torch.from_numpy(np.concatenate([cm.matrix.ravel(), cm.missed])).to(device)
@@ -531,7 +534,8 @@ class Trainer:
 
         def miou_of(model: nn.Module):
             return evaluate(model, self.val_set, self.device, cfg.model.num_classes, cfg.run.precision,
-                            cfg.run.val_limit, self.dinfo, cfg.run.channels_last)
+                            cfg.run.val_limit, self.dinfo, cfg.run.channels_last,
+                            align_corners=logits_align_corners(cfg.model.variant))
 
         cm = miou_of(selected)
         miou = cm.miou()
