@@ -24,6 +24,7 @@ from bevanet_core.deploy import condition_for_parity
 from bevanet_core.models import SEGMENTATION_MODELS, SegmentationOutputs, build_model
 from bevanet_core.models.complexity import count_macs, count_parameters
 from bevanet_core.models.published import BASELINE_COUNTS
+from bevanet_core.options import logits_align_corners
 
 SPEC = BASELINE_COUNTS  # name -> (params in millions, GMACs or None, (H, W), classes)
 # networks trained with their inference graph only (Light-Ham: plain CE on the main output)
@@ -179,7 +180,8 @@ def test_weights_file_selects_the_network_in_the_runtime(name, tmp_path):
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
     with torch.no_grad():
-        logits = F.interpolate(model(x), size=(48, 64), mode="bilinear", align_corners=False)
+        logits = F.interpolate(model(x), size=(48, 64), mode="bilinear",
+                               align_corners=logits_align_corners(name))  # as its objective
     expected = logits.argmax(1)[0].numpy()
     assert (res.mask == expected).mean() > 0.99
 
@@ -316,7 +318,8 @@ def test_authors_style_stdc_checkpoint_loads(tmp_path):
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_labels_upsampling_follows_the_output_stride(backend, tmp_path):
     """BSSNet-B's logits are at 1/4: with `upsample=labels` every frame pixel takes the label of
-    the 4x4 network cell it falls in (frame size == input size here), on both backends."""
+    the nearest 1/4 cell (frame size == input size here), on both backends. BSSNet trains with
+    align_corners=True, so the cells' centres run from the first pixel's to the last's."""
     if backend == "onnxruntime":
         pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
     from bevanet_core.runtime import Segmenter, SegmenterConfig
@@ -334,7 +337,10 @@ def test_labels_upsampling_follows_the_output_stride(backend, tmp_path):
     with torch.no_grad():
         low = model(x).argmax(1)[0].numpy()
     assert low.shape == (16, 24)
-    expected = np.repeat(np.repeat(low, 4, axis=0), 4, axis=1)
+    assert logits_align_corners("bssnet_b")
+    rows = np.floor(np.arange(64) * 15 / 63 + 0.5).astype(int)  # pixel y -> nearest cell centre
+    cols = np.floor(np.arange(96) * 23 / 95 + 0.5).astype(int)
+    expected = low[rows[:, None], cols[None, :]]
     assert (mask == expected).mean() > 0.99
 
 

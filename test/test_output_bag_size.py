@@ -23,9 +23,18 @@ SAMPLE = REPO / "bags" / "solid_white_right"
 FRAMES = 20
 
 
-def test_demo_bag_is_5x_smaller_than_raw_outputs_and_masks_round_trip(tmp_path):
+def test_demo_bag_is_5x_smaller_than_raw_outputs_and_masks_round_trip(tmp_path, monkeypatch):
     out = tmp_path / "demo"
     args = ["--max-frames", str(FRAMES), "--no-video", "--threads", "1", "--out", str(out)]
+    computed = []  # the masks the demo's runtime made, in replay order
+    process = evaluate.RuntimeProcessor.process
+
+    def recording(self, rgb, header):
+        mask, latency, timings = process(self, rgb, header)
+        computed.append(None if mask is None else mask.copy())
+        return mask, latency, timings
+
+    monkeypatch.setattr(evaluate.RuntimeProcessor, "process", recording)
     assert demo.main(args) == 0
     bag = out / "segmented_bag"
     with BagReader(bag) as reader:
@@ -43,13 +52,19 @@ def test_demo_bag_is_5x_smaller_than_raw_outputs_and_masks_round_trip(tmp_path):
     assert topics[evaluate.COLOR_TOPIC] == messages.IMAGE
     assert topics[evaluate.OVERLAY_TOPIC] == messages.COMPRESSED_IMAGE
     assert len(masks) == FRAMES and set(masks) == set(inputs)
-    # bit-exact: the masks read back equal the runtime's masks of the same frames
+    # bit-exact: the masks read back are the ones the runtime made
+    assert len(computed) == FRAMES
+    for stamp, mask in zip(sorted(masks), computed):
+        assert np.array_equal(masks[stamp], mask), stamp
+    # and they are the runtime's masks of the frames as stored: a fresh runtime agrees up to the
+    # backend's float rounding (OpenVINO's sums differ in the last bits between instances, which
+    # can flip a pixel where two classes tie)
     from bevanet_core.runtime import Segmenter, SegmenterConfig
 
-    seg = Segmenter(SegmenterConfig())
+    seg = Segmenter(SegmenterConfig(num_threads=1))
     try:
         for stamp, rgb in inputs.items():
-            assert np.array_equal(masks[stamp], seg.segment(rgb).mask), stamp
+            assert (masks[stamp] == seg.segment(rgb).mask).mean() > 0.9999, stamp
     finally:
         seg.close()
     h, w = next(iter(masks.values())).shape

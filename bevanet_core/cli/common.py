@@ -122,7 +122,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int_range(1, 4096),
         default=None,
-        help="torch CPU threads (default: torch's choice)",
+        help="CPU threads of the runtime: torch, ONNX Runtime and OpenVINO (default: each one's choice)",
     )
     g.add_argument(
         "--allow-nonfinite-weights",
@@ -167,6 +167,7 @@ def build_segmenter(args: argparse.Namespace, **overrides):
     args.backend = backend_for_weights(args.weights, args.backend)
     fields = dict(weights=args.weights, variant=args.variant, backend=args.backend, device=args.device,
                   precision=args.precision, input_size=args.input_size, resize=args.resize,
+                  num_threads=args.threads or None,
                   allow_nonfinite=getattr(args, "allow_nonfinite_weights", False))
     fields.update(overrides)
     return Segmenter(SegmenterConfig(**fields))

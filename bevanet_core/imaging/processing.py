@@ -139,6 +139,12 @@ class Postprocessor:
         if plan.mode == "stretch" and (not self.align_corners or plan.in_size == plan.net_size):
             # identical to the sampling grid for a full-frame placement, and faster
             return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=self.align_corners)
+        if plan.mode == "stretch":
+            # separable, as the banded path: the same result, and the same bits for any number
+            # of threads (grid_sample's are not)
+            x0, x1, lx, y0, y1, ly = self._blend(plan, logits.device, tuple(logits.shape[-1:-3:-1]))
+            wide = logits[..., x0] * (1.0 - lx) + logits[..., x1] * lx
+            return wide[:, :, y0, :] * (1.0 - ly).view(1, 1, -1, 1) + wide[:, :, y1, :] * ly.view(1, 1, -1, 1)
         grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
         return F.grid_sample(
             logits, grid, mode="bilinear", padding_mode="border", align_corners=self.align_corners
