@@ -139,13 +139,11 @@ def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows, va
     ("letterbox", (960, 540), (480, 360)),
 ])
 @pytest.mark.parametrize("banded", [False, True])
-def test_logits_are_read_back_where_training_put_the_labels(monkeypatch, align_corners, mode, frame, net,
-                                                             banded):
+def test_logits_are_read_back_where_training_put_the_labels(align_corners, mode, frame, net, banded):
     """Bilinear read-back of a logit ramp (value = cell index) is exact, so every frame pixel
     must get the cell coordinate that training's upsampling gives its network pixel: with
     align_corners=True, network pixel centre p (0-based) sits at cell p * (cells - 1) / (net - 1);
     with False, at (p + 0.5) / stride - 0.5. Both paths of the post-processor, both conventions."""
-    from bevanet_core.imaging import processing
     from bevanet_core.imaging.processing import Postprocessor
 
     if banded and mode != "stretch":
@@ -158,10 +156,9 @@ def test_logits_are_read_back_where_training_put_the_labels(monkeypatch, align_c
     plan = plan_resize(frame, net, mode)
     post = Postprocessor("logits", align_corners=align_corners)
     if banded:
-        monkeypatch.setattr(processing, "BAND_BYTES", 2 * w * 4 * 5)  # bands of 5 rows
-        # the banded path returns labels: read the positions back from the blend it uses
-        x0, x1, lx, *_ = post._blend(plan, logits.device, (cells_w, cells_h))
-        got_x = (x0.float() * (1 - lx) + x1.float() * lx).numpy()
+        # the banded path returns labels: read the positions back from the widening it uses
+        wide, *_ = post._widen(logits, plan)
+        got_x = wide[0, 0, 0].numpy()
     else:
         got_x = post.upsample_logits(logits, plan)[0, 0, h // 2].numpy()
     # the network pixel centre (0-based) of every frame column, then training's cell coordinate

@@ -133,6 +133,13 @@ class Postprocessor:
             self._positions[key] = tuple(out)
         return self._positions[key]
 
+    def _widen(self, part: torch.Tensor, plan: ResizePlan):
+        """N x C x h x w logits widened to the frame's width at their own height, and each output
+        row's two source rows with the second's weight (N x C x h x W, i0, i1, 1 x 1 x H x 1)."""
+        x0, x1, lx, y0, y1, ly = self._blend(plan, part.device, (part.shape[-1], part.shape[-2]))
+        wide = part[..., x0] * (1.0 - lx) + part[..., x1] * lx
+        return wide, y0, y1, ly.view(1, 1, -1, 1)
+
     def upsample_logits(self, logits: torch.Tensor, plan: ResizePlan) -> torch.Tensor:
         """N x C x h x w logits -> N x C x H_in x W_in, bilinear at the exact source positions."""
         w, h = plan.in_size
@@ -142,9 +149,8 @@ class Postprocessor:
         if plan.mode == "stretch":
             # separable, as the banded path: the same result, and the same bits for any number
             # of threads (grid_sample's are not)
-            x0, x1, lx, y0, y1, ly = self._blend(plan, logits.device, tuple(logits.shape[-1:-3:-1]))
-            wide = logits[..., x0] * (1.0 - lx) + logits[..., x1] * lx
-            return wide[:, :, y0, :] * (1.0 - ly).view(1, 1, -1, 1) + wide[:, :, y1, :] * ly.view(1, 1, -1, 1)
+            wide, y0, y1, ly = self._widen(logits, plan)
+            return wide[:, :, y0, :] * (1.0 - ly) + wide[:, :, y1, :] * ly
         grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
         return F.grid_sample(
             logits, grid, mode="bilinear", padding_mode="border", align_corners=self.align_corners
@@ -157,11 +163,9 @@ class Postprocessor:
         output rows: bilinear interpolation is separable, so the logits are first widened to
         the frame's width at their own height, then each band of rows is blended from its two
         source rows (`source_positions`). Agrees with the one-shot path up to float rounding."""
-        n, c, h, w = part.shape
+        n, c = part.shape[:2]
         w_out, h_out = plan.in_size
-        x0, x1, lx, i0, i1, ly = self._blend(plan, part.device, (w, h))
-        wide = part[..., x0] * (1.0 - lx) + part[..., x1] * lx
-        l1 = ly.view(1, 1, -1, 1)
+        wide, i0, i1, l1 = self._widen(part, plan)
         l0 = 1.0 - l1
         labels = torch.empty((n, h_out, w_out), dtype=torch.uint8, device=part.device)
         conf = torch.empty_like(labels) if confidence else None
