@@ -48,12 +48,18 @@ def test_balanced_bce_weights_the_rare_side():
     assert balanced_bce(logits, target) == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_criterion_combines_the_four_terms():
+def _training_outputs():
+    """Seeded BEVANet-S training outputs on a 64x64 batch of 2, with targets and edges."""
     torch.manual_seed(0)
     model = build_model("bevanet_s", num_classes=11, aux_heads=True)
     outputs = model(torch.randn(2, 3, 64, 64))
     target = torch.randint(0, 11, (2, 64, 64))
     edge = (torch.rand(2, 64, 64) > 0.8).float()
+    return outputs, target, edge
+
+
+def test_criterion_combines_the_four_terms():
+    outputs, target, edge = _training_outputs()
     losses = BEVANetCriterion()(outputs, target, edge)
     w = 0.4 * losses["aux"] + losses["main"] + 20 * losses["boundary"] + losses["guided"]
     assert losses["loss"].item() == pytest.approx(w.item(), rel=1e-5)
@@ -94,11 +100,7 @@ def test_lovasz_softmax_min_error_leaves_out_at_most_min_error_per_class():
 
 
 def test_criterion_adds_the_lovasz_term_only_when_weighted():
-    torch.manual_seed(0)
-    model = build_model("bevanet_s", num_classes=11, aux_heads=True)
-    outputs = model(torch.randn(2, 3, 64, 64))
-    target = torch.randint(0, 11, (2, 64, 64))
-    edge = (torch.rand(2, 64, 64) > 0.8).float()
+    outputs, target, edge = _training_outputs()
     plain = BEVANetCriterion()(outputs, target, edge)
     assert "lovasz" not in plain
     losses = BEVANetCriterion(weights=LossWeights(lovasz=0.5))(outputs, target, edge)

@@ -147,8 +147,8 @@ class Postprocessor:
             # identical to the sampling grid for a full-frame placement, and faster
             return F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=self.align_corners)
         if plan.mode == "stretch":
-            # separable, as the banded path: the same result, and the same bits for any number
-            # of threads (grid_sample's are not)
+            # separable, with the banded path's blend: the exact source positions, without an
+            # H x W x 2 sampling grid
             wide, y0, y1, ly = self._widen(logits, plan)
             return wide[:, :, y0, :] * (1.0 - ly) + wide[:, :, y1, :] * ly
         grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
