@@ -2,6 +2,7 @@
 
     python benchmarks/sky_check.py                          # the shipped model
     python benchmarks/sky_check.py --weights a.safetensors b.safetensors --md out.md
+    python benchmarks/sky_check.py --input-size 960x720     # the network run at another input size
 
 Each model runs through `bevanet-predict` itself (torch, fp32, one thread) on:
 - the first 48 frames of the real highway video ../shared/data/driving_video/solidWhiteRight.mp4
@@ -29,8 +30,10 @@ TOP_ROWS = 0.12
 VIDEO_FRAMES = 48
 
 
-def predict(weights: str, source: Path, out: Path, max_frames: int = 0) -> list:
+def predict(weights: str, source: Path, out: Path, max_frames: int = 0, input_size: str = "") -> list:
     cmd = [sys.executable, "-m", "bevanet_core.cli.predict", str(source), "--out", str(out), "--threads", "1"]
+    if input_size:
+        cmd += ["--input-size", input_size]
     if weights != "shipped":
         cmd += ["--weights", weights]
     if max_frames:
@@ -47,18 +50,18 @@ def shares(masks: list, class_names: list) -> dict:
     return {name: round(100.0 * int(c) / total, 1) for name, c in zip(class_names, counts)}
 
 
-def check(weights: str, video: Path, kitti: Path) -> dict:
+def check(weights: str, video: Path, kitti: Path, input_size: str = "") -> dict:
     from bevanet_core.checkpoint import load_model
 
     _, info = load_model(None if weights == "shipped" else weights)
     names = list(info.class_names)
     with tempfile.TemporaryDirectory() as tmp:
-        frames = predict(weights, video, Path(tmp) / "video", VIDEO_FRAMES)
+        frames = predict(weights, video, Path(tmp) / "video", VIDEO_FRAMES, input_size)
         tops = [m[: max(1, int(round(TOP_ROWS * m.shape[0])))] for m in frames]
-        grey = predict(weights, kitti, Path(tmp) / "kitti")
+        grey = predict(weights, kitti, Path(tmp) / "kitti", 0, input_size)
     top = shares(tops, names)
     kitti_shares = shares(grey, names)
-    return {"weights": weights, "val_miou_in_file": info.extra.get("val_miou"),
+    return {"weights": weights, "input_size": input_size or "the model's", "val_miou_in_file": info.extra.get("val_miou"),
             "video_frames": len(frames), "top_rows_sky_pct": top.get("Sky", 0.0),
             "top_rows_leading": sorted(top.items(), key=lambda kv: -kv[1])[:3],
             "kitti_frames": len(grey), "kitti_building_pct": kitti_shares.get("Building", 0.0),
@@ -70,6 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", nargs="*", default=["shipped"], help="weights files, or 'shipped'")
     p.add_argument("--video", type=Path, default=SHARED / "driving_video" / "solidWhiteRight.mp4")
     p.add_argument("--kitti", type=Path, default=SHARED / "kitti_gray_seq")
+    p.add_argument("--input-size", default="", help="network input WxH for every model (default: each model's own)")
     p.add_argument("--json", type=Path)
     p.add_argument("--md", type=Path)
     args = p.parse_args(argv)
@@ -77,7 +81,7 @@ def main(argv=None) -> int:
         if not path.exists():
             p.error(f"not found: {path}")
     sys.path.insert(0, str(REPO))
-    rows = [check(w, args.video, args.kitti) for w in args.weights]
+    rows = [check(w, args.video, args.kitti, args.input_size) for w in args.weights]
     lines = [f"| weights | val mIoU (file) | video: top {TOP_ROWS:.0%} rows Sky | video top rows, leading classes "
              "| KITTI grey: Building | KITTI leading classes |", "| --- | ---: | ---: | --- | ---: | --- |"]
     for r in rows:
