@@ -60,20 +60,19 @@ def margins(weights, root: Path, list_file: Path, class_index: int, limit: int =
 
 
 def sweep(margin, other, label, class_index: int, num_classes: int, offsets) -> list:
+    from bevanet_core.evaluation.metrics import ConfusionMatrix
+
     rows = []
     for offset in offsets:
-        pred = np.where(margin + offset > 0, class_index, other).astype(np.int64)
-        cm = np.bincount(label.astype(np.int64) * num_classes + pred,
-                         minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-        tp = np.diag(cm).astype(np.float64)
-        union = cm.sum(0) + cm.sum(1) - tp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = np.where(union > 0, tp / union, np.nan)
-            precision = tp[class_index] / cm[:, class_index].sum() if cm[:, class_index].sum() else 0.0
-            recall = tp[class_index] / cm[class_index].sum() if cm[class_index].sum() else 0.0
-        rows.append({"offset": float(offset), "miou": float(np.nanmean(iou) * 100),
+        cm = ConfusionMatrix(num_classes)
+        cm.update(np.where(margin + offset > 0, class_index, other), label)
+        tp = int(cm.matrix[class_index, class_index])
+        predicted, labelled = int(cm.matrix[:, class_index].sum()), int(cm.matrix[class_index].sum())
+        iou = cm.iou()
+        rows.append({"offset": float(offset), "miou": cm.miou(),
                      "iou": float(np.nan_to_num(iou[class_index]) * 100),
-                     "precision": float(precision * 100), "recall": float(recall * 100),
+                     "precision": 100.0 * tp / predicted if predicted else 0.0,
+                     "recall": 100.0 * tp / labelled if labelled else 0.0,
                      "per_class_iou": [None if np.isnan(v) else float(v * 100) for v in iou]})
     return rows
 
