@@ -225,6 +225,7 @@ def test_segmentation_launch_one_camera_namespace_weights_params_file(
         namespace="perception",
         params_file=str(params_file),
         use_sim_time="false",
+        input_size="320x240",
     )
     probe = Probe(ros_context, "launch_probe")
     try:
@@ -243,11 +244,13 @@ def test_segmentation_launch_one_camera_namespace_weights_params_file(
                 probe,
                 "/perception/segmentation",
                 ["variant", "weights", "input_topics", "use_sim_time", "overlay_alpha",
-                 "input_qos"],
+                 "input_qos", "input_width", "input_height"],
             )
             assert values == {
                 "variant": "bevanet_s",
                 "weights": str(weights),
+                "input_width": 320,  # from input_size; the masks stay at the camera's size
+                "input_height": 240,
                 "input_topics": ["/front/image_raw"],
                 "use_sim_time": False,
                 "overlay_alpha": 0.25,  # from params_file
@@ -326,6 +329,7 @@ def test_segmentation_launch_two_cameras_and_sim_time(
         ({"use_sim_time": "maybe"}, "'use_sim_time'"),
         ({"params_file": "/nonexistent/params.yaml"}, "'params_file'"),
         ({"camera_topic": "/front/image_raw"}, "'camera_topic'"),  # a typo of camera_topics
+        ({"input_size": "640"}, "'input_size'"),
     ],
 )
 def test_a_bad_launch_argument_fails_the_launch_naming_it(prefix, tmp_path, arguments, named):

@@ -419,6 +419,8 @@ def test_launch_arguments_describe_the_parameters_they_set():
         ({"camera_topics": "/a b"}, []),  # two topics, valid
         ({"backend": "tensorrt"}, ["tensorrt", "cuda"]),
         ({"log_level": "loud"}, ["log_level"]),
+        ({"input_size": "640"}, ["input_size", "WxH", "'640'"]),
+        ({"input_size": "644x480"}, ["input_width", "644", "multiple of 8"]),  # the node's own rule
     ],
 )
 def test_plan_launch_errors_name_the_argument(args, words):
@@ -433,6 +435,14 @@ def test_plan_launch_errors_name_the_argument(args, words):
         launch_plan.plan_launch(merged, str(REPO))
     for word in words:
         assert word in str(err.value)
+
+
+def test_input_size_argument_sets_both_input_parameters():
+    args = dict(launch_plan.default_arguments(), input_size=" 640x480 ")
+    overrides = launch_plan.plan_launch(args, str(REPO)).overrides
+    assert (overrides["input_width"], overrides["input_height"]) == (640, 480)
+    unset = launch_plan.plan_launch(launch_plan.default_arguments(), str(REPO)).overrides
+    assert "input_width" not in unset and "input_height" not in unset
 
 
 def test_parse_camera_topics_forms():

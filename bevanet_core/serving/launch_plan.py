@@ -46,6 +46,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ),
     *(_param_argument(name) for name in PARAM_ARGUMENTS),
     (
+        "input_size",
+        "",
+        "Network input WxH, multiples of 8 (e.g. 640x480: thin objects such as poles are found "
+        "more often, at more time a frame); sets input_width and input_height." + _KEEP,
+    ),
+    (
         "camera_topics",
         "/camera/image_raw",
         "Camera image topics, comma separated "
@@ -105,6 +111,14 @@ def parse_camera_topics(text: str) -> list[str]:
     return topics
 
 
+def parse_input_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480); the node's own rules (multiples of 8, range) are checked later."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not match:
+        raise ValueError(f"launch argument 'input_size' must look like WxH (e.g. 640x480), got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def load_params_file(path: str) -> dict[str, Any]:
     """The `ros__parameters` of a node parameter YAML (under '/**' or any node key)."""
     with open(path, encoding="utf-8") as f:
@@ -128,6 +142,9 @@ def node_overrides(args: Mapping[str, str]) -> dict[str, Any]:
         value = str(args.get(name, "")).strip()
         if value:
             out[name] = value
+    size = str(args.get("input_size", "")).strip()
+    if size:
+        out["input_width"], out["input_height"] = parse_input_size(size)
     topics = args.get("camera_topics", "")
     if str(topics).strip():
         out["input_topics"] = parse_camera_topics(topics)
