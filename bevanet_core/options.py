@@ -6,6 +6,8 @@ against the registry).
 
 from __future__ import annotations
 
+from typing import Sequence, Tuple, Union
+
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 RESIZE_MODES = ("stretch", "letterbox")
@@ -51,3 +53,31 @@ DEFAULT_DEVICE = "cpu"
 DEFAULT_PRECISION = "fp32"
 DEFAULT_RESIZE = "stretch"
 DEFAULT_UPSAMPLE = "logits"
+
+
+def parse_size(
+    value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1
+) -> Tuple[int, int]:
+    """'480x360', (480, 360) or [480, 360] -> (480, 360); checks positivity and the multiple.
+    Every size a user types (tools, launch arguments, configs) goes through here, so each names
+    the same rules in the same words."""
+    if isinstance(value, str):
+        parts = value.strip().lower().replace(",", "x").split("x")
+        try:
+            size = tuple(int(p) for p in parts)
+        except ValueError:
+            size = ()
+        if len(size) != 2:
+            raise ValueError(f"{name} must look like WxH (e.g. 480x360), got {value!r}")
+    else:
+        try:
+            size = tuple(int(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be (width, height), got {value!r}") from None
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"{name} must be two positive integers (width, height), got {value!r}")
+    if multiple > 1 and (size[0] % multiple or size[1] % multiple):
+        raise ValueError(
+            f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}"
+        )
+    return size  # type: ignore[return-value]

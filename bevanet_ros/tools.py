@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bevanet_core.bags.evaluate import FrameProcessor
 from bevanet_core.cli import bag_eval, demo
+from bevanet_core.options import parse_size
 
 
 def connect(args: argparse.Namespace, local: FrameProcessor) -> FrameProcessor:
@@ -51,7 +52,7 @@ def spawn_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     if args.weights is not None:
         params["weights"] = str(Path(args.weights).resolve())
     if args.input_size:
-        w, h = (int(v) for v in str(args.input_size).lower().split("x"))
+        w, h = parse_size(str(args.input_size), "--input-size")
         params.update(input_width=w, input_height=h)
     if args.threads:
         params["num_threads"] = args.threads

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .. import options
 from ..serving.policy import ImageDecodeError, check_pixels, read_image_file
 from .writer import Frame
 
@@ -34,12 +35,9 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SourceError(f"size must look like 480x270 (width x height), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise SourceError(f"size must be positive, got {text!r}")
-    return w, h
+        return options.parse_size(text, "size")
+    except ValueError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def _resize(rgb: np.ndarray, label: np.ndarray | None, size: tuple[int, int] | None):

@@ -17,37 +17,11 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ..options import RESIZE_MODES
+from ..options import RESIZE_MODES, parse_size  # noqa: F401 - part of this module's API
 
 Size = Tuple[int, int]  # (width, height)
 DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
 NETWORK_STRIDE = 8
-
-
-def parse_size(
-    value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1
-) -> Size:
-    """'480x360', (480, 360) or [480, 360] -> (480, 360); checks positivity and the multiple."""
-    if isinstance(value, str):
-        parts = value.lower().replace(",", "x").split("x")
-        try:
-            size = tuple(int(p) for p in parts)
-        except ValueError:
-            raise ValueError(
-                f"{name} must look like WIDTHxHEIGHT (e.g. 480x360), got {value!r}"
-            ) from None
-    else:
-        try:
-            size = tuple(int(v) for v in value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be (width, height), got {value!r}") from None
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"{name} must be two positive integers (width, height), got {value!r}")
-    if multiple > 1 and (size[0] % multiple or size[1] % multiple):
-        raise ValueError(
-            f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}"
-        )
-    return size  # type: ignore[return-value]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from ..options import parse_size
 from .params import DEFAULT_WEIGHTS_VARIANT, SPECS, VARIANTS, NodeSettings, ParameterError
 
 PACKAGE = "bevanet_ros"
@@ -113,10 +114,7 @@ def parse_camera_topics(text: str) -> list[str]:
 
 def parse_input_size(text: str) -> tuple[int, int]:
     """'640x480' -> (640, 480); the node's own rules (multiples of 8, range) are checked later."""
-    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
-    if not match:
-        raise ValueError(f"launch argument 'input_size' must look like WxH (e.g. 640x480), got {text!r}")
-    return int(match.group(1)), int(match.group(2))
+    return parse_size(str(text), "launch argument 'input_size'")
 
 
 def load_params_file(path: str) -> dict[str, Any]:
