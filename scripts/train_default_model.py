@@ -42,6 +42,23 @@ def warm_start_overrides(recipe: Path, weights: Path) -> list:
     return [f"model.pretrained={weights}", f"run.start_iteration={start}"]
 
 
+def seed_logs(run_dir: Path, committed_logs: Path) -> None:
+    """Start a fresh run directory's logs from the committed ones, so that the next ship keeps the history."""
+    for name in ("train.log.jsonl", "console.log"):
+        committed = committed_logs / name
+        if not committed.is_file():
+            continue
+        here = run_dir / name
+        if not here.exists():
+            shutil.copy(committed, here)
+        elif name == "console.log":
+            # the caller's own lines may be here already (a shell redirect, a note): put the history
+            # before them, once, or the next ship would replace the committed log with these alone
+            history, mine = committed.read_text(), here.read_text()
+            if not mine.startswith(history):
+                here.write_text(history + mine)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
@@ -71,9 +88,7 @@ def main() -> int:
     else:
         committed_logs = REPO / "training" / "logs" / args.recipe.stem
         run_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("train.log.jsonl", "console.log"):
-            if (committed_logs / name).is_file() and not (run_dir / name).exists():
-                shutil.copy(committed_logs / name, run_dir / name)
+        seed_logs(run_dir, committed_logs)
         overrides += warm_start_overrides(args.recipe, DEFAULT_WEIGHTS)
         print(f"no run at {run_dir}: starting from {DEFAULT_WEIGHTS} ({overrides[-1]})", flush=True)
     cfg = load_config(str(args.recipe), overrides)

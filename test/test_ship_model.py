@@ -101,3 +101,30 @@ def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_s
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming" in second.stdout and "resumed from" in second.stdout and "at iteration 2/4" in second.stdout
+
+
+def test_a_fresh_run_directory_keeps_the_committed_log_history(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_default_model", REPO / "scripts" / "train_default_model.py")
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    committed = tmp_path / "logs"
+    committed.mkdir()
+    (committed / "console.log").write_text("[train] 10/100\n[val] iteration 20\n")
+    (committed / "train.log.jsonl").write_text('{"iteration": 20}\n')
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    driver.seed_logs(empty, committed)
+    assert (empty / "console.log").read_text() == "[train] 10/100\n[val] iteration 20\n"
+    assert (empty / "train.log.jsonl").read_text() == '{"iteration": 20}\n'
+
+    # a shell redirect made console.log before the driver ran, with a line of the caller's own
+    redirected = tmp_path / "redirected"
+    redirected.mkdir()
+    (redirected / "console.log").write_text("restarted by hand\n")
+    driver.seed_logs(redirected, committed)
+    assert (redirected / "console.log").read_text() == "[train] 10/100\n[val] iteration 20\nrestarted by hand\n"
+    driver.seed_logs(redirected, committed)  # a second start before the first checkpoint: history once
+    assert (redirected / "console.log").read_text().count("[val] iteration 20") == 1
