@@ -37,9 +37,26 @@ def val_miou(weights: Path, data: Path) -> float:
                     align_corners=logits_align_corners(info.variant)).miou()
 
 
+def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
+    """A training checkpoint (RUN_DIR/last.pt) as a weights file: its average of the weights where the
+    run keeps one, else its weights, with the iteration it was taken at."""
+    from bevanet_core.checkpoint import ModelInfo
+    from bevanet_core.models import build_model
+    from bevanet_core.training.engine import load_training_checkpoint
+
+    ckpt = load_training_checkpoint(path)
+    info = ModelInfo.from_json(ckpt["model_info"])
+    info.extra = {**{k: v for k, v in info.extra.items() if k != "val_miou"}, "iteration": ckpt["iteration"]}
+    model = build_model(info.variant, info.num_classes, aux_heads=True)
+    model.load_state_dict(ckpt["ema"]["model"] if "ema" in ckpt else ckpt["model"])
+    save_weights(model, out, info)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path, help="a run directory (its best.safetensors) or a weights file")
+    p.add_argument("run", type=Path, help="a run directory (its best.safetensors), a weights file, or a training "
+                                          "checkpoint (RUN_DIR/last.pt: its average of the weights)")
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--recipe", help="the recipe the run followed (default: training/<run name>.yaml)")
     p.add_argument("--input-size", default="480x360", help="network input WxH the model was trained at")
@@ -52,6 +69,9 @@ def main() -> int:
     weights = args.run if args.run.is_file() else args.run / "best.safetensors"
     args.run_dir = weights.parent
     name = args.name or args.run_dir.name
+    scratch = tempfile.TemporaryDirectory()
+    if weights.suffix == ".pt":
+        weights = weights_of_training_checkpoint(weights, Path(scratch.name) / "last.safetensors")
     model, info = load_model(weights)  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
     info.extra = {"trained_by": info.extra.get("trained_by", "bevanet-train"), "run": name,

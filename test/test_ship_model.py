@@ -101,6 +101,14 @@ def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_s
     second = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming" in second.stdout and "resumed from" in second.stdout and "at iteration 2/4" in second.stdout
+    # the run's latest average of the weights ships from its training checkpoint, with its iteration
+    out, logs = tmp_path / "shipped.safetensors", tmp_path / "logs"
+    shipped = _ship(run / "last.pt", out, data, logs, "--force", "--recipe", str(path))
+    assert shipped.returncode == 0, shipped.stderr[-2000:]
+    assert "(iteration 4)" in shipped.stdout
+    _, info = read_checkpoint(out)
+    assert info.extra["iteration"] == 4 and "val_miou" in info.extra
+    assert (logs / "tiny-long" / "train.log.jsonl").is_file()
 
 
 def test_a_fresh_run_directory_keeps_the_committed_log_history(tmp_path):
