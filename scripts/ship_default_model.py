@@ -69,10 +69,11 @@ def main() -> int:
     weights = args.run if args.run.is_file() else args.run / "best.safetensors"
     args.run_dir = weights.parent
     name = args.name or args.run_dir.name
-    scratch = tempfile.TemporaryDirectory()
-    if weights.suffix == ".pt":
-        weights = weights_of_training_checkpoint(weights, Path(scratch.name) / "last.safetensors")
-    model, info = load_model(weights)  # inference model: aux heads skipped
+    if weights.suffix == ".pt":  # through a weights file, so that it loads as any shipped file does
+        with tempfile.TemporaryDirectory() as tmp:
+            model, info = load_model(weights_of_training_checkpoint(weights, Path(tmp) / "last.safetensors"))
+    else:
+        model, info = load_model(weights)  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
     info.extra = {"trained_by": info.extra.get("trained_by", "bevanet-train"), "run": name,
                   "recipe": args.recipe or info.extra.get("recipe") or f"training/{name}.yaml",
