@@ -6,7 +6,12 @@
 Every trial starts from the same weights (default: the committed default model, continuing its
 recipe's schedule at the iteration they were taken from), trains `--iterations` iterations of
 the recipe with the arm's overrides and one seed, and is then evaluated on the recipe's val list
-(single scale, fp32, every image). An arm is a name and comma-separated `section.key=value`
+(single scale, fp32, every image). `--from scratch` starts every trial from random weights, with
+a schedule of its own that ends at `--iterations` (the learning rate decays to its end), as the
+held-out recipe's trials are run:
+
+    python benchmarks/recipe_trials.py --recipe training/bevanet-s_camvid-480x360-heldout.yaml \
+        --from scratch --iterations 1600 --seeds 304 --val-every 400 --arm base= An arm is a name and comma-separated `section.key=value`
 overrides (`name=` for the recipe as it is). The weights evaluated are an average of the trial's
 weights (`--ema`, short enough to forget the start), because the raw weights of a few hundred
 iterations at a high learning rate are too noisy to compare arms on.
@@ -26,6 +31,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -65,8 +71,8 @@ def start_of(weights: Path, recipe: Path) -> int:
     return int(extra.get("iteration", 0)) if extra.get("recipe") == f"training/{recipe.name}" else 0
 
 
-def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: int, overrides, out: Path,
-              threads: int, ema: float) -> dict:
+def run_trial(recipe: Path, weights: Optional[Path], start: int, iterations: int, seed: int, overrides,
+              out: Path, threads: int, ema: float, val_every: int = 0) -> dict:
     from bevanet_core.checkpoint import save_weights
     from bevanet_core.options import logits_align_corners
     from bevanet_core.training.config import load_config
@@ -75,16 +81,19 @@ def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: in
     result_path = out / "result.json"
     settings = {"recipe": f"training/{recipe.name}",
                 "recipe_sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),  # an edited recipe is another trial
-                "weights": str(weights), "start_iteration": start,
+                "weights": str(weights) if weights else "scratch", "start_iteration": start,
                 "iterations": iterations, "seed": seed, "overrides": overrides, "ema_decay": ema}
     if result_path.is_file():
         result = json.loads(result_path.read_text())
         if result.get("settings") != settings:
             raise SystemExit(f"{out} holds a trial with other settings; remove it or choose another --out")
         return result
+    # from scratch the trial's schedule is its own; from weights it continues the recipe's
+    start_from = ([f"model.pretrained={weights}"] if weights else ["model.pretrained=null",
+                                                                   f"optim.iterations={iterations}"])
     cfg = load_config(str(recipe), [
-        f"run.out_dir={out}", f"model.pretrained={weights}", f"run.start_iteration={start}",
-        f"run.seed={seed}", "run.val_every=0", "run.checkpoint_every=25", f"run.ema_decay={ema}",
+        f"run.out_dir={out}", *start_from, f"run.start_iteration={start}",
+        f"run.seed={seed}", f"run.val_every={val_every}", "run.checkpoint_every=25", f"run.ema_decay={ema}",
         f"run.threads={threads}", "run.time_budget_min=0", *overrides])
     trainer = Trainer(cfg)
     trainer.resume("auto")
@@ -100,7 +109,9 @@ def run_trial(recipe: Path, weights: Path, start: int, iterations: int, seed: in
     metrics = cm.as_dict(trainer.info.class_names)
     result = {"settings": settings, "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
               "per_class_iou": metrics["per_class_iou"], "class_weights": trainer.class_weights,
-              "precision": cfg.run.precision, "s_per_iter": s_per_iter}
+              "precision": cfg.run.precision, "s_per_iter": s_per_iter,
+              "curve": [{k: v for k, v in h.items() if k in ("iteration", "val/miou")}
+                        for h in trainer.history if "val/miou" in h]}
     # the evaluated weights are kept beside the result: an arm that wins can be shipped as it is
     # (scripts/ship_default_model.py TRIAL/weights.safetensors)
     trainer.info.extra = {**trainer.info.extra, "recipe": settings["recipe"], "iteration": trainer.iteration,
@@ -132,8 +143,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
-    p.add_argument("--from", dest="weights", type=Path, default=None,
-                   help="weights every trial starts from (default: the committed default model)")
+    p.add_argument("--from", dest="weights", default=None,
+                   help="weights every trial starts from (default: the committed default model), or "
+                        "'scratch' for random weights and a schedule that ends with the trial")
     p.add_argument("--start-iteration", type=int, default=None,
                    help="schedule iteration to start at (default: where the weights were taken, "
                         "when they come from the recipe, else 0)")
@@ -143,6 +155,8 @@ def main() -> int:
                    metavar="NAME=OVERRIDES", help="an arm: NAME=section.key=value[,section.key=value] (repeat)")
     p.add_argument("--ema", type=float, default=0.98, help="decay of the weight average that is evaluated")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--val-every", type=int, default=0,
+                   help="also validate every N iterations during a trial, for its curve (default: at the end only)")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write every trial's result and the table here")
     args = p.parse_args()
@@ -157,26 +171,30 @@ def main() -> int:
     from bevanet_core.hardware import cpu_info
 
     torch.set_num_threads(args.threads)
-    weights = (args.weights or DEFAULT_WEIGHTS).resolve()
-    start = args.start_iteration if args.start_iteration is not None else start_of(weights, args.recipe)
+    if args.weights == "scratch":
+        weights, start = None, 0
+    else:
+        weights = Path(args.weights).resolve() if args.weights else DEFAULT_WEIGHTS.resolve()
+        start = args.start_iteration if args.start_iteration is not None else start_of(weights, args.recipe)
+    origin = weights.name if weights else "scratch"
     out = args.out or Path.home() / ".cache" / "bevanet_ros" / "trials" / args.recipe.stem
     results, class_names = {}, None
     for seed in args.seeds:  # every arm at one seed first: a paired comparison comes early
         for name, overrides in args.arms:
-            print(f"[trials] {name} seed {seed}: {args.iterations} iterations from {weights.name} at {start}"
+            print(f"[trials] {name} seed {seed}: {args.iterations} iterations from {origin} at {start}"
                   + (f" with {', '.join(overrides)}" if overrides else ""), flush=True)
             r = run_trial(args.recipe, weights, start, args.iterations, seed, overrides,
-                          out / name / f"seed{seed}", args.threads, args.ema)
+                          out / name / f"seed{seed}", args.threads, args.ema, args.val_every)
             print(f"[trials] {name} seed {seed}: val mIoU {r['miou']:.2f}", flush=True)
             results.setdefault(name, []).append(r)
             class_names = list(r["per_class_iou"])
     text = table(results, class_names)
     cpu = cpu_info().describe()
-    print(f"\n{args.iterations} iterations per trial from {weights.name} (schedule iteration {start}), "
+    print(f"\n{args.iterations} iterations per trial from {origin} (schedule iteration {start}), "
           f"{args.threads} thread(s), {cpu}\n\n{text}")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu, "iterations": args.iterations, "start_iteration": start,
-                                         "weights": str(weights), "trials": results, "table": text}, indent=1))
+                                         "weights": str(weights or "scratch"), "trials": results, "table": text}, indent=1))
     return 0
 
 

@@ -129,11 +129,15 @@ class CamVid(SegmentationDataset):
     RGB_CODES = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [0, 0, 192],
                  [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0], [0, 128, 192]]
 
-    def __init__(self, root, list_file, transform=None, encoding: str = "index", seed: int = 0):
+    def __init__(self, root, list_file=None, transform=None, encoding: str = "index", seed: int = 0,
+                 split: str = "train"):
         if encoding not in ("index", "rgb"):
             raise ValueError(f"CamVid encoding must be 'index' or 'rgb', got {encoding!r}")
         self.encoding = encoding
-        super().__init__(read_pair_list(Path(root), Path(list_file)), transform, seed)
+        self.split = split if list_file is None else Path(list_file).stem
+        pairs = (camvid_split_pairs(Path(root), split) if list_file is None
+                 else read_pair_list(Path(root), Path(list_file)))
+        super().__init__(pairs, transform, seed)
 
     def read_raw_label(self, path: Path) -> np.ndarray:
         return read_label(path, color=self.encoding == "rgb")
@@ -285,12 +289,52 @@ class ImageFolderClassification(Dataset):
         return image, target
 
 
+# CamVid splits by drive. The SegNet copy's val (0016E5) is frames of a drive whose other frames are
+# in train, interleaved with val's, so a model that trained on train has seen val's street: val
+# measures memory of that street more than generalisation. 'heldout' is a whole drive (0006R0, 101
+# frames) that 'heldout-train' (0001TP and 0016E5 from train and val, 367 frames) never shows: the
+# split that model selection uses. 'trainval' (468 frames) is what a model for other streets trains on.
+CAMVID_LISTS = ("train.lst", "val.lst")
+CAMVID_HELDOUT_SEQUENCES = ("0006R0",)
+CAMVID_SPLITS: Dict[str, Tuple[Tuple[str, ...], Optional[Tuple[str, ...]], Tuple[str, ...]]] = {
+    # name: (list files, sequences kept (None: all), sequences left out)
+    "train": (("train.lst",), None, ()),
+    "val": (("val.lst",), None, ()),
+    "trainval": (CAMVID_LISTS, None, ()),
+    "heldout": (CAMVID_LISTS, CAMVID_HELDOUT_SEQUENCES, ()),
+    "heldout-train": (CAMVID_LISTS, None, CAMVID_HELDOUT_SEQUENCES),
+}
+
+
+def camvid_sequence(path: Path) -> str:
+    """The drive a CamVid frame comes from: its file name's prefix ('0006R0_f00930.png' -> '0006R0')."""
+    return path.name.split("_", 1)[0]
+
+
+def camvid_split_pairs(root: Path, split: str) -> List[Tuple[Path, Optional[Path]]]:
+    """The (image, label) pairs of a named CamVid split (CAMVID_SPLITS), or of `<split>.lst`."""
+    if split not in CAMVID_SPLITS:
+        list_file = root / f"{split}.lst"
+        if not list_file.is_file():
+            raise DatasetError(f"unknown CamVid split {split!r} (no {list_file}); named splits: "
+                               f"{', '.join(CAMVID_SPLITS)}")
+        return read_pair_list(root, list_file)
+    lists, keep, leave_out = CAMVID_SPLITS[split]
+    pairs = [pair for name in lists for pair in read_pair_list(root, root / name)]
+    pairs = [(image, label) for image, label in pairs
+             if (keep is None or camvid_sequence(image) in keep) and camvid_sequence(image) not in leave_out]
+    if not pairs:
+        raise DatasetError(f"CamVid split {split!r} has no frames under {root}")
+    return pairs
+
+
 def build_dataset(name: str, root, split_list=None, split: str = "train", transform=None,
                   encoding: str = "index", seed: int = 0, **kwargs) -> SegmentationDataset:
-    """Dataset by name ('camvid', 'cityscapes', 'ade20k', 'custom')."""
+    """Dataset by name ('camvid', 'cityscapes', 'ade20k', 'custom'). CamVid without a list file
+    takes a named split (CAMVID_SPLITS: train, val, trainval, heldout, heldout-train)."""
     if name == "camvid":
         if split_list is None:
-            split_list = Path(root) / f"{split}.lst"
+            return CamVid(root, None, transform, encoding=encoding, seed=seed, split=split)
         return CamVid(root, split_list, transform, encoding=encoding, seed=seed)
     if name == "cityscapes":
         return Cityscapes(root, split, transform, list_file=split_list, seed=seed)
