@@ -2,8 +2,9 @@
 
 Works both under `colcon build` (ROS 2) and `pip install -e .` (no ROS, offline training).
 """
-from glob import glob
+
 import os
+from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -51,10 +52,7 @@ setup(
     zip_safe=True,
     maintainer="bevanet_ros developers",
     maintainer_email="bevanet-ros@users.noreply.github.com",
-    description=(
-        "BEVANet real-time semantic segmentation for ROS 2 "
-        "(TensorRT, ONNX Runtime, OpenVINO, PyTorch)"
-    ),
+    description=("BEVANet real-time semantic segmentation for ROS 2 (TensorRT, ONNX Runtime, OpenVINO, PyTorch)"),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [

@@ -43,9 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--frames",
         type=Path,
@@ -54,19 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--num-frames", type=int, default=10, help="frames per run")
     p.add_argument("--runs", type=int, default=3, help="repetitions; the table shows the median")
-    p.add_argument(
-        "--weights", type=Path, default=None, help="weights file (default: shipped, else seeded)"
-    )
-    p.add_argument(
-        "--input-size", default="", help="network input WxH (default: the weights' own)"
-    )
-    p.add_argument(
-        "--num-threads", type=int, default=0, help="inference threads for both (0 = default)"
-    )
+    p.add_argument("--weights", type=Path, default=None, help="weights file (default: shipped, else seeded)")
+    p.add_argument("--input-size", default="", help="network input WxH (default: the weights' own)")
+    p.add_argument("--num-threads", type=int, default=0, help="inference threads for both (0 = default)")
     p.add_argument("--backend", default="auto", help="backend for both (default auto)")
-    p.add_argument(
-        "--precision", default="fp32", help="precision for both; int8 needs an int8 .onnx"
-    )
+    p.add_argument("--precision", default="fp32", help="precision for both; int8 needs an int8 .onnx")
     p.add_argument(
         "--flood-hz",
         type=float,
@@ -74,17 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="publish rate of the flood run (a camera rate, far above the model's on a CPU)",
     )
     p.add_argument("--flood-s", type=float, default=8.0, help="duration of each flood run")
-    p.add_argument(
-        "--encoding", default="bgr8", choices=("rgb8", "bgr8"), help="camera encoding published"
-    )
+    p.add_argument("--encoding", default="bgr8", choices=("rgb8", "bgr8"), help="camera encoding published")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     return p.parse_args(argv)
 
 
 def load_frames(folder: Path, n: int) -> list[np.ndarray]:
-    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))[
-        :n
-    ]
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n]
     if not files:
         raise SystemExit(f"no png/jpg images in {folder} (pass --frames)")
     return [np.asarray(PILImage.open(f).convert("RGB")) for f in files]
@@ -151,9 +137,7 @@ class NodeUnderTest:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        self.env = dict(
-            os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"
-        )
+        self.env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
         cmd = [
             sys.executable,
             "-m",
@@ -280,9 +264,7 @@ def serial_pass(nut: NodeUnderTest, msgs: list[Any]) -> dict[str, Any]:
     return {"latency_ms": summary(lat), "fps": len(msgs) / (time.perf_counter() - t0)}
 
 
-def flood_pass(
-    nut: NodeUnderTest, msgs: list[Any], rate_hz: float, seconds: float
-) -> dict[str, Any]:
+def flood_pass(nut: NodeUnderTest, msgs: list[Any], rate_hz: float, seconds: float) -> dict[str, Any]:
     """Frames published at `rate_hz` for `seconds`: masks per second, stamp -> mask latency."""
     with nut._cond:
         nut.received.clear()

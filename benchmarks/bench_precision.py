@@ -36,8 +36,8 @@ from bevanet_core.export.precision import (
     network_input,
     quantize_int8,
 )
-from bevanet_core.runtime.benchmark import environment
 from bevanet_core.imaging.processing import Postprocessor
+from bevanet_core.runtime.benchmark import environment
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ALL_CONVS = "int8, every conv quantized"  # the --all-convs ablation row
@@ -143,10 +143,7 @@ def markdown(report) -> str:
         )
     lines += ["", "| precision | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for p, r in res.items():
-        cells = [
-            "n/a" if r["per_class_iou"][n] is None else f"{r['per_class_iou'][n]:.2f}"
-            for n in names
-        ]
+        cells = ["n/a" if r["per_class_iou"][n] is None else f"{r['per_class_iou'][n]:.2f}" for n in names]
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -169,9 +166,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     p.add_argument(
         "--data",
-        default=os.environ.get(
-            "BEVANET_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
-        ),
+        default=os.environ.get("BEVANET_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")),
     )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

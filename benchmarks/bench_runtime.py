@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,9 +74,7 @@ def build_rows(args, size, calib):
     for backend, precision, why in skipped:
         print(f"  skipping {backend} {precision}: {why}", flush=True)
     model, info = _model(
-        BenchConfig(
-            variant=args.variant, size=size, weights=args.weights, num_classes=args.num_classes
-        )
+        BenchConfig(variant=args.variant, size=size, weights=args.weights, num_classes=args.num_classes)
     )
     segs = {}
     for backend, precision in matrix:
@@ -95,7 +93,7 @@ def build_rows(args, size, calib):
     return segs, model.float().eval()
 
 
-def run_matrix(args) -> List[Dict[str, Any]]:
+def run_matrix(args) -> list[dict[str, Any]]:
     """Every row and the authors' protocol timed call by call in turn (one call each per round),
     so that the shared machine's changing load hits all of them alike."""
     size = tuple(int(v) for v in args.size.split("x"))
@@ -110,8 +108,8 @@ def run_matrix(args) -> List[Dict[str, Any]]:
 
     calls = {row: (lambda s=s: s.segment(frame)) for row, s in segs.items()}
     calls[("authors", "fp32")] = reference
-    times: Dict[Tuple[str, str], List[float]] = {row: [] for row in calls}
-    stages: Dict[Tuple[str, str], Dict[str, List[float]]] = {row: {} for row in segs}
+    times: dict[tuple[str, str], list[float]] = {row: [] for row in calls}
+    stages: dict[tuple[str, str], dict[str, list[float]]] = {row: {} for row in segs}
     for _ in range(args.warmup):
         for call in calls.values():
             call()
@@ -142,7 +140,7 @@ def run_matrix(args) -> List[Dict[str, Any]]:
     return results
 
 
-def print_table(results: List[Dict[str, Any]]) -> str:
+def print_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "| path | p50 ms | p90 ms | p99 ms | FPS | x authors | pre / infer / post ms (p50) |",
         "|---|---|---|---|---|---|---|",
@@ -171,7 +169,7 @@ def print_table(results: List[Dict[str, Any]]) -> str:
     return table
 
 
-def upsample_study(args) -> Dict[str, Any]:
+def upsample_study(args) -> dict[str, Any]:
     """Same logits, two read-back orders: accuracy against CamVid labels and cost."""
     from PIL import Image
 
@@ -252,9 +250,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=20)
     p.add_argument(
         "--data",
-        default=os.environ.get(
-            "BEVANET_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
-        ),
+        default=os.environ.get("BEVANET_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")),
     )
     args = p.parse_args(argv)
     if args.calib_images is None:
@@ -268,9 +264,7 @@ def main(argv=None) -> int:
         table = print_table(results)
         result = {"environment": environment("cpu"), "results": results, "table": table}
         if args.plot:
-            plot_reports(
-                results, args.plot, f"{args.variant} {args.size}, {environment('cpu')['cpu']}"
-            )
+            plot_reports(results, args.plot, f"{args.variant} {args.size}, {environment('cpu')['cpu']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -17,6 +17,7 @@ mIoU: the val mIoU logged at the last iteration of RUNS/<network>/train.log.json
 `bevanet-train --config training/camvid-compare.yaml` (the budget is stated there).
 `--miou-only table.json` reprints an earlier table with the mIoU re-read (no timing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,23 +25,22 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 import torch
 import yaml
+from train_comparison import RECIPE, final_miou  # benchmarks/ is the script's own folder
 
 from bevanet_core.checkpoint import ModelInfo
 from bevanet_core.models import build_model, list_models
 from bevanet_core.models.complexity import count_macs, count_parameters
 from bevanet_core.runtime import Segmenter
 from bevanet_core.runtime.benchmark import environment
-from train_comparison import RECIPE, final_miou  # benchmarks/ is the script's own folder
 
 REFERENCE = "bevanet_s"
 
 
-def _segmenters(name: str, size, threads: int, cache: Path) -> Dict[str, Segmenter]:
+def _segmenters(name: str, size, threads: int, cache: Path) -> dict[str, Segmenter]:
     torch.manual_seed(0)
     model = build_model(name, num_classes=11).eval()
     info = ModelInfo.default(name, 11, input_size=tuple(size))
@@ -70,9 +70,13 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/compare"), help="folder of the comparison runs")
     p.add_argument("--cache", type=Path, default=Path("runs/compare/onnx_cache"))
     p.add_argument("--json", dest="json_out")
-    p.add_argument("--miou-only", type=Path, metavar="JSON",
-                   help="no timing: reprint the table of an earlier --json with the mIoU column re-read "
-                        "from --runs (for runs that finished after the speed was measured)")
+    p.add_argument(
+        "--miou-only",
+        type=Path,
+        metavar="JSON",
+        help="no timing: reprint the table of an earlier --json with the mIoU column re-read "
+        "from --runs (for runs that finished after the speed was measured)",
+    )
     args = p.parse_args()
     iterations = int(yaml.safe_load(RECIPE.read_text())["optim"]["iterations"])
     if args.miou_only:
@@ -90,18 +94,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
-    rows: Dict[str, Dict] = {}
-    segs: Dict[str, Dict[str, Segmenter]] = {}
+    rows: dict[str, dict] = {}
+    segs: dict[str, dict[str, Segmenter]] = {}
     for name in networks:
         model = build_model(name, num_classes=11).eval()
-        rows[name] = dict(network=name, params=count_parameters(model), gmacs=count_macs(model, (h, w)) / 1e9,
-                          camvid_val_miou=final_miou(args.runs / name, iterations), ms={})
+        rows[name] = dict(
+            network=name,
+            params=count_parameters(model),
+            gmacs=count_macs(model, (h, w)) / 1e9,
+            camvid_val_miou=final_miou(args.runs / name, iterations),
+            ms={},
+        )
         segs[name] = _segmenters(name, (w, h), args.threads, args.cache)
         for seg in segs[name].values():
             for _ in range(3):  # warm-up
                 seg.segment(frame, encoding="rgb8")
         print(f"  built {name}", flush=True)
-    per_round: Dict[str, Dict[str, List[float]]] = {n: {b: [] for b in segs[n]} for n in networks}
+    per_round: dict[str, dict[str, list[float]]] = {n: {b: [] for b in segs[n]} for n in networks}
     for r in range(args.rounds):
         for name in networks:
             for backend, seg in segs[name].items():
@@ -115,22 +124,32 @@ def main() -> None:
     for row in rows.values():
         row["speed_vs_bevanet_s"] = ref_ms / row["fastest_ms"]
 
-    report = {"size": [w, h], "threads": args.threads, "rounds": args.rounds, "runs_per_net": args.runs_per_net,
-              "environment": environment("cpu"), "rows": list(rows.values())}
+    report = {
+        "size": [w, h],
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "runs_per_net": args.runs_per_net,
+        "environment": environment("cpu"),
+        "rows": list(rows.values()),
+    }
     print_table(report, iterations)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2))
 
 
-def print_table(report: Dict, iterations: int) -> None:
+def print_table(report: dict, iterations: int) -> None:
     w, h = report["size"]
-    print(f"\n| network | parameters | GMACs at {w}x{h} | fastest CPU backend | speed vs BEVANet-S "
-          f"| CamVid val mIoU ({iterations} it) |")
+    print(
+        f"\n| network | parameters | GMACs at {w}x{h} | fastest CPU backend | speed vs BEVANet-S "
+        f"| CamVid val mIoU ({iterations} it) |"
+    )
     print("| --- | ---: | ---: | --- | ---: | ---: |")
     for row in report["rows"]:
         miou = "not trained" if row["camvid_val_miou"] is None else f"{row['camvid_val_miou']:.2f}"
-        print(f"| {row['network']} | {row['params']:,} | {row['gmacs']:.2f} | {row['fastest_backend']} "
-              f"| {row['speed_vs_bevanet_s']:.2f}x | {miou} |")
+        print(
+            f"| {row['network']} | {row['params']:,} | {row['gmacs']:.2f} | {row['fastest_backend']} "
+            f"| {row['speed_vs_bevanet_s']:.2f}x | {miou} |"
+        )
 
 
 if __name__ == "__main__":

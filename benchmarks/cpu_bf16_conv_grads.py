@@ -32,8 +32,9 @@ CONVS = {
 }
 
 
-def relative_errors(kernel, padding, dilation, size: int, channels_last: bool, channels: int = 64,
-                    batch: int = 4, seed: int = 0) -> dict:
+def relative_errors(
+    kernel, padding, dilation, size: int, channels_last: bool, channels: int = 64, batch: int = 4, seed: int = 0
+) -> dict:
     """Relative error of the bf16 output, input gradient and weight gradient."""
     gen = torch.Generator().manual_seed(seed)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -52,8 +53,7 @@ def relative_errors(kernel, padding, dilation, size: int, channels_last: bool, c
     def rel(a, b):
         return float((a.detach().float() - b).abs().max() / b.abs().max())
 
-    return {"output": rel(out, ref.detach()), "input_grad": rel(xb.grad, xf.grad),
-            "weight_grad": rel(wb.grad, wf.grad)}
+    return {"output": rel(out, ref.detach()), "input_grad": rel(xb.grad, xf.grad), "weight_grad": rel(wb.grad, wf.grad)}
 
 
 def main(argv=None) -> int:
@@ -64,8 +64,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    print(f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}; relative error "
-          "of the bf16 weight gradient (output / input gradient in the JSON), NCHW | channels-last")
+    print(
+        f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}; relative error "
+        "of the bf16 weight gradient (output / input gradient in the JSON), NCHW | channels-last"
+    )
     print("| conv | " + " | ".join(f"{s}x{s}" for s in args.sizes) + " |")
     print("| --- |" + " ---: |" * len(args.sizes))
     results, wrong = [], []
@@ -81,8 +83,10 @@ def main(argv=None) -> int:
                 pair.append(f"{100 * errors['weight_grad']:.2g}%")
             cells.append(" / ".join(pair))
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print(f"{len(wrong)} of {len(results)} cases off by more than 5%" +
-          (": " + "; ".join(f"{n} at {s} {layout}" for n, s, layout in wrong) if wrong else ""))
+    print(
+        f"{len(wrong)} of {len(results)} cases off by more than 5%"
+        + (": " + "; ".join(f"{n} at {s} {layout}" for n, s, layout in wrong) if wrong else "")
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "results": results}, f, indent=1)

@@ -14,6 +14,7 @@ class's errors are in where it is drawn, not in how much of it there is.
 Only the winning class's logit margin over the best other class and that other class are kept
 per pixel, so the whole of CamVid val fits in a few hundred megabytes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,11 +70,16 @@ def sweep(margin, other, label, class_index: int, num_classes: int, offsets) -> 
         tp = int(cm.matrix[class_index, class_index])
         predicted, labelled = int(cm.matrix[:, class_index].sum()), int(cm.matrix[class_index].sum())
         iou = cm.iou()
-        rows.append({"offset": float(offset), "miou": cm.miou(),
-                     "iou": float(np.nan_to_num(iou[class_index]) * 100),
-                     "precision": 100.0 * tp / predicted if predicted else 0.0,
-                     "recall": 100.0 * tp / labelled if labelled else 0.0,
-                     "per_class_iou": [None if np.isnan(v) else float(v * 100) for v in iou]})
+        rows.append(
+            {
+                "offset": float(offset),
+                "miou": cm.miou(),
+                "iou": float(np.nan_to_num(iou[class_index]) * 100),
+                "precision": 100.0 * tp / predicted if predicted else 0.0,
+                "recall": 100.0 * tp / labelled if labelled else 0.0,
+                "per_class_iou": [None if np.isnan(v) else float(v * 100) for v in iou],
+            }
+        )
     return rows
 
 
@@ -104,9 +110,18 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['offset']:+.2f} | {r['miou']:.2f} | {r['iou']:.2f} | {r['precision']:.1f} | {r['recall']:.1f} |")
     if args.json:
-        args.json.write_text(json.dumps({"weights": args.weights or "shipped", "list": args.list,
-                                         "class": args.class_name, "class_names": list(info.class_names),
-                                         "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "weights": args.weights or "shipped",
+                    "list": args.list,
+                    "class": args.class_name,
+                    "class_names": list(info.class_names),
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -22,6 +22,7 @@ which scripts/ship_default_model.py ships as they are) and is not run again, a k
 checkpoint. The table (mean over seeds per arm, per-class IoU, seconds per iteration, CPU) is
 printed as Markdown and written to `--json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,30 +72,58 @@ def start_of(weights: Path, recipe: Path) -> int:
     return int(extra.get("iteration", 0)) if extra.get("recipe") == f"training/{recipe.name}" else 0
 
 
-def run_trial(recipe: Path, weights: Optional[Path], start: int, iterations: int, seed: int, overrides,
-              out: Path, threads: int, ema: float, val_every: int = 0) -> dict:
+def run_trial(
+    recipe: Path,
+    weights: Optional[Path],
+    start: int,
+    iterations: int,
+    seed: int,
+    overrides,
+    out: Path,
+    threads: int,
+    ema: float,
+    val_every: int = 0,
+) -> dict:
     from bevanet_core.checkpoint import save_weights
     from bevanet_core.options import logits_align_corners
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import Trainer, evaluate
 
     result_path = out / "result.json"
-    settings = {"recipe": f"training/{recipe.name}",
-                "recipe_sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),  # an edited recipe is another trial
-                "weights": str(weights) if weights else "scratch", "start_iteration": start,
-                "iterations": iterations, "seed": seed, "overrides": overrides, "ema_decay": ema}
+    settings = {
+        "recipe": f"training/{recipe.name}",
+        "recipe_sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),  # an edited recipe is another trial
+        "weights": str(weights) if weights else "scratch",
+        "start_iteration": start,
+        "iterations": iterations,
+        "seed": seed,
+        "overrides": overrides,
+        "ema_decay": ema,
+    }
     if result_path.is_file():
         result = json.loads(result_path.read_text())
         if result.get("settings") != settings:
             raise SystemExit(f"{out} holds a trial with other settings; remove it or choose another --out")
         return result
     # from scratch the trial's schedule is its own; from weights it continues the recipe's
-    start_from = ([f"model.pretrained={weights}"] if weights else ["model.pretrained=null",
-                                                                   f"optim.iterations={iterations}"])
-    cfg = load_config(str(recipe), [
-        f"run.out_dir={out}", *start_from, f"run.start_iteration={start}",
-        f"run.seed={seed}", f"run.val_every={val_every}", "run.checkpoint_every=25", f"run.ema_decay={ema}",
-        f"run.threads={threads}", "run.time_budget_min=0", *overrides])
+    start_from = (
+        [f"model.pretrained={weights}"] if weights else ["model.pretrained=null", f"optim.iterations={iterations}"]
+    )
+    cfg = load_config(
+        str(recipe),
+        [
+            f"run.out_dir={out}",
+            *start_from,
+            f"run.start_iteration={start}",
+            f"run.seed={seed}",
+            f"run.val_every={val_every}",
+            "run.checkpoint_every=25",
+            f"run.ema_decay={ema}",
+            f"run.threads={threads}",
+            "run.time_budget_min=0",
+            *overrides,
+        ],
+    )
     trainer = Trainer(cfg)
     trainer.resume("auto")
     remaining = start + iterations - trainer.iteration
@@ -104,19 +133,37 @@ def run_trial(recipe: Path, weights: Optional[Path], start: int, iterations: int
     # the speed of this call's iterations; a trial resumed with nothing left to train has none
     s_per_iter = (time.time() - t0) / remaining if remaining > 0 else None
     model = trainer.ema.model if trainer.ema is not None else trainer.model
-    cm = evaluate(model, trainer.val_set, trainer.device, cfg.model.num_classes, "fp32",
-                  align_corners=logits_align_corners(cfg.model.variant))
+    cm = evaluate(
+        model,
+        trainer.val_set,
+        trainer.device,
+        cfg.model.num_classes,
+        "fp32",
+        align_corners=logits_align_corners(cfg.model.variant),
+    )
     metrics = cm.as_dict(trainer.info.class_names)
-    result = {"settings": settings, "miou": metrics["miou"], "pixel_accuracy": metrics["pixel_accuracy"],
-              "per_class_iou": metrics["per_class_iou"], "class_weights": trainer.class_weights,
-              "precision": cfg.run.precision, "s_per_iter": s_per_iter,
-              "curve": [{k: v for k, v in h.items() if k in ("iteration", "val/miou")}
-                        for h in trainer.history if "val/miou" in h]}
+    result = {
+        "settings": settings,
+        "miou": metrics["miou"],
+        "pixel_accuracy": metrics["pixel_accuracy"],
+        "per_class_iou": metrics["per_class_iou"],
+        "class_weights": trainer.class_weights,
+        "precision": cfg.run.precision,
+        "s_per_iter": s_per_iter,
+        "curve": [
+            {k: v for k, v in h.items() if k in ("iteration", "val/miou")} for h in trainer.history if "val/miou" in h
+        ],
+    }
     # the evaluated weights are kept beside the result: an arm that wins can be shipped as it is
     # (scripts/ship_default_model.py TRIAL/weights.safetensors)
-    trainer.info.extra = {**trainer.info.extra, "recipe": settings["recipe"], "iteration": trainer.iteration,
-                          "val_miou": round(metrics["miou"], 2), "trial_overrides": ",".join(overrides),
-                          "trial_seed": seed}
+    trainer.info.extra = {
+        **trainer.info.extra,
+        "recipe": settings["recipe"],
+        "iteration": trainer.iteration,
+        "val_miou": round(metrics["miou"], 2),
+        "trial_overrides": ",".join(overrides),
+        "trial_seed": seed,
+    }
     save_weights(model, out / "weights.safetensors", trainer.info)
     tmp = result_path.with_suffix(".json.partial")
     tmp.write_text(json.dumps(result, indent=1))
@@ -133,30 +180,56 @@ def table(results: dict, class_names) -> str:
         per_class = [sum(t["per_class_iou"][c] or 0.0 for t in trials) / len(trials) for c in class_names]
         speeds = [t["s_per_iter"] for t in trials if t["s_per_iter"]]
         speed = f"{sorted(speeds)[len(speeds) // 2]:.2f}" if speeds else "-"
-        rows.append(f"| {arm} | {len(trials)} | {sum(mious) / len(mious):.2f} | "
-                    + " / ".join(f"{m:.2f}" for m in mious) + " | "
-                    + " | ".join(f"{v:.1f}" for v in per_class) + f" | {speed} |")
+        rows.append(
+            f"| {arm} | {len(trials)} | {sum(mious) / len(mious):.2f} | "
+            + " / ".join(f"{m:.2f}" for m in mious)
+            + " | "
+            + " | ".join(f"{v:.1f}" for v in per_class)
+            + f" | {speed} |"
+        )
     return "\n".join(rows)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.strip().splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
-    p.add_argument("--from", dest="weights", default=None,
-                   help="weights every trial starts from (default: the committed default model), or "
-                        "'scratch' for random weights and a schedule that ends with the trial")
-    p.add_argument("--start-iteration", type=int, default=None,
-                   help="schedule iteration to start at (default: where the weights were taken, "
-                        "when they come from the recipe, else 0)")
+    p.add_argument(
+        "--from",
+        dest="weights",
+        default=None,
+        help="weights every trial starts from (default: the committed default model), or "
+        "'scratch' for random weights and a schedule that ends with the trial",
+    )
+    p.add_argument(
+        "--start-iteration",
+        type=int,
+        default=None,
+        help="schedule iteration to start at (default: where the weights were taken, "
+        "when they come from the recipe, else 0)",
+    )
     p.add_argument("--iterations", type=int, default=150, help="training iterations per trial")
     p.add_argument("--seeds", type=int, nargs="+", default=[304, 305])
-    p.add_argument("--arm", dest="arms", type=parse_arm, action="append", required=True,
-                   metavar="NAME=OVERRIDES", help="an arm: NAME=section.key=value[,section.key=value] (repeat)")
+    p.add_argument(
+        "--arm",
+        dest="arms",
+        type=parse_arm,
+        action="append",
+        required=True,
+        metavar="NAME=OVERRIDES",
+        help="an arm: NAME=section.key=value[,section.key=value] (repeat)",
+    )
     p.add_argument("--ema", type=float, default=0.98, help="decay of the weight average that is evaluated")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--val-every", type=int, default=0,
-                   help="also validate every N iterations during a trial, for its curve (default: at the end only)")
+    p.add_argument(
+        "--val-every",
+        type=int,
+        default=0,
+        help="also validate every N iterations during a trial, for its curve (default: at the end only)",
+    )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write every trial's result and the table here")
     args = p.parse_args()
@@ -181,20 +254,46 @@ def main() -> int:
     results, class_names = {}, None
     for seed in args.seeds:  # every arm at one seed first: a paired comparison comes early
         for name, overrides in args.arms:
-            print(f"[trials] {name} seed {seed}: {args.iterations} iterations from {origin} at {start}"
-                  + (f" with {', '.join(overrides)}" if overrides else ""), flush=True)
-            r = run_trial(args.recipe, weights, start, args.iterations, seed, overrides,
-                          out / name / f"seed{seed}", args.threads, args.ema, args.val_every)
+            print(
+                f"[trials] {name} seed {seed}: {args.iterations} iterations from {origin} at {start}"
+                + (f" with {', '.join(overrides)}" if overrides else ""),
+                flush=True,
+            )
+            r = run_trial(
+                args.recipe,
+                weights,
+                start,
+                args.iterations,
+                seed,
+                overrides,
+                out / name / f"seed{seed}",
+                args.threads,
+                args.ema,
+                args.val_every,
+            )
             print(f"[trials] {name} seed {seed}: val mIoU {r['miou']:.2f}", flush=True)
             results.setdefault(name, []).append(r)
             class_names = list(r["per_class_iou"])
     text = table(results, class_names)
     cpu = cpu_info().describe()
-    print(f"\n{args.iterations} iterations per trial from {origin} (schedule iteration {start}), "
-          f"{args.threads} thread(s), {cpu}\n\n{text}")
+    print(
+        f"\n{args.iterations} iterations per trial from {origin} (schedule iteration {start}), "
+        f"{args.threads} thread(s), {cpu}\n\n{text}"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu, "iterations": args.iterations, "start_iteration": start,
-                                         "weights": str(weights or "scratch"), "trials": results, "table": text}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "cpu": cpu,
+                    "iterations": args.iterations,
+                    "start_iteration": start,
+                    "weights": str(weights or "scratch"),
+                    "trials": results,
+                    "table": text,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ Each model runs through `bevanet-predict` itself (torch, fp32, one thread) on:
   labelled Building, and the class shares overall.
 There are no labels for either: these are the checks a user makes by eye, made countable.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ def predict(weights: str, source: Path, out: Path, max_frames: int = 0, input_si
 
 
 def shares(masks: list, class_names: list) -> dict:
-    counts = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=256)[:len(class_names)]
+    counts = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=256)[: len(class_names)]
     total = max(int(sum(m.size for m in masks)), 1)
     return {name: round(100.0 * int(c) / total, 1) for name, c in zip(class_names, counts)}
 
@@ -61,11 +62,17 @@ def check(weights: str, video: Path, kitti: Path, input_size: str = "") -> dict:
         grey = predict(weights, kitti, Path(tmp) / "kitti", 0, input_size)
     top = shares(tops, names)
     kitti_shares = shares(grey, names)
-    return {"weights": weights, "input_size": input_size or "the model's", "val_miou_in_file": info.extra.get("val_miou"),
-            "video_frames": len(frames), "top_rows_sky_pct": top.get("Sky", 0.0),
-            "top_rows_leading": sorted(top.items(), key=lambda kv: -kv[1])[:3],
-            "kitti_frames": len(grey), "kitti_building_pct": kitti_shares.get("Building", 0.0),
-            "kitti_leading": sorted(kitti_shares.items(), key=lambda kv: -kv[1])[:4]}
+    return {
+        "weights": weights,
+        "input_size": input_size or "the model's",
+        "val_miou_in_file": info.extra.get("val_miou"),
+        "video_frames": len(frames),
+        "top_rows_sky_pct": top.get("Sky", 0.0),
+        "top_rows_leading": sorted(top.items(), key=lambda kv: -kv[1])[:3],
+        "kitti_frames": len(grey),
+        "kitti_building_pct": kitti_shares.get("Building", 0.0),
+        "kitti_leading": sorted(kitti_shares.items(), key=lambda kv: -kv[1])[:4],
+    }
 
 
 def main(argv=None) -> int:
@@ -82,13 +89,18 @@ def main(argv=None) -> int:
             p.error(f"not found: {path}")
     sys.path.insert(0, str(REPO))
     rows = [check(w, args.video, args.kitti, args.input_size) for w in args.weights]
-    lines = [f"| weights | val mIoU (file) | video: top {TOP_ROWS:.0%} rows Sky | video top rows, leading classes "
-             "| KITTI grey: Building | KITTI leading classes |", "| --- | ---: | ---: | --- | ---: | --- |"]
+    lines = [
+        f"| weights | val mIoU (file) | video: top {TOP_ROWS:.0%} rows Sky | video top rows, leading classes "
+        "| KITTI grey: Building | KITTI leading classes |",
+        "| --- | ---: | ---: | --- | ---: | --- |",
+    ]
     for r in rows:
         lead = ", ".join(f"{k} {v}%" for k, v in r["top_rows_leading"])
         kitti = ", ".join(f"{k} {v}%" for k, v in r["kitti_leading"])
-        lines.append(f"| {r['weights']} | {r['val_miou_in_file'] or '-'} | {r['top_rows_sky_pct']}% | {lead} | "
-                     f"{r['kitti_building_pct']}% | {kitti} |")
+        lines.append(
+            f"| {r['weights']} | {r['val_miou_in_file'] or '-'} | {r['top_rows_sky_pct']}% | {lead} | "
+            f"{r['kitti_building_pct']}% | {kitti} |"
+        )
     text = "\n".join(lines)
     print(text)
     if args.json:

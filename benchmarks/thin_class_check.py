@@ -13,6 +13,7 @@ For one class, over every labelled image of the list:
   are labelled.
 Void pixels (label >= the number of classes) are left out everywhere.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,9 @@ def check(pairs, class_index: int, num_classes: int, tolerances) -> dict:
     false_on = np.zeros(num_classes, np.int64)
     for label, pred in pairs:
         if label.shape != pred.shape:
-            raise SystemExit(f"a prediction is {pred.shape[1]}x{pred.shape[0]} but its label "
-                             f"{label.shape[1]}x{label.shape[0]}")
+            raise SystemExit(
+                f"a prediction is {pred.shape[1]}x{pred.shape[0]} but its label {label.shape[1]}x{label.shape[0]}"
+            )
         valid = label < num_classes
         is_label = (label == class_index) & valid
         is_pred = (pred == class_index) & valid
@@ -69,10 +71,15 @@ def check(pairs, class_index: int, num_classes: int, tolerances) -> dict:
         return 100.0 * a / b if b else float("nan")
 
     return {
-        "iou": share(tp, tp + fp + fn), "precision": share(tp, n_pred), "recall": share(tp, n_label),
-        "label_pixels": n_label, "predicted_pixels": n_pred,
-        "tolerance": {r: {"precision": share(v["pred_near_label"], n_pred),
-                          "recall": share(v["label_near_pred"], n_label)} for r, v in near.items()},
+        "iou": share(tp, tp + fp + fn),
+        "precision": share(tp, n_pred),
+        "recall": share(tp, n_label),
+        "label_pixels": n_label,
+        "predicted_pixels": n_pred,
+        "tolerance": {
+            r: {"precision": share(v["pred_near_label"], n_pred), "recall": share(v["label_near_pred"], n_label)}
+            for r, v in near.items()
+        },
         "labelled_pixels_predicted_as": label_as.tolist(),
         "false_pixels_labelled_as": false_on.tolist(),
     }
@@ -80,8 +87,9 @@ def check(pairs, class_index: int, num_classes: int, tolerances) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--predictions", required=True, type=Path,
-                    help="folder of bevanet-eval --save-predictions index PNGs")
+    ap.add_argument(
+        "--predictions", required=True, type=Path, help="folder of bevanet-eval --save-predictions index PNGs"
+    )
     ap.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "camvid")
     ap.add_argument("--list", default="val.lst", help="list of 'image label' pairs relative to --root")
     ap.add_argument("--class", dest="class_name", default="Pole", choices=CAMVID_CLASSES)
@@ -107,13 +115,17 @@ def main(argv=None) -> int:
     names = list(CAMVID_CLASSES)
     result = check(pairs, names.index(args.class_name), len(names), args.tolerance)
     result.update({"class": args.class_name, "images": len(pairs), "predictions": str(args.predictions)})
-    print(f"{args.class_name} over {len(pairs)} images: IoU {result['iou']:.2f}, precision "
-          f"{result['precision']:.1f}%, recall {result['recall']:.1f}% "
-          f"({result['predicted_pixels']} predicted, {result['label_pixels']} labelled pixels)")
+    print(
+        f"{args.class_name} over {len(pairs)} images: IoU {result['iou']:.2f}, precision "
+        f"{result['precision']:.1f}%, recall {result['recall']:.1f}% "
+        f"({result['predicted_pixels']} predicted, {result['label_pixels']} labelled pixels)"
+    )
     for r, v in result["tolerance"].items():
         print(f"  within {r} px: precision {v['precision']:.1f}%, recall {v['recall']:.1f}%")
-    for key, what in (("labelled_pixels_predicted_as", f"labelled {args.class_name} predicted as"),
-                      ("false_pixels_labelled_as", f"predicted {args.class_name} wrongly, labelled")):
+    for key, what in (
+        ("labelled_pixels_predicted_as", f"labelled {args.class_name} predicted as"),
+        ("false_pixels_labelled_as", f"predicted {args.class_name} wrongly, labelled"),
+    ):
         total = sum(result[key]) or 1
         top = sorted(zip(names, result[key]), key=lambda kv: -kv[1])[:5]
         print(f"  {what}: " + ", ".join(f"{n} {100.0 * v / total:.1f}%" for n, v in top))

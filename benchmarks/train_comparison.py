@@ -8,6 +8,7 @@ run resumes from its own `last.pt` (the engine's exact resume). A failed run is 
 queue goes on; the exit status is 1 if any failed. Then
 `python benchmarks/compare_networks.py --runs runs/compare` prints the table with their mIoU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,14 @@ def main() -> int:
     p.add_argument("--networks", nargs="*", default=None, help="default: every registered network")
     p.add_argument("--runs", type=Path, default=Path("runs/compare"))
     p.add_argument("--recipe", type=Path, default=RECIPE)
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                   help="extra overrides for every run (e.g. data.root=...); the budget stays the recipe's")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="extra overrides for every run (e.g. data.root=...); the budget stays the recipe's",
+    )
     args = p.parse_args()
     networks = args.networks or list_models()
     unknown = sorted(set(networks) - set(list_models()))
@@ -70,9 +77,19 @@ def main() -> int:
         if done is not None:
             print(f"{name}: done, val mIoU {done:.2f}", flush=True)
             continue
-        cmd = [sys.executable, "-m", "bevanet_core.cli.train", "--config", str(args.recipe), "--resume",
-               "--set", f"model.variant={name}", f"run.out_dir={run_dir}", *family_overrides(name),
-               *args.overrides]
+        cmd = [
+            sys.executable,
+            "-m",
+            "bevanet_core.cli.train",
+            "--config",
+            str(args.recipe),
+            "--resume",
+            "--set",
+            f"model.variant={name}",
+            f"run.out_dir={run_dir}",
+            *family_overrides(name),
+            *args.overrides,
+        ]
         print(f"{name}: training -> {run_dir}", flush=True)
         t0 = time.time()
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -82,8 +99,7 @@ def main() -> int:
             print(f"{name}: bevanet-train exited with {rc}; see {run_dir / 'console.log'}", flush=True)
             failed.append(name)
             continue
-        print(f"{name}: val mIoU {final_miou(run_dir, iterations)} in {(time.time() - t0) / 60:.1f} min",
-              flush=True)
+        print(f"{name}: val mIoU {final_miou(run_dir, iterations)} in {(time.time() - t0) / 60:.1f} min", flush=True)
     if failed:
         print(f"failed: {', '.join(failed)}", flush=True)
     return 1 if failed else 0

@@ -5,6 +5,7 @@ palette, normalisation) travels with the tensors. Foreign checkpoints (the autho
 are read with `torch.load(weights_only=True)`; their tensor names map one to one onto our modules,
 after removing a `model.`/`module.` prefix or a `state_dict` wrapper.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,13 +15,20 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 
-from .data.classes import (CAMVID_CLASSES, CAMVID_PALETTE, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE,
-                           IMAGENET_MEAN, IMAGENET_STD, default_palette)
+from .data.classes import (
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    default_palette,
+)
 from .models import SEGMENTATION_MODELS, build_model
 
 PathLike = Union[str, os.PathLike]
@@ -32,9 +40,13 @@ _PREFIXES = ("module.", "model.")
 _SHAPE_INFERRED = ("bevanet", "bevanet_s")  # variants infer_architecture tells apart
 # final classifier weights of the other registered networks (PIDNet, BiSeNetV2, STDC-Seg,
 # BSSNet, VAN + Light-Ham): a foreign file's class count
-_CLASSIFIER_TENSORS = ("final_layer.conv2.weight", "head.conv_out.1.weight",
-                       "conv_out.conv_out.weight", "fuse_b_d_head.conv2.weight",
-                       "decode_head.conv_seg.weight")
+_CLASSIFIER_TENSORS = (
+    "final_layer.conv2.weight",
+    "head.conv_out.1.weight",
+    "conv_out.conv_out.weight",
+    "fuse_b_d_head.conv2.weight",
+    "decode_head.conv_seg.weight",
+)
 
 
 class CheckpointError(ValueError):
@@ -63,20 +75,20 @@ class ModelInfo:
 
     variant: str
     num_classes: int
-    class_names: List[str]
-    palette: List[List[int]]
-    mean: List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: List[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))
-    input_size: Optional[Tuple[int, int]] = None  # (width, height) the model was trained/exported for
+    class_names: list[str]
+    palette: list[list[int]]
+    mean: list[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))
+    input_size: Optional[tuple[int, int]] = None  # (width, height) the model was trained/exported for
     ignore_index: int = 255
     dataset: Optional[str] = None
-    extra: Dict = dataclasses.field(default_factory=dict)
+    extra: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelInfo":
+    def from_json(cls, text: str) -> ModelInfo:
         """Parses and validates (`validate`); ValueError naming the first bad field."""
         if not isinstance(text, (str, bytes)) or len(text) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata must be JSON text of at most {MAX_METADATA_BYTES} bytes")
@@ -97,17 +109,22 @@ class ModelInfo:
         if not isinstance(self.variant, str) or not 0 < len(self.variant) <= MAX_NAME_CHARS:
             raise ValueError(f"variant must be a non-empty string, got {self.variant!r:.80}")
         if not _is_int(self.num_classes) or not 1 <= self.num_classes <= MAX_CLASSES:
-            raise ValueError(f"num_classes must be an integer in 1..{MAX_CLASSES}, "
-                             f"got {self.num_classes!r:.80}")
+            raise ValueError(f"num_classes must be an integer in 1..{MAX_CLASSES}, got {self.num_classes!r:.80}")
         n = self.num_classes
         if not isinstance(self.class_names, list) or not all(
-                isinstance(c, str) and len(c) <= MAX_NAME_CHARS for c in self.class_names):
+            isinstance(c, str) and len(c) <= MAX_NAME_CHARS for c in self.class_names
+        ):
             raise ValueError("class_names must be a list of strings")
         if len(self.class_names) != n:
             raise ValueError(f"class_names has {len(self.class_names)} names for num_classes={n}")
-        if not isinstance(self.palette, list) or len(self.palette) != n or not all(
+        if (
+            not isinstance(self.palette, list)
+            or len(self.palette) != n
+            or not all(
                 isinstance(c, (list, tuple)) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
-                for c in self.palette):
+                for c in self.palette
+            )
+        ):
             raise ValueError(f"palette must be {n} [r, g, b] colours of integers 0..255")
         for name in ("mean", "std"):
             value = getattr(self, name)
@@ -117,21 +134,24 @@ class ModelInfo:
             raise ValueError(f"std must be positive, got {self.std!r}")
         if self.input_size is not None:
             size = self.input_size
-            if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
-                    _is_int(v) and 8 <= v <= MAX_INPUT_SIDE for v in size):
-                raise ValueError(f"input_size must be [width, height], integers in "
-                                 f"8..{MAX_INPUT_SIDE}, got {size!r:.80}")
+            if (
+                not isinstance(size, (list, tuple))
+                or len(size) != 2
+                or not all(_is_int(v) and 8 <= v <= MAX_INPUT_SIDE for v in size)
+            ):
+                raise ValueError(
+                    f"input_size must be [width, height], integers in 8..{MAX_INPUT_SIDE}, got {size!r:.80}"
+                )
             self.input_size = tuple(size)
         if not _is_int(self.ignore_index) or not 0 <= self.ignore_index <= 255:
             raise ValueError(f"ignore_index must be an integer in 0..255, got {self.ignore_index!r:.80}")
-        if self.dataset is not None and (not isinstance(self.dataset, str)
-                                         or len(self.dataset) > MAX_NAME_CHARS):
+        if self.dataset is not None and (not isinstance(self.dataset, str) or len(self.dataset) > MAX_NAME_CHARS):
             raise ValueError(f"dataset must be a string or null, got {self.dataset!r:.80}")
         if not isinstance(self.extra, dict):
             raise ValueError(f"extra must be a JSON object, got {type(self.extra).__name__}")
 
     @classmethod
-    def default(cls, variant: str, num_classes: int, **kwargs) -> "ModelInfo":
+    def default(cls, variant: str, num_classes: int, **kwargs) -> ModelInfo:
         """Class names and palette guessed from the class count (CamVid 11, Cityscapes 19)."""
         if num_classes == len(CAMVID_CLASSES):
             names, palette, dataset = CAMVID_CLASSES, CAMVID_PALETTE, "camvid"
@@ -140,8 +160,13 @@ class ModelInfo:
         else:
             names, palette, dataset = [f"class_{i}" for i in range(num_classes)], default_palette(num_classes), None
         kwargs.setdefault("dataset", dataset)
-        return cls(variant=variant, num_classes=num_classes, class_names=list(names),
-                   palette=[list(c) for c in palette], **kwargs)
+        return cls(
+            variant=variant,
+            num_classes=num_classes,
+            class_names=list(names),
+            palette=[list(c) for c in palette],
+            **kwargs,
+        )
 
 
 def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
@@ -177,8 +202,7 @@ def atomic_write(path: PathLike, write_fn) -> None:
         raise
 
 
-def save_weights(model: nn.Module, path: PathLike, info: ModelInfo,
-                 dtype: Optional[torch.dtype] = None) -> None:
+def save_weights(model: nn.Module, path: PathLike, info: ModelInfo, dtype: Optional[torch.dtype] = None) -> None:
     """Writes the model's state dict as safetensors with `info` in the metadata (atomically).
 
     `dtype` (e.g. torch.float16) converts floating-point tensors; integer buffers stay as they are.
@@ -194,7 +218,7 @@ def save_weights(model: nn.Module, path: PathLike, info: ModelInfo,
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={METADATA_KEY: info.to_json()}))
 
 
-def read_checkpoint(path: PathLike) -> Tuple[Dict[str, torch.Tensor], Optional[ModelInfo]]:
+def read_checkpoint(path: PathLike) -> tuple[dict[str, torch.Tensor], Optional[ModelInfo]]:
     """Returns (state dict with canonical names, ModelInfo or None for foreign files)."""
     path = Path(path)
     if not path.is_file():
@@ -229,8 +253,10 @@ def _read_torch(path: Path):
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: cannot be read as a weights-only PyTorch checkpoint "
-                              f"(corrupt, or it needs pickled code, which is refused): {first}") from None
+        raise CheckpointError(
+            f"{path}: cannot be read as a weights-only PyTorch checkpoint "
+            f"(corrupt, or it needs pickled code, which is refused): {first}"
+        ) from None
     info = None
     if isinstance(obj, dict) and isinstance(obj.get("model_info"), str):
         try:
@@ -246,11 +272,11 @@ def _read_torch(path: Path):
     return obj, info
 
 
-def _canonical_names(state: Dict[str, torch.Tensor], path: Path) -> Dict[str, torch.Tensor]:
+def _canonical_names(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     """Strips a `model.`/`module.` prefix; the authors' full-model files also hold loss buffers,
     which are dropped when every network tensor carries the prefix."""
     for prefix in _PREFIXES:
-        prefixed = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        prefixed = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if prefixed and ("conv1.0.weight" in prefixed or len(prefixed) == len(state)):
             state = prefixed
     if not state:
@@ -258,18 +284,21 @@ def _canonical_names(state: Dict[str, torch.Tensor], path: Path) -> Dict[str, to
     return state
 
 
-def check_finite(state: Dict[str, torch.Tensor], source: str) -> None:
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
     """Raises CheckpointError when a floating-point tensor holds NaN or inf: such weights turn
     every pixel into one class and would otherwise pass for a working model."""
-    bad = [name for name, t in state.items()
-           if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name for name, t in state.items() if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all())
+    ]
     if bad:
-        raise CheckpointError(f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. "
-                              f"{', '.join(bad[:3])}); the weights are poisoned or diverged "
-                              "(--allow-nonfinite-weights loads them anyway, for research)")
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensor(s) hold NaN or inf (e.g. "
+            f"{', '.join(bad[:3])}); the weights are poisoned or diverged "
+            "(--allow-nonfinite-weights loads them anyway, for research)"
+        )
 
 
-def infer_architecture(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
+def infer_architecture(state: dict[str, torch.Tensor]) -> tuple[str, int]:
     """(variant, num_classes) read from tensor shapes of a segmentation state dict."""
     try:
         planes = state["conv1.0.weight"].shape[0]
@@ -282,8 +311,9 @@ def infer_architecture(state: Dict[str, torch.Tensor]) -> Tuple[str, int]:
     return variant, int(num_classes)
 
 
-def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], source: str = "checkpoint",
-                           strict: bool = True) -> Dict[str, List[str]]:
+def load_state_dict_strict(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint", strict: bool = True
+) -> dict[str, list[str]]:
     """Loads `state` into `model`, mapping every tensor one to one with equal shapes.
 
     Training-only heads in the file are skipped when the model has none. With strict=True any
@@ -302,12 +332,17 @@ def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], sou
         state = {k: v for k, v in state.items() if not k.startswith(heads)}
     head = "head.conv2.weight"
     if head in own and head in state and own[head].shape[0] != state[head].shape[0]:
-        raise CheckpointError(f"{source} has {state[head].shape[0]} classes but the model was built for "
-                              f"{own[head].shape[0]}; build it with num_classes={state[head].shape[0]}")
+        raise CheckpointError(
+            f"{source} has {state[head].shape[0]} classes but the model was built for "
+            f"{own[head].shape[0]}; build it with num_classes={state[head].shape[0]}"
+        )
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in own if k in state and state[k].shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     report = {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
     if strict and (missing or unexpected or mismatched):
         parts = []
@@ -320,10 +355,15 @@ def load_state_dict_strict(model: nn.Module, state: Dict[str, torch.Tensor], sou
     return report
 
 
-def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
-               num_classes: Optional[int] = None, aux_heads: bool = False, strict: bool = True,
-               device: Union[str, torch.device] = "cpu",
-               allow_nonfinite: bool = False) -> Tuple[nn.Module, ModelInfo]:
+def load_model(
+    path: Optional[PathLike] = None,
+    variant: Optional[str] = None,
+    num_classes: Optional[int] = None,
+    aux_heads: bool = False,
+    strict: bool = True,
+    device: Union[str, torch.device] = "cpu",
+    allow_nonfinite: bool = False,
+) -> tuple[nn.Module, ModelInfo]:
     """Builds the network described by a weights file and loads it (eval mode).
 
     `path=None` loads the shipped CamVid BEVANet-S model. `variant`/`num_classes` default to what
@@ -334,8 +374,9 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
     if path is None:
         path = DEFAULT_WEIGHTS
         if not path.is_file():
-            raise CheckpointError(f"the shipped default model is missing ({path}); reinstall the package "
-                                  "or pass a weights file")
+            raise CheckpointError(
+                f"the shipped default model is missing ({path}); reinstall the package or pass a weights file"
+            )
     state, info = read_checkpoint(path)
     named = info.variant if info is not None else None
     if named in SEGMENTATION_MODELS and named not in _SHAPE_INFERRED:
@@ -347,8 +388,10 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
         # a foreign file (e.g. the authors' PIDNet .pt) of a network the caller names
         heads = [k for k in _CLASSIFIER_TENSORS if k in state]
         if not heads and num_classes is None:
-            raise CheckpointError(f"{path}: cannot tell the class count of this {variant} "
-                                  "checkpoint (no classifier tensor found); pass num_classes")
+            raise CheckpointError(
+                f"{path}: cannot tell the class count of this {variant} "
+                "checkpoint (no classifier tensor found); pass num_classes"
+            )
         file_variant = variant
         file_classes = int(state[heads[0]].shape[0]) if heads else int(num_classes)
     else:
@@ -356,8 +399,9 @@ def load_model(path: Optional[PathLike] = None, variant: Optional[str] = None,
     if info is not None and info.variant != file_variant:
         raise CheckpointError(f"{path}: metadata says variant {info.variant} but the tensors are {file_variant}")
     if info is not None and info.num_classes != file_classes:
-        raise CheckpointError(f"{path}: metadata names {info.num_classes} classes but the head has "
-                              f"{file_classes} output channels")
+        raise CheckpointError(
+            f"{path}: metadata names {info.num_classes} classes but the head has {file_classes} output channels"
+        )
     if not allow_nonfinite:
         check_finite(state, str(path))
     if variant is not None and variant != file_variant:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Dict, List, Tuple, Union
+from typing import Union
 
 import torch
 import torch.fx as fx
@@ -26,8 +26,8 @@ _BNS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 class FoldReport:
     """Which BatchNorms were folded (bn name -> conv name) and which remain, with the reason."""
 
-    folded: Dict[str, str]
-    remaining: Dict[str, str]
+    folded: dict[str, str]
+    remaining: dict[str, str]
 
     @property
     def num_folded(self) -> int:
@@ -38,9 +38,7 @@ class FoldReport:
         return len(self.remaining)
 
     def summary(self) -> str:
-        return (
-            f"folded {self.num_folded} BatchNorms into convolutions; {self.num_remaining} remain"
-        )
+        return f"folded {self.num_folded} BatchNorms into convolutions; {self.num_remaining} remain"
 
 
 def _trace(model: nn.Module) -> fx.Graph:
@@ -55,16 +53,15 @@ def _trace(model: nn.Module) -> fx.Graph:
         return fx.Tracer(autowrap_functions=tuple(autowrap)).trace(model)
     except Exception as exc:
         raise ValueError(
-            f"fold_batchnorm: cannot trace {type(model).__name__} with torch.fx "
-            f"({type(exc).__name__}: {exc})"
+            f"fold_batchnorm: cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {exc})"
         ) from None
 
 
-def find_conv_bn_pairs(model: nn.Module) -> Tuple[List[Tuple[str, str]], Dict[str, str]]:
+def find_conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """([(conv name, bn name)] foldable, {bn name: why not}) read from the traced graph."""
     graph = _trace(model)
     modules = dict(model.named_modules())
-    calls: Dict[str, int] = {}
+    calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
@@ -74,15 +71,9 @@ def find_conv_bn_pairs(model: nn.Module) -> Tuple[List[Tuple[str, str]], Dict[st
             continue
         bn_name = node.target
         src = node.args[0] if node.args else None
-        if not (
-            isinstance(src, fx.Node)
-            and src.op == "call_module"
-            and isinstance(modules[src.target], _CONVS)
-        ):
+        if not (isinstance(src, fx.Node) and src.op == "call_module" and isinstance(modules[src.target], _CONVS)):
             what = src.target if isinstance(src, fx.Node) else type(src).__name__
-            remaining[bn_name] = (
-                f"input comes from {getattr(what, '__name__', what)}, not a convolution"
-            )
+            remaining[bn_name] = f"input comes from {getattr(what, '__name__', what)}, not a convolution"
         elif len(src.users) != 1:
             remaining[bn_name] = f"output of {src.target} is also used elsewhere"
         elif calls[src.target] != 1 or calls[bn_name] != 1:
@@ -120,7 +111,7 @@ def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
 
 def fold_batchnorm(
     model: nn.Module, inplace: bool = False, return_report: bool = False
-) -> Union[nn.Module, Tuple[nn.Module, FoldReport]]:
+) -> Union[nn.Module, tuple[nn.Module, FoldReport]]:
     """Returns an eval-mode copy of `model` with every conv -> BatchNorm pair folded.
 
     With `return_report=True` also returns a `FoldReport` naming the folded and remaining BNs.

@@ -7,13 +7,14 @@ training step was measured 11.5x slower in bf16 than in fp32 on an AVX2-only AMD
 `precision: auto` picks bf16 only where it is native, and an explicit bf16 request on a CPU
 without it is honoured with a warning.
 """
+
 from __future__ import annotations
 
 import platform
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import FrozenSet, Optional
+from typing import Optional
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX-512, Arm (aarch64 'Features')
@@ -23,7 +24,7 @@ EMULATED_BF16_SLOWDOWN = "11.5x slower than fp32 for a BEVANet-S training step o
 @dataclass(frozen=True)
 class CpuInfo:
     model: str
-    flags: FrozenSet[str]
+    flags: frozenset[str]
 
     @property
     def native_bf16(self) -> bool:
@@ -63,8 +64,9 @@ def cpu_info() -> CpuInfo:
 _warned = False
 
 
-def resolve_precision(requested: str, device_type: str, cpu: Optional[CpuInfo] = None,
-                      cuda_bf16: Optional[bool] = None) -> str:
+def resolve_precision(
+    requested: str, device_type: str, cpu: Optional[CpuInfo] = None, cuda_bf16: Optional[bool] = None
+) -> str:
     """The precision to run in: `auto` becomes bf16 on a CPU with native bf16, else fp32, and
     bf16 on CUDA devices that support it, else fp16. Explicit choices are kept; bf16 on a CPU
     without native support warns once, naming the CPU and the measured cost."""
@@ -84,7 +86,11 @@ def resolve_precision(requested: str, device_type: str, cpu: Optional[CpuInfo] =
         return "bf16" if cpu.native_bf16 else "fp32"
     if requested == "bf16" and not cpu.native_bf16 and not _warned:
         _warned = True
-        warnings.warn(f"bf16 requested on {cpu.describe()}, which has no native bf16 (none of "
-                      f"{', '.join(NATIVE_BF16_FLAGS)}): it is emulated there, measured "
-                      f"{EMULATED_BF16_SLOWDOWN}; use precision auto or fp32", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"bf16 requested on {cpu.describe()}, which has no native bf16 (none of "
+            f"{', '.join(NATIVE_BF16_FLAGS)}): it is emulated there, measured "
+            f"{EMULATED_BF16_SLOWDOWN}; use precision auto or fp32",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return requested

@@ -6,7 +6,8 @@ against the registry).
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -37,8 +38,7 @@ SEGMENTATION_MODEL_NAMES = (
 # Inference reads the logits back the way they were trained (logits_align_corners): read the
 # other way, a mask shifts by up to half a cell (4 pixels at 1/8) towards the image borders,
 # the width of a pole.
-CORNER_ALIGNED_MODEL_NAMES = ("bevanet", "bevanet_s", "bssnet_b", "bssnet_t", "pidnet_l", "pidnet_m",
-                              "pidnet_s")
+CORNER_ALIGNED_MODEL_NAMES = ("bevanet", "bevanet_s", "bssnet_b", "bssnet_t", "pidnet_l", "pidnet_m", "pidnet_s")
 
 
 def logits_align_corners(variant) -> bool:
@@ -55,9 +55,7 @@ DEFAULT_RESIZE = "stretch"
 DEFAULT_UPSAMPLE = "logits"
 
 
-def parse_size(
-    value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1
-) -> Tuple[int, int]:
+def parse_size(value: Union[str, Sequence[int]], name: str = "input_size", multiple: int = 1) -> tuple[int, int]:
     """'480x360', (480, 360) or [480, 360] -> (480, 360); checks positivity and the multiple.
     Every size a user types (tools, launch arguments, configs) goes through here, so each names
     the same rules in the same words."""
@@ -77,7 +75,5 @@ def parse_size(
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"{name} must be two positive integers (width, height), got {value!r}")
     if multiple > 1 and (size[0] % multiple or size[1] % multiple):
-        raise ValueError(
-            f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}"
-        )
+        raise ValueError(f"{name} {size[0]}x{size[1]} must have width and height divisible by {multiple}")
     return size  # type: ignore[return-value]

@@ -3,6 +3,7 @@ and bevanet-bag-eval --through-node; `tools.connect` imports this module only in
 
 Implements bevanet_core.bags.evaluate.FrameProcessor.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,8 +24,7 @@ class NodeClient:
     supplies the class names and colours for the report, the colour masks and the overlays.
     """
 
-    def __init__(self, input_topic: str, mask_topic: str, local,
-                 timeout_s: float = 5.0, discovery_s: float = 15.0):
+    def __init__(self, input_topic: str, mask_topic: str, local, timeout_s: float = 5.0, discovery_s: float = 15.0):
         self._rclpy, self._Image = rclpy, Image
         self.local = local
         self.class_names = local.class_names
@@ -50,7 +50,8 @@ class NodeClient:
             raise TimeoutError(
                 f"no segmentation node found within {discovery_s:.0f} s: nothing subscribes {input_topic} "
                 f"and publishes {mask_topic}. Start one, e.g. `ros2 run bevanet_ros segmentation_node "
-                f"--ros-args -r image:={input_topic}`, or set --node-input/--node-mask")
+                f"--ros-args -r image:={input_topic}`, or set --node-input/--node-mask"
+            )
 
     def _on_mask(self, msg) -> None:
         rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width]

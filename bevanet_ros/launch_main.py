@@ -61,9 +61,7 @@ def parse_launch_arguments(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="bevanet-launch", description=__doc__.split("\n\n")[0].split(": ", 1)[1]
-    )
+    p = argparse.ArgumentParser(prog="bevanet-launch", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("target", nargs="+", help="[PACKAGE] LAUNCH_FILE [NAME:=VALUE ...]")
     p.add_argument("--show-args", action="store_true", help="list the declared arguments")
     p.add_argument("--debug", action="store_true", help="launch's debug logging")
@@ -99,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         for arg in declared:
             default = arg.default_value
             shown = (
-                "".join(getattr(s, "text", "<substitution>") for s in default)
-                if default is not None
-                else "(required)"
+                "".join(getattr(s, "text", "<substitution>") for s in default) if default is not None else "(required)"
             )
             print(f"{arg.name}:\n    {arg.description}\n    (default: {shown!r})")
         return 0
@@ -119,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     service = launch.LaunchService(argv=assignments, debug=args.debug)
     service.include_launch_description(
-        launch.LaunchDescription(
-            [IncludeLaunchDescription(source, launch_arguments=list(values.items()))]
-        )
+        launch.LaunchDescription([IncludeLaunchDescription(source, launch_arguments=list(values.items()))])
     )
     return service.run()
 

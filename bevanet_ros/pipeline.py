@@ -119,13 +119,10 @@ def start_foxglove_view(port: int) -> Any:
         return FoxgloveView(port=port, host="0.0.0.0")
     except ImportError:
         raise ParameterError(
-            "parameter 'foxglove_port' needs foxglove-sdk: pip install foxglove-sdk "
-            "(or the package's extra 'foxglove')"
+            "parameter 'foxglove_port' needs foxglove-sdk: pip install foxglove-sdk (or the package's extra 'foxglove')"
         ) from None
     except Exception as exc:  # noqa: BLE001 - e.g. the port is taken
-        raise ParameterError(
-            f"parameter 'foxglove_port': cannot serve on port {port}: {exc}"
-        ) from None
+        raise ParameterError(f"parameter 'foxglove_port': cannot serve on port {port}: {exc}") from None
 
 
 def build_segmenter(settings: NodeSettings) -> Any:
@@ -133,9 +130,7 @@ def build_segmenter(settings: NodeSettings) -> Any:
     if settings.model_path is not None:
         which = "engine" if settings.engine else "weights"
         if not os.path.isfile(settings.model_path):
-            raise ModelLoadError(
-                f"parameter {which!r}: file {settings.model_path!r} does not exist"
-            )
+            raise ModelLoadError(f"parameter {which!r}: file {settings.model_path!r} does not exist")
     else:
         from bevanet_core.checkpoint import DEFAULT_WEIGHTS
 
@@ -226,8 +221,7 @@ class SegmentationPipeline:
         make = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
         qos = output_qos(s.output_qos, s.output_qos_depth)
         self._pubs = [
-            {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS}
-            for i in range(len(s.input_topics))
+            {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS} for i in range(len(s.input_topics))
         ]
         # ~/label_info is vision_msgs/LabelInfo or absent, never another type under the same
         # name; ~/label_info_json (names and colours) is there on every install
@@ -243,8 +237,7 @@ class SegmentationPipeline:
         if s.foxglove_port:
             self._foxglove = start_foxglove_view(s.foxglove_port)
             self.node.get_logger().info(
-                f"Foxglove live view of camera {s.cameras[0]!r} on ws://<this host>:"
-                f"{self._foxglove.port}"
+                f"Foxglove live view of camera {s.cameras[0]!r} on ws://<this host>:{self._foxglove.port}"
             )
         self._diag_timer = self.node.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
 
@@ -264,9 +257,7 @@ class SegmentationPipeline:
             else:
                 msg = LabelInfo()
                 msg.header.stamp = self.node.get_clock().now().to_msg()
-                msg.class_map = [
-                    VisionClass(class_id=i, class_name=n) for i, n in enumerate(info.class_names)
-                ]
+                msg.class_map = [VisionClass(class_id=i, class_name=n) for i, n in enumerate(info.class_names)]
                 msg.threshold = 0.0
                 pub.publish(msg)
 
@@ -281,9 +272,7 @@ class SegmentationPipeline:
             name = self.node.resolve_topic_name(topic) + "/compressed" if compressed else topic
             callback = functools.partial(self.stream.put, i)
             try:
-                sub = self.node.create_subscription(
-                    kind, name, callback, qos, event_callbacks=self._lost_callbacks(i)
-                )
+                sub = self.node.create_subscription(kind, name, callback, qos, event_callbacks=self._lost_callbacks(i))
             except UnsupportedEventTypeError:  # an rmw without the event: frames still flow
                 sub = self.node.create_subscription(kind, name, callback, qos)
             self._subs.append(sub)
@@ -327,9 +316,7 @@ class SegmentationPipeline:
         if self._foxglove is not None:
             self._foxglove.close()
             self._foxglove = None
-        destroy = (
-            self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
-        )
+        destroy = self.node.destroy_lifecycle_publisher if self.managed else self.node.destroy_publisher
         for pub in [p for pubs in self._pubs for p in pubs.values()] + self._label_pubs:
             destroy(pub)
         self._pubs, self._label_pubs = [], []
@@ -428,8 +415,7 @@ class SegmentationPipeline:
         elif new_errors > 0:
             status.level = DiagnosticStatus.ERROR
             status.message = (
-                f"{new_errors} bad frames or inference errors since the last report: "
-                f"{snap.get('last_error')}"
+                f"{new_errors} bad frames or inference errors since the last report: {snap.get('last_error')}"
             )
         elif snap.get("frames_received", 0) == 0:
             status.level, status.message = DiagnosticStatus.WARN, "no camera frames received yet"
@@ -440,10 +426,7 @@ class SegmentationPipeline:
                 f"inference {snap['inference_ms_mean']:.1f} ms, "
                 f"end-to-end {snap['end_to_end_ms_mean']:.1f} ms"
             )
-        status.values = [
-            KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
-            for k, v in snap.items()
-        ]
+        status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in snap.items()]
         return status
 
     def publish_diagnostics(self) -> None:

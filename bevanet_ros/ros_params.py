@@ -126,12 +126,7 @@ class ParameterBinder:
                 value = None if param.type_ == Parameter.Type.NOT_SET else param.value
                 if value is not None:
                     validate_value(param.name, value)
-                if (
-                    self._declared
-                    and SPECS[param.name].read_only
-                    and self._managed
-                    and not self._reload_allowed()
-                ):
+                if self._declared and SPECS[param.name].read_only and self._managed and not self._reload_allowed():
                     raise ParameterError(
                         f"parameter {param.name!r} needs a model reload: it can change only "
                         "while the node is unconfigured (deactivate and cleanup first)"

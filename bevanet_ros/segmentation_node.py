@@ -37,9 +37,7 @@ class SegmentationNode(Node):
         super().__init__(node_name, **kwargs)
         self.pipeline = SegmentationPipeline(self, managed=False)
         try:
-            self.params = ParameterBinder(
-                self, managed=False, on_change=self.pipeline.update_settings
-            )
+            self.params = ParameterBinder(self, managed=False, on_change=self.pipeline.update_settings)
             settings = self.params.resolve()
             self.pipeline.load_model(settings)
             self.pipeline.create_outputs()

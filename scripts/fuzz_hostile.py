@@ -117,9 +117,7 @@ def raw_message(rng: random.Random) -> SimpleNamespace:
     )
     kind = rng.randrange(14)
     if kind == 0:
-        msg.encoding = rng.choice(
-            ["", "rgb32", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300, None, 7]
-        )
+        msg.encoding = rng.choice(["", "rgb32", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300, None, 7])
     elif kind == 1:
         msg.step = rng.choice([0, -1, step - 1, 2**63, -(2**31)])
     elif kind == 2:
@@ -140,9 +138,7 @@ def raw_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 7:  # data that is not bytes
         msg.data = rng.choice(["not bytes", [300, -1, 5], None, 3.5, [[1, 2], [3]], object()])
     elif kind == 8:  # fields of the wrong type
-        setattr(
-            msg, rng.choice(["height", "width", "step"]), rng.choice(["12", None, 1.5, [], "x"])
-        )
+        setattr(msg, rng.choice(["height", "width", "step"]), rng.choice(["12", None, 1.5, [], "x"]))
     elif kind == 9:
         msg.is_bigendian = rng.choice([2, -1, "yes", None])
     elif kind == 10:
@@ -163,9 +159,7 @@ def compressed_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 1:
         data = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 400)))
     elif kind == 2:
-        data = png_header_only(
-            rng.choice([20000, 65535, 2**31 - 1, 9000]), rng.choice([20000, 9000, 1])
-        )
+        data = png_header_only(rng.choice([20000, 65535, 2**31 - 1, 9000]), rng.choice([20000, 9000, 1]))
     elif kind == 3:
         data = jpeg_header_only(rng.choice([65535, 20000, 9000]), rng.choice([65535, 20000, 8000]))
     elif kind == 4:  # flipped bytes in a good image's header
@@ -178,10 +172,7 @@ def compressed_message(rng: random.Random) -> SimpleNamespace:
     elif kind == 6:  # other formats' headers claiming huge sizes (Pillow's lazy open)
         data = rng.choice(
             [
-                b"BM"
-                + struct.pack("<IHHI", 54, 0, 0, 54)
-                + struct.pack("<IiiHH", 40, 60000, 60000, 1, 24)
-                + bytes(24),
+                b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHH", 40, 60000, 60000, 1, 24) + bytes(24),
                 b"P6\n60000 60000\n255\n" + bytes(16),
                 b"GIF89a" + struct.pack("<HH", 65535, 65535) + bytes(8),
             ]
@@ -370,8 +361,7 @@ def fuzz_bags(root: Path, weights: str | None, seed: int) -> dict:
         except BaseException as exc:  # noqa: BLE001
             code = None
             crashes.append(
-                f"{bag.name}: {type(exc).__name__}: {str(exc)[:200]} "
-                f"at {traceback.extract_tb(exc.__traceback__)[-1]}"
+                f"{bag.name}: {type(exc).__name__}: {str(exc)[:200]} at {traceback.extract_tb(exc.__traceback__)[-1]}"
             )
         text = err.getvalue()
         results.append(

@@ -18,6 +18,7 @@ Into --out it writes: the fp16 weights in two parts below the device tool's 16 M
 with their sha256; `result.json` and `report.md` (val mIoU, per-class IoU, iterations, minutes,
 device); `train.log.jsonl` and `config.yaml`. The full run directory stays outside --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ def split(path: Path, out_dir: Path) -> dict:
     parts = []
     for i in range(math.ceil(len(data) / PART_BYTES)):
         name = f"{path.name}.part{i}"
-        (out_dir / name).write_bytes(data[i * PART_BYTES:(i + 1) * PART_BYTES])
+        (out_dir / name).write_bytes(data[i * PART_BYTES : (i + 1) * PART_BYTES])
         parts.append(name)
     return {"parts": parts, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
@@ -54,8 +55,10 @@ def join(directory: Path) -> Path:
     weights = result["weights"]
     data = b"".join((directory / name).read_bytes() for name in weights["parts"])
     if hashlib.sha256(data).hexdigest() != weights["sha256"]:
-        raise SystemExit(f"the parts in {directory} do not add up to the weights that were written "
-                         f"(sha256 mismatch, {len(data)} of {weights['bytes']} bytes)")
+        raise SystemExit(
+            f"the parts in {directory} do not add up to the weights that were written "
+            f"(sha256 mismatch, {len(data)} of {weights['bytes']} bytes)"
+        )
     out = directory / WEIGHTS_NAME
     out.write_bytes(data)
     return out
@@ -63,8 +66,11 @@ def join(directory: Path) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--minutes", type=float, help="training budget (the whole command adds start-up and "
-                                                  "validation: leave a minute or two of the 10)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="training budget (the whole command adds start-up and validation: leave a minute or two of the 10)",
+    )
     p.add_argument("--data", type=Path, default=REPO / ".gpu_data" / "camvid")
     p.add_argument("--out", type=Path)
     p.add_argument("--join", type=Path, metavar="DIR", help="reassemble the weights written into DIR")
@@ -98,13 +104,24 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="gpu_train_"))
-    overrides = [f"data.root={args.data.resolve()}", f"data.workers={args.workers}",
-                 f"data.base_size={width}", f"data.crop_size=[{width},{height}]",
-                 f"optim.batch_size={args.batch}", f"optim.lr={lr}", "optim.iterations=1000000",
-                 f"run.time_budget_min={args.minutes}", f"run.out_dir={run_dir}", f"run.device={args.device}",
-                 f"run.channels_last={'true' if device.type == 'cuda' else 'false'}",
-                 f"run.threads={4 if device.type == 'cuda' else 1}", f"run.val_every={args.val_every}",
-                 "run.checkpoint_every=0", "run.log_every=20", "run.start_iteration=0"]
+    overrides = [
+        f"data.root={args.data.resolve()}",
+        f"data.workers={args.workers}",
+        f"data.base_size={width}",
+        f"data.crop_size=[{width},{height}]",
+        f"optim.batch_size={args.batch}",
+        f"optim.lr={lr}",
+        "optim.iterations=1000000",
+        f"run.time_budget_min={args.minutes}",
+        f"run.out_dir={run_dir}",
+        f"run.device={args.device}",
+        f"run.channels_last={'true' if device.type == 'cuda' else 'false'}",
+        f"run.threads={4 if device.type == 'cuda' else 1}",
+        f"run.val_every={args.val_every}",
+        "run.checkpoint_every=0",
+        "run.log_every=20",
+        "run.start_iteration=0",
+    ]
     if args.init == "shipped":
         overrides.append(f"model.pretrained={DEFAULT_WEIGHTS}")
     elif args.init != "none":
@@ -117,22 +134,41 @@ def main(argv=None) -> int:
     model, info = load_model(run_dir / "best.safetensors", device=device)
     info.input_size = (480, 360)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    info.extra = {**info.extra, "trained_by": "scripts/gpu_train.py", "recipe": f"training/{RECIPE.name}",
-                  "device": where, "batch": args.batch, "lr": lr, "minutes": round(args.minutes, 2)}
+    info.extra = {
+        **info.extra,
+        "trained_by": "scripts/gpu_train.py",
+        "recipe": f"training/{RECIPE.name}",
+        "device": where,
+        "batch": args.batch,
+        "lr": lr,
+        "minutes": round(args.minutes, 2),
+    }
     weights = run_dir / WEIGHTS_NAME
     save_weights(model, weights, info, dtype=torch.float16)
     fp16_model, _ = load_model(weights, device=device)  # what a user gets, evaluated in fp32
     _, val_set = build_datasets(cfg)
-    cm = evaluate(fp16_model, val_set, device, cfg.model.num_classes,
-                  align_corners=logits_align_corners(cfg.model.variant))
-    per_class = {name: (None if math.isnan(v) else round(100.0 * float(v), 2))
-                 for name, v in zip(info.class_names, cm.iou())}
-    report = {"val_miou": round(cm.miou(), 2), "per_class_iou": per_class,
-              "best_during_training": round(result["best_miou"], 2), "iterations": result["iteration"],
-              "best_iteration": info.extra.get("iteration"), "minutes_total": round(minutes, 2),
-              "budget_minutes": args.minutes, "device": where, "batch": args.batch, "lr": lr,
-              "crop": [width, height], "precision": cfg.run.precision, "val_images": len(val_set),
-              "weights": split(weights, args.out)}
+    cm = evaluate(
+        fp16_model, val_set, device, cfg.model.num_classes, align_corners=logits_align_corners(cfg.model.variant)
+    )
+    per_class = {
+        name: (None if math.isnan(v) else round(100.0 * float(v), 2)) for name, v in zip(info.class_names, cm.iou())
+    }
+    report = {
+        "val_miou": round(cm.miou(), 2),
+        "per_class_iou": per_class,
+        "best_during_training": round(result["best_miou"], 2),
+        "iterations": result["iteration"],
+        "best_iteration": info.extra.get("iteration"),
+        "minutes_total": round(minutes, 2),
+        "budget_minutes": args.minutes,
+        "device": where,
+        "batch": args.batch,
+        "lr": lr,
+        "crop": [width, height],
+        "precision": cfg.run.precision,
+        "val_images": len(val_set),
+        "weights": split(weights, args.out),
+    }
     (args.out / "result.json").write_text(json.dumps(report, indent=2))
     for name in ("train.log.jsonl", "config.yaml"):
         shutil.copy(run_dir / name, args.out / name)
@@ -140,7 +176,8 @@ def main(argv=None) -> int:
     (args.out / "report.md").write_text(
         f"BEVANet-S, {result['iteration']} iterations of batch {args.batch} in {minutes:.1f} min on {where} "
         f"({cfg.run.precision}); CamVid val ({len(val_set)} images, 480x360, fp16 weights, fp32 inference): "
-        f"mIoU {cm.miou():.2f}\n\n| class | IoU |\n| --- | ---: |\n{rows}\n")
+        f"mIoU {cm.miou():.2f}\n\n| class | IoU |\n| --- | ---: |\n{rows}\n"
+    )
     print(json.dumps({k: v for k, v in report.items() if k != "weights"}))
     shutil.rmtree(run_dir, ignore_errors=True)
     return 0

@@ -40,21 +40,37 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     width, height = (int(v) for v in args.size.lower().split("x"))
     info = ModelInfo.default("bevanet_s", 11)
-    seg = Segmenter.from_model(build_model("bevanet_s", num_classes=11).eval(), info,
-                               backend="torch", input_size=(64, 64))
+    seg = Segmenter.from_model(
+        build_model("bevanet_s", num_classes=11).eval(), info, backend="torch", input_size=(64, 64)
+    )
     stream = StreamSegmenter(seg, ["cam"])
-    msg = SimpleNamespace(encoding="rgb8", height=height, width=width, step=width * 3,
-                          is_bigendian=0, data=np.zeros(width * height * 3, np.uint8),
-                          header=None)
+    msg = SimpleNamespace(
+        encoding="rgb8",
+        height=height,
+        width=width,
+        step=width * 3,
+        is_bigendian=0,
+        data=np.zeros(width * height * 3, np.uint8),
+        header=None,
+    )
     base_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()
     out = stream.segment_messages([(0, msg, time.monotonic())])
     wall = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"size": f"{width}x{height}", "masks": len(out),
-                      "mask_shape": list(out[0].result.mask.shape) if out else None,
-                      "wall_s": round(wall, 2), "peak_rss_mb": round(peak_mb, 1),
-                      "peak_rss_before_mb": round(base_mb, 1), "torch_threads": args.threads}))
+    print(
+        json.dumps(
+            {
+                "size": f"{width}x{height}",
+                "masks": len(out),
+                "mask_shape": list(out[0].result.mask.shape) if out else None,
+                "wall_s": round(wall, 2),
+                "peak_rss_mb": round(peak_mb, 1),
+                "peak_rss_before_mb": round(base_mb, 1),
+                "torch_threads": args.threads,
+            }
+        )
+    )
     return 0
 
 

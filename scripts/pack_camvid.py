@@ -7,6 +7,7 @@ in the same layout and list files as the source, so the copy trains with `data.r
 The whole carried tree (the repository's tracked files plus this copy) must stay under the
 device tool's 64 MiB: the script prints the total and fails when it is over.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,9 @@ def pack(src: Path, out: Path, quality: int) -> int:
             for rel in (jpg_rel, label_rel):
                 (out / rel).parent.mkdir(parents=True, exist_ok=True)
             buf = io.BytesIO()
-            Image.open(src / image_rel).convert("RGB").save(buf, "JPEG", quality=quality, optimize=True,
-                                                             progressive=True)
+            Image.open(src / image_rel).convert("RGB").save(
+                buf, "JPEG", quality=quality, optimize=True, progressive=True
+            )
             (out / jpg_rel).write_bytes(buf.getvalue())
             label = cv2.imread(str(src / label_rel), cv2.IMREAD_UNCHANGED)
             if label is None:

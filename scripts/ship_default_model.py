@@ -11,6 +11,7 @@ shipped (fp16 weights, fp32 inference, all images, 480x360), and the candidate r
 only when it scores higher (--force ships it anyway). The run's resolved config, training log and
 console log are copied to training/logs/<run name>/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 def val_miou(weights: Path, data: Path) -> float:
     model, info = load_model(weights)
     val = build_dataset("camvid", data, data / "val.lst", "val", EvalTransform(), "index", 0)
-    return evaluate(model, val, torch.device("cpu"), info.num_classes,
-                    align_corners=logits_align_corners(info.variant)).miou()
+    return evaluate(
+        model, val, torch.device("cpu"), info.num_classes, align_corners=logits_align_corners(info.variant)
+    ).miou()
 
 
 def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
@@ -55,8 +57,12 @@ def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path, help="a run directory (its best.safetensors), a weights file, or a training "
-                                          "checkpoint (RUN_DIR/last.pt: its average of the weights)")
+    p.add_argument(
+        "run",
+        type=Path,
+        help="a run directory (its best.safetensors), a weights file, or a training "
+        "checkpoint (RUN_DIR/last.pt: its average of the weights)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument("--recipe", help="the recipe the run followed (default: training/<run name>.yaml)")
     p.add_argument("--input-size", default="480x360", help="network input WxH the model was trained at")
@@ -75,17 +81,25 @@ def main() -> int:
     else:
         model, info = load_model(weights)  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
-    info.extra = {"trained_by": info.extra.get("trained_by", "bevanet-train"), "run": name,
-                  "recipe": args.recipe or info.extra.get("recipe") or f"training/{name}.yaml",
-                  **{k: info.extra[k] for k in ("iteration", "device", "batch", "minutes", "trial_overrides",
-                                                "trial_seed") if k in info.extra}}
+    info.extra = {
+        "trained_by": info.extra.get("trained_by", "bevanet-train"),
+        "run": name,
+        "recipe": args.recipe or info.extra.get("recipe") or f"training/{name}.yaml",
+        **{
+            k: info.extra[k]
+            for k in ("iteration", "device", "batch", "minutes", "trial_overrides", "trial_seed")
+            if k in info.extra
+        },
+    }
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / args.out.name
         save_weights(model, candidate, info, dtype=torch.float16)
         new = val_miou(candidate, args.data)
         old = val_miou(args.out, args.data) if args.out.is_file() else float("-inf")
-        print(f"candidate {name} (iteration {info.extra.get('iteration', '?')}): val mIoU {new:.2f}; "
-              f"shipped {args.out.name}: {old:.2f}")
+        print(
+            f"candidate {name} (iteration {info.extra.get('iteration', '?')}): val mIoU {new:.2f}; "
+            f"shipped {args.out.name}: {old:.2f}"
+        )
         if new <= old and not args.force:
             print("not shipped: the shipped model scores as high or higher")
             return 1

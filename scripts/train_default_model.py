@@ -13,6 +13,7 @@ from this recipe, else at its start. Stopping the process at any moment loses at
 `--ship` hands the run's best weights to ship_default_model.py, which replaces the committed
 model only when they score higher on val.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,10 +63,20 @@ def seed_logs(run_dir: Path, committed_logs: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
-    p.add_argument("--runs", type=Path, default=None, help="where run directories live (default: $BEVANET_RUNS "
-                                                            "or ~/.cache/bevanet_ros/runs)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                   help="further recipe overrides, e.g. run.threads=2")
+    p.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        help="where run directories live (default: $BEVANET_RUNS or ~/.cache/bevanet_ros/runs)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="further recipe overrides, e.g. run.threads=2",
+    )
     p.add_argument("--ship", action="store_true", help="ship the run's best weights instead of training")
     args = p.parse_args()
 
@@ -76,8 +87,15 @@ def main() -> int:
         if not (run_dir / "best.safetensors").is_file():
             print(f"nothing to ship: {run_dir / 'best.safetensors'} does not exist", file=sys.stderr)
             return 1
-        return subprocess.call([sys.executable, str(REPO / "scripts" / "ship_default_model.py"), str(run_dir),
-                                "--recipe", f"training/{args.recipe.name}"])
+        return subprocess.call(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "ship_default_model.py"),
+                str(run_dir),
+                "--recipe",
+                f"training/{args.recipe.name}",
+            ]
+        )
 
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import train

@@ -6,6 +6,7 @@
   inputs are identical run to run.
 - torch uses at most 2 intra-op threads: the CI box has 2 cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,7 @@ def shared_data() -> Path:
     if not root.is_dir():
         origin = "$BEVANET_DATA" if os.environ.get("BEVANET_DATA") else "<repo>/../shared/data"
         pytest.skip(
-            f"shared data folder missing: {root} ({origin}); "
-            "set BEVANET_DATA or put shared/ beside the repository"
+            f"shared data folder missing: {root} ({origin}); set BEVANET_DATA or put shared/ beside the repository"
         )
     return root
 
@@ -81,11 +81,14 @@ def camvid_subset(shared_data):
     """A factory of small CamVid copies: `camvid_subset(root, train=2, val=1)` copies the first
     `train` pairs of train.lst and the first `val` of val.lst (or, with `val_from_train=True`, of
     train.lst) under `root` with their list files, and returns `root`."""
+
     def make(root: Path, train: int = 2, val: int = 1, val_from_train: bool = False) -> Path:
         src = shared_data / "camvid"
         root.mkdir(parents=True, exist_ok=True)
-        chosen = {"train.lst": (src / "train.lst").read_text().splitlines()[:train],
-                  "val.lst": (src / ("train.lst" if val_from_train else "val.lst")).read_text().splitlines()[:val]}
+        chosen = {
+            "train.lst": (src / "train.lst").read_text().splitlines()[:train],
+            "val.lst": (src / ("train.lst" if val_from_train else "val.lst")).read_text().splitlines()[:val],
+        }
         for list_name, lines in chosen.items():
             for line in lines:
                 for rel in line.split():

@@ -51,9 +51,7 @@ def test_auto_keeps_the_fastest_logs_why_and_caches(tmp_path, caplog, monkeypatc
     assert again.backend.name == rec["backend"] and again.backend_choice["cached"]
     assert "probe cached in" in describe(again.backend_choice)
     # another size is another key
-    other = Segmenter(
-        SegmenterConfig(input_size=(128, 64), num_threads=1, cache_dir=str(tmp_path))
-    )
+    other = Segmenter(SegmenterConfig(input_size=(128, 64), num_threads=1, cache_dir=str(tmp_path)))
     assert "cached" not in other.backend_choice
     assert len(list((tmp_path / "auto").glob("probe-*.json"))) == 2
     monkeypatch.setenv("BEVANET_AUTO_REPROBE", "1")

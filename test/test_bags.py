@@ -135,9 +135,7 @@ def test_camera_bag_round_trip(tmp_path, storage, compressed):
             assert decoded.shape == f.rgb.shape
         else:
             assert np.array_equal(decoded, f.rgb)
-        assert lab.encoding == "mono8" and np.array_equal(
-            decode.message_to_label(lab), f.label
-        )
+        assert lab.encoding == "mono8" and np.array_equal(decode.message_to_label(lab), f.label)
     info = got["/camera/camera_info"][0][1]
     assert (info.width, info.height, info.header.frame_id) == (64, 48, "camera")
 
@@ -175,9 +173,7 @@ def test_make_bag_cli_images_and_labels(tmp_path, capsys):
     assert "3 frames (3 labelled)" in capsys.readouterr().out
     got = read_all(out)
     order = [src[1], src[2], src[0]]  # frame_000, frame_001, frame_002
-    for (_, img, _), (_, lab, _), f in zip(
-        got["/camera/image_raw"], got["/camera/labels"], order, strict=True
-    ):
+    for (_, img, _), (_, lab, _), f in zip(got["/camera/image_raw"], got["/camera/labels"], order, strict=True):
         assert np.array_equal(decode.image_to_rgb(img), f.rgb)
         lab = decode.message_to_label(lab)
         assert lab[0, 0] == 255 and np.array_equal(lab.reshape(-1)[1:], f.label.reshape(-1)[1:])
@@ -217,10 +213,7 @@ def test_make_bag_is_atomic(tmp_path, capsys):
     for name in ("a.png", "b.png"):
         cv2.imwrite(str(imgs / name), np.zeros((8, 8, 3), np.uint8))
     cv2.imwrite(str(labs / "a.png"), np.zeros((8, 8), np.uint8))
-    assert (
-        make_bag.main(["--images", str(imgs), "--labels", str(labs), "--out", str(tmp_path / "x")])
-        == 1
-    )
+    assert make_bag.main(["--images", str(imgs), "--labels", str(labs), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert "b.png" in err and "nothing was written" in err
     assert not (tmp_path / "x").exists() and _leftovers(tmp_path) == ["bag", "i", "l"]

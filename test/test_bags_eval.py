@@ -14,8 +14,10 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import evaluate  # noqa: E402
-from bevanet_core.bags import messages  # noqa: E402
+from bevanet_core.bags import (
+    evaluate,  # noqa: E402
+    messages,  # noqa: E402
+)
 from bevanet_core.bags.distributed import shard, unshard  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.bags.writer import CameraBagOptions, Frame, write_camera_bag  # noqa: E402
@@ -71,14 +73,10 @@ class ColourNet(torch.nn.Module):
         std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
         xs, ys = [], []
         for image, label in zip(images, labels, strict=True):
-            x = torch.from_numpy(cv2.resize(image, size, interpolation=cv2.INTER_AREA)).permute(
-                2, 0, 1
-            )[None]
+            x = torch.from_numpy(cv2.resize(image, size, interpolation=cv2.INTER_AREA)).permute(2, 0, 1)[None]
             f = self.features((x.float() / 255 - mean) / std)[0].reshape(15, -1).T
             lab = torch.from_numpy(
-                cv2.resize(
-                    label, (size[0] // 8, size[1] // 8), interpolation=cv2.INTER_NEAREST
-                ).reshape(-1)
+                cv2.resize(label, (size[0] // 8, size[1] // 8), interpolation=cv2.INTER_NEAREST).reshape(-1)
             ).long()
             keep = lab < 11
             xs.append(f[keep])
@@ -206,11 +204,7 @@ def test_bag_eval_cli_matches_offline_tool(camvid_bag, camvid_list, weights, tmp
     )
     report = json.loads(out.read_text())
     assert code == 0 and report["errors"] == []
-    assert (
-        report["frames"] == N_CAMVID
-        and report["labelled_frames"] == N_CAMVID
-        and report["unpaired"] == 0
-    )
+    assert report["frames"] == N_CAMVID and report["labelled_frames"] == N_CAMVID and report["unpaired"] == 0
     assert set(report["latency_ms"]) >= {"p50", "p90", "p99"} and report["fps"] > 0
     assert list(report["per_class_iou"]) == [
         "Sky",
@@ -309,16 +303,12 @@ def test_compressed_bag_scores_the_jpeg_frames(seg, camvid_list, tmp_path, stora
     assert res.image_topic == "/camera/image_raw/compressed" and res.labelled == 4
 
     def jpeg(image):
-        ok, buf = cv2.imencode(
-            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
-        )
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         return np.asarray(Image.open(io.BytesIO(buf.tobytes())).convert("RGB"))
 
     four = tmp_path / "four.lst"
     four.write_text("\n".join(lst.read_text().splitlines()[:4]) + "\n")
-    assert np.array_equal(
-        res.confusion.matrix, offline_confusion(seg, root, four, decode=jpeg).matrix
-    )
+    assert np.array_equal(res.confusion.matrix, offline_confusion(seg, root, four, decode=jpeg).matrix)
 
 
 # ------------------------------------------------------------------------------- pairing
@@ -340,9 +330,7 @@ def test_missing_label_stamps_are_reported_unpaired(seg, tmp_path):
     assert (res.frames, res.labelled, res.unpaired_images, res.unpaired_labels) == (6, 4, 2, 0)
     assert res.unpaired_stamps == [50_100_000_000, 50_400_000_000]
     report = evaluate.build_report([res], seg.class_names)
-    assert (
-        report["unpaired"] == 2 and report["labelled_frames"] == 4 and report["miou"] is not None
-    )
+    assert report["unpaired"] == 2 and report["labelled_frames"] == 4 and report["miou"] is not None
 
 
 def test_stamper_pairs_out_of_order_and_expires():
@@ -386,16 +374,10 @@ def test_truncated_bag_keeps_frames_before_the_fault(seg, tmp_path, weights):
         assert ob.recovered is None and ob.topics["/segmentation/mask"].count == res.frames
     # CLI: report written with the error and the frames, exit status 1
     js = tmp_path / "cut.json"
-    assert (
-        bag_eval.main([str(bag), "--weights", str(weights), "--json", str(js), "--threads", "1"])
-        == 1
-    )
+    assert bag_eval.main([str(bag), "--weights", str(weights), "--json", str(js), "--threads", "1"]) == 1
     report = json.loads(js.read_text())
     assert report["frames"] == res.frames and report["labelled_frames"] == res.labelled
-    assert (
-        report["errors"][0]["frames_before"] == res.frames
-        and "truncated" in report["errors"][0]["error"]
-    )
+    assert report["errors"][0]["frames_before"] == res.frames and "truncated" in report["errors"][0]["error"]
 
 
 def test_undecodable_frames_are_counted_not_fatal(seg, tmp_path):
@@ -421,9 +403,7 @@ def test_undecodable_frames_are_counted_not_fatal(seg, tmp_path):
 def test_output_bag_reads_back_with_matching_stamps(seg, tmp_path):
     bag, out = tmp_path / "in", tmp_path / "out"
     frames = _frames(4, seed=3)
-    write_camera_bag(
-        frames, bag, CameraBagOptions(rate=5.0, frame_id="front_cam", compressed=True)
-    )
+    write_camera_bag(frames, bag, CameraBagOptions(rate=5.0, frame_id="front_cam", compressed=True))
     res = evaluate.evaluate_bag(
         bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(out_bag=out, out_storage="sqlite3")
     )
@@ -455,9 +435,7 @@ def test_output_bag_reads_back_with_matching_stamps(seg, tmp_path):
         rgb = decode.compressed_to_rgb(img)
         expect = seg.segment(rgb).mask
         assert mask.encoding == "mono8" and np.array_equal(decode.image_to_array(mask), expect)
-        assert colour.encoding == "rgb8" and np.array_equal(
-            decode.image_to_rgb(colour), seg.colorize(expect)
-        )
+        assert colour.encoding == "rgb8" and np.array_equal(decode.image_to_rgb(colour), seg.colorize(expect))
         # the overlay is a JPEG picture for people: close to the exact blend, not equal
         assert over.format.startswith("rgb8; jpeg")
         blend = seg.overlay(rgb, expect, 0.5).astype(np.int16)
@@ -490,10 +468,7 @@ def test_two_gloo_ranks_merge_to_the_single_process_result(weights, tmp_path):
         write_camera_bag(_frames(3, seed=10 + i), bag)
         bags.append(str(bag))
     single = tmp_path / "single.json"
-    assert (
-        bag_eval.main([*bags, "--weights", str(weights), "--json", str(single), "--threads", "1"])
-        == 0
-    )
+    assert bag_eval.main([*bags, "--weights", str(weights), "--json", str(single), "--threads", "1"]) == 0
     port = str(_free_port())
     procs = []
     for rank in range(2):
@@ -540,8 +515,7 @@ def test_ros1_bag_evaluates_and_converts_to_a_ros2_output_bag(seg, tmp_path):
 
     ts = get_typestore(Stores.ROS1_NOETIC)
     Image, Header, Time = (
-        ts.types[t]
-        for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header", "builtin_interfaces/msg/Time")
+        ts.types[t] for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header", "builtin_interfaces/msg/Time")
     )
     frames = _frames(3, seed=7)
     path = tmp_path / "drive.bag"

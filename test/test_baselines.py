@@ -48,8 +48,16 @@ def _structured_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     noise = np.random.default_rng(seed).integers(0, 64, (h, w, 3))
     ramp_x = np.linspace(0, 191, w)[None, :, None]
     ramp_y = np.linspace(191, 0, h)[:, None, None]
-    return (noise + np.concatenate([np.broadcast_to(ramp_x, (h, w, 1)), np.broadcast_to(ramp_y, (h, w, 1)),
-                                    np.full((h, w, 1), 96.0)], -1)).clip(0, 255).astype(np.uint8)
+    return (
+        (
+            noise
+            + np.concatenate(
+                [np.broadcast_to(ramp_x, (h, w, 1)), np.broadcast_to(ramp_y, (h, w, 1)), np.full((h, w, 1), 96.0)], -1
+            )
+        )
+        .clip(0, 255)
+        .astype(np.uint8)
+    )
 
 
 def _meta_macs(model: nn.Module, size) -> int:
@@ -60,9 +68,7 @@ def _meta_macs(model: nn.Module, size) -> int:
 
 def test_every_baseline_has_a_table_entry():
     assert BASELINES, "no baseline network is registered"
-    assert set(BASELINES) <= set(SPEC), (
-        f"registered without a spec row: {set(BASELINES) - set(SPEC)}"
-    )
+    assert set(BASELINES) <= set(SPEC), f"registered without a spec row: {set(BASELINES) - set(SPEC)}"
 
 
 def test_meta_device_count_equals_cpu_count():
@@ -75,9 +81,7 @@ def test_params_and_macs_match_the_table(name):
     params_m, gmacs, size, classes = SPEC[name]
     model = build_model(name, num_classes=classes).eval()
     params = count_parameters(model) / 1e6
-    assert abs(params - params_m) <= TOLERANCE * params_m, (
-        f"{name}: {params:.3f}M params vs {params_m}M"
-    )
+    assert abs(params - params_m) <= TOLERANCE * params_m, f"{name}: {params:.3f}M params vs {params_m}M"
     if gmacs is not None:
         macs = _meta_macs(model, size) / 1e9
         assert abs(macs - gmacs) <= TOLERANCE * gmacs, f"{name}: {macs:.2f} GMACs vs {gmacs} at {size}"
@@ -125,11 +129,7 @@ def test_backward_through_the_training_heads(name):
     loss = _training_loss(out, target, edge)
     assert torch.isfinite(loss)
     loss.backward()
-    no_grad = [
-        n
-        for n, p in model.named_parameters()
-        if p.grad is None or not torch.isfinite(p.grad).all()
-    ]
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not no_grad, f"{name}: parameters without a finite gradient: {no_grad[:5]}"
     # dropping the heads leaves the inference network, with its contract
     model.without_aux_heads().eval()
@@ -180,8 +180,9 @@ def test_weights_file_selects_the_network_in_the_runtime(name, tmp_path):
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]
     with torch.no_grad():
-        logits = F.interpolate(model(x), size=(48, 64), mode="bilinear",
-                               align_corners=logits_align_corners(name))  # as its objective
+        logits = F.interpolate(
+            model(x), size=(48, 64), mode="bilinear", align_corners=logits_align_corners(name)
+        )  # as its objective
     expected = logits.argmax(1)[0].numpy()
     assert (res.mask == expected).mean() > 0.99
 
@@ -265,9 +266,7 @@ def test_onnxruntime_segmenter_agrees_with_the_torch_one(name, tmp_path):
     frame = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     masks = {}
     for backend in ("torch", "onnxruntime"):
-        cfg = SegmenterConfig(
-            weights=str(path), backend=backend, num_threads=1, cache_dir=str(tmp_path / "cache")
-        )
+        cfg = SegmenterConfig(weights=str(path), backend=backend, num_threads=1, cache_dir=str(tmp_path / "cache"))
         seg = Segmenter(cfg)
         assert seg.info.variant == name and seg.input_size == (96, 64)
         masks[backend] = seg.segment(frame, encoding="bgr8").mask
@@ -291,9 +290,14 @@ def test_authors_style_stdc_checkpoint_loads(tmp_path):
                 if k.startswith(f"cp.backbone.features.{i}."):
                     state[k.replace(f"features.{i}.", f"{alias}.{j}.", 1)] = v.clone()
     g = torch.Generator().manual_seed(0)
-    for name, shape in (("cp.backbone.conv_last.conv.weight", (1024, 1024, 1, 1)), ("cp.backbone.fc.weight", (1024, 1024)),
-                        ("cp.backbone.bn.running_mean", (1024,)), ("cp.backbone.linear.weight", (1000, 1024)),
-                        ("conv_out_sp2.conv_out.weight", (1, 64, 1, 1)), ("conv_out_sp16.conv_out.weight", (1, 64, 1, 1))):
+    for name, shape in (
+        ("cp.backbone.conv_last.conv.weight", (1024, 1024, 1, 1)),
+        ("cp.backbone.fc.weight", (1024, 1024)),
+        ("cp.backbone.bn.running_mean", (1024,)),
+        ("cp.backbone.linear.weight", (1000, 1024)),
+        ("conv_out_sp2.conv_out.weight", (1, 64, 1, 1)),
+        ("conv_out_sp16.conv_out.weight", (1, 64, 1, 1)),
+    ):
         state[name] = torch.randn(shape, generator=g)
     path = tmp_path / "STDC1-Seg.pth"
     torch.save(state, path)
@@ -329,8 +333,9 @@ def test_labels_upsampling_follows_the_output_stride(backend, tmp_path):
     path = tmp_path / "bssnet_b.safetensors"
     save_weights(model, path, info)
     frame = np.random.default_rng(2).integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    cfg = SegmenterConfig(weights=str(path), backend=backend, upsample="labels", num_threads=1,
-                          cache_dir=str(tmp_path / "cache"))
+    cfg = SegmenterConfig(
+        weights=str(path), backend=backend, upsample="labels", num_threads=1, cache_dir=str(tmp_path / "cache")
+    )
     mask = Segmenter(cfg).segment(frame, encoding="rgb8").mask
     x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     x = (x - torch.tensor(info.mean)[:, None, None]) / torch.tensor(info.std)[:, None, None]

@@ -8,7 +8,6 @@ ONNX Runtime, and the criterion's terms on hand-made outputs.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -89,8 +88,9 @@ def test_backward_through_every_head_with_the_criterion(name):
     heads = ("fuse_b_d_head.", "b_head.", "d_head.", "auxiliary_head.0.", "auxiliary_head.1.")
     branches = ("b_branch_layers.", "d_branch_layers.", "uafm_ib.", "uafm_id.", "fuse_bdi.")
     for prefix in (*heads, *branches, "spp.", "stem.0."):
-        dead = [n for n, p in grads.items() if n.startswith(prefix) and n.endswith("weight")
-                and not p.grad.abs().sum() > 0]
+        dead = [
+            n for n, p in grads.items() if n.startswith(prefix) and n.endswith("weight") and not p.grad.abs().sum() > 0
+        ]
         assert not dead, f"{name}: zero gradient on {dead[:5]}"
     model.without_aux_heads().eval()
     with torch.no_grad():
@@ -176,8 +176,12 @@ def test_total_is_the_weighted_sum_of_the_terms():
     target, edge = _labels()
     terms = BSSNetCriterion(ohem_min_kept=10)(_outputs(), target, edge)
     expected = (
-        terms["main"] + 20 * terms["border"] + terms["boundary_ce"] + terms["reconstruction"]
-        + terms["aux3"] + terms["aux4"]
+        terms["main"]
+        + 20 * terms["border"]
+        + terms["boundary_ce"]
+        + terms["reconstruction"]
+        + terms["aux3"]
+        + terms["aux4"]
     )
     assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 

@@ -1,12 +1,19 @@
 """Weights I/O: the authors' tensor names map one to one; bad files give one clear error."""
+
 import io
 from pathlib import Path
 
 import pytest
 import torch
 
-from bevanet_core.checkpoint import (CheckpointError, ModelInfo, load_model, load_state_dict_strict,
-                                     read_checkpoint, save_weights)
+from bevanet_core.checkpoint import (
+    CheckpointError,
+    ModelInfo,
+    load_model,
+    load_state_dict_strict,
+    read_checkpoint,
+    save_weights,
+)
 from bevanet_core.models import build_model
 
 SPECS = Path(__file__).resolve().parents[1].parent / "shared" / "specs"
@@ -19,8 +26,10 @@ def authors_tensors(tsv: Path):
     return {k: tuple(int(s) for s in shape.split("x")) if shape else () for k, shape in rows}
 
 
-@pytest.mark.parametrize("tsv,variant", [("bevanet_cityscapes19_state_dict.tsv", "bevanet"),
-                                         ("bevanet_s_cityscapes19_state_dict.tsv", "bevanet_s")])
+@pytest.mark.parametrize(
+    "tsv,variant",
+    [("bevanet_cityscapes19_state_dict.tsv", "bevanet"), ("bevanet_s_cityscapes19_state_dict.tsv", "bevanet_s")],
+)
 def test_every_authors_tensor_maps_one_to_one(tsv, variant):
     listed = authors_tensors(SPECS / tsv)
     own = {k: tuple(v.shape) for k, v in build_model(variant, 19, aux_heads=True).state_dict().items()}
@@ -32,8 +41,10 @@ def test_every_authors_tensor_maps_one_to_one(tsv, variant):
 def test_authors_style_checkpoint_loads_strictly(tmp_path, wrap):
     listed = authors_tensors(SPECS / "bevanet_s_cityscapes19_state_dict.tsv")
     g = torch.Generator().manual_seed(0)
-    state = {k: (torch.randn(shape, generator=g) if not k.endswith("num_batches_tracked")
-                 else torch.tensor(7)) for k, shape in listed.items()}
+    state = {
+        k: (torch.randn(shape, generator=g) if not k.endswith("num_batches_tracked") else torch.tensor(7))
+        for k, shape in listed.items()
+    }
     if wrap == "model_prefix":  # the authors' FullModel: "model." tensors plus loss buffers
         obj = {f"model.{k}": v for k, v in state.items()}
         obj["sem_loss.criterion.weight"] = torch.ones(19)
@@ -150,6 +161,7 @@ def test_pickled_code_is_refused_not_executed(tmp_path):
 
 def test_default_model_missing_gives_clear_error(monkeypatch, tmp_path):
     import bevanet_core.checkpoint as ck
+
     monkeypatch.setattr(ck, "DEFAULT_WEIGHTS", tmp_path / "nothing.safetensors")
     with pytest.raises(CheckpointError, match="shipped default model is missing"):
         ck.load_model()

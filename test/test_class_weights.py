@@ -1,5 +1,6 @@
 """Class weights from the training labels, their use in a run, and the recipe trials that compare
 recipes with them."""
+
 import json
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_median_frequency_weights_by_hand():
     assert w == pytest.approx([1 / 1.2, 1 / 1.2, 3 / 1.2, 0.0], abs=1e-4)
     assert np.dot(w, pixels) / pixels.sum() == pytest.approx(1.0, abs=1e-3)
     sqrt = median_frequency_weights(pixels, present_in, power=0.5)
-    assert sqrt[2] / sqrt[0] == pytest.approx(3 ** 0.5, rel=1e-3)
+    assert sqrt[2] / sqrt[0] == pytest.approx(3**0.5, rel=1e-3)
     with pytest.raises(ValueError, match="no labelled pixel"):
         median_frequency_weights(np.zeros(3), np.zeros(3))
 
@@ -55,9 +56,18 @@ def test_label_statistics_match_the_label_files(camvid_subset, tmp_path):
 
 def test_a_run_with_a_scheme_weighs_its_loss(camvid_subset, tmp_path):
     root = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    base = [f"data.root={root}", "data.train_list=train.lst", "data.val_list=val.lst", "data.workers=0",
-            "data.crop_size=[128,96]", "data.base_size=128", "optim.batch_size=2", "optim.iterations=2",
-            f"run.out_dir={tmp_path / 'run'}", "run.threads=1"]
+    base = [
+        f"data.root={root}",
+        "data.train_list=train.lst",
+        "data.val_list=val.lst",
+        "data.workers=0",
+        "data.crop_size=[128,96]",
+        "data.base_size=128",
+        "optim.batch_size=2",
+        "optim.iterations=2",
+        f"run.out_dir={tmp_path / 'run'}",
+        "run.threads=1",
+    ]
     trainer = Trainer(load_config(None, base + ["data.class_weights=median-frequency"]))
     w = trainer.class_weights
     assert trainer.criterion.bevanet.class_weight.tolist() == pytest.approx(w)
@@ -71,11 +81,29 @@ def _trials(root: Path, tmp_path: Path, *extra, lr: str = "0.001"):
         "model: {variant: bevanet_s, num_classes: 11}\n"
         f"data: {{dataset: camvid, root: {root}, train_list: train.lst, val_list: val.lst, encoding: index,\n"
         "       base_size: 128, crop_size: [128, 96], workers: 0}\n"
-        f"optim: {{lr: {lr}, batch_size: 2, iterations: 100}}\n")
-    return subprocess.run([sys.executable, "benchmarks/recipe_trials.py", "--recipe", str(recipe),
-                           "--iterations", "2", "--seeds", "1", "--out", str(tmp_path / "trials"),
-                           "--json", str(tmp_path / "t.json"), *extra],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+        f"optim: {{lr: {lr}, batch_size: 2, iterations: 100}}\n"
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/recipe_trials.py",
+            "--recipe",
+            str(recipe),
+            "--iterations",
+            "2",
+            "--seeds",
+            "1",
+            "--out",
+            str(tmp_path / "trials"),
+            "--json",
+            str(tmp_path / "t.json"),
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_recipe_trials_compare_arms_and_do_not_rerun(camvid_subset, tmp_path):
@@ -94,6 +122,7 @@ def test_recipe_trials_compare_arms_and_do_not_rerun(camvid_subset, tmp_path):
     assert result.is_file() and not (result.parent / "last.pt").exists()
     # the weights that were evaluated are kept, with what made them, ready to ship
     from bevanet_core.checkpoint import read_checkpoint
+
     _, info = read_checkpoint(result.parent.parent.parent / "weighted" / "seed1" / "weights.safetensors")
     weighted = report["trials"]["weighted"][0]
     assert info.extra["val_miou"] == round(weighted["miou"], 2) and info.extra["iteration"] == 2

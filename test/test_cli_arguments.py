@@ -107,9 +107,7 @@ def test_every_console_script_is_in_the_table():
     assert scripts == set(COMMANDS) == {c for c, _, _ in CASES}
 
 
-@pytest.mark.parametrize(
-    "command, argv, expected", CASES, ids=[f"{c}:{' '.join(a)}" for c, a, _ in CASES]
-)
+@pytest.mark.parametrize("command, argv, expected", CASES, ids=[f"{c}:{' '.join(a)}" for c, a, _ in CASES])
 def test_bad_arguments_fail_fast_in_one_line(command, argv, expected, tmp_path, capsys):
     (tmp_path / "a_file.txt").write_text("not what was asked for")
     (tmp_path / "a_dir").mkdir()
@@ -132,9 +130,7 @@ def test_bad_arguments_fail_fast_in_one_line(command, argv, expected, tmp_path, 
     assert "Traceback" not in text, text
     assert code == (1 if command == "bevanet-demo" and "MISSING" in argv else 2), text
     errors = [
-        line
-        for line in text.splitlines()
-        if "error" in line.lower() or "does not exist" in line or "not found" in line
+        line for line in text.splitlines() if "error" in line.lower() or "does not exist" in line or "not found" in line
     ]
     assert len(errors) == 1, text
     assert expected in errors[0], errors[0]

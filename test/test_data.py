@@ -1,4 +1,5 @@
 """Datasets and transforms on real data: label mappings, augmentation invariants, clear errors."""
+
 import shutil
 
 import cv2
@@ -6,8 +7,7 @@ import numpy as np
 import pytest
 
 from bevanet_core.data.classes import IGNORE_INDEX
-from bevanet_core.data.datasets import (CamVid, Cityscapes, DatasetError, cityscapes_lut,
-                                        cityscapes_trainid_to_labelid)
+from bevanet_core.data.datasets import CamVid, Cityscapes, DatasetError, cityscapes_lut, cityscapes_trainid_to_labelid
 from bevanet_core.data.transforms import TrainTransform, boundary_target
 
 VALID_CAMVID = set(range(11)) | {IGNORE_INDEX}
@@ -97,8 +97,9 @@ def test_flip_crop_and_pad_move_image_and_label_together():
     label = (rng.integers(0, 11, (45, 60)).repeat(8, 0).repeat(8, 1)).astype(np.uint8)
     image = np.stack([label * 20] * 3, axis=-1).astype(np.uint8)
     for crop in ((320, 240), (512, 400)):  # a crop inside the image, and one that needs padding
-        tf = TrainTransform(base_size=480, crop_size=crop, scale_min=1.0, scale_max=1.0,
-                            mean=[0, 0, 0], std=[1 / 255] * 3)
+        tf = TrainTransform(
+            base_size=480, crop_size=crop, scale_min=1.0, scale_max=1.0, mean=[0, 0, 0], std=[1 / 255] * 3
+        )
         flipped = 0
         for seed in range(6):
             x, y, _ = tf(image, label, np.random.default_rng(seed))
@@ -106,7 +107,7 @@ def test_flip_crop_and_pad_move_image_and_label_together():
             assert np.array_equal(np.rint(x[0].numpy()[labelled] / 20).astype(int), y.numpy()[labelled])
             assert (x[0].numpy()[~labelled] == 0).all()  # padding: ignore label, black image
             assert labelled.all() == (crop == (320, 240))
-            flipped += int(np.array_equal(y.numpy()[:360, 512 - 480:], label[:, ::-1]))  # pad is right/bottom
+            flipped += int(np.array_equal(y.numpy()[:360, 512 - 480 :], label[:, ::-1]))  # pad is right/bottom
         if crop == (512, 400):
             assert 0 < flipped < 6  # both flipped and unflipped samples were seen
 

@@ -29,9 +29,7 @@ def raw(encoding: str, height: int, width: int, data, step: int | None = None, b
     """An object with sensor_msgs/Image's fields (the decoder is duck-typed)."""
     data = bytes(data) if not isinstance(data, np.ndarray) else data.tobytes()
     step = len(data) // height if step is None else step
-    return SimpleNamespace(
-        encoding=encoding, height=height, width=width, step=step, data=data, is_bigendian=big
-    )
+    return SimpleNamespace(encoding=encoding, height=height, width=width, step=step, data=data, is_bigendian=big)
 
 
 def compressed(data: bytes, fmt: str = "jpeg"):
@@ -219,9 +217,7 @@ def test_png_is_lossless_and_jpeg_decodes_as_pillow_decodes_it(frame):
 
 def test_grey_and_16_bit_pngs_become_rgb():
     grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    np.testing.assert_array_equal(
-        compressed_to_rgb(compressed(_encode(grey, "PNG"), "png")), np.dstack([grey] * 3)
-    )
+    np.testing.assert_array_equal(compressed_to_rgb(compressed(_encode(grey, "PNG"), "png")), np.dstack([grey] * 3))
     deep = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)
     ok, buf = cv2.imencode(".png", deep)
     out = compressed_to_rgb(compressed(buf.tobytes(), "png"))

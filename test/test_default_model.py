@@ -1,4 +1,5 @@
 """The shipped default model: present, self-describing, and a trained network (not random)."""
+
 import numpy as np
 import torch
 

@@ -11,8 +11,10 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import evaluate  # noqa: E402
-from bevanet_core.bags import messages  # noqa: E402
+from bevanet_core.bags import (
+    evaluate,  # noqa: E402
+    messages,  # noqa: E402
+)
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli import demo, make_bag  # noqa: E402
@@ -85,11 +87,7 @@ def test_sample_bag_is_what_the_readme_command_makes(shared_data, tmp_path):
     )
     with BagReader(SAMPLE) as a, BagReader(out) as b:
         pairs = zip(a.messages(), b.messages(), strict=True)
-        mismatched = sum(
-            1
-            for x, y in pairs
-            if (x.topic, x.log_time) != (y.topic, y.log_time) or x.data != y.data
-        )
+        mismatched = sum(1 for x, y in pairs if (x.topic, x.log_time) != (y.topic, y.log_time) or x.data != y.data)
     assert mismatched == 0
 
 
@@ -105,16 +103,12 @@ def test_demo_refuses_to_run_without_the_shipped_model(monkeypatch, tmp_path, ca
 
 def test_demo_writes_every_output(weights, tmp_path, capsys):
     out = tmp_path / "demo"
-    code = demo.main(
-        ["--weights", str(weights), "--out", str(out), "--max-frames", "3", "--threads", "1"]
-    )
+    code = demo.main(["--weights", str(weights), "--out", str(out), "--max-frames", "3", "--threads", "1"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     report = json.loads((out / "report.json").read_text())
     assert report["frames"] == 3 and report["miou"] is None and report["errors"] == []
-    assert (
-        report["latency_ms"]["p50"] > 0 and report["fps"] > 0 and report["bag_file"] == str(SAMPLE)
-    )
+    assert report["latency_ms"]["p50"] > 0 and report["fps"] > 0 and report["bag_file"] == str(SAMPLE)
     for name in ("report.md", "montage.png", "overlay.mp4", "plot.png"):
         assert (out / name).stat().st_size > 0, name
         assert str(out / name) in printed
@@ -137,12 +131,7 @@ def test_demo_writes_every_output(weights, tmp_path, capsys):
     cap.release()
     assert n == 3
     # a second run replaces the outputs instead of failing on the existing bag
-    assert (
-        demo.main(
-            ["--weights", str(weights), "--out", str(out), "--max-frames", "2", "--no-video"]
-        )
-        == 0
-    )
+    assert demo.main(["--weights", str(weights), "--out", str(out), "--max-frames", "2", "--no-video"]) == 0
     assert json.loads((out / "report.json").read_text())["frames"] == 2
 
 
@@ -164,9 +153,7 @@ def test_demo_through_a_running_node_over_dds(weights, tmp_path, monkeypatch):
     from bevanet_ros import segmentation_node as node_mod
     from bevanet_ros.tools import demo_main
 
-    monkeypatch.setenv(
-        "ROS_DOMAIN_ID", str(40 + (hash(str(tmp_path)) % 50))
-    )  # away from other tests
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(40 + (hash(str(tmp_path)) % 50)))  # away from other tests
     rclpy.init()
     node = executor = None
     try:
@@ -226,8 +213,22 @@ def test_demo_spawns_the_node_and_replays_through_it(weights, tmp_path, monkeypa
 
     monkeypatch.setenv("ROS_DOMAIN_ID", str(100 + (hash(str(tmp_path)) % 50)))
     out = tmp_path / "spawned"
-    code = demo_main(["--spawn-node", "--weights", str(weights), "--input-size", "64x64", "--threads", "1",
-                      "--max-frames", "3", "--no-video", "--out", str(out)])
+    code = demo_main(
+        [
+            "--spawn-node",
+            "--weights",
+            str(weights),
+            "--input-size",
+            "64x64",
+            "--threads",
+            "1",
+            "--max-frames",
+            "3",
+            "--no-video",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     log = (out / "node.log").read_text()

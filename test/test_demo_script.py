@@ -14,9 +14,7 @@ HAS_RCLPY = importlib.util.find_spec("rclpy") is not None
 
 
 def demo_sh(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "scripts/demo.sh", *args], cwd=REPO, capture_output=True, text=True, timeout=900
-    )
+    return subprocess.run(["bash", "scripts/demo.sh", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
 
 
 def test_in_process_when_asked(tmp_path):
@@ -26,9 +24,7 @@ def test_in_process_when_asked(tmp_path):
     assert json.loads((tmp_path / "report.json").read_text())["mode"] == "in-process runtime"
 
 
-@pytest.mark.skipif(
-    not HAS_RCLPY, reason="rclpy is not installed: demo.sh takes the in-process path"
-)
+@pytest.mark.skipif(not HAS_RCLPY, reason="rclpy is not installed: demo.sh takes the in-process path")
 def test_arguments_keep_the_node_over_dds(tmp_path):
     done = demo_sh("--max-frames", "2", "--no-video", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -6,14 +6,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from bevanet_core.deploy import (count_conv_bn_pairs, find_conv_bn_pairs, fold_batchnorm,
-                                 randomise_batchnorm)
+from bevanet_core.deploy import count_conv_bn_pairs, find_conv_bn_pairs, fold_batchnorm, randomise_batchnorm
 from bevanet_core.models import build_model
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
 
 
 def _bn_count(model: nn.Module) -> int:
@@ -35,9 +31,7 @@ def test_fold_batchnorm_keeps_outputs(variant):
     assert rel < 1e-5, f"{variant}: relative error {rel:.2e}"
 
     assert count_conv_bn_pairs(folded) == 0
-    assert (
-        report.num_folded > 60
-    )  # every ResNet/PagFM/CKS conv-BN pair (66 for S, 68 for the full model)
+    assert report.num_folded > 60  # every ResNet/PagFM/CKS conv-BN pair (66 for S, 68 for the full model)
     assert report.num_folded + report.num_remaining == _bn_count(model)
     assert _bn_count(folded) == report.num_remaining
     # the remaining ones are pre-activation / residual-stream BNs that no conv precedes directly

@@ -20,8 +20,8 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
-from bevanet_core.deploy import randomise_batchnorm
 from bevanet_core.cli.export import main as export_main  # noqa: E402
+from bevanet_core.deploy import randomise_batchnorm
 from bevanet_core.export import (  # noqa: E402
     ArtifactError,
     export_onnx,
@@ -36,13 +36,7 @@ SIZE = (256, 128)  # (W, H) network input for the parity checks
 
 
 def _data_root() -> Path:
-    return Path(
-        os.environ.get(
-            "BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-        )
-    )
-
-
+    return Path(os.environ.get("BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 
 def _seeded(variant: str, num_classes: int = 11, aux_heads: bool = False) -> nn.Module:
@@ -93,26 +87,19 @@ def _parity(model: nn.Module, path: Path, batch: int = 1) -> float:
 def test_onnx_parity_bevanet_s(small_export):
     model, _, path, _ = small_export
     diff = _parity(model, path, batch=2)  # dynamic batch axis works
-    print(
-        f"bevanet_s ONNX Runtime vs PyTorch max abs logit diff at {SIZE[0]}x{SIZE[1]}: {diff:.3e}"
-    )
+    print(f"bevanet_s ONNX Runtime vs PyTorch max abs logit diff at {SIZE[0]}x{SIZE[1]}: {diff:.3e}")
     assert diff < 1e-3
 
 
 def test_onnx_parity_bevanet_static_folded(tmp_path):
     model = _seeded("bevanet")
     path = tmp_path / "bevanet.onnx"
-    meta = export_onnx(
-        model, ModelInfo.default("bevanet", 11), path, input_size=SIZE, fold_bn=True
-    )
+    meta = export_onnx(model, ModelInfo.default("bevanet", 11), path, input_size=SIZE, fold_bn=True)
     assert meta.bn_folded and not meta.dynamic_batch
     graph_input = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in graph_input] == [1, 3, SIZE[1], SIZE[0]]  # fully static
     diff = _parity(model, path)
-    print(
-        f"bevanet (BN folded) ONNX Runtime vs PyTorch max abs logit diff "
-        f"at {SIZE[0]}x{SIZE[1]}: {diff:.3e}"
-    )
+    print(f"bevanet (BN folded) ONNX Runtime vs PyTorch max abs logit diff at {SIZE[0]}x{SIZE[1]}: {diff:.3e}")
     assert diff < 1e-3
 
 
@@ -124,10 +111,7 @@ def test_onnx_metadata_inside_and_in_sidecar(small_export):
     inside = read_onnx_metadata(path)
     side = read_sidecar(path)
     for m in (inside, side):
-        assert (
-            m.model_info["variant"] == "bevanet_s"
-            and m.model_info["class_names"] == info.class_names
-        )
+        assert m.model_info["variant"] == "bevanet_s" and m.model_info["class_names"] == info.class_names
         assert m.model_info["palette"] == info.palette and m.model_info["mean"] == info.mean
         assert tuple(m.input_size) == SIZE and m.precision == "fp32" and m.dynamic_batch
         assert len(m.model_hash) == 64 and "torch" in m.versions and "onnx" in m.versions
@@ -165,19 +149,9 @@ def test_export_rejects_bad_arguments_and_leaves_nothing(tmp_path):
 
 
 def test_export_cli_errors(tmp_path, capsys):
-    assert (
-        export_main(
-            ["--weights", str(tmp_path / "none.safetensors"), "--onnx", str(tmp_path / "m.onnx")]
-        )
-        == 2
-    )
+    assert export_main(["--weights", str(tmp_path / "none.safetensors"), "--onnx", str(tmp_path / "m.onnx")]) == 2
     assert "not found" in capsys.readouterr().err
-    assert (
-        export_main(
-            ["--onnx", str(tmp_path / "absent.onnx"), "--engine", str(tmp_path / "m.engine")]
-        )
-        == 2
-    )
+    assert export_main(["--onnx", str(tmp_path / "absent.onnx"), "--engine", str(tmp_path / "m.engine")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -211,10 +185,7 @@ def test_onnxruntime_and_torch_backends_agree_on_camvid(small_export):
             total += ra.mask.size
             assert np.abs(ra.confidence.astype(int) - rb.confidence.astype(int)).max() <= 1
     ratio = agree / total
-    print(
-        f"ONNX Runtime vs PyTorch label agreement on {len(frames)} CamVid val frames "
-        f"x 2 resize modes: {ratio:.6f}"
-    )
+    print(f"ONNX Runtime vs PyTorch label agreement on {len(frames)} CamVid val frames x 2 resize modes: {ratio:.6f}")
     assert ratio > 0.999
 
 
@@ -222,9 +193,7 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
     model, info, _, _ = small_export
     weights = tmp_path / "w.safetensors"
     save_weights(model, weights, ModelInfo.default("bevanet_s", 11, input_size=SIZE))
-    cfg = SegmenterConfig(
-        weights=str(weights), backend="onnxruntime", cache_dir=str(tmp_path / "cache")
-    )
+    cfg = SegmenterConfig(weights=str(weights), backend="onnxruntime", cache_dir=str(tmp_path / "cache"))
     seg = Segmenter(cfg)
     exported = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
     assert len(exported) == 1 and seg.input_size == SIZE
@@ -232,17 +201,11 @@ def test_onnxruntime_backend_from_checkpoint_uses_cache(tmp_path, small_export):
     Segmenter(cfg)  # second time: cached
     assert exported[0].stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="differs from the 256x128"):
-        Segmenter(
-            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", input_size=(128, 64))
-        )
+        Segmenter(SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", input_size=(128, 64)))
     with pytest.raises(ValueError, match="not supported by the onnxruntime backend"):
-        Segmenter(
-            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="bf16")
-        )
+        Segmenter(SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="bf16"))
     with pytest.raises(ValueError, match="needs calibration_images"):
-        Segmenter(
-            SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="int8")
-        )
+        Segmenter(SegmenterConfig(weights=str(exported[0]), backend="onnxruntime", precision="int8"))
     meta = json.loads(sidecar_path(exported[0]).read_text())
     assert meta["format"] == "onnx" and meta["model_info"]["input_size"] == list(SIZE)
 

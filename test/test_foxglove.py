@@ -85,9 +85,7 @@ def test_demo_foxglove_streams_a_colour_mask_to_a_websocket_client(tmp_path):
         str(tmp_path / "demo"),
     ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
     lines = []
     try:
         url = None

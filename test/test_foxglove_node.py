@@ -40,9 +40,7 @@ def free_port() -> int:
 
 def test_node_streams_its_colour_mask_to_foxglove(ros_context, seeded_weights):
     port = free_port()
-    node = SegmentationNode(
-        context=ros_context, parameter_overrides=params(seeded_weights, foxglove_port=port)
-    )
+    node = SegmentationNode(context=ros_context, parameter_overrides=params(seeded_weights, foxglove_port=port))
     probe = Probe(ros_context, "foxglove_probe")
     pub = probe.publisher("/image")
     stop = threading.Event()
@@ -57,15 +55,11 @@ def test_node_streams_its_colour_mask_to_foxglove(ros_context, seeded_weights):
         with spinning(ros_context, node, probe.node):
             feeder = threading.Thread(target=feed, daemon=True)
             feeder.start()
-            channel, payload = asyncio.run(
-                receive_one(f"ws://127.0.0.1:{port}", "/segmentation/color_mask", 120)
-            )
+            channel, payload = asyncio.run(receive_one(f"ws://127.0.0.1:{port}", "/segmentation/color_mask", 120))
             stop.set()
             feeder.join(5)
         image = decode_protobuf(channel["schema"], channel["schemaName"], payload)
-        assert (image.encoding, image.width, image.height, image.frame_id) == (
-            "rgb8", 80, 60, "fox"
-        )
+        assert (image.encoding, image.width, image.height, image.frame_id) == ("rgb8", 80, 60, "fox")
         pixels = np.frombuffer(image.data, np.uint8).reshape(60, 80, 3)
         expect = node.pipeline.segmenter.colorize(node.pipeline.segmenter.segment(frame).mask)
         assert np.array_equal(pixels, expect)

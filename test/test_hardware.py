@@ -1,4 +1,5 @@
 """Precision by hardware: bf16 only where the CPU computes it natively."""
+
 import warnings
 
 import pytest
@@ -32,9 +33,11 @@ def _fresh_warning_state(monkeypatch):
     monkeypatch.setattr(hardware, "_warned", False)
 
 
-@pytest.mark.parametrize("text, expected", [(XEON_AMX, "bf16"), (EPYC_ZEN4, "bf16"), (EPYC_AVX2, "fp32"),
-                                            (GRAVITON3, "bf16"), ("", "fp32")],
-                         ids=["xeon-amx", "epyc-avx512-bf16", "epyc-avx2-only", "arm-bf16", "no-cpuinfo"])
+@pytest.mark.parametrize(
+    "text, expected",
+    [(XEON_AMX, "bf16"), (EPYC_ZEN4, "bf16"), (EPYC_AVX2, "fp32"), (GRAVITON3, "bf16"), ("", "fp32")],
+    ids=["xeon-amx", "epyc-avx512-bf16", "epyc-avx2-only", "arm-bf16", "no-cpuinfo"],
+)
 def test_auto_picks_bf16_only_where_it_is_native(text, expected):
     cpu = parse_cpuinfo(text)
     with warnings.catch_warnings():
@@ -67,9 +70,11 @@ def test_unknown_precision_is_refused():
 
 
 def test_cpu_description_names_model_and_simd_flags():
-    assert parse_cpuinfo(XEON_AMX).describe() == ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz "
-                                                  "(amx_bf16, amx_int8, amx_tile, avx, avx2, avx512_bf16, "
-                                                  "avx512_vnni, avx512bw, avx512f)")
+    assert parse_cpuinfo(XEON_AMX).describe() == (
+        "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz "
+        "(amx_bf16, amx_int8, amx_tile, avx, avx2, avx512_bf16, "
+        "avx512_vnni, avx512bw, avx512f)"
+    )
 
 
 def test_every_recipe_defaults_to_auto():
@@ -88,16 +93,30 @@ def test_every_recipe_defaults_to_auto():
 
 
 def test_training_resolves_auto_for_this_machine(shared_data, tmp_path):
+    import yaml
+
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import train
 
-    import yaml
-
     root = shared_data / "camvid"
-    cfg = load_config(None, [f"data.root={root}", "data.train_list=train.lst", "data.val_list=val.lst",
-                             "data.base_size=128", "data.crop_size=[128,96]", "data.workers=0", "optim.batch_size=2",
-                             "optim.iterations=1", f"run.out_dir={tmp_path}", "run.val_every=0",
-                             "run.val_limit=1", "run.threads=1", "run.precision=auto"])
+    cfg = load_config(
+        None,
+        [
+            f"data.root={root}",
+            "data.train_list=train.lst",
+            "data.val_list=val.lst",
+            "data.base_size=128",
+            "data.crop_size=[128,96]",
+            "data.workers=0",
+            "optim.batch_size=2",
+            "optim.iterations=1",
+            f"run.out_dir={tmp_path}",
+            "run.val_every=0",
+            "run.val_limit=1",
+            "run.threads=1",
+            "run.precision=auto",
+        ],
+    )
     train(cfg)
     written = yaml.safe_load((tmp_path / "config.yaml").read_text())["run"]["precision"]
     assert written == ("bf16" if hardware.cpu_info().native_bf16 else "fp32")

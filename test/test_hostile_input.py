@@ -233,9 +233,7 @@ def test_bag_eval_counts_hostile_frames_by_reason_and_finishes(tmp_path, weights
     assert report["bags"][0]["undecodable_reasons"] == report["undecodable_reasons"]
 
 
-def test_out_bag_onto_its_own_input_is_refused_and_the_input_is_untouched(
-    tmp_path, weights, capsys
-):
+def test_out_bag_onto_its_own_input_is_refused_and_the_input_is_untouched(tmp_path, weights, capsys):
     bag = tmp_path / "B"
     write_camera_bag([Frame(np.zeros((16, 16, 3), np.uint8))] * 3, bag, CameraBagOptions())
     before = tree_digest(bag)
@@ -330,9 +328,7 @@ def test_a_chunk_failing_its_crc_is_read_like_a_truncation(tmp_path, weights):
     mcap.write_bytes(bytes(data))
     assert "fails its CRC" in mcap_crc_fault(mcap)
     seg = Segmenter(weights=str(weights), backend="torch")
-    res = evaluate.evaluate_bag(
-        bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(label_topic=None)
-    )
+    res = evaluate.evaluate_bag(bag, evaluate.RuntimeProcessor(seg), evaluate.EvalOptions(label_topic=None))
     assert 0 < res.frames < 24 and len(res.errors) == 1
     assert "CRC" in res.errors[0]["error"] and res.errors[0]["frames_before"] == res.frames
 
@@ -367,9 +363,7 @@ def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys):
     [
         (lambda d: d.update(class_names=d["class_names"][:5]), "class_names has 5"),
         (
-            lambda d: d.update(
-                num_classes=7, class_names=d["class_names"][:7], palette=d["palette"][:7]
-            ),
+            lambda d: d.update(num_classes=7, class_names=d["class_names"][:7], palette=d["palette"][:7]),
             "head has 11 output channels",
         ),
         (lambda d: d.update(mean=["a", 0, 0]), "mean must be three finite numbers"),
@@ -425,17 +419,13 @@ def test_onnx_graph_disagreeing_with_its_metadata_is_refused_at_load(onnx_model,
     from bevanet_core.export.onnx import read_onnx_metadata
 
     assert read_onnx_metadata(onnx_model).input_size == (128, 128)
-    size = _rewrite_metadata(
-        onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192])
-    )
+    size = _rewrite_metadata(onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192]))
     with pytest.raises(ArtifactError, match="input .* is .*128x128 but its metadata says"):
         read_onnx_metadata(size)
 
     def classes(d):
         info = d["model_info"]
-        info.update(
-            num_classes=7, class_names=info["class_names"][:7], palette=info["palette"][:7]
-        )
+        info.update(num_classes=7, class_names=info["class_names"][:7], palette=info["palette"][:7])
 
     other = _rewrite_metadata(onnx_model, tmp_path / "classes.onnx", classes)
     with pytest.raises(ArtifactError, match="names 7 classes"):
@@ -449,9 +439,7 @@ def test_node_model_load_failure_is_a_start_error(onnx_model, tmp_path):
     from bevanet_core.serving.params import NodeSettings
     from bevanet_ros.pipeline import ModelLoadError, build_segmenter
 
-    bad = _rewrite_metadata(
-        onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192])
-    )
+    bad = _rewrite_metadata(onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192]))
     settings = NodeSettings.from_values({"weights": str(bad), "backend": "onnxruntime"})
     with pytest.raises(ModelLoadError, match="metadata says"):
         build_segmenter(settings)
@@ -482,9 +470,7 @@ def test_export_sizes_follow_the_pooling_chain():
 def test_export_cli_refuses_an_unexportable_size_in_one_line(tmp_path, weights, capsys):
     from bevanet_core.cli import export
 
-    code = export.main(
-        ["--weights", str(weights), "--size", "320x240", "--onnx", str(tmp_path / "m.onnx")]
-    )
+    code = export.main(["--weights", str(weights), "--size", "320x240", "--onnx", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot be exported at 320x240" in one_line_error(err)
     assert "SymbolicValueError" not in err and not (tmp_path / "m.onnx").exists()
@@ -579,9 +565,7 @@ def test_a_writer_killed_with_sigkill_leaves_nothing_the_next_run_keeps(tmp_path
         "w.write('/cam', 1, messages.image_msg(np.zeros((64, 64, 3), np.uint8), 'rgb8', 1, 'c'))\n"
         "print('ready', flush=True); time.sleep(60)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     assert len(list(tmp_path.glob(".killed_bag.partial-*"))) == 1
     proc.send_signal(signal.SIGKILL)

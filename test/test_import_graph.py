@@ -108,6 +108,4 @@ def test_bevanet_core_has_no_import_cycle():
     modules = module_files()
     assert "bevanet_core.runtime.segmenter" in modules
     found = cycles(import_graph(modules))
-    assert not found, "import cycles in bevanet_core:\n" + "\n".join(
-        " <-> ".join(sorted(c)) for c in found
-    )
+    assert not found, "import cycles in bevanet_core:\n" + "\n".join(" <-> ".join(sorted(c)) for c in found)

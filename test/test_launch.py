@@ -23,24 +23,13 @@ def _tree(name: str) -> ast.Module:
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_launch_files_are_plain_declarative_python(name):
     tree = _tree(name)
-    imported = {
-        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
-    }
-    imported |= {
-        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
-    }
+    imported = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert imported <= {"launch", "launch_ros", "bevanet_core"}, imported
-    calls = {
-        n.func.id
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-    }
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     assert not calls & {"eval", "exec", "__import__"}, calls
     assert "subprocess" not in (REPO / "launch" / name).read_text()
-    assert any(
-        isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
-        for n in tree.body
-    )
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
 
 
 def test_segmentation_launch_uses_find_package_share_and_every_argument_has_a_description():
@@ -64,9 +53,7 @@ def test_segmentation_launch_uses_find_package_share_and_every_argument_has_a_de
 
 def test_bag_replay_arguments_have_descriptions():
     tree = _tree("bag_replay.launch.py")
-    args = next(
-        n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS"
-    )
+    args = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "ARGUMENTS")
     values = ast.literal_eval(args.value)
     names = [v[0] for v in values]
     assert {"bag", "variant", "camera_topics", "rviz", "rate"} <= set(names)
@@ -82,9 +69,7 @@ def _load(name: str):
 
 @pytest.mark.parametrize("name", LAUNCH_FILES)
 def test_launch_description_builds(name):
-    pytest.importorskip(
-        "launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)"
-    )
+    pytest.importorskip("launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)")
     pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
     from launch.actions import DeclareLaunchArgument
 
@@ -95,13 +80,9 @@ def test_launch_description_builds(name):
         assert [d.name for d in declared] == [a[0] for a in launch_plan.LAUNCH_ARGUMENTS]
 
 
-@pytest.mark.parametrize(
-    "variant, extra", [("bevanet_s", {}), ("bevanet", {"weights": "/w.safetensors"})]
-)
+@pytest.mark.parametrize("variant, extra", [("bevanet_s", {}), ("bevanet", {"weights": "/w.safetensors"})])
 def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
-    pytest.importorskip(
-        "launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)"
-    )
+    pytest.importorskip("launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)")
     pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
     from launch_ros.actions import Node
 

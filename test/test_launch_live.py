@@ -92,9 +92,7 @@ def launch_env(prefix: Path) -> dict[str, str]:
     )
     pyver = sysconfig.get_python_version()
     site = prefix / "lib" / f"python{pyver}" / "site-packages"
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(site)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -212,9 +210,7 @@ def test_segmentation_launch_one_camera_namespace_weights_params_file(
     prefix, weights, ros_context, shared_data, tmp_path
 ):
     params_file = tmp_path / "params.yaml"
-    params_file.write_text(
-        "/**:\n  ros__parameters:\n    overlay_alpha: 0.25\n    input_qos: reliable\n"
-    )
+    params_file.write_text("/**:\n  ros__parameters:\n    overlay_alpha: 0.25\n    input_qos: reliable\n")
     launch = Launch(
         prefix,
         tmp_path / "launch.log",
@@ -230,21 +226,25 @@ def test_segmentation_launch_one_camera_namespace_weights_params_file(
     probe = Probe(ros_context, "launch_probe")
     try:
         with spinning(ros_context, probe.node):
-            labels = probe.subscribe(
-                "/perception/segmentation/label_info", LabelInfo, latched=True
-            )
+            labels = probe.subscribe("/perception/segmentation/label_info", LabelInfo, latched=True)
             frames = camvid_frames(shared_data)
-            got = send_until_masks(
-                probe, [("/front/image_raw", "/perception/segmentation/mask")], frames, launch
-            )
+            got = send_until_masks(probe, [("/front/image_raw", "/perception/segmentation/mask")], frames, launch)
             mask = got["/perception/segmentation/mask"]
             assert (mask.encoding, mask.width, mask.height) == ("mono8", 480, 360)
             assert mask.header.frame_id == "camvid0"
             values = get_parameters(
                 probe,
                 "/perception/segmentation",
-                ["variant", "weights", "input_topics", "use_sim_time", "overlay_alpha",
-                 "input_qos", "input_width", "input_height"],
+                [
+                    "variant",
+                    "weights",
+                    "input_topics",
+                    "use_sim_time",
+                    "overlay_alpha",
+                    "input_qos",
+                    "input_width",
+                    "input_height",
+                ],
             )
             assert values == {
                 "variant": "bevanet_s",
@@ -283,9 +283,7 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def test_segmentation_launch_two_cameras_and_sim_time(
-    prefix, weights, ros_context, shared_data, tmp_path
-):
+def test_segmentation_launch_two_cameras_and_sim_time(prefix, weights, ros_context, shared_data, tmp_path):
     launch = Launch(
         prefix,
         tmp_path / "launch.log",
@@ -309,9 +307,7 @@ def test_segmentation_launch_two_cameras_and_sim_time(
             )
             assert got["/segmentation/cam0/mask"].header.frame_id == "camvid0"
             assert got["/segmentation/cam1/mask"].header.frame_id == "camvid1"
-            values = get_parameters(
-                probe, "/segmentation", ["input_topics", "use_sim_time", "variant"]
-            )
+            values = get_parameters(probe, "/segmentation", ["input_topics", "use_sim_time", "variant"])
             assert values == {
                 "input_topics": ["/cam_a/image_raw", "/cam_b/image_raw"],
                 "use_sim_time": True,

@@ -1,4 +1,5 @@
 """benchmarks/logit_offset_sweep.py: offset 0 is the model as bevanet-eval's training twin counts it."""
+
 import importlib.util
 import math
 from pathlib import Path
@@ -33,8 +34,9 @@ def test_offset_zero_is_the_validation_and_extreme_offsets_bound_the_class():
 
     model, _ = load_model(None)
     val = build_dataset("camvid", CAMVID, CAMVID / "val.lst", "val", EvalTransform())
-    cm = evaluate(model, val, torch.device("cpu"), info.num_classes, limit=2,
-                  align_corners=logits_align_corners(info.variant))
+    cm = evaluate(
+        model, val, torch.device("cpu"), info.num_classes, limit=2, align_corners=logits_align_corners(info.variant)
+    )
     expected = [None if math.isnan(v) else 100 * v for v in cm.iou()]
     for got, want in zip(rows[0.0]["per_class_iou"], expected):
         assert (got is None) == (want is None)

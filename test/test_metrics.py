@@ -1,4 +1,5 @@
 """The evaluation metric against a confusion matrix computed by hand."""
+
 import math
 
 import numpy as np
@@ -13,9 +14,7 @@ def test_confusion_matrix_matches_hand_computation():
     cm = ConfusionMatrix(3)
     cm.update(pred, label)
     # rows = truth, cols = prediction; the 255 pixel is ignored
-    expected = np.array([[1, 1, 0],
-                         [0, 2, 1],
-                         [1, 0, 1]])
+    expected = np.array([[1, 1, 0], [0, 2, 1], [1, 0, 1]])
     assert np.array_equal(cm.matrix, expected)
     # IoU_c = TP / (row + col - TP): 1/(2+2-1), 2/(3+3-2), 1/(2+2-1)
     assert np.allclose(cm.iou(), [1 / 3, 2 / 4, 1 / 3])

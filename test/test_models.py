@@ -1,4 +1,5 @@
 """The networks are the published ones: parameter counts, MACs, topology, forward contract."""
+
 import pytest
 import torch
 
@@ -31,6 +32,7 @@ def test_classifier_parameter_counts(name, expected):
 
 def test_eva_block_closed_form():
     from bevanet_core.models.bevanet import EVABlock
+
     c = 512
     h = max(c // 16, 32)
     expected = 11 * c * c + 143 * c + 4 * h * c + 13 * h + 297

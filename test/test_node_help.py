@@ -14,9 +14,7 @@ from bevanet_core.serving.params import PARAMS
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python wheels) is not installed")
 
 
-@pytest.mark.parametrize(
-    "module", ["bevanet_ros.segmentation_node", "bevanet_ros.lifecycle_segmentation_node"]
-)
+@pytest.mark.parametrize("module", ["bevanet_ros.segmentation_node", "bevanet_ros.lifecycle_segmentation_node"])
 def test_help_prints_usage_and_parameters_without_starting_a_node(module, tmp_path):
     env = dict(os.environ, ROS_LOG_DIR=str(tmp_path / "ros_log"))
     t0 = time.monotonic()

@@ -21,22 +21,24 @@ from test_ros_support import (  # noqa: E402
 
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 
+from frames import rgb_to_raw  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from bevanet_core.bags import evaluate  # noqa: E402
+from bevanet_core.bags import (
+    evaluate,  # noqa: E402
+    messages,  # noqa: E402
+)
 from bevanet_core.bags.reader import BagReader  # noqa: E402
-from bevanet_core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
-from bevanet_core.bags import messages  # noqa: E402
 from bevanet_core.bags.writer import (  # noqa: E402
     BagWriter,
     CameraBagOptions,
     Frame,
     write_camera_bag,
 )
+from bevanet_core.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from bevanet_core.runtime import Segmenter, SegmenterConfig  # noqa: E402
 from bevanet_core.serving import decode  # noqa: E402
 from bevanet_ros.segmentation_node import SegmentationNode  # noqa: E402
-from frames import rgb_to_raw  # noqa: E402
 
 __all__ = ["ros_context"]
 N_FRAMES = 4
@@ -69,10 +71,7 @@ def bag_masks(path) -> dict[int, np.ndarray]:
 def recorded_frames(path, topic):
     """(header stamp, CDR bytes) of every camera message, as recorded."""
     with BagReader(path) as bag:
-        return [
-            (stamp_ns(bag.deserialize(raw).header), bag.to_cdr(raw))
-            for raw in bag.messages([topic])
-        ]
+        return [(stamp_ns(bag.deserialize(raw).header), bag.to_cdr(raw)) for raw in bag.messages([topic])]
 
 
 def bayer_rggb(rgb: np.ndarray) -> np.ndarray:
@@ -104,19 +103,13 @@ def test_node_and_bag_evaluator_give_identical_masks(ros_context, drive, tmp_pat
     bag = tmp_path / "drive"
     if encoding in ("rgb8", "jpeg"):
         frames = [Frame(image, None) for image in images]
-        write_camera_bag(
-            frames, bag, CameraBagOptions(compressed=compressed, jpeg_quality=70, rate=5.0)
-        )
+        write_camera_bag(frames, bag, CameraBagOptions(compressed=compressed, jpeg_quality=70, rate=5.0))
     else:
         write_raw_bag(bag, images, encoding)
     # Both sides name the backend and the threads: 'auto' times the installed backends and
     # may pick onnxruntime on one side and torch on the other, whose floats differ in the
     # last bits and flip a near-tied pixel. This test is about the pipelines around them.
-    seg = Segmenter(
-        SegmenterConfig(
-            weights=str(DEFAULT_WEIGHTS), input_size=SIZE, backend=BACKEND, num_threads=1
-        )
-    )
+    seg = Segmenter(SegmenterConfig(weights=str(DEFAULT_WEIGHTS), input_size=SIZE, backend=BACKEND, num_threads=1))
     try:
         result = evaluate.evaluate_bag(
             bag,
@@ -167,8 +160,6 @@ def test_node_and_bag_evaluator_give_identical_masks(ros_context, drive, tmp_pat
         node.destroy_node()
     assert sorted(online) == sorted(offline)
     for stamp, msg in online.items():
-        got = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[
-            :, : msg.width
-        ]
+        got = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
         assert got.shape == (SIZE[1], SIZE[0])
         assert got.tobytes() == offline[stamp].tobytes(), f"masks differ at stamp {stamp}"

@@ -15,10 +15,7 @@ def test_network_names_are_the_registry():
 
 
 def test_parameter_spec_loads_without_torch():
-    code = (
-        "import sys, bevanet_core.serving.params, bevanet_core.serving.launch_plan; "
-        "print('torch' in sys.modules)"
-    )
+    code = "import sys, bevanet_core.serving.params, bevanet_core.serving.launch_plan; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stdout + done.stderr
 

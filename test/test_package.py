@@ -11,6 +11,7 @@ Source checks (run by ``scripts/test.sh``):
 Installed-layout checks (marker ``installed``, run by ``.ci/run`` through ``colcon test``)
 look at the colcon install prefix found on ``AMENT_PREFIX_PATH``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,15 +33,47 @@ SHARE_FOLDERS = ("launch", "config", "bags", "training")
 
 # Top-level modules that only exist with ROS 2 (none of them may appear in bevanet_core).
 # `rosbags` is a pure-Python bag reader/writer with no ROS dependency and is allowed.
-ROS_MODULES = frozenset({
-    "rclpy", "rclpy_lifecycle", "rcl_interfaces", "rosidl_runtime_py", "rosidl_parser",
-    "rmw", "rpyutils", "ament_index_python", "launch", "launch_ros", "launch_testing",
-    "launch_testing_ros", "ros2cli", "ros2bag", "rosbag2_py", "cv_bridge", "image_geometry",
-    "message_filters", "tf2_ros", "tf2_py", "diagnostic_updater", "std_msgs", "sensor_msgs",
-    "builtin_interfaces", "diagnostic_msgs", "lifecycle_msgs", "vision_msgs", "geometry_msgs",
-    "visualization_msgs", "nav_msgs", "stereo_msgs", "std_srvs", "unique_identifier_msgs",
-    "rosgraph_msgs", "type_description_interfaces", "service_msgs", "action_msgs",
-})
+ROS_MODULES = frozenset(
+    {
+        "rclpy",
+        "rclpy_lifecycle",
+        "rcl_interfaces",
+        "rosidl_runtime_py",
+        "rosidl_parser",
+        "rmw",
+        "rpyutils",
+        "ament_index_python",
+        "launch",
+        "launch_ros",
+        "launch_testing",
+        "launch_testing_ros",
+        "ros2cli",
+        "ros2bag",
+        "rosbag2_py",
+        "cv_bridge",
+        "image_geometry",
+        "message_filters",
+        "tf2_ros",
+        "tf2_py",
+        "diagnostic_updater",
+        "std_msgs",
+        "sensor_msgs",
+        "builtin_interfaces",
+        "diagnostic_msgs",
+        "lifecycle_msgs",
+        "vision_msgs",
+        "geometry_msgs",
+        "visualization_msgs",
+        "nav_msgs",
+        "stereo_msgs",
+        "std_srvs",
+        "unique_identifier_msgs",
+        "rosgraph_msgs",
+        "type_description_interfaces",
+        "service_msgs",
+        "action_msgs",
+    }
+)
 
 # Python import name -> rosdep keys that satisfy it (any one of them).
 ROSDEP_KEYS: dict[str, tuple[str, ...]] = {
@@ -134,10 +167,7 @@ def _is_import_guard(handler: ast.ExceptHandler) -> bool:
     if handler.type is None:
         return True
     names = list(handler.type.elts) if isinstance(handler.type, ast.Tuple) else [handler.type]
-    return any(
-        isinstance(n, ast.Name) and n.id in {"ImportError", "ModuleNotFoundError", "Exception"}
-        for n in names
-    )
+    return any(isinstance(n, ast.Name) and n.id in {"ImportError", "ModuleNotFoundError", "Exception"} for n in names)
 
 
 def imported_modules(source: str, filename: str = "<string>") -> list[tuple[str, int, bool]]:
@@ -197,8 +227,11 @@ def test_import_scanner_finds_every_form():
     found = imported_modules(source)
     ros = sorted((name, optional) for name, _, optional in found if name in ROS_MODULES)
     assert ros == [
-        ("cv_bridge", False), ("launch_ros", True), ("rclpy", False),
-        ("sensor_msgs", False), ("std_msgs", False),
+        ("cv_bridge", False),
+        ("launch_ros", True),
+        ("rclpy", False),
+        ("sensor_msgs", False),
+        ("std_msgs", False),
     ]
     assert "sibling" not in {name for name, _, _ in found}  # relative import: local
     assert ("launch_ros", 9, True) in found
@@ -210,9 +243,7 @@ def ros_package_references(source: str, filename: str = "<string>") -> list[tupl
     ones too) of a ROS module or of ``bevanet_ros``, and every string naming a ``bevanet_ros``
     module (``python -m bevanet_ros.x`` in a subprocess). ``(what, line)``."""
     found = [
-        (name, line)
-        for name, line, _ in imported_modules(source, filename)
-        if name in ROS_MODULES or name == PACKAGE
+        (name, line) for name, line, _ in imported_modules(source, filename) if name in ROS_MODULES or name == PACKAGE
     ]
     for node in ast.walk(ast.parse(source, filename=filename)):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -251,8 +282,7 @@ def test_bevanet_core_depends_on_neither_ros_nor_the_ros_package():
         for what, line in ros_package_references(path.read_text(encoding="utf-8"), str(path))
     ]
     assert not offenders, (
-        "bevanet_core must not depend on ROS or bevanet_ros (dependencies point ROS -> core):\n"
-        + "\n".join(offenders)
+        "bevanet_core must not depend on ROS or bevanet_ros (dependencies point ROS -> core):\n" + "\n".join(offenders)
     )
 
 
@@ -269,9 +299,7 @@ def test_setup_installs_both_packages():
 
 @pytest.mark.parametrize("folder", SHARE_FOLDERS)
 def test_data_files_cover_share_folder(folder):
-    installed = {
-        (dest, src) for dest, srcs in SETUP["data_files"] for src in srcs
-    }
+    installed = {(dest, src) for dest, srcs in SETUP["data_files"] for src in srcs}
     sources = [p for p in _share_sources() if p.parts[0] == folder]
     assert sources, f"{folder}/ has no files: nothing goes to share/{PACKAGE}/{folder}"
     for rel in sources:
@@ -405,9 +433,9 @@ def test_installed_console_scripts():
         assert os.access(script, os.X_OK), f"{script} is not executable"
         text = script.read_text(encoding="utf-8")
         assert text.startswith("#!") and "python" in text.splitlines()[0], script
-        assert target.split(":")[0] in text or (
-            name in text and f"{name}={target}" in installed_entry_points
-        ), f"{script} does not lead to {target}"
+        assert target.split(":")[0] in text or (name in text and f"{name}={target}" in installed_entry_points), (
+            f"{script} does not lead to {target}"
+        )
 
 
 @pytest.mark.installed
@@ -427,7 +455,11 @@ def test_installed_packages_import_from_the_prefix(tmp_path):
     )
     # run outside the source tree so that only the installed copy can be found first
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert out.returncode == 0, out.stderr

@@ -49,9 +49,7 @@ def plain_venv() -> Path:
     return PLAIN
 
 
-def run(
-    venv: Path, args: list[str], cwd: Path, timeout: float = 600
-) -> subprocess.CompletedProcess:
+def run(venv: Path, args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AMENT_PREFIX_PATH")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env.pop("VIRTUAL_ENV", None)
@@ -111,8 +109,7 @@ def test_bag_tools_work_without_extras(plain_venv, tmp_path):
     assert (tmp_path / "demo" / "segmented_bag" / "metadata.yaml").is_file()
     evaluated = run(
         plain_venv,
-        ["bevanet-bag-eval", str(SAMPLE), "--max-frames", "2", "--threads", "1",
-         "--json", "report.json"],
+        ["bevanet-bag-eval", str(SAMPLE), "--max-frames", "2", "--threads", "1", "--json", "report.json"],
         tmp_path,
     )
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
@@ -124,8 +121,15 @@ def test_commands_that_need_an_extra_say_which_in_one_line(plain_venv, tmp_path,
     cases = {
         "export": ["bevanet-export", "--onnx", "m.onnx", "--size", "480x360"],
         "eval onnx": [
-            "bevanet-eval", "--dataset", "camvid", "--root", str(shared_data / "camvid"),
-            "--limit", "1", "--weights", "model.onnx",
+            "bevanet-eval",
+            "--dataset",
+            "camvid",
+            "--root",
+            str(shared_data / "camvid"),
+            "--limit",
+            "1",
+            "--weights",
+            "model.onnx",
         ],
         "demo foxglove": ["bevanet-demo", "--foxglove", "0", "--max-frames", "1", "--no-video"],
         "launch": ["bevanet-launch", "segmentation.launch.py"],

@@ -1,4 +1,5 @@
 """Classifier pretraining on a tiny real-image folder: it learns, resumes, and seeds segmentation."""
+
 import json
 from pathlib import Path
 
@@ -23,10 +24,12 @@ def _patch_folder(shared_data, root: Path, per_class: int = 8):
                 continue
             for y in range(0, 360 - 48, 24):
                 for x in range(0, 480 - 48, 48):
-                    if counts[name] < per_class and (label[y:y + 48, x:x + 48] == cls).mean() > 0.95:
+                    if counts[name] < per_class and (label[y : y + 48, x : x + 48] == cls).mean() > 0.95:
                         (root / name).mkdir(parents=True, exist_ok=True)
-                        cv2.imwrite(str(root / name / f"{image_rel.split('/')[-1][:-4]}_{y}_{x}.png"),
-                                    image[y:y + 48, x:x + 48])
+                        cv2.imwrite(
+                            str(root / name / f"{image_rel.split('/')[-1][:-4]}_{y}_{x}.png"),
+                            image[y : y + 48, x : x + 48],
+                        )
                         counts[name] += 1
     assert min(counts.values()) == per_class, counts
     return root
@@ -34,9 +37,21 @@ def _patch_folder(shared_data, root: Path, per_class: int = 8):
 
 def test_pretraining_learns_and_exports_a_backbone(shared_data, tmp_path):
     data = _patch_folder(shared_data, tmp_path / "patches")
-    cfg = PretrainConfig(variant="bevanet_s_cls", train_dir=str(data), val_dir=str(data), out_dir=str(tmp_path / "run"),
-                         image_size=64, iterations=16, batch_size=8, lr=0.005, mixup=0.0, cutmix=0.0,
-                         workers=0, threads=1, checkpoint_every=4)
+    cfg = PretrainConfig(
+        variant="bevanet_s_cls",
+        train_dir=str(data),
+        val_dir=str(data),
+        out_dir=str(tmp_path / "run"),
+        image_size=64,
+        iterations=16,
+        batch_size=8,
+        lr=0.005,
+        mixup=0.0,
+        cutmix=0.0,
+        workers=0,
+        threads=1,
+        checkpoint_every=4,
+    )
     result = pretrain(cfg)
     assert result["iteration"] == 16
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "pretrain.log.jsonl").read_text().splitlines()]
@@ -54,8 +69,18 @@ def test_pretraining_learns_and_exports_a_backbone(shared_data, tmp_path):
 
 def test_pretraining_resumes_exactly(shared_data, tmp_path):
     data = _patch_folder(shared_data, tmp_path / "patches", per_class=4)
-    common = dict(variant="bevanet_s_cls", train_dir=str(data), val_dir=None, image_size=32, iterations=4,
-                  batch_size=4, lr=0.05, workers=0, threads=1, checkpoint_every=1)
+    common = dict(
+        variant="bevanet_s_cls",
+        train_dir=str(data),
+        val_dir=None,
+        image_size=32,
+        iterations=4,
+        batch_size=4,
+        lr=0.05,
+        workers=0,
+        threads=1,
+        checkpoint_every=1,
+    )
     pretrain(PretrainConfig(out_dir=str(tmp_path / "ref"), **common))
     pretrain(PretrainConfig(out_dir=str(tmp_path / "cut"), **common), stop_after=2)
     pretrain(PretrainConfig(out_dir=str(tmp_path / "cut"), **common), resume="auto")

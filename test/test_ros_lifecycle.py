@@ -60,9 +60,7 @@ def test_lifecycle_transitions(ros_context, seeded_weights):
 
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert state_of(node) == "inactive" and node.pipeline.segmenter is not None
-            assert count_subscribers(probe, "/lc/image", 0) == 0, (
-                "inactive node must not subscribe"
-            )
+            assert count_subscribers(probe, "/lc/image", 0) == 0, "inactive node must not subscribe"
             # reload parameters are locked while configured
             locked = node.set_parameters([Parameter("input_width", value=64)])[0]
             assert not locked.successful and "unconfigured" in locked.reason
@@ -90,9 +88,9 @@ def test_lifecycle_transitions(ros_context, seeded_weights):
             assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
             assert state_of(node) == "unconfigured" and node.pipeline.segmenter is None
             # now reload parameters may change, and the next configure uses them
-            assert node.set_parameters(
-                [Parameter("input_width", value=32), Parameter("input_height", value=32)]
-            )[0].successful
+            assert node.set_parameters([Parameter("input_width", value=32), Parameter("input_height", value=32)])[
+                0
+            ].successful
             assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
             assert tuple(node.pipeline.segmenter.input_size) == (32, 32)
             assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -109,9 +107,7 @@ def test_failed_configure_leaves_node_unconfigured(ros_context, seeded_weights, 
     node = LifecycleSegmentationNode(
         "seg_lc_bad",
         context=ros_context,
-        parameter_overrides=params(
-            tmp_path / "missing.safetensors", input_topics=["/lc_bad/image"]
-        ),
+        parameter_overrides=params(tmp_path / "missing.safetensors", input_topics=["/lc_bad/image"]),
     )
     probe = Probe(ros_context, "probe_lc_bad")
     try:
@@ -164,15 +160,11 @@ def test_transitions_through_lifecycle_services(ros_context, seeded_weights):
                 (Transition.TRANSITION_DEACTIVATE, "inactive"),
                 (Transition.TRANSITION_CLEANUP, "unconfigured"),
             ):
-                assert call(
-                    change, ChangeState.Request(transition=Transition(id=transition))
-                ).success
+                assert call(change, ChangeState.Request(transition=Transition(id=transition))).success
                 assert call(get, GetState.Request()).current_state.label == label
             assert call(
                 change,
-                ChangeState.Request(
-                    transition=Transition(id=Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
-                ),
+                ChangeState.Request(transition=Transition(id=Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)),
             ).success
             assert call(get, GetState.Request()).current_state.id == State.PRIMARY_STATE_FINALIZED
             assert node.pipeline.segmenter is None

@@ -108,20 +108,14 @@ def test_best_effort_and_reliable_camera_publishers(served):
     for name, pub in pubs.items():
         deadline = time.monotonic() + WAIT_S
         i = 0
-        while time.monotonic() < deadline and not any(
-            m.header.frame_id == name for m in masks.items
-        ):
+        while time.monotonic() < deadline and not any(m.header.frame_id == name for m in masks.items):
             pub.publish(image_msg(frame, "bgr8", 10 + i, name))
             i += 1
             masks.wait(lambda items, name=name: any(m.header.frame_id == name for m in items), 0.3)
-        assert any(m.header.frame_id == name for m in masks.items), (
-            f"no mask for the {name} publisher"
-        )
+        assert any(m.header.frame_id == name for m in masks.items), f"no mask for the {name} publisher"
 
 
-@pytest.mark.parametrize(
-    "encoding", ["bgr8", "rgba8", "bgra8", "mono8", "yuv422", "uyvy", "yuv422_yuy2", "yuyv"]
-)
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "bgra8", "mono8", "yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
 def test_camera_encodings(served, reference, encoding):
     node, probe = served
     topic = "/segmentation/mask"
@@ -180,9 +174,7 @@ def test_color_overlay_only_while_subscribed_and_confidence(served, reference):
         pub.publish(image_msg(frame, "rgb8", 3000 + i, "color"))
         i += 1
         colors.wait(lambda items: any(m.header.frame_id == "color" for m in items), 0.3)
-    assert first(colors) and first(overlays) and first(conf), (
-        "no colour mask / overlay / confidence"
-    )
+    assert first(colors) and first(overlays) and first(conf), "no colour mask / overlay / confidence"
     ref = reference.segment(frame, "rgb8", confidence=True)
     col = first(colors)
     assert (col.encoding, col.width, col.height, col.header.frame_id) == ("rgb8", 80, 60, "color")
@@ -221,9 +213,7 @@ def test_label_info_is_latched(served):
     label_info = probe.subscribe("/segmentation/label_info", LabelInfo, latched=True)
     assert label_info.wait_count(1, 20.0), "no latched LabelInfo"
     msg = label_info.items[0]
-    assert [(c.class_id, c.class_name) for c in msg.class_map] == list(
-        enumerate(CAMVID_CLASSES)
-    )
+    assert [(c.class_id, c.class_name) for c in msg.class_map] == list(enumerate(CAMVID_CLASSES))
 
 
 def test_diagnostics(served):
@@ -232,9 +222,7 @@ def test_diagnostics(served):
     node, probe = served
     diag = probe.subscribe("/diagnostics", DiagnosticArray, depth=10)
     ok = diag.wait(
-        lambda items: any(
-            "frames_received" in {kv.key for s in m.status for kv in s.values} for m in items
-        ),
+        lambda items: any("frames_received" in {kv.key for s in m.status for kv in s.values} for m in items),
         20.0,
     )
     assert ok, "no diagnostics from the node"
@@ -263,10 +251,7 @@ def test_parameters_descriptors_validation_and_dynamic_update(served):
     desc = node.describe_parameters(["weights", "overlay_alpha", "input_width", "input_qos"])
     assert desc[0].read_only and "shipped CamVid" in desc[0].description
     assert not desc[1].read_only
-    assert (
-        desc[1].floating_point_range[0].from_value == 0.0
-        and desc[1].floating_point_range[0].to_value == 1.0
-    )
+    assert desc[1].floating_point_range[0].from_value == 0.0 and desc[1].floating_point_range[0].to_value == 1.0
     assert desc[2].integer_range[0].step == 8
     assert "sensor_data" in desc[3].additional_constraints
 
@@ -319,9 +304,7 @@ def test_compressed_input(ros_context, seeded_weights, reference):
     node = SegmentationNode(
         "seg_compressed",
         context=ros_context,
-        parameter_overrides=params(
-            seeded_weights, input_transport="compressed", input_topics=["cam/image_raw"]
-        ),
+        parameter_overrides=params(seeded_weights, input_transport="compressed", input_topics=["cam/image_raw"]),
     )
     probe = Probe(ros_context, "probe_compressed")
     try:
@@ -379,9 +362,7 @@ def test_multi_camera_batches_frames_that_arrive_together(ros_context, seeded_we
                 assert front.wait_count(n + 1) and rear.wait_count(n + 1)
                 assert node.pipeline.stream.wait_idle(WAIT_S)
                 if k == 1:  # the first pair may straddle discovery; the second is batched
-                    assert node.pipeline.stream.stats.batches == batches + 1, (
-                        "two cameras were not batched"
-                    )
+                    assert node.pipeline.stream.stats.batches == batches + 1, "two cameras were not batched"
             f_mask, r_mask = front.items[-1], rear.items[-1]
             assert (f_mask.header.frame_id, f_mask.width, f_mask.height) == ("front", 80, 60)
             assert (r_mask.header.frame_id, r_mask.width, r_mask.height) == ("rear", 96, 72)
@@ -449,9 +430,7 @@ def test_python_m_entry_point_with_remapping(ros_context, seeded_weights, tmp_pa
         pub = probe.publisher("/camera/image_raw", reliable=False)
         with spinning(ros_context, probe.node):
             frame = camera_frame(80, 60, seed=9)
-            publish_until(
-                pub, lambda i: image_msg(frame, "rgb8", 10_000 + i, "cli"), masks, period=0.5
-            )
+            publish_until(pub, lambda i: image_msg(frame, "rgb8", 10_000 + i, "cli"), masks, period=0.5)
             assert any(m.header.frame_id == "cli" for m in masks.items), (
                 "no mask from the python -m node: " + (tmp_path / "node.log").read_text()[-2000:]
             )
@@ -510,9 +489,7 @@ def test_parameter_file_spec_and_param_describe_agree(ros_context, served):
         parsed.destroy_node()
 
     node, probe = served
-    client = probe.node.create_client(
-        DescribeParameters, f"{node.get_fully_qualified_name()}/describe_parameters"
-    )
+    client = probe.node.create_client(DescribeParameters, f"{node.get_fully_qualified_name()}/describe_parameters")
     assert client.wait_for_service(timeout_sec=WAIT_S)
     future = client.call_async(DescribeParameters.Request(names=[p.name for p in PARAMS]))
     deadline = time.monotonic() + WAIT_S
@@ -567,9 +544,7 @@ def test_openvino_backend_in_the_node(ros_context, seeded_weights):
         "seg_openvino",
         context=ros_context,
         # a size BEVANet's adaptive pooling exports to ONNX at
-        parameter_overrides=params(
-            seeded_weights, backend="openvino", input_width=256, input_height=128
-        ),
+        parameter_overrides=params(seeded_weights, backend="openvino", input_width=256, input_height=128),
     )
     probe = Probe(ros_context, "probe_openvino")
     try:
@@ -583,11 +558,7 @@ def test_openvino_backend_in_the_node(ros_context, seeded_weights):
             publish_until(pub, lambda i: image_msg(frame, "rgb8", 500 + i, "ov"), masks)
             out = next((m for m in masks.items if m.header.frame_id == "ov"), None)
             assert out is not None, "no mask from the openvino node"
-        ref = Segmenter(
-            SegmenterConfig(
-                weights=str(seeded_weights), backend="openvino", input_size=(256, 128)
-            )
-        )
+        ref = Segmenter(SegmenterConfig(weights=str(seeded_weights), backend="openvino", input_size=(256, 128)))
         agree = (mask_of(out) == ref.segment(frame, "rgb8").mask).mean()
         assert agree > 0.999
     finally:

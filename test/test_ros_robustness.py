@@ -45,18 +45,12 @@ def malformed_messages(n: int, seed: int = 0):
         kind = i % 9
         msg = image_msg(good, rng.choice(["rgb8", "bgr8", "mono8", "yuv422"]), i, f"fuzz{i}")
         if kind == 0:  # unknown encoding
-            msg.encoding = rng.choice(
-                ["", "rgb32", "bayer_rggb16", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300]
-            )
+            msg.encoding = rng.choice(["", "rgb32", "bayer_rggb16", "32FC1", "RGB8 ", "jpeg", "\x00", "x" * 300])
         elif kind == 1:  # step smaller than a row
             msg.step = rng.randint(0, max(msg.step - 1, 0))
         elif kind == 2:  # data length does not match step*height
             data = bytes(msg.data)
-            msg.data = (
-                data[: rng.randint(0, len(data) - 1)]
-                if rng.random() < 0.5
-                else data + bytes(rng.randint(1, 99))
-            )
+            msg.data = data[: rng.randint(0, len(data) - 1)] if rng.random() < 0.5 else data + bytes(rng.randint(1, 99))
         elif kind == 3:  # zero size
             msg.height, msg.width = (0, msg.width) if rng.random() < 0.5 else (msg.height, 0)
         elif kind == 4:  # huge declared size, tiny data
@@ -101,9 +95,7 @@ def served(ros_context, seeded_weights):
     node = SegmentationNode(
         "seg_robust",
         context=ros_context,
-        parameter_overrides=params(
-            seeded_weights, input_topics=["/robust/image"], error_log_period_s=60.0
-        ),
+        parameter_overrides=params(seeded_weights, input_topics=["/robust/image"], error_log_period_s=60.0),
     )
     probe = Probe(ros_context, "probe_robust")
     with spinning(ros_context, node, probe.node):
@@ -130,9 +122,7 @@ def test_fuzz_1000_malformed_messages_through_the_callbacks(served, capfd):
             valid_sent += 1
     assert node.pipeline.stream.stats.total_bad - bad0 == 1200
     assert masks.wait_count(valid_sent), f"{len(masks.items)} of {valid_sent} good frames served"
-    assert [m.header.frame_id for m in masks.items[-valid_sent:]] == [
-        f"good{i}" for i in range(199, 1200, 200)
-    ]
+    assert [m.header.frame_id for m in masks.items[-valid_sent:]] == [f"good{i}" for i in range(199, 1200, 200)]
     snap = node.pipeline.stream.stats.snapshot()
     for kind in (
         "unknown_encoding",
@@ -194,9 +184,7 @@ def test_overload_keeps_latency_bounded_and_memory_flat(served):
         sent = 0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            payload.header.stamp.sec, payload.header.stamp.nanosec = divmod(
-                time.time_ns(), 1_000_000_000
-            )
+            payload.header.stamp.sec, payload.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
             payload.header.frame_id = tag
             pub.publish(payload)
             sent += 1
@@ -211,18 +199,12 @@ def test_overload_keeps_latency_bounded_and_memory_flat(served):
     sent = burst(4.0, "load")
     assert node.pipeline.stream.wait_idle(WAIT_S)
     masks.wait(
-        lambda items: (
-            sum(m.header.frame_id == "load" for m in items) >= stats.published - published0
-        ),
+        lambda items: sum(m.header.frame_id == "load" for m in items) >= stats.published - published0,
         5.0,
     )
     rss1 = rss_mb()
 
-    got = [
-        (m, w)
-        for m, w in zip(masks.items[n0:], masks.wall[n0:], strict=True)
-        if m.header.frame_id == "load"
-    ]
+    got = [(m, w) for m, w in zip(masks.items[n0:], masks.wall[n0:], strict=True) if m.header.frame_id == "load"]
     assert len(got) >= 2, "no masks under load"
     inference = stats.inference_ms.summary()
     processed = stats.published - published0
@@ -231,17 +213,13 @@ def test_overload_keeps_latency_bounded_and_memory_flat(served):
     bound = 2.0 * inference["max"] + 100.0
     # in the node (callback -> publish): a frame waits for the batch in flight, then its own
     e2e = stats.end_to_end_ms.summary()
-    assert e2e["max"] <= bound, (
-        f"node end-to-end max {e2e['max']:.0f} ms > {bound:.0f} ms (2 x inference max + 100)"
-    )
+    assert e2e["max"] <= bound, f"node end-to-end max {e2e['max']:.0f} ms > {bound:.0f} ms (2 x inference max + 100)"
     # as a subscriber sees it: stamp (publish time) -> mask arrival, DDS and executor included
     latencies = sorted((wall - stamp_ns(m.header) / 1e9) * 1000.0 for m, wall in got)
     assert latencies[-1] <= bound + 150.0, (
         f"stamp->mask latency max {latencies[-1]:.0f} ms, inference max {inference['max']:.0f} ms"
     )
-    assert rss1 - rss0 < 30.0, (
-        f"RSS grew {rss1 - rss0:.1f} MiB under overload ({rss0:.0f} -> {rss1:.0f})"
-    )
+    assert rss1 - rss0 < 30.0, f"RSS grew {rss1 - rss0:.1f} MiB under overload ({rss0:.0f} -> {rss1:.0f})"
 
 
 def test_fuzz_500_malformed_frames_over_dds(served):

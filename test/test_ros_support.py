@@ -22,11 +22,11 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python wheels) is not installed")
 pytest.importorskip("sensor_msgs.msg", reason="sensor_msgs is not installed")
 
+from frames import rgb_to_raw  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from frames import rgb_to_raw  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 # one domain per test process; SystemRandom because the conftest reseeds `random` per test
@@ -109,9 +109,7 @@ def camera_frame(width: int = 80, height: int = 60, seed: int = 0) -> np.ndarray
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 
 
-def image_msg(
-    rgb: np.ndarray, encoding: str = "rgb8", stamp_ns: int = 0, frame_id: str = "camera"
-) -> Image:
+def image_msg(rgb: np.ndarray, encoding: str = "rgb8", stamp_ns: int = 0, frame_id: str = "camera") -> Image:
     msg = Image()
     msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
     msg.encoding = encoding
@@ -121,9 +119,7 @@ def image_msg(
     return msg
 
 
-def compressed_msg(
-    rgb: np.ndarray, fmt: str = "jpeg", stamp_ns: int = 0, frame_id: str = "camera"
-) -> CompressedImage:
+def compressed_msg(rgb: np.ndarray, fmt: str = "jpeg", stamp_ns: int = 0, frame_id: str = "camera") -> CompressedImage:
     import cv2
 
     ok, buf = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[:, :, ::-1])
@@ -190,9 +186,7 @@ class Probe:
         self.collectors[topic] = col
         return col
 
-    def publisher(
-        self, topic: str, msg_type: Any = Image, reliable: bool = True, depth: int = 10
-    ) -> Any:
+    def publisher(self, topic: str, msg_type: Any = Image, reliable: bool = True, depth: int = 10) -> Any:
         return self.node.create_publisher(msg_type, topic, qos(reliable, depth))
 
     def destroy(self) -> None:
@@ -228,9 +222,7 @@ def wait_for_subscribers(publisher: Any, count: int = 1, timeout: float = 10.0) 
     deadline = time.monotonic() + timeout
     while publisher.get_subscription_count() < count:
         if time.monotonic() > deadline:
-            raise AssertionError(
-                f"no subscriber matched {publisher.topic_name} within {timeout} s"
-            )
+            raise AssertionError(f"no subscriber matched {publisher.topic_name} within {timeout} s")
         time.sleep(0.02)
 
 

@@ -17,16 +17,11 @@ from bevanet_core.imaging.geometry import parse_size
 from bevanet_core.models import build_model
 from bevanet_core.runtime import Segmenter, SegmenterConfig, plan_resize
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data_root() -> Path:
-    return Path(
-        os.environ.get(
-            "BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-        )
-    )
+    return Path(os.environ.get("BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 
 def _kitti_frame() -> np.ndarray:
@@ -78,7 +73,12 @@ def seeded_segmenter():
 
 
 def _expected_stripes(
-    in_w: int, in_h: int, net: tuple, mode: str, n_cls: int = 5, rows: bool = False,
+    in_w: int,
+    in_h: int,
+    net: tuple,
+    mode: str,
+    n_cls: int = 5,
+    rows: bool = False,
     align_corners: bool = False,
 ):
     """Independent closed form of the read-back: pixel centre -> network coordinate -> the
@@ -125,19 +125,21 @@ def test_mask_maps_back_pixel_exactly_on_odd_kitti_size(mode, upsample, rows, va
     )
     mask = seg.segment(frame, "mono8").mask
     assert mask.shape == frame.shape and mask.dtype == np.uint8
-    expected, edge_dist = _expected_stripes(1226, 370, net, mode, rows=rows,
-                                            align_corners=variant == "bevanet_s")
+    expected, edge_dist = _expected_stripes(1226, 370, net, mode, rows=rows, align_corners=variant == "bevanet_s")
     clear = edge_dist > 1e-3  # exactly on a stripe edge both labels are right
     assert clear.mean() > 0.99
     np.testing.assert_array_equal(mask[clear], expected[clear])
 
 
 @pytest.mark.parametrize("align_corners", [True, False])
-@pytest.mark.parametrize("mode,frame,net", [
-    ("stretch", (480, 360), (480, 360)),  # the network's own size
-    ("stretch", (960, 540), (480, 360)),  # a camera frame of another size and aspect
-    ("letterbox", (960, 540), (480, 360)),
-])
+@pytest.mark.parametrize(
+    "mode,frame,net",
+    [
+        ("stretch", (480, 360), (480, 360)),  # the network's own size
+        ("stretch", (960, 540), (480, 360)),  # a camera frame of another size and aspect
+        ("letterbox", (960, 540), (480, 360)),
+    ],
+)
 @pytest.mark.parametrize("banded", [False, True])
 def test_logits_are_read_back_where_training_put_the_labels(align_corners, mode, frame, net, banded):
     """Bilinear read-back of a logit ramp (value = cell index) is exact, so every frame pixel
@@ -172,9 +174,11 @@ def test_logits_are_read_back_where_training_put_the_labels(align_corners, mode,
     want = np.clip(want, 0, cells_w - 1)
     # the convention is torch's own upsampling to the network size, as the objective does it
     centre = np.arange(net_w)
-    np.testing.assert_allclose(torch_up[0, 0, 0].numpy(), np.clip(
-        centre * (cells_w - 1) / (net_w - 1) if align_corners else (centre + 0.5) / 8 - 0.5,
-        0, cells_w - 1), atol=1e-4)
+    np.testing.assert_allclose(
+        torch_up[0, 0, 0].numpy(),
+        np.clip(centre * (cells_w - 1) / (net_w - 1) if align_corners else (centre + 0.5) / 8 - 0.5, 0, cells_w - 1),
+        atol=1e-4,
+    )
     np.testing.assert_allclose(got_x, want, atol=1e-3)
 
 
@@ -182,8 +186,8 @@ def test_every_family_is_read_back_as_its_objective_upsamples_its_main_logits(mo
     """options.logits_align_corners agrees with the align_corners each family's training
     objective upsamples its main logits with (one variant per family)."""
     from bevanet_core.options import logits_align_corners
-    from bevanet_core.training import losses as losses_mod
     from bevanet_core.training import bssnet_loss, lightham_loss
+    from bevanet_core.training import losses as losses_mod
     from bevanet_core.training.losses import BEVANetCriterion
     from bevanet_core.training.objective import TrainingObjective
 
@@ -216,12 +220,8 @@ def test_every_family_is_read_back_as_its_objective_upsamples_its_main_logits(mo
 @pytest.mark.parametrize("net", [(256, 256), (96, 256), (1232, 376)])
 def test_letterbox_padding_never_leaks(net):
     frame = _kitti_frame()
-    rgb = np.stack(
-        [frame, 255 - frame, frame // 2 + 60], axis=-1
-    )  # nowhere equal to the mean colour
-    seg = Segmenter.from_model(
-        PaddingDetector(), _info(2), input_size=net, resize="letterbox", fold_bn=False
-    )
+    rgb = np.stack([frame, 255 - frame, frame // 2 + 60], axis=-1)  # nowhere equal to the mean colour
+    seg = Segmenter.from_model(PaddingDetector(), _info(2), input_size=net, resize="letterbox", fold_bn=False)
     plan = seg.plan(1226, 370)
     assert (plan.content_w, plan.content_h) != plan.net_size  # there is padding
     for upsample in ("logits", "labels"):
@@ -287,17 +287,12 @@ def test_every_encoding_gives_the_rgb_mask(seeded_segmenter):
     gray = rgb[..., 1]
     ref_gray = seeded_segmenter.segment(np.repeat(gray[..., None], 3, -1), "rgb8").mask
     for enc, frame in {"mono8": gray, "mono": gray[..., None], "gray": gray}.items():
-        np.testing.assert_array_equal(
-            seeded_segmenter.segment(frame, enc).mask, ref_gray, err_msg=enc
-        )
+        np.testing.assert_array_equal(seeded_segmenter.segment(frame, enc).mask, ref_gray, err_msg=enc)
 
 
 def test_batch_of_cameras_with_different_sizes_matches_single_frames(seeded_segmenter):
     rng = np.random.default_rng(2)
-    frames = [
-        rng.integers(0, 256, size=s, dtype=np.uint8)
-        for s in [(48, 64, 3), (37, 101, 3), (48, 64, 3), (70, 30)]
-    ]
+    frames = [rng.integers(0, 256, size=s, dtype=np.uint8) for s in [(48, 64, 3), (37, 101, 3), (48, 64, 3), (70, 30)]]
     encs = ["rgb8", "bgr8", "rgb8", "mono8"]
     batch = seeded_segmenter.segment_batch(frames, encs, confidence=True, color=True)
     assert len(batch) == 4
@@ -314,9 +309,7 @@ def test_batch_of_cameras_with_different_sizes_matches_single_frames(seeded_segm
 
 def test_max_batch_splits_into_several_inferences():
     torch.manual_seed(0)
-    seg = Segmenter.from_model(
-        StripeModel(), _info(5), input_size=(64, 64), max_batch=2, fold_bn=False
-    )
+    seg = Segmenter.from_model(StripeModel(), _info(5), input_size=(64, 64), max_batch=2, fold_bn=False)
     frames = [np.full((10 + i, 20, 3), i, np.uint8) for i in range(5)]
     out = seg.segment_batch(frames, "rgb8")
     assert [r.mask.shape for r in out] == [(10 + i, 20) for i in range(5)]
@@ -348,9 +341,7 @@ def test_bad_batches_and_configs_raise_clear_errors(seeded_segmenter):
     with pytest.raises(ValueError, match="2 frames but 1 encodings"):
         seeded_segmenter.segment_batch([np.zeros((8, 8, 3), np.uint8)] * 2, ["rgb8"])
     with pytest.raises(ValueError, match="frame 1 has 1 channels"):
-        seeded_segmenter.segment_batch(
-            [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 1), np.uint8)], "rgb8"
-        )
+        seeded_segmenter.segment_batch([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 1), np.uint8)], "rgb8")
     model, info = StripeModel(), _info(5)
     with pytest.raises(ValueError, match="divisible by 8"):
         Segmenter.from_model(model, info, input_size=(100, 64))
@@ -358,15 +349,9 @@ def test_bad_batches_and_configs_raise_clear_errors(seeded_segmenter):
         Segmenter.from_model(model, info, resize="crop")
     with pytest.raises(ValueError, match="backend must be one of"):
         Segmenter.from_model(model, info, backend="tflite")
-    with pytest.raises(
-        ValueError, match="precision 'fp16' is not supported by the torch backend on cpu"
-    ):
+    with pytest.raises(ValueError, match="precision 'fp16' is not supported by the torch backend on cpu"):
         Segmenter.from_model(model, info, backend="torch", precision="fp16")
-    with (
-        pytest.raises(ValueError, match="no usable CUDA")
-        if not torch.cuda.is_available()
-        else _noop()
-    ):
+    with pytest.raises(ValueError, match="no usable CUDA") if not torch.cuda.is_available() else _noop():
         Segmenter.from_model(model, info, device="cuda")
     with pytest.raises(ValueError, match="weights file not found"):
         Segmenter(SegmenterConfig(weights="/nonexistent/model.safetensors"))

@@ -9,7 +9,6 @@ import pytest
 from bevanet_core.cli.bench import main as bench_main
 from bevanet_core.runtime.benchmark import summarize
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

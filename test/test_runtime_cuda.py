@@ -10,9 +10,7 @@ import pytest
 import torch
 
 if not torch.cuda.is_available():
-    pytest.skip(
-        "no CUDA GPU visible to PyTorch (CPU-only build or machine)", allow_module_level=True
-    )
+    pytest.skip("no CUDA GPU visible to PyTorch (CPU-only build or machine)", allow_module_level=True)
 
 from bevanet_core.checkpoint import ModelInfo  # noqa: E402
 from bevanet_core.models import build_model  # noqa: E402
@@ -42,9 +40,7 @@ def _frames():
 def test_cuda_torch_backend_matches_cpu(model_info, precision, graphs, min_agree):
     model, info = model_info
     cpu = Segmenter.from_model(model, info, input_size=SIZE)
-    gpu = Segmenter.from_model(
-        model, info, input_size=SIZE, device="cuda", precision=precision, cuda_graphs=graphs
-    )
+    gpu = Segmenter.from_model(model, info, input_size=SIZE, device="cuda", precision=precision, cuda_graphs=graphs)
     assert gpu.backend.channels_last and gpu.backend.fold_report.num_folded > 60
     frames = _frames()
     for _ in range(2):  # the second call replays the captured graph
@@ -60,9 +56,7 @@ def test_cuda_letterbox_and_labels_upsampling(model_info):
     model, info = model_info
     frame = _frames()[2]
     cpu = Segmenter.from_model(model, info, input_size=SIZE, resize="letterbox", upsample="labels")
-    gpu = Segmenter.from_model(
-        model, info, input_size=SIZE, resize="letterbox", upsample="labels", device="cuda"
-    )
+    gpu = Segmenter.from_model(model, info, input_size=SIZE, resize="letterbox", upsample="labels", device="cuda")
     assert (gpu.segment(frame).mask == cpu.segment(frame).mask).mean() > 0.999
 
 

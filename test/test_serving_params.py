@@ -48,8 +48,7 @@ def test_every_parameter_has_a_description_and_a_valid_default():
 
 
 def test_reload_parameters_are_read_only_and_display_ones_are_not():
-    reload = ["weights", "engine", "backend", "device", "precision", "input_width",
-              "input_topics", "input_qos"]
+    reload = ["weights", "engine", "backend", "device", "precision", "input_width", "input_topics", "input_qos"]
     assert set(reload_needed(reload + ["overlay_alpha"])) == set(reload)
     for name in (
         "overlay_alpha",
@@ -123,9 +122,7 @@ def test_settings_resolution():
     assert isinstance(s.overlay_alpha, float)
     one = NodeSettings.from_values({"camera_names": None})
     assert one.output_prefix(0) == "~/" and one.input_size is None and one.model_path is None
-    engine = NodeSettings.from_values(
-        {"backend": "onnxruntime", "engine": "m.onnx", "weights": "w.pt"}
-    )
+    engine = NodeSettings.from_values({"backend": "onnxruntime", "engine": "m.onnx", "weights": "w.pt"})
     assert engine.model_path == "m.onnx"
     updated = s.with_updates({"overlay_alpha": 0.2})
     assert updated.overlay_alpha == 0.2 and s.overlay_alpha == 1.0
@@ -255,14 +252,8 @@ def test_node_stats_snapshot():
     stats.on_published(55.0)
     snap = stats.snapshot()
     assert snap["frames_received"] == 5 and snap["frames_received[front]"] == 5
-    assert (
-        snap["input_rate_hz[front]"] == pytest.approx(2.0) and snap["input_rate_hz[rear]"] == 0.0
-    )
-    assert (
-        snap["frames_dropped_stale"] == 3
-        and snap["frames_bad"] == 1
-        and snap["frames_bad[zero_size]"] == 1
-    )
+    assert snap["input_rate_hz[front]"] == pytest.approx(2.0) and snap["input_rate_hz[rear]"] == 0.0
+    assert snap["frames_dropped_stale"] == 3 and snap["frames_bad"] == 1 and snap["frames_bad[zero_size]"] == 1
     assert snap["inference_ms_mean"] == 40.0 and snap["end_to_end_ms_max"] == 55.0
     assert snap["last_error"] == "bad"
     json.dumps(snap)
@@ -295,10 +286,10 @@ def test_label_info_fallback_json():
 
 
 def test_enumerations_come_from_the_runtime_and_the_registry():
+    from bevanet_core.imaging.processing import UPSAMPLE_MODES
     from bevanet_core.models import list_models
     from bevanet_core.runtime import BACKENDS, RESIZE_MODES, SegmenterConfig
     from bevanet_core.runtime.backend import PRECISIONS
-    from bevanet_core.imaging.processing import UPSAMPLE_MODES
     from bevanet_core.serving.params import RUNTIME_PARAMS, VARIANTS
 
     assert list(VARIANTS) == list_models()
@@ -470,10 +461,7 @@ def test_bag_play_command():
 
 def test_output_topic_names():
     assert launch_plan.output_topic("", "segmentation", "mask") == "/segmentation/mask"
-    assert (
-        launch_plan.output_topic("/perception/", "seg", "overlay", "front")
-        == "/perception/seg/front/overlay"
-    )
+    assert launch_plan.output_topic("/perception/", "seg", "overlay", "front") == "/perception/seg/front/overlay"
 
 
 def test_rviz_config_shows_camera_overlay_and_colour_mask():
@@ -481,15 +469,9 @@ def test_rviz_config_shows_camera_overlay_and_colour_mask():
 
     rviz = yaml.safe_load((REPO / "config" / "segmentation.rviz").read_text())
     displays = {d["Name"]: d for d in rviz["Visualization Manager"]["Displays"]}
-    assert displays["Overlay"]["Topic"]["Value"] == launch_plan.output_topic(
-        "", "segmentation", "overlay"
-    )
-    assert displays["Colour mask"]["Topic"]["Value"] == launch_plan.output_topic(
-        "", "segmentation", "color_mask"
-    )
-    assert (
-        displays["Camera"]["Topic"]["Value"] == launch_plan.default_arguments()["camera_topics"]
-    )
+    assert displays["Overlay"]["Topic"]["Value"] == launch_plan.output_topic("", "segmentation", "overlay")
+    assert displays["Colour mask"]["Topic"]["Value"] == launch_plan.output_topic("", "segmentation", "color_mask")
+    assert displays["Camera"]["Topic"]["Value"] == launch_plan.default_arguments()["camera_topics"]
     # outputs are reliable by default, so reliable displays match; the camera display is best
     # effort, which matches both best-effort and reliable camera publishers
     assert displays["Overlay"]["Topic"]["Reliability Policy"] == "Reliable"

@@ -1,5 +1,6 @@
 """Shipping a run as the default model: only when it scores higher, with its metadata and logs;
 and the long run's warm start from the committed weights."""
+
 import shutil
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from bevanet_core.checkpoint import DEFAULT_WEIGHTS, ModelInfo, read_checkpoint, save_weights
+from bevanet_core.checkpoint import DEFAULT_WEIGHTS, read_checkpoint, save_weights
 from bevanet_core.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,8 +26,23 @@ def _run_dir(tmp_path: Path, model: torch.nn.Module) -> Path:
 
 
 def _ship(run: Path, out: Path, data: Path, logs: Path, *extra):
-    return subprocess.run([sys.executable, "scripts/ship_default_model.py", str(run), "--out", str(out),
-                           "--data", str(data), "--logs", str(logs), *extra], cwd=REPO, capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "scripts/ship_default_model.py",
+            str(run),
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+            "--logs",
+            str(logs),
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_a_worse_run_is_not_shipped_unless_forced(camvid_subset, tmp_path):
@@ -89,8 +105,16 @@ def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_s
     recipe["run"].update(val_every=0, val_limit=1, checkpoint_every=1)
     path = tmp_path / "tiny-long.yaml"
     path.write_text(yaml.safe_dump(recipe))
-    cmd = [sys.executable, "scripts/train_default_model.py", "--recipe", str(path), "--runs", str(tmp_path / "runs"),
-           "--set", "optim.iterations=2"]
+    cmd = [
+        sys.executable,
+        "scripts/train_default_model.py",
+        "--recipe",
+        str(path),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--set",
+        "optim.iterations=2",
+    ]
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "starting from" in first.stdout and "run.start_iteration=0" in first.stdout

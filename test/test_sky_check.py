@@ -1,4 +1,5 @@
 """benchmarks/sky_check.py runs each model through bevanet-predict, at the input size asked for."""
+
 import json
 import subprocess
 import sys
@@ -27,8 +28,23 @@ def _footage(tmp_path: Path):
 def test_every_frame_is_counted_at_the_input_size_asked_for(tmp_path):
     video, grey = _footage(tmp_path)
     out = tmp_path / "sky.json"
-    proc = subprocess.run([sys.executable, "benchmarks/sky_check.py", "--video", str(video), "--kitti", str(grey),
-                           "--input-size", "64x48", "--json", str(out)], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/sky_check.py",
+            "--video",
+            str(video),
+            "--kitti",
+            str(grey),
+            "--input-size",
+            "64x48",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     (row,) = json.loads(out.read_text())
     assert row["input_size"] == "64x48"
@@ -38,7 +54,20 @@ def test_every_frame_is_counted_at_the_input_size_asked_for(tmp_path):
 
 def test_an_input_size_the_network_cannot_take_is_refused_by_name(tmp_path):
     video, grey = _footage(tmp_path)
-    proc = subprocess.run([sys.executable, "benchmarks/sky_check.py", "--video", str(video), "--kitti", str(grey),
-                           "--input-size", "65x48"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/sky_check.py",
+            "--video",
+            str(video),
+            "--kitti",
+            str(grey),
+            "--input-size",
+            "65x48",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0
     assert "input_size 65x48 must have width and height divisible by 8" in proc.stderr

@@ -18,7 +18,12 @@ def rgb8(rgb: np.ndarray, stamp: int = 0):
     """An object with sensor_msgs/Image's fields."""
     h, w = rgb.shape[:2]
     return SimpleNamespace(
-        encoding="rgb8", height=h, width=w, step=3 * w, data=rgb.tobytes(), is_bigendian=0,
+        encoding="rgb8",
+        height=h,
+        width=w,
+        step=3 * w,
+        data=rgb.tobytes(),
+        is_bigendian=0,
         header=SimpleNamespace(stamp=stamp),
     )
 
@@ -115,8 +120,9 @@ def test_the_worker_survives_a_failing_callback_and_restarts_after_stop():
         raise RuntimeError("publisher gone")
 
     reports = []
-    stream = StreamSegmenter(CountingSegmenter(), ["cam"], on_result=boom,
-                             report=lambda kind, text: reports.append(kind))
+    stream = StreamSegmenter(
+        CountingSegmenter(), ["cam"], on_result=boom, report=lambda kind, text: reports.append(kind)
+    )
     stream.start()
     stream.put(0, rgb8(frame(5)))
     assert stream.wait_idle(10.0) and calls.is_set()

@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-trt = pytest.importorskip(
-    "tensorrt", reason="tensorrt is not installed (NVIDIA wheels; not installable here)"
-)
+trt = pytest.importorskip("tensorrt", reason="tensorrt is not installed (NVIDIA wheels; not installable here)")
 if not torch.cuda.is_available():
-    pytest.skip(
-        "TensorRT tests need a CUDA GPU and a CUDA build of PyTorch", allow_module_level=True
-    )
+    pytest.skip("TensorRT tests need a CUDA GPU and a CUDA build of PyTorch", allow_module_level=True)
 
 from bevanet_core.checkpoint import ModelInfo  # noqa: E402
 from bevanet_core.export import export_onnx, read_sidecar  # noqa: E402
@@ -29,11 +25,7 @@ SIZE = (256, 128)
 
 
 def _data_root() -> Path:
-    return Path(
-        os.environ.get(
-            "BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-        )
-    )
+    return Path(os.environ.get("BEVANET_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +63,7 @@ def test_strongly_typed_engine_matches_torch(exported, tmp_path, precision, min_
     assert check_engine(engine, TargetEnvironment.current()).batch == 2
     frames = _frames(2)
     trt_seg = Segmenter(SegmenterConfig(weights=str(engine), backend="tensorrt", device="cuda"))
-    ref_seg = Segmenter.from_model(
-        model, info, backend="torch", input_size=SIZE, device="cuda", cuda_graphs=False
-    )
+    ref_seg = Segmenter.from_model(model, info, backend="torch", input_size=SIZE, device="cuda", cuda_graphs=False)
     out = trt_seg.segment_batch(frames, "rgb8")
     ref = ref_seg.segment_batch(frames, "rgb8")
     agree = np.mean([(a.mask == b.mask).mean() for a, b in zip(out, ref, strict=True)])

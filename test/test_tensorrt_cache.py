@@ -74,13 +74,9 @@ def test_engine_key_changes_with_every_input(tmp_path):
     onnx_path.write_bytes(b"different weights")
     assert engine_key(onnx_path, meta, "fp16", H100, 1).digest() != base.digest()
     # calibration data only matters for int8
-    assert engine_key(onnx_path, meta, "fp16", H100, 1, "x") == engine_key(
-        onnx_path, meta, "fp16", H100, 1
-    )
+    assert engine_key(onnx_path, meta, "fp16", H100, 1, "x") == engine_key(onnx_path, meta, "fp16", H100, 1)
     name = base.filename("bevanet_s")
-    assert name.startswith("bevanet_s-480x360-b1-fp16-trt10.8.0.43-sm90-") and name.endswith(
-        ".engine"
-    )
+    assert name.startswith("bevanet_s-480x360-b1-fp16-trt10.8.0.43-sm90-") and name.endswith(".engine")
     with pytest.raises(ValueError, match="precision must be one of"):
         engine_key(onnx_path, meta, "bf16", H100, 1)
 
@@ -154,9 +150,7 @@ def test_calibration_files_and_hash(tmp_path):
 def test_engine_key_is_json_stable():
     key = EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc")
     assert json.loads(json.dumps(dataclasses.asdict(key)))["input_size"] == [480, 360]
-    assert (
-        key.digest() == EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc").digest()
-    )
+    assert key.digest() == EngineKey("f" * 64, "int8", "10.8.0", "9.0", (480, 360), 2, "abc").digest()
 
 
 def test_stale_engine_rebuild_reads_its_source_from_the_sidecar(tmp_path):

@@ -1,4 +1,5 @@
 """benchmarks/thin_class_check.py tells a misplaced thin class from a missed one."""
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,9 @@ def _write(root: Path, preds: Path, labels, predictions):
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "benchmarks/thin_class_check.py", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "benchmarks/thin_class_check.py", *map(str, args)], cwd=REPO, capture_output=True, text=True
+    )
 
 
 def test_a_pole_one_pixel_off_is_wrong_exactly_and_right_within_one_pixel(tmp_path):
@@ -39,8 +41,9 @@ def test_a_pole_one_pixel_off_is_wrong_exactly_and_right_within_one_pixel(tmp_pa
     missed[label == 2] = 5  # Tree
     root, preds = tmp_path / "camvid", tmp_path / "pred"
     _write(root, preds, [label, label], [offset, missed])
-    proc = _run("--predictions", preds, "--root", root, "--class", "Pole", "--tolerance", 1, 2,
-                "--json", tmp_path / "r.json")
+    proc = _run(
+        "--predictions", preds, "--root", root, "--class", "Pole", "--tolerance", 1, 2, "--json", tmp_path / "r.json"
+    )
     assert proc.returncode == 0, proc.stderr
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["iou"] == 0.0 and r["label_pixels"] == 120 and r["predicted_pixels"] == 60

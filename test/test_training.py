@@ -1,8 +1,8 @@
 """Training: the objective, the schedule, a run whose loss falls, exact kill-and-resume, DDP."""
+
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_poly_lr_is_the_authors_schedule():
     assert poly_lr(0.01, 0, 100) == 0.01
-    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5 ** 0.9)
+    assert poly_lr(0.01, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
     assert poly_lr(0.01, 100, 100) == 0.0
 
 
@@ -111,23 +111,47 @@ def test_criterion_adds_the_lovasz_term_only_when_weighted():
 
 
 def _cfg(data_root: Path, out_dir: Path, iterations: int, **extra):
-    overrides = [f"data.root={data_root}", "data.train_list=train.lst", "data.val_list=val.lst",
-                 "data.base_size=128", "data.crop_size=[128,96]", "data.workers=0", "optim.batch_size=2",
-                 f"optim.iterations={iterations}", f"run.out_dir={out_dir}", "run.log_every=1",
-                 "run.checkpoint_every=1", "run.val_every=0", "run.threads=1"]
+    overrides = [
+        f"data.root={data_root}",
+        "data.train_list=train.lst",
+        "data.val_list=val.lst",
+        "data.base_size=128",
+        "data.crop_size=[128,96]",
+        "data.workers=0",
+        "optim.batch_size=2",
+        f"optim.iterations={iterations}",
+        f"run.out_dir={out_dir}",
+        "run.log_every=1",
+        "run.checkpoint_every=1",
+        "run.val_every=0",
+        "run.threads=1",
+    ]
     overrides += [f"{k}={v}" for k, v in extra.items()]
     return load_config(None, overrides)
 
 
 def _losses(out_dir: Path, term: str = "loss"):
-    return [r[f"train/{term}"] for r in map(json.loads, (out_dir / "train.log.jsonl").read_text().splitlines())
-            if "train/loss" in r]
+    return [
+        r[f"train/{term}"]
+        for r in map(json.loads, (out_dir / "train.log.jsonl").read_text().splitlines())
+        if "train/loss" in r
+    ]
 
 
 def test_short_training_run_loss_falls(camvid_subset, tmp_path):
     data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    cfg = _cfg(data, tmp_path / "run", 14, **{"optim.lr": 0.01, "data.scale_min": 1.0, "data.scale_max": 1.0,
-                                              "data.flip": False, "run.checkpoint_every": 0})
+    cfg = _cfg(
+        data,
+        tmp_path / "run",
+        14,
+        **{
+            "optim.lr": 0.01,
+            "data.scale_min": 1.0,
+            "data.scale_max": 1.0,
+            "data.flip": False,
+            "run.checkpoint_every": 0,
+        },
+    )
     result = train(cfg)
     assert len(_losses(tmp_path / "run")) == 14 and result["iteration"] == 14
     # the total is not monotone (the boundary-guided OHEM term switches on once sigmoid(boundary)
@@ -146,10 +170,24 @@ def test_killed_run_resumes_to_the_same_state(camvid_subset, tmp_path):
     # the same run in a subprocess, SIGKILLed once a mid-run checkpoint exists
     victim = tmp_path / "victim"
     cmd = [sys.executable, "-m", "bevanet_core.cli.train", "--set"] + [
-        o for o in (f"data.root={data}", "data.train_list=train.lst", "data.val_list=val.lst", "data.base_size=128",
-                    "data.crop_size=[128,96]", "data.workers=0", "optim.batch_size=2", "optim.iterations=6",
-                    f"run.out_dir={victim}", "run.log_every=1", "run.checkpoint_every=1", "run.val_every=0",
-                    "run.threads=1", "run.ema_decay=0.9")]
+        o
+        for o in (
+            f"data.root={data}",
+            "data.train_list=train.lst",
+            "data.val_list=val.lst",
+            "data.base_size=128",
+            "data.crop_size=[128,96]",
+            "data.workers=0",
+            "optim.batch_size=2",
+            "optim.iterations=6",
+            f"run.out_dir={victim}",
+            "run.log_every=1",
+            "run.checkpoint_every=1",
+            "run.val_every=0",
+            "run.threads=1",
+            "run.ema_decay=0.9",
+        )
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     killed_at = None
@@ -213,8 +251,14 @@ def test_ddp_two_cpu_processes_match_single_process_gradients(tmp_path):
     import torch.multiprocessing as mp
 
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(2, 3, 64, 64, generator=g), torch.randint(0, 11, (2, 64, 64), generator=g),
-                (torch.rand(2, 64, 64, generator=g) > 0.8).float()) for _ in range(2)]
+    batches = [
+        (
+            torch.randn(2, 3, 64, 64, generator=g),
+            torch.randint(0, 11, (2, 64, 64), generator=g),
+            (torch.rand(2, 64, 64, generator=g) > 0.8).float(),
+        )
+        for _ in range(2)
+    ]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -239,6 +283,7 @@ def test_ddp_two_cpu_processes_match_single_process_gradients(tmp_path):
 
 def test_topk_ohem_matches_hand_computation():
     from bevanet_core.training.losses import TopKOhemCrossEntropy
+
     # 16 pixels, true-class probabilities: 4 hard (0.1) and 12 easy (0.99)
     p = torch.tensor([0.1] * 4 + [0.99] * 12)
     logits = torch.stack([torch.log(p), torch.log(1 - p)], 0)[None, :, None, :]
@@ -249,6 +294,7 @@ def test_topk_ohem_matches_hand_computation():
 
 def test_laplacian_detail_target_and_dice():
     from bevanet_core.training.losses import dice_loss, laplacian_detail_target
+
     label = torch.zeros(1, 32, 32, dtype=torch.long)
     label[:, :, 16:] = 3
     target = laplacian_detail_target(label)
@@ -262,14 +308,17 @@ def test_laplacian_detail_target_and_dice():
 
 def test_objective_is_chosen_by_output_type():
     from bevanet_core.training.engine import build_criterion
+
     objective = build_criterion(load_config(None, []))
     target = torch.randint(0, 3, (2, 64, 64))
     edge = torch.zeros(2, 64, 64)
-    for name, terms in (("bisenetv2", {"main", "aux2", "aux3", "aux4", "aux5_4"}),
-                        ("stdc1", {"main", "aux16", "aux32", "detail_bce", "detail_dice"}),
-                        ("pidnet_s", {"aux", "main", "boundary", "guided"}),
-                        ("bssnet_t", {"main", "border", "boundary_ce", "reconstruction", "aux3", "aux4"}),
-                        ("van_tiny_lightham", {"main"})):
+    for name, terms in (
+        ("bisenetv2", {"main", "aux2", "aux3", "aux4", "aux5_4"}),
+        ("stdc1", {"main", "aux16", "aux32", "detail_bce", "detail_dice"}),
+        ("pidnet_s", {"aux", "main", "boundary", "guided"}),
+        ("bssnet_t", {"main", "border", "boundary_ce", "reconstruction", "aux3", "aux4"}),
+        ("van_tiny_lightham", {"main"}),
+    ):
         out = objective(build_model(name, num_classes=3, aux_heads=True)(torch.randn(2, 3, 64, 64)), target, edge)
         assert terms <= set(out) and torch.isfinite(out["loss"]), name
         out["loss"].backward()
@@ -281,8 +330,12 @@ def test_objective_is_chosen_by_output_type():
 # geometric warm-up with colour jitter; BSSNet: photometric distortion; Light-Ham: AdamW)
 FAMILY_RECIPES = {
     "bisenetv2": {"optim.warmup_iters": 1, "optim.warmup_ratio": 0.1, "optim.min_lr": 1e-4},
-    "stdc1": {"optim.lr_mult": {"": 10.0, "cp.backbone": 1.0}, "optim.warmup_iters": 1,
-              "optim.warmup_mode": "exp", "data.photometric": "jitter"},
+    "stdc1": {
+        "optim.lr_mult": {"": 10.0, "cp.backbone": 1.0},
+        "optim.warmup_iters": 1,
+        "optim.warmup_mode": "exp",
+        "data.photometric": "jitter",
+    },
     "bssnet_t": {"data.photometric": "distortion"},
     "van_tiny_lightham": {"optim.name": "adamw", "optim.lr": 6e-5, "optim.no_decay": ["norm"]},
 }
@@ -291,8 +344,14 @@ FAMILY_RECIPES = {
 @pytest.mark.parametrize("variant", list(FAMILY_RECIPES))
 def test_other_families_train_with_the_same_engine(camvid_subset, tmp_path, variant):
     data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": variant, "run.checkpoint_every": 0,
-                                                      **FAMILY_RECIPES[variant]}))
+    result = train(
+        _cfg(
+            data,
+            tmp_path / "run",
+            2,
+            **{"model.variant": variant, "run.checkpoint_every": 0, **FAMILY_RECIPES[variant]},
+        )
+    )
     losses = _losses(tmp_path / "run")  # logged every iteration
     assert result["iteration"] == 2 and len(losses) == 2, losses
     assert all(math.isfinite(v) and v > 0 for v in losses), losses
@@ -301,10 +360,17 @@ def test_other_families_train_with_the_same_engine(camvid_subset, tmp_path, vari
 
 def test_diverging_run_stops_with_a_named_error_and_a_hint(camvid_subset, tmp_path):
     data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    cfg = _cfg(data, tmp_path / "run", 6, **{"model.variant": "pidnet_s", "optim.lr": 1e12,
-                                             "run.checkpoint_every": 0, "run.precision": "bf16"})
-    with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at iteration \d; with "
-                                                 r"run.precision=bf16 try fp32"):
+    cfg = _cfg(
+        data,
+        tmp_path / "run",
+        6,
+        **{"model.variant": "pidnet_s", "optim.lr": 1e12, "run.checkpoint_every": 0, "run.precision": "bf16"},
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=r"loss became (nan|inf) at iteration \d; with "
+        r"run.precision=bf16 try fp32",
+    ):
         train(cfg)
 
 
@@ -331,16 +397,23 @@ def test_cpu_bf16_channels_last_keeps_dilated_depthwise_convs_nchw_and_their_gra
         out = model(torch.randn(2, 3, 240, 240).contiguous(memory_format=torch.channels_last))
     LightHamCriterion()(out, torch.randint(0, 4, (2, 240, 240)), torch.zeros(2, 240, 240))["loss"].backward()
     dilated = {n for n, _ in dilated_depthwise_convs(model)}
-    channels_last = {n for n, (x, _) in seen.items() if x.shape[1] > 1 and x.shape[-1] > 1
-                     and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)}
+    channels_last = {
+        n
+        for n, (x, _) in seen.items()
+        if x.shape[1] > 1
+        and x.shape[-1] > 1
+        and not x.is_contiguous()
+        and x.is_contiguous(memory_format=torch.channels_last)
+    }
     assert dilated and not dilated & channels_last
     assert len(channels_last) > len(convs) // 3, sorted(channels_last)  # the layout is in effect elsewhere
     errors = {}
     for n, m in convs.items():
         x, grad_out = seen[n]
         x = x.to(torch.bfloat16).float()
-        ref = torch.nn.grad.conv2d_weight(x, m.weight.shape, grad_out.float(), m.stride, m.padding, m.dilation,
-                                          m.groups)
+        ref = torch.nn.grad.conv2d_weight(
+            x, m.weight.shape, grad_out.float(), m.stride, m.padding, m.dilation, m.groups
+        )
         errors[n] = float((m.weight.grad - ref).abs().max() / ref.abs().max())
     worst = sorted(errors.items(), key=lambda kv: -kv[1])[:3]
     assert worst[0][1] < 0.05, f"bf16 weight gradients off by (relative, max): {worst}"
@@ -348,8 +421,19 @@ def test_cpu_bf16_channels_last_keeps_dilated_depthwise_convs_nchw_and_their_gra
 
 def test_channels_last_bf16_run_trains(camvid_subset, tmp_path):
     data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    result = train(_cfg(data, tmp_path / "run", 2, **{"model.variant": "bevanet_s", "run.precision": "bf16",
-                                                       "run.channels_last": True, "run.checkpoint_every": 0}))
+    result = train(
+        _cfg(
+            data,
+            tmp_path / "run",
+            2,
+            **{
+                "model.variant": "bevanet_s",
+                "run.precision": "bf16",
+                "run.channels_last": True,
+                "run.checkpoint_every": 0,
+            },
+        )
+    )
     assert result["iteration"] == 2
 
 
@@ -358,8 +442,9 @@ def test_channels_last_bf16_run_trains(camvid_subset, tmp_path):
 
 def _reference_ohem(logits, target, ignore_index=255, thresh=0.9, min_kept=131072, weight=None):
     """The straightforward OHEM of the authors' code: softmax, full sort, boolean selection."""
-    pixel_losses = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index,
-                                   reduction="none").reshape(-1)
+    pixel_losses = F.cross_entropy(logits, target, weight=weight, ignore_index=ignore_index, reduction="none").reshape(
+        -1
+    )
     valid = target.reshape(-1) != ignore_index
     prob = logits.detach().softmax(1).gather(1, target.masked_fill(target == ignore_index, 0).unsqueeze(1))
     prob = prob.reshape(-1)[valid]
@@ -372,16 +457,20 @@ def _reference_ohem(logits, target, ignore_index=255, thresh=0.9, min_kept=13107
 def _reference_criterion(outputs, target, edge, weight=None, min_kept=131072):
     """0.4 CE(aux) + OHEM(main) + 20 balanced BCE(boundary) + OHEM(main | boundary > 0.8), each
     head upsampled with F.interpolate, the OHEM terms computed independently."""
-    aux, main, boundary = (F.interpolate(o.float(), size=target.shape[-2:], mode="bilinear", align_corners=True)
-                           for o in outputs)
+    aux, main, boundary = (
+        F.interpolate(o.float(), size=target.shape[-2:], mode="bilinear", align_corners=True) for o in outputs
+    )
     e = edge.reshape(-1)
     pos, neg = (e == 1).sum(), (e == 0).sum()
     w = torch.where(e == 1, neg / (pos + neg), pos / (pos + neg))
     bce = F.binary_cross_entropy_with_logits(boundary[:, 0].reshape(-1), e, w)
     guided = torch.where(torch.sigmoid(boundary[:, 0]) > 0.8, target, torch.full_like(target, 255))
-    return (0.4 * F.cross_entropy(aux, target, weight=weight, ignore_index=255)
-            + _reference_ohem(main, target, min_kept=min_kept, weight=weight) + 20 * bce
-            + _reference_ohem(main, guided, min_kept=min_kept, weight=weight))
+    return (
+        0.4 * F.cross_entropy(aux, target, weight=weight, ignore_index=255)
+        + _reference_ohem(main, target, min_kept=min_kept, weight=weight)
+        + 20 * bce
+        + _reference_ohem(main, guided, min_kept=min_kept, weight=weight)
+    )
 
 
 @pytest.mark.parametrize("confident", [False, True], ids=["threshold-0.9", "threshold-at-rank-min-kept"])
@@ -403,8 +492,10 @@ def test_criterion_equals_the_straightforward_objective(confident, weighted):
     criterion = BEVANetCriterion(ohem_min_kept=3000, class_weights=weights)
     weight = torch.tensor(weights) if weights else None
     results = []
-    for fn in (lambda o: criterion(o, target, edge)["loss"],
-               lambda o: _reference_criterion(o, target, edge, weight, min_kept=3000)):
+    for fn in (
+        lambda o: criterion(o, target, edge)["loss"],
+        lambda o: _reference_criterion(o, target, edge, weight, min_kept=3000),
+    ):
         leaves = [t.clone().requires_grad_() for t in heads]
         loss = fn(SegmentationOutputs(*leaves))
         loss.backward()
@@ -436,8 +527,8 @@ def test_matrix_upsampling_equals_interpolate(align_corners, sizes):
     theirs = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
     g = torch.randn_like(theirs)
-    grad_ours, = torch.autograd.grad(ours, x, g)
-    grad_theirs, = torch.autograd.grad(theirs, x, g)
+    (grad_ours,) = torch.autograd.grad(ours, x, g)
+    (grad_theirs,) = torch.autograd.grad(theirs, x, g)
     torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -465,8 +556,9 @@ def test_run_validates_and_ships_the_averaged_weights(camvid_subset, tmp_path):
     from bevanet_core.checkpoint import read_checkpoint
 
     data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    result = train(_cfg(data, tmp_path / "run", 4, **{"run.ema_decay": 0.9, "run.val_every": 2,
-                                                        "run.checkpoint_every": 0}))
+    result = train(
+        _cfg(data, tmp_path / "run", 4, **{"run.ema_decay": 0.9, "run.val_every": 2, "run.checkpoint_every": 0})
+    )
     assert [h["iteration"] for h in result["history"]] == [2, 4]
     assert all("val_miou_raw_weights" in h for h in result["history"])
     state, info = read_checkpoint(tmp_path / "run" / "best.safetensors")
@@ -482,11 +574,15 @@ def test_run_validates_and_ships_the_averaged_weights(camvid_subset, tmp_path):
 
 def test_start_iteration_continues_the_schedule(camvid_subset, tmp_path):
     data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
-    result = train(_cfg(data, tmp_path / "run", 10, **{"run.start_iteration": 8, "run.checkpoint_every": 0,
-                                                         "optim.lr": 0.01}))
+    result = train(
+        _cfg(data, tmp_path / "run", 10, **{"run.start_iteration": 8, "run.checkpoint_every": 0, "optim.lr": 0.01})
+    )
     assert result["iteration"] == 10
-    lrs = [r["train/lr"] for r in map(json.loads, (tmp_path / "run" / "train.log.jsonl").read_text().splitlines())
-           if "train/lr" in r]
+    lrs = [
+        r["train/lr"]
+        for r in map(json.loads, (tmp_path / "run" / "train.log.jsonl").read_text().splitlines())
+        if "train/lr" in r
+    ]
     assert lrs == [pytest.approx(poly_lr(0.01, 8, 10)), pytest.approx(poly_lr(0.01, 9, 10))]
     with pytest.raises(ValueError, match="start_iteration"):
         train(_cfg(data, tmp_path / "bad", 10, **{"run.start_iteration": 10}))

@@ -1,6 +1,7 @@
 """The authors' recipes as configs: warm-up, AdamW, per-parameter-group learning rates and
 photometric augmentation in the engine, and every recipe in training/ loading and building its
 network, objective and optimizer."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,8 @@ def test_linear_warmup_is_mmsegs():
     # STDC-Seg's warm-up is geometric: 1e-5 -> 1e-2 over 1000 iterations from ratio 1e-3
     assert poly_lr(0.01, 0, 60000, 0.9, 0, 1000, 1e-3, "exp") == pytest.approx(1e-5)
     assert poly_lr(0.01, 500, 60000, 0.9, 0, 1000, 1e-3, "exp") == pytest.approx(
-        0.01 * (1 - 500 / 60000) ** 0.9 * 10 ** -1.5)
+        0.01 * (1 - 500 / 60000) ** 0.9 * 10**-1.5
+    )
     with pytest.raises(ValueError, match="warmup_mode"):
         poly_lr(0.01, 0, 10, warmup_iters=5, warmup_mode="cosine")
     # the PIDNet/BEVANet default is untouched: no warm-up, decays to 0

@@ -14,9 +14,7 @@ UMASK = 0o027  # files 0640, folders 0750: neither mkstemp's 0600 nor a world-re
 
 def run_with_umask(code: str, cwd: Path) -> None:
     wrapper = f"import os, sys; os.umask({UMASK}); sys.argv = ['tool']\n{code}"
-    done = subprocess.run(
-        [sys.executable, "-c", wrapper], cwd=cwd, capture_output=True, text=True, timeout=900
-    )
+    done = subprocess.run([sys.executable, "-c", wrapper], cwd=cwd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 

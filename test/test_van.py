@@ -29,8 +29,13 @@ from bevanet_core.training.lightham_loss import LightHamCriterion
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-VARIANTS = ("van_tiny_lightham", "van_small_lightham", "van_base_lightham",
-            "van_large_lightham", "van_tiny_lightham_d256")
+VARIANTS = (
+    "van_tiny_lightham",
+    "van_small_lightham",
+    "van_base_lightham",
+    "van_large_lightham",
+    "van_tiny_lightham_d256",
+)
 TOLERANCE = 0.01
 
 
@@ -90,13 +95,19 @@ def test_nmf_matmul_count_agrees_with_torch_flop_counter():
 def test_authors_tensor_names():
     keys = set(_build("van_tiny_lightham").state_dict())
     for key in (
-        "backbone.patch_embed1.proj.weight", "backbone.patch_embed4.norm.running_var",
+        "backbone.patch_embed1.proj.weight",
+        "backbone.patch_embed4.norm.running_var",
         "backbone.block1.0.attn.spatial_gating_unit.conv0.weight",
         "backbone.block1.0.attn.spatial_gating_unit.conv_spatial.weight",
-        "backbone.block3.4.mlp.dwconv.dwconv.bias", "backbone.block4.1.layer_scale_2",
-        "backbone.norm4.weight", "decode_head.squeeze.conv.weight", "decode_head.squeeze.gn.bias",
-        "decode_head.hamburger.ham_in.conv.bias", "decode_head.hamburger.ham_out.gn.weight",
-        "decode_head.hamburger.ham.bases", "decode_head.align.conv.weight",
+        "backbone.block3.4.mlp.dwconv.dwconv.bias",
+        "backbone.block4.1.layer_scale_2",
+        "backbone.norm4.weight",
+        "decode_head.squeeze.conv.weight",
+        "decode_head.squeeze.gn.bias",
+        "decode_head.hamburger.ham_in.conv.bias",
+        "decode_head.hamburger.ham_out.gn.weight",
+        "decode_head.hamburger.ham.bases",
+        "decode_head.align.conv.weight",
         "decode_head.conv_seg.bias",
     ):
         assert key in keys, key
@@ -112,8 +123,7 @@ def test_authors_checkpoint_without_a_basis_loads_strictly():
     model.load_state_dict(state, strict=True)
     own = model.state_dict()
     assert all(torch.equal(v, own[k]) for k, v in state.items())
-    assert torch.equal(own["decode_head.hamburger.ham.bases"],
-                       source.decode_head.hamburger.ham.bases)
+    assert torch.equal(own["decode_head.hamburger.ham.bases"], source.decode_head.hamburger.ham.bases)
 
 
 @pytest.mark.parametrize("name", ["van_tiny_lightham", "van_tiny_lightham_d256"])
@@ -150,11 +160,7 @@ def test_backward_through_the_training_objective(name):
     losses = LightHamCriterion()(out, target, torch.zeros(2, 64, 64))
     assert torch.isfinite(losses["loss"]) and not losses["main"].requires_grad
     losses["loss"].backward()
-    bad = [
-        n
-        for n, p in model.named_parameters()
-        if p.grad is None or not torch.isfinite(p.grad).all()
-    ]
+    bad = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not bad, f"{name}: parameters without a finite gradient: {bad[:5]}"
     assert model.without_aux_heads() is model
     with torch.no_grad():
@@ -181,9 +187,7 @@ def test_training_draws_new_bases_and_eval_is_deterministic():
     assert torch.allclose(before.norm(dim=1), torch.ones(1, ham.rank))
 
 
-@pytest.mark.parametrize(
-    "name,floor", [("van_tiny_lightham", 0.9), ("van_tiny_lightham_d256", 0.7)]
-)
+@pytest.mark.parametrize("name,floor", [("van_tiny_lightham", 0.9), ("van_tiny_lightham_d256", 0.7)])
 def test_fixed_basis_changes_predictions_no_more_than_the_authors_random_draws(name, floor):
     """Argmax agreement at 1/8 (2 images of 128x128 -> 512 pixels, 8 random draws):
     fixed basis vs each random draw, and every pair of random draws. Measured on this CPU:
@@ -199,9 +203,7 @@ def test_fixed_basis_changes_predictions_no_more_than_the_authors_random_draws(n
         ham.random_eval_bases = False
     assert len(fixed.unique()) > 2
     fixed_vs_random = np.mean([(fixed == d).float().mean().item() for d in draws])
-    random_vs_random = np.mean(
-        [(a == b).float().mean().item() for a, b in itertools.combinations(draws, 2)]
-    )
+    random_vs_random = np.mean([(a == b).float().mean().item() for a, b in itertools.combinations(draws, 2)])
     assert random_vs_random < 1.0  # the authors' inference is indeed not deterministic
     assert fixed_vs_random > floor and random_vs_random > floor
     assert fixed_vs_random >= random_vs_random - 0.03
@@ -249,8 +251,7 @@ def test_criterion_is_mmseg_cross_entropy():
     logits = torch.randn(2, 3, 4, 4)
     target = torch.randint(0, 3, (2, 32, 32))
     target[:, :8] = 255
-    up = torch.nn.functional.interpolate(logits, size=(32, 32), mode="bilinear",
-                                         align_corners=False)
+    up = torch.nn.functional.interpolate(logits, size=(32, 32), mode="bilinear", align_corners=False)
     per_pixel = torch.nn.functional.cross_entropy(up, target, ignore_index=255, reduction="none")
     out = LightHamCriterion()(van.LightHamOutputs(logits), target, None)
     assert torch.allclose(out["loss"], per_pixel.sum() / target.numel())  # ignored count zero
@@ -298,8 +299,9 @@ def test_bf16_weight_gradients_match_float32_on_the_same_data():
     for n, m in convs.items():
         x, grad_out = seen[n]  # the first conv sees the float32 image; autocast casts it
         x = x.to(torch.bfloat16).float()
-        ref = torch.nn.grad.conv2d_weight(x, m.weight.shape, grad_out.float(), m.stride,
-                                          m.padding, m.dilation, m.groups)
+        ref = torch.nn.grad.conv2d_weight(
+            x, m.weight.shape, grad_out.float(), m.stride, m.padding, m.dilation, m.groups
+        )
         errors[n] = float((m.weight.grad - ref).abs().max() / ref.abs().max())
     worst = sorted(errors.items(), key=lambda kv: -kv[1])[:3]
     assert worst[0][1] < 0.05, f"bf16 weight gradients off by (relative, max): {worst}"

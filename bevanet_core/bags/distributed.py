@@ -64,9 +64,7 @@ class _Counts:
         self.missed = missed
 
 
-def merge_confusions(
-    local: Sequence[ConfusionMatrix | None], num_classes: int
-) -> ConfusionMatrix | None:
+def merge_confusions(local: Sequence[ConfusionMatrix | None], num_classes: int) -> ConfusionMatrix | None:
     """Sum of this process's matrices (None when no bag had labels)."""
     present = [cm for cm in local if cm is not None]
     if not present:
@@ -77,9 +75,7 @@ def merge_confusions(
     return total
 
 
-def all_reduce_confusion(
-    local: ConfusionMatrix | None, num_classes: int, ctx: DistContext
-) -> ConfusionMatrix | None:
+def all_reduce_confusion(local: ConfusionMatrix | None, num_classes: int, ctx: DistContext) -> ConfusionMatrix | None:
     """Sum confusion matrices over all ranks (gloo all_reduce); None if no rank had labels."""
     if ctx.world_size == 1:
         return local
@@ -88,20 +84,14 @@ def all_reduce_confusion(
 
     matrix = local.matrix if local is not None else np.zeros((num_classes, num_classes), np.int64)
     missed = local.missed if local is not None else np.zeros(num_classes, np.int64)
-    flat = torch.from_numpy(
-        np.concatenate([matrix.reshape(-1), missed, [int(local is not None)]]).astype(np.int64)
-    )
+    flat = torch.from_numpy(np.concatenate([matrix.reshape(-1), missed, [int(local is not None)]]).astype(np.int64))
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat = flat.numpy()
     if flat[-1] == 0:
         return None
     n2 = num_classes * num_classes
     total = ConfusionMatrix(num_classes, ignore_index=255)
-    total.merge(
-        _Counts(
-            flat[:n2].reshape(num_classes, num_classes).copy(), flat[n2 : n2 + num_classes].copy()
-        )
-    )
+    total.merge(_Counts(flat[:n2].reshape(num_classes, num_classes).copy(), flat[n2 : n2 + num_classes].copy()))
     return total
 
 

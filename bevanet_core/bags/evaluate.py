@@ -48,9 +48,7 @@ class FrameProcessor(Protocol):
     num_classes: int
     class_names: list[str]
 
-    def process(
-        self, rgb: np.ndarray, header: Any
-    ) -> tuple[np.ndarray | None, float, dict[str, float]]:
+    def process(self, rgb: np.ndarray, header: Any) -> tuple[np.ndarray | None, float, dict[str, float]]:
         """(HxW uint8 mask or None for a dropped frame, latency ms, stage timings ms)."""
 
     def colorize(self, mask: np.ndarray) -> np.ndarray: ...
@@ -68,9 +66,7 @@ class RuntimeProcessor:
         self.class_names = list(segmenter.class_names)
         self.num_classes = int(segmenter.info.num_classes)
 
-    def process(
-        self, rgb: np.ndarray, header: Any
-    ) -> tuple[np.ndarray | None, float, dict[str, float]]:
+    def process(self, rgb: np.ndarray, header: Any) -> tuple[np.ndarray | None, float, dict[str, float]]:
         t0 = time.perf_counter()
         (res,) = self.stream.segment_frames([rgb])
         latency = (time.perf_counter() - t0) * 1e3
@@ -88,14 +84,10 @@ class EvalOptions:
     """How bags are replayed and scored."""
 
     image_topic: str | None = None  # None: the bag's only Image/CompressedImage camera topic
-    label_topic: str | None = (
-        DEFAULT_LABEL_TOPIC  # a missing topic means "no labels" unless required
-    )
+    label_topic: str | None = DEFAULT_LABEL_TOPIC  # a missing topic means "no labels" unless required
     require_labels: bool = False
     stamp_tolerance_ms: float = 0.0  # 0: labels pair with frames of exactly the same header stamp
-    pair_window_s: float = (
-        10.0  # bag time after which an unmatched frame or label counts as unpaired
-    )
+    pair_window_s: float = 10.0  # bag time after which an unmatched frame or label counts as unpaired
     max_frames: int | None = None
     warmup: int = 1  # first frames excluded from latency statistics (allocation, caches)
     out_bag: Path | None = None
@@ -133,9 +125,7 @@ class BagResult:
     unpaired_stamps: list[int] = field(default_factory=list)
     skipped: int = 0  # frames that could not be decoded
     undecodable: dict[str, int] = field(default_factory=dict)  # skipped frames by reason
-    dropped: int = (
-        0  # frames the processor returned no mask for (a node over DDS that fell behind)
-    )
+    dropped: int = 0  # frames the processor returned no mask for (a node over DDS that fell behind)
     latencies_ms: list[float] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -163,31 +153,21 @@ class BagResult:
 
 
 # ------------------------------------------------------------------------------------ topics
-def pick_image_topic(
-    topics: dict[str, TopicInfo], wanted: str | None, label_topic: str | None, bag: Path
-) -> str:
+def pick_image_topic(topics: dict[str, TopicInfo], wanted: str | None, label_topic: str | None, bag: Path) -> str:
     """The camera topic: `wanted` if given (checked), else the only image topic of the bag."""
     images = {t: i for t, i in topics.items() if i.msgtype in messages.IMAGE_TYPES}
     if wanted is not None:
         if wanted not in topics:
-            raise BagEvalError(
-                f"bag {bag} has no topic {wanted}; image topics: {sorted(images) or 'none'}"
-            )
+            raise BagEvalError(f"bag {bag} has no topic {wanted}; image topics: {sorted(images) or 'none'}")
         if topics[wanted].msgtype not in messages.IMAGE_TYPES:
-            raise BagEvalError(
-                f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image"
-            )
+            raise BagEvalError(f"topic {wanted} in {bag} is {topics[wanted].msgtype}, not an image")
         return wanted
     cameras = [t for t in images if t != label_topic and t not in PAST_OUTPUT_TOPICS]
     if len(cameras) == 1:
         return cameras[0]
     if not cameras:
-        raise BagEvalError(
-            f"bag {bag} has no Image/CompressedImage topic (topics: {sorted(topics)})"
-        )
-    raise BagEvalError(
-        f"bag {bag} has several image topics {sorted(cameras)}; choose one with --image-topic"
-    )
+        raise BagEvalError(f"bag {bag} has no Image/CompressedImage topic (topics: {sorted(topics)})")
+    raise BagEvalError(f"bag {bag} has several image topics {sorted(cameras)}; choose one with --image-topic")
 
 
 # ------------------------------------------------------------------------------------ pairing
@@ -342,25 +322,19 @@ class BagEvaluation:
         opt, res = self.opt, self.res
         label_topic = opt.label_topic if self.label_source is None else None
         self.image_topic = pick_image_topic(topics, opt.image_topic, label_topic, self.path)
-        has_labels = self.label_source is not None or (
-            label_topic is not None and label_topic in topics
-        )
+        has_labels = self.label_source is not None or (label_topic is not None and label_topic in topics)
         if label_topic in topics and topics[label_topic].msgtype not in messages.IMAGE_TYPES:
             raise BagEvalError(
                 f"label topic {label_topic} in {self.path} is {topics[label_topic].msgtype}; "
                 "expected a mono8 sensor_msgs/Image"
             )
         if opt.require_labels and not has_labels:
-            raise BagEvalError(
-                f"bag {self.path} has no label topic {label_topic} (topics: {sorted(topics)})"
-            )
+            raise BagEvalError(f"bag {self.path} has no label topic {label_topic} (topics: {sorted(topics)})")
         res.image_topic = self.image_topic
         res.label_topic = label_topic if self.label_source is None and has_labels else None
         if has_labels:
             res.confusion = ConfusionMatrix(self.processor.num_classes, ignore_index=255)
-        self.pairer = StampPairer(
-            self._score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9)
-        )
+        self.pairer = StampPairer(self._score, int(opt.stamp_tolerance_ms * 1e6), int(opt.pair_window_s * 1e9))
         if opt.out_bag is not None:
             self.writer = _open_output(self.reader, topics, opt, self.image_topic)
         count = topics[self.image_topic].count if self.reader.recovered is None else None
@@ -377,11 +351,7 @@ class BagEvaluation:
                 if (
                     opt.max_frames is not None
                     and res.frames >= opt.max_frames
-                    and (
-                        raw.topic == self.image_topic
-                        or last_frame_time is None
-                        or raw.log_time > last_frame_time
-                    )
+                    and (raw.topic == self.image_topic or last_frame_time is None or raw.log_time > last_frame_time)
                 ):
                     break  # messages stamped like the last frame (labels, info) are still read
                 if copy:
@@ -446,8 +416,9 @@ class BagEvaluation:
             mask, latency, stages = processor.process(rgb, msg.header)
         except (ValueError, RuntimeError, MemoryError) as err:  # counted, like the node does
             mask, latency, stages = None, 0.0, {}
-            res.add_error(f"frame on {raw.topic} at stamp {stamp} was rejected by the runtime: "
-                          f"{type(err).__name__}: {err}")
+            res.add_error(
+                f"frame on {raw.topic} at stamp {stamp} was rejected by the runtime: {type(err).__name__}: {err}"
+            )
         if mask is None:
             res.dropped += 1
             if res.confusion is not None and self.label_source is None:
@@ -497,9 +468,7 @@ def evaluate_bag(
     return BagEvaluation(path, processor, options, label_source).run()
 
 
-def _open_output(
-    reader: BagReader, topics: dict[str, TopicInfo], opt: EvalOptions, image_topic: str
-) -> BagWriter:
+def _open_output(reader: BagReader, topics: dict[str, TopicInfo], opt: EvalOptions, image_topic: str) -> BagWriter:
     writer = BagWriter(
         opt.out_bag,
         storage=opt.out_storage,
@@ -518,9 +487,7 @@ def _open_output(
                     if info.msgtype in messages.typestore().fielddefs:
                         writer.add_topic(info.topic, info.msgtype)
                 else:
-                    writer.add_topic(
-                        info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest
-                    )
+                    writer.add_topic(info.topic, info.msgtype, msgdef=info.msgdef, rihs01=info.digest)
         for topic in OUTPUT_TOPICS:
             kind = messages.COMPRESSED_IMAGE if topic == OVERLAY_TOPIC else messages.IMAGE
             writer.add_topic(topic, kind)
@@ -642,9 +609,7 @@ def evaluate_bags(
     opt = options or EvalOptions()
     results = []
     for i, bag in enumerate(bags):
-        bag_opt = dataclasses.replace(
-            opt, out_bag=out_bags[i] if out_bags is not None else opt.out_bag
-        )
+        bag_opt = dataclasses.replace(opt, out_bag=out_bags[i] if out_bags is not None else opt.out_bag)
         result = evaluate_bag(bag, processor, bag_opt, label_source)
         results.append(result)
         if progress is not None:

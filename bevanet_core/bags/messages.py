@@ -60,9 +60,7 @@ def image_msg(array: np.ndarray, encoding: str, stamp: int, frame_id: str) -> An
     )
 
 
-def compressed_msg(
-    rgb: np.ndarray, stamp: int, frame_id: str, fmt: str = "jpeg", quality: int = 90
-) -> Any:
+def compressed_msg(rgb: np.ndarray, stamp: int, frame_id: str, fmt: str = "jpeg", quality: int = 90) -> Any:
     """sensor_msgs/CompressedImage (JPEG or PNG) from an RGB (or mono) uint8 array.
 
     `format` follows image_transport's compressed plugin: "rgb8; jpeg compressed bgr8".
@@ -76,14 +74,10 @@ def compressed_msg(
     if not ok:
         raise ValueError(f"OpenCV could not {fmt}-encode a {rgb.shape} image")
     desc = f"{'mono8' if mono else 'rgb8'}; {fmt} compressed {'mono8' if mono else 'bgr8'}"
-    return typestore().types[COMPRESSED_IMAGE](
-        header=header(stamp, frame_id), format=desc, data=buf.reshape(-1)
-    )
+    return typestore().types[COMPRESSED_IMAGE](header=header(stamp, frame_id), format=desc, data=buf.reshape(-1))
 
 
-def camera_info_msg(
-    width: int, height: int, stamp: int, frame_id: str, fx: float | None = None
-) -> Any:
+def camera_info_msg(width: int, height: int, stamp: int, frame_id: str, fx: float | None = None) -> Any:
     """Pinhole CameraInfo with no distortion; fx = fy defaults to the width (a ~53 deg lens)."""
     ts = typestore()
     f = float(fx if fx is not None else width)
@@ -99,9 +93,7 @@ def camera_info_msg(
         p=np.array([f, 0, cx, 0, 0, f, cy, 0, 0, 0, 1, 0], dtype=np.float64),
         binning_x=0,
         binning_y=0,
-        roi=ts.types["sensor_msgs/msg/RegionOfInterest"](
-            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-        ),
+        roi=ts.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False),
     )
 
 

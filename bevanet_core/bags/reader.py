@@ -82,9 +82,7 @@ def _map(path: Path) -> memoryview:
 
 def _read_exact(buf: memoryview, pos: int, size: int) -> memoryview:
     if size < 0 or pos + size > len(buf):
-        raise _Truncated(
-            f"record at byte {pos} needs {size} bytes, only {max(0, len(buf) - pos)} left"
-        )
+        raise _Truncated(f"record at byte {pos} needs {size} bytes, only {max(0, len(buf) - pos)} left")
     return buf[pos : pos + size]
 
 
@@ -126,10 +124,7 @@ class _McapScan:
             if op == 0x06 and pos + 9 + length > len(buf):
                 # a chunk cut short: hand over what is there, uncompressed chunks are salvageable
                 yield op, buf[pos + 9 :], base + pos
-                raise _Truncated(
-                    f"chunk at byte {base + pos} is cut short "
-                    f"({len(buf) - pos - 9} of {length} bytes)"
-                )
+                raise _Truncated(f"chunk at byte {base + pos} is cut short ({len(buf) - pos - 9} of {length} bytes)")
             body = _read_exact(buf, pos + 9, length)
             yield op, body, base + pos
             pos += 9 + length
@@ -174,9 +169,7 @@ class _McapScan:
                 except Exception as err:
                     raise _Truncated(f"chunk at byte {at} does not decompress: {err}") from None
                 if len(raw) != size:
-                    raise _Truncated(
-                        f"chunk at byte {at} holds {len(raw)} bytes, header says {size}"
-                    )
+                    raise _Truncated(f"chunk at byte {at} holds {len(raw)} bytes, header says {size}")
                 if crc and zlib.crc32(raw) != crc:  # 0: the writer recorded no CRC
                     raise _Truncated(f"chunk at byte {at} fails its CRC check (corrupt data)")
                 yield from self._walk(memoryview(raw), at, top=False)
@@ -236,15 +229,11 @@ class _Sqlite3Scan:
         self._ids: dict[int, TopicInfo] = {}
         for tid, name, typ in self.con.execute("SELECT id, name, type FROM topics"):
             enc, text = defs.get(typ, ("ros2msg", None))
-            self._ids[tid] = self.topics[name] = TopicInfo(
-                name, typ, text or None, enc or "ros2msg"
-            )
+            self._ids[tid] = self.topics[name] = TopicInfo(name, typ, text or None, enc or "ros2msg")
 
     def messages(self) -> Iterator[RawMessage]:
         try:
-            for tid, stamp, data in self.con.execute(
-                "SELECT topic_id, timestamp, data FROM messages ORDER BY id"
-            ):
+            for tid, stamp, data in self.con.execute("SELECT topic_id, timestamp, data FROM messages ORDER BY id"):
                 info = self._ids[tid]
                 yield RawMessage(info.topic, info.msgtype, int(stamp), bytes(data))
         except sqlite3.DatabaseError as err:
@@ -284,11 +273,7 @@ class _Ros1Scan:
             head = _ros1_header(_read_exact(buf, pos + 4, hlen))
             (dlen,) = struct.unpack_from("<I", _read_exact(buf, pos + 4 + hlen, 4))
             op = head.get("op", b"\x00")[0]
-            if (
-                op == 0x05
-                and head.get("compression", b"none") == b"none"
-                and pos + 8 + hlen + dlen > len(buf)
-            ):
+            if op == 0x05 and head.get("compression", b"none") == b"none" and pos + 8 + hlen + dlen > len(buf):
                 # an uncompressed chunk cut short: its complete messages are still good
                 yield from self._walk(buf[pos + 8 + hlen :], base + pos + 8 + hlen)
                 raise _Truncated(f"chunk at byte {base + pos} is cut short")
@@ -377,16 +362,10 @@ class BagReader:
         self._any = reader
         self._typestore = reader.typestore
         for conn in reader.connections:
-            fmt = (
-                "ros1msg"
-                if self.ros1
-                else ("ros2idl" if conn.msgdef.format.name == "IDL" else "ros2msg")
-            )
+            fmt = "ros1msg" if self.ros1 else ("ros2idl" if conn.msgdef.format.name == "IDL" else "ros2msg")
             info = self.topics.setdefault(
                 conn.topic,
-                TopicInfo(
-                    conn.topic, conn.msgtype, conn.msgdef.data or None, fmt, conn.digest or None, 0
-                ),
+                TopicInfo(conn.topic, conn.msgtype, conn.msgdef.data or None, fmt, conn.digest or None, 0),
             )
             info.count = (info.count or 0) + conn.msgcount
 
@@ -410,8 +389,7 @@ class BagReader:
         files = sorted(p for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
         if not files:
             raise BagReadError(
-                f"{self.path} is not a bag: no metadata.yaml, no .mcap or .db3 file "
-                f"inside ({self.recovered})"
+                f"{self.path} is not a bag: no metadata.yaml, no .mcap or .db3 file inside ({self.recovered})"
             )
         return files
 
@@ -434,9 +412,7 @@ class BagReader:
                 else:
                     raise BagReadError(f"bag {self.path}: cannot read {f.name} ({self.recovered})")
             self._scans = scans
-        for (
-            scan
-        ) in self._scans:  # sqlite knows its topics up front; MCAP/ROS 1 learn them while scanning
+        for scan in self._scans:  # sqlite knows its topics up front; MCAP/ROS 1 learn them while scanning
             self.topics.update(scan.topics)
 
     def close(self) -> None:
@@ -468,8 +444,7 @@ class BagReader:
                     yield RawMessage(conn.topic, conn.msgtype, stamp, bytes(data))
             except Exception as err:
                 raise BagReadError(
-                    f"bag {self.path} is corrupt: {type(err).__name__}: {err} "
-                    f"({count} messages read before the fault)",
+                    f"bag {self.path} is corrupt: {type(err).__name__}: {err} ({count} messages read before the fault)",
                     count,
                 ) from None
             return
@@ -542,9 +517,7 @@ def convert_to_ros2(msg: Any, msgtype: str) -> Any:
     if msgtype not in store.fielddefs:
         raise KeyError(f"no ROS 2 definition for {msgtype}")
     if msgtype == "builtin_interfaces/msg/Time":
-        return store.types[msgtype](
-            sec=int(msg.sec), nanosec=int(getattr(msg, "nanosec", getattr(msg, "nsec", 0)))
-        )
+        return store.types[msgtype](sec=int(msg.sec), nanosec=int(getattr(msg, "nanosec", getattr(msg, "nsec", 0))))
     _, fields = store.fielddefs[msgtype]
     values = {}
     for name, (kind, sub) in fields:

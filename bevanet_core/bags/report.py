@@ -79,10 +79,8 @@ def markdown(report: dict) -> str:
         f"| pixel accuracy | {_fmt(report.get('pixel_accuracy'), 2, ' %')} |",
         f"| frames | {report.get('frames')} |",
         f"| labelled frames | {report.get('labelled_frames')} |",
-        f"| unpaired frames / labels | {report.get('unpaired')} / "
-        f"{report.get('unpaired_labels')} |",
-        f"| dropped / undecodable frames | {report.get('dropped')} / "
-        f"{report.get('undecodable')} |",
+        f"| unpaired frames / labels | {report.get('unpaired')} / {report.get('unpaired_labels')} |",
+        f"| dropped / undecodable frames | {report.get('dropped')} / {report.get('undecodable')} |",
         f"| latency p50 / p90 / p99 | {_fmt(lat.get('p50'), 1)} / {_fmt(lat.get('p90'), 1)} / "
         f"{_fmt(lat.get('p99'), 1)} ms |",
         f"| throughput | {_fmt(report.get('fps'), 1, ' fps')} |",
@@ -119,9 +117,7 @@ def markdown(report: dict) -> str:
         lines += ["## Errors", ""]
         for e in errors:
             times = f" (x{e['count']})" if e.get("count", 1) > 1 else ""
-            lines.append(
-                f"- `{Path(e['bag']).name}` after {e['frames_before']} frames{times}: {e['error']}"
-            )
+            lines.append(f"- `{Path(e['bag']).name}` after {e['frames_before']} frames{times}: {e['error']}")
         lines.append("")
     return "\n".join(lines)
 
@@ -139,9 +135,7 @@ def _imwrite(path: str, rgb: np.ndarray) -> None:
     Path(path).write_bytes(buf.tobytes())
 
 
-def montage(
-    samples: Sequence[dict[str, Any]], colorize, tile_width: int = 320
-) -> np.ndarray | None:
+def montage(samples: Sequence[dict[str, Any]], colorize, tile_width: int = 320) -> np.ndarray | None:
     """Rows of [camera | overlay | ground truth] for the sampled frames (RGB uint8)."""
     rows: list[np.ndarray] = []
     with_gt = any(s.get("label") is not None for s in samples)
@@ -150,13 +144,8 @@ def montage(
         size = (tile_width, max(1, round(h * tile_width / w)))
         tiles = [s["rgb"], s["overlay"] if s.get("overlay") is not None else s["rgb"]]
         if with_gt:
-            tiles.append(
-                colorize(s["label"]) if s.get("label") is not None else np.zeros_like(s["rgb"])
-            )
-        tiles = [
-            cv2.resize(t, size, interpolation=cv2.INTER_AREA if t.ndim == 3 else cv2.INTER_NEAREST)
-            for t in tiles
-        ]
+            tiles.append(colorize(s["label"]) if s.get("label") is not None else np.zeros_like(s["rgb"]))
+        tiles = [cv2.resize(t, size, interpolation=cv2.INTER_AREA if t.ndim == 3 else cv2.INTER_NEAREST) for t in tiles]
         rows.append(np.concatenate(tiles, axis=1))
     if not rows:
         return None

@@ -149,9 +149,7 @@ def list_frames(
     from bevanet_core.data.datasets import build_dataset
 
     if dataset not in LIST_DATASETS:
-        raise SourceError(
-            f"--dataset must be one of {LIST_DATASETS} (read from a list file), got {dataset!r}"
-        )
+        raise SourceError(f"--dataset must be one of {LIST_DATASETS} (read from a list file), got {dataset!r}")
     root, list_file = Path(root), Path(list_file)
     if not list_file.is_file() and (root / list_file).is_file():
         list_file = root / list_file

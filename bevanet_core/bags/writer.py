@@ -81,8 +81,7 @@ def clean_stale_partials(path: Path) -> tuple[list[Path], list[Path]]:
         else:
             kept.append(folder)
             why = "its writer still runs" if alive else "no owner on this host is recorded"
-            log.warning("leaving %s (a partial bag of %s; %s); delete it by hand if it is "
-                        "stale", folder, path, why)
+            log.warning("leaving %s (a partial bag of %s; %s); delete it by hand if it is stale", folder, path, why)
     return removed, kept
 
 
@@ -93,13 +92,9 @@ def _check_destination(path: Path, overwrite: bool) -> None:
             f"(the {path.suffix} file is created inside it)"
         )
     if path.exists() and not overwrite:
-        raise BagWriteError(
-            f"{path} already exists; remove it or pass overwrite=True (--overwrite)"
-        )
+        raise BagWriteError(f"{path} already exists; remove it or pass overwrite=True (--overwrite)")
     if path.exists() and not (path / "metadata.yaml").exists() and any(path.iterdir()):
-        raise BagWriteError(
-            f"refusing to overwrite {path}: it is a non-empty folder but not a rosbag2 bag"
-        )
+        raise BagWriteError(f"refusing to overwrite {path}: it is a non-empty folder but not a rosbag2 bag")
     if not path.parent.exists():
         raise BagWriteError(f"output folder {path.parent} does not exist")
 
@@ -124,9 +119,7 @@ class BagWriter:
         if storage not in STORAGES:
             raise BagWriteError(f"storage must be one of {sorted(STORAGES)}, got {storage!r}")
         if compression not in COMPRESSIONS:
-            raise BagWriteError(
-                f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}"
-            )
+            raise BagWriteError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
         # sqlite3 bags stay uncompressed: per-message compression there needs a decompressing
         # reader on the other side
         self.compression = compression if storage == "mcap" else "none"
@@ -159,9 +152,7 @@ class BagWriter:
             raise BagWriteError(f"refusing to write {self.path}: {why}, which it is made from")
         _check_destination(self.path, self.overwrite)
         clean_stale_partials(self.path)
-        self._tmpdir = Path(
-            tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent)
-        )
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-", dir=self.path.parent))
         (self._tmpdir / OWNER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
         # the bag keeps its final name inside the temp folder, so its storage file is named right
         self._writer = Writer(
@@ -206,17 +197,13 @@ class BagWriter:
             self._tmpdir = None
 
     # -------------------------------------------------------------------------------- writing
-    def add_topic(
-        self, topic: str, msgtype: str, msgdef: str | None = None, rihs01: str | None = None
-    ) -> None:
+    def add_topic(self, topic: str, msgtype: str, msgdef: str | None = None, rihs01: str | None = None) -> None:
         """Declare a topic. Without msgdef the Humble definition from the typestore is used."""
         if self._writer is None:
             raise BagWriteError(f"{self.path}: open the bag before adding topics")
         if topic in self._conns:
             if self._types[topic] != msgtype:
-                raise BagWriteError(
-                    f"topic {topic} already declared as {self._types[topic]}, not {msgtype}"
-                )
+                raise BagWriteError(f"topic {topic} already declared as {self._types[topic]}, not {msgtype}")
             return
         if msgdef is not None and rihs01 is not None:
             conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
@@ -232,9 +219,7 @@ class BagWriter:
             raise BagWriteError(f"topic {topic} was not declared with add_topic()")
         self.write_raw(topic, stamp_ns, messages.serialize(msg, self._types[topic]))
 
-    def write_raw(
-        self, topic: str, stamp_ns: int, data: Union[bytes, memoryview, np.ndarray]
-    ) -> None:
+    def write_raw(self, topic: str, stamp_ns: int, data: Union[bytes, memoryview, np.ndarray]) -> None:
         """Write already-serialized CDR bytes."""
         if self._writer is None:
             raise BagWriteError(f"{self.path}: bag is not open")
@@ -334,10 +319,7 @@ def write_camera_bag(
         for i, frame in enumerate(frames):
             rgb = np.asarray(frame.rgb)
             if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-                raise BagWriteError(
-                    f"frame {i} ({frame.name}): expected HxWx3 uint8 RGB, got "
-                    f"{rgb.dtype} {rgb.shape}"
-                )
+                raise BagWriteError(f"frame {i} ({frame.name}): expected HxWx3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
             h, w = rgb.shape[:2]
             if size is not None and size != (w, h):
                 raise BagWriteError(
@@ -359,8 +341,7 @@ def write_camera_bag(
                 label = np.asarray(frame.label)
                 if label.dtype != np.uint8 or label.shape != (h, w):
                     raise BagWriteError(
-                        f"frame {i} ({frame.name}): label must be {h}x{w} uint8, got "
-                        f"{label.dtype} {label.shape}"
+                        f"frame {i} ({frame.name}): label must be {h}x{w} uint8, got {label.dtype} {label.shape}"
                     )
                 if n_labels == 0:
                     bag.add_topic(opt.label_topic, messages.IMAGE)

@@ -60,9 +60,7 @@ from .validate import check_output_file, float_range, int_range, topic_name
 NodeClientFactory = Callable[[argparse.Namespace, FrameProcessor], FrameProcessor]
 
 
-def build_processor(
-    args: argparse.Namespace, prog: str, node_client: NodeClientFactory | None = None
-):
+def build_processor(args: argparse.Namespace, prog: str, node_client: NodeClientFactory | None = None):
     """(segmenter, frame processor) from the command line: the node's runtime, or with
     --through-node a running node over DDS through `node_client`. None, after saying why, when
     neither can be had."""
@@ -123,9 +121,7 @@ def add_node_topic_args(p, prefix: str = "") -> None:
         default="/camera/image_raw",
         help=f"{prefix}topic the node subscribes (remap its `image` to it)",
     )
-    p.add_argument(
-        "--node-mask", type=topic_name, default="/segmentation/mask", help=f"{prefix}the node's mask topic"
-    )
+    p.add_argument("--node-mask", type=topic_name, default="/segmentation/mask", help=f"{prefix}the node's mask topic")
     p.add_argument(
         "--node-timeout",
         type=float_range(0.0, 3600.0, lo_open=True),
@@ -158,9 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LABEL_TOPIC,
         help="mono8 ground-truth topic paired by header stamp; 'none' to skip accuracy",
     )
-    p.add_argument(
-        "--require-labels", action="store_true", help="fail a bag that has no label topic"
-    )
+    p.add_argument("--require-labels", action="store_true", help="fail a bag that has no label topic")
     p.add_argument(
         "--stamp-tolerance-ms",
         type=float_range(0.0, 1e6),
@@ -191,9 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop each bag after this many frames",
     )
-    p.add_argument(
-        "--warmup", type=int_range(0), default=1, help="first frames left out of the latency statistics"
-    )
+    p.add_argument("--warmup", type=int_range(0), default=1, help="first frames left out of the latency statistics")
     add_model_args(p)
     add_foxglove_args(p)
     n = p.add_argument_group("deployed node (needs rclpy)")
@@ -207,12 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--json", type=Path, default=None, help="JSON report")
     o.add_argument("--markdown", type=Path, default=None, help="markdown summary")
     o.add_argument("--plot", type=Path, default=None, help="PNG: latency trace and per-class IoU")
-    o.add_argument(
-        "--montage", type=Path, default=None, help="PNG: camera | overlay | ground truth rows"
-    )
-    o.add_argument(
-        "--video", type=Path, default=None, help="mp4 of the overlays (single process only)"
-    )
+    o.add_argument("--montage", type=Path, default=None, help="PNG: camera | overlay | ground truth rows")
+    o.add_argument("--video", type=Path, default=None, help="mp4 of the overlays (single process only)")
     o.add_argument(
         "--out-bag",
         type=Path,
@@ -241,13 +229,9 @@ def output_bags(bags: Sequence[Path], out: Path | None) -> list[Path | None]:
         return [None] * len(bags)
     if len(bags) == 1:
         return [out]
-    names = [
-        Path(b).stem if Path(b).suffix in (".bag", ".mcap", ".db3") else Path(b).name for b in bags
-    ]
+    names = [Path(b).stem if Path(b).suffix in (".bag", ".mcap", ".db3") else Path(b).name for b in bags]
     if len(set(names)) != len(names):
-        raise ValueError(
-            "several input bags share a name; evaluate them in separate runs or rename them"
-        )
+        raise ValueError("several input bags share a name; evaluate them in separate runs or rename them")
     out.mkdir(parents=True, exist_ok=True)
     return [out / f"{n}_segmented" for n in names]
 
@@ -281,9 +265,7 @@ def write_outputs(
         written["markdown"] = str(report.write_markdown(summary, args.markdown))
     if args.plot:
         try:
-            written["plot"] = str(
-                report.write_plot(summary, [v for r in results for v in r.latencies_ms], args.plot)
-            )
+            written["plot"] = str(report.write_plot(summary, [v for r in results for v in r.latencies_ms], args.plot))
         except ImportError as err:
             printer(f"warning: no plot ({err}); install matplotlib")
     if args.montage:
@@ -300,9 +282,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, world_
     if (args.dataset_root is None) != (args.list is None):
         parser.error("--dataset-root and --list go together")
     if args.dataset_root is not None and len(args.bags) != 1:
-        parser.error(
-            "labels from --dataset-root/--list pair by frame order, so give exactly one bag"
-        )
+        parser.error("labels from --dataset-root/--list pair by frame order, so give exactly one bag")
     missing = [str(b) for b in args.bags if not Path(b).exists()]
     if missing:
         parser.error(f"bag(s) not found: {', '.join(missing)}")
@@ -324,9 +304,13 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, world_
         why = overlap(out, args.bags) if out is not None else None
         if why:
             parser.error(f"--out-bag {out} would destroy an input bag: {why}")
-    for option, path in (("--json", args.json), ("--markdown", args.markdown),
-                         ("--plot", args.plot), ("--montage", args.montage),
-                         ("--video", args.video)):
+    for option, path in (
+        ("--json", args.json),
+        ("--markdown", args.markdown),
+        ("--plot", args.plot),
+        ("--montage", args.montage),
+        ("--video", args.video),
+    ):
         check_output_file(parser, option, path, args.bags)
     return outs
 
@@ -410,8 +394,7 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
 def print_progress(rank: int, r: BagResult) -> None:
     miou = f"{r.confusion.miou():.2f}" if r.confusion is not None and r.labelled else "n/a"
     print(
-        f"[rank {rank}] {r.bag}: {r.frames} frames, {r.labelled} labelled, mIoU {miou}, "
-        f"{len(r.errors)} error(s)",
+        f"[rank {rank}] {r.bag}: {r.frames} frames, {r.labelled} labelled, mIoU {miou}, {len(r.errors)} error(s)",
         flush=True,
     )
 
@@ -419,9 +402,7 @@ def print_progress(rank: int, r: BagResult) -> None:
 def report_results(args, ctx, seg, processor, local, label_topic, label_source, video_path) -> int:
     """Merges the ranks' results; rank 0 writes and prints the report. Returns the exit code."""
     num_classes = processor.num_classes
-    merged = all_reduce_confusion(
-        merge_confusions([r.confusion for r in local], num_classes), num_classes, ctx
-    )
+    merged = all_reduce_confusion(merge_confusions([r.confusion for r in local], num_classes), num_classes, ctx)
     for r in local:  # arrays for the montage stay on rank 0 only; the rest travels light
         if not ctx.is_main:
             r.samples = []

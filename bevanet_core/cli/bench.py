@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from ..imaging.geometry import RESIZE_MODES, parse_size
 from ..imaging.processing import UPSAMPLE_MODES
@@ -23,29 +23,19 @@ from .validate import check_input, check_output_file, int_range
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bevanet-bench", description=__doc__.splitlines()[0])
     p.add_argument("--variant", default="bevanet_s", choices=list_models())
-    p.add_argument(
-        "--size", default="480x360", help="network input WxH, multiples of 8 (default 480x360)"
-    )
-    p.add_argument(
-        "--frame-size", default=None, help="camera frame WxH (default: the network size)"
-    )
+    p.add_argument("--size", default="480x360", help="network input WxH, multiples of 8 (default 480x360)")
+    p.add_argument("--frame-size", default=None, help="camera frame WxH (default: the network size)")
     p.add_argument("--backend", default="torch", choices=BACKENDS)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
     p.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
-    p.add_argument(
-        "--weights", default=None, help="checkpoint/ONNX/engine (default: seeded random weights)"
-    )
-    p.add_argument(
-        "--num-classes", type=int_range(1, 255), default=19, help="classes of the random model (default 19)"
-    )
+    p.add_argument("--weights", default=None, help="checkpoint/ONNX/engine (default: seeded random weights)")
+    p.add_argument("--num-classes", type=int_range(1, 255), default=19, help="classes of the random model (default 19)")
     p.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
     p.add_argument("--upsample", default="logits", choices=UPSAMPLE_MODES)
-    p.add_argument(
-        "--compile", action="store_true", help="torch.compile the torch backend's model"
-    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the torch backend's model")
     p.add_argument(
         "--threads",
         type=int_range(1, 4096),
@@ -57,9 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of real frames: int8 on onnxruntime/openvino quantizes with them",
     )
-    p.add_argument(
-        "--no-reference", action="store_true", help="skip the authors' protocol reference"
-    )
+    p.add_argument("--no-reference", action="store_true", help="skip the authors' protocol reference")
     p.add_argument("--cache-dir", default=None, help="where exported ONNX/engines are cached")
     p.add_argument("--json", default=None, help="write the report as JSON here")
     p.add_argument("--plot", default=None, help="write a latency plot (PNG/SVG) here")
@@ -67,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @extras_guard("bevanet-bench")
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_input(parser, "--weights", args.weights, "file")

@@ -1,4 +1,5 @@
 """Command-line pieces shared by the tools that run the node's runtime (eval, predict, bag-eval, demo)."""
+
 from __future__ import annotations
 
 import argparse
@@ -104,14 +105,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--backend",
         default="torch",
         choices=BACKENDS,
-        help="inference backend (default: torch; onnxruntime for .onnx weights, tensorrt for "
-        ".engine/.plan)",
+        help="inference backend (default: torch; onnxruntime for .onnx weights, tensorrt for .engine/.plan)",
     )
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
     g.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: fp32)")
-    g.add_argument(
-        "--input-size", default=None, help="network input WxH, multiples of 8 (default: from the weights)"
-    )
+    g.add_argument("--input-size", default=None, help="network input WxH, multiples of 8 (default: from the weights)")
     g.add_argument(
         "--resize",
         default="stretch",
@@ -165,10 +163,17 @@ def build_segmenter(args: argparse.Namespace, **overrides):
 
         torch.set_num_threads(args.threads)
     args.backend = backend_for_weights(args.weights, args.backend)
-    fields = dict(weights=args.weights, variant=args.variant, backend=args.backend, device=args.device,
-                  precision=args.precision, input_size=args.input_size, resize=args.resize,
-                  num_threads=args.threads or None,
-                  allow_nonfinite=getattr(args, "allow_nonfinite_weights", False))
+    fields = dict(
+        weights=args.weights,
+        variant=args.variant,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        input_size=args.input_size,
+        resize=args.resize,
+        num_threads=args.threads or None,
+        allow_nonfinite=getattr(args, "allow_nonfinite_weights", False),
+    )
     fields.update(overrides)
     return Segmenter(SegmenterConfig(**fields))
 
@@ -212,12 +217,10 @@ def start_foxglove(args: argparse.Namespace, prog: str):
     try:
         view = FoxgloveView(port=args.foxglove, host=args.foxglove_host)
     except Exception as err:  # noqa: BLE001 - e.g. the port is taken: say so, in one line
-        raise SystemExit(f"{prog}: cannot serve the Foxglove live view on port {args.foxglove}: "
-                         f"{err}") from None
+        raise SystemExit(f"{prog}: cannot serve the Foxglove live view on port {args.foxglove}: {err}") from None
     print(f"{prog}: Foxglove live view on {view.url}", flush=True)
     if args.foxglove_wait > 0:
-        print(f"{prog}: waiting up to {args.foxglove_wait:g} s for a viewer to subscribe",
-              flush=True)
+        print(f"{prog}: waiting up to {args.foxglove_wait:g} s for a viewer to subscribe", flush=True)
         if not view.wait_for_viewer(args.foxglove_wait):
             print(f"{prog}: no viewer yet; starting anyway", flush=True)
     return view

@@ -109,12 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=DefaultsFormatter,
     )
-    p.add_argument(
-        "--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)"
-    )
-    p.add_argument(
-        "--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)"
-    )
+    p.add_argument("--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)")
+    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)")
     p.add_argument(
         "--image-topic",
         type=topic_name,
@@ -265,11 +261,7 @@ def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, v
     }
     summary = build_report([result], processor.class_names, None, meta)
     written = {
-        "output bag": (
-            f"{result.out_bag} ({bag_size(Path(result.out_bag)) / 1e6:.1f} MB)"
-            if result.out_bag
-            else None
-        ),
+        "output bag": (f"{result.out_bag} ({bag_size(Path(result.out_bag)) / 1e6:.1f} MB)" if result.out_bag else None),
         "overlay video": f"{video_path} ({video.codec})" if video_path else None,
         "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png"),
         "report (JSON)": report.write_json(summary, out / "report.json"),
@@ -287,9 +279,7 @@ def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, v
         if path:
             print(f"  {kind:18s} {path}")
     if result.out_bag:
-        print(
-            f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)"
-        )
+        print(f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)")
     return 1 if summary["errors"] else 0
 
 

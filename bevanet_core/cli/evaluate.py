@@ -1,10 +1,11 @@
 """bevanet-eval: mIoU, per-class IoU and pixel accuracy of a model on a labelled dataset."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from ..checkpoint import CheckpointError
 from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
@@ -18,7 +19,7 @@ def _round8(x: int) -> int:
 
 
 @extras_guard("bevanet-eval")
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])
     p.add_argument("--root", required=True, help="dataset root folder")
@@ -31,8 +32,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     add_model_args(p)  # --input-size defaults to the images' size rounded up to a multiple of 8
     p.add_argument("--limit", type=int_range(1), help="evaluate the first N images only")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
-    p.add_argument("--save-predictions", help="folder for prediction PNGs (Cityscapes: labelIds, "
-                                              "ready for the official test server)")
+    p.add_argument(
+        "--save-predictions",
+        help="folder for prediction PNGs (Cityscapes: labelIds, ready for the official test server)",
+    )
     args = p.parse_args(argv)
     check_input(p, "--root", args.root, "dir")
     if args.list:
@@ -47,8 +50,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         extra = {}
         if args.dataset == "custom":
             extra = dict(image_dir=args.image_dir, label_dir=args.label_dir, classes_file=args.classes)
-        dataset = build_dataset(args.dataset, Path(args.root), Path(args.root) / args.list if args.list else None,
-                                args.split, None, args.encoding, **extra)
+        dataset = build_dataset(
+            args.dataset,
+            Path(args.root),
+            Path(args.root) / args.list if args.list else None,
+            args.split,
+            None,
+            args.encoding,
+            **extra,
+        )
         input_size = args.input_size
         if input_size is None:
             image, _ = dataset[0]
@@ -58,19 +68,34 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bevanet-eval: error: {exc}", file=sys.stderr)
         return 2
     if seg.info.num_classes != dataset.num_classes:
-        print(f"bevanet-eval: error: the model has {seg.info.num_classes} classes but {args.dataset} has "
-              f"{dataset.num_classes}", file=sys.stderr)
+        print(
+            f"bevanet-eval: error: the model has {seg.info.num_classes} classes but {args.dataset} has "
+            f"{dataset.num_classes}",
+            file=sys.stderr,
+        )
         return 2
     to_ids = cityscapes_trainid_to_labelid if args.dataset == "cityscapes" else None
     try:
-        report = evaluate_segmenter(seg, dataset, args.limit,
-                                    Path(args.save_predictions) if args.save_predictions else None, to_ids,
-                                    progress=True)
+        report = evaluate_segmenter(
+            seg,
+            dataset,
+            args.limit,
+            Path(args.save_predictions) if args.save_predictions else None,
+            to_ids,
+            progress=True,
+        )
     except DatasetError as exc:
         print(f"bevanet-eval: error: {exc}", file=sys.stderr)
         return 2
-    report.update({"dataset": args.dataset, "weights": args.weights or "shipped default",
-                   "backend": args.backend, "precision": args.precision, "input_size": list(seg.input_size)})
+    report.update(
+        {
+            "dataset": args.dataset,
+            "weights": args.weights or "shipped default",
+            "backend": args.backend,
+            "precision": args.precision,
+            "input_size": list(seg.input_size),
+        }
+    )
     print(format_report(report))
     if args.json_out:
         write_json(report, Path(args.json_out))

@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
 from ..options import RESIZE_MODES
@@ -27,9 +27,7 @@ from .validate import check_input, check_output_file, float_range, int_range
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bevanet-export", description=__doc__.splitlines()[0])
     src = p.add_argument_group("ONNX export (needs --weights or the shipped default)")
-    src.add_argument(
-        "--weights", default=None, help="checkpoint (.safetensors/.pt); default: the shipped model"
-    )
+    src.add_argument("--weights", default=None, help="checkpoint (.safetensors/.pt); default: the shipped model")
     src.add_argument("--variant", default=None, help="expected variant (checked against the file)")
     src.add_argument(
         "--size",
@@ -40,18 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         "or 960x720 (15x12); the other networks take any multiple of 8. A size that cannot "
         "be exported is refused before exporting, naming the nearest one that can.",
     )
-    src.add_argument(
-        "--batch", type=int_range(1, 4096), default=1, help="static batch (default 1)"
-    )
-    src.add_argument(
-        "--dynamic-batch", action="store_true", help="dynamic batch axis instead of a static one"
-    )
-    src.add_argument(
-        "--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17; default 17)"
-    )
-    src.add_argument(
-        "--fold-bn", action="store_true", help="fold BatchNorm into convolutions before export"
-    )
+    src.add_argument("--batch", type=int_range(1, 4096), default=1, help="static batch (default 1)")
+    src.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis instead of a static one")
+    src.add_argument("--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17; default 17)")
+    src.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convolutions before export")
     src.add_argument(
         "--exporter",
         default="torchscript",
@@ -71,9 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the engine takes the ONNX's own precision and a different one is refused",
     )
     q = p.add_argument_group("int8 post-training quantization (--precision int8)")
-    q.add_argument(
-        "--calib-images", default=None, help="folder of real frames to calibrate the Q/DQ scales"
-    )
+    q.add_argument("--calib-images", default=None, help="folder of real frames to calibrate the Q/DQ scales")
     q.add_argument(
         "--calib-count",
         type=int_range(1),
@@ -86,9 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(CALIBRATION_METHODS),
         help="activation range estimator (default percentile)",
     )
-    q.add_argument(
-        "--resize", default="stretch", choices=RESIZE_MODES, help="calibration preprocessing"
-    )
+    q.add_argument("--resize", default="stretch", choices=RESIZE_MODES, help="calibration preprocessing")
     trt = p.add_argument_group("TensorRT engine (needs tensorrt and a GPU)")
     trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model")
     trt.add_argument(
@@ -97,15 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="largest batch of a dynamic-batch engine",
     )
-    trt.add_argument(
-        "--workspace-gib", type=float_range(0.0, 1024.0, lo_open=True), default=4.0
-    )
+    trt.add_argument("--workspace-gib", type=float_range(0.0, 1024.0, lo_open=True), default=4.0)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 @extras_guard("bevanet-export")
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     export_needed = args.engine is None or args.weights is not None or args.size is not None
@@ -114,9 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if export_needed:
         check_output_file(parser, "--onnx", args.onnx, inputs)
     check_output_file(parser, "--engine", args.engine, inputs + [args.onnx])
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
-    )
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         onnx_path = Path(args.onnx)
         if args.calib_images and args.precision != "int8":
@@ -136,9 +118,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 f"and {onnx_path.name}.json"
             )
         elif not onnx_path.is_file():
-            raise ValueError(
-                f"--onnx {onnx_path} does not exist; give --weights to export it first"
-            )
+            raise ValueError(f"--onnx {onnx_path} does not exist; give --weights to export it first")
         if args.engine:
             from ..export.tensorrt import build_engine
 
@@ -160,8 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except RuntimeError as exc:  # the exporter's own failure: its first line, not its IR dump
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"bevanet-export: error: export failed: {type(exc).__name__}: {first}",
-              file=sys.stderr)
+        print(f"bevanet-export: error: export failed: {type(exc).__name__}: {first}", file=sys.stderr)
         return 2
     return 0
 

@@ -39,12 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", type=Path, help="folder of images, recorded in file-name order")
     src.add_argument("--video", type=Path, help="video file (anything OpenCV decodes)")
-    src.add_argument(
-        "--dataset", choices=sources.LIST_DATASETS, help="dataset split given by --root and --list"
-    )
-    p.add_argument(
-        "--labels", type=Path, default=None, help="label PNGs matched to --images by file name"
-    )
+    src.add_argument("--dataset", choices=sources.LIST_DATASETS, help="dataset split given by --root and --list")
+    p.add_argument("--labels", type=Path, default=None, help="label PNGs matched to --images by file name")
     p.add_argument(
         "--void-label",
         type=int_range(0, 255),
@@ -67,9 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="frames per second of the stamps (default: the video's rate, else 10)",
     )
-    p.add_argument(
-        "--compressed", action="store_true", help="JPEG CompressedImage instead of raw rgb8"
-    )
+    p.add_argument("--compressed", action="store_true", help="JPEG CompressedImage instead of raw rgb8")
     p.add_argument("--jpeg-quality", type=int_range(1, 100), default=90)
     p.add_argument(
         "--topic",
@@ -126,18 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = sources.parse_size(args.resize)
         rate = args.rate
         if args.images is not None:
-            frames = sources.folder_frames(
-                args.images, args.labels, size, args.every, args.max_frames, args.void_label
-            )
+            frames = sources.folder_frames(args.images, args.labels, size, args.every, args.max_frames, args.void_label)
         elif args.video is not None:
             if rate is None:
                 fps = sources.video_fps(args.video)
                 rate = fps / args.every if fps else None
             frames = sources.video_frames(args.video, size, args.every, args.max_frames)
         else:
-            frames = sources.list_frames(
-                args.root, args.list, args.dataset, size, args.every, args.max_frames
-            )
+            frames = sources.list_frames(args.root, args.list, args.dataset, size, args.every, args.max_frames)
         options = CameraBagOptions(
             rate=rate or 10.0,
             storage=args.format,

@@ -1,12 +1,14 @@
 """bevanet-predict: segment an image, a folder of images or a video; write label masks,
 colour masks and overlays."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Optional, Union
 
 import cv2
 import numpy as np
@@ -19,7 +21,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tif
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
-def iter_images(path: Path) -> Iterator[Tuple[str, Union[np.ndarray, ImageDecodeError]]]:
+def iter_images(path: Path) -> Iterator[tuple[str, Union[np.ndarray, ImageDecodeError]]]:
     """(name, RGB uint8 frame, or the ImageDecodeError saying why not) for an image file or a
     folder, in name order. Every file passes the input policy (pixel cap from the header)."""
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -47,7 +49,7 @@ def open_video(path: Path):
     return cap
 
 
-def iter_video(cap, path: Path) -> Iterator[Tuple[str, Optional[np.ndarray]]]:
+def iter_video(cap, path: Path) -> Iterator[tuple[str, Optional[np.ndarray]]]:
     try:
         index = 0
         while True:
@@ -68,7 +70,7 @@ def video_fps(path: Path) -> float:
 
 
 @extras_guard("bevanet-predict")
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict)")
@@ -132,8 +134,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"bevanet-predict: error: no readable images in {src}", file=sys.stderr)
         return 2
     median = float(np.median(latencies))
-    print(f"segmented {done} frame(s) ({skipped} unreadable skipped), median {median:.1f} ms/frame "
-          f"({args.backend}, {args.device}, {seg.info.variant}, input {seg.input_size[0]}x{seg.input_size[1]})")
+    print(
+        f"segmented {done} frame(s) ({skipped} unreadable skipped), median {median:.1f} ms/frame "
+        f"({args.backend}, {args.device}, {seg.info.variant}, input {seg.input_size[0]}x{seg.input_size[1]})"
+    )
     print(f"label masks (class ids, 255 = unlabeled): {out / 'masks'}")
     print(f"colour masks: {out / 'color'}   overlays: {out / 'overlay'}")
     for kind, _ in writers.items():

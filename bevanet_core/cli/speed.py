@@ -5,29 +5,31 @@ fp32 eager PyTorch, BN not fused, cudnn.benchmark off, warm-up, synchronised tim
 upsampling excluded. The project's paths are timed end to end instead (uint8 frame in host
 memory -> uint8 mask in host memory at the frame's resolution), which includes more work.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
 import sys
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 
+from ..imaging.geometry import parse_size
 from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
-from ..imaging.geometry import parse_size
 from .common import extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
-def fast_paths(device: str) -> List[Tuple[str, str]]:
+def fast_paths(device: str) -> list[tuple[str, str]]:
     """(backend, precision) pairs worth timing on this device."""
     if device.startswith("cuda"):
         paths = [("torch", "fp16"), ("torch", "bf16")]
         try:
             import tensorrt  # noqa: F401
+
             paths.append(("tensorrt", "fp16"))
         except ImportError:
             pass
@@ -39,7 +41,7 @@ def fast_paths(device: str) -> List[Tuple[str, str]]:
 
 
 @extras_guard("bevanet-speed")
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--variant", default="bevanet_s", choices=list_models())
     p.add_argument("--size", default="960x720", help="input WxH, multiples of 8 (default 960x720)")
@@ -48,8 +50,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--runs", type=int_range(1), default=20)
     p.add_argument("--warmup", type=int_range(0), default=10)
     p.add_argument("--threads", type=int_range(1, 4096), help="CPU threads")
-    p.add_argument("--paths", nargs="*", metavar="BACKEND:PRECISION",
-                   help="fast paths to time (default: the best ones for the device)")
+    p.add_argument(
+        "--paths",
+        nargs="*",
+        metavar="BACKEND:PRECISION",
+        help="fast paths to time (default: the best ones for the device)",
+    )
     p.add_argument("--json", dest="json_out", help="write all figures as JSON here")
     args = p.parse_args(argv)
     check_input(p, "--weights", args.weights, "file")
@@ -61,11 +67,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     paths = [tuple(s.split(":", 1)) for s in args.paths] if args.paths else fast_paths(args.device)
-    base = BenchConfig(variant=args.variant, size=size, device=args.device, runs=args.runs, warmup=args.warmup,
-                       weights=args.weights, threads=args.threads, reference=False)
+    base = BenchConfig(
+        variant=args.variant,
+        size=size,
+        device=args.device,
+        runs=args.runs,
+        warmup=args.warmup,
+        weights=args.weights,
+        threads=args.threads,
+        reference=False,
+    )
     model, _ = _model(base)
-    rows = [("authors' protocol", "torch", "fp32", reference_protocol(model, size, args.device, args.runs,
-                                                                      args.warmup))]
+    rows = [
+        ("authors' protocol", "torch", "fp32", reference_protocol(model, size, args.device, args.runs, args.warmup))
+    ]
     for backend, precision in paths:
         rep = run_benchmark(dataclasses.replace(base, backend=backend, precision=precision))
         rows.append(("bevanet_ros runtime", backend, precision, rep))
@@ -74,11 +89,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{'path':<22}{'backend':<13}{'prec.':<7}{'p50 ms':>9}{'p90 ms':>9}{'FPS':>9}{'x ref':>7}")
     for name, backend, precision, rep in rows:
         lat = rep["latency_ms"]
-        print(f"{name:<22}{backend:<13}{precision:<7}{lat['p50']:9.1f}{lat['p90']:9.1f}{rep['fps']:9.2f}"
-              f"{rep['fps'] / ref_fps:7.2f}")
+        print(
+            f"{name:<22}{backend:<13}{precision:<7}{lat['p50']:9.1f}{lat['p90']:9.1f}{rep['fps']:9.2f}"
+            f"{rep['fps'] / ref_fps:7.2f}"
+        )
     if args.json_out:
-        out = {"variant": args.variant, "size": list(size), "device": args.device,
-               "reference": rows[0][3], "paths": [r[3] for r in rows[1:]], "environment": environment(args.device)}
+        out = {
+            "variant": args.variant,
+            "size": list(size),
+            "device": args.device,
+            "reference": rows[0][3],
+            "paths": [r[3] for r in rows[1:]],
+            "environment": environment(args.device),
+        }
         with open(args.json_out, "w") as f:
             json.dump(out, f, indent=2)
         print(f"figures written to {args.json_out}")

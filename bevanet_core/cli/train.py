@@ -1,10 +1,11 @@
 """bevanet-train: train a segmentation model from a YAML recipe (single process or torchrun)."""
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import List, Optional
+from typing import Optional
 
 from ..data.datasets import DatasetError
 from ..training.config import load_config
@@ -14,16 +15,25 @@ from .validate import check_input, check_output_dir
 
 
 @extras_guard("bevanet-train")
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0],
-                                     epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...")
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.strip().splitlines()[0],
+        epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...",
+    )
     parser.add_argument("--config", help="training recipe YAML (see training/)")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override config values, e.g. optim.lr=0.01 run.precision=bf16")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override config values, e.g. optim.lr=0.01 run.precision=bf16",
+    )
     parser.add_argument("--data-root", help="shortcut for data.root=...")
     parser.add_argument("--out-dir", help="shortcut for run.out_dir=...")
-    parser.add_argument("--resume", nargs="?", const="auto", default=None,
-                        help="resume from a checkpoint (default: <out_dir>/last.pt)")
+    parser.add_argument(
+        "--resume", nargs="?", const="auto", default=None, help="resume from a checkpoint (default: <out_dir>/last.pt)"
+    )
     args = parser.parse_args(argv)
     check_input(parser, "--data-root", args.data_root, "dir")
     check_output_dir(parser, "--out-dir", args.out_dir, [args.data_root] if args.data_root else [])

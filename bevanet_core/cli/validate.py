@@ -39,9 +39,7 @@ def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], i
     return parse
 
 
-def float_range(
-    lo: float | None = None, hi: float | None = None, lo_open: bool = False
-) -> Callable[[str], float]:
+def float_range(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
     """argparse type: a finite number in [lo, hi] ((lo, hi] with lo_open)."""
 
     def parse(text: str) -> float:

@@ -5,20 +5,28 @@ Every dataset yields (image HxWx3 uint8 RGB, label HxW uint8 with 255 = ignore) 
 transforms, and checks what it reads: a missing file, an image/label size mismatch or a label
 value outside the class set raises `DatasetError` naming the file.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from ..serving.policy import ImageDecodeError, read_image_file
-
-from .classes import (CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_VOID, CITYSCAPES_CLASSES,
-                      CITYSCAPES_PALETTE, IGNORE_INDEX, default_palette)
+from .classes import (
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CAMVID_VOID,
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    IGNORE_INDEX,
+    default_palette,
+)
 
 
 class DatasetError(ValueError):
@@ -50,7 +58,7 @@ def read_label(path: Path, color: bool = False) -> np.ndarray:
     return label
 
 
-def read_pair_list(root: Path, list_file: Path) -> List[Tuple[Path, Optional[Path]]]:
+def read_pair_list(root: Path, list_file: Path) -> list[tuple[Path, Optional[Path]]]:
     """`image label` (or just `image` for test sets) per line, paths relative to root."""
     if not list_file.is_file():
         raise DatasetError(f"list file not found: {list_file}")
@@ -74,8 +82,7 @@ class SegmentationDataset(Dataset):
     class_names: Sequence[str] = ()
     palette: Sequence[Sequence[int]] = ()
 
-    def __init__(self, pairs: List[Tuple[Path, Optional[Path]]], transform: Optional[Callable] = None,
-                 seed: int = 0):
+    def __init__(self, pairs: list[tuple[Path, Optional[Path]]], transform: Optional[Callable] = None, seed: int = 0):
         self.pairs = pairs
         self.transform = transform
         self.seed = seed
@@ -91,19 +98,23 @@ class SegmentationDataset(Dataset):
     def map_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         return raw
 
-    def load(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         image_path, label_path = self.pairs[index]
         image = read_image(image_path)
         if label_path is None:
             return image, np.full(image.shape[:2], IGNORE_INDEX, np.uint8)
         label = self.map_label(self.read_raw_label(label_path), label_path)
         if label.shape != image.shape[:2]:
-            raise DatasetError(f"image {image_path} is {image.shape[1]}x{image.shape[0]} but label "
-                               f"{label_path} is {label.shape[1]}x{label.shape[0]}")
+            raise DatasetError(
+                f"image {image_path} is {image.shape[1]}x{image.shape[0]} but label "
+                f"{label_path} is {label.shape[1]}x{label.shape[0]}"
+            )
         bad = np.setdiff1d(np.unique(label), np.r_[np.arange(self.num_classes), IGNORE_INDEX])
         if bad.size:
-            raise DatasetError(f"label values {bad.tolist()} outside the {self.num_classes} classes "
-                               f"(and {IGNORE_INDEX} = ignore) in {label_path}")
+            raise DatasetError(
+                f"label values {bad.tolist()} outside the {self.num_classes} classes "
+                f"(and {IGNORE_INDEX} = ignore) in {label_path}"
+            )
         return image, label
 
     def read_raw_label(self, path: Path) -> np.ndarray:
@@ -126,17 +137,30 @@ class CamVid(SegmentationDataset):
     class_names = CAMVID_CLASSES
     palette = CAMVID_PALETTE
     # official CamVid colours of the 11 classes, in CAMVID_CLASSES order
-    RGB_CODES = [[128, 128, 128], [128, 0, 0], [192, 192, 128], [128, 64, 128], [0, 0, 192],
-                 [128, 128, 0], [192, 128, 128], [64, 64, 128], [64, 0, 128], [64, 64, 0], [0, 128, 192]]
+    RGB_CODES = [
+        [128, 128, 128],
+        [128, 0, 0],
+        [192, 192, 128],
+        [128, 64, 128],
+        [0, 0, 192],
+        [128, 128, 0],
+        [192, 128, 128],
+        [64, 64, 128],
+        [64, 0, 128],
+        [64, 64, 0],
+        [0, 128, 192],
+    ]
 
-    def __init__(self, root, list_file=None, transform=None, encoding: str = "index", seed: int = 0,
-                 split: str = "train"):
+    def __init__(
+        self, root, list_file=None, transform=None, encoding: str = "index", seed: int = 0, split: str = "train"
+    ):
         if encoding not in ("index", "rgb"):
             raise ValueError(f"CamVid encoding must be 'index' or 'rgb', got {encoding!r}")
         self.encoding = encoding
         self.split = split if list_file is None else Path(list_file).stem
-        pairs = (camvid_split_pairs(Path(root), split) if list_file is None
-                 else read_pair_list(Path(root), Path(list_file)))
+        pairs = (
+            camvid_split_pairs(Path(root), split) if list_file is None else read_pair_list(Path(root), Path(list_file))
+        )
         super().__init__(pairs, transform, seed)
 
     def read_raw_label(self, path: Path) -> np.ndarray:
@@ -155,9 +179,27 @@ class CamVid(SegmentationDataset):
 
 
 # Cityscapes labelId -> trainId (everything else ignored)
-CITYSCAPES_ID_TO_TRAINID: Dict[int, int] = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8,
-                                            22: 9, 23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15,
-                                            31: 16, 32: 17, 33: 18}
+CITYSCAPES_ID_TO_TRAINID: dict[int, int] = {
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
+}
 
 
 def cityscapes_lut() -> np.ndarray:
@@ -187,13 +229,16 @@ class Cityscapes(SegmentationDataset):
         if list_file is not None:
             pairs = read_pair_list(root, Path(list_file))
         else:  # 'trainval' = train + val, as for a test-server submission
-            pairs = [p for part in (("train", "val") if split == "trainval" else (split,))
-                     for p in self._split_pairs(root, part)]
+            pairs = [
+                p
+                for part in (("train", "val") if split == "trainval" else (split,))
+                for p in self._split_pairs(root, part)
+            ]
         super().__init__(pairs, transform, seed)
         self._lut = cityscapes_lut()
 
     @staticmethod
-    def _split_pairs(root: Path, split: str) -> List[Tuple[Path, Optional[Path]]]:
+    def _split_pairs(root: Path, split: str) -> list[tuple[Path, Optional[Path]]]:
         image_dir = root / "leftImg8bit" / split
         if not image_dir.is_dir():
             raise DatasetError(f"Cityscapes images not found: {image_dir}")
@@ -271,8 +316,12 @@ class ImageFolderClassification(Dataset):
         self.classes = sorted(p.name for p in root.iterdir() if p.is_dir())
         if not self.classes:
             raise DatasetError(f"no class folders under {root}")
-        self.samples = [(p, i) for i, c in enumerate(self.classes) for p in sorted((root / c).iterdir())
-                        if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+        self.samples = [
+            (p, i)
+            for i, c in enumerate(self.classes)
+            for p in sorted((root / c).iterdir())
+            if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+        ]
         self.transform = transform
         self.seed = seed
         self.epoch = 0
@@ -296,7 +345,7 @@ class ImageFolderClassification(Dataset):
 # split that model selection uses. 'trainval' (468 frames) is what a model for other streets trains on.
 CAMVID_LISTS = ("train.lst", "val.lst")
 CAMVID_HELDOUT_SEQUENCES = ("0006R0",)
-CAMVID_SPLITS: Dict[str, Tuple[Tuple[str, ...], Optional[Tuple[str, ...]], Tuple[str, ...]]] = {
+CAMVID_SPLITS: dict[str, tuple[tuple[str, ...], Optional[tuple[str, ...]], tuple[str, ...]]] = {
     # name: (list files, sequences kept (None: all), sequences left out)
     "train": (("train.lst",), None, ()),
     "val": (("val.lst",), None, ()),
@@ -311,25 +360,37 @@ def camvid_sequence(path: Path) -> str:
     return path.name.split("_", 1)[0]
 
 
-def camvid_split_pairs(root: Path, split: str) -> List[Tuple[Path, Optional[Path]]]:
+def camvid_split_pairs(root: Path, split: str) -> list[tuple[Path, Optional[Path]]]:
     """The (image, label) pairs of a named CamVid split (CAMVID_SPLITS), or of `<split>.lst`."""
     if split not in CAMVID_SPLITS:
         list_file = root / f"{split}.lst"
         if not list_file.is_file():
-            raise DatasetError(f"unknown CamVid split {split!r} (no {list_file}); named splits: "
-                               f"{', '.join(CAMVID_SPLITS)}")
+            raise DatasetError(
+                f"unknown CamVid split {split!r} (no {list_file}); named splits: {', '.join(CAMVID_SPLITS)}"
+            )
         return read_pair_list(root, list_file)
     lists, keep, leave_out = CAMVID_SPLITS[split]
     pairs = [pair for name in lists for pair in read_pair_list(root, root / name)]
-    pairs = [(image, label) for image, label in pairs
-             if (keep is None or camvid_sequence(image) in keep) and camvid_sequence(image) not in leave_out]
+    pairs = [
+        (image, label)
+        for image, label in pairs
+        if (keep is None or camvid_sequence(image) in keep) and camvid_sequence(image) not in leave_out
+    ]
     if not pairs:
         raise DatasetError(f"CamVid split {split!r} has no frames under {root}")
     return pairs
 
 
-def build_dataset(name: str, root, split_list=None, split: str = "train", transform=None,
-                  encoding: str = "index", seed: int = 0, **kwargs) -> SegmentationDataset:
+def build_dataset(
+    name: str,
+    root,
+    split_list=None,
+    split: str = "train",
+    transform=None,
+    encoding: str = "index",
+    seed: int = 0,
+    **kwargs,
+) -> SegmentationDataset:
     """Dataset by name ('camvid', 'cityscapes', 'ade20k', 'custom'). CamVid without a list file
     takes a named split (CAMVID_SPLITS: train, val, trainval, heldout, heldout-train)."""
     if name == "camvid":

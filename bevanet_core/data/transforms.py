@@ -3,10 +3,12 @@
 Every random choice takes an explicit `np.random.Generator`, so that a sample's augmentation
 depends only on (seed, epoch, index): a resumed run sees exactly the batches it would have seen.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -36,7 +38,7 @@ def resize_long_side(image: np.ndarray, label: Optional[np.ndarray], long_size: 
     return image, label
 
 
-def pad_to(image: np.ndarray, label: np.ndarray, size_hw: Tuple[int, int], ignore_index: int = IGNORE_INDEX):
+def pad_to(image: np.ndarray, label: np.ndarray, size_hw: tuple[int, int], ignore_index: int = IGNORE_INDEX):
     """Pads bottom/right up to size (image with 0, label with ignore_index)."""
     h, w = image.shape[:2]
     ph, pw = max(size_hw[0] - h, 0), max(size_hw[1] - w, 0)
@@ -69,12 +71,18 @@ def _blend(image: np.ndarray, alpha: float, beta) -> np.ndarray:
     return np.clip(image.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
 
-def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightness_delta: int = 32,
-                           contrast: Tuple[float, float] = (0.5, 1.5),
-                           saturation: Tuple[float, float] = (0.5, 1.5), hue_delta: int = 18) -> np.ndarray:
+def photometric_distortion(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness_delta: int = 32,
+    contrast: tuple[float, float] = (0.5, 1.5),
+    saturation: tuple[float, float] = (0.5, 1.5),
+    hue_delta: int = 18,
+) -> np.ndarray:
     """mmseg's PhotoMetricDistortion on an HxWx3 uint8 RGB image (BiSeNetV2, BSSNet and
     Light-Ham recipes): brightness, contrast before or after the HSV steps, saturation and hue,
     each applied with probability 0.5."""
+
     def maybe() -> bool:
         return bool(rng.integers(2))
 
@@ -97,8 +105,9 @@ def photometric_distortion(image: np.ndarray, rng: np.random.Generator, brightne
     return image
 
 
-def color_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.5, contrast: float = 0.5,
-                 saturation: float = 0.5) -> np.ndarray:
+def color_jitter(
+    image: np.ndarray, rng: np.random.Generator, brightness: float = 0.5, contrast: float = 0.5, saturation: float = 0.5
+) -> np.ndarray:
     """STDC-Seg's ColorJitter (PIL ImageEnhance semantics) on an HxWx3 uint8 RGB image: each
     factor uniform in [1 - x, 1 + x], applied in the order brightness, contrast, saturation."""
     image = _blend(image, rng.uniform(max(0.0, 1 - brightness), 1 + brightness), 0.0)
@@ -123,18 +132,18 @@ class CameraAugment:
     """
 
     p_light: float = 0.5
-    brightness: Tuple[float, float] = (0.6, 1.4)  # factor
-    contrast: Tuple[float, float] = (0.7, 1.3)  # factor about the mean grey level
+    brightness: tuple[float, float] = (0.6, 1.4)  # factor
+    contrast: tuple[float, float] = (0.7, 1.3)  # factor about the mean grey level
     p_cast: float = 0.5
     cast: float = 0.35  # each channel's gain is exp(U(-cast, cast))
     p_hsv: float = 0.5
-    saturation: Tuple[float, float] = (0.5, 2.0)
+    saturation: tuple[float, float] = (0.5, 2.0)
     hue_delta: int = 18  # OpenCV hue units (180 = a full turn): +-36 degrees
     p_gray: float = 0.1
     p_blur: float = 0.1
-    blur_sigma: Tuple[float, float] = (0.3, 1.5)
+    blur_sigma: tuple[float, float] = (0.3, 1.5)
     p_noise: float = 0.1
-    noise_sigma: Tuple[float, float] = (2.0, 8.0)  # grey levels
+    noise_sigma: tuple[float, float] = (2.0, 8.0)  # grey levels
 
     def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         x = image.astype(np.float32)
@@ -166,7 +175,7 @@ class TrainTransform:
     augmentation, normalise, boundary target."""
 
     base_size: int
-    crop_size: Tuple[int, int]  # (width, height)
+    crop_size: tuple[int, int]  # (width, height)
     scale_min: float = 0.5
     scale_max: float = 2.1
     scale_step: float = 0.1
@@ -190,8 +199,8 @@ class TrainTransform:
         h, w = label.shape
         y = int(rng.integers(0, h - crop_h + 1))
         x = int(rng.integers(0, w - crop_w + 1))
-        image = image[y:y + crop_h, x:x + crop_w]
-        label = label[y:y + crop_h, x:x + crop_w]
+        image = image[y : y + crop_h, x : x + crop_w]
+        label = label[y : y + crop_h, x : x + crop_w]
         if self.flip and rng.random() < 0.5:
             image, label = image[:, ::-1], label[:, ::-1]
         if self.photometric == "distortion":
@@ -202,8 +211,7 @@ class TrainTransform:
             image = CameraAugment()(np.ascontiguousarray(image), rng)
         label = np.ascontiguousarray(label)
         edge = boundary_target(label, border=self.edge_border)
-        return (normalize(image, self.mean, self.std), torch.from_numpy(label.astype(np.int64)),
-                torch.from_numpy(edge))
+        return (normalize(image, self.mean, self.std), torch.from_numpy(label.astype(np.int64)), torch.from_numpy(edge))
 
 
 @dataclass

@@ -1,4 +1,5 @@
 """Segmentation metrics and dataset evaluation."""
+
 from .metrics import ConfusionMatrix
 
 __all__ = ["ConfusionMatrix"]

@@ -1,18 +1,25 @@
 """Dataset evaluation through the same runtime the node uses (single scale, full image)."""
+
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Optional
 
 import cv2
 
 from .metrics import ConfusionMatrix, latency_summary
 
 
-def evaluate_segmenter(segmenter, dataset, limit: Optional[int] = None, save_dir: Optional[Path] = None,
-                       to_label_ids=None, progress: bool = False) -> Dict:
+def evaluate_segmenter(
+    segmenter,
+    dataset,
+    limit: Optional[int] = None,
+    save_dir: Optional[Path] = None,
+    to_label_ids=None,
+    progress: bool = False,
+) -> dict:
     """Runs `segmenter` over `dataset` (items: RGB uint8 image, label uint8 with 255 ignored).
 
     Returns a report with mIoU (percent), per-class IoU, pixel accuracy, latency percentiles and
@@ -21,7 +28,7 @@ def evaluate_segmenter(segmenter, dataset, limit: Optional[int] = None, save_dir
     """
     names = list(segmenter.info.class_names)
     cm = ConfusionMatrix(len(names))
-    latencies: List[float] = []
+    latencies: list[float] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -40,24 +47,34 @@ def evaluate_segmenter(segmenter, dataset, limit: Optional[int] = None, save_dir
             print(f"  {i + 1}/{n} images, running mIoU {cm.miou():.2f}", flush=True)
     elapsed = time.perf_counter() - start
     report = cm.as_dict(names)
-    report.update({"images": n, "latency_ms": latency_summary(latencies), "fps": n / elapsed if elapsed else 0.0,
-                   "confusion_matrix": cm.matrix.tolist()})
+    report.update(
+        {
+            "images": n,
+            "latency_ms": latency_summary(latencies),
+            "fps": n / elapsed if elapsed else 0.0,
+            "confusion_matrix": cm.matrix.tolist(),
+        }
+    )
     return report
 
 
-def format_report(report: Dict) -> str:
+def format_report(report: dict) -> str:
     """A fixed-width per-class IoU table with the summary lines."""
     lines = [f"{'class':<16}{'IoU %':>8}", "-" * 24]
     for name, iou in report["per_class_iou"].items():
         lines.append(f"{name:<16}{('   n/a' if iou is None else f'{iou:8.2f}')}")
-    lines += ["-" * 24, f"{'mIoU':<16}{report['miou']:8.2f}", f"{'pixel acc.':<16}{report['pixel_accuracy']:8.2f}",
-              f"images {report['images']}, latency p50 "
-              + (f"{report['latency_ms']['p50']:.1f} ms, " if report["latency_ms"] else "n/a, ")
-              + f"{report['fps']:.2f} images/s"]
+    lines += [
+        "-" * 24,
+        f"{'mIoU':<16}{report['miou']:8.2f}",
+        f"{'pixel acc.':<16}{report['pixel_accuracy']:8.2f}",
+        f"images {report['images']}, latency p50 "
+        + (f"{report['latency_ms']['p50']:.1f} ms, " if report["latency_ms"] else "n/a, ")
+        + f"{report['fps']:.2f} images/s",
+    ]
     return "\n".join(lines)
 
 
-def write_json(report: Dict, path: Path) -> None:
+def write_json(report: dict, path: Path) -> None:
     from ..checkpoint import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))

@@ -1,7 +1,9 @@
 """Confusion-matrix metrics: IoU per class, mIoU, pixel accuracy."""
+
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -38,10 +40,11 @@ class ConfusionMatrix:
         wrong = (pr < 0) | (pr >= self.num_classes)
         np.add.at(self.missed, gt[wrong], 1)
         gt, pr = gt[~wrong], pr[~wrong]
-        self.matrix += np.bincount(gt * self.num_classes + pr,
-                                   minlength=self.num_classes ** 2).reshape(self.num_classes, self.num_classes)
+        self.matrix += np.bincount(gt * self.num_classes + pr, minlength=self.num_classes**2).reshape(
+            self.num_classes, self.num_classes
+        )
 
-    def merge(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+    def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         if other.num_classes != self.num_classes:
             raise ValueError(f"cannot merge {other.num_classes}-class matrix into {self.num_classes}-class one")
         self.matrix += other.matrix
@@ -65,7 +68,7 @@ class ConfusionMatrix:
         total = self.matrix.sum() + self.missed.sum()
         return float(np.trace(self.matrix) / total * 100.0) if total else float("nan")
 
-    def as_dict(self, class_names: Optional[Sequence[str]] = None) -> Dict:
+    def as_dict(self, class_names: Optional[Sequence[str]] = None) -> dict:
         names = list(class_names) if class_names else [str(i) for i in range(self.num_classes)]
         iou = self.iou()
         return {
@@ -76,7 +79,7 @@ class ConfusionMatrix:
         }
 
 
-def latency_summary(latencies: Sequence[float]) -> Optional[Dict[str, float]]:
+def latency_summary(latencies: Sequence[float]) -> Optional[dict[str, float]]:
     """p50/p90/p99/mean/max in ms (None when no frame was timed)."""
     if not latencies:
         return None

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -40,8 +40,8 @@ class ArtifactMetadata:
     """What a runtime needs besides the artifact: the model's ModelInfo and how it was made."""
 
     format: str  # "onnx" or "tensorrt"
-    model_info: Dict[str, Any]  # ModelInfo as a dict (variant, classes, palette, mean/std, ...)
-    input_size: Tuple[int, int]  # (W, H) of the network input
+    model_info: dict[str, Any]  # ModelInfo as a dict (variant, classes, palette, mean/std, ...)
+    input_size: tuple[int, int]  # (W, H) of the network input
     batch: int  # static batch (the max batch for dynamic-batch artifacts)
     dynamic_batch: bool = False
     precision: str = "fp32"
@@ -53,11 +53,9 @@ class ArtifactMetadata:
     bn_folded: bool = False
     exporter: str = ""
     opset: Optional[int] = None
-    versions: Dict[str, str] = dataclasses.field(default_factory=dict)
-    device: Dict[str, Any] = dataclasses.field(
-        default_factory=dict
-    )  # GPU name, compute capability
-    extra: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    versions: dict[str, str] = dataclasses.field(default_factory=dict)
+    device: dict[str, Any] = dataclasses.field(default_factory=dict)  # GPU name, compute capability
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     file_sha256: str = ""  # sidecar only
     created: str = ""
     schema: int = SCHEMA_VERSION
@@ -74,7 +72,7 @@ class ArtifactMetadata:
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "metadata") -> "ArtifactMetadata":
+    def from_json(cls, text: str, source: str = "metadata") -> ArtifactMetadata:
         try:
             if len(text) > MAX_METADATA_BYTES:
                 raise ValueError(f"metadata is {len(text)} bytes (at most {MAX_METADATA_BYTES})")
@@ -84,13 +82,13 @@ class ArtifactMetadata:
             names = {f.name for f in dataclasses.fields(cls)}
             meta = cls(**{k: v for k, v in data.items() if k in names})
             size = meta.input_size
-            if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= MAX_INPUT_SIDE
-                for v in size
+            if (
+                not isinstance(size, (list, tuple))
+                or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= MAX_INPUT_SIDE for v in size)
             ):
                 raise ValueError(
-                    f"input_size must be [width, height], integers in 8..{MAX_INPUT_SIDE}, "
-                    f"got {size!r:.80}"
+                    f"input_size must be [width, height], integers in 8..{MAX_INPUT_SIDE}, got {size!r:.80}"
                 )
             meta.input_size = tuple(size)  # type: ignore[assignment]
             if not isinstance(meta.batch, int) or not 1 <= meta.batch <= 4096:
@@ -99,9 +97,7 @@ class ArtifactMetadata:
                 raise ValueError("model_info must be a JSON object")
             ModelInfo.from_json(json.dumps(meta.model_info))
         except (ValueError, TypeError, KeyError) as exc:
-            raise ArtifactError(
-                f"{source}: unreadable bevanet metadata ({type(exc).__name__}: {exc})"
-            ) from None
+            raise ArtifactError(f"{source}: unreadable bevanet metadata ({type(exc).__name__}: {exc})") from None
         return meta
 
 
@@ -124,9 +120,7 @@ def read_sidecar(path: PathLike, verify_hash: bool = True) -> ArtifactMetadata:
     """Reads the sidecar of `path`; `verify_hash`: the artifact must match its recorded SHA-256."""
     side = sidecar_path(path)
     if not side.is_file():
-        raise ArtifactError(
-            f"{path}: metadata sidecar {side} is missing (re-export with bevanet-export)"
-        )
+        raise ArtifactError(f"{path}: metadata sidecar {side} is missing (re-export with bevanet-export)")
     meta = ArtifactMetadata.from_json(side.read_text(), source=str(side))
     if verify_hash and meta.file_sha256 and meta.file_sha256 != file_sha256(path):
         raise ArtifactError(
@@ -146,7 +140,7 @@ def model_hash(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def tool_versions(extra: Optional[List[str]] = None) -> Dict[str, str]:
+def tool_versions(extra: Optional[list[str]] = None) -> dict[str, str]:
     """Versions of the packages that shaped an artifact (those that import)."""
     from .. import __version__
 

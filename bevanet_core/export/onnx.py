@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
@@ -67,7 +68,7 @@ def onnx_parity(model: nn.Module, path: PathLike, x: torch.Tensor, threads: int 
     return got, expected
 
 
-def _check_size(input_size: Union[str, Sequence[int]]) -> Tuple[int, int]:
+def _check_size(input_size: Union[str, Sequence[int]]) -> tuple[int, int]:
     from ..imaging.geometry import parse_size
 
     return parse_size(input_size, "input_size", 8)
@@ -93,8 +94,7 @@ def export_onnx(
     if input_size is None:
         if info.input_size is None:
             raise ValueError(
-                "export_onnx: no input_size given and the model's ModelInfo has none; "
-                "pass input_size=(W, H)"
+                "export_onnx: no input_size given and the model's ModelInfo has none; pass input_size=(W, H)"
             )
         input_size = info.input_size
     width, height = _check_size(input_size)
@@ -155,7 +155,7 @@ def export_onnx(
     return meta
 
 
-def _info_dict(info: ModelInfo, size: Tuple[int, int]) -> dict:
+def _info_dict(info: ModelInfo, size: tuple[int, int]) -> dict:
     import dataclasses
 
     data = dataclasses.asdict(info)
@@ -178,9 +178,7 @@ def _torch_export(
                 input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME],
                 do_constant_folding=True,
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
-                if dynamic_batch
-                else None,
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None,
             )
             return
         try:
@@ -230,9 +228,7 @@ def read_onnx_metadata(path: PathLike) -> ArtifactMetadata:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise ArtifactError(
-            f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})"
-        ) from None
+        raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY in props:
         meta = ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -50,14 +51,12 @@ def onnx_precision(path: PathLike) -> str:
     return onnx_precision_of(onnx.load(str(path), load_external_data=False))
 
 
-def calibration_files(folder: PathLike, limit: Optional[int] = None) -> List[Path]:
+def calibration_files(folder: PathLike, limit: Optional[int] = None) -> list[Path]:
     """Sorted image files of a calibration folder (recursive); an empty folder is an error."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"calibration image folder not found: {folder}")
-    files = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
     return files[:limit] if limit else files
@@ -110,15 +109,11 @@ def _check_source(src: Path, dst: Path) -> ArtifactMetadata:
         raise ValueError(f"ONNX output path must end in .onnx, got {dst}")
     meta = read_onnx_metadata(src)
     if meta.precision != "fp32" or onnx_precision(src) != "fp32":
-        raise ValueError(
-            f"{src} is already a {meta.precision} model; convert from the fp32 export"
-        )
+        raise ValueError(f"{src} is already a {meta.precision} model; convert from the fp32 export")
     return meta
 
 
-def convert_fp16(
-    src: PathLike, dst: PathLike, keep_fp32_ops: Sequence[str] = FP16_KEEP_FP32_OPS
-) -> ArtifactMetadata:
+def convert_fp16(src: PathLike, dst: PathLike, keep_fp32_ops: Sequence[str] = FP16_KEEP_FP32_OPS) -> ArtifactMetadata:
     """Writes an fp16-typed copy of the fp32 export `src` to `dst` (float32 I/O kept)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -199,12 +194,12 @@ class FrameCalibrationReader:
         self._iter = None
 
 
-def _excluded_nodes(proto, op_types: Sequence[str]) -> List[str]:
+def _excluded_nodes(proto, op_types: Sequence[str]) -> list[str]:
     """Nodes left in float: the classifier (the last conv before the logits) and every conv
     that feeds an attention gate (a Sigmoid), whose outputs int8 rounds most visibly."""
     graph = proto.graph
     producer = {o: n for n in graph.node for o in n.output}
-    keep: List[str] = []
+    keep: list[str] = []
     out_name = graph.output[0].name
     node = producer.get(out_name)
     while node is not None and node.op_type not in op_types:
@@ -244,9 +239,7 @@ def quantize_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in CALIBRATION_METHODS:
-        raise ValueError(
-            f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}"
-        )
+        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
     if limit < 1:
         raise ValueError(f"calibration image limit must be at least 1, got {limit}")
     src, dst = Path(src), Path(dst)
@@ -264,9 +257,7 @@ def quantize_int8(
         # ONNX Runtime recommends: int8 must quantize the fused convolutions
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         proto = onnx.load(str(prepared))
-        excluded = (
-            list(keep_float) if keep_float is not None else _excluded_nodes(proto, INT8_OP_TYPES)
-        )
+        excluded = list(keep_float) if keep_float is not None else _excluded_nodes(proto, INT8_OP_TYPES)
         quantized = Path(tmp) / "int8.onnx"
         quantize_static(
             str(prepared),

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 from ..checkpoint import atomic_write, file_sha256
 from .metadata import (
@@ -55,7 +55,7 @@ class TargetEnvironment:
     gpu_name: str = ""
 
     @classmethod
-    def current(cls, device_index: int = 0) -> "TargetEnvironment":
+    def current(cls, device_index: int = 0) -> TargetEnvironment:
         """The environment of this process (needs tensorrt and a CUDA GPU)."""
         import tensorrt as trt
         import torch
@@ -72,7 +72,7 @@ class EngineKey:
     precision: str
     trt_version: str
     compute_capability: str
-    input_size: Tuple[int, int]
+    input_size: tuple[int, int]
     max_batch: int
     calibration_hash: str = ""
 
@@ -84,8 +84,7 @@ class EngineKey:
         w, h = self.input_size
         sm = self.compute_capability.replace(".", "")
         return (
-            f"{variant}-{w}x{h}-b{self.max_batch}-{self.precision}-trt{self.trt_version}-sm{sm}-"
-            f"{self.digest()}.engine"
+            f"{variant}-{w}x{h}-b{self.max_batch}-{self.precision}-trt{self.trt_version}-sm{sm}-{self.digest()}.engine"
         )
 
 
@@ -98,9 +97,7 @@ def engine_key(
     calibration_hash: str = "",
 ) -> EngineKey:
     if precision not in ENGINE_PRECISIONS:
-        raise ValueError(
-            f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}"
-        )
+        raise ValueError(f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {precision!r}")
     return EngineKey(
         file_sha256(onnx_path),
         precision,
@@ -112,24 +109,19 @@ def engine_key(
     )
 
 
-def stale_reasons(meta: ArtifactMetadata, env: TargetEnvironment) -> List[str]:
+def stale_reasons(meta: ArtifactMetadata, env: TargetEnvironment) -> list[str]:
     """Why an engine described by `meta` cannot run in `env` (empty = it can)."""
     reasons = []
     if meta.format != "tensorrt":
         reasons.append(f"it is a {meta.format!r} artifact, not a TensorRT engine")
     built_trt = meta.versions.get("tensorrt", "unknown")
     if built_trt != env.trt_version:
-        reasons.append(
-            f"built with TensorRT {built_trt}, this process has TensorRT {env.trt_version}"
-        )
+        reasons.append(f"built with TensorRT {built_trt}, this process has TensorRT {env.trt_version}")
     built_cc = str(meta.device.get("compute_capability", "unknown"))
     if built_cc != env.compute_capability:
         gpu = f" ({meta.device.get('gpu_name')})" if meta.device.get("gpu_name") else ""
         here = f" ({env.gpu_name})" if env.gpu_name else ""
-        reasons.append(
-            f"built for compute capability {built_cc}{gpu}, "
-            f"this GPU is {env.compute_capability}{here}"
-        )
+        reasons.append(f"built for compute capability {built_cc}{gpu}, this GPU is {env.compute_capability}{here}")
     return reasons
 
 
@@ -140,8 +132,7 @@ def check_engine(path: PathLike, env: TargetEnvironment) -> ArtifactMetadata:
     if reasons:
         source = meta.extra.get("source_onnx")
         hint = (
-            f"rebuild it: bevanet-export --onnx {source} --engine {path} "
-            f"--precision {meta.precision}"
+            f"rebuild it: bevanet-export --onnx {source} --engine {path} --precision {meta.precision}"
             if source
             else "rebuild it from its ONNX model with bevanet-export"
         )
@@ -154,7 +145,7 @@ def engine_metadata(
     onnx_path: PathLike,
     key: EngineKey,
     env: TargetEnvironment,
-    extra: Optional[Dict[str, Any]] = None,
+    extra: Optional[dict[str, Any]] = None,
 ) -> ArtifactMetadata:
     """The sidecar content of an engine built from `onnx_path` under `key`."""
     versions = dict(tool_versions())
@@ -252,12 +243,10 @@ def build_engine(
     with torch.cuda.device(device_index):
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ArtifactError(
-            f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above"
-        )
+        raise ArtifactError(f"TensorRT failed to build an engine from {onnx_path} ({precision}); see its log above")
     data = bytes(serialized)
     atomic_write(engine_path, lambda tmp: Path(tmp).write_bytes(data))
-    extra: Dict[str, Any] = {"strongly_typed": True}
+    extra: dict[str, Any] = {"strongly_typed": True}
     if precision == "int8":
         extra["int8_mode"] = "explicit_qdq"
     meta = engine_metadata(onnx_meta, onnx_path, key, env, extra)
@@ -271,9 +260,7 @@ def _check_precision(onnx_path: Path, typed: str, asked: Optional[str]) -> str:
     if asked is None or asked == typed:
         return typed
     if asked not in ENGINE_PRECISIONS:
-        raise ValueError(
-            f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {asked!r}"
-        )
+        raise ValueError(f"TensorRT precision must be one of {ENGINE_PRECISIONS}, got {asked!r}")
     raise ValueError(
         f"{onnx_path} is a {typed} model and TensorRT builds it strongly typed, so the engine "
         f"is {typed}; for a {asked} engine export a {asked} ONNX first "

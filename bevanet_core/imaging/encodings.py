@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
 # canonical encoding -> (channels, channel order giving RGB; None = replicate the single channel)
-ENCODINGS: Dict[str, Tuple[int, Optional[Tuple[int, int, int]]]] = {
+ENCODINGS: dict[str, tuple[int, Optional[tuple[int, int, int]]]] = {
     "rgb8": (3, (0, 1, 2)),
     "bgr8": (3, (2, 1, 0)),
     "mono8": (1, None),
@@ -41,7 +41,7 @@ def canonical_encoding(encoding: str) -> str:
     return name
 
 
-def check_frame(frame: Frame, encoding: str, index: Optional[int] = None) -> Tuple[Frame, str]:
+def check_frame(frame: Frame, encoding: str, index: Optional[int] = None) -> tuple[Frame, str]:
     """Validates one frame and returns it as HxWxC (C = channels of the encoding) with the
     canonical encoding. Accepts numpy arrays or torch tensors (CPU or CUDA) of dtype uint8."""
     where = "frame" if index is None else f"frame {index}"
@@ -52,25 +52,19 @@ def check_frame(frame: Frame, encoding: str, index: Optional[int] = None) -> Tup
     elif isinstance(frame, torch.Tensor):
         dtype_ok = frame.dtype == torch.uint8
     else:
-        raise ValueError(
-            f"{where} must be a numpy array or torch tensor, got {type(frame).__name__}"
-        )
+        raise ValueError(f"{where} must be a numpy array or torch tensor, got {type(frame).__name__}")
     if not dtype_ok:
         raise ValueError(f"{where} must have dtype uint8, got {frame.dtype}")
     if frame.ndim == 2:
         if channels != 1:
-            raise ValueError(
-                f"{where} is HxW (one channel) but encoding {enc} needs {channels} channels"
-            )
+            raise ValueError(f"{where} is HxW (one channel) but encoding {enc} needs {channels} channels")
         frame = frame[:, :, None]
     elif frame.ndim != 3:
         raise ValueError(f"{where} must be HxW or HxWxC, got shape {tuple(frame.shape)}")
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(f"{where} is empty (shape {tuple(frame.shape)})")
     if frame.shape[2] != channels:
-        raise ValueError(
-            f"{where} has {frame.shape[2]} channels but encoding {enc} needs {channels}"
-        )
+        raise ValueError(f"{where} has {frame.shape[2]} channels but encoding {enc} needs {channels}")
     return frame, enc
 
 

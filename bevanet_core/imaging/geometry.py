@@ -12,14 +12,14 @@ content and pads the rest (padding is never mapped back, so it cannot leak into 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
 from ..options import RESIZE_MODES, parse_size  # noqa: F401 - part of this module's API
 
-Size = Tuple[int, int]  # (width, height)
+Size = tuple[int, int]  # (width, height)
 DEFAULT_INPUT_SIZE: Size = (480, 360)  # used when neither the config nor the weights give one
 NETWORK_STRIDE = 8
 
@@ -46,7 +46,7 @@ class ResizePlan:
         return self.content_h / self.in_size[1]
 
     @property
-    def content_box(self) -> Tuple[int, int, int, int]:
+    def content_box(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the content in the network input; outside it is padding."""
         return self.x0, self.y0, self.x0 + self.content_w, self.y0 + self.content_h
 
@@ -62,9 +62,7 @@ class ResizePlan:
             np.asarray(v, dtype=np.float64) - self.y0
         ) / self.scale_y
 
-    def source_positions(
-        self, map_size: Size, align_corners: bool = False
-    ) -> Tuple[np.ndarray, np.ndarray]:
+    def source_positions(self, map_size: Size, align_corners: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """For every input column and row, the position, in cells, of the input pixel's centre
         in a `map_size` (w, h) map that covers the whole network input, clamped to the map.
 
@@ -84,7 +82,7 @@ class ResizePlan:
             ys = v * (map_h / net_h) - 0.5
         return np.clip(xs, 0.0, map_w - 1), np.clip(ys, 0.0, map_h - 1)
 
-    def source_indices(self, stride: int = 1, align_corners: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    def source_indices(self, stride: int = 1, align_corners: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """For every input row and column, the row/column index of the network output cell
         (of `stride` network pixels) nearest to the input pixel's centre, under the logits'
         cell placement (`source_positions`).
@@ -99,7 +97,9 @@ class ResizePlan:
         return rows, cols
 
     def sampling_grid(
-        self, device: Union[str, torch.device] = "cpu", dtype: torch.dtype = torch.float32,
+        self,
+        device: Union[str, torch.device] = "cpu",
+        dtype: torch.dtype = torch.float32,
         align_corners: bool = False,
     ) -> torch.Tensor:
         """(1, H_in, W_in, 2) grid for `F.grid_sample(..., align_corners=align_corners)` that
@@ -130,9 +130,7 @@ def plan_resize(in_size: Size, net_size: Size, mode: str = "stretch") -> ResizeP
     scale = min(net_w / in_w, net_h / in_h)
     cw = max(1, min(net_w, int(round(in_w * scale))))
     ch = max(1, min(net_h, int(round(in_h * scale))))
-    return ResizePlan(
-        (in_w, in_h), (net_w, net_h), mode, (net_w - cw) // 2, (net_h - ch) // 2, cw, ch
-    )
+    return ResizePlan((in_w, in_h), (net_w, net_h), mode, (net_w - cw) // 2, (net_h - ch) // 2, cw, ch)
 
 
 def resolve_input_size(requested, info, static: Optional[Size] = None) -> Size:
@@ -146,7 +144,5 @@ def resolve_input_size(requested, info, static: Optional[Size] = None) -> Size:
                 "model was built for; re-export it at that size or leave input_size unset"
             )
         return static
-    size = requested or (
-        info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE
-    )
+    size = requested or (info.input_size if info is not None and info.input_size else DEFAULT_INPUT_SIZE)
     return parse_size(size, "input_size", NETWORK_STRIDE)

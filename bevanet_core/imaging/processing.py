@@ -7,7 +7,8 @@ Frames of the same size are processed as one batch.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,19 +23,17 @@ from .geometry import ResizePlan
 BAND_BYTES = 256 * 1024 * 1024
 
 
-def _groups(plans: Sequence[ResizePlan]) -> Dict[ResizePlan, List[int]]:
-    groups: Dict[ResizePlan, List[int]] = {}
+def _groups(plans: Sequence[ResizePlan]) -> dict[ResizePlan, list[int]]:
+    groups: dict[ResizePlan, list[int]] = {}
     for i, plan in enumerate(plans):
         groups.setdefault(plan, []).append(i)
     return groups
 
 
-_NORM_CACHE: Dict[
-    Tuple[Tuple[float, ...], Tuple[float, ...], str], Tuple[torch.Tensor, torch.Tensor]
-] = {}
+_NORM_CACHE: dict[tuple[tuple[float, ...], tuple[float, ...], str], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _normalisation(mean: Tuple[float, ...], std: Tuple[float, ...], device: torch.device):
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
     """(scale, shift) with x_norm = uint8 * scale + shift, kept on the device (no re-upload)."""
     key = (mean, std, str(device))
     if key not in _NORM_CACHE:
@@ -45,7 +44,7 @@ def _normalisation(mean: Tuple[float, ...], std: Tuple[float, ...], device: torc
 
 
 def preprocess(
-    frames: Sequence[Tuple[torch.Tensor, str]],
+    frames: Sequence[tuple[torch.Tensor, str]],
     plans: Sequence[ResizePlan],
     mean: Sequence[float],
     std: Sequence[float],
@@ -66,9 +65,7 @@ def preprocess(
         out.zero_()
     scale, shift = _normalisation(tuple(mean), tuple(std), device)
     for plan, idx in _groups(plans).items():
-        rgb = torch.stack(
-            [to_rgb_chw(frames[i][0].to(device, non_blocking=True), frames[i][1]) for i in idx]
-        )
+        rgb = torch.stack([to_rgb_chw(frames[i][0].to(device, non_blocking=True), frames[i][1]) for i in idx])
         x = rgb.float()
         if (plan.content_w, plan.content_h) != plan.in_size:
             x = F.interpolate(
@@ -99,9 +96,9 @@ class Postprocessor:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         self.upsample = upsample
         self.align_corners = bool(align_corners)
-        self._grids: Dict[Tuple[ResizePlan, str], torch.Tensor] = {}
-        self._indices: Dict[Tuple[ResizePlan, str, int], Tuple[torch.Tensor, torch.Tensor]] = {}
-        self._positions: Dict[Tuple[ResizePlan, str, Tuple[int, int]], Tuple[torch.Tensor, ...]] = {}
+        self._grids: dict[tuple[ResizePlan, str], torch.Tensor] = {}
+        self._indices: dict[tuple[ResizePlan, str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._positions: dict[tuple[ResizePlan, str, tuple[int, int]], tuple[torch.Tensor, ...]] = {}
 
     def _grid(self, plan: ResizePlan, device: torch.device) -> torch.Tensor:
         key = (plan, str(device))
@@ -109,9 +106,7 @@ class Postprocessor:
             self._grids[key] = plan.sampling_grid(device, align_corners=self.align_corners)
         return self._grids[key]
 
-    def _index(
-        self, plan: ResizePlan, device: torch.device, stride: int
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _index(self, plan: ResizePlan, device: torch.device, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
         key = (plan, str(device), stride)
         if key not in self._indices:
             rows, cols = plan.source_indices(stride, self.align_corners)
@@ -121,7 +116,7 @@ class Postprocessor:
             )
         return self._indices[key]
 
-    def _blend(self, plan: ResizePlan, device: torch.device, map_size: Tuple[int, int]):
+    def _blend(self, plan: ResizePlan, device: torch.device, map_size: tuple[int, int]):
         """Per axis: the two source cells of every output column/row and the second's weight."""
         key = (plan, str(device), map_size)
         if key not in self._positions:
@@ -152,13 +147,11 @@ class Postprocessor:
             wide, y0, y1, ly = self._widen(logits, plan)
             return wide[:, :, y0, :] * (1.0 - ly) + wide[:, :, y1, :] * ly
         grid = self._grid(plan, logits.device).to(logits.dtype).expand(logits.shape[0], -1, -1, -1)
-        return F.grid_sample(
-            logits, grid, mode="bilinear", padding_mode="border", align_corners=self.align_corners
-        )
+        return F.grid_sample(logits, grid, mode="bilinear", padding_mode="border", align_corners=self.align_corners)
 
     def _banded(
         self, part: torch.Tensor, plan: ResizePlan, confidence: bool
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Stretch upsampling + argmax of N x C x h x w logits to N x H x W labels, in bands of
         output rows: bilinear interpolation is separable, so the logits are first widened to
         the frame's width at their own height, then each band of rows is blended from its two
@@ -172,21 +165,19 @@ class Postprocessor:
         rows = max(1, BAND_BYTES // max(1, n * c * w_out * 4))
         for y0 in range(0, h_out, rows):
             y1 = min(h_out, y0 + rows)
-            band = (wide[:, :, i0[y0:y1], :] * l0[:, :, y0:y1]
-                    + wide[:, :, i1[y0:y1], :] * l1[:, :, y0:y1])
+            band = wide[:, :, i0[y0:y1], :] * l0[:, :, y0:y1] + wide[:, :, i1[y0:y1], :] * l1[:, :, y0:y1]
             top, lab = band.max(dim=1)
             labels[:, y0:y1] = lab.to(torch.uint8)
             if conf is not None:
-                conf[:, y0:y1] = ((torch.exp(top - torch.logsumexp(band, dim=1)) * 255.0)
-                                  .round_().to(torch.uint8))
+                conf[:, y0:y1] = (torch.exp(top - torch.logsumexp(band, dim=1)) * 255.0).round_().to(torch.uint8)
         return labels, conf
 
     def __call__(
         self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False
-    ) -> List[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    ) -> list[tuple[torch.Tensor, Optional[torch.Tensor]]]:
         """Returns per frame (H x W uint8 labels, H x W uint8 confidence or None) on the device."""
         logits = logits.float()
-        results: List[Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None] * len(plans)
+        results: list[Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]] = [None] * len(plans)
         for plan, idx in _groups(plans).items():
             part = logits[idx] if len(idx) < len(plans) else logits
             w_out, h_out = plan.in_size
@@ -202,11 +193,7 @@ class Postprocessor:
             conf = None
             if confidence:
                 # max softmax = exp(max - logsumexp), without materialising the softmax
-                conf = (
-                    (torch.exp(top - torch.logsumexp(part, dim=1)) * 255.0)
-                    .round_()
-                    .to(torch.uint8)
-                )
+                conf = (torch.exp(top - torch.logsumexp(part, dim=1)) * 255.0).round_().to(torch.uint8)
             labels = labels.to(torch.uint8)
             if self.upsample == "labels":
                 rows, cols = self._index(plan, logits.device, output_stride(plan, logits))
@@ -221,8 +208,10 @@ def output_stride(plan: ResizePlan, logits: torch.Tensor) -> int:
     """The network's output stride, read from the logits' width against the network input."""
     stride = plan.net_size[0] // logits.shape[-1]
     if stride < 1 or plan.net_size[0] != stride * logits.shape[-1]:
-        raise ValueError(f"logits {tuple(logits.shape[-2:])} are not an integer fraction of the "
-                         f"network input {plan.net_size[1]}x{plan.net_size[0]} (HxW)")
+        raise ValueError(
+            f"logits {tuple(logits.shape[-2:])} are not an integer fraction of the "
+            f"network input {plan.net_size[1]}x{plan.net_size[0]} (HxW)"
+        )
     return stride
 
 

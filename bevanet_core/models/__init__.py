@@ -1,12 +1,14 @@
 """Model registry: one plain dictionary and one public constructor.
 
-    from bevanet_core.models import build_model
-    model = build_model("bevanet_s", num_classes=11)                   # inference: main logits
-    model = build_model("bevanet_s", num_classes=11, aux_heads=True)   # training: (aux, main, boundary)
+from bevanet_core.models import build_model
+model = build_model("bevanet_s", num_classes=11)                   # inference: main logits
+model = build_model("bevanet_s", num_classes=11, aux_heads=True)   # training: (aux, main, boundary)
 """
+
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from collections.abc import Callable
+from typing import Dict, List
 
 import torch.nn as nn
 
@@ -18,7 +20,7 @@ from . import stdc as _stdc
 from . import van as _van
 from .bevanet import BEVANet, BEVANetClassifier, SegmentationOutputs
 
-SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
+SEGMENTATION_MODELS: dict[str, Callable[..., nn.Module]] = {
     "bevanet": _bevanet.bevanet,
     "bevanet_s": _bevanet.bevanet_s,
     "pidnet_s": _pidnet.pidnet_s,
@@ -35,13 +37,13 @@ SEGMENTATION_MODELS: Dict[str, Callable[..., nn.Module]] = {
     "van_base_lightham": _van.van_base_lightham,
     "van_large_lightham": _van.van_large_lightham,
 }
-CLASSIFIER_MODELS: Dict[str, Callable[..., nn.Module]] = {
+CLASSIFIER_MODELS: dict[str, Callable[..., nn.Module]] = {
     "bevanet_cls": _bevanet.bevanet_cls,
     "bevanet_s_cls": _bevanet.bevanet_s_cls,
 }
 
 
-def list_models(task: str = "segmentation") -> List[str]:
+def list_models(task: str = "segmentation") -> list[str]:
     """Registered names for `task` ('segmentation' or 'classification')."""
     registry = SEGMENTATION_MODELS if task == "segmentation" else CLASSIFIER_MODELS
     return sorted(registry)
@@ -64,5 +66,12 @@ def build_model(name: str, num_classes: int = 19, aux_heads: bool = False, **kwa
     raise ValueError(f"unknown model '{name}'; known models: {known}")
 
 
-__all__ = ["build_model", "list_models", "BEVANet", "BEVANetClassifier", "SegmentationOutputs",
-           "SEGMENTATION_MODELS", "CLASSIFIER_MODELS"]
+__all__ = [
+    "build_model",
+    "list_models",
+    "BEVANet",
+    "BEVANetClassifier",
+    "SegmentationOutputs",
+    "SEGMENTATION_MODELS",
+    "CLASSIFIER_MODELS",
+]

@@ -9,16 +9,29 @@ PIDNet), so their checkpoints load one to one. The only departure is the forward
 a model built with `aux_heads=True` always returns `SegmentationOutputs(aux, main, boundary)`
 and one built without them always returns the main logits, whatever `.training` says.
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (BasicBlock, Bottleneck, DWConv, PWConv, SegmentHead, TrainingHeadsMixin, batch_norm,
-                     channel_layer_norm, init_fan_out_normal, make_layer, resize_to)
+from .layers import (
+    BasicBlock,
+    Bottleneck,
+    DWConv,
+    PWConv,
+    SegmentHead,
+    TrainingHeadsMixin,
+    batch_norm,
+    channel_layer_norm,
+    init_fan_out_normal,
+    make_layer,
+    resize_to,
+)
 
 # kernel size -> (first depthwise kernel, dilated kernel, dilation) of the decomposed kernels
 _SDLSKA_KERNELS = {7: (3, 3, 2), 11: (3, 5, 2), 23: (5, 7, 3), 35: (5, 11, 3)}
@@ -43,8 +56,7 @@ class CKS(nn.Module):
         hidden = max(dim // 16, 32)
 
         def branch(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(PWConv(cin, cout), DWConv(cout), nn.BatchNorm2d(cout),
-                                 nn.ReLU(inplace=True))
+            return nn.Sequential(PWConv(cin, cout), DWConv(cout), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
         self.fc_reduce = branch(dim, hidden)
         self.fc_expand_small = branch(hidden, dim)
@@ -165,8 +177,11 @@ class PagFM(nn.Module):
 
 
 def _bn_relu_conv(cin: int, cout: int, kernel: int = 3, dilation: int = 1, pointwise: bool = False) -> nn.Sequential:
-    conv = PWConv(cin, cout, bias=False) if pointwise else nn.Conv2d(
-        cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation, bias=False)
+    conv = (
+        PWConv(cin, cout, bias=False)
+        if pointwise
+        else nn.Conv2d(cin, cout, kernel, padding=dilation * (kernel // 2), dilation=dilation, bias=False)
+    )
     return nn.Sequential(batch_norm(cin), nn.ReLU(inplace=True), conv)
 
 
@@ -227,14 +242,24 @@ class DLKPPM(nn.Module):
 class BEVANetBackbone(nn.Module):
     """Stem, shared layers 1-2, the semantic branch to 1/32 and the detail branch at 1/8."""
 
-    def __init__(self, planes: int = 64, blocks: Sequence[int] = (2, 2, 4, 4, 2),
-                 semantic_kernel: int = 35, detail_kernel: int = 23, mlp_ratio: int = 4):
+    def __init__(
+        self,
+        planes: int = 64,
+        blocks: Sequence[int] = (2, 2, 4, 4, 2),
+        semantic_kernel: int = 35,
+        detail_kernel: int = 23,
+        mlp_ratio: int = 4,
+    ):
         super().__init__()
         c = planes
         self.planes = c
         self.conv1 = nn.Sequential(
-            nn.Conv2d(3, c, 3, 2, 1), batch_norm(c), nn.ReLU(inplace=True),
-            nn.Conv2d(c, c, 3, 2, 1), batch_norm(c), nn.ReLU(inplace=True),
+            nn.Conv2d(3, c, 3, 2, 1),
+            batch_norm(c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c, c, 3, 2, 1),
+            batch_norm(c),
+            nn.ReLU(inplace=True),
         )
         self.layer1 = make_layer(BasicBlock, c, c, blocks[0])
         self.layer2 = make_layer(BasicBlock, c, 2 * c, blocks[1], stride=2)
@@ -279,9 +304,18 @@ class BEVANet(TrainingHeadsMixin, BEVANetBackbone):
 
     output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
 
-    def __init__(self, num_classes: int = 19, planes: int = 64, blocks: Sequence[int] = (2, 2, 4, 4, 2),
-                 ppm_planes: int = 96, head_planes: int = 128, aux_heads: bool = False,
-                 semantic_kernel: int = 35, detail_kernel: int = 23, mlp_ratio: int = 4):
+    def __init__(
+        self,
+        num_classes: int = 19,
+        planes: int = 64,
+        blocks: Sequence[int] = (2, 2, 4, 4, 2),
+        ppm_planes: int = 96,
+        head_planes: int = 128,
+        aux_heads: bool = False,
+        semantic_kernel: int = 35,
+        detail_kernel: int = 23,
+        mlp_ratio: int = 4,
+    ):
         super().__init__(planes, blocks, semantic_kernel, detail_kernel, mlp_ratio)
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -303,7 +337,9 @@ class BEVANet(TrainingHeadsMixin, BEVANetBackbone):
 
     def forward(self, x: torch.Tensor):
         xs, xds, xd, aux_tap = self.forward_branches(x)
-        xs = channel_layer_norm(self.norm5_semantic_1_seg, self.layer5_semantic_1_seg(self.layer5_down_semantic_seg(xs)))
+        xs = channel_layer_norm(
+            self.norm5_semantic_1_seg, self.layer5_semantic_1_seg(self.layer5_down_semantic_seg(xs))
+        )
         xs = channel_layer_norm(self.norm5_semantic_2_seg, self.layer5_semantic_2_seg(xs))
         xdb = self.layer5_detail_boundary(xd)
         main = self.head(self.dfm(xds, resize_to(self.spp(xs), xds), xdb))
@@ -312,12 +348,19 @@ class BEVANet(TrainingHeadsMixin, BEVANetBackbone):
         return SegmentationOutputs(self.seghead_ds(aux_tap), main, self.seghead_db(xd))
 
 
-
 class BEVANetClassifier(BEVANetBackbone):
     """ImageNet classifier sharing the segmentation backbone, used for pretraining."""
 
-    def __init__(self, num_classes: int = 1000, planes: int = 64, blocks: Sequence[int] = (2, 2, 4, 4, 2),
-                 last_planes: int = 2048, semantic_kernel: int = 35, detail_kernel: int = 23, mlp_ratio: int = 4):
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        planes: int = 64,
+        blocks: Sequence[int] = (2, 2, 4, 4, 2),
+        last_planes: int = 2048,
+        semantic_kernel: int = 35,
+        detail_kernel: int = 23,
+        mlp_ratio: int = 4,
+    ):
         super().__init__(planes, blocks, semantic_kernel, detail_kernel, mlp_ratio)
         c = planes
         self.num_classes = num_classes
@@ -328,18 +371,25 @@ class BEVANetClassifier(BEVANetBackbone):
         self.norm5_semantic_2_cls = nn.LayerNorm(16 * c)
         self.layer5_semantic_bn_cls = make_layer(Bottleneck, 16 * c, 8 * c, 1)
         self.layer5_down = nn.Sequential(
-            nn.Conv2d(4 * c, 8 * c, 3, 2, 1, bias=False), batch_norm(8 * c), nn.ReLU(inplace=True),
-            nn.Conv2d(8 * c, 16 * c, 3, 2, 1, bias=False), batch_norm(16 * c),
+            nn.Conv2d(4 * c, 8 * c, 3, 2, 1, bias=False),
+            batch_norm(8 * c),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(8 * c, 16 * c, 3, 2, 1, bias=False),
+            batch_norm(16 * c),
         )
         self.last_layer = nn.Sequential(
-            nn.Conv2d(16 * c, last_planes, 1, bias=False), batch_norm(last_planes), nn.ReLU(inplace=True),
+            nn.Conv2d(16 * c, last_planes, 1, bias=False),
+            batch_norm(last_planes),
+            nn.ReLU(inplace=True),
             nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Linear(last_planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xs, xds, _, _ = self.forward_branches(x)
-        xs = channel_layer_norm(self.norm5_semantic_1_cls, self.layer5_semantic_1_cls(self.layer5_down_semantic_cls(xs)))
+        xs = channel_layer_norm(
+            self.norm5_semantic_1_cls, self.layer5_semantic_1_cls(self.layer5_down_semantic_cls(xs))
+        )
         xs = channel_layer_norm(self.norm5_semantic_2_cls, self.layer5_semantic_2_cls(xs))
         xs = self.layer5_semantic_bn_cls(xs) + self.layer5_down(xds)
         return self.head(self.last_layer(F.relu(xs)).flatten(1))
@@ -349,9 +399,17 @@ class BEVANetClassifier(BEVANetBackbone):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(_CLASSIFIER_ONLY)}
 
 
-_CLASSIFIER_ONLY = ("layer5_down_semantic_cls", "layer5_semantic_1_cls", "norm5_semantic_1_cls",
-                    "layer5_semantic_2_cls", "norm5_semantic_2_cls", "layer5_semantic_bn_cls",
-                    "layer5_down.", "last_layer", "head.")
+_CLASSIFIER_ONLY = (
+    "layer5_down_semantic_cls",
+    "layer5_semantic_1_cls",
+    "norm5_semantic_1_cls",
+    "layer5_semantic_2_cls",
+    "norm5_semantic_2_cls",
+    "layer5_semantic_bn_cls",
+    "layer5_down.",
+    "last_layer",
+    "head.",
+)
 
 
 # --------------------------------------------------------------------------- variants

@@ -68,12 +68,8 @@ class DetailBranch(nn.Module):
     def __init__(self):
         super().__init__()
         self.S1 = nn.Sequential(ConvBNReLU(3, 64, stride=2), ConvBNReLU(64, 64))
-        self.S2 = nn.Sequential(
-            ConvBNReLU(64, 64, stride=2), ConvBNReLU(64, 64), ConvBNReLU(64, 64)
-        )
-        self.S3 = nn.Sequential(
-            ConvBNReLU(64, 128, stride=2), ConvBNReLU(128, 128), ConvBNReLU(128, 128)
-        )
+        self.S2 = nn.Sequential(ConvBNReLU(64, 64, stride=2), ConvBNReLU(64, 64), ConvBNReLU(64, 64))
+        self.S3 = nn.Sequential(ConvBNReLU(64, 128, stride=2), ConvBNReLU(128, 128), ConvBNReLU(128, 128))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.S3(self.S2(self.S1(x)))
@@ -149,9 +145,7 @@ class SegmentBranch(nn.Module):
         self.S1S2 = StemBlock()
         self.S3 = nn.Sequential(GELayerS2(16, 32), GELayerS1(32, 32))
         self.S4 = nn.Sequential(GELayerS2(32, 64), GELayerS1(64, 64))
-        self.S5_4 = nn.Sequential(
-            GELayerS2(64, 128), GELayerS1(128, 128), GELayerS1(128, 128), GELayerS1(128, 128)
-        )
+        self.S5_4 = nn.Sequential(GELayerS2(64, 128), GELayerS1(128, 128), GELayerS1(128, 128), GELayerS1(128, 128))
         self.S5_5 = CEBlock(128)
 
     def forward(self, x: torch.Tensor):
@@ -172,14 +166,10 @@ class BGALayer(nn.Module):
         super().__init__()
         c = channels
         self.left1 = nn.Sequential(*_dw_bn(c, c), nn.Conv2d(c, c, 1, bias=False))
-        self.left2 = nn.Sequential(
-            nn.Conv2d(c, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.AvgPool2d(3, 2, 1)
-        )
+        self.left2 = nn.Sequential(nn.Conv2d(c, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.AvgPool2d(3, 2, 1))
         self.right1 = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c))
         self.right2 = nn.Sequential(*_dw_bn(c, c), nn.Conv2d(c, c, 1, bias=False))
-        self.conv = nn.Sequential(
-            nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)
-        )
+        self.conv = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
 
     def forward(self, x_d: torch.Tensor, x_s: torch.Tensor) -> torch.Tensor:
         left = self.left1(x_d) * torch.sigmoid(_nearest_to(self.right1(x_s), x_d))
@@ -198,18 +188,12 @@ class BiSeNetHead(nn.Module):
     and narrow to `up_factor**2` channels, as the reference; the final upsampling is left to the
     caller (runtime or loss), so logits keep the feature's resolution (2x for boosters)."""
 
-    def __init__(
-        self, cin: int, mid: int, num_classes: int, up_factor: int = 8, booster: bool = False
-    ):
+    def __init__(self, cin: int, mid: int, num_classes: int, up_factor: int = 8, booster: bool = False):
         super().__init__()
         self.conv = ConvBNReLU(cin, mid)
         self.drop = nn.Dropout(0.1)
         mid2 = up_factor * up_factor if booster else mid
-        first = (
-            nn.Sequential(nn.Upsample(scale_factor=2.0), ConvBNReLU(mid, mid2))
-            if booster
-            else nn.Identity()
-        )
+        first = nn.Sequential(nn.Upsample(scale_factor=2.0), ConvBNReLU(mid, mid2)) if booster else nn.Identity()
         self.conv_out = nn.Sequential(first, nn.Conv2d(mid2, num_classes, 1, bias=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -248,10 +232,7 @@ class BiSeNetV2(TrainingHeadsMixin, nn.Module):
         main = self.head(self.bga(self.detail(x), feat_s))
         if not self.aux_heads:
             return main
-        return BiSeNetV2Outputs(
-            main, self.aux2(feat2), self.aux3(feat3), self.aux4(feat4), self.aux5_4(feat5_4)
-        )
-
+        return BiSeNetV2Outputs(main, self.aux2(feat2), self.aux3(feat3), self.aux4(feat4), self.aux5_4(feat5_4))
 
 
 # --------------------------------------------------------------------------- variants

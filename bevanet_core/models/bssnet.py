@@ -38,8 +38,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import (BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm,
-                     init_kaiming_conv_norm, make_layer)
+from .layers import (
+    BasicBlock,
+    Bottleneck,
+    SegmentHead,
+    TrainingHeadsMixin,
+    batch_norm,
+    init_kaiming_conv_norm,
+    make_layer,
+)
 from .pidnet import PAPPM
 
 
@@ -286,20 +293,15 @@ class BSSNet(TrainingHeadsMixin, nn.Module):
         )
 
 
-
 # --------------------------------------------------------------------------- variants
 
 _VARIANTS = {
     "bssnet_t": dict(channels=32, ppm_channels=96, head_channels=128, aux_channels=64),
-    "bssnet_b": dict(
-        channels=64, ppm_channels=96, head_channels=128, aux_channels=128, upsample=True
-    ),
+    "bssnet_b": dict(channels=64, ppm_channels=96, head_channels=128, aux_channels=128, upsample=True),
 }
 
 
-def _create_bssnet(
-    variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs
-) -> BSSNet:
+def _create_bssnet(variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> BSSNet:
     return BSSNet(num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs})
 
 

@@ -1,7 +1,6 @@
 """Parameter and multiply-accumulate counts (conv + linear, as the papers' "GFLOPs")."""
-from __future__ import annotations
 
-from typing import Tuple
+from __future__ import annotations
 
 import torch
 import torch.nn as nn
@@ -11,7 +10,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, input_size: Tuple[int, int], in_channels: int = 3) -> int:
+def count_macs(model: nn.Module, input_size: tuple[int, int], in_channels: int = 3) -> int:
     """Multiply-accumulates of one forward pass at (height, width), batch 1.
 
     Counts every Conv2d (out elements x in_channels/groups x kernel area) and Linear

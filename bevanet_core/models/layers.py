@@ -3,10 +3,12 @@
 Attribute names follow the authors' code (PIDNet / BEVANet) so that their released
 checkpoints map one to one onto these modules without a renaming table.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple, Type
+from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -46,9 +48,15 @@ class PWConv(nn.Module):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: Optional[nn.Module] = None, no_relu: bool = False,
-                 norm_layer: NormLayer = batch_norm):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        no_relu: bool = False,
+        norm_layer: NormLayer = batch_norm,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
         self.bn1 = norm_layer(planes)
@@ -68,9 +76,15 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 2
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1,
-                 downsample: Optional[nn.Module] = None, no_relu: bool = True,
-                 norm_layer: NormLayer = batch_norm):
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        downsample: Optional[nn.Module] = None,
+        no_relu: bool = True,
+        norm_layer: NormLayer = batch_norm,
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = norm_layer(planes)
@@ -90,8 +104,9 @@ class Bottleneck(nn.Module):
         return out if self.no_relu else self.relu(out)
 
 
-def make_layer(block: Type[nn.Module], inplanes: int, planes: int, blocks: int, stride: int = 1,
-               norm_layer: NormLayer = batch_norm) -> nn.Sequential:
+def make_layer(
+    block: type[nn.Module], inplanes: int, planes: int, blocks: int, stride: int = 1, norm_layer: NormLayer = batch_norm
+) -> nn.Sequential:
     """A ResNet stage. As in PIDNet, the last of several blocks has no final ReLU; a single
     block keeps its default (ReLU for BasicBlock, none for Bottleneck)."""
     downsample = None
@@ -110,8 +125,7 @@ def make_layer(block: Type[nn.Module], inplanes: int, planes: int, blocks: int, 
 class SegmentHead(nn.Module):
     """BN-ReLU-conv3x3-BN-ReLU-conv1x1. Logits stay at the input's resolution."""
 
-    def __init__(self, inplanes: int, interplanes: int, outplanes: int,
-                 norm_layer: NormLayer = batch_norm):
+    def __init__(self, inplanes: int, interplanes: int, outplanes: int, norm_layer: NormLayer = batch_norm):
         super().__init__()
         self.bn1 = norm_layer(inplanes)
         self.conv1 = nn.Conv2d(inplanes, interplanes, 3, 1, 1, bias=False)
@@ -139,8 +153,9 @@ def channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 
 def dilated_depthwise_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     """(name, conv) of the grouped convs with a dilation above 1 (see `channel_layer_norm`)."""
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1]
+    return [
+        (n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1 and max(m.dilation) > 1
+    ]
 
 
 def resize_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -180,7 +195,7 @@ class TrainingHeadsMixin:
     the class attribute `TRAINING_HEADS` (also read by the checkpoint loader, which skips their
     tensors when loading into an inference model)."""
 
-    TRAINING_HEADS: Tuple[str, ...] = ()
+    TRAINING_HEADS: tuple[str, ...] = ()
 
     def without_aux_heads(self):
         """Drops the training-only heads in place; the model then returns main logits only."""

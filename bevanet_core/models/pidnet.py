@@ -18,8 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .bevanet import PagFM, SegmentationOutputs
-from .layers import (BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, make_layer,
-                     resize_to)
+from .layers import BasicBlock, Bottleneck, SegmentHead, TrainingHeadsMixin, batch_norm, make_layer, resize_to
 
 
 def bn_relu_conv(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> nn.Sequential:
@@ -32,9 +31,7 @@ def bn_relu_conv(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> nn.Se
 
 
 def conv_bn(cin: int, cout: int, kernel: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), batch_norm(cout)
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), batch_norm(cout))
 
 
 def _pooled(pool: nn.Module, inplanes: int, branch_planes: int) -> nn.Sequential:
@@ -66,9 +63,7 @@ class PAPPM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.scale0(x)
-        scales = [
-            resize_to(s(x), x) + x0 for s in (self.scale1, self.scale2, self.scale3, self.scale4)
-        ]
+        scales = [resize_to(s(x), x) + x0 for s in (self.scale1, self.scale2, self.scale3, self.scale4)]
         out = self.scale_process(torch.cat(scales, dim=1))
         return self.compression(torch.cat([x0, out], dim=1)) + self.shortcut(x)
 
@@ -236,7 +231,6 @@ class PIDNet(TrainingHeadsMixin, nn.Module):
         return SegmentationOutputs(self.seghead_p(p_tap), main, self.seghead_d(d_tap))
 
 
-
 def _single_block(block, inplanes: int, planes: int) -> nn.Module:
     """One block without its final ReLU (the authors' `_make_single_layer`)."""
     downsample = None
@@ -254,9 +248,7 @@ _VARIANTS = {
 }
 
 
-def _create_pidnet(
-    variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs
-) -> PIDNet:
+def _create_pidnet(variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> PIDNet:
     return PIDNet(num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs})
 
 

@@ -2,15 +2,16 @@
 `../shared/specs/baselines.md` (measured there by building the authors' models on CPU) and, for
 VAN-Small/Base/Large + Light-Ham, the VAN authors' README. The tests and
 `benchmarks/model_facts.py --baselines` check the models here against them (within 1%)."""
+
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional
 
 
 class PublishedCounts(NamedTuple):
     params_m: float  # inference parameters, millions
     gmacs: Optional[float]  # multiply-accumulates (the papers' "FLOPs"), None where not published
-    size_hw: Tuple[int, int]  # input (H, W) of the MAC count
+    size_hw: tuple[int, int]  # input (H, W) of the MAC count
     num_classes: int  # class count of the published head (Light-Ham: 150-class ADE20K)
 
 

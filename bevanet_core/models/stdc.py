@@ -98,9 +98,7 @@ class STDCNet(nn.Module):
         for i, blocks in enumerate(layers):
             cout = base * 4 * 2**i
             for j in range(blocks):
-                features.append(
-                    CatBottleneck(cin if j == 0 else cout, cout, 4, 2 if j == 0 else 1)
-                )
+                features.append(CatBottleneck(cin if j == 0 else cout, cout, 4, 2 if j == 0 else 1))
             cin = cout
         self.features = nn.Sequential(*features)
         ends = [2 + sum(layers[: i + 1]) for i in range(len(layers))]
@@ -200,9 +198,7 @@ class STDCSeg(TrainingHeadsMixin, nn.Module):
 
     output_stride = 8  # logits come out at 1/8 of the input (read by the export metadata)
 
-    def __init__(
-        self, num_classes: int = 19, layers: Sequence[int] = (2, 2, 2), aux_heads: bool = False
-    ):
+    def __init__(self, num_classes: int = 19, layers: Sequence[int] = (2, 2, 2), aux_heads: bool = False):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -230,14 +226,15 @@ class STDCSeg(TrainingHeadsMixin, nn.Module):
         main = self.conv_out(self.ffm(feat8, cp8))
         if not self.aux_heads:
             return main
-        return STDCOutputs(
-            main, self.conv_out16(cp8), self.conv_out32(cp16), self.conv_out_sp8(feat8)
-        )
+        return STDCOutputs(main, self.conv_out16(cp8), self.conv_out32(cp16), self.conv_out_sp8(feat8))
 
     # tensors of the authors' files that are not modules here: the ImageNet classifier and the
     # detail heads at strides 2, 4 and 16 (built but unused in their Cityscapes models)
     UNUSED_AUTHOR_TENSORS = tuple(f"cp.backbone.{n}." for n in ("conv_last", "fc", "bn", "linear")) + (
-        "conv_out_sp2.", "conv_out_sp4.", "conv_out_sp16.")
+        "conv_out_sp2.",
+        "conv_out_sp4.",
+        "conv_out_sp16.",
+    )
 
     def adapt_foreign_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The authors' state dict -> ours: drops their unused tensors and the stage aliases
@@ -258,7 +255,6 @@ class STDCSeg(TrainingHeadsMixin, nn.Module):
         return kept
 
 
-
 # --------------------------------------------------------------------------- variants
 
 _VARIANTS = {
@@ -267,12 +263,8 @@ _VARIANTS = {
 }
 
 
-def _create_stdc(
-    variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs
-) -> STDCSeg:
-    return STDCSeg(
-        num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs}
-    )
+def _create_stdc(variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> STDCSeg:
+    return STDCSeg(num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs})
 
 
 def stdc1(**kwargs) -> STDCSeg:

@@ -114,8 +114,7 @@ class SpatialAttention(nn.Module):
 class Block(nn.Module):
     """x += ls1 * Attn(BN(x)); x += ls2 * MLP(BN(x)), layer scales initialised to 1e-2."""
 
-    def __init__(self, dim: int, mlp_ratio: float, drop_path: float = 0.0,
-                 layer_scale_init: float = 1e-2):
+    def __init__(self, dim: int, mlp_ratio: float, drop_path: float = 0.0, layer_scale_init: float = 1e-2):
         super().__init__()
         self.norm1 = nn.BatchNorm2d(dim)
         self.attn = SpatialAttention(dim)
@@ -150,15 +149,17 @@ class VAN(nn.Module):
     `drop_path_rate` over all blocks.
     """
 
-    def __init__(self, embed_dims: Sequence[int] = (32, 64, 160, 256),
-                 depths: Sequence[int] = (3, 3, 5, 2), mlp_ratios: Sequence[float] = (8, 8, 4, 4),
-                 drop_path_rate: float = 0.1, in_chans: int = 3):
+    def __init__(
+        self,
+        embed_dims: Sequence[int] = (32, 64, 160, 256),
+        depths: Sequence[int] = (3, 3, 5, 2),
+        mlp_ratios: Sequence[float] = (8, 8, 4, 4),
+        drop_path_rate: float = 0.1,
+        in_chans: int = 3,
+    ):
         super().__init__()
         if not len(embed_dims) == len(depths) == len(mlp_ratios) == 4:
-            raise ValueError(
-                f"VAN has 4 stages: embed_dims={embed_dims}, depths={depths}, "
-                f"mlp_ratios={mlp_ratios}"
-            )
+            raise ValueError(f"VAN has 4 stages: embed_dims={embed_dims}, depths={depths}, mlp_ratios={mlp_ratios}")
         self.embed_dims = tuple(embed_dims)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         cin, cur = in_chans, 0
@@ -198,8 +199,7 @@ def _init_van(m: nn.Module) -> None:
 # --------------------------------------------------------------------------- NMF, Hamburger
 
 
-def random_bases(batch: int, channels: int, rank: int, generator=None, device=None,
-                 dtype=None) -> torch.Tensor:
+def random_bases(batch: int, channels: int, rank: int, generator=None, device=None, dtype=None) -> torch.Tensor:
     """(batch, channels, rank) uniform [0, 1) bases, L2-normalised over the channels."""
     bases = torch.rand(batch, channels, rank, generator=generator, device=device, dtype=dtype)
     return F.normalize(bases, dim=1)
@@ -215,9 +215,17 @@ class NMF2D(nn.Module):
     unless `random_eval_bases` (the authors' eval). Only MD_S = 1 (every published config).
     """
 
-    def __init__(self, channels: int, rank: int = 64, train_steps: int = 6, eval_steps: int = 7,
-                 inv_t: float = 1.0, eps: float = 1e-6, seed: int = 0,
-                 random_eval_bases: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        rank: int = 64,
+        train_steps: int = 6,
+        eval_steps: int = 7,
+        inv_t: float = 1.0,
+        eps: float = 1e-6,
+        seed: int = 0,
+        random_eval_bases: bool = False,
+    ):
         super().__init__()
         if not 0 < rank <= channels:
             raise ValueError(f"NMF rank must be in 1..{channels} (channels), got {rank}")
@@ -256,8 +264,7 @@ class NMF2D(nn.Module):
     def _decompose(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.flatten(2)  # (B, C, N)
         if self.training or self.random_eval_bases:
-            bases = random_bases(x.shape[0], self.channels, self.rank, device=x.device,
-                                 dtype=x.dtype)
+            bases = random_bases(x.shape[0], self.channels, self.rank, device=x.device, dtype=x.dtype)
         else:
             bases = self.bases  # (1, C, R): broadcasts over the batch in the first step
         coef = F.softmax(self.inv_t * torch.matmul(flat.transpose(1, 2), bases), dim=-1)
@@ -283,8 +290,7 @@ class ConvModule(nn.Module):
     """mmcv's ConvModule as the head uses it: conv 1x1, optional GroupNorm(32), optional ReLU.
     The conv has a bias only without a norm (mmcv's bias='auto')."""
 
-    def __init__(self, cin: int, cout: int, norm: bool = True, act: bool = True,
-                 num_groups: int = 32):
+    def __init__(self, cin: int, cout: int, norm: bool = True, act: bool = True, num_groups: int = 32):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, 1, bias=not norm)
         self.gn = nn.GroupNorm(num_groups, cout) if norm else None
@@ -317,9 +323,16 @@ class LightHamHead(nn.Module):
     """Stages 2-4 resized (bilinear) to the 1/8 one and concatenated; squeeze 1x1 + GN + ReLU
     to `ham_channels`; Hamburger; align 1x1 + GN + ReLU to `channels`; dropout; 1x1 classes."""
 
-    def __init__(self, in_channels: Sequence[int], num_classes: int, channels: int = 512,
-                 ham_channels: int = 512, rank: int = 64, dropout: float = 0.1,
-                 **nmf_kwargs):
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 512,
+        ham_channels: int = 512,
+        rank: int = 64,
+        dropout: float = 0.1,
+        **nmf_kwargs,
+    ):
         super().__init__()
         self.squeeze = ConvModule(sum(in_channels), ham_channels)
         self.hamburger = Hamburger(ham_channels, rank, **nmf_kwargs)
@@ -342,11 +355,20 @@ class VANLightHam(TrainingHeadsMixin, nn.Module):
 
     output_stride = 8
 
-    def __init__(self, num_classes: int = 19, embed_dims: Sequence[int] = (32, 64, 160, 256),
-                 depths: Sequence[int] = (3, 3, 5, 2), mlp_ratios: Sequence[float] = (8, 8, 4, 4),
-                 channels: int = 512, ham_channels: int = 512, rank: int = 64,
-                 drop_path_rate: float = 0.1, dropout: float = 0.1, aux_heads: bool = False,
-                 **nmf_kwargs):
+    def __init__(
+        self,
+        num_classes: int = 19,
+        embed_dims: Sequence[int] = (32, 64, 160, 256),
+        depths: Sequence[int] = (3, 3, 5, 2),
+        mlp_ratios: Sequence[float] = (8, 8, 4, 4),
+        channels: int = 512,
+        ham_channels: int = 512,
+        rank: int = 64,
+        drop_path_rate: float = 0.1,
+        dropout: float = 0.1,
+        aux_heads: bool = False,
+        **nmf_kwargs,
+    ):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
@@ -362,7 +384,6 @@ class VANLightHam(TrainingHeadsMixin, nn.Module):
     def forward(self, x: torch.Tensor):
         main = self.decode_head(self.backbone(x)[1:])
         return LightHamOutputs(main) if self.aux_heads else main
-
 
 
 # --------------------------------------------------------------------------- variants
@@ -385,11 +406,8 @@ _VARIANTS = {
 }
 
 
-def _create_van_lightham(variant: str, num_classes: int = 19, aux_heads: bool = False,
-                         **kwargs) -> VANLightHam:
-    return VANLightHam(
-        num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs}
-    )
+def _create_van_lightham(variant: str, num_classes: int = 19, aux_heads: bool = False, **kwargs) -> VANLightHam:
+    return VANLightHam(num_classes=num_classes, aux_heads=aux_heads, **{**_VARIANTS[variant], **kwargs})
 
 
 def van_tiny_lightham(**kwargs) -> VANLightHam:

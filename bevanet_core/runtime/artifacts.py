@@ -16,6 +16,7 @@ def exported_onnx_path(model, info, cfg) -> Path:
     """Exports `model` at the configured size with a dynamic batch, cached by weights hash."""
     from ..export.metadata import model_hash
     from ..export.onnx import export_onnx
+
     width, height = resolve_input_size(cfg.input_size, info)
     # weights and metadata both shape the file (the metadata travels inside it)
     digest = hashlib.sha256((model_hash(model) + info.to_json()).encode()).hexdigest()[:16]

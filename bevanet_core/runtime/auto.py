@@ -19,8 +19,9 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Optional
 
 import torch
 
@@ -44,11 +45,11 @@ def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def candidate_backends(cfg, device: torch.device) -> Tuple[List[str], Dict[str, str]]:
+def candidate_backends(cfg, device: torch.device) -> tuple[list[str], dict[str, str]]:
     """(backends worth probing, {backend: why it is left out})."""
     suffix = Path(cfg.weights).suffix.lower() if cfg.weights else ""
-    skipped: Dict[str, str] = {}
-    chosen: List[str] = []
+    skipped: dict[str, str] = {}
+    chosen: list[str] = []
     for name in ("torch", "onnxruntime", "openvino", "tensorrt"):
         if name not in PRECISION_BACKENDS[cfg.precision]:
             skipped[name] = f"no {cfg.precision}"
@@ -77,13 +78,11 @@ def _ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def machine_key(device: torch.device, threads: Optional[int]) -> Dict[str, Any]:
+def machine_key(device: torch.device, threads: Optional[int]) -> dict[str, Any]:
     """What a probe's result depends on besides the model."""
-    key: Dict[str, Any] = {
+    key: dict[str, Any] = {
         "cpu": cpu_name(),
-        "cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "device": str(device),
         "threads": threads,
         "torch": torch.__version__,
@@ -110,9 +109,7 @@ def _model_digest(cfg, model) -> str:
     return file_sha256(cfg.weights)
 
 
-def probe(
-    backends: Dict[str, Backend], sizes: Dict[str, Tuple[int, int]], runs: int
-) -> Dict[str, float]:
+def probe(backends: dict[str, Backend], sizes: dict[str, tuple[int, int]], runs: int) -> dict[str, float]:
     """Median ms of one batch-1 inference per backend, timed in interleaved rounds so that a
     change in the machine's load hits every backend alike; two warm-up calls each first."""
     inputs = {name: torch.zeros(1, 3, sizes[name][1], sizes[name][0]) for name in backends}
@@ -120,7 +117,7 @@ def probe(
         for _ in range(2):  # first-call allocations, kernel selection
             backend.infer(inputs[name])
         backend.synchronize()
-    times: Dict[str, List[float]] = {name: [] for name in backends}
+    times: dict[str, list[float]] = {name: [] for name in backends}
     for _ in range(runs):
         for name, backend in backends.items():
             t0 = time.perf_counter()
@@ -135,10 +132,10 @@ def select_backend(
     device: torch.device,
     model,
     info,
-    build: Callable[[str, Any, Any], Tuple[Backend, Any]],
-    size_of: Callable[[Backend, Any], Tuple[int, int]],
+    build: Callable[[str, Any, Any], tuple[Backend, Any]],
+    size_of: Callable[[Backend, Any], tuple[int, int]],
     runs: int = PROBE_RUNS,
-) -> Tuple[Backend, Any, Dict[str, Any]]:
+) -> tuple[Backend, Any, dict[str, Any]]:
     """(backend, ModelInfo, choice record) for backend='auto'.
 
     build(name, model, info) makes one named backend; size_of(backend, info) is the network
@@ -172,8 +169,12 @@ def select_backend(
             backend, cached_info = build(record["backend"], model, info)
         except Exception as exc:  # noqa: BLE001 - the cached choice cannot serve this run
             # (e.g. the same weights at an input size its ONNX export does not support): probe
-            log.info("backend auto: cached choice %s cannot be built (%s: %s); probing again",
-                     record["backend"], type(exc).__name__, str(exc).splitlines()[0][:200])
+            log.info(
+                "backend auto: cached choice %s cannot be built (%s: %s); probing again",
+                record["backend"],
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200],
+            )
         else:
             record = {**record, "cached": str(cache_file)}
             log.info("backend auto: %s", describe(record))
@@ -190,8 +191,8 @@ def select_backend(
         log.info("backend auto: %s", describe(record))
         return backend, info, record
 
-    built: Dict[str, Tuple[Backend, Any]] = {}
-    failures: Dict[str, str] = {}
+    built: dict[str, tuple[Backend, Any]] = {}
+    failures: dict[str, str] = {}
     for name in names:
         try:
             built[name] = build(name, model, info)
@@ -201,8 +202,7 @@ def select_backend(
             log.debug("backend auto: %s cannot be built", name, exc_info=True)
     if not built:
         raise ValueError(
-            "backend 'auto': every candidate failed to build: "
-            + "; ".join(f"{k}: {v}" for k, v in failures.items())
+            "backend 'auto': every candidate failed to build: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
         )
     timings = probe(
         {k: b for k, (b, _) in built.items()},
@@ -227,11 +227,9 @@ def select_backend(
     return backend, info, record
 
 
-def describe(record: Dict[str, Any]) -> str:
+def describe(record: dict[str, Any]) -> str:
     """One log line: the choice, why, and the probe's timings."""
-    timings = ", ".join(
-        f"{k} {v:.1f} ms" for k, v in sorted(record["probe_ms"].items(), key=lambda kv: kv[1])
-    )
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(record["probe_ms"].items(), key=lambda kv: kv[1]))
     text = f"chose {record['backend']} ({record['reason']}"
     text += f": {timings})" if timings else ")"
     if record.get("cached"):
@@ -241,7 +239,7 @@ def describe(record: Dict[str, Any]) -> str:
     return text
 
 
-def _read_record(path: Path) -> Optional[Dict[str, Any]]:
+def _read_record(path: Path) -> Optional[dict[str, Any]]:
     if os.environ.get("BEVANET_AUTO_REPROBE") == "1" or not path.is_file():
         return None
     try:
@@ -250,7 +248,7 @@ def _read_record(path: Path) -> Optional[Dict[str, Any]]:
         return None
 
 
-def _write_record(path: Path, record: Dict[str, Any]) -> None:
+def _write_record(path: Path, record: dict[str, Any]) -> None:
     from ..checkpoint import atomic_write
 
     try:

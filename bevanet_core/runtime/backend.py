@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 
@@ -21,7 +21,7 @@ class Backend:
     device: torch.device = torch.device("cpu")
     input_dtype: torch.dtype = torch.float32
     max_batch: Optional[int] = None  # None = any batch size
-    static_input_size: Optional[Tuple[int, int]] = None  # (W, H) fixed by an exported artifact
+    static_input_size: Optional[tuple[int, int]] = None  # (W, H) fixed by an exported artifact
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -45,8 +45,7 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"device {device!r} requested but this PyTorch build has no usable CUDA "
-                f"(torch {torch.__version__})"
+                f"device {device!r} requested but this PyTorch build has no usable CUDA (torch {torch.__version__})"
             )
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())

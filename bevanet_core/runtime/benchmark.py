@@ -13,7 +13,8 @@ import dataclasses
 import os
 import platform
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -27,8 +28,8 @@ from .segmenter import Segmenter, SegmenterConfig
 @dataclasses.dataclass
 class BenchConfig:
     variant: str = "bevanet_s"
-    size: Tuple[int, int] = (480, 360)  # network input (W, H)
-    frame_size: Optional[Tuple[int, int]] = None  # camera frame (W, H); None = network size
+    size: tuple[int, int] = (480, 360)  # network input (W, H)
+    frame_size: Optional[tuple[int, int]] = None  # camera frame (W, H); None = network size
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "fp32"
@@ -50,7 +51,7 @@ class BenchConfig:
     seed: int = 0
 
 
-def summarize(latencies_ms: Sequence[float], batch: int = 1) -> Dict[str, Any]:
+def summarize(latencies_ms: Sequence[float], batch: int = 1) -> dict[str, Any]:
     """p50/p90/p99/mean/min of per-call latencies, and frames per second at the median."""
     lat = np.asarray(latencies_ms, dtype=np.float64)
     p50 = float(np.percentile(lat, 50))
@@ -85,15 +86,15 @@ def _model(cfg: BenchConfig):
 
 
 def reference_protocol(
-    model: nn.Module, size: Tuple[int, int], device: str = "cpu", runs: int = 50, warmup: int = 10
-) -> Dict[str, Any]:
+    model: nn.Module, size: tuple[int, int], device: str = "cpu", runs: int = 50, warmup: int = 10
+) -> dict[str, Any]:
     """The authors' protocol: fp32 eager, batch 1, BN not fused, random input, no upsampling."""
     dev = torch.device(device)
     net = model.float().to(dev).eval()
     cudnn = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False
     x = torch.randn(1, 3, size[1], size[0], device=dev)
-    times: List[float] = []
+    times: list[float] = []
     try:
         with torch.no_grad():
             for _ in range(warmup):
@@ -114,7 +115,7 @@ def reference_protocol(
     return out
 
 
-def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
+def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
     """Benchmarks one backend/precision/size/batch; returns a JSON-able dict."""
     size = parse_size(cfg.size, "size", 8)
     frame_w, frame_h = parse_size(cfg.frame_size, "frame_size") if cfg.frame_size else size
@@ -142,9 +143,7 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
     else:
         seg = Segmenter.from_model(model, info, **dataclasses.asdict(seg_cfg))
     rng = np.random.default_rng(cfg.seed)
-    frames = [
-        rng.integers(0, 256, size=(frame_h, frame_w, 3), dtype=np.uint8) for _ in range(cfg.batch)
-    ]
+    frames = [rng.integers(0, 256, size=(frame_h, frame_w, 3), dtype=np.uint8) for _ in range(cfg.batch)]
     for _ in range(cfg.warmup):
         seg.segment_batch(frames, "rgb8")
     times, stages = [], {"preprocess": [], "inference": [], "postprocess": []}
@@ -155,7 +154,7 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
         for k in stages:
             stages[k].append(results[0].timings[k])
     seg.close()
-    report: Dict[str, Any] = {
+    report: dict[str, Any] = {
         "variant": cfg.variant,
         "size": list(size),
         "frame_size": [frame_w, frame_h],
@@ -174,7 +173,7 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, Any]:
     return report
 
 
-def environment(device: str = "cpu") -> Dict[str, Any]:
+def environment(device: str = "cpu") -> dict[str, Any]:
     env = {
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -193,7 +192,7 @@ def environment(device: str = "cpu") -> Dict[str, Any]:
     return env
 
 
-def plot_reports(reports: Sequence[Dict[str, Any]], path: str, title: str = "") -> None:
+def plot_reports(reports: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
     """Bar chart of p50 latency (with p90/p99 whiskers) per configuration, reference included."""
     import matplotlib
 

@@ -59,9 +59,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:
-            raise ValueError(
-                f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})"
-            ) from None
+            raise ValueError(f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         # static export: the graph's own output size (1/8 or, for BSSNet-B, 1/4 of the input)
@@ -109,12 +107,8 @@ class OnnxRuntimeBackend(Backend):
         )
         binding = self.session.io_binding()
         index = self.device.index or 0
-        binding.bind_input(
-            self.input_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr()
-        )
-        binding.bind_output(
-            self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr()
-        )
+        binding.bind_input(self.input_name, "cuda", index, np.float32, tuple(x.shape), x.data_ptr())
+        binding.bind_output(self.output_name, "cuda", index, np.float32, tuple(out.shape), out.data_ptr())
         torch.cuda.current_stream(self.device).synchronize()  # x is written on torch's stream
         self.session.run_with_iobinding(binding)
         binding.synchronize_outputs()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 
@@ -31,8 +31,7 @@ def _openvino():
         import openvino as ov
     except ImportError:
         raise ValueError(
-            "backend 'openvino' needs the openvino package (pip install openvino, "
-            "or this package's [openvino] extra)"
+            "backend 'openvino' needs the openvino package (pip install openvino, or this package's [openvino] extra)"
         ) from None
     return ov
 
@@ -65,8 +64,7 @@ class OpenVINOBackend(Backend):
             )
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(
-                f"precision {precision!r} is not supported by the openvino backend; "
-                f"choose one of {OPENVINO_PRECISIONS}"
+                f"precision {precision!r} is not supported by the openvino backend; choose one of {OPENVINO_PRECISIONS}"
             )
         self.path = Path(path)
         self.meta = read_onnx_metadata(self.path)
@@ -83,7 +81,7 @@ class OpenVINOBackend(Backend):
                 f"{', '.join(caps)} for this one "
                 f"({self.core.get_property('CPU', 'FULL_DEVICE_NAME')})"
             )
-        self.config: Dict[str, object] = {
+        self.config: dict[str, object] = {
             "INFERENCE_PRECISION_HINT": _HINTS[precision],
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": 1,
@@ -93,11 +91,9 @@ class OpenVINOBackend(Backend):
         try:
             self._model = self.core.read_model(str(self.path))
         except Exception as exc:
-            raise ValueError(
-                f"{self.path}: OpenVINO cannot read it ({type(exc).__name__}: {exc})"
-            ) from None
+            raise ValueError(f"{self.path}: OpenVINO cannot read it ({type(exc).__name__}: {exc})") from None
         self._input = self._model.inputs[0].get_any_name()
-        self._compiled: Dict[int, object] = {}
+        self._compiled: dict[int, object] = {}
         self._compile(self.max_batch or 1)
 
     def _compile(self, batch: int):

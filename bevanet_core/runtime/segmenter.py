@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .backend import PRECISIONS, Backend, load_checkpoint, resolve_device
 from ..imaging.encodings import Frame, check_frame
 from ..imaging.geometry import (
     NETWORK_STRIDE,
@@ -39,6 +39,7 @@ from ..options import (
     DEFAULT_UPSAMPLE,
     logits_align_corners,
 )
+from .backend import PRECISIONS, Backend, load_checkpoint, resolve_device
 
 
 @dataclasses.dataclass
@@ -71,9 +72,7 @@ class SegmenterConfig:
     channels_last: Optional[bool] = None  # None = on CUDA
     cuda_graphs: Optional[bool] = None  # None = on CUDA
     compile: bool = False
-    num_threads: Optional[int] = (
-        None  # CPU threads (None = each backend's default; torch's is process-wide)
-    )
+    num_threads: Optional[int] = None  # CPU threads (None = each backend's default; torch's is process-wide)
     cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
     calibration_images: Optional[str] = None  # folder of real frames for int8 calibration
     rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
@@ -102,7 +101,7 @@ class SegmentationResult:
     mask: np.ndarray  # H x W uint8 class ids, 255 = unlabeled
     confidence: Optional[np.ndarray] = None  # H x W uint8, max softmax * 255
     color: Optional[np.ndarray] = None  # H x W x 3 uint8 RGB
-    timings: Dict[str, float] = dataclasses.field(default_factory=dict)  # ms, for the whole batch
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # ms, for the whole batch
 
 
 class Segmenter:
@@ -116,27 +115,21 @@ class Segmenter:
         info=None,
         **fields,
     ):
-        config = (
-            dataclasses.replace(config, **fields)
-            if config is not None
-            else SegmenterConfig(**fields)
-        )
+        config = dataclasses.replace(config, **fields) if config is not None else SegmenterConfig(**fields)
         config.validate()
         self.config = config
         self.device = resolve_device(config.device)
         self.backend: Backend
         self.backend_choice: Optional[dict] = None  # backend='auto': what was chosen and why
         self.backend, self.info = self._build_backend(model, info)
-        self.input_size: Size = resolve_input_size(
-            config.input_size, self.info, self.backend.static_input_size
-        )
+        self.input_size: Size = resolve_input_size(config.input_size, self.info, self.backend.static_input_size)
         self._post = Postprocessor(config.upsample, align_corners=logits_align_corners(self.info.variant))
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()
-        self._plans: Dict[Tuple[int, int], ResizePlan] = {}
+        self._plans: dict[tuple[int, int], ResizePlan] = {}
 
     @classmethod
-    def from_model(cls, model: nn.Module, info, **fields) -> "Segmenter":
+    def from_model(cls, model: nn.Module, info, **fields) -> Segmenter:
         """A segmenter over an in-memory model (e.g. a seeded one in tests) and its ModelInfo."""
         return cls(None, model=model, info=info, **fields)
 
@@ -159,9 +152,7 @@ class Segmenter:
         def size_of(backend, info):
             return resolve_input_size(cfg.input_size, info, backend.static_input_size)
 
-        backend, info, self.backend_choice = select_backend(
-            cfg, self.device, model, info, build, size_of
-        )
+        backend, info, self.backend_choice = select_backend(cfg, self.device, model, info, build, size_of)
         return backend, info
 
     def _make_backend(self, cfg: SegmenterConfig, model: Optional[nn.Module], info):
@@ -182,9 +173,7 @@ class Segmenter:
 
             return OpenVINOBackend.create(cfg, self.device, model=model, info=info)
         if suffix == ".onnx":
-            raise ValueError(
-                f"{weights} is an ONNX model; use backend 'onnxruntime', 'openvino' or 'tensorrt'"
-            )
+            raise ValueError(f"{weights} is an ONNX model; use backend 'onnxruntime', 'openvino' or 'tensorrt'")
         if model is None:
             model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
         from .torch_backend import TorchBackend
@@ -222,7 +211,7 @@ class Segmenter:
         encodings: Union[str, Sequence[str]] = "rgb8",
         confidence: bool = False,
         color: bool = False,
-    ) -> List[SegmentationResult]:
+    ) -> list[SegmentationResult]:
         """Segments frames of any sizes (e.g. several cameras) in one inference per `max_batch`."""
         if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 4:
             frames = list(frames)
@@ -239,12 +228,12 @@ class Segmenter:
         step = int(self.config.max_batch)
         if self.backend.max_batch is not None:
             step = min(step, self.backend.max_batch)
-        results: List[SegmentationResult] = []
+        results: list[SegmentationResult] = []
         for start in range(0, len(checked), step):
             results.extend(self._run(checked[start : start + step], confidence, color))
         return results
 
-    def _run(self, checked, want_conf: bool, want_color: bool) -> List[SegmentationResult]:
+    def _run(self, checked, want_conf: bool, want_color: bool) -> list[SegmentationResult]:
         dev = self.backend.device
         sync = self.backend.synchronize
         t0 = time.perf_counter()
@@ -291,30 +280,24 @@ class Segmenter:
         """H x W uint8 class ids -> H x W x 3 uint8 RGB (255 and unknown ids are black)."""
         mask = np.asarray(mask)
         if mask.dtype != np.uint8 or mask.ndim != 2:
-            raise ValueError(
-                f"mask must be an HxW uint8 array, got {mask.dtype} of shape {mask.shape}"
-            )
+            raise ValueError(f"mask must be an HxW uint8 array, got {mask.dtype} of shape {mask.shape}")
         return self._np_lut[mask]
 
     def overlay(self, rgb: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """Blends the colour mask over an HxWx3 uint8 RGB image; unlabeled pixels stay as is."""
         rgb = np.asarray(rgb)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(
-                f"overlay needs an HxWx3 uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}"
-            )
+            raise ValueError(f"overlay needs an HxWx3 uint8 RGB image, got {rgb.dtype} of shape {rgb.shape}")
         if rgb.shape[:2] != np.shape(mask):
             raise ValueError(f"image {rgb.shape[:2]} and mask {np.shape(mask)} sizes differ")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-        blend = (
-            rgb.astype(np.float32) * (1.0 - alpha) + self.colorize(mask).astype(np.float32) * alpha
-        )
+        blend = rgb.astype(np.float32) * (1.0 - alpha) + self.colorize(mask).astype(np.float32) * alpha
         out = np.where((np.asarray(mask) == 255)[..., None], rgb, np.rint(blend).astype(np.uint8))
         return out.astype(np.uint8)
 
     @property
-    def class_names(self) -> List[str]:
+    def class_names(self) -> list[str]:
         return list(self.info.class_names)
 
     def close(self) -> None:
@@ -322,13 +305,11 @@ class Segmenter:
         if self.backend is not None:
             self.backend.close()
 
-    def __enter__(self) -> "Segmenter":
+    def __enter__(self) -> Segmenter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
 
 
 def _as_tensor(frame: Frame) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, Tuple
 
 import torch
 
@@ -53,9 +52,7 @@ class TensorRTBackend(Backend):
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(
-                f"{self.path}: expected one input and one output tensor, got {inputs} / {outputs}"
-            )
+            raise ValueError(f"{self.path}: expected one input and one output tensor, got {inputs} / {outputs}")
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
         self.output_dtype = _torch_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
@@ -65,16 +62,14 @@ class TensorRTBackend(Backend):
             self._static_batch = None
         else:
             self.max_batch = self._static_batch = int(shape[0])
-        self._outputs: Dict[Tuple[int, ...], torch.Tensor] = {}
+        self._outputs: dict[tuple[int, ...], torch.Tensor] = {}
 
     @classmethod
     def create(cls, cfg, device: torch.device, model=None, info=None):
         """(backend, ModelInfo): an engine file (checked against this GPU/TensorRT), or an ONNX
         model / checkpoint / in-memory model compiled once into the engine cache."""
         if device.type != "cuda":
-            raise ValueError(
-                "backend 'tensorrt' needs device='cuda' (TensorRT runs on NVIDIA GPUs only)"
-            )
+            raise ValueError("backend 'tensorrt' needs device='cuda' (TensorRT runs on NVIDIA GPUs only)")
         try:
             import tensorrt  # noqa: F401
         except ImportError:
@@ -131,17 +126,13 @@ class TensorRTBackend(Backend):
             pad = x.new_zeros((self._static_batch - n,) + tuple(x.shape[1:]))
             return self.infer(torch.cat([x, pad]))[:n]
         if n > self.max_batch:
-            raise ValueError(
-                f"{self.path.name} takes at most {self.max_batch} frames per batch, got {n}"
-            )
+            raise ValueError(f"{self.path.name} takes at most {self.max_batch} frames per batch, got {n}")
         x = x.to(self.device, self.input_dtype).contiguous()
         self.context.set_input_shape(self.input_name, tuple(x.shape))
         shape = tuple(self.context.get_tensor_shape(self.output_name))
         out = self._outputs.get(shape)
         if out is None:
-            out = self._outputs[shape] = torch.empty(
-                shape, dtype=self.output_dtype, device=self.device
-            )
+            out = self._outputs[shape] = torch.empty(shape, dtype=self.output_dtype, device=self.device)
         self.context.set_tensor_address(self.input_name, x.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         # enqueue on torch's stream: ordered after preprocessing, before postprocessing

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -68,9 +68,7 @@ class TorchBackend(Backend):
         if compile:
             model = torch.compile(model, dynamic=False)
         self.model = model
-        self._graphs: Dict[
-            Tuple[int, ...], Tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]
-        ] = {}
+        self._graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, torch.Tensor]] = {}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, self.input_dtype, non_blocking=True)

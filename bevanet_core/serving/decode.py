@@ -87,15 +87,11 @@ def _as_bytes(data: Any) -> np.ndarray:
     except (TypeError, ValueError, BufferError):
         try:
             values = np.asarray(data)
-            if values.dtype.kind not in "iub" or values.size and (
-                values.min() < 0 or values.max() > 255
-            ):
+            if values.dtype.kind not in "iub" or values.size and (values.min() < 0 or values.max() > 255):
                 raise ValueError("values outside 0..255")
             return values.astype(np.uint8).reshape(-1)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise ImageDecodeError(
-                "bad_data", f"image data is not a byte sequence ({exc})"
-            ) from None
+            raise ImageDecodeError("bad_data", f"image data is not a byte sequence ({exc})") from None
 
 
 def check_raw_layout(encoding: Any, height: int, width: int, step: int, data_len: int) -> int:
@@ -112,20 +108,15 @@ def check_raw_layout(encoding: Any, height: int, width: int, step: int, data_len
             f"unsupported image encoding {encoding!r}; supported: {', '.join(RAW_ENCODINGS)}",
         )
     if height <= 0 or width <= 0:
-        raise ImageDecodeError(
-            "zero_size", f"image has zero size ({width}x{height}, encoding {encoding})"
-        )
+        raise ImageDecodeError("zero_size", f"image has zero size ({width}x{height}, encoding {encoding})")
     check_pixels(width, height, f"image ({encoding})")
     if spec.channels == 2 and width % 2:
-        raise ImageDecodeError(
-            "odd_width", f"{encoding} packs pixel pairs, so width must be even, got {width}"
-        )
+        raise ImageDecodeError("odd_width", f"{encoding} packs pixel pairs, so width must be even, got {width}")
     row = width * spec.channels * np.dtype(spec.dtype).itemsize
     if step < row:
         raise ImageDecodeError(
             "step_mismatch",
-            f"step {step} is smaller than one row of pixels: {width} px * "
-            f"{row // width} bytes = {row} ({encoding})",
+            f"step {step} is smaller than one row of pixels: {width} px * {row // width} bytes = {row} ({encoding})",
         )
     if step * height > max_pixels() * 8:  # 8 bytes: the widest pixel (rgba16)
         raise ImageDecodeError(
@@ -157,9 +148,7 @@ def image_to_array(msg: Any) -> np.ndarray:
     spec = RAW_ENCODINGS[encoding]
     if spec.dtype is np.uint16:
         rows = rows.view(">u2" if big_endian else "<u2").astype(np.uint16)
-    return rows.reshape(height, width, spec.channels) if spec.channels > 1 else rows.reshape(
-        height, width
-    )
+    return rows.reshape(height, width, spec.channels) if spec.channels > 1 else rows.reshape(height, width)
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
@@ -196,8 +185,7 @@ def _open_compressed(msg: Any) -> tuple[str, PILImage.Image]:
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError, bombs
         raise ImageDecodeError(
             "corrupt_compressed",
-            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): "
-            f"{error_reason(exc)}",
+            f"could not decode compressed image (format {fmt!r}, {buf.size} bytes): {error_reason(exc)}",
         ) from None
     if img.width == 0 or img.height == 0:
         raise ImageDecodeError("zero_size", f"compressed image decoded to {img.width}x{img.height}")
@@ -237,15 +225,12 @@ def message_to_label(msg: Any) -> np.ndarray:
         return image_to_array(msg)
     fmt = str(getattr(msg, "format", "")).lower()
     if "jpeg" in fmt or "jpg" in fmt:
-        raise ImageDecodeError(
-            "label_encoding", f"label masks must be lossless; got CompressedImage format {fmt!r}"
-        )
+        raise ImageDecodeError("label_encoding", f"label masks must be lossless; got CompressedImage format {fmt!r}")
     _, img = _open_compressed(msg)
     with img:
         if img.mode != "L":
             raise ImageDecodeError(
                 "label_encoding",
-                f"label CompressedImage ({fmt!r}) is not a single-channel 8-bit PNG "
-                f"(mode {img.mode})",
+                f"label CompressedImage ({fmt!r}) is not a single-channel 8-bit PNG (mode {img.mode})",
             )
         return np.array(img)

@@ -44,9 +44,7 @@ class FoxgloveView:
     (read it back from `.port`). Raises ImportError without foxglove-sdk, OSError when the port
     cannot be bound."""
 
-    def __init__(
-        self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", frame_id: str = "camera"
-    ):
+    def __init__(self, port: int = DEFAULT_PORT, host: str = "127.0.0.1", frame_id: str = "camera"):
         import foxglove
         from foxglove.channels import CompressedImageChannel, RawImageChannel
         from foxglove.websocket import ServerListener
@@ -128,14 +126,10 @@ class FoxgloveView:
         if color is not None:
             self._color.log(raw(color), log_time=int(stamp_ns))
         if overlay is not None:
-            ok, buf = cv2.imencode(
-                ".jpg", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
-            )
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
             if ok:
                 self._overlay.log(
-                    CompressedImage(
-                        timestamp=ts, frame_id=frame_id, data=buf.tobytes(), format="jpeg"
-                    ),
+                    CompressedImage(timestamp=ts, frame_id=frame_id, data=buf.tobytes(), format="jpeg"),
                     log_time=int(stamp_ns),
                 )
         if latency_ms is not None:

@@ -26,8 +26,7 @@ def label_info_dict(
     if len(palette) < len(class_names):
         raise ValueError(f"palette has {len(palette)} colours for {len(class_names)} classes")
     classes: list[dict[str, Any]] = [
-        {"id": i, "name": str(name), "color": [int(c) for c in palette[i][:3]]}
-        for i, name in enumerate(class_names)
+        {"id": i, "name": str(name), "color": [int(c) for c in palette[i][:3]]} for i, name in enumerate(class_names)
     ]
     return {
         "schema": FALLBACK_SCHEMA,
@@ -39,8 +38,6 @@ def label_info_dict(
     }
 
 
-def label_info_json(
-    class_names: Sequence[str], palette: Sequence[Sequence[int]], **kwargs: Any
-) -> str:
+def label_info_json(class_names: Sequence[str], palette: Sequence[Sequence[int]], **kwargs: Any) -> str:
     """The fallback message text (stable key order)."""
     return json.dumps(label_info_dict(class_names, palette, **kwargs), sort_keys=True)

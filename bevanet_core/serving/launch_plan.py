@@ -55,14 +55,12 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     (
         "camera_topics",
         "/camera/image_raw",
-        "Camera image topics, comma separated "
-        "(e.g. /front/image_raw,/rear/image_raw); one subscription each",
+        "Camera image topics, comma separated (e.g. /front/image_raw,/rear/image_raw); one subscription each",
     ),
     (
         "params_file",
         "",
-        "Node parameter YAML ('/**: ros__parameters: ...'); empty = config/" + PARAMS_FILE
-        + " from the package share",
+        "Node parameter YAML ('/**: ros__parameters: ...'); empty = config/" + PARAMS_FILE + " from the package share",
     ),
     ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
     ("node_name", NODE_NAME, "Name of the segmentation node"),
@@ -78,9 +76,7 @@ def variant_parameters(variant: str) -> dict[str, Any]:
     """What differs per variant: its name and, where no weights are shipped for it (it is meant
     for a GPU), device cuda and precision fp16. An unknown variant raises ValueError."""
     if variant not in VARIANTS:
-        raise ValueError(
-            f"launch argument 'variant' is {variant!r}; expected one of: {', '.join(VARIANTS)}"
-        )
+        raise ValueError(f"launch argument 'variant' is {variant!r}; expected one of: {', '.join(VARIANTS)}")
     if variant == DEFAULT_WEIGHTS_VARIANT:
         return {"variant": variant}
     return {"variant": variant, "device": "cuda", "precision": "fp16"}
@@ -104,9 +100,7 @@ def parse_bool(name: str, text: str) -> bool:
 def parse_camera_topics(text: str) -> list[str]:
     """'/a/image_raw, /b/image_raw' or "['/a', '/b']" -> ['/a/image_raw', '/b/image_raw']."""
     cleaned = str(text).strip().strip("[]")
-    topics = [
-        t.strip().strip("'\"") for t in re.split(r"[,\s]+", cleaned) if t.strip().strip("'\"")
-    ]
+    topics = [t.strip().strip("'\"") for t in re.split(r"[,\s]+", cleaned) if t.strip().strip("'\"")]
     if not topics:
         raise ValueError("launch argument 'camera_topics' is empty; give at least one topic")
     return topics
@@ -126,16 +120,12 @@ def load_params_file(path: str) -> dict[str, Any]:
     for section in data.values():
         if isinstance(section, dict) and "ros__parameters" in section:
             return dict(section["ros__parameters"] or {})
-    raise ValueError(
-        f"{path}: no 'ros__parameters' section (expected '/**: {{ros__parameters: ...}}')"
-    )
+    raise ValueError(f"{path}: no 'ros__parameters' section (expected '/**: {{ros__parameters: ...}}')")
 
 
 def node_overrides(args: Mapping[str, str]) -> dict[str, Any]:
     """Node parameters from launch arguments; empty arguments override nothing."""
-    out: dict[str, Any] = {
-        "use_sim_time": parse_bool("use_sim_time", args.get("use_sim_time", "false"))
-    }
+    out: dict[str, Any] = {"use_sim_time": parse_bool("use_sim_time", args.get("use_sim_time", "false"))}
     for name in PARAM_ARGUMENTS:
         value = str(args.get(name, "")).strip()
         if value:
@@ -185,16 +175,11 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
         try:
             NodeSettings.from_values(merged)
         except ParameterError as exc:
-            raise ValueError(
-                f"variant {variant!r} ({path}) with the given launch arguments: {exc}"
-            ) from None
+            raise ValueError(f"variant {variant!r} ({path}) with the given launch arguments: {exc}") from None
     namespace = str(args.get("namespace", "")).strip()
     log_level = str(args.get("log_level", "info")).strip().lower()
     if log_level not in ("debug", "info", "warn", "error", "fatal"):
-        raise ValueError(
-            "launch argument 'log_level' must be debug, info, warn, error or fatal, "
-            f"got {log_level!r}"
-        )
+        raise ValueError(f"launch argument 'log_level' must be debug, info, warn, error or fatal, got {log_level!r}")
     return LaunchPlan(
         params_file=path,
         variant_parameters=per_variant,

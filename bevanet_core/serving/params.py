@@ -88,9 +88,7 @@ class ParamSpec:
         return ""
 
 
-_RELOAD = (
-    " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
-)
+_RELOAD = " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "variant",
@@ -101,8 +99,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "weights",
         "",
-        "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped "
-        "CamVid BEVANet-S model." + _RELOAD,
+        "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped CamVid BEVANet-S model." + _RELOAD,
     ),
     ParamSpec(
         "engine",
@@ -184,8 +181,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_qos_depth",
         1,
-        "Camera subscription history depth (the node keeps only the "
-        "latest frame per camera anyway)." + _RELOAD,
+        "Camera subscription history depth (the node keeps only the latest frame per camera anyway)." + _RELOAD,
         int_range=(1, 100, 1),
     ),
     ParamSpec(
@@ -202,9 +198,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         read_only=False,
         float_range=(0.0, 1.0),
     ),
-    ParamSpec(
-        "publish_mask", True, "Publish ~/mask (mono8 class ids, 255 = unlabeled).", read_only=False
-    ),
+    ParamSpec("publish_mask", True, "Publish ~/mask (mono8 class ids, 255 = unlabeled).", read_only=False),
     ParamSpec(
         "publish_color_mask",
         True,
@@ -226,8 +220,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "batch_window_ms",
         5.0,
-        "How long the worker waits for the other cameras' frames to "
-        "batch them into one inference.",
+        "How long the worker waits for the other cameras' frames to batch them into one inference.",
         read_only=False,
         float_range=(0.0, 1000.0),
     ),
@@ -240,8 +233,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "error_log_period_s",
         5.0,
-        "At most one error log per problem kind per this many "
-        "seconds (bad frames are always counted).",
+        "At most one error log per problem kind per this many seconds (bad frames are always counted).",
         read_only=False,
         float_range=(0.0, 3600.0),
     ),
@@ -254,9 +246,7 @@ PARAMS: tuple[ParamSpec, ...] = (
         "down many times." + _RELOAD,
         int_range=(0, 256, 1),
     ),
-    ParamSpec(
-        "warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD
-    ),
+    ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD),
     ParamSpec(
         "foxglove_port",
         0,
@@ -300,19 +290,13 @@ def validate_value(name: str, value: Any) -> None:
     if spec.float_range is not None and not spec.float_range[0] <= value <= spec.float_range[1]:
         raise ParameterError(f"parameter {name!r} got {value}; expected {spec.constraints}")
     if name == "device" and not _DEVICE_RE.match(value):
-        raise ParameterError(
-            f"parameter 'device' got {value!r}; expected 'cpu', 'cuda' or 'cuda:N'"
-        )
+        raise ParameterError(f"parameter 'device' got {value!r}; expected 'cpu', 'cuda' or 'cuda:N'")
     if name == "input_topics":
         if not value:
-            raise ParameterError(
-                "parameter 'input_topics' is empty; give at least one camera topic"
-            )
+            raise ParameterError("parameter 'input_topics' is empty; give at least one camera topic")
         for topic in value:
             if not _TOPIC_RE.match(topic):
-                raise ParameterError(
-                    f"parameter 'input_topics' has an invalid topic name {topic!r}"
-                )
+                raise ParameterError(f"parameter 'input_topics' has an invalid topic name {topic!r}")
         if len(set(value)) != len(value):
             raise ParameterError(f"parameter 'input_topics' lists a topic twice: {list(value)}")
     if name == "camera_names":
@@ -332,9 +316,7 @@ def _field(spec: ParamSpec) -> tuple[str, type, Any]:
     return spec.name, kind[spec.type_name], dataclasses.field(default=default)
 
 
-_SettingsFields = dataclasses.make_dataclass(
-    "_SettingsFields", [_field(p) for p in PARAMS], frozen=True
-)
+_SettingsFields = dataclasses.make_dataclass("_SettingsFields", [_field(p) for p in PARAMS], frozen=True)
 
 
 class NodeSettings(_SettingsFields):
@@ -383,9 +365,7 @@ class NodeSettings(_SettingsFields):
                 "pass weights:=<file>"
             )
         if self.backend == "tensorrt" and not self.device.startswith("cuda"):
-            raise ParameterError(
-                f"backend 'tensorrt' needs a cuda device, got device {self.device!r}"
-            )
+            raise ParameterError(f"backend 'tensorrt' needs a cuda device, got device {self.device!r}")
 
     def segmenter_config(self) -> SegmenterConfig:
         """The runtime's config: every parameter that is a `SegmenterConfig` field, the model
@@ -394,9 +374,7 @@ class NodeSettings(_SettingsFields):
 
         same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
         same.update(variant=self.variant or None, input_size=self.input_size)
-        return SegmenterConfig(
-            **same, weights=self.model_path, num_threads=self.num_threads or None
-        )
+        return SegmenterConfig(**same, weights=self.model_path, num_threads=self.num_threads or None)
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -472,7 +450,6 @@ def params_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def _help_default(spec: ParamSpec) -> str:
     if spec.type_name == "str_list" and not spec.default:
         return "(none)"
@@ -483,14 +460,12 @@ def node_help(prog: str, node_name: str = "segmentation", lifecycle: bool = Fals
     """`--help` text of the node executables: usage, then every parameter with its type,
     default and description (what `ros2 param describe` would show on a running node)."""
     start = (
-        f"Starts unconfigured; drive it with `ros2 lifecycle set /{node_name} configure` and "
-        "`activate`."
+        f"Starts unconfigured; drive it with `ros2 lifecycle set /{node_name} configure` and `activate`."
         if lifecycle
         else "Loads the model at start and serves until Ctrl-C."
     )
     lines = [
-        f"usage: {prog} [-h] [--ros-args -r image:=TOPIC -p NAME:=VALUE ... "
-        "--params-file FILE]",
+        f"usage: {prog} [-h] [--ros-args -r image:=TOPIC -p NAME:=VALUE ... --params-file FILE]",
         "",
         "BEVANet semantic segmentation node: sensor_msgs/Image in on `image` (one topic per",
         "entry of input_topics), label masks out on ~/mask (mono8 class ids, 255 = unlabeled),",
@@ -519,7 +494,6 @@ def _wrap(text: str, width: int) -> list[str]:
     import textwrap
 
     return textwrap.wrap(text, width) or [""]
-
 
 
 def params_markdown() -> str:

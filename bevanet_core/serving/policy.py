@@ -148,9 +148,7 @@ def image_file_size(path: str | os.PathLike) -> tuple[int, int]:
                 f.seek(0)
                 head = _jpeg_head(f)
     except OSError as exc:
-        raise ImageDecodeError(
-            "unreadable_file", f"{path}: cannot read ({exc.strerror or exc})"
-        ) from None
+        raise ImageDecodeError("unreadable_file", f"{path}: cannot read ({exc.strerror or exc})") from None
     if not head:
         raise ImageDecodeError("zero_size", f"{path}: the file is empty")
     sized = header_size(head)
@@ -177,7 +175,5 @@ def read_image_file(path: str | os.PathLike, flags: int = cv2.IMREAD_COLOR) -> n
     check_pixels(width, height, f"{path}:")
     image = cv2.imread(str(path), flags)
     if image is None or image.size == 0:
-        raise ImageDecodeError(
-            "corrupt_file", f"{path}: the {width}x{height} image cannot be decoded (corrupt?)"
-        )
+        raise ImageDecodeError("corrupt_file", f"{path}: the {width}x{height} image cannot be decoded (corrupt?)")
     return image

@@ -19,9 +19,7 @@ Clock = Callable[[], float]
 class LatestFrameSlots:
     """One overwrite-on-put slot per camera, shared by producers and a single consumer."""
 
-    def __init__(
-        self, num_slots: int, active_timeout_s: float = 1.0, clock: Clock = time.monotonic
-    ) -> None:
+    def __init__(self, num_slots: int, active_timeout_s: float = 1.0, clock: Clock = time.monotonic) -> None:
         if num_slots < 1:
             raise ValueError(f"num_slots must be >= 1, got {num_slots}")
         self._cond = threading.Condition()
@@ -56,9 +54,7 @@ class LatestFrameSlots:
     def _active(self, now: float) -> list[int]:
         return [i for i, t in enumerate(self._last_put) if now - t <= self._active_timeout_s]
 
-    def take(
-        self, batch_window_s: float = 0.0, timeout_s: float | None = None
-    ) -> list[tuple[int, Any]]:
+    def take(self, batch_window_s: float = 0.0, timeout_s: float | None = None) -> list[tuple[int, Any]]:
         """Waits for at least one frame (up to `timeout_s`; [] on timeout or close), then up to
         `batch_window_s` more for every recently active camera, and empties the taken slots.
         Marks the consumer busy until `task_done()`."""

@@ -106,9 +106,7 @@ class LogThrottle:
 class StreamStats:
     """Thread-safe counters and windows for one stream (all cameras)."""
 
-    def __init__(
-        self, cameras: list[str], window_s: float = 5.0, clock: Clock = time.monotonic
-    ) -> None:
+    def __init__(self, cameras: list[str], window_s: float = 5.0, clock: Clock = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self.cameras = list(cameras)

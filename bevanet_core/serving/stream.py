@@ -126,9 +126,7 @@ class StreamSegmenter:
         return self._worker is not None and self._worker.is_alive()
 
     # ------------------------------------------------------------------ segmentation
-    def segment_messages(
-        self, items: Sequence[tuple[int, Any, float]], confidence: bool = False
-    ) -> list[StreamResult]:
+    def segment_messages(self, items: Sequence[tuple[int, Any, float]], confidence: bool = False) -> list[StreamResult]:
         """Decodes and segments (camera, message, received) items in one batch. Frames that do
         not decode are counted by kind, reported and left out; the rest come back in order."""
         decoded = []

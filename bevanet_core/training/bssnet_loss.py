@@ -18,8 +18,9 @@ authors' Cityscapes configs weight those and not the aux heads).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -89,9 +90,7 @@ class BSSNetCriterion(nn.Module):
         self.aux_thresh = aux_thresh
         self.aux_min_kept = aux_min_kept
 
-    def forward(
-        self, outputs: BSSNetOutputs, target: torch.Tensor, edge: torch.Tensor
-    ) -> Dict[str, torch.Tensor]:
+    def forward(self, outputs: BSSNetOutputs, target: torch.Tensor, edge: torch.Tensor) -> dict[str, torch.Tensor]:
         if not isinstance(outputs, BSSNetOutputs):
             raise TypeError(
                 f"BSSNetCriterion needs BSSNetOutputs (a BSSNet built with aux_heads=True), "
@@ -99,8 +98,7 @@ class BSSNetCriterion(nn.Module):
             )
         if edge.shape[-2:] != target.shape[-2:]:
             raise ValueError(
-                f"edge map size {tuple(edge.shape[-2:])} differs from the label size "
-                f"{tuple(target.shape[-2:])}"
+                f"edge map size {tuple(edge.shape[-2:])} differs from the label size {tuple(target.shape[-2:])}"
             )
         w = self.weights
         size = target.shape[-2:]

@@ -10,9 +10,11 @@ of a scheme computed here from the training labels when the run starts:
 Both are scaled so that the weight averaged over the training pixels is 1: the loss keeps its
 scale, so the learning rate of a recipe means the same with or without weights.
 """
+
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Optional, Union
 
 import numpy as np
 
@@ -21,7 +23,7 @@ from ..data.datasets import IGNORE_INDEX, SegmentationDataset
 SCHEMES = {"median-frequency": 1.0, "sqrt-median-frequency": 0.5}
 
 
-def label_statistics(dataset: SegmentationDataset) -> Tuple[np.ndarray, np.ndarray]:
+def label_statistics(dataset: SegmentationDataset) -> tuple[np.ndarray, np.ndarray]:
     """(pixels of each class, pixels of the images that contain each class) over `dataset`,
     read from the label files alone (images are not decoded)."""
     n = dataset.num_classes
@@ -37,7 +39,7 @@ def label_statistics(dataset: SegmentationDataset) -> Tuple[np.ndarray, np.ndarr
     return pixels, present_in
 
 
-def median_frequency_weights(pixels: np.ndarray, present_in: np.ndarray, power: float = 1.0) -> List[float]:
+def median_frequency_weights(pixels: np.ndarray, present_in: np.ndarray, power: float = 1.0) -> list[float]:
     """Median frequency balancing raised to `power`, scaled to a pixel-weighted mean of 1.
     A class absent from the training labels gets weight 0 (it has no pixels to weigh)."""
     pixels = np.asarray(pixels, np.float64)
@@ -51,16 +53,18 @@ def median_frequency_weights(pixels: np.ndarray, present_in: np.ndarray, power: 
     return [round(float(w), 4) for w in weights]
 
 
-def resolve_class_weights(spec: Optional[Union[str, Sequence[float]]],
-                          dataset: SegmentationDataset) -> Optional[List[float]]:
+def resolve_class_weights(
+    spec: Optional[Union[str, Sequence[float]]], dataset: SegmentationDataset
+) -> Optional[list[float]]:
     """The weights a recipe's `data.class_weights` asks for, as a list with one per class."""
     if spec is None:
         return None
     n = dataset.num_classes
     if isinstance(spec, str):
         if spec not in SCHEMES:
-            raise ValueError(f"data.class_weights: unknown scheme {spec!r}; known: {', '.join(SCHEMES)}, "
-                             f"or a list of {n} numbers")
+            raise ValueError(
+                f"data.class_weights: unknown scheme {spec!r}; known: {', '.join(SCHEMES)}, or a list of {n} numbers"
+            )
         return median_frequency_weights(*label_statistics(dataset), power=SCHEMES[spec])
     weights = [float(w) for w in spec]
     if len(weights) != n:

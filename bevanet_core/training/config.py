@@ -1,11 +1,13 @@
 """Training configuration: small typed dataclasses loaded from YAML, overridable as `a.b=value`."""
+
 from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import yaml
 
@@ -28,7 +30,7 @@ class DataConfig:
     val_split: str = "val"
     encoding: str = "index"  # CamVid labels: 'index' PNGs or 'rgb' colour codes
     base_size: int = 480
-    crop_size: List[int] = field(default_factory=lambda: [480, 360])  # width, height
+    crop_size: list[int] = field(default_factory=lambda: [480, 360])  # width, height
     scale_min: float = 0.5
     scale_max: float = 2.1
     scale_step: float = 0.1  # scales are scale_min + k * scale_step (STDC: 0.125)
@@ -40,7 +42,7 @@ class DataConfig:
     workers: int = 1
     # one loss weight per class, or a scheme computed from the training labels at the start:
     # median-frequency or sqrt-median-frequency (training/class_weights.py)
-    class_weights: Optional[Union[List[float], str]] = None
+    class_weights: Optional[Union[list[float], str]] = None
 
 
 @dataclass
@@ -48,7 +50,7 @@ class OptimConfig:
     name: str = "sgd"  # sgd (momentum) or adamw
     lr: float = 0.0038
     momentum: float = 0.9  # SGD only
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW only
     weight_decay: float = 5e-4
     power: float = 0.9  # poly decay exponent
     min_lr: float = 0.0  # poly decays to this (mmseg's eta_min)
@@ -57,9 +59,9 @@ class OptimConfig:
     warmup_mode: str = "linear"  # linear (mmseg) or exp (STDC-Seg: geometric from the ratio)
     # learning-rate multipliers by parameter-name prefix; the longest matching prefix wins and ""
     # matches everything, e.g. STDC-Seg's heads x10: {"": 10.0, "cp.backbone": 1.0}
-    lr_mult: Dict[str, float] = field(default_factory=dict)
+    lr_mult: dict[str, float] = field(default_factory=dict)
     # parameters whose names contain one of these get no weight decay (Light-Ham: ["norm"])
-    no_decay: List[str] = field(default_factory=list)
+    no_decay: list[str] = field(default_factory=list)
     batch_size: int = 8  # per process
     epochs: Optional[int] = None
     iterations: Optional[int] = None  # overrides epochs when set
@@ -113,11 +115,11 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         cfg = cls()
         for section, values in (data or {}).items():
             if section not in _SECTIONS:
@@ -159,7 +161,7 @@ def _parse_value(text: str) -> Any:
 
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> TrainConfig:
     """YAML file (optional) then `section.key=value` overrides (values parsed as YAML)."""
-    data: Dict[str, Any] = {}
+    data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():

@@ -6,6 +6,7 @@ model, optimizer, iteration, best mIoU, RNG states and the resolved config; the 
 every augmentation are pure functions of (seed, epoch, index), so the resumed run sees the same
 batches as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,10 +14,11 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
@@ -39,8 +41,16 @@ from .losses import BEVANetCriterion, LossWeights
 from .objective import TrainingObjective
 
 
-def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 0.9, min_lr: float = 0.0,
-            warmup_iters: int = 0, warmup_ratio: float = 1e-6, warmup_mode: str = "linear") -> float:
+def poly_lr(
+    base_lr: float,
+    iteration: int,
+    max_iterations: int,
+    power: float = 0.9,
+    min_lr: float = 0.0,
+    warmup_iters: int = 0,
+    warmup_ratio: float = 1e-6,
+    warmup_mode: str = "linear",
+) -> float:
     """Polynomial decay per iteration (PIDNet/BEVANet: no warm-up, min_lr 0), optionally with a
     warm-up: over the first `warmup_iters` the poly value is scaled from `warmup_ratio` to 1,
     linearly (mmseg) or geometrically (STDC-Seg: warmup_ratio ** (1 - i / warmup_iters))."""
@@ -56,7 +66,7 @@ def poly_lr(base_lr: float, iteration: int, max_iterations: int, power: float = 
     return lr
 
 
-def lr_multiplier(name: str, lr_mult: Dict[str, float]) -> float:
+def lr_multiplier(name: str, lr_mult: dict[str, float]) -> float:
     """The multiplier of the longest prefix of `name` in `lr_mult` ("" matches all), else 1."""
     best = max((p for p in lr_mult if name.startswith(p)), key=len, default=None)
     return 1.0 if best is None else float(lr_mult[best])
@@ -66,13 +76,15 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     """SGD with momentum or AdamW over parameter groups of equal learning-rate multiplier
     (`optim.lr_mult`) and weight decay (0 for names containing an `optim.no_decay` key); each
     group keeps its multiplier as `lr_mult` for the schedule."""
-    groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if param.requires_grad:
             decay = 0.0 if any(key in name for key in cfg.no_decay) else cfg.weight_decay
             groups.setdefault((lr_multiplier(name, cfg.lr_mult), decay), []).append(param)
-    param_groups = [{"params": ps, "lr_mult": mult, "lr": cfg.lr * mult, "weight_decay": decay}
-                    for (mult, decay), ps in sorted(groups.items())]
+    param_groups = [
+        {"params": ps, "lr_mult": mult, "lr": cfg.lr * mult, "weight_decay": decay}
+        for (mult, decay), ps in sorted(groups.items())
+    ]
     if cfg.name == "sgd":
         return torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
@@ -108,8 +120,17 @@ class ResumableBatchSampler(Sampler):
     """Batches of (index, augmentation seed) for one epoch, shuffled by (seed, epoch), split
     across ranks, skipping the first `start_batch` batches when resuming mid-epoch."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
-                 start_batch: int = 0, shuffle: bool = True):
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        epoch: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
+        shuffle: bool = True,
+    ):
         self.size, self.batch_size, self.seed, self.epoch = size, batch_size, seed, epoch
         self.rank, self.world_size, self.start_batch, self.shuffle = rank, world_size, start_batch, shuffle
 
@@ -117,18 +138,18 @@ class ResumableBatchSampler(Sampler):
     def batches_per_epoch(size: int, batch_size: int, world_size: int = 1) -> int:
         return size // (batch_size * world_size)
 
-    def _order(self) -> List[int]:
+    def _order(self) -> list[int]:
         if not self.shuffle:
             return list(range(self.size))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.size, generator=g).tolist()
 
-    def __iter__(self) -> Iterator[List[tuple]]:
+    def __iter__(self) -> Iterator[list[tuple]]:
         order = self._order()
         n = self.batches_per_epoch(self.size, self.batch_size, self.world_size)
-        per_rank = order[self.rank: n * self.batch_size * self.world_size: self.world_size]
+        per_rank = order[self.rank : n * self.batch_size * self.world_size : self.world_size]
         for b in range(self.start_batch, n):
-            yield [(i, (self.seed, self.epoch, i)) for i in per_rank[b * self.batch_size:(b + 1) * self.batch_size]]
+            yield [(i, (self.seed, self.epoch, i)) for i in per_rank[b * self.batch_size : (b + 1) * self.batch_size]]
 
     def __len__(self) -> int:
         return self.batches_per_epoch(self.size, self.batch_size, self.world_size) - self.start_batch
@@ -148,30 +169,43 @@ def resolve_device(name: str) -> torch.device:
 def build_datasets(cfg: TrainConfig):
     d = cfg.data
     root = Path(d.root)
-    train_tf = TrainTransform(base_size=d.base_size, crop_size=tuple(d.crop_size), scale_min=d.scale_min,
-                              scale_max=d.scale_max, scale_step=d.scale_step, flip=d.flip,
-                              edge_border=d.edge_border,
-                              photometric=d.photometric)
+    train_tf = TrainTransform(
+        base_size=d.base_size,
+        crop_size=tuple(d.crop_size),
+        scale_min=d.scale_min,
+        scale_max=d.scale_max,
+        scale_step=d.scale_step,
+        flip=d.flip,
+        edge_border=d.edge_border,
+        photometric=d.photometric,
+    )
     lists = {k: (root / v if v else None) for k, v in (("train", d.train_list), ("val", d.val_list))}
     train = build_dataset(d.dataset, root, lists["train"], d.train_split, train_tf, d.encoding, cfg.run.seed)
     val = build_dataset(d.dataset, root, lists["val"], d.val_split, EvalTransform(), d.encoding, cfg.run.seed)
     return train, val
 
 
-def build_criterion(cfg: TrainConfig, class_weights: Optional[List[float]] = None) -> TrainingObjective:
+def build_criterion(cfg: TrainConfig, class_weights: Optional[list[float]] = None) -> TrainingObjective:
     """The objective of the model's family (BEVANet/PIDNet from `cfg.loss`, BiSeNetV2, STDC,
     BSSNet (OHEM settings from `cfg.loss`), Light-Ham). `class_weights`: resolved from
     `cfg.data.class_weights` (resolve_class_weights); an explicit list in the config is used as is."""
     lc = cfg.loss
     if class_weights is None:
         if isinstance(cfg.data.class_weights, str):  # never dropped silently
-            raise ValueError(f"data.class_weights={cfg.data.class_weights!r} is a scheme: resolve it from the "
-                             "training labels first (resolve_class_weights) and pass the weights")
+            raise ValueError(
+                f"data.class_weights={cfg.data.class_weights!r} is a scheme: resolve it from the "
+                "training labels first (resolve_class_weights) and pass the weights"
+            )
         class_weights = cfg.data.class_weights
-    return TrainingObjective(BEVANetCriterion(
-        ignore_index=255, ohem_thresh=lc.ohem_thresh, ohem_min_kept=lc.ohem_min_kept,
-        class_weights=class_weights, weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided,
-                                                        lovasz=lc.lovasz)))
+    return TrainingObjective(
+        BEVANetCriterion(
+            ignore_index=255,
+            ohem_thresh=lc.ohem_thresh,
+            ohem_min_kept=lc.ohem_min_kept,
+            class_weights=class_weights,
+            weights=LossWeights(lc.aux, lc.main, lc.boundary, lc.boundary_guided, lovasz=lc.lovasz),
+        )
+    )
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -186,7 +220,7 @@ def autocast_context(device: torch.device, precision: str):
     raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
 
 
-def keep_dilated_depthwise_convs_nchw(model: nn.Module) -> List[str]:
+def keep_dilated_depthwise_convs_nchw(model: nn.Module) -> list[str]:
     """Lets a channels-last model train in bf16 on the CPU: every dilated depthwise conv gets
     its input, weight and output gradient as contiguous NCHW, since the CPU's bf16 weight gradient of such a conv (oneDNN,
     torch 2.13) is wrong for channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA:
@@ -198,11 +232,13 @@ def keep_dilated_depthwise_convs_nchw(model: nn.Module) -> List[str]:
         # gradient arriving from the channels-last layers after it
         # (a depthwise weight's size-1 dimension makes channels-last strides count as
         # contiguous, so .contiguous() would keep them: copy into standard strides)
-        conv.weight.data = torch.empty(conv.weight.shape, dtype=conv.weight.dtype,
-                                       device=conv.weight.device).copy_(conv.weight.data)
+        conv.weight.data = torch.empty(conv.weight.shape, dtype=conv.weight.dtype, device=conv.weight.device).copy_(
+            conv.weight.data
+        )
         conv.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
         conv.register_full_backward_pre_hook(
-            lambda module, grads: tuple(None if g is None else g.contiguous() for g in grads))
+            lambda module, grads: tuple(None if g is None else g.contiguous() for g in grads)
+        )
         kept.append(name)
     return kept
 
@@ -224,9 +260,18 @@ def predict_logits(model: nn.Module, image: torch.Tensor, align_corners: bool) -
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset, device: torch.device, num_classes: int, precision: str = "fp32",
-             limit: Optional[int] = None, dist_info: DistInfo = DistInfo(),
-             channels_last: bool = False, *, align_corners: bool) -> ConfusionMatrix:
+def evaluate(
+    model: nn.Module,
+    dataset,
+    device: torch.device,
+    num_classes: int,
+    precision: str = "fp32",
+    limit: Optional[int] = None,
+    dist_info: DistInfo = DistInfo(),
+    channels_last: bool = False,
+    *,
+    align_corners: bool,
+) -> ConfusionMatrix:
     """Single scale, full image, batch 1, no flip; confusion matrices summed over ranks.
     `align_corners`: the model family's `options.logits_align_corners`."""
     was_training = model.training
@@ -245,8 +290,8 @@ def evaluate(model: nn.Module, dataset, device: torch.device, num_classes: int, 
         t = torch.from_numpy(np.concatenate([cm.matrix.ravel(), cm.missed])).to(device)
         dist.all_reduce(t)
         t = t.cpu().numpy()
-        cm.matrix = t[: num_classes ** 2].reshape(num_classes, num_classes)
-        cm.missed = t[num_classes ** 2:]
+        cm.matrix = t[: num_classes**2].reshape(num_classes, num_classes)
+        cm.missed = t[num_classes**2 :]
     model.train(was_training)
     return cm
 
@@ -280,10 +325,10 @@ class WeightEMA:
                 avg.copy_(cur)
         torch._foreach_lerp_(floats, sources, 1.0 - d)
 
-    def state_dict(self) -> Dict:
+    def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "updates": self.updates, "decay": self.decay}
 
-    def load_state_dict(self, state: Dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.updates = int(state["updates"])
 
@@ -291,19 +336,21 @@ class WeightEMA:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _rng_state() -> Dict:
+def _rng_state() -> dict:
     """RNG states as tensors and plain values, so the checkpoint loads with weights_only=True."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     version, py_state, py_gauss = random.getstate()
-    state = {"python": [version, torch.tensor(py_state, dtype=torch.int64), py_gauss],
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-             "torch": torch.get_rng_state()}
+    state = {
+        "python": [version, torch.tensor(py_state, dtype=torch.int64), py_gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: Dict) -> None:
+def _set_rng_state(state: dict) -> None:
     version, py_state, py_gauss = state["python"]
     random.setstate((version, tuple(py_state.tolist()), py_gauss))
     kind, keys, pos, has_gauss, gauss = state["numpy"]
@@ -313,20 +360,34 @@ def _set_rng_state(state: Dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_checkpoint(path: Path, model: nn.Module, optimizer, iteration: int, best_miou: float,
-                             cfg: TrainConfig, info: ModelInfo, history: List[Dict],
-                             ema: Optional[WeightEMA] = None) -> None:
+def save_training_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer,
+    iteration: int,
+    best_miou: float,
+    cfg: TrainConfig,
+    info: ModelInfo,
+    history: list[dict],
+    ema: Optional[WeightEMA] = None,
+) -> None:
     payload = {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-        "best_miou": best_miou, "config": cfg.to_dict(), "model_info": info.to_json(),
-        "rng": _rng_state(), "history": history, "format": "bevanet-train-v1",
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "iteration": iteration,
+        "best_miou": best_miou,
+        "config": cfg.to_dict(),
+        "model_info": info.to_json(),
+        "rng": _rng_state(),
+        "history": history,
+        "format": "bevanet-train-v1",
     }
     if ema is not None:
         payload["ema"] = ema.state_dict()
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_training_checkpoint(path: Path) -> Dict:
+def load_training_checkpoint(path: Path) -> dict:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -346,11 +407,12 @@ class Logger:
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.tb = SummaryWriter(str(out_dir / "tensorboard"))
             except ImportError:  # tensorboard is optional
                 pass
 
-    def log(self, record: Dict, step: int, console: Optional[str] = None) -> None:
+    def log(self, record: dict, step: int, console: Optional[str] = None) -> None:
         if not self.enabled:
             return
         self.file.write(json.dumps({"iteration": step, "time": time.time(), **record}) + "\n")
@@ -376,8 +438,11 @@ def build_training_model(cfg: TrainConfig, device: torch.device, dinfo: DistInfo
         state, _ = read_checkpoint(cfg.model.pretrained)
         report = load_state_dict_strict(model, state, cfg.model.pretrained, strict=False)
         if dinfo.is_main:
-            print(f"initialised from {cfg.model.pretrained}: {len(report['missing'])} tensors not in the file, "
-                  f"{len(report['mismatched'])} shape mismatches skipped", flush=True)
+            print(
+                f"initialised from {cfg.model.pretrained}: {len(report['missing'])} tensors not in the file, "
+                f"{len(report['mismatched'])} shape mismatches skipped",
+                flush=True,
+            )
     if cfg.model.sync_bn and dinfo.world_size > 1:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device)
@@ -386,8 +451,10 @@ def build_training_model(cfg: TrainConfig, device: torch.device, dinfo: DistInfo
         if device.type == "cpu" and cfg.run.precision == "bf16":
             kept = keep_dilated_depthwise_convs_nchw(model)
             if kept and dinfo.is_main:
-                print(f"channels-last bf16 on the CPU: {len(kept)} dilated depthwise convs kept NCHW "
-                      f"(first: {kept[0]})", flush=True)
+                print(
+                    f"channels-last bf16 on the CPU: {len(kept)} dilated depthwise convs kept NCHW (first: {kept[0]})",
+                    flush=True,
+                )
     return model
 
 
@@ -418,30 +485,43 @@ class Trainer:
 
         self.train_set, self.val_set = build_datasets(cfg)
         if self.train_set.num_classes != cfg.model.num_classes:
-            raise ValueError(f"dataset {cfg.data.dataset} has {self.train_set.num_classes} classes but "
-                             f"model.num_classes={cfg.model.num_classes}")
-        self.info = ModelInfo(variant=cfg.model.variant, num_classes=cfg.model.num_classes,
-                              class_names=list(self.train_set.class_names),
-                              palette=[list(c) for c in self.train_set.palette], input_size=None,
-                              dataset=cfg.data.dataset)
+            raise ValueError(
+                f"dataset {cfg.data.dataset} has {self.train_set.num_classes} classes but "
+                f"model.num_classes={cfg.model.num_classes}"
+            )
+        self.info = ModelInfo(
+            variant=cfg.model.variant,
+            num_classes=cfg.model.num_classes,
+            class_names=list(self.train_set.class_names),
+            palette=[list(c) for c in self.train_set.palette],
+            input_size=None,
+            dataset=cfg.data.dataset,
+        )
         self.model = build_training_model(cfg, device, dinfo)
         self.class_weights = resolve_class_weights(cfg.data.class_weights, self.train_set)
         if dinfo.is_main and isinstance(cfg.data.class_weights, str):
-            print(f"class weights ({cfg.data.class_weights}): " + ", ".join(
-                f"{name} {w:g}" for name, w in zip(self.train_set.class_names, self.class_weights)), flush=True)
+            print(
+                f"class weights ({cfg.data.class_weights}): "
+                + ", ".join(f"{name} {w:g}" for name, w in zip(self.train_set.class_names, self.class_weights)),
+                flush=True,
+            )
         self.criterion = build_criterion(cfg, self.class_weights).to(device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
 
-        self.batches = ResumableBatchSampler.batches_per_epoch(len(self.train_set), cfg.optim.batch_size,
-                                                               dinfo.world_size)
+        self.batches = ResumableBatchSampler.batches_per_epoch(
+            len(self.train_set), cfg.optim.batch_size, dinfo.world_size
+        )
         if self.batches == 0:
-            raise ValueError(f"{len(self.train_set)} training images are fewer than one batch of "
-                             f"{cfg.optim.batch_size} x {dinfo.world_size} processes")
+            raise ValueError(
+                f"{len(self.train_set)} training images are fewer than one batch of "
+                f"{cfg.optim.batch_size} x {dinfo.world_size} processes"
+            )
         self.max_iter = cfg.optim.iterations or (cfg.optim.epochs or 1) * self.batches
         self.iteration, self.best_miou, self.history = cfg.run.start_iteration, -1.0, []
         if not 0 <= self.iteration < self.max_iter:
-            raise ValueError(f"run.start_iteration={self.iteration} is outside the schedule of "
-                             f"{self.max_iter} iterations")
+            raise ValueError(
+                f"run.start_iteration={self.iteration} is outside the schedule of {self.max_iter} iterations"
+            )
         self.ema = WeightEMA(self.model, cfg.run.ema_decay) if cfg.run.ema_decay else None
         self.scaler = torch.amp.GradScaler("cuda") if cfg.run.precision == "fp16" else None
         self.budget_s = 60.0 * cfg.run.time_budget_min
@@ -471,8 +551,17 @@ class Trainer:
 
     def checkpoint(self, kind: str = "last") -> None:
         if self.dinfo.is_main:
-            save_training_checkpoint(self.out_dir / f"{kind}.pt", self.model, self.optimizer, self.iteration,
-                                     self.best_miou, self.cfg, self.info, self.history, self.ema)
+            save_training_checkpoint(
+                self.out_dir / f"{kind}.pt",
+                self.model,
+                self.optimizer,
+                self.iteration,
+                self.best_miou,
+                self.cfg,
+                self.info,
+                self.history,
+                self.ema,
+            )
 
     # ------------------------------------------------------------------ schedule
 
@@ -497,11 +586,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def step(self, net: nn.Module, images, labels, edges) -> Tuple[Dict[str, torch.Tensor], float]:
+    def step(self, net: nn.Module, images, labels, edges) -> tuple[dict[str, torch.Tensor], float]:
         """One optimisation step; returns the loss terms and the learning rate used."""
         cfg, o, device = self.cfg, self.cfg.optim, self.device
-        lr = poly_lr(o.lr, self.schedule_position(), self.max_iter, o.power, o.min_lr, o.warmup_iters,
-                     o.warmup_ratio, o.warmup_mode)
+        lr = poly_lr(
+            o.lr,
+            self.schedule_position(),
+            self.max_iter,
+            o.power,
+            o.min_lr,
+            o.warmup_iters,
+            o.warmup_ratio,
+            o.warmup_mode,
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)  # checkpoints before lr_mult: 1
         images = images.to(device, non_blocking=True)
@@ -522,26 +619,38 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         if not torch.isfinite(losses["loss"]):
-            hint = (f"; with run.precision={cfg.run.precision} try fp32" if cfg.run.precision != "fp32"
-                    else "; try a lower optim.lr")
+            hint = (
+                f"; with run.precision={cfg.run.precision} try fp32"
+                if cfg.run.precision != "fp32"
+                else "; try a lower optim.lr"
+            )
             raise FloatingPointError(f"loss became {losses['loss'].item()} at iteration {self.iteration}{hint}")
         self.iteration += 1
         return losses, lr
 
-    def validate(self, logger: "Logger") -> float:
+    def validate(self, logger: Logger) -> float:
         cfg, ema = self.cfg, self.ema
         selected = self.model if ema is None else ema.model  # the model that is kept and shipped
 
         def miou_of(model: nn.Module):
-            return evaluate(model, self.val_set, self.device, cfg.model.num_classes, cfg.run.precision,
-                            cfg.run.val_limit, self.dinfo, cfg.run.channels_last,
-                            align_corners=logits_align_corners(cfg.model.variant))
+            return evaluate(
+                model,
+                self.val_set,
+                self.device,
+                cfg.model.num_classes,
+                cfg.run.precision,
+                cfg.run.val_limit,
+                self.dinfo,
+                cfg.run.channels_last,
+                align_corners=logits_align_corners(cfg.model.variant),
+            )
 
         cm = miou_of(selected)
         miou = cm.miou()
         record = {"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}
-        record.update({f"val/iou/{name}": float(v) for name, v in zip(self.info.class_names, 100.0 * cm.iou())
-                       if not np.isnan(v)})
+        record.update(
+            {f"val/iou/{name}": float(v) for name, v in zip(self.info.class_names, 100.0 * cm.iou()) if not np.isnan(v)}
+        )
         entry = {"iteration": self.iteration, "val_miou": miou}
         if ema is not None:
             record["val/miou_raw_weights"] = entry["val_miou_raw_weights"] = miou_of(self.model).miou()
@@ -552,29 +661,36 @@ class Trainer:
                 self.best_miou = miou
                 self.info.extra = {**self.info.extra, "iteration": self.iteration, "val_miou": round(miou, 2)}
                 save_weights(selected, self.out_dir / "best.safetensors", self.info)
-            logger.log(record, self.iteration,
-                       f"[val] iteration {self.iteration}: mIoU {miou:.2f} (best {self.best_miou:.2f})"
-                       + (f", raw weights {record['val/miou_raw_weights']:.2f}" if ema is not None else "")
-                       + (" -> best.safetensors" if improved else ""))
+            logger.log(
+                record,
+                self.iteration,
+                f"[val] iteration {self.iteration}: mIoU {miou:.2f} (best {self.best_miou:.2f})"
+                + (f", raw weights {record['val/miou_raw_weights']:.2f}" if ema is not None else "")
+                + (" -> best.safetensors" if improved else ""),
+            )
         return miou
 
-    def _log_progress(self, logger: "Logger", losses, lr: float, epoch: int, start_iter: int) -> None:
+    def _log_progress(self, logger: Logger, losses, lr: float, epoch: int, start_iter: int) -> None:
         speed = (time.time() - self.t0) / max(self.iteration - start_iter, 1)
         eta = speed * (self.max_iter - self.iteration)
         record = {f"train/{k}": float(v.detach()) for k, v in losses.items()}
         record.update({"train/lr": lr, "train/s_per_iter": speed, "epoch": epoch})
-        logger.log(record, self.iteration,
-                   f"[train] {self.iteration}/{self.max_iter} epoch {epoch} loss {losses['loss'].item():.4f} "
-                   f"lr {lr:.2e} {speed:.2f} s/it ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+        logger.log(
+            record,
+            self.iteration,
+            f"[train] {self.iteration}/{self.max_iter} epoch {epoch} loss {losses['loss'].item():.4f} "
+            f"lr {lr:.2e} {speed:.2f} s/it ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}",
+        )
 
-    def fit(self, stop_after: Optional[int] = None) -> Dict:
+    def fit(self, stop_after: Optional[int] = None) -> dict:
         """Trains to the end of the schedule (or of the time budget), then validates.
         `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
         cfg, dinfo = self.cfg, self.dinfo
         net = self.model
         if dinfo.world_size > 1:
             net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if dinfo.is_main:
             save_config(cfg, self.out_dir / "config.yaml")
         logger = Logger(self.out_dir, dinfo.is_main)
@@ -584,10 +700,22 @@ class Trainer:
         while self.iteration < self.max_iter and not time_spent:
             epoch, start_batch = divmod(self.iteration, self.batches)
             self.train_set.epoch = epoch
-            sampler = ResumableBatchSampler(len(self.train_set), cfg.optim.batch_size, cfg.run.seed, epoch,
-                                            dinfo.rank, dinfo.world_size, start_batch)
-            loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=cfg.data.workers,
-                                pin_memory=self.device.type == "cuda", persistent_workers=False)
+            sampler = ResumableBatchSampler(
+                len(self.train_set),
+                cfg.optim.batch_size,
+                cfg.run.seed,
+                epoch,
+                dinfo.rank,
+                dinfo.world_size,
+                start_batch,
+            )
+            loader = DataLoader(
+                self.train_set,
+                batch_sampler=sampler,
+                num_workers=cfg.data.workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
+            )
             for images, labels, edges in loader:
                 losses, lr = self.step(net, images, labels, edges)
                 done_this_call += 1
@@ -609,11 +737,10 @@ class Trainer:
         final = self.validate(logger)
         self.checkpoint()
         logger.close()
-        return {"iteration": self.iteration, "best_miou": self.best_miou, "final_miou": final,
-                "history": self.history}
+        return {"iteration": self.iteration, "best_miou": self.best_miou, "final_miou": final, "history": self.history}
 
 
-def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Dict:
+def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> dict:
     """Trains per `cfg`. `resume`: a checkpoint path, or 'auto' for <out_dir>/last.pt if present.
     `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
     trainer = Trainer(cfg)

@@ -22,23 +22,22 @@ from ..models.van import LightHamOutputs
 class LightHamCriterion(nn.Module):
     """loss = weight * CE(main); returns {"loss", "main"} (the term detached)."""
 
-    def __init__(self, ignore_index: int = 255, loss_weight: float = 1.0,
-                 avg_non_ignore: bool = False):
+    def __init__(self, ignore_index: int = 255, loss_weight: float = 1.0, avg_non_ignore: bool = False):
         super().__init__()
         self.ignore_index = ignore_index
         self.loss_weight = loss_weight
         self.avg_non_ignore = avg_non_ignore
 
-    def forward(self, outputs: LightHamOutputs, target: torch.Tensor,
-                edge: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, outputs: LightHamOutputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         """`edge` is accepted for the common criterion signature and not used."""
         if not isinstance(outputs, LightHamOutputs):
             raise TypeError(
                 f"LightHamCriterion expects LightHamOutputs (a VAN Light-Ham model built with "
                 f"aux_heads=True), got {type(outputs).__name__}"
             )
-        logits = F.interpolate(outputs.main.float(), size=target.shape[-2:], mode="bilinear",
-                               align_corners=False)
+        logits = F.interpolate(outputs.main.float(), size=target.shape[-2:], mode="bilinear", align_corners=False)
         pixel = F.cross_entropy(logits, target, ignore_index=self.ignore_index, reduction="none")
         if self.avg_non_ignore:
             denom = (target != self.ignore_index).sum().clamp(min=1)

@@ -8,16 +8,17 @@ All logits are upsampled bilinearly (align_corners=True) to the label size first
 the same objective; BiSeNetV2 and STDC-Seg have their own (below), chosen by
 `objective.TrainingObjective` from the type of the model's training outputs.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 
 
 def interpolation_matrix(out_size: int, in_size: int, align_corners: bool) -> torch.Tensor:
@@ -41,7 +42,7 @@ def interpolation_matrix(out_size: int, in_size: int, align_corners: bool) -> to
     return m
 
 
-_MATRICES: Dict[tuple, torch.Tensor] = {}
+_MATRICES: dict[tuple, torch.Tensor] = {}
 
 
 def upsample_bilinear(x: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
@@ -67,8 +68,13 @@ class OhemCrossEntropy(nn.Module):
     """Online hard example mining: mean CE over pixels whose true-class probability is below
     max(p at rank min_kept, thresh)."""
 
-    def __init__(self, ignore_index: int = 255, thresh: float = 0.9, min_kept: int = 131072,
-                 weight: Optional[torch.Tensor] = None):
+    def __init__(
+        self,
+        ignore_index: int = 255,
+        thresh: float = 0.9,
+        min_kept: int = 131072,
+        weight: Optional[torch.Tensor] = None,
+    ):
         super().__init__()
         self.ignore_index = ignore_index
         self.thresh = thresh
@@ -108,8 +114,9 @@ class OhemCrossEntropy(nn.Module):
         return (losses * keep).sum() / keep.sum().clamp(min=1)
 
 
-def lovasz_softmax(prob: torch.Tensor, target: torch.Tensor, ignore_index: int = 255,
-                   min_error: float = 0.0) -> torch.Tensor:
+def lovasz_softmax(
+    prob: torch.Tensor, target: torch.Tensor, ignore_index: int = 255, min_error: float = 0.0
+) -> torch.Tensor:
     """Lovasz-softmax (Berman et al., CVPR 2018): the convex surrogate of 1 - IoU, averaged over
     the classes present in `target`, computed over the whole batch as one set of pixels (as the
     dataset IoU is). `prob`: N x C x H x W softmax probabilities. With one-hot `prob` it equals
@@ -177,8 +184,14 @@ class LossWeights:
 
 
 class BEVANetCriterion(nn.Module):
-    def __init__(self, ignore_index: int = 255, ohem_thresh: float = 0.9, ohem_min_kept: int = 131072,
-                 class_weights: Optional[Sequence[float]] = None, weights: LossWeights = LossWeights()):
+    def __init__(
+        self,
+        ignore_index: int = 255,
+        ohem_thresh: float = 0.9,
+        ohem_min_kept: int = 131072,
+        class_weights: Optional[Sequence[float]] = None,
+        weights: LossWeights = LossWeights(),
+    ):
         super().__init__()
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.ignore_index = ignore_index
@@ -186,7 +199,7 @@ class BEVANetCriterion(nn.Module):
         self.ohem = OhemCrossEntropy(ignore_index, ohem_thresh, ohem_min_kept, weight)
         self.register_buffer("class_weight", weight, persistent=False)
 
-    def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> dict[str, torch.Tensor]:
         size = target.shape[-2:]
         aux, main, boundary = (upsample_bilinear(o, size, align_corners=True) for o in outputs)
         w = self.weights
@@ -198,13 +211,17 @@ class BEVANetCriterion(nn.Module):
         with torch.no_grad():  # the guided term: the main targets where the boundary head fires
             on_boundary = valid & (torch.sigmoid(boundary[:, 0]) > w.boundary_threshold)
         loss_guided = self.ohem.reduce(nll, target, on_boundary)
-        total = (w.aux * loss_aux + w.main * loss_main + w.boundary * loss_boundary
-                 + w.boundary_guided * loss_guided)
-        terms = {"aux": loss_aux.detach(), "main": loss_main.detach(),
-                 "boundary": loss_boundary.detach(), "guided": loss_guided.detach()}
+        total = w.aux * loss_aux + w.main * loss_main + w.boundary * loss_boundary + w.boundary_guided * loss_guided
+        terms = {
+            "aux": loss_aux.detach(),
+            "main": loss_main.detach(),
+            "boundary": loss_boundary.detach(),
+            "guided": loss_guided.detach(),
+        }
         if w.lovasz > 0:
-            loss_lovasz = lovasz_softmax(main.float().softmax(dim=1), target, self.ignore_index,
-                                         min_error=LOVASZ_MIN_ERROR)
+            loss_lovasz = lovasz_softmax(
+                main.float().softmax(dim=1), target, self.ignore_index, min_error=LOVASZ_MIN_ERROR
+            )
             total = total + w.lovasz * loss_lovasz
             terms["lovasz"] = loss_lovasz.detach()
         return {"loss": total, **terms}
@@ -243,7 +260,7 @@ class BiSeNetV2Criterion(nn.Module):
         super().__init__()
         self.ohem = TopKOhemCrossEntropy(ignore_index, thresh)
 
-    def forward(self, outputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, outputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         size = target.shape[-2:]
         terms = {name: self.ohem(_upsample(logits, size), target) for name, logits in outputs._asdict().items()}
         return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}
@@ -277,10 +294,11 @@ class STDCCriterion(nn.Module):
         super().__init__()
         self.ohem = TopKOhemCrossEntropy(ignore_index, thresh)
 
-    def forward(self, outputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    def forward(self, outputs, target: torch.Tensor, edge: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         size = target.shape[-2:]
-        terms = {name: self.ohem(_upsample(getattr(outputs, name), size), target)
-                 for name in ("main", "aux16", "aux32")}
+        terms = {
+            name: self.ohem(_upsample(getattr(outputs, name), size), target) for name in ("main", "aux16", "aux32")
+        }
         detail = F.interpolate(outputs.detail.float(), size=size, mode="bilinear", align_corners=True)
         detail_target = laplacian_detail_target(target)
         terms["detail_bce"] = F.binary_cross_entropy_with_logits(detail, detail_target)

@@ -1,9 +1,8 @@
 """The training objective of every registered family, chosen from the type of the model's
 training outputs: BEVANet and PIDNet (losses.BEVANetCriterion), BiSeNetV2, STDC-Seg, BSSNet and
 VAN + Light-Ham."""
-from __future__ import annotations
 
-from typing import Dict
+from __future__ import annotations
 
 import torch
 import torch.nn as nn
@@ -27,11 +26,12 @@ class TrainingObjective(nn.Module):
         self.bisenetv2 = BiSeNetV2Criterion(ignore_index)
         self.stdc = STDCCriterion(ignore_index)
         weights = None if bevanet.class_weight is None else bevanet.class_weight.tolist()
-        self.bssnet = BSSNetCriterion(ignore_index, bevanet.ohem.thresh, bevanet.ohem.min_kept,
-                                      class_weights=weights)  # OHEM and class weights: as BEVANet's
+        self.bssnet = BSSNetCriterion(
+            ignore_index, bevanet.ohem.thresh, bevanet.ohem.min_kept, class_weights=weights
+        )  # OHEM and class weights: as BEVANet's
         self.lightham = LightHamCriterion(ignore_index)
 
-    def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(outputs, SegmentationOutputs):
             return self.bevanet(outputs, target, edge)
         if isinstance(outputs, BiSeNetV2Outputs):
@@ -42,5 +42,7 @@ class TrainingObjective(nn.Module):
             return self.bssnet(outputs, target, edge)
         if isinstance(outputs, LightHamOutputs):
             return self.lightham(outputs, target)
-        raise TypeError(f"no training objective for model outputs of type {type(outputs).__name__}; build "
-                        "the model with aux_heads=True (a registered segmentation family)")
+        raise TypeError(
+            f"no training objective for model outputs of type {type(outputs).__name__}; build "
+            "the model with aux_heads=True (a registered segmentation family)"
+        )

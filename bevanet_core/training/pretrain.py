@@ -3,6 +3,7 @@ recipe: SGD 0.1, momentum 0.9, WD 1e-4, batch 256, 135 epochs, step or cosine LR
 CutMix 1.0), resumable like segmentation training. The result's backbone initialises a
 segmentation model through `model.pretrained`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -72,7 +73,7 @@ class ClassifierTrainTransform:
         else:  # central crop fallback
             cw = ch = min(h, w)
             x, y = (w - cw) // 2, (h - ch) // 2
-        crop = cv2.resize(image[y:y + ch, x:x + cw], (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        crop = cv2.resize(image[y : y + ch, x : x + cw], (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         return normalize(crop, IMAGENET_MEAN, IMAGENET_STD)
@@ -88,15 +89,22 @@ class ClassifierEvalTransform:
         h, w = image.shape[:2]
         short = int(round(self.size / 0.875))
         scale = short / min(h, w)
-        image = cv2.resize(image, (max(self.size, round(w * scale)), max(self.size, round(h * scale))),
-                           interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(
+            image, (max(self.size, round(w * scale)), max(self.size, round(h * scale))), interpolation=cv2.INTER_LINEAR
+        )
         h, w = image.shape[:2]
         y, x = (h - self.size) // 2, (w - self.size) // 2
-        return normalize(image[y:y + self.size, x:x + self.size], IMAGENET_MEAN, IMAGENET_STD)
+        return normalize(image[y : y + self.size, x : x + self.size], IMAGENET_MEAN, IMAGENET_STD)
 
 
-def mix_batch(images: torch.Tensor, targets: torch.Tensor, num_classes: int, mixup: float, cutmix: float,
-              generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+def mix_batch(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    mixup: float,
+    cutmix: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MixUp or CutMix (chosen at random, as torchvision's RandomChoice) with soft targets."""
     soft = F.one_hot(targets, num_classes).float()
     choices = [m for m, a in (("mixup", mixup), ("cutmix", cutmix)) if a > 0]
@@ -133,7 +141,7 @@ def learning_rate(cfg: PretrainConfig, iteration: int, iters_per_epoch: int, max
 
 
 @torch.no_grad()
-def evaluate_classifier(model, dataset, device, batch_size: int = 64) -> Dict[str, float]:
+def evaluate_classifier(model, dataset, device, batch_size: int = 64) -> dict[str, float]:
     model.eval()
     correct1 = correct5 = total = 0
     for start in range(0, len(dataset), batch_size):
@@ -148,7 +156,7 @@ def evaluate_classifier(model, dataset, device, batch_size: int = 64) -> Dict[st
     return {"top1": 100.0 * correct1 / total, "top5": 100.0 * correct5 / total}
 
 
-def pretrain(cfg: PretrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> Dict:
+def pretrain(cfg: PretrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> dict:
     device = resolve_device(cfg.device)
     cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device.type))
     if cfg.threads:
@@ -174,15 +182,27 @@ def pretrain(cfg: PretrainConfig, resume: Optional[str] = None, stop_after: Opti
         iteration, best, history = ckpt["iteration"], ckpt["best_top1"], ckpt["history"]
         torch.set_rng_state(ckpt["torch_rng"])
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    info = ModelInfo(variant=cfg.variant, num_classes=num_classes, class_names=train_set.classes,
-                     palette=default_palette(num_classes), input_size=(cfg.image_size, cfg.image_size),
-                     dataset="imagenet-folder")
+    info = ModelInfo(
+        variant=cfg.variant,
+        num_classes=num_classes,
+        class_names=train_set.classes,
+        palette=default_palette(num_classes),
+        input_size=(cfg.image_size, cfg.image_size),
+        dataset="imagenet-folder",
+    )
     mix_gen = torch.Generator().manual_seed(cfg.seed)
 
     def save(kind: str = "last") -> None:
-        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                   "best_top1": best, "history": history, "torch_rng": torch.get_rng_state(),
-                   "config": dataclasses.asdict(cfg), "model_info": info.to_json()}
+        payload = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "iteration": iteration,
+            "best_top1": best,
+            "history": history,
+            "torch_rng": torch.get_rng_state(),
+            "config": dataclasses.asdict(cfg),
+            "model_info": info.to_json(),
+        }
         atomic_write(out / f"{kind}.pt", lambda tmp: torch.save(payload, tmp))
 
     log = open(out / "pretrain.log.jsonl", "a")
@@ -208,8 +228,9 @@ def pretrain(cfg: PretrainConfig, resume: Optional[str] = None, stop_after: Opti
             log.flush()
             if iteration % 10 == 0 or iteration == max_iter:
                 speed = (time.time() - t0) / done
-                print(f"[pretrain] {iteration}/{max_iter} loss {loss.item():.4f} lr {lr:.2e} {speed:.2f} s/it",
-                      flush=True)
+                print(
+                    f"[pretrain] {iteration}/{max_iter} loss {loss.item():.4f} lr {lr:.2e} {speed:.2f} s/it", flush=True
+                )
             if cfg.checkpoint_every and iteration % cfg.checkpoint_every == 0:
                 save()
             if (stop_after is not None and done >= stop_after) or iteration >= max_iter:
@@ -230,8 +251,13 @@ def pretrain(cfg: PretrainConfig, resume: Optional[str] = None, stop_after: Opti
     backbone = build_model(cfg.variant, num_classes=num_classes)
     backbone.load_state_dict(model.state_dict())
     from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in backbone.segmentation_state_dict().items()}
     atomic_write(out / "backbone.safetensors", lambda tmp: save_file(tensors, tmp))
     log.close()
-    return {"iteration": iteration, "best_top1": best, "history": history,
-            "backbone": str(out / "backbone.safetensors")}
+    return {
+        "iteration": iteration,
+        "best_top1": best,
+        "history": history,
+        "backbone": str(out / "backbone.safetensors"),
+    }
