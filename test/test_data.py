@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 from bevanet_core.data.classes import IGNORE_INDEX
-from bevanet_core.data.datasets import CamVid, Cityscapes, DatasetError, cityscapes_lut, cityscapes_trainid_to_labelid
-from bevanet_core.data.transforms import TrainTransform, boundary_target
+from bevanet_core.data.datasets import (
+    CAMVID_SPLITS,
+    CamVid,
+    Cityscapes,
+    DatasetError,
+    build_dataset,
+    camvid_sequence,
+    cityscapes_lut,
+    cityscapes_trainid_to_labelid,
+)
+from bevanet_core.data.transforms import MountAugment, TrainTransform, boundary_target
 
 VALID_CAMVID = set(range(11)) | {IGNORE_INDEX}
 
@@ -180,3 +189,47 @@ def test_cityscapes_trainval_is_train_plus_val(shared_data, tmp_path):
     assert np.array_equal(both[0][1], both[1][1])
     with pytest.raises(DatasetError, match="Cityscapes images not found: .*leftImg8bit/train"):
         Cityscapes(src, split="trainval")  # the fixture has val only
+
+
+def test_mount_warp_moves_image_and_label_together():
+    # the image encodes its label (large blocks, so nearest and bilinear agree away from edges);
+    # pixels the warp brings in from outside the frame are black and ignored
+    rng = np.random.default_rng(1)
+    label = (rng.integers(0, 11, (9, 12)).repeat(40, 0).repeat(40, 1)).astype(np.uint8)
+    image = np.stack([label * 20] * 3, axis=-1).astype(np.uint8)
+    warp = MountAugment(p_roll=1.0, p_pitch=1.0, p_keystone=1.0)
+    for seed in range(4):
+        warped, warped_label = warp(image, label, np.random.default_rng(seed), IGNORE_INDEX)
+        assert warped.shape == image.shape and warped_label.shape == label.shape
+        assert not np.array_equal(warped_label, label)
+        outside = warped_label == IGNORE_INDEX
+        deep_outside = cv2.erode(outside.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert deep_outside.any() and (warped[deep_outside] == 0).all()
+        inner = cv2.erode((~outside).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        inner[:2], inner[-2:], inner[:, :2], inner[:, -2:] = False, False, False, False  # the frame's edge
+        box = np.ones((5, 5), np.uint8)
+        interior = inner & (cv2.erode(warped_label, box) == cv2.dilate(warped_label, box))
+        assert np.array_equal(np.rint(warped[..., 0][interior] / 20).astype(int), warped_label[interior])
+
+
+def test_mount_warp_with_no_step_taken_changes_nothing():
+    image = np.zeros((36, 48, 3), np.uint8)
+    label = np.ones((36, 48), np.uint8)
+    out = MountAugment(p_roll=0.0, p_pitch=0.0, p_keystone=0.0)(image, label, np.random.default_rng(0), 255)
+    assert out[0] is image and out[1] is label
+    with pytest.raises(ValueError, match="data.geometric"):
+        TrainTransform(base_size=48, crop_size=(48, 36), geometric="tilt")
+
+
+def test_camvid_splits_by_drive(shared_data):
+    root = shared_data / "camvid"
+    sizes = {split: len(build_dataset("camvid", root, None, split)) for split in CAMVID_SPLITS}
+    assert sizes == {"train": 367, "val": 101, "trainval": 468, "heldout": 101, "heldout-train": 367}
+    heldout = build_dataset("camvid", root, None, "heldout")
+    rest = build_dataset("camvid", root, None, "heldout-train")
+    drives = {camvid_sequence(path) for path, _ in heldout.pairs}
+    assert drives == {"0006R0"}
+    assert {camvid_sequence(path) for path, _ in rest.pairs} == {"0001TP", "0016E5"}
+    assert not {p for p, _ in heldout.pairs} & {p for p, _ in rest.pairs}
+    with pytest.raises(DatasetError, match="unknown CamVid split 'test'.*heldout"):
+        build_dataset("camvid", root, None, "test")

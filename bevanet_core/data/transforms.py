@@ -169,10 +169,50 @@ class CameraAugment:
         return image
 
 
+GEOMETRIC_MODES = ("none", "mount")
+
+
+@dataclass(frozen=True)
+class MountAugment:
+    """What another camera mount does to the view: the camera rolled a few degrees, and pitched or
+    mounted higher or lower (a perspective warp that moves the horizon and tilts the road). Each step
+    is taken with its own probability; pixels that the warp brings in from outside the frame are
+    black in the image and ignored in the label."""
+
+    p_roll: float = 0.5
+    roll_deg: float = 6.0  # rotation about the image centre, uniform in [-roll, roll]
+    p_pitch: float = 0.5
+    pitch: float = 0.08  # the top and bottom edges move by up to this share of the height, opposite ways
+    p_keystone: float = 0.3
+    keystone: float = 0.06  # the top edge narrows or widens by up to this share of the width
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator, ignore_index: int):
+        h, w = label.shape
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        dst = src.copy()
+        if rng.random() < self.p_pitch:
+            dy = rng.uniform(-self.pitch, self.pitch) * h
+            dst[:2, 1] += dy
+            dst[2:, 1] -= dy * 0.5
+        if rng.random() < self.p_keystone:
+            dx = rng.uniform(-self.keystone, self.keystone) * w
+            dst[0, 0] += dx
+            dst[1, 0] -= dx
+        matrix = cv2.getPerspectiveTransform(src, dst)
+        if rng.random() < self.p_roll:
+            roll = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-self.roll_deg, self.roll_deg)), 1.0)
+            matrix = np.vstack([roll, [0, 0, 1]]) @ matrix
+        if np.allclose(matrix, np.eye(3)):
+            return image, label
+        image = cv2.warpPerspective(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        label = cv2.warpPerspective(label, matrix, (w, h), flags=cv2.INTER_NEAREST, borderValue=ignore_index)
+        return image, label
+
+
 @dataclass
 class TrainTransform:
-    """Random scale of the base long side, pad, random crop, flip, optional photometric
-    augmentation, normalise, boundary target."""
+    """Optional camera-mount warp, random scale of the base long side, pad, random crop, flip,
+    optional photometric augmentation, normalise, boundary target."""
 
     base_size: int
     crop_size: tuple[int, int]  # (width, height)
@@ -185,12 +225,17 @@ class TrainTransform:
     std: Sequence[float] = field(default_factory=lambda: list(IMAGENET_STD))
     ignore_index: int = IGNORE_INDEX
     photometric: str = "none"  # see PHOTOMETRIC_MODES
+    geometric: str = "none"  # see GEOMETRIC_MODES
 
     def __post_init__(self):
         if self.photometric not in PHOTOMETRIC_MODES:
             raise ValueError(f"data.photometric must be one of {PHOTOMETRIC_MODES}, got {self.photometric!r}")
+        if self.geometric not in GEOMETRIC_MODES:
+            raise ValueError(f"data.geometric must be one of {GEOMETRIC_MODES}, got {self.geometric!r}")
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
+        if self.geometric == "mount":
+            image, label = MountAugment()(image, label, rng, self.ignore_index)
         steps = int(round((self.scale_max - self.scale_min) / self.scale_step))
         scale = self.scale_min + rng.integers(0, steps + 1) * self.scale_step
         image, label = resize_long_side(image, label, int(self.base_size * scale + 0.5))

@@ -39,6 +39,8 @@ class DataConfig:
     # none; distortion (mmseg PhotoMetricDistortion); jitter (STDC's ColorJitter); camera (colour
     # casts, saturation/hue, grey, blur and noise for other cameras and skies: CameraAugment)
     photometric: str = "none"
+    # 'mount': the view of another camera mount (roll, pitch/height, keystone: MountAugment)
+    geometric: str = "none"
     workers: int = 1
     # one loss weight per class, or a scheme computed from the training labels at the start:
     # median-frequency or sqrt-median-frequency (training/class_weights.py)

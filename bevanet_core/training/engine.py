@@ -178,6 +178,7 @@ def build_datasets(cfg: TrainConfig):
         flip=d.flip,
         edge_border=d.edge_border,
         photometric=d.photometric,
+        geometric=d.geometric,
     )
     lists = {k: (root / v if v else None) for k, v in (("train", d.train_list), ("val", d.val_list))}
     train = build_dataset(d.dataset, root, lists["train"], d.train_split, train_tf, d.encoding, cfg.run.seed)
