@@ -7,6 +7,7 @@ import functools
 import importlib.util
 import sys
 from collections.abc import Callable
+from typing import Optional
 
 from ..options import BACKENDS, PRECISIONS, RESIZE_MODES
 from ..serving.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
@@ -128,6 +129,57 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="accept weights holding NaN or inf (research only; refused by default)",
     )
     add_input_policy_args(p)
+
+
+def add_tta_args(p: argparse.ArgumentParser) -> None:
+    """Test-time augmentation of the offline tools (the node stays single-pass)."""
+    g = p.add_argument_group("test-time augmentation")
+    g.add_argument(
+        "--tta",
+        action="store_true",
+        help="average the logits of several input scales, each plain and mirrored (slower: one pass each)",
+    )
+    g.add_argument(
+        "--tta-scales",
+        type=_tta_scales_arg,
+        default=None,
+        metavar="S,S,...",
+        help="the input scales of --tta, relative to --input-size (default: 0.75,1,1.25)",
+    )
+    g.add_argument("--tta-no-flip", action="store_true", help="--tta without the mirrored passes")
+
+
+def _tta_scales_arg(text: str):
+    from ..runtime.tta import parse_scales
+
+    try:
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def with_tta(args: argparse.Namespace, segmenter):
+    """`segmenter` wrapped in test-time augmentation when --tta asks for it, else as it is."""
+    if not args.tta:
+        if args.tta_scales is not None or args.tta_no_flip:
+            raise ValueError("--tta-scales and --tta-no-flip only apply with --tta")
+        return segmenter
+    from ..runtime.tta import DEFAULT_TTA_SCALES, TestTimeAugmentation
+
+    return TestTimeAugmentation(segmenter, args.tta_scales or DEFAULT_TTA_SCALES, flip=not args.tta_no_flip)
+
+
+def tta_summary(segmenter) -> Optional[dict]:
+    """What a report records of test-time augmentation: None for a single pass."""
+    scales = getattr(segmenter, "scales", None)
+    if scales is None:
+        return None
+    return {
+        "scales": list(scales),
+        "flip": segmenter.flip,
+        "passes": segmenter.passes,
+        "input_sizes": [list(s) for s in segmenter.sizes],
+    }
 
 
 def add_input_policy_args(p: argparse.ArgumentParser) -> None:

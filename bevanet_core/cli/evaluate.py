@@ -7,11 +7,31 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import yaml
+
 from ..checkpoint import CheckpointError
-from ..data.datasets import DatasetError, build_dataset, cityscapes_trainid_to_labelid
+from ..data.datasets import (
+    CAMVID_SPLITS,
+    DatasetError,
+    build_dataset,
+    camvid_sequence,
+    camvid_split_pairs,
+    cityscapes_trainid_to_labelid,
+    read_pair_list,
+)
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
-from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
+from .common import (
+    add_model_args,
+    add_tta_args,
+    apply_input_policy,
+    build_segmenter,
+    extras_guard,
+    tta_summary,
+    with_tta,
+)
 from .validate import check_input, check_output_dir, check_output_file, int_range
+
+REPO = Path(__file__).resolve().parents[2]  # where the recipes named in weights' metadata live
 
 
 def _round8(x: int) -> int:
@@ -24,12 +44,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])
     p.add_argument("--root", required=True, help="dataset root folder")
     p.add_argument("--list", help="list file of 'image label' pairs relative to --root")
-    p.add_argument("--split", default="val", help="split when no --list is given (default val)")
+    p.add_argument(
+        "--split",
+        default=None,
+        help="split(s) when no --list is given, comma-separated, each reported (default: camvid "
+        "'heldout,val': the drive that model selection holds out, then val; others 'val'). CamVid: "
+        + ", ".join(CAMVID_SPLITS),
+    )
     p.add_argument("--encoding", default="index", choices=["index", "rgb"], help="CamVid label encoding")
     p.add_argument("--image-dir", help="custom dataset: image folder")
     p.add_argument("--label-dir", help="custom dataset: label folder")
     p.add_argument("--classes", help="custom dataset: classes JSON")
     add_model_args(p)  # --input-size defaults to the images' size rounded up to a multiple of 8
+    add_tta_args(p)
     p.add_argument("--limit", type=int_range(1), help="evaluate the first N images only")
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
     p.add_argument(
@@ -45,48 +72,62 @@ def main(argv: Optional[list[str]] = None) -> int:
     check_input(p, "--classes", args.classes, "file")
     check_output_file(p, "--json", args.json_out, [args.root])
     check_output_dir(p, "--save-predictions", args.save_predictions, [args.root])
+    if args.list:
+        splits = [None]
+    else:
+        splits = [s.strip() for s in (args.split or DEFAULT_SPLITS.get(args.dataset, "val")).split(",") if s.strip()]
+        if not splits:
+            p.error(f"--split names no split: {args.split!r}")
+        if args.save_predictions and len(splits) > 1:
+            p.error("--save-predictions takes one split: name it with --split")
     apply_input_policy(args)  # the dataset's images are read under the same pixel cap
     try:
         extra = {}
         if args.dataset == "custom":
             extra = dict(image_dir=args.image_dir, label_dir=args.label_dir, classes_file=args.classes)
-        dataset = build_dataset(
-            args.dataset,
-            Path(args.root),
-            Path(args.root) / args.list if args.list else None,
-            args.split,
-            None,
-            args.encoding,
-            **extra,
-        )
+        list_file = Path(args.root) / args.list if args.list else None
+        datasets = [
+            build_dataset(args.dataset, Path(args.root), list_file, split or "val", None, args.encoding, **extra)
+            for split in splits
+        ]
         input_size = args.input_size
         if input_size is None:
-            image, _ = dataset[0]
+            image, _ = datasets[0][0]
             input_size = (_round8(image.shape[1]), _round8(image.shape[0]))
-        seg = build_segmenter(args, input_size=input_size)
+        seg = with_tta(args, build_segmenter(args, input_size=input_size))
     except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
         print(f"bevanet-eval: error: {exc}", file=sys.stderr)
         return 2
-    if seg.info.num_classes != dataset.num_classes:
+    if seg.info.num_classes != datasets[0].num_classes:
         print(
             f"bevanet-eval: error: the model has {seg.info.num_classes} classes but {args.dataset} has "
-            f"{dataset.num_classes}",
+            f"{datasets[0].num_classes}",
             file=sys.stderr,
         )
         return 2
     to_ids = cityscapes_trainid_to_labelid if args.dataset == "cityscapes" else None
-    try:
-        report = evaluate_segmenter(
-            seg,
-            dataset,
-            args.limit,
-            Path(args.save_predictions) if args.save_predictions else None,
-            to_ids,
-            progress=True,
-        )
-    except DatasetError as exc:
-        print(f"bevanet-eval: error: {exc}", file=sys.stderr)
-        return 2
+    trained_on = training_data_of(seg.info)
+    reports = {}
+    for split, dataset in zip(splits, datasets, strict=True):
+        name = split or args.list
+        if len(splits) > 1:
+            print(f"{name}: {len(dataset)} images", flush=True)
+        try:
+            report = evaluate_segmenter(
+                seg,
+                dataset,
+                args.limit,
+                Path(args.save_predictions) if args.save_predictions else None,
+                to_ids,
+                progress=True,
+            )
+        except DatasetError as exc:
+            print(f"bevanet-eval: error: {exc}", file=sys.stderr)
+            return 2
+        report["split"] = name
+        report["seen_in_training"] = seen_in_training(args.dataset, Path(args.root), trained_on, dataset, args.limit)
+        reports[name] = report
+    report = dict(reports[splits[0] or args.list])
     report.update(
         {
             "dataset": args.dataset,
@@ -94,13 +135,74 @@ def main(argv: Optional[list[str]] = None) -> int:
             "backend": args.backend,
             "precision": args.precision,
             "input_size": list(seg.input_size),
+            "tta": tta_summary(seg),
+            "trained_on": trained_on,
         }
     )
-    print(format_report(report))
+    if len(reports) > 1:
+        report["splits"] = {k: {f: v for f, v in r.items() if f != "confusion_matrix"} for k, r in reports.items()}
+    for name, r in reports.items():
+        if len(reports) > 1:
+            print(f"\n== {name}")
+        print(format_report(r))
+        seen = r["seen_in_training"]
+        if seen and seen["same_drive"]:
+            what = (
+                f"{seen['images']} of these {r['images']} images are in"
+                if seen["images"]
+                else f"{seen['same_drive']} of these {r['images']} images are frames of drives in"
+            )
+            print(
+                f"note: {what} the data the model trained on ({trained_on}): this figure measures memory "
+                "of those streets, not streets the model never saw"
+            )
+    if report["tta"]:
+        print(seg.describe())
     if args.json_out:
         write_json(report, Path(args.json_out))
         print(f"report written to {args.json_out}")
     return 0
+
+
+# the splits bevanet-eval reports when none is named: CamVid's held-out drive first, the split
+# that model selection uses, then val (a second figure, honest only for a model that did not train on it)
+DEFAULT_SPLITS = {"camvid": "heldout,val"}
+
+
+def training_data_of(info) -> Optional[str]:
+    """The split or list file the weights trained on, from their metadata (or their recipe's)."""
+    extra = getattr(info, "extra", None) or {}
+    if extra.get("trained_on"):
+        return str(extra["trained_on"])
+    recipe = extra.get("recipe")
+    path = REPO / recipe if recipe else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+    except yaml.YAMLError:
+        return None
+    return data.get("train_list") or data.get("train_split") or "train"
+
+
+def seen_in_training(dataset_name: str, root: Path, trained_on: Optional[str], dataset, limit=None) -> Optional[dict]:
+    """How many of `dataset`'s images the model trained on, and how many are frames of a drive it
+    trained on (CamVid: the file-name prefix); None where that is unknown."""
+    if dataset_name != "camvid" or not trained_on:
+        return None
+    try:
+        if trained_on.endswith(".lst"):
+            seen = {image for image, _ in read_pair_list(root, root / trained_on)}
+        else:
+            seen = {image for image, _ in camvid_split_pairs(root, trained_on)}
+    except DatasetError:
+        return None
+    drives = {camvid_sequence(image) for image in seen}
+    pairs = dataset.pairs if limit is None else dataset.pairs[:limit]
+    return {
+        "images": sum(image in seen for image, _ in pairs),
+        "same_drive": sum(camvid_sequence(image) in drives for image, _ in pairs),
+    }
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..serving.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
-from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
+from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
 from .validate import check_output_dir, float_range, int_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
@@ -75,6 +75,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("input", help="an image, a folder of images, or a video file")
     p.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict)")
     add_model_args(p)
+    add_tta_args(p)
     p.add_argument("--alpha", type=float_range(0.0, 1.0), default=0.5, help="overlay opacity in [0, 1]")
     p.add_argument("--max-frames", type=int_range(1), help="stop after N frames")
     p.add_argument("--no-frames", action="store_true", help="video: write only the overlay/colour videos")
@@ -95,7 +96,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 w, h = image_file_size(src)
                 check_pixels(w, h, f"{src}:")
             frames = iter_images(src)
-        seg = build_segmenter(args)
+        seg = with_tta(args, build_segmenter(args))
     except ValueError as exc:  # CheckpointError and ImageDecodeError are ValueErrors
         print(f"bevanet-predict: error: {exc}", file=sys.stderr)
         return 2

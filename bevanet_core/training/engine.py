@@ -497,6 +497,12 @@ class Trainer:
             palette=[list(c) for c in self.train_set.palette],
             input_size=None,
             dataset=cfg.data.dataset,
+            # what the weights learnt from and were chosen on: bevanet-eval notes an evaluation on
+            # frames the model trained on (training_data_of)
+            extra={
+                "trained_on": cfg.data.train_list or cfg.data.train_split,
+                "validated_on": cfg.data.val_list or cfg.data.val_split,
+            },
         )
         self.model = build_training_model(cfg, device, dinfo)
         self.class_weights = resolve_class_weights(cfg.data.class_weights, self.train_set)
