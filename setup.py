@@ -65,6 +65,7 @@ setup(
             "bevanet-pretrain = bevanet_core.cli.pretrain:main",
             "bevanet-speed = bevanet_core.cli.speed:main",
             "bevanet-predict = bevanet_core.cli.predict:main",
+            "bevanet-pseudo-label = bevanet_core.cli.pseudo_label:main",
             "bevanet-export = bevanet_core.cli.export:main",
             "bevanet-bench = bevanet_core.cli.bench:main",
             "bevanet-make-bag = bevanet_core.cli.make_bag:main",

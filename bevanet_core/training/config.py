@@ -41,6 +41,10 @@ class DataConfig:
     photometric: str = "none"
     # 'mount': the view of another camera mount (roll, pitch/height, keystone: MountAugment)
     geometric: str = "none"
+    # more training frames: folders holding a list.lst (or list files), paths relative to their
+    # folder, labels in the dataset's classes with 255 ignored: e.g. bevanet-pseudo-label's output
+    # for self-training on unlabelled footage
+    extra_train: list[str] = field(default_factory=list)
     workers: int = 1
     # one loss weight per class, or a scheme computed from the training labels at the start:
     # median-frequency or sqrt-median-frequency (training/class_weights.py)

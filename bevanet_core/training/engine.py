@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
 from ..checkpoint import ModelInfo, atomic_write, load_state_dict_strict, read_checkpoint, save_weights
-from ..data.datasets import build_dataset
+from ..data.datasets import build_dataset, read_pair_list
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.metrics import ConfusionMatrix
 from ..hardware import cpu_info, resolve_precision
@@ -182,6 +182,9 @@ def build_datasets(cfg: TrainConfig):
     )
     lists = {k: (root / v if v else None) for k, v in (("train", d.train_list), ("val", d.val_list))}
     train = build_dataset(d.dataset, root, lists["train"], d.train_split, train_tf, d.encoding, cfg.run.seed)
+    for extra in d.extra_train:
+        list_file = Path(extra) / "list.lst" if Path(extra).is_dir() else Path(extra)
+        train.pairs.extend(read_pair_list(list_file.parent, list_file))
     val = build_dataset(d.dataset, root, lists["val"], d.val_split, EvalTransform(), d.encoding, cfg.run.seed)
     return train, val
 
