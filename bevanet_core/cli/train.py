@@ -17,6 +17,7 @@ from .validate import check_input, check_output_dir
 @extras_guard("bevanet-train")
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
+        prog="bevanet-train",
         description=__doc__.strip().splitlines()[0],
         epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...",
     )

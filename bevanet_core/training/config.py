@@ -129,7 +129,9 @@ class TrainConfig:
         cfg = cls()
         for section, values in (data or {}).items():
             if section not in _SECTIONS:
-                raise ValueError(f"unknown config section '{section}'; known: {', '.join(_SECTIONS)}")
+                raise ConfigError(f"unknown config section '{section}'; known: {', '.join(_SECTIONS)}")
+            if not isinstance(values or {}, dict):
+                raise ConfigError(f"config section '{section}' must hold key: value lines, got {values!r}")
             target = getattr(cfg, section)
             for key, value in (values or {}).items():
                 _set_field(target, section, key, value)
@@ -139,26 +141,204 @@ class TrainConfig:
 _SECTIONS = ("model", "data", "optim", "loss", "run")
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Numbers for numeric fields: YAML reads '6e-5' (no dot) as a string, and 1 as an int."""
-    if hint in (float, Optional[float]) and value is not None and not isinstance(value, bool):
+class ConfigError(ValueError):
+    """A recipe key with a value of the wrong type or range; the message names key, value and what is expected."""
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union:
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin is list:
+        plural = {str: "texts", int: "integers", float: "numbers", bool: "booleans"}
+        return f"a list of {plural.get(args[0], _type_name(args[0]))}"
+    if origin is dict:
+        return f"a mapping of {_type_name(args[0])} to {_type_name(args[1])}"
+    return {str: "text", int: "an integer", float: "a number", bool: "true or false"}.get(hint, str(hint))
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """`value` as `hint` asks (numbers coerced: YAML reads '6e-5' as text and 1 as an int), else ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+
+    def wrong() -> ConfigError:
+        return ConfigError(f"config {where} must be {_type_name(hint)}, got {value!r}")
+
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError:
+                continue
+        raise wrong()
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise wrong()
+        try:
+            return [_check_type(v, args[0], where) for v in value]
+        except ConfigError:
+            raise wrong() from None
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise wrong()
+        try:
+            return {_check_type(k, args[0], where): _check_type(v, args[1], where) for k, v in value.items()}
+        except ConfigError:
+            raise wrong() from None
+    if hint is bool:
+        if not isinstance(value, bool):  # "false" in quotes is text, and would be true
+            raise wrong()
+        return value
+    if hint is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong()
+        return value
+    if hint is float:
+        if isinstance(value, bool):
+            raise wrong()
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"config {where} must be a number, got {value!r}") from None
-    if hint in (int, Optional[int]) and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hint in (int, Optional[int]) and value is not None and not isinstance(value, int):
-        raise ValueError(f"config {where} must be an integer, got {value!r}")
+            raise wrong() from None
+    if hint is str:
+        if not isinstance(value, str):
+            raise wrong()
+        return value
     return value
+
+
+def _at_least(low: float, strict: bool = False):
+    def check(v):
+        return v is None or (v > low if strict else v >= low)
+
+    return check, f"{'>' if strict else '>='} {low:g}"
+
+
+def _between(low: float, high: float, high_open: bool = False):
+    def check(v):
+        return v is None or (low <= v < high if high_open else low <= v <= high)
+
+    return check, f"in [{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def _one_of(*choices: str):
+    return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
+
+
+def _all(rule):
+    check, what = rule
+    return (lambda v: all(check(x) for x in v)), f"each {what}"
+
+
+def _device(v: str) -> bool:
+    head, _, index = v.partition(":")
+    return v in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit())
+
+
+def _variants() -> list[str]:
+    from ..models import list_models
+
+    return list_models("segmentation") + list_models("classification")
+
+
+def _variant(v: str) -> bool:
+    return v in _variants()
+
+
+# ranges and choices of the keys whose type alone does not say what is valid
+RULES: dict[str, tuple[Any, Any]] = {  # key: (check, what is expected, or a function of nothing saying it)
+    "model.variant": (_variant, lambda: "one of " + ", ".join(_variants())),
+    "model.num_classes": _at_least(1),
+    "data.dataset": _one_of("camvid", "cityscapes", "ade20k", "custom"),
+    "data.encoding": _one_of("index", "rgb"),
+    "data.base_size": _at_least(8),
+    "data.crop_size": ((lambda v: len(v) == 2 and all(x >= 8 for x in v)), "[width, height], each >= 8"),
+    "data.scale_min": _at_least(0, strict=True),
+    "data.scale_max": _at_least(0, strict=True),
+    "data.scale_step": _at_least(0, strict=True),
+    "data.edge_border": _at_least(0),
+    "data.photometric": _one_of("none", "distortion", "jitter", "camera"),
+    "data.geometric": _one_of("none", "mount"),
+    "data.workers": _at_least(0),
+    "data.class_weights": (
+        (
+            lambda v: (
+                v is None
+                or (
+                    v in ("median-frequency", "sqrt-median-frequency") if isinstance(v, str) else all(x >= 0 for x in v)
+                )
+            )
+        ),
+        "a list of weights >= 0, 'median-frequency' or 'sqrt-median-frequency'",
+    ),
+    "optim.name": _one_of("sgd", "adamw"),
+    "optim.lr": _at_least(0, strict=True),
+    "optim.momentum": _between(0, 1, high_open=True),
+    "optim.betas": ((lambda v: len(v) == 2 and all(0 <= x < 1 for x in v)), "two numbers in [0, 1)"),
+    "optim.weight_decay": _at_least(0),
+    "optim.power": _at_least(0),
+    "optim.min_lr": _at_least(0),
+    "optim.warmup_iters": _at_least(0),
+    "optim.warmup_ratio": _between(0, 1),
+    "optim.warmup_mode": _one_of("linear", "exp"),
+    "optim.lr_mult": ((lambda v: all(x >= 0 for x in v.values())), "multipliers >= 0"),
+    "optim.batch_size": _at_least(1),
+    "optim.epochs": _at_least(1),
+    "optim.iterations": _at_least(1),
+    "loss.ohem_thresh": _between(0, 1),
+    "loss.ohem_min_kept": _at_least(0),
+    "loss.aux": _at_least(0),
+    "loss.main": _at_least(0),
+    "loss.boundary": _at_least(0),
+    "loss.boundary_guided": _at_least(0),
+    "loss.lovasz": _at_least(0),
+    "run.seed": _at_least(0),
+    "run.device": (_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "run.precision": _one_of("auto", "fp32", "bf16", "fp16"),
+    "run.checkpoint_every": _at_least(1),
+    "run.val_every": _at_least(0),
+    "run.log_every": _at_least(1),
+    "run.val_limit": _at_least(1),
+    "run.threads": _at_least(1),
+    "run.ema_decay": _between(0, 1, high_open=True),
+    "run.start_iteration": _at_least(0),
+    "run.time_budget_min": _at_least(0),
+}
 
 
 def _set_field(obj: Any, section: str, key: str, value: Any) -> None:
     names = {f.name: f for f in dataclasses.fields(obj)}
     if key not in names:
-        raise ValueError(f"unknown config key '{section}.{key}'; known: {', '.join(sorted(names))}")
-    hints = typing.get_type_hints(type(obj))
-    setattr(obj, key, _coerce(value, hints[key], f"{section}.{key}"))
+        raise ConfigError(f"unknown config key '{section}.{key}'; known: {', '.join(sorted(names))}")
+    where = f"{section}.{key}"
+    value = _check_type(value, typing.get_type_hints(type(obj))[key], where)
+    rule = RULES.get(where)
+    if rule is not None and value is not None and not rule[0](value):
+        what = rule[1]() if callable(rule[1]) else rule[1]
+        raise ConfigError(f"config {where} must be {what}, got {value!r}")
+    setattr(obj, key, value)
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """What no single key shows: keys that must agree with each other."""
+    d = cfg.data
+    if d.scale_max < d.scale_min:
+        raise ConfigError(f"config data.scale_max ({d.scale_max:g}) must be >= data.scale_min ({d.scale_min:g})")
+    if isinstance(d.class_weights, list) and len(d.class_weights) != cfg.model.num_classes:
+        raise ConfigError(
+            f"config data.class_weights has {len(d.class_weights)} weights but model.num_classes is "
+            f"{cfg.model.num_classes}"
+        )
+    if cfg.optim.iterations is not None and cfg.run.start_iteration >= cfg.optim.iterations:
+        raise ConfigError(
+            f"config run.start_iteration ({cfg.run.start_iteration}) must be below optim.iterations "
+            f"({cfg.optim.iterations})"
+        )
 
 
 def _parse_value(text: str) -> Any:
@@ -172,16 +352,22 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Tr
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {' '.join(str(exc).split())}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p} must hold sections (model, data, optim, loss, run), got {type(data).__name__}")
     cfg = TrainConfig.from_dict(data)
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise ValueError(f"override must look like section.key=value, got {item!r}")
+            raise ConfigError(f"override must look like section.key=value, got {item!r}")
         dotted, raw = item.split("=", 1)
         section, key = dotted.split(".", 1)
         if section not in _SECTIONS:
-            raise ValueError(f"unknown config section '{section}' in override {item!r}")
+            raise ConfigError(f"unknown config section '{section}' in override {item!r}")
         _set_field(getattr(cfg, section), section, key, _parse_value(raw))
+    check_config(cfg)
     return cfg
 
 
