@@ -22,6 +22,7 @@ class TrainingObjective(nn.Module):
 
     def __init__(self, bevanet: BEVANetCriterion, ignore_index: int = 255):
         super().__init__()
+        self.ignore_index = ignore_index
         self.bevanet = bevanet  # BEVANet and PIDNet: (aux, main, boundary)
         self.bisenetv2 = BiSeNetV2Criterion(ignore_index)
         self.stdc = STDCCriterion(ignore_index)
@@ -32,6 +33,10 @@ class TrainingObjective(nn.Module):
         self.lightham = LightHamCriterion(ignore_index)
 
     def forward(self, outputs, target: torch.Tensor, edge: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not bool((target != self.ignore_index).any()):
+            # a batch of unannotated frames (every label void) teaches nothing: a zero loss that
+            # keeps the graph, where the families' means over no pixel would be 0 / 0
+            return {"loss": sum(t.float().sum() for t in outputs if isinstance(t, torch.Tensor)) * 0.0}
         if isinstance(outputs, SegmentationOutputs):
             return self.bevanet(outputs, target, edge)
         if isinstance(outputs, BiSeNetV2Outputs):
