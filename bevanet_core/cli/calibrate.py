@@ -67,7 +67,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k"])
     p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--split", required=True, help="frames to fit on: ones the model never trained on (CamVid: heldout)")
+    p.add_argument("--split", help="frames to fit on: ones the model never trained on (CamVid: heldout)")
+    p.add_argument("--list", help="or a list file of 'image label' pairs (relative to --root, or absolute)")
     p.add_argument("--trained-on", help="the split the model trained on (default: read from its recipe)")
     add_model_args(p)
     p.add_argument("--limit", type=int_range(1), help="the first N frames only")
@@ -79,6 +80,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     check_input(p, "--root", args.root, "dir")
     check_output_file(p, "--json", args.json_out, [args.root])
+    if (args.split is None) == (args.list is None):
+        p.error("give the frames to fit on: --split NAME or --list FILE (one of them)")
+    if args.list:
+        check_input(p, "--list", Path(args.root) / args.list, "file")
     if args.write and not args.weights:
         p.error("--write needs --weights: name the file to store the temperature in (the shipped one too)")
     if args.write and not args.weights.endswith(".safetensors"):
@@ -88,7 +93,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     apply_input_policy(args)
     root = Path(args.root)
     try:
-        dataset = build_dataset(args.dataset, root, None, args.split)
+        dataset = build_dataset(args.dataset, root, root / args.list if args.list else None, args.split or "val")
         image, _ = dataset[0]
         size = args.input_size or (((image.shape[1] + 7) // 8) * 8, ((image.shape[0] + 7) // 8) * 8)
         seg = build_segmenter(args, input_size=size)
@@ -120,13 +125,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         check.bins[name].add(conf, right)
     check.pixels, check.frames = int(y.numel()), n
     figures = check.report()
-    split_name = f"{args.dataset} {args.split}"
+    split_name = f"{args.dataset} {args.split or Path(args.list).name}"
     unseen = None if shared is None else not shared
     record = {
         "method": "temperature",
         "temperature": round(t, 4),
         "fitted_on": f"{split_name} ({n} frames: {', '.join(fit_frames)})",
-        "split": args.split,
+        "split": args.split or str(args.list),
         "unseen": unseen,
         "shared_with_training": shared,
         "training_data": how,
@@ -136,8 +141,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     if unseen is False:
         record["note"] = (
-            f"{split_name} is not unseen by this model: it trained on {', '.join(shared)}; the "
-            "temperature is fitted on frames it learned from, so it understates its error on new footage"
+            f"{split_name} is not unseen by this model: its training data holds "
+            f"{'the drive' if args.dataset == 'camvid' else 'the frames'} {', '.join(shared)}; a temperature "
+            "fitted where the model is at home may understate its error on new footage"
         )
     print(format_calibration(figures))
     print(
