@@ -64,6 +64,7 @@ setup(
             "bevanet-eval = bevanet_core.cli.evaluate:main",
             "bevanet-calibrate = bevanet_core.cli.calibrate:main",
             "bevanet-mine = bevanet_core.cli.mine:main",
+            "bevanet-finetune-data = bevanet_core.cli.finetune_data:main",
             "bevanet-pretrain = bevanet_core.cli.pretrain:main",
             "bevanet-speed = bevanet_core.cli.speed:main",
             "bevanet-predict = bevanet_core.cli.predict:main",
