@@ -91,12 +91,16 @@ def test_mined_frames_to_a_finetuned_calibrated_engine(tmp_path, shared_data, mo
                 str(camvid),
                 "--repeat",
                 "2",
+                "--hold-out",
+                "1",
             ]
         )
         == 0
     )
     lines = (finetune / "train.lst").read_text().splitlines()
-    assert len(lines) == 367 + 2 * 3
+    assert len(lines) == 367 + 2 * 2
+    held_out = (finetune / "held_out.lst").read_text().splitlines()
+    assert len(held_out) == 1 and held_out[0] not in lines
     for stamp, label in truth.items():
         converted = np.asarray(Image.open(finetune / "labels" / f"{stamp}.png"))
         np.testing.assert_array_equal(converted, label)
@@ -130,11 +134,9 @@ def test_mined_frames_to_a_finetuned_calibrated_engine(tmp_path, shared_data, mo
             "--dataset",
             "camvid",
             "--root",
-            str(camvid),
-            "--split",
-            "heldout",
-            "--limit",
-            "2",
+            "/",
+            "--list",
+            str(finetune / "held_out.lst"),
             "--input-size",
             "240x176",
             "--weights",

@@ -32,6 +32,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--base-root", help="data set root whose list comes first (e.g. ../shared/data/camvid)")
     p.add_argument("--base-list", default="train.lst", help="list file under --base-root (default train.lst)")
     p.add_argument("--repeat", type=int_range(1, 1000), default=4, help="times each own frame is listed (default 4)")
+    p.add_argument(
+        "--hold-out",
+        type=int_range(0),
+        default=0,
+        help="keep the last N labelled frames out of training, listed in OUT/held_out.lst (to calibrate on)",
+    )
     args = p.parse_args(argv)
     check_input(p, "--mined", args.mined, "dir")
     check_input(p, "--labels", args.labels, "dir")
@@ -47,6 +53,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             Path(args.base_root) if args.base_root else None,
             args.base_list,
             args.repeat,
+            args.hold_out,
         )
     except (DatasetError, ValueError) as exc:
         print(f"bevanet-finetune-data: error: {exc}", file=sys.stderr)
@@ -55,6 +62,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"wrote {data.list_file}: {data.base_frames} base frames + {data.own_frames} labelled frames "
         f"x {data.repeat}; labels as class indices in {Path(args.out) / 'labels'}"
     )
+    if data.held_out_file is not None:
+        print(f"wrote {data.held_out_file}: {data.held_out} labelled frames kept out of training")
     return 0
 
 

@@ -72,6 +72,8 @@ class FinetuneData:
     own_frames: int
     base_frames: int
     repeat: int
+    held_out: int = 0
+    held_out_file: Optional[Path] = None
 
 
 def prepare_finetune(
@@ -81,10 +83,13 @@ def prepare_finetune(
     base_root: Optional[Path] = None,
     base_list: Optional[str] = "train.lst",
     repeat: int = 4,
+    hold_out: int = 0,
 ) -> FinetuneData:
     """Converts the labels in `labels_dir` (for the frames in `mined_dir/images`) to class-index
     PNGs under `out_dir/labels` and writes `out_dir/train.lst`: `base_root/base_list`'s pairs
-    (absolute paths), then each own frame `repeat` times."""
+    (absolute paths), then each own frame `repeat` times. `hold_out`: the last that many own
+    frames (by name, i.e. by stamp) go to `out_dir/held_out.lst` instead, to calibrate and
+    evaluate the fine-tuned model on frames it did not train on."""
     mined_dir, labels_dir, out_dir = Path(mined_dir), Path(labels_dir), Path(out_dir)
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
@@ -110,6 +115,15 @@ def prepare_finetune(
         target = converted / label.name
         Image.fromarray(ids, mode="L").save(target)
         own.append((image.resolve(), target.resolve()))
+    if not 0 <= hold_out < len(own):
+        raise ValueError(
+            f"hold_out must leave at least one of the {len(own)} labelled frames to train on, got {hold_out}"
+        )
+    kept, held = (own[: len(own) - hold_out], own[len(own) - hold_out :]) if hold_out else (own, [])
+    held_file = None
+    if held:
+        held_file = out_dir / "held_out.lst"
+        held_file.write_text("".join(f"{image} {label}\n" for image, label in held))
     lines = []
     base = 0
     if base_root is not None and base_list:
@@ -117,7 +131,7 @@ def prepare_finetune(
             lines.append(f"{image.resolve()} {label.resolve() if label else ''}".strip())
             base += 1
     for _ in range(repeat):
-        lines += [f"{image} {label}" for image, label in own]
+        lines += [f"{image} {label}" for image, label in kept]
     list_file = out_dir / "train.lst"
     list_file.write_text("\n".join(lines) + "\n")
-    return FinetuneData(list_file, len(own), base, repeat)
+    return FinetuneData(list_file, len(kept), base, repeat, len(held), held_file)
