@@ -201,3 +201,44 @@ def test_calibrate_write_refuses_other_files(tmp_path, shared_data, capsys):
     with pytest.raises(SystemExit):
         calibrate_main(["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--split", "val", "--write"])
     assert "--write needs --weights" in capsys.readouterr().err
+
+
+def test_store_in_carries_a_held_out_runs_temperature_to_the_full_model(tmp_path, shared_data, capsys):
+    from bevanet_core.cli.calibrate import main as calibrate_main
+
+    paths = []
+    for seed in (1, 2):  # the held-out run and the model trained on everything
+        torch.manual_seed(seed)
+        path = tmp_path / f"m{seed}.safetensors"
+        save_weights(build_model("bevanet_s", num_classes=11).eval(), path, ModelInfo.default("bevanet_s", 11))
+        paths.append(path)
+    held_out, full = paths
+    rc = calibrate_main(
+        [
+            "--dataset",
+            "camvid",
+            "--root",
+            str(shared_data / "camvid"),
+            "--split",
+            "heldout",
+            "--limit",
+            "1",
+            "--input-size",
+            "64x48",
+            "--weights",
+            str(held_out),
+            "--trained-on",
+            "heldout-train",
+            "--store-in",
+            str(full),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    assert "the model never trained on camvid heldout" in capsys.readouterr().out
+    _, info = read_checkpoint(full)
+    record = info.extra["calibration"]
+    assert record["unseen"] is True and record["split"] == "heldout"
+    assert str(held_out) in record["fitted_with"] and "held-out run" in record["note"]
+    _, untouched = read_checkpoint(held_out)  # no --write: the held-out run's file stays as it was
+    assert "calibration" not in untouched.extra
+    assert temperature_of(info) == record["temperature"]

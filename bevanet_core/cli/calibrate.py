@@ -8,6 +8,14 @@ It reports the ECE (15 bins, valid pixels) and the AUROC of the confidence at te
 pixels from wrong ones before and after the fit, and which training frames the fit split
 shares with the model's training data (read from the recipe named in the weights' metadata, or
 `--trained-on`): for CamVid by drive, since frames of one drive are near-duplicates.
+
+A model trained on every labelled frame has no unseen frames to fit on. Its temperature comes
+from the held-out run of the same recipe (trained without the held-out drive), stored in it with
+`--store-in`, and its record says so:
+
+    bevanet-calibrate --dataset camvid --root ../shared/data/camvid --split heldout \
+        --weights runs/bevanet-s_camvid-480x360-heldout/best.safetensors \
+        --store-in bevanet_core/weights/bevanet_s_camvid.safetensors
 """
 
 from __future__ import annotations
@@ -76,8 +84,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--pixels-per-frame", type=int_range(100), default=20000, help="pixels sampled per frame for the fit"
     )
     p.add_argument("--write", action="store_true", help="store the temperature in the --weights file's metadata")
+    p.add_argument(
+        "--store-in",
+        help="also store the temperature in this .safetensors file: a model of the same recipe trained "
+        "on every frame, whose temperature is fitted through its held-out run (--weights)",
+    )
     p.add_argument("--json", dest="json_out", help="write the report as JSON here")
     args = p.parse_args(argv)
+    check_input(p, "--store-in", args.store_in, "file")
+    if args.store_in and not args.store_in.endswith(".safetensors"):
+        p.error(f"--store-in takes .safetensors weights, not {args.store_in}")
     check_input(p, "--root", args.root, "dir")
     check_output_file(p, "--json", args.json_out, [args.root])
     if (args.split is None) == (args.list is None):
@@ -164,6 +180,30 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
             return 2
         print(f"stored in {args.weights} (metadata only; the tensors are unchanged)")
+    if args.store_in:
+        from ..checkpoint import read_checkpoint
+
+        try:
+            _, target = read_checkpoint(args.store_in)
+            if target is None or target.num_classes != seg.info.num_classes:
+                raise ValueError(
+                    f"{args.store_in} is not a model of the same classes as {args.weights or 'the shipped one'}"
+                )
+            moved = {
+                **record,
+                "fitted_with": f"{args.weights or 'the shipped weights'}: a model of the same recipe, trained "
+                f"without {split_name}",
+                "note": f"fitted on {split_name} through the held-out run of the same recipe (this model's "
+                "training data may hold those frames; the held-out run's does not"
+                + ("" if unseen else f", which here it does: {record.get('note', how)}")
+                + ")",
+            }
+            target.extra = {**(target.extra or {}), CALIBRATION_KEY: moved}
+            write_safetensors_metadata(args.store_in, target)
+        except (OSError, ValueError, CheckpointError) as exc:
+            print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"stored in {args.store_in} as fitted through {args.weights} (metadata only)")
     if args.json_out:
         from ..evaluation.evaluate import write_json
 
