@@ -450,5 +450,5 @@ class SegmentationPipeline:
             return
         msg = DiagnosticArray()
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        msg.status = [self.diagnostic_status(), *self.health_statuses()]
+        msg.status = [*self.health_statuses(), self.diagnostic_status()]  # the node's own status last
         self._diag_pub.publish(msg)

@@ -47,6 +47,8 @@ class Camera:
         self.count += 1
         frame_id = f"frame{self.count}"
         msg = image_msg(frame, "rgb8", int(self.stamp * 1e9), frame_id)
+        monitor = self.node.pipeline.health.monitors[0]
+        seen = monitor.frames
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline:
             self.pub.publish(msg)
@@ -54,7 +56,8 @@ class Camera:
                 break
         else:
             raise AssertionError(f"no mask for {frame_id}")
-        time.sleep(0.01)  # the health update runs right after the mask is published
+        while monitor.frames == seen and time.monotonic() < deadline:  # updated right after the mask goes out
+            time.sleep(0.005)
         (status,) = self.node.pipeline.health_statuses()
         return status
 
@@ -75,10 +78,6 @@ def camera(ros_context):
         yield cam
     probe.destroy()
     node.destroy_node()
-
-
-def _reasons(status):
-    return status.message
 
 
 @pytest.mark.parametrize("fault", ["black", "saturated", "noise", "frozen"])
