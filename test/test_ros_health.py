@@ -67,7 +67,7 @@ def camera(ros_context):
     node = SegmentationNode(
         context=ros_context,
         parameter_overrides=params(
-            DEFAULT_WEIGHTS, batch_window_ms=0.0, diagnostics_period_s=0.2, health_frozen_frames=6
+            DEFAULT_WEIGHTS, backend="torch", batch_window_ms=0.0, diagnostics_period_s=0.2, health_frozen_frames=6
         ),
     )
     probe = Probe(ros_context, "probe_health")
