@@ -120,3 +120,44 @@ def test_a_normal_drive_stays_ok_throughout(camera, drive):
     levels = [camera.send(frame, period_s=1.0) for frame in drive[1:101]]
     alarms = [(i, s.message) for i, s in enumerate(levels) if s.level != DiagnosticStatus.OK]
     assert len(levels) == 100 and not alarms, alarms[:3]
+
+
+class _Logger:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, text):
+        self.lines.append(("warning", text))
+
+    def info(self, text):
+        self.lines.append(("info", text))
+
+
+def test_logs_say_it_once_and_the_recovery_once(drive):
+    from types import SimpleNamespace
+
+    from bevanet_core.data.classes import CAMVID_CLASSES
+    from bevanet_core.serving.params import NodeSettings
+    from bevanet_ros.health_diagnostics import CameraHealth
+
+    log = _Logger()
+    health = CameraHealth(NodeSettings.from_values({"error_log_period_s": 3600.0}), list(CAMVID_CLASSES), log)
+    black = np.zeros_like(drive[0])
+
+    def frame(i, rgb):
+        header = SimpleNamespace(stamp=SimpleNamespace(sec=0, nanosec=i * 33_000_000))  # 30 Hz
+        health.update(
+            0, SimpleNamespace(header=header, encoding="rgb8"), rgb, SimpleNamespace(confidence=None, mask=None)
+        )
+
+    frame(0, drive[0])
+    for i in range(1, 6):
+        frame(i, black)
+    for i in range(6, 9):
+        frame(i, drive[i])
+    for i in range(9, 12):  # black again within the log period: counted, not logged
+        frame(i, black)
+    assert [kind for kind, _ in log.lines] == ["warning", "info"], log.lines
+    assert "black frames" in log.lines[0][1] and "back to normal (black gone)" in log.lines[1][1]
+    (status,) = health.statuses("/segmentation")
+    assert status.level == DiagnosticStatus.WARN and status.name == "/segmentation: camera cam0"
