@@ -62,6 +62,9 @@ setup(
             # offline tools (no ROS needed)
             "bevanet-train = bevanet_core.cli.train:main",
             "bevanet-eval = bevanet_core.cli.evaluate:main",
+            "bevanet-calibrate = bevanet_core.cli.calibrate:main",
+            "bevanet-mine = bevanet_core.cli.mine:main",
+            "bevanet-finetune-data = bevanet_core.cli.finetune_data:main",
             "bevanet-pretrain = bevanet_core.cli.pretrain:main",
             "bevanet-speed = bevanet_core.cli.speed:main",
             "bevanet-predict = bevanet_core.cli.predict:main",

@@ -35,6 +35,8 @@ from bevanet_core.serving.labels import label_info_json
 from bevanet_core.serving.params import NodeSettings, ParameterError
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
+from .health_diagnostics import CameraHealth
+
 try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../shared/ros-src)
     from vision_msgs.msg import LabelInfo, VisionClass  # type: ignore
 except ImportError:
@@ -169,6 +171,7 @@ class SegmentationPipeline:
         self._diag_timer: Any = None
         self._foxglove: Any = None
         self._last_reported_errors = 0
+        self.health: CameraHealth | None = None
         self.active = False
 
     # ------------------------------------------------------------------ lifecycle steps
@@ -205,6 +208,7 @@ class SegmentationPipeline:
 
             choice = describe(self.segmenter.backend_choice)
             self.node.get_logger().info(f"backend auto: {choice}")
+        self.health = CameraHealth(settings, list(info.class_names), self.node.get_logger())
         self.stream = StreamSegmenter(
             self.segmenter,
             settings.cameras,
@@ -353,6 +357,8 @@ class SegmentationPipeline:
         if self.stream is not None:
             self.stream.batch_window_ms = settings.batch_window_ms
             self.stream.throttle.period_s = settings.error_log_period_s
+        if self.health is not None:
+            self.health.apply(settings)
 
     def _require_settings(self) -> NodeSettings:
         if self.settings is None or self.segmenter is None:
@@ -362,6 +368,8 @@ class SegmentationPipeline:
     # ------------------------------------------------------------------ worker side
 
     def _confidence_wanted(self, cameras: list[int]) -> bool:
+        if self.settings.health_checks:  # the model's health reads the calibrated confidence
+            return True
         return self.settings.publish_confidence and any(
             self._pubs[i]["confidence"].get_subscription_count() > 0 for i in cameras
         )
@@ -379,6 +387,8 @@ class SegmentationPipeline:
             pubs["overlay"].publish(array_to_imgmsg(overlay, "rgb8", header))
         if s.publish_confidence and res.confidence is not None:
             pubs["confidence"].publish(array_to_imgmsg(res.confidence, "mono8", header))
+        if self.health is not None:
+            self.health.update(out.camera, out.msg, out.rgb, res)
         if self._foxglove is not None and out.camera == 0:
             self._foxglove.publish(
                 header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
@@ -429,10 +439,16 @@ class SegmentationPipeline:
         status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in snap.items()]
         return status
 
+    def health_statuses(self) -> list[DiagnosticStatus]:
+        """One status per camera: camera and model health (also used by tests)."""
+        if self.health is None:
+            return []
+        return self.health.statuses(self.node.get_fully_qualified_name())
+
     def publish_diagnostics(self) -> None:
         if self._diag_pub is None:
             return
         msg = DiagnosticArray()
         msg.header.stamp = self.node.get_clock().now().to_msg()
-        msg.status = [self.diagnostic_status()]
+        msg.status = [*self.health_statuses(), self.diagnostic_status()]  # the node's own status last
         self._diag_pub.publish(msg)

@@ -29,6 +29,9 @@ COMMANDS = {
     "bevanet-train": "bevanet_core.cli.train",
     "bevanet-pretrain": "bevanet_core.cli.pretrain",
     "bevanet-launch": "bevanet_ros.launch_main",
+    "bevanet-calibrate": "bevanet_core.cli.calibrate",
+    "bevanet-mine": "bevanet_core.cli.mine",
+    "bevanet-finetune-data": "bevanet_core.cli.finetune_data",
 }
 
 # (command, arguments with MISSING / FILE / DIR placeholders, what the error line must say)
@@ -102,6 +105,17 @@ CASES = [
         ["--dataset", "camvid", "--root", "DIR", "--list", "nope.lst", "--out", "NEW"],
         "neither here nor in --root",
     ),
+    ("bevanet-calibrate", ["--dataset", "camvid", "--root", "MISSING", "--split", "val"], "does not exist"),
+    ("bevanet-calibrate", ["--dataset", "camvid", "--root", "DIR", "--split", "val", "--json", "DIR"], "is a folder"),
+    ("bevanet-calibrate", ["--dataset", "camvid", "--root", "DIR"], "--split NAME or --list FILE"),
+    ("bevanet-calibrate", ["--dataset", "camvid", "--root", "DIR", "--split", "val", "--limit", "-3"], "--limit"),
+    ("bevanet-calibrate", ["--dataset", "camvid", "--root", "DIR", "--split", "val", "--write"], "--write needs"),
+    ("bevanet-mine", ["MISSING", "--count", "3", "--out", "NEW"], "does not exist"),
+    ("bevanet-mine", ["DIR", "--count", "0", "--out", "NEW"], "--count"),
+    ("bevanet-mine", ["DIR", "--count", "3", "--out", "FILE"], "not a folder"),
+    ("bevanet-finetune-data", ["--mined", "MISSING", "--labels", "DIR", "--out", "NEW"], "does not exist"),
+    ("bevanet-finetune-data", ["--mined", "DIR", "--labels", "DIR", "--out", "NEW", "--repeat", "0"], "--repeat"),
+    ("bevanet-finetune-data", ["--mined", "DIR", "--labels", "DIR", "--out", "NEW"], "classes.json is missing"),
     # where launch is not installed the one line says so instead; either way exit 2, no traceback
     ("bevanet-launch", ["MISSING.launch.py"], "bevanet-launch: error:"),
     ("bevanet-launch", ["segmentation.launch.py", "variant=bevanet_s"], "bevanet-launch: error:"),

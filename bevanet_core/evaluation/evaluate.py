@@ -19,12 +19,15 @@ def evaluate_segmenter(
     save_dir: Optional[Path] = None,
     to_label_ids=None,
     progress: bool = False,
+    calibration: bool = True,
 ) -> dict:
     """Runs `segmenter` over `dataset` (items: RGB uint8 image, label uint8 with 255 ignored).
 
     Returns a report with mIoU (percent), per-class IoU, pixel accuracy, latency percentiles and
     throughput. `save_dir` keeps every prediction as a PNG (through `to_label_ids`, e.g. the
-    Cityscapes trainId -> labelId mapping for the official test server).
+    Cityscapes trainId -> labelId mapping for the official test server). `calibration`: also
+    the ECE and error AUROC of the confidence before (T = 1) and after the weights' temperature
+    (`evaluation.calibration`), as `ece` and `error_auroc`.
     """
     names = list(segmenter.info.class_names)
     cm = ConfusionMatrix(len(names))
@@ -32,13 +35,22 @@ def evaluate_segmenter(
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
+    meter = None
+    if calibration:
+        from .calibration import CalibrationMeter
+
+        temperature = float(getattr(segmenter, "temperature", 1.0))
+        meter = CalibrationMeter(len(names), {"before": 1.0, "after": temperature}, sample_per_frame=0)
     start = time.perf_counter()
     for i in range(n):
         image, label = dataset[i]
         t0 = time.perf_counter()
-        mask = segmenter.segment(image, "rgb8").mask
+        result = segmenter.segment(image, "rgb8", logits=meter is not None)
         latencies.append((time.perf_counter() - t0) * 1e3)
+        mask = result.mask
         cm.update(mask, label)
+        if meter is not None:
+            meter.update(segmenter.frame_logits(result.logits, image.shape[1], image.shape[0]), label)
         if save_dir is not None:
             out = to_label_ids(mask) if to_label_ids is not None else mask
             image_path = dataset.pairs[i][0]
@@ -55,6 +67,20 @@ def evaluate_segmenter(
             "confusion_matrix": cm.matrix.tolist(),
         }
     )
+    if meter is not None:
+        from .calibration import calibration_of
+
+        cal = meter.report()
+        report.update(
+            {
+                "ece": cal["ece"],
+                "error_auroc": cal["error_auroc"],
+                "nll": cal["nll"],
+                "mean_confidence": cal["mean_confidence"],
+                "temperature": cal["temperature"]["after"],
+                "calibration": calibration_of(segmenter.info),
+            }
+        )
     return report
 
 
@@ -67,6 +93,23 @@ def format_report(report: dict) -> str:
         "-" * 24,
         f"{'mIoU':<16}{report['miou']:8.2f}",
         f"{'pixel acc.':<16}{report['pixel_accuracy']:8.2f}",
+    ]
+    if "ece" in report:
+        from .calibration import format_calibration
+
+        lines.append(
+            format_calibration(
+                {k: report[k] for k in ("ece", "error_auroc")}
+                | {"temperature": {"before": 1.0, "after": report["temperature"]}}
+            )
+        )
+        cal = report.get("calibration") or {}
+        lines.append(
+            f"temperature fitted on {cal['fitted_on']}"
+            if cal.get("fitted_on")
+            else "no fitted temperature in the weights"
+        )
+    lines += [
         f"images {report['images']}, latency p50 "
         + (f"{report['latency_ms']['p50']:.1f} ms, " if report["latency_ms"] else "n/a, ")
         + f"{report['fps']:.2f} images/s",

@@ -89,13 +89,18 @@ class Postprocessor:
     """Maps low-resolution logits (1/8 for most networks, 1/4 for BSSNet-B) back to every
     frame's own resolution (cached per plan and output stride). `align_corners`: how the
     network's training objective placed the logit cells (`options.logits_align_corners`), so
-    that each frame pixel reads the logits where training put its label."""
+    that each frame pixel reads the logits where training put its label. `temperature`: the
+    confidence is the max of softmax(logits / temperature), the calibrated probability when the
+    weights carry a fitted temperature (`evaluation.calibration`); the labels do not depend on it."""
 
-    def __init__(self, upsample: str = "logits", align_corners: bool = False):
+    def __init__(self, upsample: str = "logits", align_corners: bool = False, temperature: float = 1.0):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
+        if not (isinstance(temperature, (int, float)) and 0.0 < float(temperature) < float("inf")):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         self.upsample = upsample
         self.align_corners = bool(align_corners)
+        self.temperature = float(temperature)
         self._grids: dict[tuple[ResizePlan, str], torch.Tensor] = {}
         self._indices: dict[tuple[ResizePlan, str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._positions: dict[tuple[ResizePlan, str, tuple[int, int]], tuple[torch.Tensor, ...]] = {}
@@ -169,8 +174,18 @@ class Postprocessor:
             top, lab = band.max(dim=1)
             labels[:, y0:y1] = lab.to(torch.uint8)
             if conf is not None:
-                conf[:, y0:y1] = (torch.exp(top - torch.logsumexp(band, dim=1)) * 255.0).round_().to(torch.uint8)
+                conf[:, y0:y1] = self._confidence(top, band)
         return labels, conf
+
+    def _confidence(self, top: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """uint8 max softmax(logits / T) * 255 = exp(max / T - logsumexp(logits / T)) * 255, without
+        materialising the softmax."""
+        t = self.temperature
+        if t == 1.0:
+            p = torch.exp(top - torch.logsumexp(logits, dim=1))
+        else:
+            p = torch.exp(top / t - torch.logsumexp(logits / t, dim=1))
+        return (p * 255.0).round_().to(torch.uint8)
 
     def __call__(
         self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False
@@ -192,8 +207,7 @@ class Postprocessor:
             top, labels = part.max(dim=1)
             conf = None
             if confidence:
-                # max softmax = exp(max - logsumexp), without materialising the softmax
-                conf = (torch.exp(top - torch.logsumexp(part, dim=1)) * 255.0).round_().to(torch.uint8)
+                conf = self._confidence(top, part)
             labels = labels.to(torch.uint8)
             if self.upsample == "labels":
                 rows, cols = self._index(plan, logits.device, output_stride(plan, logits))

@@ -101,6 +101,7 @@ class SegmentationResult:
     mask: np.ndarray  # H x W uint8 class ids, 255 = unlabeled
     confidence: Optional[np.ndarray] = None  # H x W uint8, max softmax * 255
     color: Optional[np.ndarray] = None  # H x W x 3 uint8 RGB
+    logits: Optional[torch.Tensor] = None  # C x h x w float32 raw network logits (logits=True)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # ms, for the whole batch
 
 
@@ -123,7 +124,13 @@ class Segmenter:
         self.backend_choice: Optional[dict] = None  # backend='auto': what was chosen and why
         self.backend, self.info = self._build_backend(model, info)
         self.input_size: Size = resolve_input_size(config.input_size, self.info, self.backend.static_input_size)
-        self._post = Postprocessor(config.upsample, align_corners=logits_align_corners(self.info.variant))
+        from ..evaluation.calibration import temperature_of
+
+        # the published confidence is max softmax(logits / T) with the weights' fitted temperature
+        self.temperature = temperature_of(self.info)
+        self._post = Postprocessor(
+            config.upsample, align_corners=logits_align_corners(self.info.variant), temperature=self.temperature
+        )
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()
         self._plans: dict[tuple[int, int], ResizePlan] = {}
@@ -200,10 +207,15 @@ class Segmenter:
         return self._plans[key]
 
     def segment(
-        self, frame: Frame, encoding: str = "rgb8", confidence: bool = False, color: bool = False
+        self,
+        frame: Frame,
+        encoding: str = "rgb8",
+        confidence: bool = False,
+        color: bool = False,
+        logits: bool = False,
     ) -> SegmentationResult:
-        """Segments one HxW / HxWxC uint8 frame."""
-        return self.segment_batch([frame], [encoding], confidence=confidence, color=color)[0]
+        """Segments one HxW / HxWxC uint8 frame (`logits`: also keep the raw network logits)."""
+        return self.segment_batch([frame], [encoding], confidence=confidence, color=color, logits=logits)[0]
 
     def segment_batch(
         self,
@@ -211,6 +223,7 @@ class Segmenter:
         encodings: Union[str, Sequence[str]] = "rgb8",
         confidence: bool = False,
         color: bool = False,
+        logits: bool = False,
     ) -> list[SegmentationResult]:
         """Segments frames of any sizes (e.g. several cameras) in one inference per `max_batch`."""
         if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 4:
@@ -230,10 +243,16 @@ class Segmenter:
             step = min(step, self.backend.max_batch)
         results: list[SegmentationResult] = []
         for start in range(0, len(checked), step):
-            results.extend(self._run(checked[start : start + step], confidence, color))
+            results.extend(self._run(checked[start : start + step], confidence, color, logits))
         return results
 
-    def _run(self, checked, want_conf: bool, want_color: bool) -> list[SegmentationResult]:
+    def frame_logits(self, logits: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """A result's C x h x w network logits -> C x height x width at the frame's pixels, placed
+        exactly as the masks are (the frame's resize plan)."""
+        plan = self.plan(int(width), int(height))
+        return self._post.upsample_logits(logits[None].float(), plan)[0]
+
+    def _run(self, checked, want_conf: bool, want_color: bool, want_logits: bool = False) -> list[SegmentationResult]:
         dev = self.backend.device
         sync = self.backend.synchronize
         t0 = time.perf_counter()
@@ -255,13 +274,14 @@ class Segmenter:
         t2 = time.perf_counter()
         outputs = self._post(logits, plans, confidence=want_conf)
         results = []
-        for mask, conf in outputs:
+        for j, (mask, conf) in enumerate(outputs):
             col = self._lut[mask.long()] if want_color else None
             results.append(
                 SegmentationResult(
                     mask=mask.cpu().numpy(),
                     confidence=conf.cpu().numpy() if conf is not None else None,
                     color=col.cpu().numpy() if col is not None else None,
+                    logits=logits[j].float().cpu() if want_logits else None,
                 )
             )
         t3 = time.perf_counter()

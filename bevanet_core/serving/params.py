@@ -26,6 +26,7 @@ from ..options import (
     SEGMENTATION_MODEL_NAMES,
     UPSAMPLE_MODES,
 )
+from .health import HEALTH_PARAMETERS, HealthThresholds
 
 if TYPE_CHECKING:
     from ..runtime.segmenter import SegmenterConfig
@@ -214,7 +215,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "publish_confidence",
         False,
-        "Publish ~/confidence (mono8, max softmax probability * 255).",
+        "Publish ~/confidence (mono8, max softmax probability * 255, with the weights' fitted temperature).",
         read_only=False,
     ),
     ParamSpec(
@@ -254,6 +255,23 @@ PARAMS: tuple[ParamSpec, ...] = (
         "Lichtblick over the Foxglove WebSocket protocol on this port of every interface "
         "(needs foxglove-sdk); 0 = off." + _RELOAD,
         int_range=(0, 65535, 1),
+    ),
+    ParamSpec(
+        "health_checks",
+        True,
+        "Watch every camera and the model (black, saturated, frozen, noisy or blurred frames, format "
+        "or time jumps, low confidence, unusual scenes) and report them on /diagnostics.",
+        read_only=False,
+    ),
+    *(
+        ParamSpec(
+            f"health_{name}",
+            getattr(HealthThresholds, name),
+            text,
+            read_only=False,
+            **({"int_range": bounds} if len(bounds) == 3 else {"float_range": bounds}),
+        )
+        for name, text, bounds in HEALTH_PARAMETERS
     ),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}

@@ -1,0 +1,218 @@
+"""bevanet-calibrate: fit the temperature that makes the published confidence a probability, on
+labelled frames the model did not train on, and store it in the weights' metadata.
+
+    bevanet-calibrate --dataset camvid --root ../shared/data/camvid --split heldout \\
+        --weights run/best.safetensors --write
+
+It reports the ECE (15 bins, valid pixels) and the AUROC of the confidence at telling right
+pixels from wrong ones before and after the fit, and which training frames the fit split
+shares with the model's training data (read from the recipe named in the weights' metadata, or
+`--trained-on`): for CamVid by drive, since frames of one drive are near-duplicates.
+
+A model trained on every labelled frame has no unseen frames to fit on. Its temperature comes
+from the held-out run of the same recipe (trained without the held-out drive), stored in it with
+`--store-in`, and its record says so:
+
+    bevanet-calibrate --dataset camvid --root ../shared/data/camvid --split heldout \
+        --weights runs/bevanet-s_camvid-480x360-heldout/best.safetensors \
+        --store-in bevanet_core/weights/bevanet_s_camvid.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..checkpoint import CheckpointError
+from ..data.datasets import DatasetError, build_dataset, camvid_sequence
+from ..evaluation.calibration import (
+    CALIBRATION_KEY,
+    CalibrationMeter,
+    fit_temperature,
+    format_calibration,
+    max_prob_and_correct,
+    write_safetensors_metadata,
+)
+from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
+from .validate import check_input, check_output_file, int_range
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _frames(dataset_name: str, pairs) -> list[str]:
+    """What a split is made of: CamVid drives (frames of one drive are near-duplicates), else frame names."""
+    if dataset_name == "camvid":
+        return sorted({camvid_sequence(Path(image)) for image, _ in pairs})
+    return sorted({Path(image).stem for image, _ in pairs})
+
+
+def training_frames(info, dataset_name: str, root: Path, trained_on: Optional[str]) -> tuple[Optional[list[str]], str]:
+    """(drives or frames the model trained on, how that was found); (None, why) when unknown."""
+    if trained_on:
+        ds = build_dataset(dataset_name, root, None, trained_on)
+        return _frames(dataset_name, ds.pairs), f"--trained-on {trained_on}"
+    recipe = (info.extra or {}).get("recipe")
+    if not recipe:
+        return None, "the weights name no recipe (pass --trained-on SPLIT)"
+    path = Path(recipe) if Path(recipe).is_absolute() else REPO / recipe
+    if not path.is_file():
+        return None, f"the weights' recipe {recipe} is not in this checkout (pass --trained-on SPLIT)"
+    from ..training.config import load_config
+
+    d = load_config(str(path)).data
+    if d.dataset != dataset_name:
+        return [], f"recipe {recipe} trains on {d.dataset}, not {dataset_name}"
+    ds = build_dataset(d.dataset, root, root / d.train_list if d.train_list else None, d.train_split)
+    return _frames(dataset_name, ds.pairs), f"recipe {recipe} ({d.train_list or d.train_split})"
+
+
+@extras_guard("bevanet-calibrate")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog=__doc__.split("\n", 1)[1])
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k"])
+    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument("--split", help="frames to fit on: ones the model never trained on (CamVid: heldout)")
+    p.add_argument("--list", help="or a list file of 'image label' pairs (relative to --root, or absolute)")
+    p.add_argument("--trained-on", help="the split the model trained on (default: read from its recipe)")
+    add_model_args(p)
+    p.add_argument("--limit", type=int_range(1), help="the first N frames only")
+    p.add_argument(
+        "--pixels-per-frame", type=int_range(100), default=20000, help="pixels sampled per frame for the fit"
+    )
+    p.add_argument("--write", action="store_true", help="store the temperature in the --weights file's metadata")
+    p.add_argument(
+        "--store-in",
+        help="also store the temperature in this .safetensors file: a model of the same recipe trained "
+        "on every frame, whose temperature is fitted through its held-out run (--weights)",
+    )
+    p.add_argument("--json", dest="json_out", help="write the report as JSON here")
+    args = p.parse_args(argv)
+    check_input(p, "--store-in", args.store_in, "file")
+    if args.store_in and not args.store_in.endswith(".safetensors"):
+        p.error(f"--store-in takes .safetensors weights, not {args.store_in}")
+    check_input(p, "--root", args.root, "dir")
+    check_output_file(p, "--json", args.json_out, [args.root])
+    if (args.split is None) == (args.list is None):
+        p.error("give the frames to fit on: --split NAME or --list FILE (one of them)")
+    if args.list:
+        check_input(p, "--list", Path(args.root) / args.list, "file")
+    if args.write and not args.weights:
+        p.error("--write needs --weights: name the file to store the temperature in (the shipped one too)")
+    if args.write and not args.weights.endswith(".safetensors"):
+        p.error(
+            f"--write stores the temperature in .safetensors weights, not {args.weights} (export after calibrating)"
+        )
+    apply_input_policy(args)
+    root = Path(args.root)
+    try:
+        dataset = build_dataset(args.dataset, root, root / args.list if args.list else None, args.split or "val")
+        image, _ = dataset[0]
+        size = args.input_size or (((image.shape[1] + 7) // 8) * 8, ((image.shape[0] + 7) // 8) * 8)
+        seg = build_segmenter(args, input_size=size)
+        trained, how = training_frames(seg.info, args.dataset, root, args.trained_on)
+    except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
+        print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    fit_frames = _frames(args.dataset, dataset.pairs)
+    shared = sorted(set(fit_frames) & set(trained)) if trained is not None else None
+    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    meter = CalibrationMeter(seg.info.num_classes, {"before": 1.0}, sample_per_frame=args.pixels_per_frame)
+    start = time.perf_counter()
+    for i in range(n):
+        image, label = dataset[i]
+        res = seg.segment(image, "rgb8", logits=True)
+        meter.update(seg.frame_logits(res.logits, image.shape[1], image.shape[0]), label)
+        if (i + 1) % 20 == 0:
+            print(f"  {i + 1}/{n} frames", flush=True)
+    z, y = meter.sample()
+    try:
+        t = fit_temperature(z, y)
+    except ValueError as exc:
+        print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
+        return 2
+    # the fit's own figures, on the sampled pixels, before and after
+    check = CalibrationMeter(seg.info.num_classes, {"before": 1.0, "after": t}, sample_per_frame=0)
+    for name, temp in check.temperatures.items():
+        conf, right = max_prob_and_correct(z, y, temp)
+        check.bins[name].add(conf, right)
+    check.pixels, check.frames = int(y.numel()), n
+    figures = check.report()
+    split_name = f"{args.dataset} {args.split or Path(args.list).name}"
+    unseen = None if shared is None else not shared
+    record = {
+        "method": "temperature",
+        "temperature": round(t, 4),
+        "fitted_on": f"{split_name} ({n} frames: {', '.join(fit_frames)})",
+        "split": args.split or str(args.list),
+        "unseen": unseen,
+        "shared_with_training": shared,
+        "training_data": how,
+        "ece_before": figures["ece"]["before"],
+        "ece_after": figures["ece"]["after"],
+        "pixels": int(y.numel()),
+    }
+    if unseen is False:
+        record["note"] = (
+            f"{split_name} is not unseen by this model: its training data holds "
+            f"{'the drive' if args.dataset == 'camvid' else 'the frames'} {', '.join(shared)}; a temperature "
+            "fitted where the model is at home may understate its error on new footage"
+        )
+    print(format_calibration(figures))
+    print(
+        f"temperature {t:.4f} fitted on {int(y.numel())} pixels of {split_name} in {time.perf_counter() - start:.0f} s"
+    )
+    if unseen is None:
+        print(f"whether the model saw these frames is unknown: {how}")
+    elif not unseen:
+        print(f"warning: {record['note']}")
+    else:
+        print(f"the model never trained on {split_name} ({how})")
+    if args.write:
+        info = seg.info
+        info.extra = {**(info.extra or {}), CALIBRATION_KEY: record}
+        try:
+            write_safetensors_metadata(args.weights, info)
+        except (OSError, ValueError) as exc:
+            print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"stored in {args.weights} (metadata only; the tensors are unchanged)")
+    if args.store_in:
+        from ..checkpoint import read_checkpoint
+
+        try:
+            _, target = read_checkpoint(args.store_in)
+            if target is None or target.num_classes != seg.info.num_classes:
+                raise ValueError(
+                    f"{args.store_in} is not a model of the same classes as {args.weights or 'the shipped one'}"
+                )
+            moved = {
+                **record,
+                "fitted_with": f"{args.weights or 'the shipped weights'}: a model of the same recipe, trained "
+                f"without {split_name}",
+                "note": f"fitted on {split_name} through the held-out run of the same recipe (this model's "
+                "training data may hold those frames; the held-out run's does not"
+                + ("" if unseen else f", which here it does: {record.get('note', how)}")
+                + ")",
+            }
+            target.extra = {**(target.extra or {}), CALIBRATION_KEY: moved}
+            write_safetensors_metadata(args.store_in, target)
+        except (OSError, ValueError, CheckpointError) as exc:
+            print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"stored in {args.store_in} as fitted through {args.weights} (metadata only)")
+    if args.json_out:
+        from ..evaluation.evaluate import write_json
+
+        write_json(
+            {"calibration": record, **{k: figures[k] for k in ("ece", "error_auroc", "nll")}}, Path(args.json_out)
+        )
+        print(f"report written to {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
