@@ -11,7 +11,6 @@ per camera, one worker thread, batching, statistics); its results come back here
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
 from typing import Any
@@ -31,8 +30,10 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from bevanet_core.serving.foxglove_view import start_foxglove_view
 from bevanet_core.serving.labels import label_info_json
-from bevanet_core.serving.params import NodeSettings, ParameterError
+from bevanet_core.serving.model_loading import describe_load, load_segmenter
+from bevanet_core.serving.params import NodeSettings
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
 try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../shared/ros-src)
@@ -46,10 +47,6 @@ _RELIABILITY = {
     "reliable": ReliabilityPolicy.RELIABLE,
     "best_effort": ReliabilityPolicy.BEST_EFFORT,
 }
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message names the parameter and file involved."""
 
 
 def input_qos(name: str, depth: int) -> QoSProfile:
@@ -111,48 +108,6 @@ def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Ima
     return msg
 
 
-def start_foxglove_view(port: int) -> Any:
-    """The Foxglove live view on `port` (all interfaces); ParameterError when it cannot be."""
-    try:
-        from bevanet_core.serving.foxglove_view import FoxgloveView
-
-        return FoxgloveView(port=port, host="0.0.0.0")
-    except ImportError:
-        raise ParameterError(
-            "parameter 'foxglove_port' needs foxglove-sdk: pip install foxglove-sdk (or the package's extra 'foxglove')"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken
-        raise ParameterError(f"parameter 'foxglove_port': cannot serve on port {port}: {exc}") from None
-
-
-def build_segmenter(settings: NodeSettings) -> Any:
-    """A `bevanet_core.runtime.Segmenter` for `settings`; raises ModelLoadError with the cause."""
-    if settings.model_path is not None:
-        which = "engine" if settings.engine else "weights"
-        if not os.path.isfile(settings.model_path):
-            raise ModelLoadError(f"parameter {which!r}: file {settings.model_path!r} does not exist")
-    else:
-        from bevanet_core.checkpoint import DEFAULT_WEIGHTS
-
-        if not DEFAULT_WEIGHTS.is_file():
-            raise ModelLoadError(
-                "parameter 'weights' is empty, so the shipped CamVid BEVANet-S model is used, but "
-                f"{DEFAULT_WEIGHTS} does not exist (it is produced by training; see the README). "
-                "Pass weights:=<file.safetensors> or engine:=<file>."
-            )
-    from bevanet_core.runtime import Segmenter
-
-    try:
-        return Segmenter(settings.segmenter_config())
-    except Exception as exc:  # noqa: BLE001 - any failure here is reported the same way
-        raise ModelLoadError(
-            f"could not load the model (weights={settings.model_path or 'shipped default'!s}, "
-            f"backend={settings.backend}, device={settings.device}, "
-            f"precision={settings.precision}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-
-
 class SegmentationPipeline:
     """The state of one segmentation node between `load_model` and `unload_model`."""
 
@@ -176,35 +131,9 @@ class SegmentationPipeline:
     def load_model(self, settings: NodeSettings) -> None:
         """Builds the segmenter (and warms it up). Raises ModelLoadError."""
         self.settings = settings
-        if settings.num_threads > 0:
-            import torch
-
-            torch.set_num_threads(settings.num_threads)
-        self.segmenter = build_segmenter(settings)
-        if settings.warmup:
-            w, h = self.segmenter.input_size
-            try:
-                self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
-            except Exception as exc:  # noqa: BLE001 - a model that cannot run is a load failure
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise ModelLoadError(
-                    f"the model ({settings.model_path or 'shipped default'}) failed on its "
-                    f"warm-up frame ({w}x{h}): {type(exc).__name__}: {first}"
-                ) from exc
-        info = self.segmenter.info
-        net_w, net_h = self.segmenter.input_size
-        self.node.get_logger().info(
-            f"loaded {info.variant} ({info.num_classes} classes, "
-            f"{info.dataset or 'unknown dataset'}) from "
-            f"{settings.model_path or 'the shipped default weights'} on "
-            f"{settings.backend}/{settings.device} {settings.precision}, "
-            f"network input {net_w}x{net_h} ({settings.resize})"
-        )
-        if self.segmenter.backend_choice is not None:
-            from bevanet_core.runtime.auto import describe
-
-            choice = describe(self.segmenter.backend_choice)
-            self.node.get_logger().info(f"backend auto: {choice}")
+        self.segmenter = load_segmenter(settings)
+        for line in describe_load(self.segmenter, settings):
+            self.node.get_logger().info(line)
         self.stream = StreamSegmenter(
             self.segmenter,
             settings.cameras,
@@ -235,10 +164,8 @@ class SegmentationPipeline:
             )
         self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if s.foxglove_port:
-            self._foxglove = start_foxglove_view(s.foxglove_port)
-            self.node.get_logger().info(
-                f"Foxglove live view of camera {s.cameras[0]!r} on ws://<this host>:{self._foxglove.port}"
-            )
+            self._foxglove = start_foxglove_view(s.foxglove_port, s.foxglove_address)
+            self.node.get_logger().info(f"Foxglove live view of camera {s.cameras[0]!r} on {self._foxglove.url}")
         self._diag_timer = self.node.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
 
     def publish_label_info(self) -> None:

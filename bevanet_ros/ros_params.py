@@ -64,6 +64,19 @@ def make_descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
     return desc
 
 
+def declare_empty_string_array(node: Node, name: str, descriptor: ParameterDescriptor) -> None:
+    """Declares a string array whose default is the empty list, with that value set.
+
+    rclpy types a bare `[]` as a byte array, and an array declared by type alone has no value:
+    the get_parameters service then answers nothing for a whole request that names it, so
+    `ros2 param dump` and `ros2 param get` show none of the node's parameters. The value is set
+    before the descriptor (which may be read-only) is put in place."""
+    param = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(read_only=False))
+    if param.type_ == Parameter.Type.NOT_SET:  # no override from the command line or a file
+        node.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
+    node.set_descriptor(name, descriptor)
+
+
 class ParameterBinder:
     """Owns the node's parameters: declaration, validation callback and the current settings.
 
@@ -95,14 +108,13 @@ class ParameterBinder:
         for spec in PARAMS:
             desc = make_descriptor(spec, read_only=spec.read_only and not managed)
             if spec.type_name == "str_list" and not spec.default:
-                # an empty list would be declared as a byte array; declare the type, no value
-                node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, desc)
+                declare_empty_string_array(node, spec.name, desc)
             else:
                 node.declare_parameter(spec.name, spec.default, desc)
         self._declared = True
 
     def current_values(self) -> dict[str, Any]:
-        """Every parameter's current value (None where an array was declared without a value)."""
+        """Every parameter's current value."""
         values: dict[str, Any] = {}
         for spec in PARAMS:
             try:

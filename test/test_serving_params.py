@@ -79,6 +79,8 @@ def test_reload_parameters_are_read_only_and_display_ones_are_not():
         ("camera_names", ["front", "front"], ["twice"]),
         ("camera_names", ["front/left"], ["front/left"]),
         ("input_qos", "keep_all", ["sensor_data"]),
+        ("foxglove_address", "my-laptop", ["foxglove_address", "my-laptop", "IP address"]),
+        ("foxglove_address", "", ["foxglove_address"]),
         ("nonsense", 1, ["unknown parameter"]),
     ],
 )
