@@ -17,6 +17,7 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from bevanet_core.serving.model_loading import ModelLoadError
 from bevanet_core.serving.params import NodeSettings, ParameterError
 
 from .ros_params import ParameterBinder
@@ -46,8 +47,6 @@ class LifecycleSegmentationNode(LifecycleNode):
         return self.pipeline.settings
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from .pipeline import ModelLoadError
-
         try:
             settings = self.params.resolve()
             self.pipeline.load_model(settings)
