@@ -27,7 +27,6 @@ COMMANDS = {
     "bevanet-speed": "bevanet_core.cli.speed",
     "bevanet-train": "bevanet_core.cli.train",
     "bevanet-pretrain": "bevanet_core.cli.pretrain",
-    "bevanet-launch": "bevanet_ros.launch_main",
 }
 
 # (command, arguments with MISSING / FILE / DIR placeholders, what the error line must say)
@@ -96,9 +95,6 @@ CASES = [
         ["--dataset", "camvid", "--root", "DIR", "--list", "nope.lst", "--out", "NEW"],
         "neither here nor in --root",
     ),
-    # where launch is not installed the one line says so instead; either way exit 2, no traceback
-    ("bevanet-launch", ["MISSING.launch.py"], "bevanet-launch: error:"),
-    ("bevanet-launch", ["segmentation.launch.py", "variant=bevanet_s"], "bevanet-launch: error:"),
 ]
 
 
