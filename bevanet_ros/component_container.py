@@ -26,47 +26,15 @@ from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-PACKAGE = "bevanet_ros"
+from bevanet_core.serving.components import (
+    COMPONENTS,
+    ComponentLoadError,
+    check_extra_arguments,
+    component_location,
+    node_arguments,
+)
+
 DEFAULT_NAME = "ComponentManager"  # rclcpp_components' default, so commands carry over
-# plugin name -> (module, class)
-COMPONENTS = {
-    "bevanet_ros::SegmentationNode": ("bevanet_ros.segmentation_node", "SegmentationNode"),
-    "bevanet_ros::LifecycleSegmentationNode": (
-        "bevanet_ros.lifecycle_segmentation_node",
-        "LifecycleSegmentationNode",
-    ),
-}
-_LOG_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "fatal"}
-
-
-class ComponentLoadError(ValueError):
-    """A load request this container cannot serve; the message says why in one line."""
-
-
-def node_arguments(request: Any) -> list[str]:
-    """The request's remap rules and log level as node command-line arguments."""
-    args = ["--ros-args"]
-    for rule in request.remap_rules:
-        if ":=" not in rule:
-            raise ComponentLoadError(f"remap rule {rule!r} is not FROM:=TO")
-        args += ["-r", rule]
-    if request.log_level:
-        level = _LOG_LEVELS.get(int(request.log_level))
-        if level is None:
-            raise ComponentLoadError(f"log level {request.log_level} is not one of {sorted(_LOG_LEVELS)}")
-        args += ["--log-level", level]
-    return args
-
-
-def component_class(package: str, plugin: str) -> type:
-    """The node class registered as `plugin` in `package`. Raises ComponentLoadError."""
-    if package != PACKAGE or plugin not in COMPONENTS:
-        raise ComponentLoadError(
-            f"no component {plugin!r} in package {package!r}: this Python container loads "
-            f"{', '.join(COMPONENTS)} from package {PACKAGE!r} (C++ components need rclcpp_components' container)"
-        )
-    module, name = COMPONENTS[plugin]
-    return getattr(importlib.import_module(module), name)
 
 
 class ComponentContainer(Node):
@@ -84,18 +52,13 @@ class ComponentContainer(Node):
     def load(self, request: Any) -> tuple[int, Node]:
         """Builds the requested node and adds it to the executor. Raises ComponentLoadError, or
         the node's own error when it cannot start (bad parameter, missing model)."""
-        cls = component_class(request.package_name, request.plugin_name)
-        for extra in request.extra_arguments:
-            value = Parameter.from_parameter_msg(extra).value
-            if extra.name == "use_intra_process_comms" and value:
-                self.get_logger().warning(
-                    f"{request.plugin_name}: use_intra_process_comms is ignored "
-                    "(Python nodes have no intra-process transport)"
-                )
-            elif extra.name != "use_intra_process_comms":
-                raise ComponentLoadError(f"unknown extra argument {extra.name!r}")
+        module, name = component_location(request.package_name, request.plugin_name)
+        extras = [(p.name, Parameter.from_parameter_msg(p).value) for p in request.extra_arguments]
+        for warning in check_extra_arguments(extras):
+            self.get_logger().warning(f"{request.plugin_name}: {warning}")
+        cls = getattr(importlib.import_module(module), name)
         kwargs: dict[str, Any] = {
-            "cli_args": node_arguments(request),
+            "cli_args": node_arguments(request.remap_rules, int(request.log_level)),
             "use_global_arguments": False,
             "parameter_overrides": [Parameter.from_parameter_msg(p) for p in request.parameters],
             "context": self.context,

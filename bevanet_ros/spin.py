@@ -45,10 +45,15 @@ def startup_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-def serve(build: Callable[[Executor], Node], args: list[str] | None, logger_name: str) -> int:
-    """rclpy.init, `build(executor)`, spin until a signal or an external shutdown, finish the
-    node, rclpy.shutdown. Returns the exit code: 0, or 1 when the node could not start (the
-    reason is logged as one line)."""
+def serve(
+    build: Callable[[Executor], Node],
+    args: list[str] | None,
+    logger_name: str,
+    run: Callable[[Node, ShutdownSignals], int] | None = None,
+) -> int:
+    """rclpy.init, `build(executor)`, spin until a signal or an external shutdown (or, given
+    `run`, run(node, signals) instead of spinning), finish the node, rclpy.shutdown. Returns the
+    exit code: 0 (or run's), or 1 when the node could not start (the reason logged as one line)."""
     signals = ShutdownSignals()
     node = None
     code = 0
@@ -58,7 +63,9 @@ def serve(build: Callable[[Executor], Node], args: list[str] | None, logger_name
         node = build(executor)
         executor.add_node(node)
         signals.running()
-        while not signals.requested:
+        if run is not None:
+            code = run(node, signals)
+        while run is None and not signals.requested:
             executor.spin_once(timeout_sec=POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .reader import BagReader, BagReadError
@@ -185,3 +187,57 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise BagPlayError(f"--rate must be > 0, got {args.rate}")
     if args.clock < 0:
         raise BagPlayError(f"--clock must be >= 0 Hz, got {args.clock}")
+
+
+def split_ros_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the player's own arguments, ['--ros-args', ...] or [])."""
+    argv = list(argv)
+    if "--ros-args" in argv:
+        i = argv.index("--ros-args")
+        return argv[:i], argv[i:]
+    return argv, []
+
+
+def wait_for_subscribers(
+    counts: Mapping[str, Callable[[], int]], stop: threading.Event, limit_s: float | None
+) -> list[str]:
+    """Waits until every topic's `counts[topic]()` is above 0, `stop` is set, or `limit_s` passes
+    (None: no limit); returns the topics still without a subscriber."""
+    start = time.monotonic()
+    while True:
+        missing = [topic for topic, count in counts.items() if count() == 0]
+        if not missing or stop.wait(0.05) or (limit_s is not None and time.monotonic() - start > limit_s):
+            return missing
+
+
+def play_once(
+    plan: PlayPlan,
+    rate: float,
+    publish: Callable[[Scheduled], None],
+    clock: Callable[[int], None] | None,
+    clock_hz: float,
+    stop: threading.Event,
+) -> int:
+    """One pass over the bag: each message published when due, the bag time sent to `clock`
+    at `clock_hz` in between and with every message. Returns how many went out (fewer when
+    `stop` was set)."""
+    period = 1.0 / clock_hz if clock is not None else None
+    start = time.monotonic()
+    next_clock = 0.0
+    sent = 0
+    for message in schedule(plan, rate):
+        while True:
+            now = time.monotonic() - start
+            if period is not None and now >= next_clock:
+                clock(plan.start_ns + int(now * rate * 1e9))
+                next_clock += period
+            if now >= message.due:
+                break
+            wake = message.due if period is None else min(message.due, next_clock)
+            if stop.wait(max(wake - now, 0.0)):
+                return sent
+        if clock is not None:
+            clock(message.log_time)
+        publish(message)
+        sent += 1
+    return sent

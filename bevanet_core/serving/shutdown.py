@@ -29,7 +29,7 @@ class ShutdownSignals:
     def __init__(self) -> None:
         self.phase = "starting"
         self.received: list[str] = []
-        self._event = threading.Event()
+        self.event = threading.Event()
         self._previous: dict[int, Any] = {}
         for sig in HANDLED:
             self._previous[sig] = signal.signal(sig, self._handle)
@@ -37,17 +37,17 @@ class ShutdownSignals:
     @property
     def requested(self) -> bool:
         """True once a signal asked the process to stop."""
-        return self._event.is_set()
+        return self.event.is_set()
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Blocks until a signal arrives (True) or `timeout_s` passes (False)."""
-        return self._event.wait(timeout_s)
+        return self.event.wait(timeout_s)
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.received.append(signal.Signals(signum).name)
         if self.phase == "stopping":
             return
-        self._event.set()
+        self.event.set()
         if self.phase == "starting":
             self.phase = "stopping"
             raise KeyboardInterrupt

@@ -1,0 +1,59 @@
+"""The package's composable nodes by name, and a load request turned into node arguments (no ROS).
+
+`bevanet_ros.component_container` serves composition_interfaces' LoadNode with these: the plugin
+name picks the class, the request's remap rules and log level become its `--ros-args`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+PACKAGE = "bevanet_ros"
+# plugin name -> (module, class)
+COMPONENTS = {
+    "bevanet_ros::SegmentationNode": ("bevanet_ros.segmentation_node", "SegmentationNode"),
+    "bevanet_ros::LifecycleSegmentationNode": ("bevanet_ros.lifecycle_segmentation_node", "LifecycleSegmentationNode"),
+}
+# rcutils severities as LoadNode carries them
+LOG_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "fatal"}
+# extra arguments a C++ container understands; the Python one accepts and ignores this one
+INTRA_PROCESS = "use_intra_process_comms"
+
+
+class ComponentLoadError(ValueError):
+    """A load request the container cannot serve; the message says why in one line."""
+
+
+def component_location(package: str, plugin: str) -> tuple[str, str]:
+    """(module, class) of `plugin`. Raises ComponentLoadError naming what can be loaded."""
+    if package != PACKAGE or plugin not in COMPONENTS:
+        raise ComponentLoadError(
+            f"no component {plugin!r} in package {package!r}: this Python container loads "
+            f"{', '.join(COMPONENTS)} from package {PACKAGE!r} (C++ components need rclcpp_components' container)"
+        )
+    return COMPONENTS[plugin]
+
+
+def node_arguments(remap_rules: Sequence[str], log_level: int) -> list[str]:
+    """The request's remap rules and log level as node command-line arguments."""
+    args = ["--ros-args"]
+    for rule in remap_rules:
+        if ":=" not in rule:
+            raise ComponentLoadError(f"remap rule {rule!r} is not FROM:=TO")
+        args += ["-r", rule]
+    if log_level:
+        if log_level not in LOG_LEVELS:
+            raise ComponentLoadError(f"log level {log_level} is not one of {sorted(LOG_LEVELS)}")
+        args += ["--log-level", LOG_LEVELS[log_level]]
+    return args
+
+
+def check_extra_arguments(names_values: Sequence[tuple[str, object]]) -> list[str]:
+    """Warnings for the extra arguments of a request; ComponentLoadError for unknown ones."""
+    warnings = []
+    for name, value in names_values:
+        if name != INTRA_PROCESS:
+            raise ComponentLoadError(f"unknown extra argument {name!r} (known: {INTRA_PROCESS})")
+        if value:
+            warnings.append(f"{INTRA_PROCESS} is ignored (Python nodes have no intra-process transport)")
+    return warnings
