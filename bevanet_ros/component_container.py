@@ -1,18 +1,14 @@
 """A component container for Python nodes: `ros2 run bevanet_ros component_container`.
 
     ros2 run bevanet_ros component_container                     # node /ComponentManager
-    ros2 component load /ComponentManager bevanet_ros bevanet_ros::SegmentationNode \
-        -r image:=/camera/image_raw -p weights:=/models/model.safetensors
+    ros2 component load /ComponentManager bevanet_ros bevanet_ros::SegmentationNode -r image:=/camera/image_raw
     ros2 component list
     ros2 component unload /ComponentManager 1
 
-It serves composition_interfaces' `~/_container/load_node`, `~/_container/unload_node` and
-`~/_container/list_nodes`, as rclcpp_components' C++ container does, so `ros2 component` and
-launch_ros' `ComposableNodeContainer` / `LoadComposableNodes` drive it unchanged. It loads the
-node classes of `COMPONENTS` by name, with the request's node name, namespace, remappings,
-parameters and log level, and spins every node it holds in one executor. It cannot load C++
-components, and a C++ container cannot load these: messages between the nodes still go through
-the middleware (no intra-process, zero-copy transport).
+It serves composition_interfaces' `~/_container/load_node`, `unload_node` and `list_nodes` as
+rclcpp_components' container does, so `ros2 component` and launch_ros' ComposableNodeContainer
+and LoadComposableNodes drive it unchanged, and spins the nodes it loads in one executor. No
+C++ components, and no intra-process (zero-copy) transport between the nodes.
 """
 
 from __future__ import annotations
@@ -33,6 +29,7 @@ from bevanet_core.serving.components import (
     component_location,
     node_arguments,
 )
+from bevanet_core.serving.node_cli import wants_help
 
 DEFAULT_NAME = "ComponentManager"  # rclcpp_components' default, so commands carry over
 
@@ -123,13 +120,10 @@ class ComponentContainer(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script `component_container` (ros2 run bevanet_ros component_container)."""
-    from .segmentation_node import wants_help
     from .spin import serve
 
-    if wants_help(args):
-        sys.stdout.write(
-            __doc__.split("\n\n", 1)[1].split("\n\nIt serves")[0] + "\n\ncomponents: " + ", ".join(COMPONENTS) + "\n"
-        )
+    if wants_help(sys.argv if args is None else args):
+        sys.stdout.write(__doc__ + "\ncomponents: " + ", ".join(COMPONENTS) + "\n")
         return 0
     return serve(lambda executor: ComponentContainer(executor), args, DEFAULT_NAME)
 

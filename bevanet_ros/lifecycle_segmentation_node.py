@@ -74,19 +74,20 @@ class LifecycleSegmentationNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.pipeline.shutdown()
-        self._configured = False
+        self._free()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.pipeline.shutdown()
-        self._configured = False
+        self._free()
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _free(self) -> None:
         self.pipeline.shutdown()
         self._configured = False
-        return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
         self.pipeline.shutdown()

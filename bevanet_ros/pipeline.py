@@ -19,21 +19,16 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-    qos_profile_system_default,
-)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from bevanet_core.serving.foxglove_view import start_foxglove_view
 from bevanet_core.serving.labels import label_info_json
-from bevanet_core.serving.model_loading import describe_load, load_segmenter
+from bevanet_core.serving.model_loading import describe_load, load_segmenter, unload_segmenter
+from bevanet_core.serving.outputs import render_outputs
 from bevanet_core.serving.params import NodeSettings
+from bevanet_core.serving.qos import qos_policies
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
 try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../shared/ros-src)
@@ -43,53 +38,17 @@ except ImportError:
     VisionClass = None
 
 OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
-_RELIABILITY = {
-    "reliable": ReliabilityPolicy.RELIABLE,
-    "best_effort": ReliabilityPolicy.BEST_EFFORT,
-}
 
 
-def input_qos(name: str, depth: int) -> QoSProfile:
-    """Camera subscription QoS by name: sensor_data, best_effort, reliable, system_default."""
-    if name == "sensor_data":
-        base = qos_profile_sensor_data
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=depth,
-            reliability=base.reliability,
-            durability=base.durability,
-        )
-    if name == "system_default":
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=depth,
-            reliability=qos_profile_system_default.reliability,
-            durability=qos_profile_system_default.durability,
-        )
+def qos(name: str, depth: int = 1) -> QoSProfile:
+    """The QoS profile `name` of `bevanet_core.serving.qos` (sensor_data, reliable, latched, ...)."""
+    reliability, durability, depth = qos_policies(name, depth)
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,
-        reliability=_RELIABILITY[name],
-        durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy[reliability],
+        durability=DurabilityPolicy[durability],
     )
-
-
-def output_qos(name: str, depth: int) -> QoSProfile:
-    """Image output QoS ('reliable' matches RViz's default subscription)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=_RELIABILITY[name],
-        durability=DurabilityPolicy.VOLATILE,
-    )
-
-
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 
 
 def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Image:
@@ -148,15 +107,16 @@ class SegmentationPipeline:
         """Publishers for every camera, the latched label info, and the diagnostics timer."""
         s = self._require_settings()
         make = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
-        qos = output_qos(s.output_qos, s.output_qos_depth)
+        output = qos(s.output_qos, s.output_qos_depth)
         self._pubs = [
-            {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS} for i in range(len(s.input_topics))
+            {name: make(Image, s.output_prefix(i) + name, output) for name in OUTPUTS}
+            for i in range(len(s.input_topics))
         ]
         # ~/label_info is vision_msgs/LabelInfo or absent, never another type under the same
         # name; ~/label_info_json (names and colours) is there on every install
-        self._label_pubs = [make(String, "~/label_info_json", LATCHED_QOS)]
+        self._label_pubs = [make(String, "~/label_info_json", qos("latched"))]
         if LabelInfo is not None:
-            self._label_pubs.append(make(LabelInfo, "~/label_info", LATCHED_QOS))
+            self._label_pubs.append(make(LabelInfo, "~/label_info", qos("latched")))
         else:
             self.node.get_logger().warning(
                 "vision_msgs is not installed: ~/label_info (vision_msgs/LabelInfo) is not "
@@ -191,7 +151,7 @@ class SegmentationPipeline:
     def create_inputs(self) -> None:
         """One subscription per camera: raw Image, or CompressedImage on <topic>/compressed."""
         s = self._require_settings()
-        qos = input_qos(s.input_qos, s.input_qos_depth)
+        input_qos = qos(s.input_qos, s.input_qos_depth)
         compressed = s.input_transport == "compressed"
         self._subs = []
         for i, topic in enumerate(s.input_topics):
@@ -199,9 +159,11 @@ class SegmentationPipeline:
             name = self.node.resolve_topic_name(topic) + "/compressed" if compressed else topic
             callback = functools.partial(self.stream.put, i)
             try:
-                sub = self.node.create_subscription(kind, name, callback, qos, event_callbacks=self._lost_callbacks(i))
+                sub = self.node.create_subscription(
+                    kind, name, callback, input_qos, event_callbacks=self._lost_callbacks(i)
+                )
             except UnsupportedEventTypeError:  # an rmw without the event: frames still flow
-                sub = self.node.create_subscription(kind, name, callback, qos)
+                sub = self.node.create_subscription(kind, name, callback, input_qos)
             self._subs.append(sub)
             self.node.get_logger().info(
                 f"camera {s.cameras[i]!r}: {sub.topic_name} "
@@ -257,15 +219,8 @@ class SegmentationPipeline:
     def unload_model(self) -> None:
         """Frees the model (and GPU memory)."""
         if self.segmenter is not None:
-            self.segmenter.close()
+            unload_segmenter(self.segmenter)
             self.segmenter = None
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except Exception:  # noqa: BLE001 - freeing is best effort
-                pass
 
     def shutdown(self) -> None:
         """Every teardown step, safe to call in any state and more than once."""
@@ -294,27 +249,16 @@ class SegmentationPipeline:
         )
 
     def _publish(self, out: StreamResult) -> None:
-        s, pubs, res, header = self.settings, self._pubs[out.camera], out.result, out.msg.header
-        if s.publish_mask:
-            pubs["mask"].publish(array_to_imgmsg(res.mask, "mono8", header))
-        # colour mask and overlay cost a lookup and a blend per pixel: only for actual viewers
-        if s.publish_color_mask and pubs["color_mask"].get_subscription_count() > 0:
-            color = res.color if res.color is not None else self.segmenter.colorize(res.mask)
-            pubs["color_mask"].publish(array_to_imgmsg(color, "rgb8", header))
-        if s.publish_overlay and pubs["overlay"].get_subscription_count() > 0:
-            overlay = self.segmenter.overlay(out.rgb, res.mask, s.overlay_alpha)
-            pubs["overlay"].publish(array_to_imgmsg(overlay, "rgb8", header))
-        if s.publish_confidence and res.confidence is not None:
-            pubs["confidence"].publish(array_to_imgmsg(res.confidence, "mono8", header))
-        if self._foxglove is not None and out.camera == 0:
-            self._foxglove.publish(
-                header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
-                out.rgb,
-                res.color if res.color is not None else self.segmenter.colorize(res.mask),
-                self.segmenter.overlay(out.rgb, res.mask, s.overlay_alpha),
-                (time.monotonic() - out.received) * 1000.0,
-                header.frame_id,
-            )
+        pubs, header = self._pubs[out.camera], out.msg.header
+        view = self._foxglove is not None and out.camera == 0
+        watched = {name: pubs[name].get_subscription_count() > 0 for name in ("color_mask", "overlay")}
+        images, color, overlay = render_outputs(out.result, out.rgb, self.segmenter, self.settings, watched, view)
+        for name, (image, encoding) in images.items():
+            pubs[name].publish(array_to_imgmsg(image, encoding, header))
+        if view:
+            stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            latency_ms = (time.monotonic() - out.received) * 1000.0
+            self._foxglove.publish(stamp_ns, out.rgb, color, overlay, latency_ms, header.frame_id)
 
     # ------------------------------------------------------------------ diagnostics
 

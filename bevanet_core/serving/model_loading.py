@@ -83,3 +83,15 @@ def describe_load(segmenter: Any, settings: NodeSettings) -> list[str]:
 
         lines.append(f"backend auto: {describe(segmenter.backend_choice)}")
     return lines
+
+
+def unload_segmenter(segmenter: Any) -> None:
+    """Closes the segmenter and gives its GPU memory back (best effort)."""
+    segmenter.close()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - freeing is best effort
+        pass
