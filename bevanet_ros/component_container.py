@@ -17,27 +17,28 @@ import importlib
 import sys
 from typing import Any
 
-from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
 from rclpy.executors import Executor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from bevanet_core.serving.components import (
-    COMPONENTS,
-    ComponentLoadError,
-    check_extra_arguments,
-    component_location,
-    node_arguments,
-)
+from bevanet_core.serving.components import ComponentLoadError, check_extra_arguments, check_plugin, node_arguments
 from bevanet_core.serving.node_cli import wants_help
 
 DEFAULT_NAME = "ComponentManager"  # rclcpp_components' default, so commands carry over
+# plugin name -> (module, class)
+COMPONENTS = {
+    "bevanet_ros::SegmentationNode": ("bevanet_ros.segmentation_node", "SegmentationNode"),
+    "bevanet_ros::LifecycleSegmentationNode": ("bevanet_ros.lifecycle_segmentation_node", "LifecycleSegmentationNode"),
+}
 
 
 class ComponentContainer(Node):
     """Loads, lists and unloads component nodes; every node it holds spins in `executor`."""
 
     def __init__(self, executor: Executor, node_name: str = DEFAULT_NAME, **kwargs: Any) -> None:
+        # composition_interfaces comes with ROS 2 (or ../shared/ros-src), not with the PyPI wheels
+        from composition_interfaces.srv import ListNodes, LoadNode, UnloadNode
+
         super().__init__(node_name, **kwargs)
         self._executor = executor
         self.components: dict[int, Node] = {}
@@ -49,7 +50,8 @@ class ComponentContainer(Node):
     def load(self, request: Any) -> tuple[int, Node]:
         """Builds the requested node and adds it to the executor. Raises ComponentLoadError, or
         the node's own error when it cannot start (bad parameter, missing model)."""
-        module, name = component_location(request.package_name, request.plugin_name)
+        check_plugin(request.package_name, request.plugin_name, list(COMPONENTS))
+        module, name = COMPONENTS[request.plugin_name]
         extras = [(p.name, Parameter.from_parameter_msg(p).value) for p in request.extra_arguments]
         for warning in check_extra_arguments(extras):
             self.get_logger().warning(f"{request.plugin_name}: {warning}")

@@ -9,10 +9,14 @@ imported, so both console scripts also work where ROS is absent.
 from __future__ import annotations
 
 import argparse
+import functools
+import sys
 
 from bevanet_core.bags.evaluate import FrameProcessor
 from bevanet_core.cli import bag_eval, demo
 from bevanet_core.cli.node_process import spawn_node
+
+NODE_COMMAND = [sys.executable, "-m", "bevanet_ros.segmentation_node"]
 
 
 def connect(args: argparse.Namespace, local: FrameProcessor) -> FrameProcessor:
@@ -36,7 +40,7 @@ def connect(args: argparse.Namespace, local: FrameProcessor) -> FrameProcessor:
 
 def demo_main(argv: list[str] | None = None) -> int:
     """Console script `bevanet-demo`."""
-    return demo.main(argv, node_client=connect, spawn_node=spawn_node)
+    return demo.main(argv, node_client=connect, spawn_node=functools.partial(spawn_node, NODE_COMMAND))
 
 
 def bag_eval_main(argv: list[str] | None = None) -> int:

@@ -1,17 +1,16 @@
 """The segmentation node in its own process, as deployed, for `bevanet-demo --spawn-node` (no ROS
-imported here: the node is a `python -m bevanet_ros.segmentation_node` command line)."""
+here: the caller names the node's command line)."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 from ..options import parse_size
 
 
-def spawn_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
+def spawn_node(node_command: list[str], args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     """The segmentation node as deployed: its own process, `image` remapped to --node-input,
     the tool's model options as its parameters. Its camera subscription is reliable: the replay
     sends one frame at a time, and a best-effort subscription loses large frames to transport
@@ -30,7 +29,7 @@ def spawn_node(args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
         params.update(input_width=w, input_height=h)
     if args.threads:
         params["num_threads"] = args.threads
-    cmd = [sys.executable, "-m", "bevanet_ros.segmentation_node", "--ros-args"]
+    cmd = [*node_command, "--ros-args"]
     cmd += ["-r", f"image:={args.node_input}"]
     for key, value in params.items():
         cmd += ["-p", f"{key}:={value}"]

@@ -1,7 +1,7 @@
-"""The package's composable nodes by name, and a load request turned into node arguments (no ROS).
+"""A component load request checked and turned into node arguments (no ROS).
 
-`bevanet_ros.component_container` serves composition_interfaces' LoadNode with these: the plugin
-name picks the class, the request's remap rules and log level become its `--ros-args`.
+The package's component container serves composition_interfaces' LoadNode with these: the
+plugin name is checked, the request's remap rules and log level become the node's `--ros-args`.
 """
 
 from __future__ import annotations
@@ -9,11 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 PACKAGE = "bevanet_ros"
-# plugin name -> (module, class)
-COMPONENTS = {
-    "bevanet_ros::SegmentationNode": ("bevanet_ros.segmentation_node", "SegmentationNode"),
-    "bevanet_ros::LifecycleSegmentationNode": ("bevanet_ros.lifecycle_segmentation_node", "LifecycleSegmentationNode"),
-}
 # rcutils severities as LoadNode carries them
 LOG_LEVELS = {10: "debug", 20: "info", 30: "warn", 40: "error", 50: "fatal"}
 # extra arguments a C++ container understands; the Python one accepts and ignores this one
@@ -24,14 +19,13 @@ class ComponentLoadError(ValueError):
     """A load request the container cannot serve; the message says why in one line."""
 
 
-def component_location(package: str, plugin: str) -> tuple[str, str]:
-    """(module, class) of `plugin`. Raises ComponentLoadError naming what can be loaded."""
-    if package != PACKAGE or plugin not in COMPONENTS:
+def check_plugin(package: str, plugin: str, known: Sequence[str]) -> None:
+    """Raises ComponentLoadError naming what can be loaded unless `plugin` of `package` is `known`."""
+    if package != PACKAGE or plugin not in known:
         raise ComponentLoadError(
             f"no component {plugin!r} in package {package!r}: this Python container loads "
-            f"{', '.join(COMPONENTS)} from package {PACKAGE!r} (C++ components need rclcpp_components' container)"
+            f"{', '.join(known)} from package {PACKAGE!r} (C++ components need rclcpp_components' container)"
         )
-    return COMPONENTS[plugin]
 
 
 def node_arguments(remap_rules: Sequence[str], log_level: int) -> list[str]:
