@@ -11,7 +11,6 @@ per camera, one worker thread, batching, statistics); its results come back here
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from typing import Any
 
@@ -23,6 +22,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from bevanet_core.serving.encode import fill_image
 from bevanet_core.serving.foxglove_view import start_foxglove_view
 from bevanet_core.serving.labels import label_info_json
 from bevanet_core.serving.model_loading import describe_load, load_segmenter, unload_segmenter
@@ -53,18 +53,7 @@ def qos(name: str, depth: int = 1) -> QoSProfile:
 
 def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Image:
     """HxW (mono8) or HxWx3 (rgb8) uint8 array -> `sensor_msgs/Image` with `header` copied."""
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    if array.dtype != np.uint8 or {"mono8": 1, "rgb8": 3}.get(encoding) != channels:
-        raise ValueError(f"{array.dtype} array of shape {array.shape} is not {encoding}")
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 1 if sys.byteorder == "big" else 0
-    msg.step = int(array.shape[1] * channels)
-    msg.data = np.ascontiguousarray(array).tobytes()
-    return msg
+    return fill_image(Image(), array, encoding, header)
 
 
 class SegmentationPipeline:

@@ -230,6 +230,23 @@ def test_ros2_component_load_list_unload_journey(env, seeded_weights, ros_contex
             assert bad.returncode != 0 and "no component" in (bad.stdout + bad.stderr).lower(), bad
             assert "Unloaded component 1" in ok(ros2(env, "component", "unload", "/ComponentManager", "1", *SLOW))
             assert "/perception/seg" not in ok(ros2(env, "component", "list", *SLOW))
+            # a launch file loads the node into the running container and ends; the node stays
+            launched = ros2(
+                env,
+                "launch",
+                "bevanet_ros",
+                "segmentation.launch.py",
+                "container:=/ComponentManager",
+                "node_name:=from_launch",
+                "camera_topics:=/composed/image_raw",
+                f"weights:={seeded_weights}",
+                "backend:=torch",
+                timeout=START_S,
+            )
+            assert "Loaded node '/from_launch' in container '/ComponentManager'" in ok(launched), launched.stdout
+            masks = probe.subscribe("/from_launch/mask")
+            assert masks.wait_count(2, START_S), container.text()[-3000:]
+            assert re.search(r"\s2\s+/from_launch\n", ok(ros2(env, "component", "list", *SLOW)))
     finally:
         probe.destroy()
         code = container.ctrl_c()
