@@ -99,13 +99,18 @@ class NodeProcess:
 
 @needs_ros
 @pytest.mark.parametrize(
-    "signums",
-    [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
-    ids=["sigint", "sigterm", "double-sigint"],
+    "signums, when",
+    [
+        ((signal.SIGINT,), "camera 'cam0'"),
+        ((signal.SIGTERM,), "camera 'cam0'"),
+        ((signal.SIGINT, signal.SIGINT), "camera 'cam0'"),
+        ((signal.SIGINT, signal.SIGINT), "loaded bevanet_s"),  # while the node is still being built
+    ],
+    ids=["sigint", "sigterm", "double-sigint", "double-sigint-at-start-up"],
 )
-def test_the_node_exits_0_quickly_and_cleanly(seeded_weights, signums):
+def test_the_node_exits_0_quickly_and_cleanly(seeded_weights, signums, when):
     node = NodeProcess("bevanet_ros.segmentation_node", seeded_weights, "stop_me")
-    node.wait_for("camera 'cam0'")
+    node.wait_for(when)
     code, seconds = node.signal_and_wait(*signums)
     assert code == 0, node.text()
     assert seconds < EXIT_S, f"{seconds:.1f} s"
