@@ -52,18 +52,7 @@ def _serve(plan: player.PlayPlan, opts, rcl_args: list[str]) -> int:
         return node
 
     def run(node: Node, signals) -> int:
-        log = node.get_logger()
         images = {name: pub for name, pub in pubs.items() if name != "/clock"}
-        if opts.wait_for_subscribers != 0:
-            log.info(f"waiting for a subscriber on {', '.join(images)}")
-            limit = None if opts.wait_for_subscribers < 0 else opts.wait_for_subscribers
-            counts = {name: pub.get_subscription_count for name, pub in images.items()}
-            missing = player.wait_for_subscribers(counts, signals.event, limit)
-            if missing and not signals.requested:
-                log.error(f"nothing subscribed {', '.join(missing)} within {limit:g} s; not playing")
-                return 1
-        played = ", ".join(f"{t.topic} ({t.count} {t.msgtype.rsplit('/', 1)[1]})" for t in plan.topics)
-        log.info(f"playing {plan.bag}: {played} at rate {opts.rate:g}" + (", looping" if opts.loop else ""))
 
         def clock(bag_ns: int) -> None:
             msg = Clock()
@@ -73,15 +62,11 @@ def _serve(plan: player.PlayPlan, opts, rcl_args: list[str]) -> int:
         def publish(message: player.Scheduled) -> None:
             images[message.topic].publish(message.cdr)  # the recorded CDR bytes as they are
 
-        while not signals.requested:
-            sent = player.play_once(
-                plan, opts.rate, publish, clock if "/clock" in pubs else None, opts.clock, signals.event
-            )
-            if not signals.requested:
-                log.info(f"end of {plan.bag}: {sent} messages published")
-            if not opts.loop:
-                break
-        return 0
+        def log(level: str, text: str) -> None:
+            getattr(node.get_logger(), level)(text)
+
+        counts = {name: pub.get_subscription_count for name, pub in images.items()}
+        return player.play(plan, opts, publish, clock if "/clock" in pubs else None, counts, signals.event, log)
 
     return serve(build, rcl_args, PROG, run=run)
 

@@ -241,3 +241,33 @@ def play_once(
         publish(message)
         sent += 1
     return sent
+
+
+def play(
+    plan: PlayPlan,
+    opts: argparse.Namespace,
+    publish: Callable[[Scheduled], None],
+    clock: Callable[[int], None] | None,
+    subscribers: Mapping[str, Callable[[], int]],
+    stop: threading.Event,
+    log: Callable[[str, str], None],
+) -> int:
+    """The player's whole run, given how to publish a message and the clock, and each topic's
+    subscriber count: wait for subscribers (as --wait-for-subscribers says), then play once or,
+    with --loop, until `stop`. `log(level, text)` reports. Returns the exit code."""
+    if opts.wait_for_subscribers != 0:
+        log("info", f"waiting for a subscriber on {', '.join(subscribers)}")
+        limit = None if opts.wait_for_subscribers < 0 else opts.wait_for_subscribers
+        missing = wait_for_subscribers(subscribers, stop, limit)
+        if missing and not stop.is_set():
+            log("error", f"nothing subscribed {', '.join(missing)} within {limit:g} s; not playing")
+            return 1
+    played = ", ".join(f"{t.topic} ({t.count} {t.msgtype.rsplit('/', 1)[1]})" for t in plan.topics)
+    log("info", f"playing {plan.bag}: {played} at rate {opts.rate:g}" + (", looping" if opts.loop else ""))
+    while not stop.is_set():
+        sent = play_once(plan, opts.rate, publish, clock, opts.clock, stop)
+        if not stop.is_set():
+            log("info", f"end of {plan.bag}: {sent} messages published")
+        if not opts.loop:
+            break
+    return 0
