@@ -137,11 +137,25 @@ class Process:
         return self.proc.returncode
 
 
-def ros2(env: dict[str, str], *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
-    """One `ros2 ...` command, as typed; its output as text."""
-    return subprocess.run(
-        [ros2_executable(), *args], env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
+# what ros2cli says when graph discovery has not (yet) seen a node that is there
+NOT_DISCOVERED = re.compile(r"Unable to find container node|Node not found|node .* not found", re.I)
+
+
+def ros2(env: dict[str, str], *args: str, timeout: float = 120.0, attempts: int = 3) -> subprocess.CompletedProcess:
+    """One `ros2 ...` command, as typed; its output as text. On a busy machine discovery can
+    miss a running node within --spin-time: the command is tried again (nothing happened then)."""
+    for _ in range(attempts):
+        done = subprocess.run(
+            [ros2_executable(), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode == 0 or not NOT_DISCOVERED.search(done.stdout + done.stderr):
+            return done
+    return done
 
 
 def pid_alive(pid: int) -> bool:
