@@ -59,6 +59,8 @@ setup(
             # ROS 2 nodes (ros2 run bevanet_ros <name>)
             "segmentation_node = bevanet_ros.segmentation_node:main",
             "segmentation_lifecycle_node = bevanet_ros.lifecycle_segmentation_node:main",
+            "component_container = bevanet_ros.component_container:main",
+            "bag_player = bevanet_ros.bag_player:main",
             # offline tools (no ROS needed)
             "bevanet-train = bevanet_core.cli.train:main",
             "bevanet-eval = bevanet_core.cli.evaluate:main",
@@ -74,7 +76,6 @@ setup(
             "bevanet-make-bag = bevanet_core.cli.make_bag:main",
             "bevanet-bag-eval = bevanet_ros.tools:bag_eval_main",
             "bevanet-demo = bevanet_ros.tools:demo_main",
-            "bevanet-launch = bevanet_ros.launch_main:main",
         ],
     },
 )

@@ -13,6 +13,8 @@ import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from .pipeline import array_to_imgmsg
+
 
 class NodeClient:
     """FrameProcessor over DDS: each frame goes to a running segmentation node, its mask comes back.
@@ -25,7 +27,7 @@ class NodeClient:
     """
 
     def __init__(self, input_topic: str, mask_topic: str, local, timeout_s: float = 5.0, discovery_s: float = 15.0):
-        self._rclpy, self._Image = rclpy, Image
+        self._rclpy = rclpy
         self.local = local
         self.class_names = local.class_names
         self.num_classes = local.num_classes
@@ -58,12 +60,9 @@ class NodeClient:
         self._masks[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = rows.copy()
 
     def process(self, rgb, header):
-        msg = self._Image()
+        msg = array_to_imgmsg(rgb, "rgb8")
         msg.header.stamp.sec, msg.header.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
         msg.header.frame_id = str(header.frame_id)
-        msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
-        msg.encoding, msg.is_bigendian, msg.step = "rgb8", 0, int(rgb.shape[1]) * 3
-        msg.data = rgb.tobytes()
         key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         t0 = time.perf_counter()
         self.pub.publish(msg)

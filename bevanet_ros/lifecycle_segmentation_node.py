@@ -17,6 +17,7 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from bevanet_core.serving.model_loading import ModelLoadError
 from bevanet_core.serving.params import NodeSettings, ParameterError
 
 from .ros_params import ParameterBinder
@@ -46,8 +47,6 @@ class LifecycleSegmentationNode(LifecycleNode):
         return self.pipeline.settings
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from .pipeline import ModelLoadError
-
         try:
             settings = self.params.resolve()
             self.pipeline.load_model(settings)
@@ -75,19 +74,20 @@ class LifecycleSegmentationNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.pipeline.shutdown()
-        self._configured = False
+        self._free()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.pipeline.shutdown()
-        self._configured = False
+        self._free()
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._free()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _free(self) -> None:
         self.pipeline.shutdown()
         self._configured = False
-        return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
         self.pipeline.shutdown()

@@ -11,8 +11,6 @@ per camera, one worker thread, batching, statistics); its results come back here
 from __future__ import annotations
 
 import functools
-import os
-import sys
 import time
 from typing import Any
 
@@ -20,19 +18,17 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.node import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-    qos_profile_system_default,
-)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from bevanet_core.serving.encode import fill_image
+from bevanet_core.serving.foxglove_view import start_foxglove_view
 from bevanet_core.serving.labels import label_info_json
-from bevanet_core.serving.params import NodeSettings, ParameterError
+from bevanet_core.serving.model_loading import describe_load, load_segmenter, unload_segmenter
+from bevanet_core.serving.outputs import render_outputs
+from bevanet_core.serving.params import NodeSettings
+from bevanet_core.serving.qos import qos_policies
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
 
 from .health_diagnostics import CameraHealth
@@ -44,115 +40,22 @@ except ImportError:
     VisionClass = None
 
 OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
-_RELIABILITY = {
-    "reliable": ReliabilityPolicy.RELIABLE,
-    "best_effort": ReliabilityPolicy.BEST_EFFORT,
-}
 
 
-class ModelLoadError(RuntimeError):
-    """The model could not be loaded; the message names the parameter and file involved."""
-
-
-def input_qos(name: str, depth: int) -> QoSProfile:
-    """Camera subscription QoS by name: sensor_data, best_effort, reliable, system_default."""
-    if name == "sensor_data":
-        base = qos_profile_sensor_data
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=depth,
-            reliability=base.reliability,
-            durability=base.durability,
-        )
-    if name == "system_default":
-        return QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=depth,
-            reliability=qos_profile_system_default.reliability,
-            durability=qos_profile_system_default.durability,
-        )
+def qos(name: str, depth: int = 1) -> QoSProfile:
+    """The QoS profile `name` of `bevanet_core.serving.qos` (sensor_data, reliable, latched, ...)."""
+    reliability, durability, depth = qos_policies(name, depth)
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=depth,
-        reliability=_RELIABILITY[name],
-        durability=DurabilityPolicy.VOLATILE,
+        reliability=ReliabilityPolicy[reliability],
+        durability=DurabilityPolicy[durability],
     )
-
-
-def output_qos(name: str, depth: int) -> QoSProfile:
-    """Image output QoS ('reliable' matches RViz's default subscription)."""
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=_RELIABILITY[name],
-        durability=DurabilityPolicy.VOLATILE,
-    )
-
-
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
 
 
 def array_to_imgmsg(array: np.ndarray, encoding: str, header: Any = None) -> Image:
     """HxW (mono8) or HxWx3 (rgb8) uint8 array -> `sensor_msgs/Image` with `header` copied."""
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    if array.dtype != np.uint8 or {"mono8": 1, "rgb8": 3}.get(encoding) != channels:
-        raise ValueError(f"{array.dtype} array of shape {array.shape} is not {encoding}")
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 1 if sys.byteorder == "big" else 0
-    msg.step = int(array.shape[1] * channels)
-    msg.data = np.ascontiguousarray(array).tobytes()
-    return msg
-
-
-def start_foxglove_view(port: int) -> Any:
-    """The Foxglove live view on `port` (all interfaces); ParameterError when it cannot be."""
-    try:
-        from bevanet_core.serving.foxglove_view import FoxgloveView
-
-        return FoxgloveView(port=port, host="0.0.0.0")
-    except ImportError:
-        raise ParameterError(
-            "parameter 'foxglove_port' needs foxglove-sdk: pip install foxglove-sdk (or the package's extra 'foxglove')"
-        ) from None
-    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken
-        raise ParameterError(f"parameter 'foxglove_port': cannot serve on port {port}: {exc}") from None
-
-
-def build_segmenter(settings: NodeSettings) -> Any:
-    """A `bevanet_core.runtime.Segmenter` for `settings`; raises ModelLoadError with the cause."""
-    if settings.model_path is not None:
-        which = "engine" if settings.engine else "weights"
-        if not os.path.isfile(settings.model_path):
-            raise ModelLoadError(f"parameter {which!r}: file {settings.model_path!r} does not exist")
-    else:
-        from bevanet_core.checkpoint import DEFAULT_WEIGHTS
-
-        if not DEFAULT_WEIGHTS.is_file():
-            raise ModelLoadError(
-                "parameter 'weights' is empty, so the shipped CamVid BEVANet-S model is used, but "
-                f"{DEFAULT_WEIGHTS} does not exist (it is produced by training; see the README). "
-                "Pass weights:=<file.safetensors> or engine:=<file>."
-            )
-    from bevanet_core.runtime import Segmenter
-
-    try:
-        return Segmenter(settings.segmenter_config())
-    except Exception as exc:  # noqa: BLE001 - any failure here is reported the same way
-        raise ModelLoadError(
-            f"could not load the model (weights={settings.model_path or 'shipped default'!s}, "
-            f"backend={settings.backend}, device={settings.device}, "
-            f"precision={settings.precision}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
+    return fill_image(Image(), array, encoding, header)
 
 
 class SegmentationPipeline:
@@ -179,36 +82,10 @@ class SegmentationPipeline:
     def load_model(self, settings: NodeSettings) -> None:
         """Builds the segmenter (and warms it up). Raises ModelLoadError."""
         self.settings = settings
-        if settings.num_threads > 0:
-            import torch
-
-            torch.set_num_threads(settings.num_threads)
-        self.segmenter = build_segmenter(settings)
-        if settings.warmup:
-            w, h = self.segmenter.input_size
-            try:
-                self.segmenter.segment(np.zeros((h, w, 3), np.uint8), "rgb8")
-            except Exception as exc:  # noqa: BLE001 - a model that cannot run is a load failure
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise ModelLoadError(
-                    f"the model ({settings.model_path or 'shipped default'}) failed on its "
-                    f"warm-up frame ({w}x{h}): {type(exc).__name__}: {first}"
-                ) from exc
-        info = self.segmenter.info
-        net_w, net_h = self.segmenter.input_size
-        self.node.get_logger().info(
-            f"loaded {info.variant} ({info.num_classes} classes, "
-            f"{info.dataset or 'unknown dataset'}) from "
-            f"{settings.model_path or 'the shipped default weights'} on "
-            f"{settings.backend}/{settings.device} {settings.precision}, "
-            f"network input {net_w}x{net_h} ({settings.resize})"
-        )
-        if self.segmenter.backend_choice is not None:
-            from bevanet_core.runtime.auto import describe
-
-            choice = describe(self.segmenter.backend_choice)
-            self.node.get_logger().info(f"backend auto: {choice}")
-        self.health = CameraHealth(settings, list(info.class_names), self.node.get_logger())
+        self.segmenter = load_segmenter(settings)
+        for line in describe_load(self.segmenter, settings):
+            self.node.get_logger().info(line)
+        self.health = CameraHealth(settings, list(self.segmenter.info.class_names), self.node.get_logger())
         self.stream = StreamSegmenter(
             self.segmenter,
             settings.cameras,
@@ -223,15 +100,16 @@ class SegmentationPipeline:
         """Publishers for every camera, the latched label info, and the diagnostics timer."""
         s = self._require_settings()
         make = self.node.create_lifecycle_publisher if self.managed else self.node.create_publisher
-        qos = output_qos(s.output_qos, s.output_qos_depth)
+        output = qos(s.output_qos, s.output_qos_depth)
         self._pubs = [
-            {name: make(Image, s.output_prefix(i) + name, qos) for name in OUTPUTS} for i in range(len(s.input_topics))
+            {name: make(Image, s.output_prefix(i) + name, output) for name in OUTPUTS}
+            for i in range(len(s.input_topics))
         ]
         # ~/label_info is vision_msgs/LabelInfo or absent, never another type under the same
         # name; ~/label_info_json (names and colours) is there on every install
-        self._label_pubs = [make(String, "~/label_info_json", LATCHED_QOS)]
+        self._label_pubs = [make(String, "~/label_info_json", qos("latched"))]
         if LabelInfo is not None:
-            self._label_pubs.append(make(LabelInfo, "~/label_info", LATCHED_QOS))
+            self._label_pubs.append(make(LabelInfo, "~/label_info", qos("latched")))
         else:
             self.node.get_logger().warning(
                 "vision_msgs is not installed: ~/label_info (vision_msgs/LabelInfo) is not "
@@ -239,10 +117,8 @@ class SegmentationPipeline:
             )
         self._diag_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if s.foxglove_port:
-            self._foxglove = start_foxglove_view(s.foxglove_port)
-            self.node.get_logger().info(
-                f"Foxglove live view of camera {s.cameras[0]!r} on ws://<this host>:{self._foxglove.port}"
-            )
+            self._foxglove = start_foxglove_view(s.foxglove_port, s.foxglove_address)
+            self.node.get_logger().info(f"Foxglove live view of camera {s.cameras[0]!r} on {self._foxglove.url}")
         self._diag_timer = self.node.create_timer(s.diagnostics_period_s, self.publish_diagnostics)
 
     def publish_label_info(self) -> None:
@@ -268,7 +144,7 @@ class SegmentationPipeline:
     def create_inputs(self) -> None:
         """One subscription per camera: raw Image, or CompressedImage on <topic>/compressed."""
         s = self._require_settings()
-        qos = input_qos(s.input_qos, s.input_qos_depth)
+        input_qos = qos(s.input_qos, s.input_qos_depth)
         compressed = s.input_transport == "compressed"
         self._subs = []
         for i, topic in enumerate(s.input_topics):
@@ -276,9 +152,11 @@ class SegmentationPipeline:
             name = self.node.resolve_topic_name(topic) + "/compressed" if compressed else topic
             callback = functools.partial(self.stream.put, i)
             try:
-                sub = self.node.create_subscription(kind, name, callback, qos, event_callbacks=self._lost_callbacks(i))
+                sub = self.node.create_subscription(
+                    kind, name, callback, input_qos, event_callbacks=self._lost_callbacks(i)
+                )
             except UnsupportedEventTypeError:  # an rmw without the event: frames still flow
-                sub = self.node.create_subscription(kind, name, callback, qos)
+                sub = self.node.create_subscription(kind, name, callback, input_qos)
             self._subs.append(sub)
             self.node.get_logger().info(
                 f"camera {s.cameras[i]!r}: {sub.topic_name} "
@@ -334,15 +212,8 @@ class SegmentationPipeline:
     def unload_model(self) -> None:
         """Frees the model (and GPU memory)."""
         if self.segmenter is not None:
-            self.segmenter.close()
+            unload_segmenter(self.segmenter)
             self.segmenter = None
-            try:
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except Exception:  # noqa: BLE001 - freeing is best effort
-                pass
 
     def shutdown(self) -> None:
         """Every teardown step, safe to call in any state and more than once."""
@@ -375,29 +246,18 @@ class SegmentationPipeline:
         )
 
     def _publish(self, out: StreamResult) -> None:
-        s, pubs, res, header = self.settings, self._pubs[out.camera], out.result, out.msg.header
-        if s.publish_mask:
-            pubs["mask"].publish(array_to_imgmsg(res.mask, "mono8", header))
-        # colour mask and overlay cost a lookup and a blend per pixel: only for actual viewers
-        if s.publish_color_mask and pubs["color_mask"].get_subscription_count() > 0:
-            color = res.color if res.color is not None else self.segmenter.colorize(res.mask)
-            pubs["color_mask"].publish(array_to_imgmsg(color, "rgb8", header))
-        if s.publish_overlay and pubs["overlay"].get_subscription_count() > 0:
-            overlay = self.segmenter.overlay(out.rgb, res.mask, s.overlay_alpha)
-            pubs["overlay"].publish(array_to_imgmsg(overlay, "rgb8", header))
-        if s.publish_confidence and res.confidence is not None:
-            pubs["confidence"].publish(array_to_imgmsg(res.confidence, "mono8", header))
+        pubs, header = self._pubs[out.camera], out.msg.header
+        view = self._foxglove is not None and out.camera == 0
+        watched = {name: pubs[name].get_subscription_count() > 0 for name in ("color_mask", "overlay")}
+        images, color, overlay = render_outputs(out.result, out.rgb, self.segmenter, self.settings, watched, view)
+        for name, (image, encoding) in images.items():
+            pubs[name].publish(array_to_imgmsg(image, encoding, header))
         if self.health is not None:
-            self.health.update(out.camera, out.msg, out.rgb, res)
-        if self._foxglove is not None and out.camera == 0:
-            self._foxglove.publish(
-                header.stamp.sec * 1_000_000_000 + header.stamp.nanosec,
-                out.rgb,
-                res.color if res.color is not None else self.segmenter.colorize(res.mask),
-                self.segmenter.overlay(out.rgb, res.mask, s.overlay_alpha),
-                (time.monotonic() - out.received) * 1000.0,
-                header.frame_id,
-            )
+            self.health.update(out.camera, out.msg, out.rgb, out.result)
+        if view:
+            stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            latency_ms = (time.monotonic() - out.received) * 1000.0
+            self._foxglove.publish(stamp_ns, out.rgb, color, overlay, latency_ms, header.frame_id)
 
     # ------------------------------------------------------------------ diagnostics
 

@@ -19,18 +19,11 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from bevanet_core.serving.params import (
-    PARAMS,
-    SPECS,
-    NodeSettings,
-    ParameterError,
-    ParamSpec,
-    validate_value,
-)
+from bevanet_core.serving.param_changes import evaluate_change
+from bevanet_core.serving.params import PARAMS, NodeSettings, ParameterError, ParamSpec
 
 _ROS_TYPES = {
     "str": ParameterType.PARAMETER_STRING,
@@ -54,14 +47,22 @@ def make_descriptor(spec: ParamSpec, read_only: bool) -> ParameterDescriptor:
         lo, hi, step = spec.int_range
         desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
     if spec.float_range is not None:
-        desc.floating_point_range = [
-            FloatingPointRange(
-                from_value=float(spec.float_range[0]),
-                to_value=float(spec.float_range[1]),
-                step=0.0,
-            )
-        ]
+        lo, hi = (float(v) for v in spec.float_range)
+        desc.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
     return desc
+
+
+def declare_empty_string_array(node: Node, name: str, descriptor: ParameterDescriptor) -> None:
+    """Declares a string array whose default is the empty list, with that value set.
+
+    rclpy types a bare `[]` as a byte array, and an array declared by type alone has no value:
+    the get_parameters service then answers nothing for a whole request that names it, so
+    `ros2 param dump` and `ros2 param get` show none of the node's parameters. The value is set
+    before the descriptor (which may be read-only) is put in place."""
+    param = node.declare_parameter(name, Parameter.Type.STRING_ARRAY, ParameterDescriptor(read_only=False))
+    if param.type_ == Parameter.Type.NOT_SET:  # no override from the command line or a file
+        node.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
+    node.set_descriptor(name, descriptor)
 
 
 class ParameterBinder:
@@ -95,21 +96,14 @@ class ParameterBinder:
         for spec in PARAMS:
             desc = make_descriptor(spec, read_only=spec.read_only and not managed)
             if spec.type_name == "str_list" and not spec.default:
-                # an empty list would be declared as a byte array; declare the type, no value
-                node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, desc)
+                declare_empty_string_array(node, spec.name, desc)
             else:
                 node.declare_parameter(spec.name, spec.default, desc)
         self._declared = True
 
     def current_values(self) -> dict[str, Any]:
-        """Every parameter's current value (None where an array was declared without a value)."""
-        values: dict[str, Any] = {}
-        for spec in PARAMS:
-            try:
-                values[spec.name] = self._node.get_parameter(spec.name).value
-            except ParameterUninitializedException:
-                values[spec.name] = None
-        return values
+        """Every parameter's current value (each is declared with one)."""
+        return {spec.name: self._node.get_parameter(spec.name).value for spec in PARAMS}
 
     def resolve(self) -> NodeSettings:
         """Validates all current values together; stores and returns the settings. Raises
@@ -118,34 +112,20 @@ class ParameterBinder:
         return self.settings
 
     def _on_set(self, params: list[Parameter]) -> SetParametersResult:
+        updates = {p.name: None if p.type_ == Parameter.Type.NOT_SET else p.value for p in params}
         try:
-            updates: dict[str, Any] = {}
-            for param in params:
-                if param.name not in SPECS:
-                    continue  # e.g. use_sim_time: not ours
-                value = None if param.type_ == Parameter.Type.NOT_SET else param.value
-                if value is not None:
-                    validate_value(param.name, value)
-                if self._declared and SPECS[param.name].read_only and self._managed and not self._reload_allowed():
-                    raise ParameterError(
-                        f"parameter {param.name!r} needs a model reload: it can change only "
-                        "while the node is unconfigured (deactivate and cleanup first)"
-                    )
-                updates[param.name] = value
-            if not self._declared or not updates:
-                return SetParametersResult(successful=True)
-            if any(SPECS[name].read_only for name in updates):
-                # lifecycle node while unconfigured: values can pass through inconsistent states
-                # (input_width before input_height); the rules between them run at configure
-                return SetParametersResult(successful=True)
-            base = self.current_values()
-            base.update(updates)
-            new = NodeSettings.from_values(base)
+            new = evaluate_change(
+                updates,
+                self.current_values,
+                declared=self._declared,
+                managed=self._managed,
+                reload_allowed=self._reload_allowed(),
+            )
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        if self._apply_in_post:
+        if new is not None and self._apply_in_post:
             self._pending = new
-        else:
+        elif new is not None:
             self._apply(new)
         return SetParametersResult(successful=True)
 

@@ -12,14 +12,12 @@ arguments, so several instances can share one process and executor.
 
 from __future__ import annotations
 
-import os
 import sys
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from bevanet_core.serving.params import NodeSettings, ParameterError, node_help
+from bevanet_core.serving.node_cli import help_text
+from bevanet_core.serving.params import NodeSettings
 
 from .ros_params import ParameterBinder
 
@@ -58,52 +56,17 @@ class SegmentationNode(Node):
         super().destroy_node()
 
 
-def wants_help(args: list[str] | None = None) -> bool:
-    """-h/--help among the arguments before --ros-args (what follows belongs to ROS)."""
-    argv = list(sys.argv[1:] if args is None else args[1:])
-    if "--ros-args" in argv:
-        argv = argv[: argv.index("--ros-args")]
-    return any(a in ("-h", "--help") for a in argv)
-
-
-def run_node(node_factory, args: list[str] | None = None, lifecycle: bool = False) -> int:
-    """rclpy.init, build, spin until Ctrl-C or shutdown, tear down; returns the exit code.
-    Start-up errors (bad parameter, missing weights) are logged as one clear line.
-    `--help` prints the usage and the parameters and returns 0 without starting anything."""
-    if wants_help(args):
-        prog = os.path.basename(sys.argv[0]) if args is None else os.path.basename(args[0])
-        if prog in ("__main__.py", "segmentation_node.py", "lifecycle_segmentation_node.py", ""):
-            module = "lifecycle_segmentation_node" if lifecycle else "segmentation_node"
-            prog = f"python -m bevanet_ros.{module}"
-        sys.stdout.write(node_help(prog, DEFAULT_NODE_NAME, lifecycle=lifecycle))
+def run_node(node_class, args: list[str] | None = None, lifecycle: bool = False) -> int:
+    """Runs one node until Ctrl-C or SIGTERM (exit 0; a lifecycle node passes through its shutdown
+    transition) or until it cannot start (exit 1, the reason logged as one line). `--help`
+    prints the usage and the parameters and returns 0 without starting anything."""
+    text = help_text(sys.argv if args is None else args, DEFAULT_NODE_NAME, lifecycle)
+    if text is not None:
+        sys.stdout.write(text)
         return 0
-    from .pipeline import ModelLoadError
+    from .spin import serve
 
-    rclpy.init(args=args)
-    logger = rclpy.logging.get_logger(DEFAULT_NODE_NAME)
-    node = None
-    code = 0
-    try:
-        node = node_factory()
-        # callbacks only fill latest-frame slots; the inference worker has its own thread
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (
-        ParameterError,
-        ModelLoadError,
-        rclpy.exceptions.InvalidParameterValueException,
-        rclpy.exceptions.InvalidParameterTypeException,
-    ) as exc:
-        logger.error(f"cannot start: {exc}")
-        code = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return serve(lambda executor: node_class(), args, DEFAULT_NODE_NAME)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,50 +1,120 @@
-"""Replays a bag into the segmentation node with RViz (ros2 bag play --clock, use_sim_time).
+"""Replays a bag into the segmentation node, on the bag's clock (use_sim_time), optionally in RViz.
 
-    ros2 launch bevanet_ros bag_replay.launch.py bag:=bags/driving_sample variant:=bevanet_s
+    ros2 launch bevanet_ros bag_replay.launch.py bag:=bags/solid_white_right
     ros2 launch bevanet_ros bag_replay.launch.py bag:=my_bag \
-        camera_topics:=/front/image_raw rate:=0.5 loop:=true
+        camera_topics:=/front/image_raw rate:=0.5 loop:=true player:=rosbags rviz:=false
 
-`ros2 bag play` is started as a process because it is the tool for this job; everything else is
-segmentation.launch.py with use_sim_time:=true and rviz:=true.
+The camera topics and transport come from the bag (its Image and CompressedImage topics) unless
+given. The player is `ros2 bag play --clock` where rosbag2 is installed, else this package's
+`bag_player` (rosbags); either starts once the node has subscribed, so no frame goes to nobody.
+Everything else is segmentation.launch.py with use_sim_time:=true. When the player has played
+the bag (and the node has had DRAIN_S seconds for the last frames), or when any process exits,
+the launch ends.
 """
 
 from launch.actions import (
     DeclareLaunchArgument,
+    EmitEvent,
     ExecuteProcess,
     IncludeLaunchDescription,
+    LogInfo,
     OpaqueFunction,
+    RegisterEventHandler,
+    SetLaunchConfiguration,
+    TimerAction,
 )
+from launch.event_handlers import OnProcessExit, OnProcessIO
+from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from bevanet_core.serving.launch_plan import PACKAGE, bag_play_command
+from bevanet_core.serving.launch_plan import PACKAGE
+from bevanet_core.serving.replay_plan import (
+    CHECKED,
+    DRAIN_S,
+    ROSBAGS_PLAYER,
+    plan_replay,
+    refuse_undeclared,
+)
 from launch import LaunchDescription
 
 ARGUMENTS = (
-    ("bag", "", "Bag to replay (folder or .mcap/.db3 file); required"),
+    ("bag", "", "Bag to replay (rosbag2 folder with metadata.yaml, or a ROS 1 .bag); required"),
     ("variant", "bevanet_s", "Network variant (see segmentation.launch.py)"),
-    (
-        "weights",
-        "",
-        "Weights file; empty = the variant YAML's value (shipped CamVid model for bevanet_s)",
-    ),
+    ("weights", "", "Weights file; empty = the variant YAML's value (shipped CamVid model for bevanet_s)"),
     ("backend", "", "Inference backend; empty keeps the YAML's value"),
     ("input_size", "", "Network input WxH (e.g. 640x480); empty keeps the YAML's value"),
-    ("camera_topics", "/camera/image_raw", "Image topics in the bag, comma separated"),
+    (
+        "camera_topics",
+        "",
+        "Camera topics in the bag, comma separated (without /compressed); empty = every image topic of the bag",
+    ),
+    ("input_transport", "", "raw or compressed; empty = how the bag recorded the camera topics"),
     ("rate", "1.0", "Playback rate factor"),
     ("loop", "false", "Replay the bag in a loop"),
-    ("rviz", "true", "Start RViz with config/segmentation.rviz"),
+    ("player", "auto", "auto (ros2 bag play where rosbag2 is installed, else rosbags), ros2, or rosbags"),
+    ("rviz", "auto", "RViz with config/segmentation.rviz: auto or true (a note where rviz2 is absent), or false"),
+    ("composable", "false", "true: run the node in a component container (see segmentation.launch.py)"),
+    ("log_level", "info", "Node log level (debug, info, warn, error)"),
 )
+NAMES = [name for name, _, _ in ARGUMENTS]
 
 
-def _bag_play(context, *args, **kwargs):
-    cmd = bag_play_command(
-        LaunchConfiguration("bag").perform(context),
-        LaunchConfiguration("rate").perform(context),
-        LaunchConfiguration("loop").perform(context),
+def _player_done(event, context):
+    if context.is_shutdown:
+        return None
+    if event.returncode == 0:
+        return [
+            LogInfo(msg=f"the bag has been played; ending the launch in {DRAIN_S:g} s"),
+            TimerAction(period=DRAIN_S, actions=[EmitEvent(event=Shutdown(reason="the bag has been played"))]),
+        ]
+    return [EmitEvent(event=Shutdown(reason=f"the bag player failed (exit {event.returncode})"))]
+
+
+def _launch_setup(context, *args, **kwargs):
+    refuse_undeclared(context.argv, NAMES, "bag_replay.launch.py")
+    values = {name: LaunchConfiguration(name).perform(context) for name in NAMES}
+    replay = plan_replay(values)
+    segmentation = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare(PACKAGE), "launch", "segmentation.launch.py"])
+        ),
+        launch_arguments={
+            "variant": values["variant"],
+            "weights": values["weights"],
+            "backend": values["backend"],
+            "input_size": values["input_size"],
+            "camera_topics": replay.camera_topics,
+            "input_transport": replay.input_transport,
+            "rviz": values["rviz"],
+            "composable": values["composable"],
+            "log_level": values["log_level"],
+            "use_sim_time": "true",
+        }.items(),
     )
-    return [ExecuteProcess(cmd=cmd, output="screen")]
+    if replay.player == "ros2":
+        player = ExecuteProcess(cmd=list(replay.command), name="ros2_bag_play", output="screen")
+    else:
+        player = Node(package=PACKAGE, executable=ROSBAGS_PLAYER, arguments=list(replay.command), output="screen")
+    started = []
+
+    def start_player(event):
+        # the node logs "camera '<name>': <topic> (...) -> <mask topic>" once it has subscribed
+        if not started and b"camera '" in event.text and b" -> " in event.text:
+            started.append(True)
+            return [player]
+        return None
+
+    note = f"{replay.frames} frames on {replay.camera_topics} ({replay.input_transport}) through {replay.player}"
+    return [
+        LogInfo(msg=f"replaying {values['bag']}: {note}, once the node has subscribed"),
+        SetLaunchConfiguration(CHECKED, "true"),
+        RegisterEventHandler(OnProcessIO(on_stdout=start_player, on_stderr=start_player)),
+        RegisterEventHandler(OnProcessExit(target_action=player, on_exit=_player_done)),
+        segmentation,
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -52,18 +122,4 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(name, default_value=default, description=description)
         for name, default, description in ARGUMENTS
     ]
-    segmentation = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare(PACKAGE), "launch", "segmentation.launch.py"])
-        ),
-        launch_arguments={
-            "variant": LaunchConfiguration("variant"),
-            "weights": LaunchConfiguration("weights"),
-            "backend": LaunchConfiguration("backend"),
-            "input_size": LaunchConfiguration("input_size"),
-            "camera_topics": LaunchConfiguration("camera_topics"),
-            "rviz": LaunchConfiguration("rviz"),
-            "use_sim_time": "true",
-        }.items(),
-    )
-    return LaunchDescription(declared + [segmentation, OpaqueFunction(function=_bag_play)])
+    return LaunchDescription(declared + [OpaqueFunction(function=_launch_setup)])

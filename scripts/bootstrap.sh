@@ -11,10 +11,11 @@
 # .venv/.bootstrap-stamp holds a hash of setup.py, this script, the mode and the python.
 #
 # ROS 2 pieces PyPI lacks (launch, launch_ros, vision_msgs, composition_interfaces,
-# diagnostic_updater): where <repo>/../shared/ros-src/build.sh exists (or $BEVANET_ROS_SRC
-# names such a folder) and ROS is not sourced, they are built into .venv/ros-src once (a no-op
-# when done) and scripts/test.sh sources .venv/ros-src/env.bash. Without them the launch-file
-# and LabelInfo tests skip and say why.
+# diagnostic_updater, and the `ros2` command line, ros2cli, as .venv/bin/ros2): where
+# <repo>/../shared/ros-src/build.sh exists (or $BEVANET_ROS_SRC names such a folder) and ROS is
+# not sourced, they are built into .venv/ros-src once (a no-op when done) and scripts/test.sh
+# sources .venv/ros-src/env.bash. Without them the `ros2` journey, launch-file and LabelInfo
+# tests skip and say why.
 #
 # Environment:
 #   BEVANET_PYTHON   interpreter to build the venv from (default: python3.11; with ROS
@@ -112,6 +113,7 @@ ros_src_step() {
     bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src" \
         || die "$ROS_SRC/build.sh $VENV $VENV/ros-src failed (see above)"
     [[ -f "$VENV/ros-src/env.bash" ]] || die "$ROS_SRC/build.sh wrote no $VENV/ros-src/env.bash"
+    [[ -x "$VENV/bin/ros2" ]] || log "$ROS_SRC/build.sh installed no $VENV/bin/ros2: the ros2 journey tests skip"
     if (( SECONDS - t > 2 )); then
         log "ROS 2 sources from $ROS_SRC built into $VENV/ros-src in $((SECONDS - t)) s"
     fi

@@ -28,7 +28,6 @@ COMMANDS = {
     "bevanet-speed": "bevanet_core.cli.speed",
     "bevanet-train": "bevanet_core.cli.train",
     "bevanet-pretrain": "bevanet_core.cli.pretrain",
-    "bevanet-launch": "bevanet_ros.launch_main",
     "bevanet-calibrate": "bevanet_core.cli.calibrate",
     "bevanet-mine": "bevanet_core.cli.mine",
     "bevanet-finetune-data": "bevanet_core.cli.finetune_data",
@@ -116,9 +115,6 @@ CASES = [
     ("bevanet-finetune-data", ["--mined", "MISSING", "--labels", "DIR", "--out", "NEW"], "does not exist"),
     ("bevanet-finetune-data", ["--mined", "DIR", "--labels", "DIR", "--out", "NEW", "--repeat", "0"], "--repeat"),
     ("bevanet-finetune-data", ["--mined", "DIR", "--labels", "DIR", "--out", "NEW"], "classes.json is missing"),
-    # where launch is not installed the one line says so instead; either way exit 2, no traceback
-    ("bevanet-launch", ["MISSING.launch.py"], "bevanet-launch: error:"),
-    ("bevanet-launch", ["segmentation.launch.py", "variant=bevanet_s"], "bevanet-launch: error:"),
 ]
 
 

@@ -38,9 +38,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the TCP sockets in LISTEN state on `port` (from /proc/net/tcp*)."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hexport = local.split(":")
+            if state != "0A" or int(hexport, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            if len(raw) == 4:
+                out.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                out.add(socket.inet_ntop(socket.AF_INET6, words))
+    return out
+
+
 def test_node_streams_its_colour_mask_to_foxglove(ros_context, seeded_weights):
     port = free_port()
     node = SegmentationNode(context=ros_context, parameter_overrides=params(seeded_weights, foxglove_port=port))
+    # the default foxglove_address keeps the camera stream on this computer
+    assert listening_addresses(port) == {"127.0.0.1"}
     probe = Probe(ros_context, "foxglove_probe")
     pub = probe.publisher("/image")
     stop = threading.Event()
@@ -67,3 +91,14 @@ def test_node_streams_its_colour_mask_to_foxglove(ros_context, seeded_weights):
         stop.set()
         probe.destroy()
         node.destroy_node()
+
+
+def test_node_listens_on_the_foxglove_address_it_is_given(ros_context, seeded_weights):
+    port = free_port()
+    overrides = params(seeded_weights, foxglove_port=port, foxglove_address="0.0.0.0", warmup=False)
+    node = SegmentationNode(context=ros_context, parameter_overrides=overrides)
+    try:
+        assert listening_addresses(port) == {"0.0.0.0"}
+    finally:
+        node.destroy_node()
+    assert listening_addresses(port) == set()

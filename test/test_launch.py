@@ -84,6 +84,7 @@ def test_launch_description_builds(name):
 def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
     pytest.importorskip("launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)")
     pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
+    from launch.actions import LogInfo
     from launch_ros.actions import Node
 
     from launch import LaunchContext
@@ -97,4 +98,28 @@ def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
         context.launch_configurations[key] = value
     actions = module._launch_setup(context)
     nodes = [a for a in actions if isinstance(a, Node)]
-    assert len(nodes) == 2  # segmentation + rviz
+    notes = [a for a in actions if isinstance(a, LogInfo)]
+    if module.package_installed("rviz2"):
+        assert len(nodes) == 2 and not notes  # segmentation + rviz
+    else:  # no rviz2 here: the node, and one note instead of RViz
+        assert len(nodes) == 1 and len(notes) == 1
+
+
+@pytest.mark.parametrize(
+    "extra, kind",
+    [({"composable": "true"}, "ComposableNodeContainer"), ({"container": "/ComponentManager"}, "LoadComposableNodes")],
+)
+def test_segmentation_launch_as_a_component(extra, kind, monkeypatch):
+    pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
+    from launch_ros.actions import ComposableNodeContainer, LoadComposableNodes
+
+    from launch import LaunchContext
+
+    module = _load("segmentation.launch.py")
+    monkeypatch.setattr(module.FindPackageShare, "perform", lambda self, context: str(REPO))
+    context = LaunchContext()
+    for key, value in dict(launch_plan.default_arguments(), **extra).items():
+        context.launch_configurations[key] = value
+    actions = module._launch_setup(context)
+    assert [type(a).__name__ for a in actions] == [kind]
+    assert isinstance(actions[0], (ComposableNodeContainer, LoadComposableNodes))

@@ -1,22 +1,19 @@
-"""The launch files run for real: `launch.LaunchService` (what `ros2 launch` runs, here through
-`bevanet-launch`) against the package as `colcon build` installs it, the node started from
+"""The launch files run for real, as a user runs them: `ros2 launch bevanet_ros <file>` (the real
+ros2cli) against the package as `colcon build` installs it, the node started from
 `lib/bevanet_ros`, CamVid frames published over DDS from this process, masks, parameters and
-`vision_msgs/LabelInfo` received back from the launched node's process.
+`vision_msgs/LabelInfo` received back from the launched node's process; the bag replay counted
+frame by frame; the node in a component container.
 
-Needs `launch`, `launch_ros`, `vision_msgs` and colcon: a sourced ROS 2, or scripts/bootstrap.sh
-beside ../shared/ros-src (scripts/test.sh sources .venv/ros-src/env.bash). Without them every
-test here skips and says so. What is not run: `ros2 bag play` (ros2cli and rosbag2 are not
-installable from PyPI; bag_replay.launch.py is run up to it) and RViz.
+Needs `ros2`, `launch`, `launch_ros`, `vision_msgs` and colcon: a sourced ROS 2, or
+scripts/bootstrap.sh beside ../shared/ros-src (scripts/test.sh sources .venv/ros-src/env.bash).
+Without them every test here skips and says so. RViz is not run (rviz2 is not installable from
+PyPI): rviz:=true is checked to start the node anyway, with a note.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -33,7 +30,14 @@ for _module in ("launch", "launch_ros", "vision_msgs.msg", "colcon_core"):
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from ros2_cli_support import (  # noqa: E402
+    Process,
+    colcon_build,
+    install_env,
+    pid_alive,
+    ros2_executable,
+    ros2_missing_reason,
+)
 from test_ros_support import (  # noqa: E402
     DOMAIN_ID,
     Probe,
@@ -41,7 +45,6 @@ from test_ros_support import (  # noqa: E402
     ros_context,
     save_seeded_weights,
     spinning,
-    wait_for_subscribers,
 )
 from vision_msgs.msg import LabelInfo  # noqa: E402
 
@@ -50,32 +53,14 @@ from bevanet_core.data.classes import CAMVID_CLASSES  # noqa: E402
 __all__ = ["ros_context"]
 REPO = Path(__file__).resolve().parents[1]
 START_S = 180.0  # the node imports torch and loads a model on a shared, busy CPU
+if ros2_missing_reason():
+    pytest.skip(ros2_missing_reason(), allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def prefix(tmp_path_factory) -> Path:
     """`colcon build` of this package into a throw-away workspace; its install prefix."""
-    ws = tmp_path_factory.mktemp("colcon_ws")
-    (ws / "src").mkdir()
-    (ws / "src" / "bevanet_ros").symlink_to(REPO)
-    cmd = [
-        sys.executable,
-        "-c",
-        "import sys; from colcon_core.command import main; sys.exit(main())",
-        "build",
-        "--base-paths",
-        "src",
-        "--packages-select",
-        "bevanet_ros",
-        "--event-handlers",
-        "console_cohesion+",
-        "status-",
-    ]
-    done = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    installed = ws / "install" / "bevanet_ros"
-    assert (installed / "lib" / "bevanet_ros" / "segmentation_node").is_file()
-    return installed
+    return colcon_build(tmp_path_factory.mktemp("colcon_ws"))
 
 
 @pytest.fixture(scope="module")
@@ -83,62 +68,20 @@ def weights(tmp_path_factory) -> Path:
     return save_seeded_weights(tmp_path_factory.mktemp("weights") / "seeded.safetensors")
 
 
-def launch_env(prefix: Path) -> dict[str, str]:
-    """The environment `source install/setup.bash` gives: the prefix first on the ament index
-    and on the Python path."""
-    env = dict(os.environ)
-    env["AMENT_PREFIX_PATH"] = os.pathsep.join(
-        [str(prefix)] + [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    )
-    pyver = sysconfig.get_python_version()
-    site = prefix / "lib" / f"python{pyver}" / "site-packages"
-    env["PYTHONPATH"] = os.pathsep.join([str(site)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    env["ROS_DOMAIN_ID"] = str(DOMAIN_ID)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class Launch:
-    """`bevanet-launch bevanet_ros <file> args...` in its own process group, output to a log."""
+class Launch(Process):
+    """`ros2 launch bevanet_ros <file> args...` in its own process group, output to a log."""
 
     def __init__(self, prefix: Path, log: Path, launch_file: str, **arguments: str) -> None:
-        self.log = log
-        cmd = [sys.executable, "-m", "bevanet_ros.launch_main", "bevanet_ros", launch_file]
+        cmd = [ros2_executable(), "launch", "bevanet_ros", launch_file]
         cmd += [f"{k}:={v}" for k, v in arguments.items()]
-        self._out = open(log, "w")
-        self.proc = subprocess.Popen(
-            cmd,
-            env=launch_env(prefix),
-            cwd=log.parent,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(cmd, install_env(prefix, DOMAIN_ID), log)
 
     def node_pids(self) -> list[int]:
         return [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", self.text())]
 
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._out.close()
-
     def stop(self) -> int:
-        """Ctrl-C, as a user stops `ros2 launch`; launch then stops the node it started."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._out.close()
-        return self.proc.returncode
+        """Ctrl-C, as a user stops `ros2 launch`; launch then stops the processes it started."""
+        return self.ctrl_c()
 
 
 def camvid_frames(shared_data: Path, n: int = 2) -> list[np.ndarray]:
@@ -271,16 +214,9 @@ def test_segmentation_launch_one_camera_namespace_weights_params_file(
         launch.stop()
     # Ctrl-C on the launch stops the node it started
     deadline = time.monotonic() + 30.0
-    while Path(f"/proc/{pids[0]}").exists() and not _is_zombie(pids[0]):
+    while pid_alive(pids[0]):
         assert time.monotonic() < deadline, "node outlived its launch:\n" + launch.text()[-2000:]
         time.sleep(0.2)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
 
 
 def test_segmentation_launch_two_cameras_and_sim_time(prefix, weights, ros_context, shared_data, tmp_path):
@@ -318,56 +254,97 @@ def test_segmentation_launch_two_cameras_and_sim_time(prefix, weights, ros_conte
         launch.stop()
 
 
+BAG = str(REPO / "bags" / "solid_white_right")
+
+
 @pytest.mark.parametrize(
-    "arguments, named",
+    "launch_file, arguments, named",
     [
-        ({"variant": "bevanet_xl"}, "'variant'"),
-        ({"use_sim_time": "maybe"}, "'use_sim_time'"),
-        ({"params_file": "/nonexistent/params.yaml"}, "'params_file'"),
-        ({"camera_topic": "/front/image_raw"}, "'camera_topic'"),  # a typo of camera_topics
-        ({"input_size": "640"}, "'input_size'"),
+        ("segmentation.launch.py", {"variant": "bevanet_xl"}, "'variant'"),
+        ("segmentation.launch.py", {"use_sim_time": "maybe"}, "'use_sim_time'"),
+        ("segmentation.launch.py", {"params_file": "/nonexistent/params.yaml"}, "'params_file'"),
+        ("segmentation.launch.py", {"camera_topic": "/front/image_raw"}, "'camera_topic'"),  # a typo
+        ("segmentation.launch.py", {"input_size": "640"}, "'input_size'"),
+        ("bag_replay.launch.py", {}, "'bag' is required"),
+        ("bag_replay.launch.py", {"bag": "/nonexistent/bag"}, "/nonexistent/bag does not exist"),
+        ("bag_replay.launch.py", {"bag": BAG, "camera_topic": "/x"}, "'camera_topic'"),
+        ("bag_replay.launch.py", {"bag": BAG, "camera_topics": "/camera/camera_info"}, "camera_topics"),
     ],
 )
-def test_a_bad_launch_argument_fails_the_launch_naming_it(prefix, tmp_path, arguments, named):
-    launch = Launch(prefix, tmp_path / "launch.log", "segmentation.launch.py", **arguments)
+def test_a_bad_launch_argument_fails_the_launch_naming_it(prefix, tmp_path, launch_file, arguments, named):
+    launch = Launch(prefix, tmp_path / "launch.log", launch_file, **arguments)
     rc = launch.wait(120)
     text = launch.text()
     assert rc != 0, text
     assert named in text, text
-    assert not launch.node_pids(), "a node was started:\n" + text
+    assert not launch.node_pids(), "a process was started:\n" + text
 
 
-def test_bag_replay_launch_up_to_ros2_bag_play(prefix, weights, ros_context, tmp_path):
-    """bag_replay.launch.py includes segmentation.launch.py with use_sim_time:=true and starts
-    `ros2 bag play --clock`. ros2cli is not installed here, so this checks what can be checked:
-    the included node comes up from the install with sim time on and serves masks; the bag play
-    process itself is not run (the launch reports the missing `ros2` executable)."""
+def test_bag_replay_launch_segments_every_frame_of_the_bag_and_ends(prefix, weights, ros_context, tmp_path):
+    """The README's replay, as typed: the camera topic and transport come from the bag
+    (/camera/image_raw/compressed), the rosbags player (no rosbag2 here) starts once the node has
+    subscribed, every frame of the bag comes back as a mask with its stamp, and the launch ends
+    by itself once the bag has been played, leaving no process behind. rviz:=true without rviz2:
+    one note, the replay goes on."""
+    from bevanet_core.bags.player import plan_playback, schedule
+
     bag = REPO / "bags" / "solid_white_right"
+    stamps = sorted({m.log_time for m in schedule(plan_playback(bag))})
+    probe = Probe(ros_context, "replay_probe")
+    try:
+        with spinning(ros_context, probe.node):
+            masks = probe.subscribe("/segmentation/mask", depth=200)
+            launch = Launch(
+                prefix,
+                tmp_path / "launch.log",
+                "bag_replay.launch.py",
+                bag=str(bag),
+                weights=str(weights),
+                backend="torch",
+                rate="0.25",  # the node keeps only the newest frame: a slow, shared CPU keeps up at 3 Hz
+                rviz="true",
+            )
+            rc = launch.wait(START_S + 60)
+            text = launch.text()
+            assert rc == 0, text[-3000:]
+            masks.wait_count(len(stamps), timeout=5)
+        got = sorted({m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in masks.items})
+        assert got == stamps, f"{len(got)} of {len(stamps)} frames segmented:\n{text[-3000:]}"
+        assert text.count("rviz2 is not installed") == 1, text
+        assert "through rosbags" in text and "(compressed)" in text, text
+        assert "Traceback" not in text, text
+        for pid in launch.node_pids():
+            assert not pid_alive(pid), f"process {pid} outlived its launch:\n{text[-2000:]}"
+    finally:
+        probe.destroy()
+
+
+def test_a_composable_node_in_its_container_serves_masks(prefix, weights, ros_context, shared_data, tmp_path):
     launch = Launch(
         prefix,
         tmp_path / "launch.log",
-        "bag_replay.launch.py",
-        bag=str(bag),
+        "segmentation.launch.py",
         weights=str(weights),
-        camera_topics="/replay/image_raw",
-        rviz="false",
+        backend="torch",
+        camera_topics="/composed/image_raw",
+        composable="true",
     )
-    probe = Probe(ros_context, "launch_probe3")
+    probe = Probe(ros_context, "composed_probe")
     try:
         with spinning(ros_context, probe.node):
-            values = get_parameters(probe, "/segmentation", ["use_sim_time", "input_topics"])
-            assert values == {"use_sim_time": True, "input_topics": ["/replay/image_raw"]}
-            frame = np.zeros((60, 80, 3), np.uint8)
-            masks = probe.subscribe("/segmentation/mask")
-            pub = probe.publisher("/replay/image_raw", Image)
-            wait_for_subscribers(pub, 1, START_S)
-            deadline = time.monotonic() + START_S
-            while not masks.items and time.monotonic() < deadline:
-                pub.publish(image_msg(frame, "rgb8", frame_id="replay"))
-                masks.wait(lambda items: bool(items), timeout=0.5)
-            assert masks.items, launch.text()[-3000:]
+            got = send_until_masks(
+                probe, [("/composed/image_raw", "/segmentation/mask")], camvid_frames(shared_data), launch
+            )
+            assert got["/segmentation/mask"].header.frame_id == "camvid0"
         text = launch.text()
-        assert "ros2" in text and ("not found" in text or "No such file" in text), text[-3000:]
+        assert "Loaded node '/segmentation' in container '/segmentation_container'" in text, text
+        pids = launch.node_pids()
+        assert len(pids) == 1, text  # the container, no segmentation_node process
+        cmdline = Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")
+        assert str(prefix / "lib" / "bevanet_ros" / "component_container").encode() in cmdline
     finally:
         probe.destroy()
-        launch.stop()
+        rc = launch.stop()
+    assert rc == 0, launch.text()[-3000:]
+    assert "Traceback" not in launch.text(), launch.text()
+    assert not pid_alive(pids[0])

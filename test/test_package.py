@@ -84,6 +84,8 @@ ROSDEP_KEYS: dict[str, tuple[str, ...]] = {
     "diagnostic_msgs": ("diagnostic_msgs",),
     "lifecycle_msgs": ("lifecycle_msgs",),
     "rcl_interfaces": ("rcl_interfaces",),
+    "rosgraph_msgs": ("rosgraph_msgs",),
+    "composition_interfaces": ("composition_interfaces",),
     "vision_msgs": ("vision_msgs",),
     "geometry_msgs": ("geometry_msgs",),
     "cv_bridge": ("cv_bridge",),

@@ -132,7 +132,6 @@ def test_commands_that_need_an_extra_say_which_in_one_line(plain_venv, tmp_path,
             "model.onnx",
         ],
         "demo foxglove": ["bevanet-demo", "--foxglove", "0", "--max-frames", "1", "--no-video"],
-        "launch": ["bevanet-launch", "segmentation.launch.py"],
     }
     for what, args in cases.items():
         done = run(plain_venv, args, tmp_path)

@@ -37,8 +37,8 @@ from test_ros_support import (  # noqa: E402
 )
 
 from bevanet_core.serving.decode import image_to_rgb  # noqa: E402
+from bevanet_core.serving.model_loading import ModelLoadError  # noqa: E402
 from bevanet_core.serving.params import PARAMS, ParameterError  # noqa: E402
-from bevanet_ros.pipeline import ModelLoadError  # noqa: E402
 from bevanet_ros.segmentation_node import SegmentationNode  # noqa: E402
 
 __all__ = ["ros_context", "seeded_weights"]  # fixtures used here

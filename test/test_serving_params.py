@@ -79,6 +79,8 @@ def test_reload_parameters_are_read_only_and_display_ones_are_not():
         ("camera_names", ["front", "front"], ["twice"]),
         ("camera_names", ["front/left"], ["front/left"]),
         ("input_qos", "keep_all", ["sensor_data"]),
+        ("foxglove_address", "my-laptop", ["foxglove_address", "my-laptop", "IP address"]),
+        ("foxglove_address", "", ["foxglove_address"]),
         ("nonsense", 1, ["unknown parameter"]),
     ],
 )
@@ -442,21 +444,16 @@ def test_parse_camera_topics_forms():
     assert launch_plan.parse_camera_topics("/a,/b , /c") == ["/a", "/b", "/c"]
 
 
-def test_bag_play_command():
-    assert launch_plan.bag_play_command("bags/x", "0.5", "true") == [
-        "ros2",
-        "bag",
-        "play",
-        "bags/x",
-        "--clock",
-        "--rate",
-        "0.5",
-        "--loop",
-    ]
-    assert "--loop" not in launch_plan.bag_play_command("b")
-    for bad in (("", "1", "false"), ("b", "0", "false"), ("b", "fast", "false")):
-        with pytest.raises(ValueError):
-            launch_plan.bag_play_command(*bad)
+def test_rviz_composable_and_container_arguments():
+    plan = launch_plan.plan_launch(launch_plan.default_arguments(), str(REPO))
+    assert (plan.rviz, plan.composable, plan.container) == (False, False, "")
+    auto = launch_plan.plan_launch(dict(launch_plan.default_arguments(), rviz="auto"), str(REPO))
+    assert auto.rviz
+    into = dict(launch_plan.default_arguments(), container="/perception/ComponentManager", composable="true")
+    plan = launch_plan.plan_launch(into, str(REPO))
+    assert plan.composable and plan.container == "/perception/ComponentManager"
+    with pytest.raises(ValueError, match="'container'"):
+        launch_plan.plan_launch(dict(launch_plan.default_arguments(), container="not a name"), str(REPO))
 
 
 def test_output_topic_names():

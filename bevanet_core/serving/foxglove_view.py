@@ -21,6 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .params import ParameterError
+
 DEFAULT_PORT = 8765
 CAMERA_TOPIC = "/camera/image"
 COLOR_TOPIC = "/segmentation/color_mask"
@@ -145,3 +147,15 @@ class FoxgloveView:
 
     def close(self) -> None:
         self.server.stop()
+
+
+def start_foxglove_view(port: int, address: str) -> Any:
+    """The Foxglove live view on `address`:`port`; ParameterError when it cannot be."""
+    try:
+        return FoxgloveView(port=port, host=address)
+    except ImportError:
+        raise ParameterError(
+            "parameter 'foxglove_port' needs foxglove-sdk: pip install foxglove-sdk (or the package's extra 'foxglove')"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - e.g. the port is taken
+        raise ParameterError(f"parameter 'foxglove_port': cannot serve on {address} port {port}: {exc}") from None

@@ -24,6 +24,8 @@ PARAMS_FILE = "segmentation.yaml"
 RVIZ_CONFIG = "segmentation.rviz"
 NODE_NAME = "segmentation"
 NODE_EXECUTABLE = "segmentation_node"
+CONTAINER_EXECUTABLE = "component_container"
+COMPONENT = "bevanet_ros::SegmentationNode"
 # launch arguments that set the node parameter of the same name when not empty
 PARAM_ARGUMENTS = ("backend", "weights", "engine", "device", "input_transport")
 _KEEP = " Empty keeps the value of config/" + PARAMS_FILE + "."
@@ -65,8 +67,25 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     ("namespace", "", "Namespace for the node (and its ~/mask, ~/overlay... topics)"),
     ("node_name", NODE_NAME, "Name of the segmentation node"),
     ("use_sim_time", "false", "Use /clock (true when replaying bags with --clock)"),
-    ("rviz", "false", "Start RViz with config/" + RVIZ_CONFIG),
+    (
+        "rviz",
+        "false",
+        "Start RViz with config/" + RVIZ_CONFIG + ": true, false, or auto; where rviz2 is not "
+        "installed, true and auto print a note instead",
+    ),
     ("log_level", "info", "Node log level (debug, info, warn, error)"),
+    (
+        "composable",
+        "false",
+        "true: run the node as the component " + COMPONENT + " in a new component container "
+        "(<node_name>_container, a ComposableNodeContainer) instead of its own process",
+    ),
+    (
+        "container",
+        "",
+        "Load the node into this running component container (e.g. /ComponentManager, from "
+        "`ros2 run bevanet_ros component_container`) instead of starting a process",
+    ),
 )
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -95,6 +114,13 @@ def parse_bool(name: str, text: str) -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"launch argument {name!r} must be true or false, got {text!r}")
+
+
+def parse_rviz(text: str) -> bool:
+    """'auto' or a boolean: whether RViz is wanted (it starts only where rviz2 is installed)."""
+    if str(text).strip().lower() == "auto":
+        return True
+    return parse_bool("rviz", text)
 
 
 def parse_camera_topics(text: str) -> list[str]:
@@ -151,6 +177,8 @@ class LaunchPlan:
     rviz: bool
     rviz_config: str
     log_level: str
+    composable: bool = False
+    container: str = ""
 
 
 def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True) -> LaunchPlan:
@@ -177,6 +205,11 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
         except ParameterError as exc:
             raise ValueError(f"variant {variant!r} ({path}) with the given launch arguments: {exc}") from None
     namespace = str(args.get("namespace", "")).strip()
+    container = str(args.get("container", "")).strip()
+    if container and not re.match(r"^/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", container):
+        raise ValueError(
+            f"launch argument 'container' must be a node name such as /ComponentManager, got {container!r}"
+        )
     log_level = str(args.get("log_level", "info")).strip().lower()
     if log_level not in ("debug", "info", "warn", "error", "fatal"):
         raise ValueError(f"launch argument 'log_level' must be debug, info, warn, error or fatal, got {log_level!r}")
@@ -186,9 +219,11 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
         overrides=overrides,
         namespace=namespace,
         node_name=str(args.get("node_name", NODE_NAME)).strip() or NODE_NAME,
-        rviz=parse_bool("rviz", args.get("rviz", "false")),
+        rviz=parse_rviz(args.get("rviz", "false")),
         rviz_config=os.path.join(share_dir, "config", RVIZ_CONFIG),
         log_level=log_level,
+        composable=parse_bool("composable", args.get("composable", "false")),
+        container=container,
     )
 
 
@@ -204,20 +239,3 @@ def output_topic(namespace: str, node_name: str, output: str, camera: str | None
         parts.append(camera)
     parts.append(output)
     return "/" + "/".join(parts)
-
-
-def bag_play_command(bag: str, rate: str = "1.0", loop: str = "false") -> list[str]:
-    """The `ros2 bag play --clock` command line for bag_replay.launch.py (checked arguments)."""
-    bag = str(bag).strip()
-    if not bag:
-        raise ValueError("launch argument 'bag' is required: the bag folder or file to replay")
-    try:
-        factor = float(rate)
-    except ValueError:
-        raise ValueError(f"launch argument 'rate' must be a number, got {rate!r}") from None
-    if not factor > 0:
-        raise ValueError(f"launch argument 'rate' must be > 0, got {rate!r}")
-    cmd = ["ros2", "bag", "play", bag, "--clock", "--rate", str(factor)]
-    if parse_bool("loop", loop):
-        cmd.append("--loop")
-    return cmd

@@ -10,6 +10,7 @@ message naming the parameter, the value and what was expected, before anything i
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -252,9 +253,15 @@ PARAMS: tuple[ParamSpec, ...] = (
         "foxglove_port",
         0,
         "Also serve the first camera's image, colour mask, overlay and latency to Foxglove or "
-        "Lichtblick over the Foxglove WebSocket protocol on this port of every interface "
+        "Lichtblick over the Foxglove WebSocket protocol on this port of foxglove_address "
         "(needs foxglove-sdk); 0 = off." + _RELOAD,
         int_range=(0, 65535, 1),
+    ),
+    ParamSpec(
+        "foxglove_address",
+        "127.0.0.1",
+        "Address the Foxglove view listens on: 127.0.0.1 = this computer only; '0.0.0.0' (or "
+        "'::') serves the camera stream to every network the computer is on." + _RELOAD,
     ),
     ParamSpec(
         "health_checks",
@@ -317,6 +324,14 @@ def validate_value(name: str, value: Any) -> None:
                 raise ParameterError(f"parameter 'input_topics' has an invalid topic name {topic!r}")
         if len(set(value)) != len(value):
             raise ParameterError(f"parameter 'input_topics' lists a topic twice: {list(value)}")
+    if name == "foxglove_address":
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ParameterError(
+                f"parameter 'foxglove_address' got {value!r}; expected an IP address of this computer "
+                "(127.0.0.1, 0.0.0.0, ::1, ...)"
+            ) from None
     if name == "camera_names":
         for cam in value:
             if not _TOKEN_RE.match(cam):
@@ -469,8 +484,6 @@ def params_yaml() -> str:
 
 
 def _help_default(spec: ParamSpec) -> str:
-    if spec.type_name == "str_list" and not spec.default:
-        return "(none)"
     return _yaml_value(spec.default)
 
 

@@ -112,7 +112,7 @@ class StreamSegmenter:
         self._stop.set()
         self._slots.close()
         worker, self._worker = self._worker, None
-        if worker is None:
+        if worker is None or worker.ident is None:  # none, or interrupted before it started
             return True
         worker.join(timeout_s)
         return not worker.is_alive()
