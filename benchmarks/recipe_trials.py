@@ -11,7 +11,9 @@ a schedule of its own that ends at `--iterations` (the learning rate decays to i
 held-out recipe's trials are run:
 
     python benchmarks/recipe_trials.py --recipe training/bevanet-s_camvid-480x360-heldout.yaml \
-        --from scratch --iterations 1600 --seeds 304 --val-every 400 --arm base= An arm is a name and comma-separated `section.key=value`
+        --from scratch --iterations 1600 --seeds 304 --val-every 400 --arm base=
+
+An arm is a name and comma-separated `section.key=value`
 overrides (`name=` for the recipe as it is). The weights evaluated are an average of the trial's
 weights (`--ema`, short enough to forget the start), because the raw weights of a few hundred
 iterations at a high learning rate are too noisy to compare arms on.

@@ -48,7 +48,7 @@ def predict(weights: str, source: Path, out: Path, max_frames: int = 0, input_si
 def shares(masks: list, class_names: list) -> dict:
     counts = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=256)[: len(class_names)]
     total = max(int(sum(m.size for m in masks)), 1)
-    return {name: round(100.0 * int(c) / total, 1) for name, c in zip(class_names, counts)}
+    return {name: round(100.0 * int(c) / total, 1) for name, c in zip(class_names, counts, strict=True)}
 
 
 def check(weights: str, video: Path, kitti: Path, input_size: str = "") -> dict:

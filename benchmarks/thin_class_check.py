@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         ("false_pixels_labelled_as", f"predicted {args.class_name} wrongly, labelled"),
     ):
         total = sum(result[key]) or 1
-        top = sorted(zip(names, result[key]), key=lambda kv: -kv[1])[:5]
+        top = sorted(zip(names, result[key], strict=True), key=lambda kv: -kv[1])[:5]
         print(f"  {what}: " + ", ".join(f"{n} {100.0 * v / total:.1f}%" for n, v in top))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

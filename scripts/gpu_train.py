@@ -151,7 +151,8 @@ def main(argv=None) -> int:
         fp16_model, val_set, device, cfg.model.num_classes, align_corners=logits_align_corners(cfg.model.variant)
     )
     per_class = {
-        name: (None if math.isnan(v) else round(100.0 * float(v), 2)) for name, v in zip(info.class_names, cm.iou())
+        name: (None if math.isnan(v) else round(100.0 * float(v), 2))
+        for name, v in zip(info.class_names, cm.iou(), strict=True)
     }
     report = {
         "val_miou": round(cm.miou(), 2),

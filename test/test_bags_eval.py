@@ -14,10 +14,7 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import (
-    evaluate,  # noqa: E402
-    messages,  # noqa: E402
-)
+from bevanet_core.bags import evaluate, messages  # noqa: E402
 from bevanet_core.bags.distributed import shard, unshard  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.bags.writer import CameraBagOptions, Frame, write_camera_bag  # noqa: E402

@@ -38,7 +38,7 @@ def test_offset_zero_is_the_validation_and_extreme_offsets_bound_the_class():
         model, val, torch.device("cpu"), info.num_classes, limit=2, align_corners=logits_align_corners(info.variant)
     )
     expected = [None if math.isnan(v) else 100 * v for v in cm.iou()]
-    for got, want in zip(rows[0.0]["per_class_iou"], expected):
+    for got, want in zip(rows[0.0]["per_class_iou"], expected, strict=True):
         assert (got is None) == (want is None)
         if want is not None:
             assert got == pytest.approx(want, abs=0.02)  # argmax ties can fall either way

@@ -16,7 +16,7 @@ def _write(root: Path, preds: Path, labels, predictions):
     (root / "annot").mkdir(parents=True)
     preds.mkdir()
     lines = []
-    for i, (label, pred) in enumerate(zip(labels, predictions)):
+    for i, (label, pred) in enumerate(zip(labels, predictions, strict=True)):
         cv2.imwrite(str(root / "annot" / f"f{i}.png"), label)
         cv2.imwrite(str(preds / f"f{i}.png"), pred)
         lines.append(f"img/f{i}.png annot/f{i}.png")

@@ -502,7 +502,7 @@ def test_criterion_equals_the_straightforward_objective(confident, weighted):
         results.append((loss.detach(), [t.grad for t in leaves]))
     (fast, fast_grads), (ref, ref_grads) = results
     assert fast.item() == pytest.approx(ref.item(), rel=1e-5)
-    for a, b in zip(fast_grads, ref_grads):
+    for a, b in zip(fast_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 

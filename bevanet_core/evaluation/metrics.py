@@ -74,7 +74,7 @@ class ConfusionMatrix:
         return {
             "miou": self.miou(),
             "pixel_accuracy": self.pixel_accuracy(),
-            "per_class_iou": {n: (None if np.isnan(v) else float(v * 100.0)) for n, v in zip(names, iou)},
+            "per_class_iou": {n: (None if np.isnan(v) else float(v * 100.0)) for n, v in zip(names, iou, strict=True)},
             "pixels": int(self.matrix.sum() + self.missed.sum()),
         }
 

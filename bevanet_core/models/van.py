@@ -163,7 +163,7 @@ class VAN(nn.Module):
         self.embed_dims = tuple(embed_dims)
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         cin, cur = in_chans, 0
-        for i, (dim, depth, ratio) in enumerate(zip(embed_dims, depths, mlp_ratios)):
+        for i, (dim, depth, ratio) in enumerate(zip(embed_dims, depths, mlp_ratios, strict=True)):
             embed = OverlapPatchEmbed(cin, dim, 7 if i == 0 else 3, 4 if i == 0 else 2)
             blocks = nn.ModuleList(Block(dim, ratio, rates[cur + j]) for j in range(depth))
             setattr(self, f"patch_embed{i + 1}", embed)

@@ -222,8 +222,8 @@ def autocast_context(device: torch.device, precision: str):
 
 def keep_dilated_depthwise_convs_nchw(model: nn.Module) -> list[str]:
     """Lets a channels-last model train in bf16 on the CPU: every dilated depthwise conv gets
-    its input, weight and output gradient as contiguous NCHW, since the CPU's bf16 weight gradient of such a conv (oneDNN,
-    torch 2.13) is wrong for channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA:
+    its input, weight and output gradient as contiguous NCHW, since the CPU's bf16 weight gradient of
+    such a conv (oneDNN, torch 2.13) is wrong for channels-last inputs from 30x30 or 64x64 up, silently (VAN's LKA:
     over 100% off, then NaN; `layers.channel_layer_norm`). Every other conv stays channels-last.
     Returns the names of the convs so kept."""
     kept = []
@@ -267,13 +267,14 @@ def evaluate(
     num_classes: int,
     precision: str = "fp32",
     limit: Optional[int] = None,
-    dist_info: DistInfo = DistInfo(),
+    dist_info: Optional[DistInfo] = None,
     channels_last: bool = False,
     *,
     align_corners: bool,
 ) -> ConfusionMatrix:
     """Single scale, full image, batch 1, no flip; confusion matrices summed over ranks.
     `align_corners`: the model family's `options.logits_align_corners`."""
+    dist_info = DistInfo() if dist_info is None else dist_info
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(num_classes)
@@ -317,7 +318,7 @@ class WeightEMA:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         floats, sources = [], []
-        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values()):
+        for avg, cur in zip(self.model.state_dict().values(), model.state_dict().values(), strict=True):
             if avg.is_floating_point():
                 floats.append(avg)
                 sources.append(cur.detach())
@@ -502,7 +503,9 @@ class Trainer:
         if dinfo.is_main and isinstance(cfg.data.class_weights, str):
             print(
                 f"class weights ({cfg.data.class_weights}): "
-                + ", ".join(f"{name} {w:g}" for name, w in zip(self.train_set.class_names, self.class_weights)),
+                + ", ".join(
+                    f"{name} {w:g}" for name, w in zip(self.train_set.class_names, self.class_weights, strict=True)
+                ),
                 flush=True,
             )
         self.criterion = build_criterion(cfg, self.class_weights).to(device)
@@ -649,7 +652,11 @@ class Trainer:
         miou = cm.miou()
         record = {"val/miou": miou, "val/pixel_accuracy": cm.pixel_accuracy()}
         record.update(
-            {f"val/iou/{name}": float(v) for name, v in zip(self.info.class_names, 100.0 * cm.iou()) if not np.isnan(v)}
+            {
+                f"val/iou/{name}": float(v)
+                for name, v in zip(self.info.class_names, 100.0 * cm.iou(), strict=True)
+                if not np.isnan(v)
+            }
         )
         entry = {"iteration": self.iteration, "val_miou": miou}
         if ema is not None:
