@@ -109,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{report['reference']['fps']:.1f} fps"
         )
     if args.json:
-        from ..checkpoint import atomic_write
+        from ..paths import atomic_write
 
         text = json.dumps(report, indent=2)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))

@@ -22,9 +22,9 @@ from ..checkpoint import (
     MAX_INPUT_SIDE,
     MAX_METADATA_BYTES,
     ModelInfo,
-    atomic_write,
     file_sha256,
 )
+from ..paths import atomic_write
 
 PathLike = Union[str, os.PathLike]
 METADATA_KEY = "bevanet"

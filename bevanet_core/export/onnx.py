@@ -20,7 +20,8 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-from ..checkpoint import ModelInfo, atomic_write
+from ..checkpoint import ModelInfo
+from ..paths import atomic_write
 from .metadata import (
     METADATA_KEY,
     ArtifactError,

@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..checkpoint import atomic_write
+from ..paths import atomic_write
 from .metadata import METADATA_KEY, ArtifactError, ArtifactMetadata, PathLike, write_sidecar
 
 log = logging.getLogger(__name__)

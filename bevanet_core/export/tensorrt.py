@@ -26,7 +26,8 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-from ..checkpoint import atomic_write, file_sha256
+from ..checkpoint import file_sha256
+from ..paths import atomic_write
 from .metadata import (
     ArtifactError,
     ArtifactMetadata,

@@ -249,7 +249,7 @@ def _read_record(path: Path) -> Optional[dict[str, Any]]:
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
-    from ..checkpoint import atomic_write
+    from ..paths import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -229,7 +229,7 @@ def plot_reports(reports: Sequence[dict[str, Any]], path: str, title: str = "") 
     ax.set_title(title or "BEVANet runtime latency")
     ax.legend()
     fig.tight_layout()
-    from ..checkpoint import atomic_write
+    from ..paths import atomic_write
 
     suffix = "." + path.rsplit(".", 1)[-1] if "." in path else ".png"
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:]))

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler
 
-from ..checkpoint import ModelInfo, atomic_write, load_state_dict_strict, read_checkpoint, save_weights
+from ..checkpoint import ModelInfo, load_state_dict_strict, read_checkpoint, save_weights
 from ..data.datasets import build_dataset
 from ..data.transforms import EvalTransform, TrainTransform
 from ..evaluation.metrics import ConfusionMatrix
@@ -35,6 +35,7 @@ from ..hardware import cpu_info, resolve_precision
 from ..models import build_model
 from ..models.layers import dilated_depthwise_convs
 from ..options import logits_align_corners
+from ..paths import atomic_write
 from .class_weights import resolve_class_weights
 from .config import TrainConfig, save_config
 from .losses import BEVANetCriterion, LossWeights
