@@ -39,9 +39,9 @@ from bevanet_core.checkpoint import (
     save_weights,
 )
 from bevanet_core.cli import bag_eval, make_bag, predict
+from bevanet_core.imaging import policy
 from bevanet_core.models import build_model
 from bevanet_core.runtime import Segmenter
-from bevanet_core.serving import policy
 from bevanet_core.serving.decode import ImageDecodeError, message_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import importlib.util
 import sys
 from collections.abc import Callable
 
+from ..imaging.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
 from ..options import BACKENDS, PRECISIONS, RESIZE_MODES
-from ..serving.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
 from .validate import int_range
 
 
