@@ -17,7 +17,7 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
-from bevanet_core.serving.params import NodeSettings, ParameterError
+from bevanet_ros.params import NodeSettings, ParameterError
 
 from .ros_params import ParameterBinder
 from .segmentation_node import DEFAULT_NODE_NAME, run_node

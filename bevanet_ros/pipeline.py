@@ -32,8 +32,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from bevanet_core.serving.labels import label_info_json
-from bevanet_core.serving.params import NodeSettings, ParameterError
 from bevanet_core.serving.stream import StreamResult, StreamSegmenter
+from bevanet_ros.params import NodeSettings, ParameterError
 
 try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../shared/ros-src)
     from vision_msgs.msg import LabelInfo, VisionClass  # type: ignore

@@ -23,7 +23,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from bevanet_core.serving.params import (
+from bevanet_ros.params import (
     PARAMS,
     SPECS,
     NodeSettings,

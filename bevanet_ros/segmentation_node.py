@@ -19,7 +19,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
-from bevanet_core.serving.params import NodeSettings, ParameterError, node_help
+from bevanet_ros.params import NodeSettings, ParameterError, node_help
 
 from .ros_params import ParameterBinder
 

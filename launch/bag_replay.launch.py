@@ -18,7 +18,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
-from bevanet_core.serving.launch_plan import PACKAGE, bag_play_command
+from bevanet_ros.launch_plan import PACKAGE, bag_play_command
 from launch import LaunchDescription
 
 ARGUMENTS = (

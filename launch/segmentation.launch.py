@@ -16,7 +16,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from bevanet_core.serving.launch_plan import (
+from bevanet_ros.launch_plan import (
     LAUNCH_ARGUMENTS,
     NODE_EXECUTABLE,
     PACKAGE,

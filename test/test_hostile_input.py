@@ -436,7 +436,7 @@ def test_onnx_graph_disagreeing_with_its_metadata_is_refused_at_load(onnx_model,
 
 def test_node_model_load_failure_is_a_start_error(onnx_model, tmp_path):
     pytest.importorskip("rclpy")
-    from bevanet_core.serving.params import NodeSettings
+    from bevanet_ros.params import NodeSettings
     from bevanet_ros.pipeline import ModelLoadError, build_segmenter
 
     bad = _rewrite_metadata(onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192]))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bevanet_core.serving.params import PARAMS
+from bevanet_ros.params import PARAMS
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python wheels) is not installed")
 

@@ -15,7 +15,7 @@ def test_network_names_are_the_registry():
 
 
 def test_parameter_spec_loads_without_torch():
-    code = "import sys, bevanet_core.serving.params, bevanet_core.serving.launch_plan; print('torch' in sys.modules)"
+    code = "import sys, bevanet_ros.params, bevanet_ros.launch_plan; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stdout + done.stderr
 
@@ -25,7 +25,7 @@ def test_one_size_parser_for_every_tool():
 
     from bevanet_core.bags import sources
     from bevanet_core.imaging import geometry
-    from bevanet_core.serving import launch_plan
+    from bevanet_ros import launch_plan
 
     assert options.parse_size(" 640X480 ") == (640, 480) == options.parse_size([640, 480])
     assert geometry.parse_size is options.parse_size

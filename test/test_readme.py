@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from bevanet_core.serving.params import PARAMS, params_markdown
+from bevanet_ros.params import PARAMS, params_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -37,7 +37,7 @@ from test_ros_support import (  # noqa: E402
 )
 
 from bevanet_core.serving.decode import image_to_rgb  # noqa: E402
-from bevanet_core.serving.params import PARAMS, ParameterError  # noqa: E402
+from bevanet_ros.params import PARAMS, ParameterError  # noqa: E402
 from bevanet_ros.pipeline import ModelLoadError  # noqa: E402
 from bevanet_ros.segmentation_node import SegmentationNode  # noqa: E402
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from bevanet_core.serving import launch_plan
 from bevanet_core.serving.labels import FALLBACK_SCHEMA, label_info_dict, label_info_json
-from bevanet_core.serving.params import (
+from bevanet_core.serving.slots import LatestFrameSlots
+from bevanet_core.serving.stats import LatencyWindow, LogThrottle, RateMeter, StreamStats, percentile
+from bevanet_ros import launch_plan
+from bevanet_ros.params import (
     PARAMS,
     SPECS,
     NodeSettings,
@@ -22,8 +24,6 @@ from bevanet_core.serving.params import (
     reload_needed,
     validate_value,
 )
-from bevanet_core.serving.slots import LatestFrameSlots
-from bevanet_core.serving.stats import LatencyWindow, LogThrottle, RateMeter, StreamStats, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -290,7 +290,7 @@ def test_enumerations_come_from_the_runtime_and_the_registry():
     from bevanet_core.models import list_models
     from bevanet_core.runtime import BACKENDS, RESIZE_MODES, SegmenterConfig
     from bevanet_core.runtime.backend import PRECISIONS
-    from bevanet_core.serving.params import RUNTIME_PARAMS, VARIANTS
+    from bevanet_ros.params import RUNTIME_PARAMS, VARIANTS
 
     assert list(VARIANTS) == list_models()
     assert SPECS["variant"].choices == ("",) + VARIANTS
