@@ -423,12 +423,12 @@ def _yaml_value(value: Any) -> str:
 
 def params_yaml() -> str:
     """The text of `config/segmentation.yaml`: every parameter at its default, read-only ones
-    first (`python -m bevanet_core.serving.params > config/segmentation.yaml` rewrites it)."""
+    first (`python -m bevanet_ros.params > config/segmentation.yaml` rewrites it)."""
     lines = [
         "# Parameters of the segmentation node, one file for every variant: the launch file sets",
         "# `variant` (and the device and precision of variants without shipped weights) on top",
         "# of it, then its non-empty arguments. `ros2 param describe` explains every key.",
-        "# Written by `python -m bevanet_core.serving.params`; a test keeps it equal to the spec.",
+        "# Written by `python -m bevanet_ros.params`; a test keeps it equal to the spec.",
         "/**:",
         "  ros__parameters:",
     ]
@@ -497,7 +497,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 def params_markdown() -> str:
-    """The parameter table of the README (`python -m bevanet_core.serving.params --markdown`)."""
+    """The parameter table of the README (`python -m bevanet_ros.params --markdown`)."""
     rows = ["| parameter | type | default | what |", "| --- | --- | --- | --- |"]
     for spec in PARAMS:
         text = spec.description.replace(_RELOAD, "")

@@ -1,4 +1,4 @@
-"""Declares the parameters of `bevanet_core.serving.params.PARAMS` on a node and validates every
+"""Declares the parameters of `bevanet_ros.params.PARAMS` on a node and validates every
 change in one place.
 
 Read-only parameters (the ones that need a model reload) are truly read-only on the plain node.

@@ -8,7 +8,7 @@
 
 Parameters come from config/segmentation.yaml (found with FindPackageShare), then what differs
 per variant, then the non-empty launch arguments. The resolution logic lives in
-bevanet_core.serving.launch_plan (plain Python, tested without ROS).
+bevanet_ros.launch_plan (plain Python, tested without ROS).
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction

@@ -341,7 +341,7 @@ def test_the_parameter_file_is_the_spec():
     path = REPO / "config" / launch_plan.PARAMS_FILE
     assert path.read_text() == params_yaml(), (
         "config/segmentation.yaml differs from the spec; rewrite it with "
-        "`python -m bevanet_core.serving.params > config/segmentation.yaml`"
+        "`python -m bevanet_ros.params > config/segmentation.yaml`"
     )
     values = launch_plan.load_params_file(str(path))
     # an empty string array cannot be written in a ROS parameter YAML: camera_names is a comment
