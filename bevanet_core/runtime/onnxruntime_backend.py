@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .artifacts import exported_onnx_path
+from ..export.artifacts import exported_onnx_path
 from .backend import Backend, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class OnnxRuntimeBackend(Backend):
     def create(cls, cfg, device: torch.device, model=None, info=None):
         """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
         (in memory or a checkpoint) exported once into the cache directory."""
-        from .artifacts import onnx_for_precision
+        from ..export.artifacts import onnx_for_precision
 
         if cfg.precision not in ORT_PRECISIONS:
             raise ValueError(

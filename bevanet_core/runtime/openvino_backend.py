@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .artifacts import exported_onnx_path
+from ..export.artifacts import exported_onnx_path
 from .backend import Backend, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class OpenVINOBackend(Backend):
     def create(cls, cfg, device: torch.device, model=None, info=None):
         """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
         (in memory or a checkpoint) exported once into the cache directory."""
-        from .artifacts import onnx_for_precision
+        from ..export.artifacts import onnx_for_precision
 
         weights = Path(cfg.weights) if cfg.weights else None
         if model is None and weights is not None and weights.suffix.lower() == ".onnx":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import exported_onnx_path
+from ..export.artifacts import exported_onnx_path
 from .backend import Backend, default_cache_dir, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,7 @@ class TensorRTBackend(Backend):
                 "backend 'tensorrt' needs the tensorrt package (pip install tensorrt); "
                 "use backend='torch' or 'onnxruntime' otherwise"
             ) from None
+        from ..export.artifacts import onnx_for_precision
         from ..export.metadata import ArtifactError
         from ..export.tensorrt import (
             ENGINE_SUFFIXES,
@@ -84,7 +85,6 @@ class TensorRTBackend(Backend):
             check_engine,
             ensure_engine,
         )
-        from .artifacts import onnx_for_precision
 
         cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         if cfg.precision not in ("fp32", "fp16", "int8"):

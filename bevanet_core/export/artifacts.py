@@ -7,15 +7,15 @@ import logging
 from pathlib import Path
 
 from ..imaging.geometry import resolve_input_size
-from .backend import default_cache_dir
+from ..runtime.backend import default_cache_dir
 
 log = logging.getLogger(__name__)
 
 
 def exported_onnx_path(model, info, cfg) -> Path:
     """Exports `model` at the configured size with a dynamic batch, cached by weights hash."""
-    from ..export.metadata import model_hash
-    from ..export.onnx import export_onnx
+    from .metadata import model_hash
+    from .onnx import export_onnx
 
     width, height = resolve_input_size(cfg.input_size, info)
     # weights and metadata both shape the file (the metadata travels inside it)
@@ -24,7 +24,7 @@ def exported_onnx_path(model, info, cfg) -> Path:
     path = cache / "onnx" / f"{info.variant}-{digest}-{width}x{height}-dynbatch.onnx"
     if path.is_file():
         try:
-            from ..export.metadata import read_sidecar
+            from .metadata import read_sidecar
 
             read_sidecar(path)  # the file is whole and the one we wrote
             return path
@@ -42,8 +42,8 @@ def onnx_for_precision(path: Path, cfg) -> Path:
     `cfg.calibration_images`. A reduced-precision file asked to run another precision is refused.
     """
     from ..checkpoint import file_sha256
-    from ..export.onnx import read_onnx_metadata
-    from ..export.precision import convert_fp16, quantize_int8
+    from .onnx import read_onnx_metadata
+    from .precision import convert_fp16, quantize_int8
 
     path = Path(path)
     have = read_onnx_metadata(path).precision
@@ -68,7 +68,7 @@ def onnx_for_precision(path: Path, cfg) -> Path:
                 "precision 'int8' needs calibration_images: a folder of real frames from the "
                 "deployment domain to calibrate the Q/DQ scales (or give an int8 .onnx export)"
             )
-        from ..export.precision import calibration_files, calibration_hash
+        from .precision import calibration_files, calibration_hash
 
         calib = calibration_hash(calibration_files(cfg.calibration_images), cfg.resize)
         out = cache / "onnx" / f"{path.stem}-{source}-int8-{calib}.onnx"
@@ -77,7 +77,7 @@ def onnx_for_precision(path: Path, cfg) -> Path:
         )
     if out.is_file():
         try:
-            from ..export.metadata import read_sidecar
+            from .metadata import read_sidecar
 
             read_sidecar(out)
             return out
