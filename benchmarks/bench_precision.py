@@ -28,7 +28,8 @@ from bevanet_core.checkpoint import load_model
 from bevanet_core.data.classes import CAMVID_VOID
 from bevanet_core.data.datasets import read_image, read_pair_list
 from bevanet_core.evaluation.metrics import ConfusionMatrix
-from bevanet_core.export.onnx import export_onnx, read_onnx_metadata
+from bevanet_core.export.metadata import read_onnx_metadata
+from bevanet_core.export.onnx import export_onnx
 from bevanet_core.export.precision import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_IMAGES,

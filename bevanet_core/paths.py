@@ -1,6 +1,7 @@
 """What everything that writes shares: the path check (an output must never be, lie inside, or
 contain one of its inputs, since writing it would destroy the data it is made from) and the one
-atomic write (a temporary file renamed into place, so a crash never leaves half a file)."""
+atomic write (a temporary file renamed into place, so a crash never leaves half a file), and the
+cache folder (exported models, engines, the auto backend's probes)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Optional
 
 
 def resolved(path: str | os.PathLike) -> Path:
@@ -56,3 +58,16 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], object], *, 
             os.unlink(tmp)
         raise
     return path
+
+
+def cache_dir(configured: Optional[str | os.PathLike] = None) -> Path:
+    """The cache folder: `configured` (SegmenterConfig.cache_dir) when given, else $BEVANET_CACHE,
+    else $XDG_CACHE_HOME/bevanet_ros, else ~/.cache/bevanet_ros. Exported ONNX models, their
+    precision conversions and TensorRT engines live under it (`bevanet_core.export.artifacts`),
+    and so do the auto backend's probes (`auto/`)."""
+    if configured:
+        return Path(configured)
+    if os.environ.get("BEVANET_CACHE"):
+        return Path(os.environ["BEVANET_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bevanet_ros"

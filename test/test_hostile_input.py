@@ -415,8 +415,7 @@ def _rewrite_metadata(src: Path, dst: Path, edit) -> Path:
 
 
 def test_onnx_graph_disagreeing_with_its_metadata_is_refused_at_load(onnx_model, tmp_path):
-    from bevanet_core.export.metadata import ArtifactError
-    from bevanet_core.export.onnx import read_onnx_metadata
+    from bevanet_core.export.metadata import ArtifactError, read_onnx_metadata
 
     assert read_onnx_metadata(onnx_model).input_size == (128, 128)
     size = _rewrite_metadata(onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192]))

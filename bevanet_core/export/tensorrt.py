@@ -209,7 +209,7 @@ def build_engine(
     trt = _require_tensorrt()
     import torch
 
-    from .onnx import read_onnx_metadata
+    from .metadata import read_onnx_metadata
     from .precision import onnx_precision
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -279,7 +279,7 @@ def ensure_engine(
 ) -> Path:
     """The cached engine for this ONNX model (at its own precision) and environment, built on
     first use."""
-    from .onnx import read_onnx_metadata
+    from .metadata import read_onnx_metadata
     from .precision import onnx_precision
 
     onnx_path = Path(onnx_path)

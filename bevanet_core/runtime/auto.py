@@ -25,7 +25,8 @@ from typing import Any, Optional
 
 import torch
 
-from .backend import Backend, cpu_name, default_cache_dir
+from ..paths import cache_dir
+from .backend import Backend, cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ def select_backend(
         "candidates": names,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) / "auto"
+    cache = cache_dir(cfg.cache_dir) / "auto"
     cache_file = cache / f"probe-{digest}.json"
     record = _read_record(cache_file)
     if record is not None and record.get("backend") in names:

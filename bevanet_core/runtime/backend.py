@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import platform
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -50,15 +48,6 @@ def resolve_device(device: str) -> torch.device:
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
     return dev
-
-
-def default_cache_dir() -> Path:
-    """Where exported ONNX models and TensorRT engines are cached: $BEVANET_CACHE, else
-    $XDG_CACHE_HOME/bevanet_ros, else ~/.cache/bevanet_ros."""
-    if os.environ.get("BEVANET_CACHE"):
-        return Path(os.environ["BEVANET_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bevanet_ros"
 
 
 def load_checkpoint(weights: Optional[str], variant: Optional[str], allow_nonfinite: bool = False):
