@@ -36,7 +36,7 @@ def margins(weights, root: Path, list_file: Path, class_index: int, limit: int =
     from bevanet_core.data.datasets import build_dataset
     from bevanet_core.data.transforms import EvalTransform
     from bevanet_core.options import logits_align_corners
-    from bevanet_core.training.engine import predict_logits
+    from bevanet_core.training.validation import predict_logits
 
     model, info = load_model(weights)
     model.eval()

@@ -89,7 +89,8 @@ def run_trial(
     from bevanet_core.checkpoint import save_weights
     from bevanet_core.options import logits_align_corners
     from bevanet_core.training.config import load_config
-    from bevanet_core.training.engine import Trainer, evaluate
+    from bevanet_core.training.engine import Trainer
+    from bevanet_core.training.validation import evaluate
 
     result_path = out / "result.json"
     settings = {

@@ -95,8 +95,10 @@ def main(argv=None) -> int:
 
     from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
     from bevanet_core.options import logits_align_corners
+    from bevanet_core.training.build import build_datasets, resolve_device
     from bevanet_core.training.config import load_config
-    from bevanet_core.training.engine import build_datasets, evaluate, resolve_device, train
+    from bevanet_core.training.engine import train
+    from bevanet_core.training.validation import evaluate
 
     recipe = load_config(str(RECIPE))
     lr = args.lr or recipe.optim.lr * math.sqrt(args.batch / recipe.optim.batch_size)

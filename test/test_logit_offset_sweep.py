@@ -25,7 +25,7 @@ def test_offset_zero_is_the_validation_and_extreme_offsets_bound_the_class():
     from bevanet_core.data.datasets import build_dataset
     from bevanet_core.data.transforms import EvalTransform
     from bevanet_core.options import logits_align_corners
-    from bevanet_core.training.engine import evaluate
+    from bevanet_core.training.validation import evaluate
 
     sweep = _module()
     pole = 2

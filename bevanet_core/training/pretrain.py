@@ -27,7 +27,9 @@ from ..data.transforms import normalize
 from ..hardware import resolve_precision
 from ..models import build_model
 from ..paths import atomic_write
-from .engine import ResumableBatchSampler, autocast_context, load_training_checkpoint, resolve_device
+from .build import autocast_context, resolve_device
+from .checkpointing import load_training_checkpoint
+from .distributed import ResumableBatchSampler
 
 
 @dataclass
