@@ -37,8 +37,8 @@ from bevanet_core.export.precision import (
     network_input,
     quantize_int8,
 )
+from bevanet_core.hardware import machine
 from bevanet_core.imaging.processing import Postprocessor
-from bevanet_core.runtime.benchmark import environment
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ALL_CONVS = "int8, every conv quantized"  # the --all-convs ablation row
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
         weights=args.weights or "shipped",
         size=args.size,
         calibration={"images": args.calib_images, "method": args.calib_method, "split": "train"},
-        environment=environment("cpu"),
+        environment=machine("cpu"),
     )
     report["table"] = markdown(report)
     print(report["table"])

@@ -15,7 +15,7 @@ PACKAGE = "bevanet_core"
 # own (never from its own layer's other packages, never upward). `bevanet_core` is the package
 # root (its __init__); the other names are bevanet_core's subpackages and top-level modules.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("bevanet_core", "options", "paths", "hardware"),
+    ("bevanet_core", "options", "paths", "hardware", "timing"),
     ("imaging", "models"),
     ("data", "deploy"),
     ("checkpoint",),

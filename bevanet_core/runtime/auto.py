@@ -25,8 +25,9 @@ from typing import Any, Optional
 
 import torch
 
+from ..hardware import cpu_name
 from ..paths import cache_dir
-from .backend import Backend, cpu_name
+from .backend import Backend
 
 log = logging.getLogger(__name__)
 

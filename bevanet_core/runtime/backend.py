@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 from typing import Optional
 
 import torch
@@ -55,15 +54,3 @@ def load_checkpoint(weights: Optional[str], variant: Optional[str], allow_nonfin
     from ..checkpoint import load_model
 
     return load_model(weights, variant=variant, allow_nonfinite=allow_nonfinite)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
