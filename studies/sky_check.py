@@ -1,8 +1,8 @@
 """What a model makes of footage it was not trained on, as a new user first sees it.
 
-    python benchmarks/sky_check.py                          # the shipped model
-    python benchmarks/sky_check.py --weights a.safetensors b.safetensors --md out.md
-    python benchmarks/sky_check.py --input-size 960x720     # the network run at another input size
+    python studies/sky_check.py                          # the shipped model
+    python studies/sky_check.py --weights a.safetensors b.safetensors --md out.md
+    python studies/sky_check.py --input-size 960x720     # the network run at another input size
 
 Each model runs through `bevanet-predict` itself (torch, fp32, one thread) on:
 - the first 48 frames of the real highway video ../shared/data/driving_video/solidWhiteRight.mp4

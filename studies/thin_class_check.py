@@ -1,7 +1,7 @@
 """Where a model's masks of a thin class (Pole, SignSymbol) go wrong: missed, or only misplaced.
 
     bevanet-eval --dataset camvid --root ../shared/data/camvid --list val.lst --save-predictions P
-    python benchmarks/thin_class_check.py --predictions P --class Pole
+    python studies/thin_class_check.py --predictions P --class Pole
 
 For one class, over every labelled image of the list:
 - IoU, precision and recall, pixel for pixel (as bevanet-eval counts them);

@@ -1,4 +1,4 @@
-"""benchmarks/logit_offset_sweep.py: offset 0 is the model as bevanet-eval's training twin counts it."""
+"""studies/logit_offset_sweep.py: offset 0 is the model as bevanet-eval's training twin counts it."""
 
 import importlib.util
 import math
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not (CAMVID / "val.lst").is_file(), reason="need
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("logit_offset_sweep", REPO / "benchmarks" / "logit_offset_sweep.py")
+    spec = importlib.util.spec_from_file_location("logit_offset_sweep", REPO / "studies" / "logit_offset_sweep.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,4 +1,4 @@
-"""benchmarks/thin_class_check.py tells a misplaced thin class from a missed one."""
+"""studies/thin_class_check.py tells a misplaced thin class from a missed one."""
 
 import json
 import subprocess
@@ -25,7 +25,7 @@ def _write(root: Path, preds: Path, labels, predictions):
 
 def _run(*args):
     return subprocess.run(
-        [sys.executable, "benchmarks/thin_class_check.py", *map(str, args)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "studies/thin_class_check.py", *map(str, args)], cwd=REPO, capture_output=True, text=True
     )
 
 

@@ -1,0 +1,26 @@
+"""The layout: studies apart from benchmarks, each study named in studies/README.md with the
+question it answered and where the answer is written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_study_has_its_line_in_the_studies_readme_and_nowhere_else():
+    studies = sorted(p.name for p in (REPO / "studies").glob("*.py"))
+    assert studies, "no study found"
+    rows = re.findall(r"^\| `([\w.]+\.py)` \| (.+?) \| (.+?) \|$", (REPO / "studies" / "README.md").read_text(), re.M)
+    assert sorted(name for name, _, _ in rows) == studies
+    for name, question, where in rows:
+        assert question.rstrip().endswith("?"), f"{name}: the question it answered"
+        assert re.search(r"docs/\w+\.md|\.yaml|\.py", where), f"{name}: where the answer is written"
+    assert not set(studies) & {p.name for p in (REPO / "benchmarks").glob("*.py")}
+
+
+def test_benchmarks_hold_what_users_run():
+    for path in (REPO / "benchmarks").glob("*.py"):
+        first = path.read_text().split('"""')[1]
+        assert "python benchmarks/" in first or "scripts/" in first, f"{path.name}: its docstring shows how to run it"
