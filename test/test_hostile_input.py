@@ -288,7 +288,7 @@ def test_stale_partials_of_killed_writers_are_removed_or_named(tmp_path, caplog)
 def _stamp_crcs(mcap: Path) -> list[int]:
     """Writes each chunk's CRC (of its uncompressed records) into its header, as rosbag2's
     recorder does; returns the byte offsets of the chunks."""
-    from bevanet_core.bags.reader import _decompress_mcap
+    from bevanet_core.bags.storage import _decompress_mcap
 
     data = bytearray(mcap.read_bytes())
     pos, chunks = 8, []
