@@ -214,3 +214,14 @@ def test_the_runtime_asks_the_export_layer_through_one_function():
     assert others <= {"bevanet_core.export.metadata", "bevanet_core.export.tensorrt"}, into_export
     loading = {target for source, target in into_export if source == "bevanet_core.runtime.loading"}
     assert loading == {"bevanet_core.export.artifacts", "bevanet_core.export.metadata"}
+
+
+def test_docs_draw_the_layers_the_test_checks():
+    text = (REPO / "docs" / "development.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    drawn = [
+        tuple(name.strip() for name in line.split("  ")[0].split("|"))
+        for line in block.splitlines()
+        if line and not line[0].isspace()
+    ]
+    assert drawn == list(reversed(LAYERS))

@@ -24,3 +24,23 @@ def test_benchmarks_hold_what_users_run():
     for path in (REPO / "benchmarks").glob("*.py"):
         first = path.read_text().split('"""')[1]
         assert "python benchmarks/" in first or "scripts/" in first, f"{path.name}: its docstring shows how to run it"
+
+
+# Over 400 lines until they are split (they are being changed elsewhere meanwhile).
+OVER_400_FOR_NOW = {
+    "bevanet_core/cli/bag_eval.py",
+    "bevanet_core/data/datasets.py",
+    "bevanet_ros/params.py",
+    "bevanet_ros/pipeline.py",
+}
+
+
+def test_no_python_file_of_the_packages_is_over_400_lines():
+    over = {
+        str(path.relative_to(REPO))
+        for package in ("bevanet_core", "bevanet_ros")
+        for path in (REPO / package).rglob("*.py")
+        if len(path.read_text(encoding="utf-8").splitlines()) > 400
+    }
+    assert over - OVER_400_FOR_NOW == set(), "split these files (400 lines at most)"
+    assert OVER_400_FOR_NOW - over == set(), "split already: take these off OVER_400_FOR_NOW"
