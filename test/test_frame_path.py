@@ -117,3 +117,17 @@ def test_loading_an_onnx_model_that_exists_never_exports_and_a_checkpoint_asks_o
     # the checkpoint again: found in the cache, not exported a second time
     follow_a_frame(base)
     assert sorted((cache / "onnx").glob("*.onnx")) == exported and exported[0].stat().st_mtime_ns == stamp
+
+
+def test_build_artifact_names_what_it_lacks():
+    from types import SimpleNamespace
+
+    from bevanet_core.export.artifacts import build_artifact
+
+    cfg = SimpleNamespace(cache_dir=None, precision="fp32", max_batch=1)
+    with pytest.raises(ValueError, match="artifact kind must be one of"):
+        build_artifact("plan", cfg)
+    with pytest.raises(ValueError, match="needs a source ONNX model or a model and its info"):
+        build_artifact("onnx", cfg)
+    with pytest.raises(ValueError, match="needs the source ONNX model"):
+        build_artifact("engine", cfg)
