@@ -20,7 +20,7 @@ from ..hardware import machine
 from ..imaging.geometry import parse_size
 from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, reference_protocol, run_benchmark
-from .common import extras_guard
+from .common import configure_logging, extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
@@ -61,6 +61,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     check_input(p, "--weights", args.weights, "file")
     check_output_file(p, "--json", args.json_out)
+    configure_logging()
     try:
         size = parse_size(args.size, "size", 8)
     except ValueError as exc:
