@@ -7,8 +7,8 @@ help:
 	@echo "make setup   create/refresh $(VENV) (scripts/bootstrap.sh)"
 	@echo "make test    run the whole test suite (scripts/test.sh); ARGS='-k onnx' passes pytest args"
 	@echo "make demo    run the main job (scripts/demo.sh); ARGS='--help' passes arguments"
-	@echo "make lint    ruff check (installs nothing: '$(VENV)/bin/pip install ruff' first)"
-	@echo "make ci      what CI runs (.ci/run: tests, colcon build, colcon test)"
+	@echo "make lint    ruff check + ruff format --check, as CI (installs nothing: '$(VENV)/bin/pip install ruff==0.17.6' first)"
+	@echo "make ci      what CI runs (.ci/run: ruff, tests, colcon build, colcon test)"
 
 setup:
 	bash scripts/bootstrap.sh
@@ -20,13 +20,13 @@ demo:
 	bash scripts/demo.sh $(ARGS)
 
 lint:
-	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check .; \
-	elif command -v ruff >/dev/null 2>&1; then ruff check .; \
-	else echo "ruff is not installed: run '$(VENV)/bin/pip install ruff'"; exit 1; fi
+	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .; \
+	elif command -v ruff >/dev/null 2>&1; then ruff check . && ruff format --check .; \
+	else echo "ruff is not installed: run '$(VENV)/bin/pip install ruff==0.17.6'"; exit 1; fi
 
 format:
 	@if [ -x $(VENV)/bin/ruff ]; then $(VENV)/bin/ruff format .; \
-	else echo "ruff is not installed: run '$(VENV)/bin/pip install ruff'"; exit 1; fi
+	else echo "ruff is not installed: run '$(VENV)/bin/pip install ruff==0.17.6'"; exit 1; fi
 
 ci:
 	bash .ci/run

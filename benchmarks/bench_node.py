@@ -39,6 +39,9 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
+from bevanet_core.hardware import machine
+from bevanet_core.timing import latency_stats, time_call
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -100,14 +103,9 @@ def resolve_weights(args: argparse.Namespace, tmp: Path) -> dict[str, str]:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    v = sorted(values)
-    if not v:
-        return {"median": float("nan"), "p95": float("nan"), "n": 0}
-    return {
-        "median": statistics.median(v),
-        "p95": v[min(len(v) - 1, int(round(0.95 * (len(v) - 1))))],
-        "n": len(v),
-    }
+    """Median, p95 and count of latencies in ms (bevanet_core.timing's statistics)."""
+    stats = latency_stats(values)
+    return {"median": stats["p50"], "p95": stats["p95"], "n": stats["n"]}
 
 
 # ---------------------------------------------------------------- bare runtime
@@ -115,12 +113,8 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def runtime_pass(seg: Any, frames: list[np.ndarray]) -> dict[str, Any]:
     """One pass of the bare runtime over the frames (decoded RGB already in memory)."""
-    lat = []
     t0 = time.perf_counter()
-    for f in frames:
-        t = time.perf_counter()
-        seg.segment(f, "rgb8")
-        lat.append((time.perf_counter() - t) * 1000.0)
+    lat = [time_call(lambda f=f: seg.segment(f, "rgb8"))[0] for f in frames]
     return {"latency_ms": summary(lat), "fps": len(frames) / (time.perf_counter() - t0)}
 
 
@@ -353,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_threads": args.num_threads,
         "backend": runtime["backend"],
         "precision": args.precision,
-        "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
+        "machine": {**machine("cpu"), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "runtime": runtime["runs"],
         "node": node,
     }

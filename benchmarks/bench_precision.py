@@ -28,7 +28,8 @@ from bevanet_core.checkpoint import load_model
 from bevanet_core.data.classes import CAMVID_VOID
 from bevanet_core.data.datasets import read_image, read_pair_list
 from bevanet_core.evaluation.metrics import ConfusionMatrix
-from bevanet_core.export.onnx import export_onnx, read_onnx_metadata
+from bevanet_core.export.metadata import read_onnx_metadata
+from bevanet_core.export.onnx import export_onnx
 from bevanet_core.export.precision import (
     CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_IMAGES,
@@ -36,8 +37,8 @@ from bevanet_core.export.precision import (
     network_input,
     quantize_int8,
 )
+from bevanet_core.hardware import machine
 from bevanet_core.imaging.processing import Postprocessor
-from bevanet_core.runtime.benchmark import environment
 
 PRECISIONS = ("fp32", "fp16", "int8")
 ALL_CONVS = "int8, every conv quantized"  # the --all-convs ablation row
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
         weights=args.weights or "shipped",
         size=args.size,
         calibration={"images": args.calib_images, "method": args.calib_method, "split": "train"},
-        environment=environment("cpu"),
+        environment=machine("cpu"),
     )
     report["table"] = markdown(report)
     print(report["table"])

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bevanet_core.runtime.benchmark import environment, plot_reports, summarize
+from bevanet_core.hardware import machine
+from bevanet_core.runtime.benchmark import plot_reports
+from bevanet_core.timing import summarize, time_call
 
 CPU_MATRIX = [
     ("torch", "fp32"),
@@ -115,9 +117,8 @@ def run_matrix(args) -> list[dict[str, Any]]:
             call()
     for _ in range(args.runs * args.repeats):
         for row, call in calls.items():
-            t0 = time.perf_counter()
-            out = call()
-            times[row].append((time.perf_counter() - t0) * 1e3)
+            ms, out = time_call(call)
+            times[row].append(ms)
             if out is not None:
                 for k, v in out.timings.items():
                     stages[row].setdefault(k, []).append(v)
@@ -200,15 +201,13 @@ def upsample_study(args) -> dict[str, Any]:
             logits = model(x)
         masks = {}
         for m, post in modes.items():
-            t0 = time.perf_counter()
-            masks[m] = post(logits, [plan])[0][0].numpy()
-            cost[m].append((time.perf_counter() - t0) * 1e3)
+            ms, out = time_call(lambda post=post, x=logits, p=plan: post(x, [p])[0][0].numpy())
+            masks[m] = out
+            cost[m].append(ms)
             cms[m].update(masks[m], label)
             # the same logits read back at a 1920x1080 camera frame, where the costs differ
             big = plan_resize((1920, 1080), size, "stretch")
-            t0 = time.perf_counter()
-            post(logits, [big])
-            cost_big[m].append((time.perf_counter() - t0) * 1e3)
+            cost_big[m].append(time_call(lambda post=post, x=logits, p=big: post(x, [p]))[0])
         agree += int((masks["logits"] == masks["labels"]).sum())
         total += masks["logits"].size
     out = {
@@ -262,9 +261,9 @@ def main(argv=None) -> int:
     else:
         results = run_matrix(args)
         table = print_table(results)
-        result = {"environment": environment("cpu"), "results": results, "table": table}
+        result = {"environment": machine("cpu"), "results": results, "table": table}
         if args.plot:
-            plot_reports(results, args.plot, f"{args.variant} {args.size}, {environment('cpu')['cpu']}")
+            plot_reports(results, args.plot, f"{args.variant} {args.size}, {machine('cpu')['cpu']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -34,6 +34,7 @@ and the mean loss of the second half.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -163,14 +164,14 @@ def run_variant(v: Variant, tree: Path, work: Path, args, precision: str, round_
     stamps = [r["time"] for r in records]
     return {
         "losses": [r["train/loss"] for r in records],
-        "iteration_s": [b - a for a, b in zip(stamps, stamps[1:])][SKIP_FIRST - 1 :],
+        "iteration_s": [b - a for a, b in itertools.pairwise(stamps)][SKIP_FIRST - 1 :],
         "wall_s": time.time() - t0,
     }
 
 
 def max_relative_difference(a: list[float], b: list[float]) -> float:
     n = min(len(a), len(b))
-    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a[:n], b[:n]))
+    return max(abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a[:n], b[:n], strict=True))
 
 
 def main(argv=None) -> int:

@@ -32,10 +32,10 @@ import yaml
 from train_comparison import RECIPE, final_miou  # benchmarks/ is the script's own folder
 
 from bevanet_core.checkpoint import ModelInfo
+from bevanet_core.hardware import machine
 from bevanet_core.models import build_model, list_models
 from bevanet_core.models.complexity import count_macs, count_parameters
 from bevanet_core.runtime import Segmenter
-from bevanet_core.runtime.benchmark import environment
 
 REFERENCE = "bevanet_s"
 
@@ -129,7 +129,7 @@ def main() -> None:
         "threads": args.threads,
         "rounds": args.rounds,
         "runs_per_net": args.runs_per_net,
-        "environment": environment("cpu"),
+        "environment": machine("cpu"),
         "rows": list(rows.values()),
     }
     print_table(report, iterations)

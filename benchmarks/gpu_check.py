@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     if args.data is None:
         packed = REPO / ".gpu_data" / "camvid"
         args.data = str(packed if (packed / "val.lst").is_file() else own)
-    from bevanet_core.runtime.benchmark import BenchConfig, environment, run_benchmark
+    from bevanet_core.hardware import machine
+    from bevanet_core.runtime.benchmark import BenchConfig, run_benchmark
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if not Path(args.data, "val.lst").is_file():
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
     warmup = 1 if args.quick else 10
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"quick": args.quick, "device": device, "environment": environment(device),
+    report = {"quick": args.quick, "device": device, "environment": machine(device),
               "speed": [], "miou": {}, "_t0": time.perf_counter()}  # fmt: skip
     reference = {}
     for label, fields in speed_rows(device, args.quick):

@@ -29,7 +29,7 @@ RECIPE = REPO / "training" / "camvid-compare.yaml"
 FAMILY_OVERRIDES = {
     # the VAN rows of the README table were trained in fp32: in bf16 they went NaN, from the
     # CPU's wrong bf16 weight gradient of dilated depthwise convs on channels-last inputs (fixed
-    # since in layers.channel_layer_norm; benchmarks/cpu_bf16_conv_grads.py). Kept so that a
+    # since in layers.channel_layer_norm; studies/cpu_bf16_conv_grads.py). Kept so that a
     # rerun reproduces the table; `--set run.precision=bf16` trains them in bf16.
     "van_": ["run.precision=fp32"],
 }

@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Union
 
@@ -30,6 +29,7 @@ from .data.classes import (
     default_palette,
 )
 from .models import SEGMENTATION_MODELS, build_model
+from .paths import atomic_write
 
 PathLike = Union[str, os.PathLike]
 
@@ -175,31 +175,6 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def file_mode() -> int:
-    """The mode a plain `open(path, "w")` would give a new file: 0666 less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: PathLike, write_fn) -> None:
-    """Calls write_fn(tmp_path) then renames into place, so a crash never leaves half a file.
-    The file gets the mode the umask gives (mkstemp's own 0600 would hide it from other users,
-    e.g. a node running under another account)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_weights(model: nn.Module, path: PathLike, info: ModelInfo, dtype: Optional[torch.dtype] = None) -> None:

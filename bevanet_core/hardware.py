@@ -6,15 +6,19 @@ AMD Zen 4 and later) or the Arm bf16 extension; elsewhere PyTorch emulates it, a
 training step was measured 11.5x slower in bf16 than in fp32 on an AVX2-only AMD EPYC. So
 `precision: auto` picks bf16 only where it is native, and an explicit bf16 request on a CPU
 without it is honoured with a warning.
+
+This is also the one description of the machine that speed figures are reported with
+(`machine`: CPU model and SIMD flags, cores, threads, GPU, library versions).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX, x86 AVX-512, Arm (aarch64 'Features')
@@ -59,6 +63,37 @@ def cpu_info() -> CpuInfo:
         path = Path("/proc/cpuinfo")
         _CPU = parse_cpuinfo(path.read_text() if path.is_file() else "")
     return _CPU
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else platform.processor(), else 'unknown'."""
+    return cpu_info().model or "unknown"
+
+
+def machine(device: str = "cpu") -> dict[str, Any]:
+    """The machine a speed figure was taken on: torch and python versions, the CPU, its SIMD
+    flags, the cores and torch's intra-op threads, the GPU where `device` is a CUDA device, and
+    onnxruntime's version where it is installed."""
+    import torch
+
+    cpu = cpu_info()
+    env: dict[str, Any] = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_name(),
+        "cpu_simd": cpu.describe(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        import onnxruntime
+
+        env["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return env
 
 
 _warned = False

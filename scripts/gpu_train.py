@@ -95,8 +95,10 @@ def main(argv=None) -> int:
 
     from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
     from bevanet_core.options import logits_align_corners
+    from bevanet_core.training.build import build_datasets, resolve_device
     from bevanet_core.training.config import load_config
-    from bevanet_core.training.engine import build_datasets, evaluate, resolve_device, train
+    from bevanet_core.training.engine import train
+    from bevanet_core.training.validation import evaluate
 
     recipe = load_config(str(RECIPE))
     lr = args.lr or recipe.optim.lr * math.sqrt(args.batch / recipe.optim.batch_size)
@@ -151,7 +153,8 @@ def main(argv=None) -> int:
         fp16_model, val_set, device, cfg.model.num_classes, align_corners=logits_align_corners(cfg.model.variant)
     )
     per_class = {
-        name: (None if math.isnan(v) else round(100.0 * float(v), 2)) for name, v in zip(info.class_names, cm.iou())
+        name: (None if math.isnan(v) else round(100.0 * float(v), 2))
+        for name, v in zip(info.class_names, cm.iou(), strict=True)
     }
     report = {
         "val_miou": round(cm.miou(), 2),

@@ -26,7 +26,7 @@ from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
 from bevanet_core.data.datasets import build_dataset
 from bevanet_core.data.transforms import EvalTransform
 from bevanet_core.options import logits_align_corners
-from bevanet_core.training.engine import evaluate
+from bevanet_core.training.validation import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
     run keeps one, else its weights, with the iteration it was taken at."""
     from bevanet_core.checkpoint import ModelInfo
     from bevanet_core.models import build_model
-    from bevanet_core.training.engine import load_training_checkpoint
+    from bevanet_core.training.checkpointing import load_training_checkpoint
 
     ckpt = load_training_checkpoint(path)
     info = ModelInfo.from_json(ckpt["model_info"])

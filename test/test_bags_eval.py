@@ -14,10 +14,7 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import (
-    evaluate,  # noqa: E402
-    messages,  # noqa: E402
-)
+from bevanet_core.bags import evaluate, messages, pairing  # noqa: E402
 from bevanet_core.bags.distributed import shard, unshard  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.bags.writer import CameraBagOptions, Frame, write_camera_bag  # noqa: E402
@@ -335,7 +332,7 @@ def test_missing_label_stamps_are_reported_unpaired(seg, tmp_path):
 
 def test_stamper_pairs_out_of_order_and_expires():
     pairs = []
-    p = evaluate.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=0, window_ns=1000)
+    p = pairing.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=0, window_ns=1000)
     one = np.zeros((2, 2), np.uint8)
     p.add_label(10, one)  # label before its frame
     p.add_pred(10, one)
@@ -345,7 +342,7 @@ def test_stamper_pairs_out_of_order_and_expires():
     assert pairs == [10] and p.unpaired_preds == [20] and p.unpaired_labels == [25]
     p.finish()
     assert p.unpaired_preds == [20, 5000]
-    q = evaluate.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=5)
+    q = pairing.StampPairer(lambda pr, lab, s: pairs.append(s), tolerance_ns=5)
     q.add_pred(100, one)
     q.add_label(104, one)
     assert pairs[-1] == 104 and not q.preds

@@ -86,7 +86,7 @@ def _trials(root: Path, tmp_path: Path, *extra, lr: str = "0.001"):
     return subprocess.run(
         [
             sys.executable,
-            "benchmarks/recipe_trials.py",
+            "studies/recipe_trials.py",
             "--recipe",
             str(recipe),
             "--iterations",
@@ -141,7 +141,7 @@ def test_recipe_trials_compare_arms_and_do_not_rerun(camvid_subset, tmp_path):
 def test_an_arm_keeps_a_bracketed_list_whole():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("recipe_trials", REPO / "benchmarks" / "recipe_trials.py")
+    spec = importlib.util.spec_from_file_location("recipe_trials", REPO / "studies" / "recipe_trials.py")
     trials = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trials)
     name, overrides = trials.parse_arm("capped=data.class_weights=[1, 2.5, 3],optim.lr=0.002")

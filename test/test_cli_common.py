@@ -41,3 +41,18 @@ def test_a_missing_extra_is_one_line_naming_it(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [missing_extra_line("bevanet-x", "onnxruntime")]
     assert "pip install -e '.[onnx]'" in err[0]
+
+
+@pytest.mark.parametrize("verbose,shown", [(False, ["warned"]), (True, ["told", "warned"])])
+def test_tools_log_plain_lines_warnings_only_unless_verbose(verbose, shown):
+    import subprocess
+    import sys
+
+    code = (
+        "import logging; from bevanet_core.cli.common import configure_logging; "
+        f"configure_logging({verbose}); log = logging.getLogger('bevanet_core.x'); "
+        "log.info('told'); log.warning('warned')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    assert done.stderr.splitlines() == shown

@@ -80,7 +80,7 @@ def test_camvid_rgb_encoding_matches_index_encoding(shared_data, tmp_path):
 def test_augmentation_keeps_labels_in_the_class_set(shared_data):
     ds = CamVid(shared_data / "camvid", shared_data / "camvid" / "train.lst")
     tf = TrainTransform(base_size=480, crop_size=(240, 176))
-    for i, seed in zip(range(0, 360, 45), range(8)):
+    for i, seed in zip(range(0, 360, 45), range(8), strict=True):
         image, label = ds[i]
         x, y, edge = tf(image, label, np.random.default_rng(seed))
         assert x.shape == (3, 176, 240) and y.shape == (176, 240) and edge.shape == (176, 240)
@@ -95,7 +95,7 @@ def test_augmentation_is_a_pure_function_of_its_seed(shared_data):
     a = tf(image, label, np.random.default_rng(7))
     b = tf(image, label, np.random.default_rng(7))
     c = tf(image, label, np.random.default_rng(8))
-    assert all(np.array_equal(u.numpy(), v.numpy()) for u, v in zip(a, b))
+    assert all(np.array_equal(u.numpy(), v.numpy()) for u, v in zip(a, b, strict=True))
     assert not np.array_equal(a[0].numpy(), c[0].numpy())
 
 

@@ -11,10 +11,7 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
-from bevanet_core.bags import (
-    evaluate,  # noqa: E402
-    messages,  # noqa: E402
-)
+from bevanet_core.bags import evaluate, messages  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli import demo, make_bag  # noqa: E402

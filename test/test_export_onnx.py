@@ -21,7 +21,7 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli.export import main as export_main  # noqa: E402
-from bevanet_core.deploy import randomise_batchnorm
+from bevanet_core.deploy import randomise_batchnorm  # noqa: E402
 from bevanet_core.export import (  # noqa: E402
     ArtifactError,
     export_onnx,

@@ -39,9 +39,9 @@ from bevanet_core.checkpoint import (
     save_weights,
 )
 from bevanet_core.cli import bag_eval, make_bag, predict
+from bevanet_core.imaging import policy
 from bevanet_core.models import build_model
 from bevanet_core.runtime import Segmenter
-from bevanet_core.serving import policy
 from bevanet_core.serving.decode import ImageDecodeError, message_to_rgb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,7 +288,7 @@ def test_stale_partials_of_killed_writers_are_removed_or_named(tmp_path, caplog)
 def _stamp_crcs(mcap: Path) -> list[int]:
     """Writes each chunk's CRC (of its uncompressed records) into its header, as rosbag2's
     recorder does; returns the byte offsets of the chunks."""
-    from bevanet_core.bags.reader import _decompress_mcap
+    from bevanet_core.bags.storage import _decompress_mcap
 
     data = bytearray(mcap.read_bytes())
     pos, chunks = 8, []
@@ -415,8 +415,7 @@ def _rewrite_metadata(src: Path, dst: Path, edit) -> Path:
 
 
 def test_onnx_graph_disagreeing_with_its_metadata_is_refused_at_load(onnx_model, tmp_path):
-    from bevanet_core.export.metadata import ArtifactError
-    from bevanet_core.export.onnx import read_onnx_metadata
+    from bevanet_core.export.metadata import ArtifactError, read_onnx_metadata
 
     assert read_onnx_metadata(onnx_model).input_size == (128, 128)
     size = _rewrite_metadata(onnx_model, tmp_path / "size.onnx", lambda d: d.update(input_size=[256, 192]))

@@ -1,4 +1,4 @@
-"""benchmarks/logit_offset_sweep.py: offset 0 is the model as bevanet-eval's training twin counts it."""
+"""studies/logit_offset_sweep.py: offset 0 is the model as bevanet-eval's training twin counts it."""
 
 import importlib.util
 import math
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not (CAMVID / "val.lst").is_file(), reason="need
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("logit_offset_sweep", REPO / "benchmarks" / "logit_offset_sweep.py")
+    spec = importlib.util.spec_from_file_location("logit_offset_sweep", REPO / "studies" / "logit_offset_sweep.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -25,7 +25,7 @@ def test_offset_zero_is_the_validation_and_extreme_offsets_bound_the_class():
     from bevanet_core.data.datasets import build_dataset
     from bevanet_core.data.transforms import EvalTransform
     from bevanet_core.options import logits_align_corners
-    from bevanet_core.training.engine import evaluate
+    from bevanet_core.training.validation import evaluate
 
     sweep = _module()
     pole = 2
@@ -38,7 +38,7 @@ def test_offset_zero_is_the_validation_and_extreme_offsets_bound_the_class():
         model, val, torch.device("cpu"), info.num_classes, limit=2, align_corners=logits_align_corners(info.variant)
     )
     expected = [None if math.isnan(v) else 100 * v for v in cm.iou()]
-    for got, want in zip(rows[0.0]["per_class_iou"], expected):
+    for got, want in zip(rows[0.0]["per_class_iou"], expected, strict=True):
         assert (got is None) == (want is None)
         if want is not None:
             assert got == pytest.approx(want, abs=0.02)  # argmax ties can fall either way

@@ -4,6 +4,7 @@ identical masks, byte for byte: raw rgb8, the raw encodings that need a colour c
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def drive() -> list[np.ndarray]:
     import cv2
 
     with BagReader(SAMPLE) as bag:
-        raws = [r for r, _ in zip(bag.messages(["/camera/image_raw/compressed"]), range(N_FRAMES))]
+        raws = list(itertools.islice(bag.messages(["/camera/image_raw/compressed"]), N_FRAMES))
         rgbs = [decode.message_to_rgb(bag.deserialize(r)) for r in raws]
     return [cv2.resize(rgb, SIZE, interpolation=cv2.INTER_AREA) for rgb in rgbs]
 
@@ -150,7 +151,7 @@ def test_node_and_bag_evaluator_give_identical_masks(ros_context, drive, tmp_pat
     try:
         with spinning(ros_context, node, probe.node):
             wait_for_subscribers(pub)
-            for i, (stamp, cdr) in enumerate(recorded_frames(bag, result.image_topic)):
+            for i, (_stamp, cdr) in enumerate(recorded_frames(bag, result.image_topic)):
                 pub.publish(cdr)  # the recorded bytes, exactly as a bag player sends them
                 assert masks.wait_count(i + 1, WAIT_S), f"no mask for frame {i}"
                 time.sleep(0.01)

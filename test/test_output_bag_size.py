@@ -54,7 +54,7 @@ def test_demo_bag_is_5x_smaller_than_raw_outputs_and_masks_round_trip(tmp_path, 
     assert len(masks) == FRAMES and set(masks) == set(inputs)
     # bit-exact: the masks read back are the ones the runtime made
     assert len(computed) == FRAMES
-    for stamp, mask in zip(sorted(masks), computed):
+    for stamp, mask in zip(sorted(masks), computed, strict=True):
         assert np.array_equal(masks[stamp], mask), stamp
     # and they are the runtime's masks of the frames as stored: a fresh runtime agrees up to the
     # backend's float rounding (OpenVINO's sums differ in the last bits between instances, which

@@ -1,13 +1,20 @@
-"""bevanet-bench: report keys (pipeline + authors' reference), JSON and plot, argument errors."""
+"""bevanet-bench: report keys (pipeline + authors' reference), JSON and plot, argument errors;
+the one timing core (bevanet_core.timing) and the machine description the figures carry."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+from pathlib import Path
 
 import pytest
 
 from bevanet_core.cli.bench import main as bench_main
-from bevanet_core.runtime.benchmark import summarize
+from bevanet_core.hardware import machine
+from bevanet_core.timing import latency_stats, summarize, time_call, time_calls
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,6 +25,50 @@ def test_summarize_percentiles():
     assert out["latency_ms"]["p90"] == pytest.approx(90.1)
     assert out["latency_ms"]["p99"] == pytest.approx(99.01)
     assert out["fps"] == pytest.approx(2 * 1000 / 50.5) and out["runs"] == 100
+
+
+def test_time_calls_warms_up_untimed_and_syncs_before_each_clock_stop():
+    events = []
+
+    def fn():
+        events.append("call")
+        return len(events)
+
+    times = time_calls(fn, runs=3, warmup=2, sync=lambda: events.append("sync"))
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert events == ["call", "call", "sync", "call", "sync", "call", "sync", "call", "sync"]
+    ms, out = time_call(lambda: "mask")
+    assert out == "mask" and ms >= 0
+
+
+def test_latency_stats_interpolate_and_name_an_empty_list():
+    stats = latency_stats([4.0, 1.0, 3.0, 2.0])
+    assert stats["n"] == 4 and stats["p50"] == pytest.approx(2.5) and stats["p95"] == pytest.approx(3.85)
+    assert (stats["min"], stats["max"], stats["mean"]) == (1.0, 4.0, 2.5)
+    empty = latency_stats([])
+    assert empty["n"] == 0 and math.isnan(empty["p50"]) and math.isnan(empty["p99"])
+
+
+def test_every_speed_figure_comes_from_the_one_timing_core():
+    """bevanet-bench, bevanet-speed, the runtime matrix and the node benchmark time calls with
+    bevanet_core.timing and compute no percentile of their own."""
+    places = {
+        "bevanet_core/runtime/benchmark.py": "from ..timing import",
+        "bevanet_core/cli/bench.py": "from ..runtime.benchmark import",
+        "bevanet_core/cli/speed.py": "from ..runtime.benchmark import",
+        "benchmarks/bench_runtime.py": "from bevanet_core.timing import",
+        "benchmarks/bench_node.py": "from bevanet_core.timing import",
+    }
+    for path, uses in places.items():
+        text = (REPO / path).read_text()
+        assert uses in text, path
+        assert not re.search(r"percentile\(|statistics\.quantiles|\* 1e3\b|\* 1000\.0\b", text), path
+
+
+def test_the_machine_description_names_cpu_simd_cores_and_threads():
+    env = machine("cpu")
+    assert {"torch", "python", "cpu", "cpu_simd", "cpu_cores", "torch_threads"} <= set(env)
+    assert env["cpu_simd"].startswith(env["cpu"]) and env["torch_threads"] >= 1
 
 
 def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):

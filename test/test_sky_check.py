@@ -1,4 +1,4 @@
-"""benchmarks/sky_check.py runs each model through bevanet-predict, at the input size asked for."""
+"""studies/sky_check.py runs each model through bevanet-predict, at the input size asked for."""
 
 import json
 import subprocess
@@ -31,7 +31,7 @@ def test_every_frame_is_counted_at_the_input_size_asked_for(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            "benchmarks/sky_check.py",
+            "studies/sky_check.py",
             "--video",
             str(video),
             "--kitti",
@@ -57,7 +57,7 @@ def test_an_input_size_the_network_cannot_take_is_refused_by_name(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            "benchmarks/sky_check.py",
+            "studies/sky_check.py",
             "--video",
             str(video),
             "--kitti",

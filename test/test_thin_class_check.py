@@ -1,4 +1,4 @@
-"""benchmarks/thin_class_check.py tells a misplaced thin class from a missed one."""
+"""studies/thin_class_check.py tells a misplaced thin class from a missed one."""
 
 import json
 import subprocess
@@ -16,7 +16,7 @@ def _write(root: Path, preds: Path, labels, predictions):
     (root / "annot").mkdir(parents=True)
     preds.mkdir()
     lines = []
-    for i, (label, pred) in enumerate(zip(labels, predictions)):
+    for i, (label, pred) in enumerate(zip(labels, predictions, strict=True)):
         cv2.imwrite(str(root / "annot" / f"f{i}.png"), label)
         cv2.imwrite(str(preds / f"f{i}.png"), pred)
         lines.append(f"img/f{i}.png annot/f{i}.png")
@@ -25,7 +25,7 @@ def _write(root: Path, preds: Path, labels, predictions):
 
 def _run(*args):
     return subprocess.run(
-        [sys.executable, "benchmarks/thin_class_check.py", *map(str, args)], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "studies/thin_class_check.py", *map(str, args)], cwd=REPO, capture_output=True, text=True
     )
 
 

@@ -14,8 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from bevanet_core.models import build_model
+from bevanet_core.training.build import poly_lr
+from bevanet_core.training.checkpointing import load_training_checkpoint
 from bevanet_core.training.config import load_config
-from bevanet_core.training.engine import ResumableBatchSampler, load_training_checkpoint, poly_lr, train
+from bevanet_core.training.distributed import ResumableBatchSampler
+from bevanet_core.training.engine import train
 from bevanet_core.training.losses import BEVANetCriterion, LossWeights, OhemCrossEntropy, balanced_bce, lovasz_softmax
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,7 +310,7 @@ def test_laplacian_detail_target_and_dice():
 
 
 def test_objective_is_chosen_by_output_type():
-    from bevanet_core.training.engine import build_criterion
+    from bevanet_core.training.build import build_criterion
 
     objective = build_criterion(load_config(None, []))
     target = torch.randint(0, 3, (2, 64, 64))
@@ -380,7 +383,7 @@ def test_cpu_bf16_channels_last_keeps_dilated_depthwise_convs_nchw_and_their_gra
     channels-last, and every conv's bf16 weight gradient matches float32 arithmetic on the same
     data (240 x 240 puts VAN's block2 at 30 x 30, where the kernel goes wrong)."""
     from bevanet_core.models.layers import dilated_depthwise_convs
-    from bevanet_core.training.engine import keep_dilated_depthwise_convs_nchw
+    from bevanet_core.training.build import keep_dilated_depthwise_convs_nchw
     from bevanet_core.training.lightham_loss import LightHamCriterion
 
     torch.manual_seed(0)
@@ -502,7 +505,7 @@ def test_criterion_equals_the_straightforward_objective(confident, weighted):
         results.append((loss.detach(), [t.grad for t in leaves]))
     (fast, fast_grads), (ref, ref_grads) = results
     assert fast.item() == pytest.approx(ref.item(), rel=1e-5)
-    for a, b in zip(fast_grads, ref_grads):
+    for a, b in zip(fast_grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
@@ -533,7 +536,7 @@ def test_matrix_upsampling_equals_interpolate(align_corners, sizes):
 
 
 def test_weight_ema_averages_floats_and_copies_integer_buffers():
-    from bevanet_core.training.engine import WeightEMA
+    from bevanet_core.training.averaging import WeightEMA
 
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2))
     ema = WeightEMA(model, decay=0.5)

@@ -12,8 +12,8 @@ import torch
 
 from bevanet_core.data.transforms import TrainTransform, color_jitter, photometric_distortion
 from bevanet_core.models import build_model, list_models
+from bevanet_core.training.build import build_criterion, build_optimizer, lr_multiplier, poly_lr
 from bevanet_core.training.config import load_config
-from bevanet_core.training.engine import build_criterion, build_optimizer, lr_multiplier, poly_lr
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "training").glob("*.yaml"))

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from bevanet_core.deploy import condition_for_parity
-from bevanet_core.models import van
+from bevanet_core.models import hamburger, van
 from bevanet_core.models.complexity import count_macs, count_parameters
 from bevanet_core.models.published import BASELINE_COUNTS
 from bevanet_core.training.lightham_loss import LightHamCriterion
@@ -82,7 +82,7 @@ def test_macs_at_512_match_the_spec_with_the_nmf_products(name):
 def test_nmf_matmul_count_agrees_with_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
 
-    ham = van.NMF2D(96, rank=16).eval()
+    ham = hamburger.NMF2D(96, rank=16).eval()
     x = torch.rand(2, 96, 6, 10)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         ham(x)

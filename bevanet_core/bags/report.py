@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -16,25 +15,9 @@ from typing import Any, Union
 import cv2
 import numpy as np
 
+from ..paths import atomic_write
+
 PathLike = Union[str, Path]
-
-
-def _atomic(path: PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; reports are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _clean(value: Any) -> Any:
@@ -53,7 +36,7 @@ def _clean(value: Any) -> Any:
 def write_json(report: dict, path: PathLike) -> Path:
     """The report as indented JSON (NaN written as null)."""
     text = json.dumps(_clean(report), indent=2, sort_keys=False) + "\n"
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), tmp_suffix=Path(path).suffix)
 
 
 def _fmt(v: float | None, digits: int = 2, unit: str = "") -> str:
@@ -124,7 +107,7 @@ def markdown(report: dict) -> str:
 
 def write_markdown(report: dict, path: PathLike) -> Path:
     text = markdown(report)
-    return _atomic(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), tmp_suffix=Path(path).suffix)
 
 
 def _imwrite(path: str, rgb: np.ndarray) -> None:
@@ -159,7 +142,7 @@ def write_montage(samples: Sequence[dict[str, Any]], colorize, path: PathLike) -
     image = montage(samples, colorize)
     if image is None:
         return None
-    return _atomic(path, lambda tmp: _imwrite(tmp, image))
+    return atomic_write(path, lambda tmp: _imwrite(tmp, image), tmp_suffix=Path(path).suffix)
 
 
 def write_plot(report: dict, latencies_ms: Sequence[float], path: PathLike) -> Path:
@@ -198,7 +181,7 @@ def write_plot(report: dict, latencies_ms: Sequence[float], path: PathLike) -> P
         fig.savefig(tmp, dpi=100, format="png")
 
     try:
-        return _atomic(path, save)
+        return atomic_write(path, save, tmp_suffix=Path(path).suffix)
     finally:
         plt.close(fig)
 

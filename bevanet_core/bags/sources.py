@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .. import options
-from ..serving.policy import ImageDecodeError, check_pixels, read_image_file
+from ..imaging.policy import ImageDecodeError, check_pixels, read_image_file
 from .writer import Frame
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")

@@ -16,7 +16,7 @@ from ..imaging.processing import UPSAMPLE_MODES
 from ..models import list_models
 from ..runtime.backend import PRECISIONS
 from ..runtime.segmenter import BACKENDS
-from .common import extras_guard
+from .common import configure_logging, extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
@@ -62,6 +62,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     check_input(parser, "--calib-images", args.calib_images, "dir")
     check_output_file(parser, "--json", args.json)
     check_output_file(parser, "--plot", args.plot)
+    configure_logging()
     from ..runtime.benchmark import BenchConfig, plot_reports, run_benchmark
 
     try:
@@ -109,7 +110,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{report['reference']['fps']:.1f} fps"
         )
     if args.json:
-        from ..checkpoint import atomic_write
+        from ..paths import atomic_write
 
         text = json.dumps(report, indent=2)
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(text + "\n"))

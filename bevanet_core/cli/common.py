@@ -1,17 +1,26 @@
-"""Command-line pieces shared by the tools that run the node's runtime (eval, predict, bag-eval, demo)."""
+"""Command-line pieces shared by the tools that run the node's runtime (eval, predict, bag-eval, demo),
+and the tools' logging set-up."""
 
 from __future__ import annotations
 
 import argparse
 import functools
 import importlib.util
+import logging
 import sys
 from collections.abc import Callable
 from typing import Optional
 
+from ..imaging.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
 from ..options import BACKENDS, PRECISIONS, RESIZE_MODES
-from ..serving.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
 from .validate import int_range
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """The tools' logging: the library's messages (`logging.getLogger(__name__)` in every module)
+    on stderr as plain lines, warnings and errors only, or from INFO up with `verbose` (e.g.
+    "exporting ... (once; cached)"). A no-op where logging is configured already."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
 class DefaultsFormatter(argparse.HelpFormatter):

@@ -13,14 +13,13 @@ TensorRT 10 and 11, whose strongly typed builder takes the precision from the fi
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
 from ..options import RESIZE_MODES
-from .common import extras_guard, require
+from .common import configure_logging, extras_guard, require
 from .validate import check_input, check_output_file, float_range, int_range
 
 
@@ -98,7 +97,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if export_needed:
         check_output_file(parser, "--onnx", args.onnx, inputs)
     check_output_file(parser, "--engine", args.engine, inputs + [args.onnx])
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    configure_logging(args.verbose)
     try:
         onnx_path = Path(args.onnx)
         if args.calib_images and args.precision != "int8":

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from ..serving.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
+from ..imaging.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
 from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
 from .validate import check_output_dir, float_range, int_range
 

@@ -16,10 +16,11 @@ from typing import Optional
 
 import torch
 
+from ..hardware import machine
 from ..imaging.geometry import parse_size
 from ..models import list_models
-from ..runtime.benchmark import BenchConfig, _model, environment, reference_protocol, run_benchmark
-from .common import extras_guard
+from ..runtime.benchmark import BenchConfig, _model, reference_protocol, run_benchmark
+from .common import configure_logging, extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
@@ -60,6 +61,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     check_input(p, "--weights", args.weights, "file")
     check_output_file(p, "--json", args.json_out)
+    configure_logging()
     try:
         size = parse_size(args.size, "size", 8)
     except ValueError as exc:
@@ -100,7 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "device": args.device,
             "reference": rows[0][3],
             "paths": [r[3] for r in rows[1:]],
-            "environment": environment(args.device),
+            "environment": machine(args.device),
         }
         with open(args.json_out, "w") as f:
             json.dump(out, f, indent=2)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..serving.policy import ImageDecodeError, read_image_file
+from ..imaging.policy import ImageDecodeError, read_image_file
 from .classes import (
     CAMVID_CLASSES,
     CAMVID_PALETTE,

@@ -118,6 +118,6 @@ def format_report(report: dict) -> str:
 
 
 def write_json(report: dict, path: Path) -> None:
-    from ..checkpoint import atomic_write
+    from ..paths import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(report, indent=2)))

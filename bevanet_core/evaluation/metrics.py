@@ -8,6 +8,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..timing import latency_stats
+
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
 
@@ -74,7 +76,7 @@ class ConfusionMatrix:
         return {
             "miou": self.miou(),
             "pixel_accuracy": self.pixel_accuracy(),
-            "per_class_iou": {n: (None if np.isnan(v) else float(v * 100.0)) for n, v in zip(names, iou)},
+            "per_class_iou": {n: (None if np.isnan(v) else float(v * 100.0)) for n, v in zip(names, iou, strict=True)},
             "pixels": int(self.matrix.sum() + self.missed.sum()),
         }
 
@@ -83,11 +85,5 @@ def latency_summary(latencies: Sequence[float]) -> Optional[dict[str, float]]:
     """p50/p90/p99/mean/max in ms (None when no frame was timed)."""
     if not latencies:
         return None
-    arr = np.asarray(latencies, dtype=np.float64)
-    return {
-        "p50": float(np.percentile(arr, 50)),
-        "p90": float(np.percentile(arr, 90)),
-        "p99": float(np.percentile(arr, 99)),
-        "mean": float(arr.mean()),
-        "max": float(arr.max()),
-    }
+    stats = latency_stats(latencies)
+    return {k: stats[k] for k in ("p50", "p90", "p99", "mean", "max")}

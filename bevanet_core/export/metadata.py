@@ -2,7 +2,9 @@
 
 It is written twice: inside the artifact where the format allows (ONNX `metadata_props`) and
 in a JSON sidecar next to it (`model.onnx` -> `model.onnx.json`), which also records the
-artifact's own SHA-256 so a replaced or truncated file is noticed.
+artifact's own SHA-256 so a replaced or truncated file is noticed. Reading it
+(`read_onnx_metadata`, `read_sidecar`) is all the runtime needs to load an artifact that exists;
+making one is `bevanet_core.export.artifacts.build_artifact`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from ..checkpoint import (
     MAX_INPUT_SIDE,
     MAX_METADATA_BYTES,
     ModelInfo,
-    atomic_write,
     file_sha256,
 )
+from ..paths import atomic_write
 
 PathLike = Union[str, os.PathLike]
 METADATA_KEY = "bevanet"
@@ -156,3 +158,65 @@ def tool_versions(extra: Optional[list[str]] = None) -> dict[str, str]:
 
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def serves_precision(have: str, want: str) -> bool:
+    """Whether an ONNX model of precision `have` runs precision `want` as it is (bf16 runs the
+    fp32 model: the backend applies it at compile time)."""
+    return have == want or (have == "fp32" and want == "bf16")
+
+
+def read_onnx_metadata(path: PathLike) -> ArtifactMetadata:
+    """Metadata of an exported ONNX file: its `metadata_props`, else its sidecar."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"ONNX file not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY in props:
+        meta = ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))
+    elif sidecar_path(path).is_file():
+        meta = read_sidecar(path)
+    else:
+        meta = None
+    if meta is not None:
+        check_graph_shapes(proto, meta, path)
+        return meta
+    raise ArtifactError(
+        f"{path} carries no bevanet metadata (no '{METADATA_KEY}' metadata_props entry and "
+        f"no sidecar {sidecar_path(path).name}); export it with bevanet-export"
+    )
+
+
+def _dims(value_info) -> list:
+    """The dimensions of a graph input/output: ints, or the symbolic name of a dynamic axis."""
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
+
+
+def check_graph_shapes(proto, meta: ArtifactMetadata, path: PathLike) -> None:
+    """The graph's first input must be N x 3 x H x W with (W, H) = the metadata's input size, and
+    its first output N x num_classes x h x w; ArtifactError naming both otherwise."""
+    graph = proto.graph
+    if not graph.input or not graph.output:
+        raise ArtifactError(f"{path}: the ONNX graph has no input or no output")
+    inp, out = _dims(graph.input[0]), _dims(graph.output[0])
+    w, h = meta.input_size
+    classes = meta.model_info["num_classes"]
+    if len(inp) != 4 or inp[1] != 3 or inp[2:] != [h, w]:
+        raise ArtifactError(
+            f"{path}: the graph's input {graph.input[0].name} is "
+            f"{'x'.join(str(d) for d in inp)} but its metadata says N x 3 x {h} x {w} "
+            f"(input_size {w}x{h}); the file and its metadata do not belong together"
+        )
+    if len(out) != 4 or out[1] != classes:
+        raise ArtifactError(
+            f"{path}: the graph's output {graph.output[0].name} is "
+            f"{'x'.join(str(d) for d in out)} but its metadata names {classes} classes; the "
+            "file and its metadata do not belong together"
+        )

@@ -20,16 +20,14 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-from ..checkpoint import ModelInfo, atomic_write
+from ..checkpoint import ModelInfo
+from ..paths import atomic_write
 from .metadata import (
     METADATA_KEY,
-    ArtifactError,
     ArtifactMetadata,
     PathLike,
     model_hash,
     now_iso,
-    read_sidecar,
-    sidecar_path,
     tool_versions,
     write_sidecar,
 )
@@ -216,59 +214,3 @@ def _finish(tmp: str, meta: ArtifactMetadata) -> None:
     entry.key, entry.value = METADATA_KEY, meta.to_json(with_file_hash=False)
     proto.producer_name = "bevanet_core"
     onnx.save(proto, tmp)
-
-
-def read_onnx_metadata(path: PathLike) -> ArtifactMetadata:
-    """Metadata of an exported ONNX file: its `metadata_props`, else its sidecar."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ArtifactError(f"ONNX file not found: {path}")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
-    props = {p.key: p.value for p in proto.metadata_props}
-    if METADATA_KEY in props:
-        meta = ArtifactMetadata.from_json(props[METADATA_KEY], source=str(path))
-    elif sidecar_path(path).is_file():
-        meta = read_sidecar(path)
-    else:
-        meta = None
-    if meta is not None:
-        check_graph_shapes(proto, meta, path)
-        return meta
-    raise ArtifactError(
-        f"{path} carries no bevanet metadata (no '{METADATA_KEY}' metadata_props entry and "
-        f"no sidecar {sidecar_path(path).name}); export it with bevanet-export"
-    )
-
-
-def _dims(value_info) -> list:
-    """The dimensions of a graph input/output: ints, or the symbolic name of a dynamic axis."""
-    shape = value_info.type.tensor_type.shape
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
-
-
-def check_graph_shapes(proto, meta: ArtifactMetadata, path: PathLike) -> None:
-    """The graph's first input must be N x 3 x H x W with (W, H) = the metadata's input size, and
-    its first output N x num_classes x h x w; ArtifactError naming both otherwise."""
-    graph = proto.graph
-    if not graph.input or not graph.output:
-        raise ArtifactError(f"{path}: the ONNX graph has no input or no output")
-    inp, out = _dims(graph.input[0]), _dims(graph.output[0])
-    w, h = meta.input_size
-    classes = meta.model_info["num_classes"]
-    if len(inp) != 4 or inp[1] != 3 or inp[2:] != [h, w]:
-        raise ArtifactError(
-            f"{path}: the graph's input {graph.input[0].name} is "
-            f"{'x'.join(str(d) for d in inp)} but its metadata says N x 3 x {h} x {w} "
-            f"(input_size {w}x{h}); the file and its metadata do not belong together"
-        )
-    if len(out) != 4 or out[1] != classes:
-        raise ArtifactError(
-            f"{path}: the graph's output {graph.output[0].name} is "
-            f"{'x'.join(str(d) for d in out)} but its metadata names {classes} classes; the "
-            "file and its metadata do not belong together"
-        )

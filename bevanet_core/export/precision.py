@@ -24,7 +24,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..checkpoint import atomic_write
+from ..paths import atomic_write
 from .metadata import METADATA_KEY, ArtifactError, ArtifactMetadata, PathLike, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def _derived_meta(src_meta: ArtifactMetadata, precision: str, **extra) -> Artifa
 
 
 def _check_source(src: Path, dst: Path) -> ArtifactMetadata:
-    from .onnx import read_onnx_metadata
+    from .metadata import read_onnx_metadata
 
     if dst.suffix.lower() != ".onnx":
         raise ValueError(f"ONNX output path must end in .onnx, got {dst}")

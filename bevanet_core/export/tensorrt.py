@@ -26,7 +26,8 @@ import logging
 from pathlib import Path
 from typing import Any, Optional
 
-from ..checkpoint import atomic_write, file_sha256
+from ..checkpoint import file_sha256
+from ..paths import atomic_write
 from .metadata import (
     ArtifactError,
     ArtifactMetadata,
@@ -208,7 +209,7 @@ def build_engine(
     trt = _require_tensorrt()
     import torch
 
-    from .onnx import read_onnx_metadata
+    from .metadata import read_onnx_metadata
     from .precision import onnx_precision
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
@@ -278,7 +279,7 @@ def ensure_engine(
 ) -> Path:
     """The cached engine for this ONNX model (at its own precision) and environment, built on
     first use."""
-    from .onnx import read_onnx_metadata
+    from .metadata import read_onnx_metadata
     from .precision import onnx_precision
 
     onnx_path = Path(onnx_path)

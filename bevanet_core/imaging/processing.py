@@ -126,7 +126,7 @@ class Postprocessor:
         key = (plan, str(device), map_size)
         if key not in self._positions:
             out = []
-            for pos, n in zip(plan.source_positions(map_size, self.align_corners), map_size):
+            for pos, n in zip(plan.source_positions(map_size, self.align_corners), map_size, strict=True):
                 p = torch.from_numpy(pos).to(device=device, dtype=torch.float32)
                 i0 = p.long().clamp_(max=n - 1)
                 out += [i0, (i0 + 1).clamp_(max=n - 1), p - i0.float()]

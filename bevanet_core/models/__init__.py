@@ -8,7 +8,6 @@ model = build_model("bevanet_s", num_classes=11, aux_heads=True)   # training: (
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Dict, List
 
 import torch.nn as nn
 

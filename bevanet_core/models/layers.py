@@ -145,7 +145,7 @@ def channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     the permuted view is channels-last, and the CPU's bf16 weight gradient of a dilated depthwise
     conv (oneDNN, torch 2.13) is wrong for channels-last inputs, with no error: 7x7 dilation 3
     and 3x3 dilation 2 from 30x30 up, 11x1 dilation (3, 1) from 64x64 up, 130-180% off or
-    overflowing (`benchmarks/cpu_bf16_conv_grads.py`). VAN trained to NaN in bf16 from it;
+    overflowing (`studies/cpu_bf16_conv_grads.py`). VAN trained to NaN in bf16 from it;
     BEVANet's dilated convs follow these norms too. test_models.py checks every network.
     """
     return norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).contiguous()

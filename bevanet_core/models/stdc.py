@@ -240,7 +240,7 @@ class STDCSeg(TrainingHeadsMixin, nn.Module):
         """The authors' state dict -> ours: drops their unused tensors and the stage aliases
         `cp.backbone.x2/x4/x8/x16/x32.*` (views of `features`), after checking each alias equals
         the feature tensor it stands for. Raises ValueError naming the first one that does not."""
-        starts = dict(zip((2, 4, 8, 16, 32), (0, 1, *self.cp.backbone.stage_ends[:3])))
+        starts = dict(zip((2, 4, 8, 16, 32), (0, 1, *self.cp.backbone.stage_ends[:3]), strict=True))
         kept = {}
         for key, value in state.items():
             if key.startswith(self.UNUSED_AUTHOR_TENSORS):

@@ -25,7 +25,9 @@ from typing import Any, Optional
 
 import torch
 
-from .backend import Backend, cpu_name, default_cache_dir
+from ..hardware import cpu_name
+from ..paths import cache_dir
+from .backend import Backend
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +163,7 @@ def select_backend(
         "candidates": names,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) / "auto"
+    cache = cache_dir(cfg.cache_dir) / "auto"
     cache_file = cache / f"probe-{digest}.json"
     record = _read_record(cache_file)
     if record is not None and record.get("backend") in names:
@@ -249,7 +251,7 @@ def _read_record(path: Path) -> Optional[dict[str, Any]]:
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
-    from ..checkpoint import atomic_write
+    from ..paths import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -52,29 +49,8 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def default_cache_dir() -> Path:
-    """Where exported ONNX models and TensorRT engines are cached: $BEVANET_CACHE, else
-    $XDG_CACHE_HOME/bevanet_ros, else ~/.cache/bevanet_ros."""
-    if os.environ.get("BEVANET_CACHE"):
-        return Path(os.environ["BEVANET_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bevanet_ros"
-
-
 def load_checkpoint(weights: Optional[str], variant: Optional[str], allow_nonfinite: bool = False):
     """(eval model, ModelInfo) from a checkpoint (None = the shipped default model)."""
     from ..checkpoint import load_model
 
     return load_model(weights, variant=variant, allow_nonfinite=allow_nonfinite)
-
-
-def cpu_name() -> str:
-    """The CPU's model name (/proc/cpuinfo), else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

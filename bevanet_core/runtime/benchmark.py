@@ -10,9 +10,6 @@ input already on the device, batch 1, fp32 eager PyTorch, BN not fused, cudnn.be
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
-import time
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -20,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..hardware import machine
 from ..imaging.geometry import parse_size
-from .backend import cpu_name
+from ..timing import summarize, time_call, time_calls
 from .segmenter import Segmenter, SegmenterConfig
 
 
@@ -51,27 +49,11 @@ class BenchConfig:
     seed: int = 0
 
 
-def summarize(latencies_ms: Sequence[float], batch: int = 1) -> dict[str, Any]:
-    """p50/p90/p99/mean/min of per-call latencies, and frames per second at the median."""
-    lat = np.asarray(latencies_ms, dtype=np.float64)
-    p50 = float(np.percentile(lat, 50))
-    return {
-        "latency_ms": {
-            "p50": p50,
-            "p90": float(np.percentile(lat, 90)),
-            "p99": float(np.percentile(lat, 99)),
-            "mean": float(lat.mean()),
-            "min": float(lat.min()),
-        },
-        "fps": batch * 1000.0 / p50 if p50 > 0 else float("inf"),
-        "runs": int(lat.size),
-        "batch": batch,
-    }
-
-
-def _sync(device: torch.device) -> None:
+def _sync(device: torch.device):
+    """What ends a timed call on `device`: a CUDA synchronise (None on the CPU)."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        return lambda: torch.cuda.synchronize(device)
+    return None
 
 
 def _model(cfg: BenchConfig):
@@ -94,17 +76,9 @@ def reference_protocol(
     cudnn = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = False
     x = torch.randn(1, 3, size[1], size[0], device=dev)
-    times: list[float] = []
     try:
         with torch.no_grad():
-            for _ in range(warmup):
-                net(x)
-            _sync(dev)
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                net(x)
-                _sync(dev)
-                times.append((time.perf_counter() - t0) * 1e3)
+            times = time_calls(lambda: net(x), runs, warmup, sync=_sync(dev))
     finally:
         torch.backends.cudnn.benchmark = cudnn
     out = summarize(times, 1)
@@ -147,10 +121,9 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
     for _ in range(cfg.warmup):
         seg.segment_batch(frames, "rgb8")
     times, stages = [], {"preprocess": [], "inference": [], "postprocess": []}
-    for _ in range(cfg.runs):
-        t0 = time.perf_counter()
-        results = seg.segment_batch(frames, "rgb8")
-        times.append((time.perf_counter() - t0) * 1e3)
+    for _ in range(cfg.runs):  # masks come back in host memory: each call ends synchronised
+        ms, results = time_call(lambda: seg.segment_batch(frames, "rgb8"))
+        times.append(ms)
         for k in stages:
             stages[k].append(results[0].timings[k])
     seg.close()
@@ -166,30 +139,11 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
         "protocol": "uint8 frames in host memory -> uint8 masks in host memory, frame resolution",
         **summarize(times, cfg.batch),
         "stages_ms_p50": {k: float(np.median(v)) for k, v in stages.items()},
-        "environment": environment(cfg.device),
+        "environment": machine(cfg.device),
     }
     if cfg.reference:
         report["reference"] = reference_protocol(model, size, cfg.device, cfg.runs, cfg.warmup)
     return report
-
-
-def environment(device: str = "cpu") -> dict[str, Any]:
-    env = {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "cpu": cpu_name(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    try:
-        import onnxruntime
-
-        env["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        pass
-    return env
 
 
 def plot_reports(reports: Sequence[dict[str, Any]], path: str, title: str = "") -> None:
@@ -229,7 +183,7 @@ def plot_reports(reports: Sequence[dict[str, Any]], path: str, title: str = "") 
     ax.set_title(title or "BEVANet runtime latency")
     ax.legend()
     fig.tight_layout()
-    from ..checkpoint import atomic_write
+    from ..paths import atomic_write
 
     suffix = "." + path.rsplit(".", 1)[-1] if "." in path else ".png"
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=suffix[1:]))

@@ -10,8 +10,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .artifacts import exported_onnx_path
-from .backend import Backend, load_checkpoint
+from .backend import Backend
+from .loading import onnx_to_load
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class OnnxRuntimeBackend(Backend):
                 "backend 'onnxruntime' needs the onnxruntime package "
                 "(pip install onnxruntime, or onnxruntime-gpu for CUDA)"
             ) from None
-        from ..export.onnx import read_onnx_metadata
+        from ..export.metadata import read_onnx_metadata
 
         self.path = Path(path)
         self.meta = read_onnx_metadata(self.path)
@@ -69,22 +69,14 @@ class OnnxRuntimeBackend(Backend):
     def create(cls, cfg, device: torch.device, model=None, info=None):
         """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
         (in memory or a checkpoint) exported once into the cache directory."""
-        from .artifacts import onnx_for_precision
-
         if cfg.precision not in ORT_PRECISIONS:
             raise ValueError(
                 f"precision {cfg.precision!r} is not supported by the onnxruntime backend; "
                 f"choose one of {ORT_PRECISIONS} (bf16: torch or openvino backend)"
             )
-        weights = Path(cfg.weights) if cfg.weights else None
-        if model is None and weights is not None and weights.suffix.lower() == ".onnx":
-            backend = cls(onnx_for_precision(weights, cfg), device, cfg.num_threads)
-            return backend, backend.meta.info
-        if model is None:
-            model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
-        path = onnx_for_precision(exported_onnx_path(model, info, cfg), cfg)
+        path, info = onnx_to_load(cfg, model, info)
         backend = cls(path, device, cfg.num_threads)
-        return backend, info
+        return backend, backend.meta.info if info is None else info
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[0]

@@ -15,8 +15,8 @@ from typing import Optional
 
 import torch
 
-from .artifacts import exported_onnx_path
-from .backend import Backend, load_checkpoint
+from .backend import Backend
+from .loading import onnx_to_load
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class OpenVINOBackend(Backend):
         num_threads: Optional[int] = None,
     ):
         ov = _openvino()
-        from ..export.onnx import read_onnx_metadata
+        from ..export.metadata import read_onnx_metadata
 
         if device.type != "cpu":
             raise ValueError(
@@ -111,17 +111,9 @@ class OpenVINOBackend(Backend):
     def create(cls, cfg, device: torch.device, model=None, info=None):
         """(backend, ModelInfo) for a SegmenterConfig: an `.onnx` file as it is, or a model
         (in memory or a checkpoint) exported once into the cache directory."""
-        from .artifacts import onnx_for_precision
-
-        weights = Path(cfg.weights) if cfg.weights else None
-        if model is None and weights is not None and weights.suffix.lower() == ".onnx":
-            path = onnx_for_precision(weights, cfg)
-            backend = cls(path, device, cfg.precision, cfg.num_threads)
-            return backend, backend.meta.info
-        if model is None:
-            model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
-        path = onnx_for_precision(exported_onnx_path(model, info, cfg), cfg)
-        return cls(path, device, cfg.precision, cfg.num_threads), info
+        path, info = onnx_to_load(cfg, model, info)
+        backend = cls(path, device, cfg.precision, cfg.num_threads)
+        return backend, backend.meta.info if info is None else info
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         n = int(x.shape[0])

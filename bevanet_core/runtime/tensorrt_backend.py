@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from .artifacts import exported_onnx_path
-from .backend import Backend, default_cache_dir, load_checkpoint
+from .backend import Backend
+from .loading import onnx_to_load, request_artifact
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,8 @@ class TensorRTBackend(Backend):
                 "use backend='torch' or 'onnxruntime' otherwise"
             ) from None
         from ..export.metadata import ArtifactError
-        from ..export.tensorrt import (
-            ENGINE_SUFFIXES,
-            TargetEnvironment,
-            check_engine,
-            ensure_engine,
-        )
-        from .artifacts import onnx_for_precision
+        from ..export.tensorrt import ENGINE_SUFFIXES, TargetEnvironment, check_engine
 
-        cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         if cfg.precision not in ("fp32", "fp16", "int8"):
             raise ValueError(
                 f"precision {cfg.precision!r} is not supported by the tensorrt backend; "
@@ -105,18 +98,12 @@ class TensorRTBackend(Backend):
                 if not cfg.rebuild_stale_engine or source is None:
                     raise
                 log.warning("%s; rebuilding from %s into the cache", exc, source)
-                engine = ensure_engine(source, cache, cfg.max_batch, index)
+                engine = request_artifact("engine", cfg, source=source, device_index=index)
                 meta = check_engine(engine, env)
             backend = cls(engine, device, meta)
             return backend, meta.info
-        if model is None and suffix == ".onnx":
-            onnx_path = weights
-        else:
-            if model is None:
-                model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
-            onnx_path = exported_onnx_path(model, info, cfg)
-        onnx_path = onnx_for_precision(onnx_path, cfg)
-        engine = ensure_engine(onnx_path, cache, cfg.max_batch, index)
+        onnx_path, _ = onnx_to_load(cfg, model, info)
+        engine = request_artifact("engine", cfg, source=onnx_path, device_index=index)
         meta = check_engine(engine, TargetEnvironment.current(index))
         return cls(engine, device, meta), meta.info
 

@@ -11,7 +11,7 @@ keeps its most significant byte. Compressed frames are decoded by Pillow, which 
 truncation and corruption as exceptions (libjpeg under OpenCV prints to stderr for every bad
 frame instead).
 
-Every message passes the input policy (`serving.policy`: the pixel cap, checked on the raw
+Every message passes the input policy (`imaging.policy`: the pixel cap, checked on the raw
 fields or the PNG/JPEG header before any allocation), the same one that image files meet.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from ..imaging.encodings import ENCODINGS
-from .policy import (  # noqa: F401 - re-exported: the decoder's public names
+from ..imaging.policy import (  # noqa: F401 - re-exported: the decoder's public names
     MAX_PIXELS,
     MAX_PIXELS_ENV,
     ImageDecodeError,

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..options import parse_size
+from bevanet_core.options import parse_size
+
 from .params import DEFAULT_WEIGHTS_VARIANT, SPECS, VARIANTS, NodeSettings, ParameterError
 
 PACKAGE = "bevanet_ros"

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..options import (
+from bevanet_core.options import (
     BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_DEVICE,
@@ -27,10 +27,11 @@ from ..options import (
     SEGMENTATION_MODEL_NAMES,
     UPSAMPLE_MODES,
 )
+
 from .health import HEALTH_PARAMETERS, HealthThresholds
 
 if TYPE_CHECKING:
-    from ..runtime.segmenter import SegmenterConfig
+    from bevanet_core.runtime.segmenter import SegmenterConfig
 
 VARIANTS = SEGMENTATION_MODEL_NAMES
 TRANSPORTS = ("raw", "compressed")
@@ -403,7 +404,7 @@ class NodeSettings(_SettingsFields):
     def segmenter_config(self) -> SegmenterConfig:
         """The runtime's config: every parameter that is a `SegmenterConfig` field, the model
         path and the input size."""
-        from ..runtime.segmenter import SegmenterConfig
+        from bevanet_core.runtime.segmenter import SegmenterConfig
 
         same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
         same.update(variant=self.variant or None, input_size=self.input_size)

@@ -190,12 +190,12 @@ class BEVANetCriterion(nn.Module):
         ohem_thresh: float = 0.9,
         ohem_min_kept: int = 131072,
         class_weights: Optional[Sequence[float]] = None,
-        weights: LossWeights = LossWeights(),
+        weights: Optional[LossWeights] = None,
     ):
         super().__init__()
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.ignore_index = ignore_index
-        self.weights = weights
+        self.weights = LossWeights() if weights is None else weights
         self.ohem = OhemCrossEntropy(ignore_index, ohem_thresh, ohem_min_kept, weight)
         self.register_buffer("class_weight", weight, persistent=False)
 
@@ -277,7 +277,7 @@ def laplacian_detail_target(target: torch.Tensor, fuse=(0.6, 0.3, 0.1)) -> torch
         if stride > 1:
             edges = F.interpolate(edges, size=gt.shape[-2:], mode="nearest")
         levels.append((edges > 0.1).float())
-    fused = sum(w * level for w, level in zip(fuse, levels))
+    fused = sum(w * level for w, level in zip(fuse, levels, strict=True))
     return (fused > 0.1).float()
 
 

@@ -20,13 +20,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..checkpoint import ModelInfo, atomic_write, save_weights
+from ..checkpoint import ModelInfo, save_weights
 from ..data.classes import IMAGENET_MEAN, IMAGENET_STD, default_palette
 from ..data.datasets import ImageFolderClassification
 from ..data.transforms import normalize
 from ..hardware import resolve_precision
 from ..models import build_model
-from .engine import ResumableBatchSampler, autocast_context, load_training_checkpoint, resolve_device
+from ..paths import atomic_write
+from .build import autocast_context, resolve_device
+from .checkpointing import load_training_checkpoint
+from .distributed import ResumableBatchSampler
 
 
 @dataclass

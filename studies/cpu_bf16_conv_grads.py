@@ -10,7 +10,7 @@ channels-last inputs from some size up (100-160%, no error raised), which is why
 `layers.channel_layer_norm` returns NCHW tensors and the engine refuses CPU bf16 channels_last
 for such networks. Rerun this after a torch upgrade:
 
-    python benchmarks/cpu_bf16_conv_grads.py [--sizes 16 30 64 128] [--json out.json]
+    python studies/cpu_bf16_conv_grads.py [--sizes 16 30 64 128] [--json out.json]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Short controlled training runs that compare recipe changes: same start, same budget, several seeds.
 
-    python benchmarks/recipe_trials.py --iterations 150 --seeds 304 305 \\
+    python studies/recipe_trials.py --iterations 150 --seeds 304 305 \\
         --arm none=data.class_weights=null --arm sqrt-mfb=data.class_weights=sqrt-median-frequency
 
 Every trial starts from the same weights (default: the committed default model, continuing its
@@ -10,7 +10,7 @@ the recipe with the arm's overrides and one seed, and is then evaluated on the r
 a schedule of its own that ends at `--iterations` (the learning rate decays to its end), as the
 held-out recipe's trials are run:
 
-    python benchmarks/recipe_trials.py --recipe training/bevanet-s_camvid-480x360-heldout.yaml \\
+    python studies/recipe_trials.py --recipe training/bevanet-s_camvid-480x360-heldout.yaml \\
         --from scratch --iterations 1600 --seeds 304 --val-every 400 --arm base= --arm mount=data.geometric=mount
 
 An arm is a name and comma-separated `section.key=value` overrides (`name=` for the recipe as it
@@ -89,7 +89,8 @@ def run_trial(
     from bevanet_core.checkpoint import save_weights
     from bevanet_core.options import logits_align_corners
     from bevanet_core.training.config import load_config
-    from bevanet_core.training.engine import Trainer, evaluate
+    from bevanet_core.training.engine import Trainer
+    from bevanet_core.training.validation import evaluate
 
     result_path = out / "result.json"
     settings = {

@@ -1,7 +1,7 @@
 """Whether one class's masks would be better with its logit shifted: a post-hoc calibration check.
 
-    python benchmarks/logit_offset_sweep.py --class Pole --offsets -1 -0.5 0 0.5 1
-    python benchmarks/logit_offset_sweep.py --weights w.safetensors --list train.lst --json out.json
+    python studies/logit_offset_sweep.py --class Pole --offsets -1 -0.5 0 0.5 1
+    python studies/logit_offset_sweep.py --weights w.safetensors --list train.lst --json out.json
 
 The model (fp32, one thread, PyTorch) runs once over every image of the list, single scale, with
 its logits read back as the model family trained them (`options.logits_align_corners`), as
@@ -36,7 +36,7 @@ def margins(weights, root: Path, list_file: Path, class_index: int, limit: int =
     from bevanet_core.data.datasets import build_dataset
     from bevanet_core.data.transforms import EvalTransform
     from bevanet_core.options import logits_align_corners
-    from bevanet_core.training.engine import predict_logits
+    from bevanet_core.training.validation import predict_logits
 
     model, info = load_model(weights)
     model.eval()

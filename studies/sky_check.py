@@ -1,8 +1,8 @@
 """What a model makes of footage it was not trained on, as a new user first sees it.
 
-    python benchmarks/sky_check.py                          # the shipped model
-    python benchmarks/sky_check.py --weights a.safetensors b.safetensors --md out.md
-    python benchmarks/sky_check.py --input-size 960x720     # the network run at another input size
+    python studies/sky_check.py                          # the shipped model
+    python studies/sky_check.py --weights a.safetensors b.safetensors --md out.md
+    python studies/sky_check.py --input-size 960x720     # the network run at another input size
 
 Each model runs through `bevanet-predict` itself (torch, fp32, one thread) on:
 - the first 48 frames of the real highway video ../shared/data/driving_video/solidWhiteRight.mp4
@@ -48,7 +48,7 @@ def predict(weights: str, source: Path, out: Path, max_frames: int = 0, input_si
 def shares(masks: list, class_names: list) -> dict:
     counts = np.bincount(np.concatenate([m.ravel() for m in masks]), minlength=256)[: len(class_names)]
     total = max(int(sum(m.size for m in masks)), 1)
-    return {name: round(100.0 * int(c) / total, 1) for name, c in zip(class_names, counts)}
+    return {name: round(100.0 * int(c) / total, 1) for name, c in zip(class_names, counts, strict=True)}
 
 
 def check(weights: str, video: Path, kitti: Path, input_size: str = "") -> dict:

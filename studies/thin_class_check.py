@@ -1,7 +1,7 @@
 """Where a model's masks of a thin class (Pole, SignSymbol) go wrong: missed, or only misplaced.
 
     bevanet-eval --dataset camvid --root ../shared/data/camvid --list val.lst --save-predictions P
-    python benchmarks/thin_class_check.py --predictions P --class Pole
+    python studies/thin_class_check.py --predictions P --class Pole
 
 For one class, over every labelled image of the list:
 - IoU, precision and recall, pixel for pixel (as bevanet-eval counts them);
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         ("false_pixels_labelled_as", f"predicted {args.class_name} wrongly, labelled"),
     ):
         total = sum(result[key]) or 1
-        top = sorted(zip(names, result[key]), key=lambda kv: -kv[1])[:5]
+        top = sorted(zip(names, result[key], strict=True), key=lambda kv: -kv[1])[:5]
         print(f"  {what}: " + ", ".join(f"{n} {100.0 * v / total:.1f}%" for n, v in top))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
