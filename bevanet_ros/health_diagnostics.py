@@ -11,8 +11,8 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-from bevanet_core.serving.health import WARN, HealthMonitor, thresholds_from_settings
-from bevanet_core.serving.params import NodeSettings
+from bevanet_core.serving.health import WARN, HealthMonitor
+from bevanet_core.serving.params import NodeSettings, thresholds_from_settings
 from bevanet_core.serving.stats import LogThrottle
 
 try:

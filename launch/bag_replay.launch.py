@@ -30,14 +30,14 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from bevanet_core.serving.launch_plan import PACKAGE
-from bevanet_core.serving.replay_plan import (
+from bevanet_core.bags.replay_plan import (
     CHECKED,
     DRAIN_S,
     ROSBAGS_PLAYER,
     plan_replay,
     refuse_undeclared,
 )
+from bevanet_core.serving.launch_plan import PACKAGE
 from launch import LaunchDescription
 
 ARGUMENTS = (

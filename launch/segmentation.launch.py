@@ -21,6 +21,7 @@ from launch_ros.actions import ComposableNodeContainer, LoadComposableNodes, Nod
 from launch_ros.descriptions import ComposableNode
 from launch_ros.substitutions import FindPackageShare
 
+from bevanet_core.bags.replay_plan import CHECKED, package_installed, refuse_undeclared
 from bevanet_core.serving.launch_plan import (
     COMPONENT,
     CONTAINER_EXECUTABLE,
@@ -29,7 +30,6 @@ from bevanet_core.serving.launch_plan import (
     PACKAGE,
     plan_launch,
 )
-from bevanet_core.serving.replay_plan import CHECKED, package_installed, refuse_undeclared
 from launch import LaunchDescription
 
 NAMES = [name for name, _, _ in LAUNCH_ARGUMENTS]

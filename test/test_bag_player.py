@@ -14,8 +14,8 @@ import pytest
 
 from bevanet_core.bags import messages
 from bevanet_core.bags.player import BagPlayError, parse_remaps, plan_playback, schedule
+from bevanet_core.bags.replay_plan import plan_replay, refuse_undeclared
 from bevanet_core.bags.writer import BagWriter
-from bevanet_core.serving.replay_plan import plan_replay, refuse_undeclared
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "bags" / "solid_white_right"

@@ -31,7 +31,6 @@ OVER_400_FOR_NOW = {
     "bevanet_core/cli/bag_eval.py",
     "bevanet_core/data/datasets.py",
     "bevanet_core/serving/params.py",
-    "bevanet_ros/pipeline.py",
 }
 
 

@@ -23,7 +23,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..serving.policy import ImageDecodeError
+from ..imaging.policy import ImageDecodeError
 from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
 from .predict import VIDEO_SUFFIXES, iter_images, iter_video, open_video
 from .validate import check_output_dir, float_range, int_range

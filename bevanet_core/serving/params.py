@@ -28,7 +28,7 @@ from bevanet_core.options import (
     UPSAMPLE_MODES,
 )
 
-from .health import HEALTH_PARAMETERS, HealthThresholds
+from .health import HealthThresholds
 
 if TYPE_CHECKING:
     from bevanet_core.runtime.segmenter import SegmenterConfig
@@ -92,6 +92,48 @@ class ParamSpec:
 
 
 _RELOAD = " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
+# the health monitor's thresholds as node parameters: health_<field>, defaults HealthThresholds'
+HEALTH_PARAMETERS: tuple[tuple[str, str, tuple], ...] = (
+    ("black_p99", "Camera WARN 'black' when the 99th percentile of the luma (0-255) is below this.", (0.0, 255.0)),
+    (
+        "saturated_share",
+        "Camera WARN 'saturated' when more than this share of the pixels is at 250 or more.",
+        (0.0, 1.0),
+    ),
+    ("frozen_frames", "Camera WARN 'frozen' after this many near-identical frames in a row.", (1, 100000, 1)),
+    ("frozen_s", "Camera WARN 'frozen' when near-identical frames span this many seconds of stamps.", (0.01, 3600.0)),
+    (
+        "frozen_diff",
+        "Near-identical: a mean absolute difference from the frame before of at most this (grey levels).",
+        (0.0, 255.0),
+    ),
+    ("noise_sigma", "Camera WARN 'noise' when the estimated noise sigma (grey levels) is above this.", (0.0, 255.0)),
+    ("blur_sharpness", "Camera WARN 'blur' when the mean absolute Laplacian is below this.", (0.0, 255.0)),
+    (
+        "min_mean_confidence",
+        "Model WARN 'low confidence' when the mean calibrated confidence is below this.",
+        (0.0, 1.0),
+    ),
+    (
+        "max_low_confidence_share",
+        "Model WARN 'low confidence' when more than this share of the pixels is below 0.5 confidence.",
+        (0.0, 1.0),
+    ),
+    (
+        "max_class_distance",
+        "Model WARN 'unusual scene' when the class distribution is further than this (total variation) from "
+        "normal footage's.",
+        (0.0, 1.0),
+    ),
+    ("min_road_share", "Model WARN 'no road' when less than this share of the pixels is road (0 = off).", (0.0, 1.0)),
+)
+
+
+def thresholds_from_settings(settings: Any) -> HealthThresholds:
+    """The node settings' health_<field> values as HealthThresholds."""
+    return HealthThresholds(**{name: getattr(settings, f"health_{name}") for name, _, _ in HEALTH_PARAMETERS})
+
+
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "variant",

@@ -13,8 +13,8 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 
-from ..bags.player import COMPRESSED_SUFFIX, BagPlayError, plan_playback
-from .launch_plan import parse_bool, parse_camera_topics
+from ..serving.launch_plan import parse_bool, parse_camera_topics
+from .player import COMPRESSED_SUFFIX, BagPlayError, plan_playback
 
 PLAYERS = ("auto", "ros2", "rosbags")
 ROSBAGS_PLAYER = "bag_player"  # console script of this package (lib/bevanet_ros/bag_player)
