@@ -95,7 +95,7 @@ class RunConfig:
     # fp32, bf16, fp16 (fp16 only on CUDA)
     precision: str = "auto"
     channels_last: bool = False
-    checkpoint_every: int = 50  # iterations
+    checkpoint_every: int = 50  # iterations; 0 = none
     val_every: int = 100  # iterations; 0 = only at the end
     log_every: int = 10
     val_limit: Optional[int] = None  # evaluate on the first N val images only (quick runs)
@@ -300,7 +300,7 @@ RULES: dict[str, tuple[Any, Any]] = {  # key: (check, what is expected, or a fun
     "run.seed": _at_least(0),
     "run.device": (_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     "run.precision": _one_of("auto", "fp32", "bf16", "fp16"),
-    "run.checkpoint_every": _at_least(1),
+    "run.checkpoint_every": _at_least(0),  # 0: no checkpoints (a short run, a lent GPU)
     "run.val_every": _at_least(0),
     "run.log_every": _at_least(1),
     "run.val_limit": _at_least(1),
