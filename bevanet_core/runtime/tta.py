@@ -109,19 +109,33 @@ class TestTimeAugmentation:
         return total / self.passes
 
     def segment(
-        self, frame: Frame, encoding: str = "rgb8", confidence: bool = False, color: bool = False
+        self,
+        frame: Frame,
+        encoding: str = "rgb8",
+        confidence: bool = False,
+        color: bool = False,
+        logits: bool = False,
     ) -> SegmentationResult:
+        """As Segmenter.segment; `logits` keeps the averaged logits, already at the frame's resolution."""
         t0 = time.perf_counter()
-        logits = self.logits(frame, encoding)
-        top, labels = logits.max(dim=0)
-        mask = labels.to(torch.uint8)
+        averaged = self.logits(frame, encoding)
+        top, labels = averaged.max(dim=0)
+        mask = labels.to(torch.uint8).cpu().numpy()
         conf = None
-        if confidence:
-            conf = (torch.exp(top - torch.logsumexp(logits, dim=0)) * 255.0).round_().to(torch.uint8).cpu().numpy()
-        col = self.segmenter.colorize(mask.cpu().numpy()) if color else None
-        result = SegmentationResult(mask=mask.cpu().numpy(), confidence=conf, color=col)
+        if confidence:  # calibrated as the segmenter's: max softmax(logits / T)
+            t = float(getattr(self.segmenter, "temperature", 1.0))
+            conf = torch.exp(top / t - torch.logsumexp(averaged / t, dim=0))
+            conf = (conf * 255.0).round_().to(torch.uint8).cpu().numpy()
+        col = self.segmenter.colorize(mask) if color else None
+        result = SegmentationResult(mask=mask, confidence=conf, color=col, logits=averaged.cpu() if logits else None)
         result.timings = {"total": (time.perf_counter() - t0) * 1e3}
         return result
+
+    def frame_logits(self, logits: torch.Tensor, width: int, height: int) -> torch.Tensor:
+        """The logits of `segment(..., logits=True)`: at the frame's resolution already."""
+        if tuple(logits.shape[-2:]) != (int(height), int(width)):
+            raise ValueError(f"logits of {tuple(logits.shape[-2:])} are not of a {width}x{height} frame")
+        return logits
 
     def overlay(self, rgb, mask, alpha: float = 0.5):
         return self.segmenter.overlay(rgb, mask, alpha)
