@@ -81,7 +81,7 @@ def build_processor(args: argparse.Namespace, prog: str, node_client: NodeClient
         return None
     try:
         return seg, node_client(args, processor)
-    except (ImportError, TimeoutError) as err:
+    except (ImportError, TimeoutError, ChildProcessError) as err:  # ChildProcessError: a spawned node died
         print(f"{prog}: {err}", file=sys.stderr)
     return None
 

@@ -182,7 +182,7 @@ def main(
             )
             return 1
         args.through_node = True
-        node = spawn_node(args, out / "node.log")
+        node = args.node_process = spawn_node(args, out / "node.log")
         print(f"bevanet-demo: started the segmentation node (pid {node.pid}, log {out / 'node.log'})")
     try:
         built = build_processor(args, "bevanet-demo", node_client)
