@@ -152,3 +152,12 @@ def test_eval_failed_write_is_named_and_the_report_of_the_frames_before_is_writt
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["images"] == 2 and str(tmp_path / "pred" / "seq2_0001.png") in report["write_error"]
     shutil.rmtree(tmp_path / "pred")
+
+
+def test_predict_output_folder_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    src = _frames(tmp_path / "in", ["a.png"])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "masks").write_text("a file where the masks folder belongs")
+    assert predict.main([str(src), "--out", str(tmp_path / "out"), "--input-size", "64x48"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot create {tmp_path / 'out' / 'masks'}" in err[0]

@@ -109,10 +109,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bevanet-predict: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    for sub in ("masks", "color", "overlay"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("masks", "color", "overlay"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"bevanet-predict: error: cannot create {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     writers = {}
-    done = skipped = 0
     latencies = []
     failed = None
     try:
