@@ -46,3 +46,21 @@ def test_malformed_max_pixels_refuses_the_node_settings(monkeypatch):
         NodeSettings.from_values({})
     monkeypatch.setenv(MAX_PIXELS_ENV, "2000000")
     assert NodeSettings.from_values({}) is not None
+
+
+@pytest.mark.parametrize("tool", ["bag_eval", "demo"])
+def test_malformed_max_pixels_refuses_the_bag_tools_at_start(tmp_path, monkeypatch, capsys, tool):
+    import importlib
+
+    main = importlib.import_module(f"bevanet_core.cli.{tool}").main
+    monkeypatch.setenv(MAX_PIXELS_ENV, "lots")
+    argv = (
+        [str(tmp_path / "some.bag")]
+        if tool == "bag_eval"
+        else ["--bag", str(tmp_path / "some.bag"), "--out", str(tmp_path / "out")]
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{MAX_PIXELS_ENV} must be a number of pixels, got 'lots'" in err[0]
