@@ -64,3 +64,12 @@ def test_malformed_max_pixels_refuses_the_bag_tools_at_start(tmp_path, monkeypat
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{MAX_PIXELS_ENV} must be a number of pixels, got 'lots'" in err[0]
+
+
+def test_bag_eval_applies_its_max_pixels_option(tmp_path):
+    from bevanet_core.cli import bag_eval
+    from bevanet_core.imaging.policy import max_pixels
+
+    with pytest.raises(SystemExit):  # the bag is missing: refused after the options are applied
+        bag_eval.main([str(tmp_path / "missing.bag"), "--max-pixels", "1000"])
+    assert max_pixels() == 1000
