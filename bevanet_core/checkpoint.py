@@ -29,6 +29,7 @@ from .data.classes import (
     default_palette,
 )
 from .models import SEGMENTATION_MODELS, build_model
+from .models.state_checks import meaningless_tensors
 from .paths import atomic_write
 
 PathLike = Union[str, os.PathLike]
@@ -318,6 +319,9 @@ def load_state_dict_strict(
         for k in own
         if k in state and state[k].shape != own[k].shape
     ]
+    problem = meaningless_tensors(own, state)
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
     report = {"missing": missing, "unexpected": unexpected, "mismatched": mismatched}
     if strict and (missing or unexpected or mismatched):
         parts = []

@@ -13,6 +13,8 @@ import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from bevanet_core.cli.node_process import exited
+
 from .pipeline import array_to_imgmsg
 
 
@@ -24,9 +26,19 @@ class NodeClient:
     mask received, transport included. Frames are sent in lockstep (the next one after the mask
     of the previous one, or after `timeout_s`: then the frame counts as dropped). `local`
     supplies the class names and colours for the report, the colour masks and the overlays.
+    `child`: the node's process when this tool spawned it; its death ends the wait for the node
+    at once (ChildProcessError) instead of after `discovery_s`.
     """
 
-    def __init__(self, input_topic: str, mask_topic: str, local, timeout_s: float = 5.0, discovery_s: float = 15.0):
+    def __init__(
+        self,
+        input_topic: str,
+        mask_topic: str,
+        local,
+        timeout_s: float = 5.0,
+        discovery_s: float = 15.0,
+        child=None,
+    ):
         self._rclpy = rclpy
         self.local = local
         self.class_names = local.class_names
@@ -46,6 +58,10 @@ class NodeClient:
         while time.monotonic() < deadline:
             if self.pub.get_subscription_count() > 0 and self.node.count_publishers(mask_topic) > 0:
                 break
+            gone = exited(child)  # a spawned node that died at once is not waited for
+            if gone:
+                self.shutdown()
+                raise ChildProcessError(f"the segmentation node (pid {child.pid}) {gone} before it came up")
             rclpy.spin_once(self.node, timeout_sec=0.05)
         else:
             self.shutdown()

@@ -21,7 +21,8 @@ NODE_COMMAND = [sys.executable, "-m", "bevanet_ros.segmentation_node"]
 
 def connect(args: argparse.Namespace, local: FrameProcessor) -> FrameProcessor:
     """A DDS client of the node named by --node-input/--node-mask. Raises ImportError without
-    rclpy and TimeoutError when no node answers."""
+    rclpy, TimeoutError when no node answers and ChildProcessError when the node this tool
+    spawned (`args.node_process`) dies before it answers."""
     try:
         from .bag_client import NodeClient
     except ImportError as err:
@@ -35,6 +36,7 @@ def connect(args: argparse.Namespace, local: FrameProcessor) -> FrameProcessor:
         local,
         timeout_s=args.node_timeout,
         discovery_s=getattr(args, "node_start_timeout", 15.0),
+        child=getattr(args, "node_process", None),
     )
 
 

@@ -45,6 +45,7 @@ def test_authors_style_checkpoint_loads_strictly(tmp_path, wrap):
         k: (torch.randn(shape, generator=g) if not k.endswith("num_batches_tracked") else torch.tensor(7))
         for k, shape in listed.items()
     }
+    state = {k: v.abs() if k.endswith("running_var") else v for k, v in state.items()}  # a variance is >= 0
     if wrap == "model_prefix":  # the authors' FullModel: "model." tensors plus loss buffers
         obj = {f"model.{k}": v for k, v in state.items()}
         obj["sem_loss.criterion.weight"] = torch.ones(19)

@@ -49,6 +49,7 @@ from .common import (
     DefaultsFormatter,
     add_foxglove_args,
     add_model_args,
+    apply_input_policy,
     build_segmenter,
     extras_guard,
     foxglove_callback,
@@ -81,7 +82,7 @@ def build_processor(args: argparse.Namespace, prog: str, node_client: NodeClient
         return None
     try:
         return seg, node_client(args, processor)
-    except (ImportError, TimeoutError) as err:
+    except (ImportError, TimeoutError, ChildProcessError) as err:  # ChildProcessError: a spawned node died
         print(f"{prog}: {err}", file=sys.stderr)
     return None
 
@@ -320,6 +321,7 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
     parser = build_parser()
     args = parser.parse_args(argv)
     ctx = context_from_env()
+    apply_input_policy(args)  # $BEVANET_MAX_PIXELS checked now, not at every frame
     outs = check_args(parser, args, ctx.world_size)
     label_topic = None if str(args.label_topic).lower() in ("", "none") else args.label_topic
     built = build_processor(args, "bevanet-bag-eval", node_client)

@@ -9,9 +9,10 @@ import importlib.util
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Optional
 
-from ..imaging.policy import MAX_PIXELS, parse_max_pixels, set_max_pixels
+from ..imaging.policy import MAX_PIXELS, max_pixels, parse_max_pixels, set_max_pixels
 from ..options import BACKENDS, PRECISIONS, RESIZE_MODES
 from .validate import int_range
 
@@ -209,9 +210,16 @@ def _max_pixels_arg(text: str) -> int:
 
 
 def apply_input_policy(args: argparse.Namespace) -> None:
-    """Sets the process-wide pixel cap from --max-pixels, when given."""
+    """Sets the process-wide pixel cap from --max-pixels, when given; else checks
+    $BEVANET_MAX_PIXELS at the start (exit 2 with one line) instead of at every frame."""
     if getattr(args, "max_pixels", None) is not None:
         set_max_pixels(args.max_pixels)
+        return
+    try:
+        max_pixels()
+    except ValueError as exc:
+        print(f"{Path(sys.argv[0]).name or 'bevanet'}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def build_segmenter(args: argparse.Namespace, **overrides):

@@ -52,6 +52,7 @@ from .common import (
     DefaultsFormatter,
     add_foxglove_args,
     add_model_args,
+    apply_input_policy,
     extras_guard,
     foxglove_callback,
     start_foxglove,
@@ -155,6 +156,7 @@ def main(
 ) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    apply_input_policy(args)  # $BEVANET_MAX_PIXELS checked now, not at every frame
     try:
         bag = args.bag if args.bag is not None else find_sample_bag()
     except FileNotFoundError as err:
@@ -182,7 +184,7 @@ def main(
             )
             return 1
         args.through_node = True
-        node = spawn_node(args, out / "node.log")
+        node = args.node_process = spawn_node(args, out / "node.log")
         print(f"bevanet-demo: started the segmentation node (pid {node.pid}, log {out / 'node.log'})")
     try:
         built = build_processor(args, "bevanet-demo", node_client)

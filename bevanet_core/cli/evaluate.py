@@ -20,6 +20,7 @@ from ..data.datasets import (
     read_pair_list,
 )
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
+from ..paths import OutputNameError
 from .common import (
     add_model_args,
     add_tta_args,
@@ -121,12 +122,14 @@ def main(argv: Optional[list[str]] = None) -> int:
                 to_ids,
                 progress=True,
             )
-        except DatasetError as exc:
+        except (DatasetError, OutputNameError) as exc:  # bad data, or prediction names that would collide
             print(f"bevanet-eval: error: {exc}", file=sys.stderr)
             return 2
         report["split"] = name
         report["seen_in_training"] = seen_in_training(args.dataset, Path(args.root), trained_on, dataset, args.limit)
         reports[name] = report
+        if "write_error" in report:
+            break  # the disk is full: report what was measured, then fail
     report = dict(reports[splits[0] or args.list])
     report.update(
         {
@@ -161,6 +164,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.json_out:
         write_json(report, Path(args.json_out))
         print(f"report written to {args.json_out}")
+    failed = [r["write_error"] for r in reports.values() if "write_error" in r]
+    if failed:
+        print(f"bevanet-eval: error: {failed[0]} (the report covers the images before it)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,12 +7,16 @@ import argparse
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from ..options import parse_size
 
 
 def spawn_node(node_command: list[str], args: argparse.Namespace, log_path: Path) -> subprocess.Popen:
     """The segmentation node as deployed: its own process, `image` remapped to --node-input,
-    the tool's model options as its parameters. Its camera subscription is reliable: the replay
+    the tool's model options as its parameters, given in a params file beside the log (YAML
+    quotes every value, so a weights path holding '#', ': ' or spaces arrives whole, where
+    `-p name:=value` would cut it short). Its camera subscription is reliable: the replay
     sends one frame at a time, and a best-effort subscription loses large frames to transport
     when the CPU is busy, which would count as dropped by the node."""
     params = {
@@ -29,10 +33,8 @@ def spawn_node(node_command: list[str], args: argparse.Namespace, log_path: Path
         params.update(input_width=w, input_height=h)
     if args.threads:
         params["num_threads"] = args.threads
-    cmd = [*node_command, "--ros-args"]
-    cmd += ["-r", f"image:={args.node_input}"]
-    for key, value in params.items():
-        cmd += ["-p", f"{key}:={value}"]
+    params_file = write_params_file(Path(log_path).with_name(Path(log_path).stem + ".params.yaml"), params)
+    cmd = [*node_command, "--ros-args", "-r", f"image:={args.node_input}", "--params-file", str(params_file)]
     with open(log_path, "w") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
             cmd,
@@ -41,3 +43,17 @@ def spawn_node(node_command: list[str], args: argparse.Namespace, log_path: Path
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+
+def write_params_file(path: Path, params: dict) -> Path:
+    """A ROS 2 params file giving `params` to every node (`/**`) it is passed to."""
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}, default_flow_style=False))
+    return path
+
+
+def exited(child: subprocess.Popen | None) -> str | None:
+    """Why a spawned child no longer runs ('exited with code 3'), or None while it runs."""
+    if child is None or child.poll() is None:
+        return None
+    code = child.returncode
+    return f"exited with code {code}" if code >= 0 else f"was killed by signal {-code}"

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..imaging.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
+from ..paths import OutputWriteError, unique_output_names, write_image
 from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
 from .validate import check_output_dir, float_range, int_range
 
@@ -23,15 +24,22 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 def iter_images(path: Path) -> Iterator[tuple[str, Union[np.ndarray, ImageDecodeError]]]:
     """(name, RGB uint8 frame, or the ImageDecodeError saying why not) for an image file or a
-    folder, in name order. Every file passes the input policy (pixel cap from the header)."""
+    folder, in name order. Every file passes the input policy (pixel cap from the header). The
+    names are unique (`paths.unique_output_names`: `frame.png` and `frame.jpg` -> `frame_png`,
+    `frame_jpg`); ValueError, before any frame, when two files cannot be told apart."""
     files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for f in files:
+    names = unique_output_names(files)
+    return _read_images(files, names)
+
+
+def _read_images(files: list[Path], names: list[str]) -> Iterator[tuple[str, Union[np.ndarray, ImageDecodeError]]]:
+    for f, name in zip(files, names, strict=True):
         try:
             bgr = read_image_file(f, cv2.IMREAD_COLOR)
         except ImageDecodeError as err:
-            yield f.stem, err
+            yield name, err
             continue
-        yield f.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        yield name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def open_video(path: Path):
@@ -101,11 +109,44 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bevanet-predict: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    for sub in ("masks", "color", "overlay"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("masks", "color", "overlay"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"bevanet-predict: error: cannot create {exc.filename or out}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     writers = {}
-    done = skipped = 0
     latencies = []
+    failed = None
+    try:
+        done, skipped = _segment_all(args, src, out, seg, frames, is_video, writers, latencies)
+    except OutputWriteError as exc:  # a full disk: named, and what was written so far is reported
+        failed, (done, skipped) = exc, exc.progress
+    for w in writers.values():
+        w.release()
+    if failed is not None:
+        print(f"bevanet-predict: error: {failed}", file=sys.stderr)
+    elif done == 0:
+        print(f"bevanet-predict: error: no readable images in {src}", file=sys.stderr)
+        return 2
+    median = float(np.median(latencies)) if latencies else float("nan")
+    print(
+        f"segmented {done} frame(s) ({skipped} unreadable skipped)"
+        + (" before the failed write" if failed is not None else "")
+        + f", median {median:.1f} ms/frame "
+        f"({args.backend}, {args.device}, {seg.info.variant}, input {seg.input_size[0]}x{seg.input_size[1]})"
+    )
+    print(f"label masks (class ids, 255 = unlabeled): {out / 'masks'}")
+    print(f"colour masks: {out / 'color'}   overlays: {out / 'overlay'}")
+    for kind, _ in writers.items():
+        print(f"{kind} video: {out / f'{src.stem}_{kind}.mp4'}")
+    return 1 if failed is not None else 0
+
+
+def _segment_all(args, src: Path, out: Path, seg, frames, is_video: bool, writers: dict, latencies: list):
+    """Segments and writes every frame; (frames done, unreadable skipped). A write that fails
+    raises OutputWriteError carrying those counts as `progress`."""
+    done = skipped = 0
     for name, rgb in frames:
         if args.max_frames is not None and done >= args.max_frames:
             break
@@ -123,27 +164,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                     h, w = img.shape[:2]
                     path = out / f"{src.stem}_{kind}.mp4"
                     writers[kind] = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), video_fps(src), (w, h))
+                    if not writers[kind].isOpened():
+                        writers.pop(kind)
+                        err = OutputWriteError(f"cannot write {path}: OpenCV cannot open a video writer for it")
+                        err.progress = (done, skipped)
+                        raise err
                 writers[kind].write(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if not (is_video and args.no_frames):
-            cv2.imwrite(str(out / "masks" / f"{name}.png"), res.mask)
-            cv2.imwrite(str(out / "color" / f"{name}.png"), cv2.cvtColor(res.color, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(out / "overlay" / f"{name}.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            try:
+                write_image(out / "masks" / f"{name}.png", res.mask)
+                write_image(out / "color" / f"{name}.png", cv2.cvtColor(res.color, cv2.COLOR_RGB2BGR))
+                write_image(out / "overlay" / f"{name}.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            except OutputWriteError as err:
+                err.progress = (done, skipped)
+                raise
         done += 1
-    for w in writers.values():
-        w.release()
-    if done == 0:
-        print(f"bevanet-predict: error: no readable images in {src}", file=sys.stderr)
-        return 2
-    median = float(np.median(latencies))
-    print(
-        f"segmented {done} frame(s) ({skipped} unreadable skipped), median {median:.1f} ms/frame "
-        f"({args.backend}, {args.device}, {seg.info.variant}, input {seg.input_size[0]}x{seg.input_size[1]})"
-    )
-    print(f"label masks (class ids, 255 = unlabeled): {out / 'masks'}")
-    print(f"colour masks: {out / 'color'}   overlays: {out / 'overlay'}")
-    for kind, _ in writers.items():
-        print(f"{kind} video: {out / f'{src.stem}_{kind}.mp4'}")
-    return 0
+    return done, skipped
 
 
 if __name__ == "__main__":

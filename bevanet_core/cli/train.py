@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Optional
 
-from ..data.datasets import DatasetError
+from ..data.datasets import DatasetError, dataset_error_message
+from ..training.checkpointing import CheckpointError, CheckpointWriteError
 from ..training.config import load_config
 from ..training.engine import train
 from .common import extras_guard
@@ -49,9 +50,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(str(exc))
     try:
         result = train(cfg, resume=args.resume)
-    except DatasetError as exc:  # a missing list or image: named, without a traceback
-        print(f"bevanet-train: error: {exc}", file=sys.stderr)
+    except DatasetError as exc:  # a missing list, image or bad label: named, without a traceback
+        print(f"bevanet-train: error: {dataset_error_message(exc)}", file=sys.stderr)
         return 2
+    except CheckpointError as exc:  # a busy run folder, another network's checkpoint, a full disk
+        print(f"bevanet-train: error: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, CheckpointWriteError) else 2
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))
     return 0
 

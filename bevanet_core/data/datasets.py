@@ -55,7 +55,34 @@ def read_label(path: Path, color: bool = False) -> np.ndarray:
         return cv2.cvtColor(label, cv2.COLOR_BGR2RGB)
     if label.ndim != 2:
         raise DatasetError(f"label must be a single-channel index image, got shape {label.shape}: {path}")
-    return label
+    return label_as_uint8(label, path)
+
+
+def label_as_uint8(label: np.ndarray, path: Path) -> np.ndarray:
+    """A label of any integer bit depth (8- or 16-bit PNGs) as uint8 when every value fits the
+    8-bit range the class ids and the 255 ignore value live in; otherwise `DatasetError` naming
+    the file (a float label, or values such as a 16-bit 1000 that no class id can be)."""
+    if label.dtype == np.uint8:
+        return label
+    if not np.issubdtype(label.dtype, np.integer):
+        raise DatasetError(f"label must hold integer class ids, got {label.dtype} values: {path}")
+    low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
+    if low < 0 or high > 255:
+        raise DatasetError(
+            f"{label.dtype.itemsize * 8}-bit label holds values from {low} to {high}, outside the class ids "
+            f"0..254 and 255 = ignore: {path}"
+        )
+    return label.astype(np.uint8)
+
+
+def dataset_error_message(exc: BaseException) -> str:
+    """The one line of a `DatasetError`, also when a DataLoader worker raised it (the loader
+    re-raises it with the worker's whole traceback as its message)."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split("DatasetError: ", 1)[-1]
+    return text
 
 
 def read_pair_list(root: Path, list_file: Path) -> list[tuple[Path, Optional[Path]]]:

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import cv2
-
+from ..paths import OutputWriteError, unique_output_names, write_image
 from .metrics import ConfusionMatrix, latency_summary
 
 
@@ -27,14 +26,19 @@ def evaluate_segmenter(
     throughput. `save_dir` keeps every prediction as a PNG (through `to_label_ids`, e.g. the
     Cityscapes trainId -> labelId mapping for the official test server). `calibration`: also
     the ECE and error AUROC of the confidence before (T = 1) and after the weights' temperature
-    (`evaluation.calibration`), as `ece` and `error_auroc`.
+    (`evaluation.calibration`), as `ece` and `error_auroc`. Saved predictions are named after
+    as much of the image path as keeps them apart (`paths.unique_output_names`; ValueError before
+    the first frame when none does); a write that fails ends the evaluation there, and the report
+    of the frames done so far carries it as `write_error` (the file named).
     """
     names = list(segmenter.info.class_names)
     cm = ConfusionMatrix(len(names))
     latencies: list[float] = []
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if save_dir is not None:
+        out_names = unique_output_names(pair[0] for pair in dataset.pairs[:n])
         save_dir.mkdir(parents=True, exist_ok=True)
+    write_error = None
     meter = None
     if calibration:
         from .calibration import CalibrationMeter
@@ -52,13 +56,17 @@ def evaluate_segmenter(
         if meter is not None:
             meter.update(segmenter.frame_logits(result.logits, image.shape[1], image.shape[0]), label)
         if save_dir is not None:
-            out = to_label_ids(mask) if to_label_ids is not None else mask
-            image_path = dataset.pairs[i][0]
-            cv2.imwrite(str(save_dir / (image_path.stem + ".png")), out)
+            try:
+                write_image(save_dir / f"{out_names[i]}.png", to_label_ids(mask) if to_label_ids is not None else mask)
+            except OutputWriteError as exc:  # the frames so far are still reported
+                write_error, n = str(exc), i + 1
+                break
         if progress and (i + 1) % 10 == 0:
             print(f"  {i + 1}/{n} images, running mIoU {cm.miou():.2f}", flush=True)
     elapsed = time.perf_counter() - start
     report = cm.as_dict(names)
+    if write_error is not None:
+        report["write_error"] = write_error
     report.update(
         {
             "images": n,

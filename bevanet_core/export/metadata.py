@@ -199,12 +199,46 @@ def _dims(value_info) -> list:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in shape.dim]
 
 
+def _element_type(value_info) -> str:
+    import onnx
+
+    elem = value_info.type.tensor_type.elem_type
+    return onnx.TensorProto.DataType.Name(elem).lower() if elem else "untyped"
+
+
+def check_graph_io(proto, meta: ArtifactMetadata, path: PathLike) -> None:
+    """The graph takes one input and gives one output, named as the metadata says, both float32
+    (an fp16 or int8 graph converts inside: a float16 input would die at the first frame);
+    ArtifactError naming the file and what differs otherwise."""
+    graph = proto.graph
+    weights = {init.name for init in graph.initializer}
+    inputs = [v for v in graph.input if v.name not in weights]
+    for kind, found, named in (("input", inputs, meta.input_name), ("output", list(graph.output), meta.output_name)):
+        if len(found) != 1:
+            raise ArtifactError(
+                f"{path}: the ONNX graph has {len(found)} {kind}s ({', '.join(v.name for v in found) or 'none'}) "
+                f"but a segmentation model has one, {named!r}"
+            )
+        if found[0].name != named:
+            raise ArtifactError(
+                f"{path}: the graph's {kind} is named {found[0].name!r} but its metadata says {named!r}; "
+                "the file and its metadata do not belong together"
+            )
+        if _element_type(found[0]) != "float":
+            raise ArtifactError(
+                f"{path}: the graph's {kind} {named!r} is {_element_type(found[0])} but the backends feed and read "
+                "float32 (an fp16 or int8 model keeps float32 inputs and outputs); re-export it with bevanet-export"
+            )
+
+
 def check_graph_shapes(proto, meta: ArtifactMetadata, path: PathLike) -> None:
-    """The graph's first input must be N x 3 x H x W with (W, H) = the metadata's input size, and
-    its first output N x num_classes x h x w; ArtifactError naming both otherwise."""
+    """The graph's input and output names, counts and element types (`check_graph_io`), its
+    input N x 3 x H x W with (W, H) = the metadata's input size and its output
+    N x num_classes x h x w; ArtifactError naming both otherwise."""
     graph = proto.graph
     if not graph.input or not graph.output:
         raise ArtifactError(f"{path}: the ONNX graph has no input or no output")
+    check_graph_io(proto, meta, path)
     inp, out = _dims(graph.input[0]), _dims(graph.output[0])
     w, h = meta.input_size
     classes = meta.model_info["num_classes"]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..options import UPSAMPLE_MODES
 from .encodings import to_rgb_chw
 from .geometry import ResizePlan
+from .lru import LRUCache
 
 # upsampled logits larger than this (bytes) are made band by band, so that a huge frame (an
 # 8000x6000 camera: 2.1 GB of 11-class float logits at once) needs one band of memory
@@ -101,37 +102,35 @@ class Postprocessor:
         self.upsample = upsample
         self.align_corners = bool(align_corners)
         self.temperature = float(temperature)
-        self._grids: dict[tuple[ResizePlan, str], torch.Tensor] = {}
-        self._indices: dict[tuple[ResizePlan, str, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._positions: dict[tuple[ResizePlan, str, tuple[int, int]], tuple[torch.Tensor, ...]] = {}
+        # per frame size, bounded (a stream of ever new sizes must not grow memory without end)
+        self._grids: LRUCache[torch.Tensor] = LRUCache()
+        self._indices: LRUCache[tuple[torch.Tensor, torch.Tensor]] = LRUCache()
+        self._positions: LRUCache[tuple[torch.Tensor, ...]] = LRUCache()
 
     def _grid(self, plan: ResizePlan, device: torch.device) -> torch.Tensor:
-        key = (plan, str(device))
-        if key not in self._grids:
-            self._grids[key] = plan.sampling_grid(device, align_corners=self.align_corners)
-        return self._grids[key]
+        return self._grids.get_or_make(
+            (plan, str(device)), lambda: plan.sampling_grid(device, align_corners=self.align_corners)
+        )
 
     def _index(self, plan: ResizePlan, device: torch.device, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (plan, str(device), stride)
-        if key not in self._indices:
+        def make():
             rows, cols = plan.source_indices(stride, self.align_corners)
-            self._indices[key] = (
-                torch.from_numpy(rows).to(device),
-                torch.from_numpy(cols).to(device),
-            )
-        return self._indices[key]
+            return torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)
+
+        return self._indices.get_or_make((plan, str(device), stride), make)
 
     def _blend(self, plan: ResizePlan, device: torch.device, map_size: tuple[int, int]):
         """Per axis: the two source cells of every output column/row and the second's weight."""
-        key = (plan, str(device), map_size)
-        if key not in self._positions:
+
+        def make():
             out = []
             for pos, n in zip(plan.source_positions(map_size, self.align_corners), map_size, strict=True):
                 p = torch.from_numpy(pos).to(device=device, dtype=torch.float32)
                 i0 = p.long().clamp_(max=n - 1)
                 out += [i0, (i0 + 1).clamp_(max=n - 1), p - i0.float()]
-            self._positions[key] = tuple(out)
-        return self._positions[key]
+            return tuple(out)
+
+        return self._positions.get_or_make((plan, str(device), map_size), make)
 
     def _widen(self, part: torch.Tensor, plan: ResizePlan):
         """N x C x h x w logits widened to the frame's width at their own height, and each output

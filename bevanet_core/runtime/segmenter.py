@@ -29,6 +29,7 @@ from ..imaging.geometry import (
     plan_resize,
     resolve_input_size,
 )
+from ..imaging.lru import LRUCache
 from ..imaging.processing import UPSAMPLE_MODES, Postprocessor, palette_tensor, preprocess
 from ..options import (
     BACKENDS,
@@ -133,7 +134,7 @@ class Segmenter:
         )
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()
-        self._plans: dict[tuple[int, int], ResizePlan] = {}
+        self._plans: LRUCache[ResizePlan] = LRUCache()  # per frame size, bounded
 
     @classmethod
     def from_model(cls, model: nn.Module, info, **fields) -> Segmenter:
@@ -202,9 +203,7 @@ class Segmenter:
     def plan(self, width: int, height: int) -> ResizePlan:
         """The (cached) placement of a width x height frame into the network input."""
         key = (width, height)
-        if key not in self._plans:
-            self._plans[key] = plan_resize(key, self.input_size, self.config.resize)
-        return self._plans[key]
+        return self._plans.get_or_make(key, lambda: plan_resize(key, self.input_size, self.config.resize))
 
     def segment(
         self,

@@ -28,6 +28,7 @@ from bevanet_core.options import (
     UPSAMPLE_MODES,
 )
 
+from ..imaging.policy import max_pixels
 from .health import HealthThresholds
 
 if TYPE_CHECKING:
@@ -418,7 +419,12 @@ class NodeSettings(_SettingsFields):
         return settings
 
     def check(self) -> None:
-        """Rules between parameters; raises ParameterError."""
+        """Rules between parameters, and the environment the node reads (BEVANET_MAX_PIXELS: a
+        malformed value refuses the start, not every frame); raises ParameterError."""
+        try:
+            max_pixels()
+        except ValueError as exc:
+            raise ParameterError(f"environment: {exc}") from None
         if (self.input_width == 0) != (self.input_height == 0):
             raise ParameterError(
                 "parameters 'input_width' and 'input_height' must both be 0 (model default) or "

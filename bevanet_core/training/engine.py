@@ -33,7 +33,7 @@ from .build import (
     poly_lr,
     resolve_device,
 )
-from .checkpointing import resume_run, save_training_checkpoint
+from .checkpointing import RunLock, remove_stale_temporaries, resume_run, save_training_checkpoint
 from .class_weights import resolve_class_weights
 from .config import TrainConfig, save_config
 from .distributed import ResumableBatchSampler, agreed_max, init_distributed
@@ -62,6 +62,11 @@ class Trainer:
             print(f"precision auto -> {cfg.run.precision} on {where}", flush=True)
         self.out_dir = Path(cfg.run.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock(self.out_dir)
+        if dinfo.is_main:  # one run per run folder; what a killed checkpoint write left is removed
+            self.lock.acquire()
+            for stale in remove_stale_temporaries(self.out_dir):
+                print(f"removed {stale}, the temporary file of a checkpoint write that was cut short", flush=True)
         torch.manual_seed(cfg.run.seed + dinfo.rank)
         np.random.seed(cfg.run.seed + dinfo.rank)
         random.seed(cfg.run.seed + dinfo.rank)
@@ -261,5 +266,8 @@ def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[i
     """Trains per `cfg`. `resume`: a checkpoint path, or 'auto' for <out_dir>/last.pt if present.
     `stop_after`: stop (checkpointed) after this many iterations of this call, for tests."""
     trainer = Trainer(cfg)
-    trainer.resume(resume)
-    return trainer.fit(stop_after)
+    try:
+        trainer.resume(resume)
+        return trainer.fit(stop_after)
+    finally:
+        trainer.lock.release()
