@@ -153,9 +153,7 @@ def run_trial(
         "class_weights": trainer.class_weights,
         "precision": cfg.run.precision,
         "s_per_iter": s_per_iter,
-        "curve": [
-            {k: v for k, v in h.items() if k in ("iteration", "val/miou")} for h in trainer.history if "val/miou" in h
-        ],
+        "curve": [{"iteration": h["iteration"], "miou": h["val_miou"]} for h in trainer.history if "val_miou" in h],
     }
     # the evaluated weights are kept beside the result: an arm that wins can be shipped as it is
     # (scripts/ship_default_model.py TRIAL/weights.safetensors)
