@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..imaging.policy import ImageDecodeError
+from ..paths import atomic_write, write_image
 from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
 from .predict import VIDEO_SUFFIXES, iter_images, iter_video, open_video
 from .validate import check_output_dir, float_range, int_range
@@ -66,14 +67,14 @@ def pseudo_label(
                 (out / "images" / f"{name}.png", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)),
                 (out / "labels" / f"{name}.png", label),
             ):
-                if not cv2.imwrite(str(path), image):
-                    raise OSError(f"could not write {path}")
+                write_image(path, image)
             kept += np.bincount(label[label != 255], minlength=len(names))[: len(names)]
             pixels += label.size
             lines.append(f"images/{name}.png labels/{name}.png")
     if not lines:
         raise ValueError(f"no readable frames in {', '.join(map(str, sources))}")
-    (out / "list.lst").write_text("\n".join(lines) + "\n")
+    # the list last, whole or not at all: a recipe never reads a half-written one
+    atomic_write(out / "list.lst", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
     summary = {
         "frames": len(lines),
         "teacher": {"variant": segmenter.info.variant, **(segmenter.info.extra or {})},
@@ -84,7 +85,7 @@ def pseudo_label(
         "kept_share_per_class": {n: round(float(k) / pixels, 5) for n, k in zip(names, kept, strict=True)},
         "skipped": skipped,
     }
-    (out / "pseudo_labels.json").write_text(json.dumps(summary, indent=1))
+    atomic_write(out / "pseudo_labels.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
     return summary
 
 
