@@ -7,8 +7,9 @@ The run directory (checkpoints, best weights, logs) is kept outside the work tre
 $BEVANET_RUNS or ~/.cache/bevanet_ros/runs, under the recipe's name. Where it holds a checkpoint,
 training resumes it exactly. Where it does not (a fresh machine), training starts from the
 committed default weights, at the iteration of the schedule they were taken from when they come
-from this recipe, else at its start. Stopping the process at any moment loses at most
-`run.checkpoint_every` iterations.
+from a recipe with the same schedule, else at its start; or from random weights when the
+committed ones trained on the drive the recipe holds out (the held-out recipe). Stopping the
+process at any moment loses at most `run.checkpoint_every` iterations.
 
 `--ship` hands the run's best weights to ship_default_model.py, which replaces the committed
 model only when they score higher on val.
@@ -32,15 +33,48 @@ def runs_root() -> Path:
     return Path(os.environ.get("BEVANET_RUNS") or Path.home() / ".cache" / "bevanet_ros" / "runs")
 
 
-def warm_start_overrides(recipe: Path, weights: Path) -> list:
-    """Overrides that start a run from `weights`, continuing the schedule where they came from it."""
+def recipe_drives(recipe, which: str) -> set:
+    """The CamVid drives of a recipe's training ('train') or validation ('val') frames."""
+    from bevanet_core.data.datasets import camvid_sequence, camvid_split_pairs, read_pair_list
+
+    data = recipe.data
+    if data.dataset != "camvid":
+        return set()
+    root = (REPO / data.root) if not Path(data.root).is_absolute() else Path(data.root)
+    listed = data.train_list if which == "train" else data.val_list
+    split = data.train_split if which == "train" else data.val_split
+    pairs = read_pair_list(root, root / listed) if listed else camvid_split_pairs(root, split)
+    return {camvid_sequence(image) for image, _ in pairs}
+
+
+def warm_start_overrides(recipe: Path, weights: Path) -> tuple[list, str]:
+    """Overrides that start a run from `weights`, and why.
+
+    Weights taken from a recipe with the same schedule (its optim section) continue that schedule
+    at their iteration; others start it at 0. Weights that trained on a drive the recipe validates
+    on are not used at all: the run starts from random weights, or its validation would measure
+    memory (the held-out recipe and the shipped model, which trained on every drive of train).
+    Returns the overrides and a line that says where the run starts."""
     from bevanet_core.checkpoint import read_checkpoint
+    from bevanet_core.training.config import load_config
 
     _, info = read_checkpoint(weights)
     extra = info.extra if info is not None else {}
-    same_recipe = extra.get("recipe") == f"training/{recipe.name}"
-    start = int(extra.get("iteration", 0)) if same_recipe else 0
-    return [f"model.pretrained={weights}", f"run.start_iteration={start}"]
+    mine = load_config(str(recipe), [])
+    theirs_path = REPO / str(extra.get("recipe", ""))
+    theirs = load_config(str(theirs_path), []) if extra.get("recipe") and theirs_path.is_file() else None
+    if theirs is not None:
+        held_out = recipe_drives(mine, "val") - recipe_drives(mine, "train")
+        seen = recipe_drives(theirs, "train") & held_out
+        if seen:
+            return [], (
+                f"from random weights: {weights.name} trained on {', '.join(sorted(seen))}, "
+                f"the drive this recipe holds out"
+            )
+    same_schedule = theirs is not None and theirs.optim == mine.optim
+    start = int(extra.get("iteration", 0)) if same_schedule else 0
+    how = f"at iteration {start} of the schedule they were taken from" if start else "at the start of the schedule"
+    return [f"model.pretrained={weights}", f"run.start_iteration={start}"], f"from {weights} {how}"
 
 
 def seed_logs(run_dir: Path, committed_logs: Path) -> None:
@@ -107,8 +141,9 @@ def main() -> int:
         committed_logs = REPO / "training" / "logs" / args.recipe.stem
         run_dir.mkdir(parents=True, exist_ok=True)
         seed_logs(run_dir, committed_logs)
-        overrides += warm_start_overrides(args.recipe, DEFAULT_WEIGHTS)
-        print(f"no run at {run_dir}: starting from {DEFAULT_WEIGHTS} ({overrides[-1]})", flush=True)
+        start, how = warm_start_overrides(args.recipe, DEFAULT_WEIGHTS)
+        overrides += start
+        print(f"no run at {run_dir}: starting {how}", flush=True)
     cfg = load_config(str(args.recipe), overrides)
     result = train(cfg, resume="auto")
     print(json.dumps({k: v for k, v in result.items() if k != "history"}))

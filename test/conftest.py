@@ -5,6 +5,8 @@
 - every test starts from the same seeds (python, numpy, torch), so random models and
   inputs are identical run to run.
 - torch uses at most 2 intra-op threads: the CI box has 2 cores.
+- a failure is printed (its test id and the end of its report) the moment it happens, besides in
+  the summary at the end: a run that crashes or is killed later still says what failed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ SEED = 0
 
 if torch is not None:
     torch.set_num_threads(2)
+
+
+def pytest_runtest_logreport(report) -> None:
+    if not report.failed:
+        return
+    lines = str(report.longrepr).splitlines()[-25:]
+    print(f"\n[failed] {report.nodeid} ({report.when})", *("  " + line for line in lines), sep="\n", flush=True)
 
 
 def shared_data_root() -> Path:

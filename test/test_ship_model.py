@@ -88,11 +88,18 @@ def test_long_run_warm_start_continues_its_own_schedule(tmp_path):
     own = tmp_path / "own.safetensors"
     info.extra = {"recipe": f"training/{DEFAULT_RECIPE.name}", "iteration": 4200}
     save_weights(model, own, info)
-    assert warm_start_overrides(DEFAULT_RECIPE, own) == [f"model.pretrained={own}", "run.start_iteration=4200"]
+    assert warm_start_overrides(DEFAULT_RECIPE, own)[0] == [f"model.pretrained={own}", "run.start_iteration=4200"]
+    # train+val shares the long recipe's schedule: it continues it from the long run's weights
+    trainval = REPO / "training" / "bevanet-s_camvid-480x360-trainval.yaml"
+    assert warm_start_overrides(trainval, own)[0] == [f"model.pretrained={own}", "run.start_iteration=4200"]
+    # the held-out recipe validates on 0006R0, which the long run trained on: random weights
+    heldout = REPO / "training" / "bevanet-s_camvid-480x360-heldout.yaml"
+    overrides, why = warm_start_overrides(heldout, own)
+    assert overrides == [] and "0006R0" in why, why
     other = tmp_path / "other.safetensors"
     info.extra = {"recipe": "training/bevanet-s_camvid-480x360.yaml", "iteration": 1350}
     save_weights(model, other, info)
-    assert warm_start_overrides(DEFAULT_RECIPE, other)[-1] == "run.start_iteration=0"
+    assert warm_start_overrides(DEFAULT_RECIPE, other)[0][-1] == "run.start_iteration=0"
 
 
 def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_subset, tmp_path):
@@ -100,7 +107,11 @@ def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_s
 
     data = camvid_subset(tmp_path / "data", train=2, val=2)
     recipe = yaml.safe_load((REPO / "training" / "bevanet-s_camvid-480x360-long.yaml").read_text())
-    recipe["data"].update(root=str(data), base_size=128, crop_size=[128, 96], workers=0, train_list="train.lst")
+    # validated on frames of its own training drives, as the long recipe is: the committed weights
+    # may start it (a recipe that held a drive out would start from random weights)
+    recipe["data"].update(
+        root=str(data), base_size=128, crop_size=[128, 96], workers=0, train_list="train.lst", val_list="train.lst"
+    )
     recipe["optim"].update(batch_size=2, iterations=4)
     recipe["run"].update(val_every=0, val_limit=1, checkpoint_every=1)
     path = tmp_path / "tiny-long.yaml"
@@ -117,7 +128,7 @@ def test_long_run_driver_starts_from_the_committed_weights_then_resumes(camvid_s
     ]
     first = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
-    assert "starting from" in first.stdout and "run.start_iteration=0" in first.stdout
+    assert "starting from" in first.stdout and "at the start of the schedule" in first.stdout
     assert "initialised from" in first.stdout  # the committed weights were loaded
     run = tmp_path / "runs" / "tiny-long"
     assert (run / "last.pt").is_file() and (run / "best.safetensors").is_file()
