@@ -10,6 +10,12 @@ in the metadata. Both the candidate and the model now at --out are evaluated on 
 shipped (fp16 weights, fp32 inference, all images, 480x360), and the candidate replaces the file
 only when it scores higher (--force ships it anyway). The run's resolved config, training log and
 console log are copied to training/logs/<run name>/.
+
+A recipe that trains on val's frames (train+val) leaves nothing labelled to choose on: val then
+only shows that training ran (the candidate ships unless it scores more than --val-slack below the
+shipped model there), and --proxy names the weights of the same recipe's run that held a drive out
+(training/<recipe>-heldout.yaml), whose figure on that drive is stored with the model as its
+honest one.
 """
 
 from __future__ import annotations
@@ -37,6 +43,47 @@ def val_miou(weights: Path, data: Path) -> float:
     return evaluate(
         model, val, torch.device("cpu"), info.num_classes, align_corners=logits_align_corners(info.variant)
     ).miou()
+
+
+def trains_on_val(recipe: Path, data: Path) -> bool:
+    """Whether a recipe's training frames include CamVid val's."""
+    from bevanet_core.data.datasets import camvid_split_pairs, read_pair_list
+    from bevanet_core.training.config import load_config
+
+    cfg = load_config(str(recipe), [f"data.root={data}"])
+    if cfg.data.dataset != "camvid":
+        return False
+    if cfg.data.train_list:
+        frames = read_pair_list(data, data / cfg.data.train_list)
+    else:
+        frames = camvid_split_pairs(data, cfg.data.train_split)
+    val = {image.name for image, _ in camvid_split_pairs(data, "val")}
+    return any(image.name in val for image, _ in frames)
+
+
+def proxy_figure(weights: Path, data: Path) -> dict:
+    """The held-out run's figure: its weights (a run directory's last.pt or a weights file) on the
+    drive its recipe held out."""
+    from bevanet_core.data.datasets import CAMVID_HELDOUT_SEQUENCES
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights.is_dir():
+            weights = weights / "last.pt"
+        path = (
+            weights_of_training_checkpoint(weights, Path(tmp) / "p.safetensors") if weights.suffix == ".pt" else weights
+        )
+        model, info = load_model(path)
+        held = build_dataset("camvid", data, None, "heldout", EvalTransform(), "index", 0)
+        miou = evaluate(
+            model, held, torch.device("cpu"), info.num_classes, align_corners=logits_align_corners(info.variant)
+        ).miou()
+    return {
+        "heldout_miou": round(miou, 2),
+        "split": "heldout",
+        "held_out": list(CAMVID_HELDOUT_SEQUENCES),
+        "recipe": info.extra.get("recipe"),
+        "iteration": info.extra.get("iteration"),
+    }
 
 
 def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
@@ -70,6 +117,18 @@ def main() -> int:
     p.add_argument("--force", action="store_true", help="ship even if it does not score higher")
     p.add_argument("--logs", type=Path, default=REPO / "training" / "logs", help="where the run's logs are copied")
     p.add_argument("--name", help="the run's name in the metadata and under --logs (default: its folder's name)")
+    p.add_argument(
+        "--proxy",
+        type=Path,
+        help="for a recipe that trains on val: the held-out run of the same recipe (its directory, "
+        "last.pt or weights), whose figure on the drive it never saw is stored with the model",
+    )
+    p.add_argument(
+        "--val-slack",
+        type=float,
+        default=1.0,
+        help="for a recipe that trains on val: how far below the shipped model on val it may score and still ship",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     weights = args.run if args.run.is_file() else args.run / "best.safetensors"
@@ -81,10 +140,12 @@ def main() -> int:
     else:
         model, info = load_model(weights)  # inference model: aux heads skipped
     info.input_size = tuple(int(v) for v in args.input_size.split("x"))
+    recipe = args.recipe or info.extra.get("recipe") or f"training/{name}.yaml"
+    on_val = (REPO / recipe).is_file() and trains_on_val(REPO / recipe, args.data)
     info.extra = {
         "trained_by": info.extra.get("trained_by", "bevanet-train"),
         "run": name,
-        "recipe": args.recipe or info.extra.get("recipe") or f"training/{name}.yaml",
+        "recipe": recipe,
         **{
             k: info.extra[k]
             for k in ("iteration", "device", "batch", "minutes", "trial_overrides", "trial_seed")
@@ -100,7 +161,16 @@ def main() -> int:
             f"candidate {name} (iteration {info.extra.get('iteration', '?')}): val mIoU {new:.2f}; "
             f"shipped {args.out.name}: {old:.2f}"
         )
-        if new <= old and not args.force:
+        if on_val:
+            print(f"{recipe} trains on val's frames: val only shows that training ran")
+            if new < old - args.val_slack and not args.force:
+                print(f"not shipped: more than {args.val_slack} below the shipped model on val, frames it trained on")
+                return 1
+            if args.proxy is not None:
+                info.extra["proxy"] = proxy_figure(args.proxy, args.data)
+                proxy = info.extra["proxy"]
+                print(f"proxy: {proxy['heldout_miou']:.2f} on {', '.join(proxy['held_out'])}, held out ({proxy})")
+        elif new <= old and not args.force:
             print("not shipped: the shipped model scores as high or higher")
             return 1
         info.extra["val_miou"] = round(new, 2)

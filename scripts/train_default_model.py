@@ -12,7 +12,8 @@ committed ones trained on the drive the recipe holds out (the held-out recipe). 
 process at any moment loses at most `run.checkpoint_every` iterations.
 
 `--ship` hands the run's best weights to ship_default_model.py, which replaces the committed
-model only when they score higher on val.
+model only when they score higher on val; for the train+val recipe, the latest average of its
+weights, with the held-out recipe's run beside it as the proxy figure stored with the model.
 """
 
 from __future__ import annotations
@@ -94,6 +95,27 @@ def seed_logs(run_dir: Path, committed_logs: Path) -> None:
                 here.write_text(history + mine)
 
 
+def ship(recipe: Path, run_dir: Path) -> int:
+    """Hand the run to ship_default_model.py: its best weights on val; or, for a recipe that trains
+    on val, the latest average of its weights, with the held-out run of the same recipe
+    (<name>-heldout beside it) as its proxy figure."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from ship_default_model import trains_on_val
+
+    data = REPO.parent / "shared" / "data" / "camvid"
+    on_val = trains_on_val(recipe, data)
+    candidate = run_dir / ("last.pt" if on_val else "best.safetensors")
+    if not candidate.is_file():
+        print(f"nothing to ship: {candidate} does not exist", file=sys.stderr)
+        return 1
+    cmd = [sys.executable, str(REPO / "scripts" / "ship_default_model.py"), str(candidate)]
+    cmd += ["--recipe", f"training/{recipe.name}", "--name", run_dir.name]
+    heldout = run_dir.parent / run_dir.name.replace("-trainval", "-heldout") / "last.pt"
+    if on_val and heldout.is_file() and heldout.parent != run_dir:
+        cmd += ["--proxy", str(heldout)]
+    return subprocess.call(cmd)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--recipe", type=Path, default=DEFAULT_RECIPE)
@@ -118,18 +140,7 @@ def main() -> int:
 
     run_dir = (args.runs or runs_root()) / args.recipe.stem
     if args.ship:
-        if not (run_dir / "best.safetensors").is_file():
-            print(f"nothing to ship: {run_dir / 'best.safetensors'} does not exist", file=sys.stderr)
-            return 1
-        return subprocess.call(
-            [
-                sys.executable,
-                str(REPO / "scripts" / "ship_default_model.py"),
-                str(run_dir),
-                "--recipe",
-                f"training/{args.recipe.name}",
-            ]
-        )
+        return ship(args.recipe, run_dir)
 
     from bevanet_core.training.config import load_config
     from bevanet_core.training.engine import train

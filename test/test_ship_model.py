@@ -171,3 +171,37 @@ def test_a_fresh_run_directory_keeps_the_committed_log_history(tmp_path):
     assert (redirected / "console.log").read_text() == "[train] 10/100\n[val] iteration 20\nrestarted by hand\n"
     driver.seed_logs(redirected, committed)  # a second start before the first checkpoint: history once
     assert (redirected / "console.log").read_text().count("[val] iteration 20") == 1
+
+
+def test_a_train_and_val_run_ships_with_its_held_out_twin_as_its_figure(shared_data, tmp_path):
+    # a small CamVid copy with a frame of each drive: 0001TP and 0006R0 in train, 0016E5 in val
+    src, data = shared_data / "camvid", tmp_path / "camvid"
+    lines = (src / "train.lst").read_text().splitlines()
+    chosen = {
+        "train.lst": [lines[0], next(line for line in lines if "0006R0" in line)],
+        "val.lst": (src / "val.lst").read_text().splitlines()[:1],
+    }
+    for name, pairs in chosen.items():
+        for rel in " ".join(pairs).split():
+            (data / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src / rel, data / rel)
+        (data / name).write_text("\n".join(pairs) + "\n")
+    out = tmp_path / "shipped.safetensors"
+    shutil.copy(DEFAULT_WEIGHTS, out)
+    run = tmp_path / "bevanet-s_camvid-480x360-trainval"
+    run.mkdir()
+    shutil.copy(DEFAULT_WEIGHTS, run / "best.safetensors")
+    recipe = ("--recipe", "training/bevanet-s_camvid-480x360-trainval.yaml")
+    # val is in its training data: a tie on val ships, and the held-out run's figure goes with it
+    shipped = _ship(run, out, data, tmp_path / "logs", *recipe, "--proxy", str(DEFAULT_WEIGHTS))
+    assert shipped.returncode == 0, shipped.stdout + shipped.stderr
+    assert "trains on val's frames" in shipped.stdout
+    proxy = read_checkpoint(out)[1].extra["proxy"]
+    assert proxy["held_out"] == ["0006R0"] and 0 <= proxy["heldout_miou"] <= 100
+    # a broken run (far below the shipped model even on frames it trained on) is refused
+    torch.manual_seed(0)
+    save_weights(
+        build_model("bevanet_s", num_classes=11), run / "best.safetensors", read_checkpoint(DEFAULT_WEIGHTS)[1]
+    )
+    refused = _ship(run, out, data, tmp_path / "logs", *recipe)
+    assert refused.returncode == 1 and "below the shipped model on val" in refused.stdout, refused.stdout
