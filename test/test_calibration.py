@@ -163,7 +163,10 @@ def test_calibrate_writes_the_temperature_and_eval_reports_ece_and_auroc(tmp_pat
     text = capsys.readouterr().out
     # the shipped model trained on train.lst, which holds val's drive: the record says so
     assert "not unseen" in text
-    record = json.loads(out.read_text())["calibration"]
+    written = json.loads(out.read_text())
+    record = written["calibration"]
+    # the fitted temperature minimises the NLL of the sampled pixels: it cannot be higher after
+    assert 0 < written["nll"]["after"] <= written["nll"]["before"], written["nll"]
     assert record["split"] == "val" and record["unseen"] is False and record["shared_with_training"] == ["0016E5"]
     _, info = read_checkpoint(weights)
     assert temperature_of(info) == record["temperature"]

@@ -33,7 +33,6 @@ from ..evaluation.calibration import (
     CalibrationMeter,
     fit_temperature,
     format_calibration,
-    max_prob_and_correct,
     write_safetensors_metadata,
 )
 from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
@@ -136,10 +135,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     # the fit's own figures, on the sampled pixels, before and after
     check = CalibrationMeter(seg.info.num_classes, {"before": 1.0, "after": t}, sample_per_frame=0)
-    for name, temp in check.temperatures.items():
-        conf, right = max_prob_and_correct(z, y, temp)
-        check.bins[name].add(conf, right)
-    check.pixels, check.frames = int(y.numel()), n
+    check.add_pixels(z, y)
+    check.frames = n
     figures = check.report()
     split_name = f"{args.dataset} {args.split or Path(args.list).name}"
     unseen = None if shared is None else not shared

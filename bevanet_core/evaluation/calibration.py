@@ -169,6 +169,10 @@ class CalibrationMeter:
         ids outside the classes are not counted)."""
         z, y = _valid_pixels(logits, label, self.num_classes, self.ignore_index)
         self.frames += 1
+        self.add_pixels(z, y)
+
+    def add_pixels(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        """N x C logits and N labels of valid pixels (a frame's, or a kept sample's)."""
         if y.numel() == 0:
             return
         self.pixels += int(y.numel())
