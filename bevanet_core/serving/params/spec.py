@@ -28,8 +28,8 @@ from bevanet_core.options import (
     UPSAMPLE_MODES,
 )
 
-from ..imaging.policy import max_pixels
-from .health import HealthThresholds
+from ...imaging.policy import max_pixels
+from ..health import HealthThresholds
 
 if TYPE_CHECKING:
     from bevanet_core.runtime.segmenter import SegmenterConfig
@@ -589,9 +589,3 @@ def params_markdown() -> str:
         default = _help_default(spec).replace("|", "\\|")
         rows.append(f"| `{spec.name}` | {spec.type_name} | `{default}` | {text} |")
     return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    import sys
-
-    print(params_markdown() if "--markdown" in sys.argv[1:] else params_yaml(), end="")
