@@ -3,6 +3,6 @@ with `--markdown`, the README's parameter table."""
 
 import sys
 
-from .spec import params_markdown, params_yaml
+from .render import params_markdown, params_yaml
 
 print(params_markdown() if "--markdown" in sys.argv[1:] else params_yaml(), end="")

@@ -1,19 +1,13 @@
 """The segmentation node's parameters, declared once: one table of specs, derived from the
-runtime's own enumerations and the model registry, gives the ROS descriptors (built by the node),
-the validation, the defaults of `config/segmentation.yaml` and the launch arguments' help.
-
-Plain Python (no ROS): the node calls `validate_value` from its set-parameters callback and
-`NodeSettings.from_values` once every parameter is declared, so a bad value is rejected with a
-message naming the parameter, the value and what was expected, before anything is built.
+runtime's own enumerations and the model registry. From it come the ROS descriptors (built by the
+node), the validation and the settings (`settings.py`), and the defaults of
+`config/segmentation.yaml`, the README's table and the node's `--help` (`render.py`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bevanet_core.options import (
     BACKENDS,
@@ -28,11 +22,7 @@ from bevanet_core.options import (
     UPSAMPLE_MODES,
 )
 
-from ...imaging.policy import max_pixels
 from ..health import HealthThresholds
-
-if TYPE_CHECKING:
-    from bevanet_core.runtime.segmenter import SegmenterConfig
 
 VARIANTS = SEGMENTATION_MODEL_NAMES
 TRANSPORTS = ("raw", "compressed")
@@ -40,10 +30,6 @@ INPUT_QOS = ("sensor_data", "best_effort", "reliable", "system_default")
 OUTPUT_QOS = ("reliable", "best_effort")
 MAX_INPUT_SIDE = 4096
 DEFAULT_WEIGHTS_VARIANT = "bevanet_s"  # the shipped CamVid model used when 'weights' is empty
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-# a relative or absolute ROS topic name, no substitutions ("image", "/cam/front/image_raw", "~/x")
-_TOPIC_RE = re.compile(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$")
-_TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RUNTIME = {
     "backend": DEFAULT_BACKEND,
     "device": DEFAULT_DEVICE,
@@ -53,10 +39,6 @@ _RUNTIME = {
 }
 # parameters that are SegmenterConfig fields of the same meaning
 RUNTIME_PARAMS = ("backend", "device", "precision", "resize", "upsample")
-
-
-class ParameterError(ValueError):
-    """A parameter value the node cannot use; the message names parameter, value and rule."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +74,7 @@ class ParamSpec:
         return ""
 
 
-_RELOAD = " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
+RELOAD_NOTE = " Read-only: changing it needs a model reload (restart, or lifecycle cleanup + configure)."
 # the health monitor's thresholds as node parameters: health_<field>, defaults HealthThresholds'
 HEALTH_PARAMETERS: tuple[tuple[str, str, tuple], ...] = (
     ("black_p99", "Camera WARN 'black' when the 99th percentile of the luma (0-255) is below this.", (0.0, 255.0)),
@@ -130,90 +112,85 @@ HEALTH_PARAMETERS: tuple[tuple[str, str, tuple], ...] = (
 )
 
 
-def thresholds_from_settings(settings: Any) -> HealthThresholds:
-    """The node settings' health_<field> values as HealthThresholds."""
-    return HealthThresholds(**{name: getattr(settings, f"health_{name}") for name, _, _ in HEALTH_PARAMETERS})
-
-
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "variant",
         "",
-        "Network variant; '' takes it from the weights' metadata." + _RELOAD,
+        "Network variant; '' takes it from the weights' metadata." + RELOAD_NOTE,
         choices=("",) + VARIANTS,
     ),
     ParamSpec(
         "weights",
         "",
-        "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped CamVid BEVANet-S model." + _RELOAD,
+        "Weights file (.safetensors, or the authors' .pt/.pth); '' = the shipped CamVid BEVANet-S model." + RELOAD_NOTE,
     ),
     ParamSpec(
         "engine",
         "",
         "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
-        "used instead of 'weights' when set." + _RELOAD,
+        "used instead of 'weights' when set." + RELOAD_NOTE,
     ),
     ParamSpec(
         "backend",
         _RUNTIME["backend"],
         "Inference backend; auto measures the installed ones at start-up and keeps the fastest "
-        "(the choice is logged and cached)." + _RELOAD,
+        "(the choice is logged and cached)." + RELOAD_NOTE,
         choices=BACKENDS,
     ),
-    ParamSpec("device", _RUNTIME["device"], "Device: 'cpu', 'cuda' or 'cuda:N'." + _RELOAD),
+    ParamSpec("device", _RUNTIME["device"], "Device: 'cpu', 'cuda' or 'cuda:N'." + RELOAD_NOTE),
     ParamSpec(
         "precision",
         _RUNTIME["precision"],
-        "Numeric precision of the network." + _RELOAD,
+        "Numeric precision of the network." + RELOAD_NOTE,
         choices=PRECISIONS,
     ),
     ParamSpec(
         "input_width",
         0,
         "Network input width in pixels (multiple of 8); 0 = the model's own "
-        "input size (set both or neither)." + _RELOAD,
+        "input size (set both or neither)." + RELOAD_NOTE,
         int_range=(0, MAX_INPUT_SIDE, 8),
     ),
     ParamSpec(
         "input_height",
         0,
         "Network input height in pixels (multiple of 8); 0 = the model's own "
-        "input size (set both or neither)." + _RELOAD,
+        "input size (set both or neither)." + RELOAD_NOTE,
         int_range=(0, MAX_INPUT_SIDE, 8),
     ),
     ParamSpec(
         "resize",
         _RUNTIME["resize"],
         "How frames fit the network input: 'stretch' or 'letterbox' (keeps "
-        "the aspect ratio). Masks always come back at the input resolution." + _RELOAD,
+        "the aspect ratio). Masks always come back at the input resolution." + RELOAD_NOTE,
         choices=RESIZE_MODES,
     ),
     ParamSpec(
         "upsample",
         _RUNTIME["upsample"],
         "'logits': bilinear logits at the frame resolution, then argmax "
-        "(smooth edges); 'labels': argmax at 1/8, then nearest (cheaper, blockier)." + _RELOAD,
+        "(smooth edges); 'labels': argmax at 1/8, then nearest (cheaper, blockier)." + RELOAD_NOTE,
         choices=UPSAMPLE_MODES,
     ),
     ParamSpec(
         "input_topics",
         ["image"],
         "Camera topics, one subscription each (relative names "
-        "follow remapping: -r image:=/camera/image_raw)." + _RELOAD,
+        "follow remapping: -r image:=/camera/image_raw)." + RELOAD_NOTE,
         kind="str_list",
     ),
     ParamSpec(
         "camera_names",
         [],
         "Names for the cameras' output namespaces (~/<name>/mask) when "
-        "there are several; default cam0, cam1, ..." + _RELOAD,
+        "there are several; default cam0, cam1, ..." + RELOAD_NOTE,
         kind="str_list",
     ),
     ParamSpec(
         "input_transport",
         "raw",
         "'raw' subscribes sensor_msgs/Image on each topic; "
-        "'compressed' subscribes sensor_msgs/CompressedImage on <topic>/compressed." + _RELOAD,
+        "'compressed' subscribes sensor_msgs/CompressedImage on <topic>/compressed." + RELOAD_NOTE,
         choices=TRANSPORTS,
     ),
     ParamSpec(
@@ -221,22 +198,22 @@ PARAMS: tuple[ParamSpec, ...] = (
         "sensor_data",
         "Camera subscription QoS: 'sensor_data' (best effort, "
         "accepts best-effort and reliable publishers), 'best_effort', 'reliable' or "
-        "'system_default'." + _RELOAD,
+        "'system_default'." + RELOAD_NOTE,
         choices=INPUT_QOS,
     ),
     ParamSpec(
         "input_qos_depth",
         1,
-        "Camera subscription history depth (the node keeps only the latest frame per camera anyway)." + _RELOAD,
+        "Camera subscription history depth (the node keeps only the latest frame per camera anyway)." + RELOAD_NOTE,
         int_range=(1, 100, 1),
     ),
     ParamSpec(
         "output_qos",
         "reliable",
-        "Output QoS reliability ('reliable' is what RViz uses by default)." + _RELOAD,
+        "Output QoS reliability ('reliable' is what RViz uses by default)." + RELOAD_NOTE,
         choices=OUTPUT_QOS,
     ),
-    ParamSpec("output_qos_depth", 1, "Output history depth." + _RELOAD, int_range=(1, 100, 1)),
+    ParamSpec("output_qos_depth", 1, "Output history depth." + RELOAD_NOTE, int_range=(1, 100, 1)),
     ParamSpec(
         "overlay_alpha",
         0.5,
@@ -273,7 +250,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "diagnostics_period_s",
         1.0,
-        "Period of the /diagnostics status." + _RELOAD,
+        "Period of the /diagnostics status." + RELOAD_NOTE,
         float_range=(0.1, 60.0),
     ),
     ParamSpec(
@@ -289,23 +266,23 @@ PARAMS: tuple[ParamSpec, ...] = (
         "CPU threads for inference (PyTorch's setting is process-wide; ONNX Runtime and "
         "OpenVINO get their own); 0 = each backend's default. Set it on a shared CPU: "
         "oversubscribed threads slow inference "
-        "down many times." + _RELOAD,
+        "down many times." + RELOAD_NOTE,
         int_range=(0, 256, 1),
     ),
-    ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD),
+    ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + RELOAD_NOTE),
     ParamSpec(
         "foxglove_port",
         0,
         "Also serve the first camera's image, colour mask, overlay and latency to Foxglove or "
         "Lichtblick over the Foxglove WebSocket protocol on this port of foxglove_address "
-        "(needs foxglove-sdk); 0 = off." + _RELOAD,
+        "(needs foxglove-sdk); 0 = off." + RELOAD_NOTE,
         int_range=(0, 65535, 1),
     ),
     ParamSpec(
         "foxglove_address",
         "127.0.0.1",
         "Address the Foxglove view listens on: 127.0.0.1 = this computer only; '0.0.0.0' (or "
-        "'::') serves the camera stream to every network the computer is on." + _RELOAD,
+        "'::') serves the camera stream to every network the computer is on." + RELOAD_NOTE,
     ),
     ParamSpec(
         "health_checks",
@@ -326,266 +303,3 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
-
-
-def _type_ok(spec: ParamSpec, value: Any) -> bool:
-    kind = spec.type_name
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind == "str":
-        return isinstance(value, str)
-    if kind == "str_list":
-        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-    return False
-
-
-def validate_value(name: str, value: Any) -> None:
-    """Checks one parameter on its own; raises ParameterError naming it, the value and the rule."""
-    spec = SPECS.get(name)
-    if spec is None:
-        raise ParameterError(f"unknown parameter {name!r}; known: {', '.join(SPECS)}")
-    if not _type_ok(spec, value):
-        raise ParameterError(f"parameter {name!r} must be of type {spec.type_name}, got {value!r}")
-    if spec.choices is not None and value not in spec.choices:
-        raise ParameterError(f"parameter {name!r} got {value!r}; expected {spec.constraints}")
-    if spec.int_range is not None:
-        lo, hi, step = spec.int_range
-        if not lo <= value <= hi or (value - lo) % step:
-            raise ParameterError(f"parameter {name!r} got {value}; expected {spec.constraints}")
-    if spec.float_range is not None and not spec.float_range[0] <= value <= spec.float_range[1]:
-        raise ParameterError(f"parameter {name!r} got {value}; expected {spec.constraints}")
-    if name == "device" and not _DEVICE_RE.match(value):
-        raise ParameterError(f"parameter 'device' got {value!r}; expected 'cpu', 'cuda' or 'cuda:N'")
-    if name == "input_topics":
-        if not value:
-            raise ParameterError("parameter 'input_topics' is empty; give at least one camera topic")
-        for topic in value:
-            if not _TOPIC_RE.match(topic):
-                raise ParameterError(f"parameter 'input_topics' has an invalid topic name {topic!r}")
-        if len(set(value)) != len(value):
-            raise ParameterError(f"parameter 'input_topics' lists a topic twice: {list(value)}")
-    if name == "foxglove_address":
-        try:
-            ipaddress.ip_address(value)
-        except ValueError:
-            raise ParameterError(
-                f"parameter 'foxglove_address' got {value!r}; expected an IP address of this computer "
-                "(127.0.0.1, 0.0.0.0, ::1, ...)"
-            ) from None
-    if name == "camera_names":
-        for cam in value:
-            if not _TOKEN_RE.match(cam):
-                raise ParameterError(
-                    f"parameter 'camera_names' has {cam!r}; names must be letters, digits and '_' "
-                    "(not starting with a digit)"
-                )
-        if len(set(value)) != len(value):
-            raise ParameterError(f"parameter 'camera_names' lists a name twice: {list(value)}")
-
-
-def _field(spec: ParamSpec) -> tuple[str, type, Any]:
-    kind = {"str": str, "int": int, "float": float, "bool": bool, "str_list": tuple}
-    default = tuple(spec.default) if spec.type_name == "str_list" else spec.default
-    return spec.name, kind[spec.type_name], dataclasses.field(default=default)
-
-
-_SettingsFields = dataclasses.make_dataclass("_SettingsFields", [_field(p) for p in PARAMS], frozen=True)
-
-
-class NodeSettings(_SettingsFields):
-    """Every parameter resolved and cross-checked (one field per spec, same name and default);
-    built in one place and swapped atomically."""
-
-    @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> NodeSettings:
-        """Validates every value (missing ones take the defaults) and the rules between them."""
-        merged: dict[str, Any] = {p.name: p.default for p in PARAMS}
-        for name, value in values.items():
-            if value is None:  # declared without a value (empty array parameters)
-                continue
-            validate_value(name, value)
-            merged[name] = value
-        for key in ("input_topics", "camera_names"):
-            merged[key] = tuple(merged[key])
-        for spec in PARAMS:
-            if spec.type_name == "float":
-                merged[spec.name] = float(merged[spec.name])
-        settings = cls(**merged)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Rules between parameters, and the environment the node reads (BEVANET_MAX_PIXELS: a
-        malformed value refuses the start, not every frame); raises ParameterError."""
-        try:
-            max_pixels()
-        except ValueError as exc:
-            raise ParameterError(f"environment: {exc}") from None
-        if (self.input_width == 0) != (self.input_height == 0):
-            raise ParameterError(
-                "parameters 'input_width' and 'input_height' must both be 0 (model default) or "
-                f"both set, got {self.input_width}x{self.input_height}"
-            )
-        if self.camera_names and len(self.camera_names) != len(self.input_topics):
-            raise ParameterError(
-                f"parameter 'camera_names' has {len(self.camera_names)} names for "
-                f"{len(self.input_topics)} input_topics; give one per topic or none"
-            )
-        if self.engine and self.backend == "torch":
-            raise ParameterError(
-                f"parameter 'engine' ({self.engine!r}) needs backend 'onnxruntime', 'openvino' "
-                "or 'tensorrt', got backend 'torch' (use 'weights' for torch)"
-            )
-        if not self.model_path and self.variant not in ("", DEFAULT_WEIGHTS_VARIANT):
-            raise ParameterError(
-                f"parameter 'variant' is {self.variant!r} but no 'weights' or 'engine' is given, "
-                f"and the shipped default model is {DEFAULT_WEIGHTS_VARIANT!r} (CamVid); "
-                "pass weights:=<file>"
-            )
-        if self.backend == "tensorrt" and not self.device.startswith("cuda"):
-            raise ParameterError(f"backend 'tensorrt' needs a cuda device, got device {self.device!r}")
-
-    def segmenter_config(self) -> SegmenterConfig:
-        """The runtime's config: every parameter that is a `SegmenterConfig` field, the model
-        path and the input size."""
-        from bevanet_core.runtime.segmenter import SegmenterConfig
-
-        same = {name: getattr(self, name) for name in RUNTIME_PARAMS}
-        same.update(variant=self.variant or None, input_size=self.input_size)
-        return SegmenterConfig(**same, weights=self.model_path, num_threads=self.num_threads or None)
-
-    @property
-    def input_size(self) -> tuple[int, int] | None:
-        """(width, height) for the runtime, or None for the model's own size."""
-        return (self.input_width, self.input_height) if self.input_width else None
-
-    @property
-    def model_path(self) -> str | None:
-        """What the runtime loads: the engine when given, else the weights, else None (default)."""
-        return self.engine or self.weights or None
-
-    @property
-    def cameras(self) -> list[str]:
-        """Camera names, one per input topic."""
-        if self.camera_names:
-            return list(self.camera_names)
-        return [f"cam{i}" for i in range(len(self.input_topics))]
-
-    def output_prefix(self, camera_index: int) -> str:
-        """'~/' for a single camera, '~/<camera>/' with several."""
-        if len(self.input_topics) == 1:
-            return "~/"
-        return f"~/{self.cameras[camera_index]}/"
-
-    def with_updates(self, updates: Mapping[str, Any]) -> NodeSettings:
-        """A new, validated settings object with `updates` applied (the old one is untouched)."""
-        values = dataclasses.asdict(self)
-        values.update(updates)
-        return NodeSettings.from_values(values)
-
-
-def reload_needed(names: Sequence[str]) -> list[str]:
-    """Which of `names` are read-only (need a model reload)."""
-    return [n for n in names if n in SPECS and SPECS[n].read_only]
-
-
-def _yaml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '""' if value == "" else value
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
-    return repr(value)
-
-
-def params_yaml() -> str:
-    """The text of `config/segmentation.yaml`: every parameter at its default, read-only ones
-    first (`python -m bevanet_core.serving.params > config/segmentation.yaml` rewrites it)."""
-    lines = [
-        "# Parameters of the segmentation node, one file for every variant: the launch file sets",
-        "# `variant` (and the device and precision of variants without shipped weights) on top",
-        "# of it, then its non-empty arguments. `ros2 param describe` explains every key.",
-        "# Written by `python -m bevanet_core.serving.params`; a test keeps it equal to the spec.",
-        "/**:",
-        "  ros__parameters:",
-    ]
-    for read_only in (True, False):
-        lines.append(
-            "    # --- read-only: changing these needs a restart, or lifecycle cleanup + configure"
-            if read_only
-            else "    # --- dynamic: `ros2 param set` applies these at once"
-        )
-        for spec in PARAMS:
-            if spec.read_only != read_only:
-                continue
-            note = f"  # {spec.constraints}" if spec.constraints else ""
-            if spec.type_name == "str_list" and not spec.default:
-                # an empty YAML list has no type for ROS: leave it declared without a value
-                lines.append(f"    # {spec.name}: [a, b]  (default: none)")
-            else:
-                lines.append(f"    {spec.name}: {_yaml_value(spec.default)}{note}")
-    return "\n".join(lines) + "\n"
-
-
-def _help_default(spec: ParamSpec) -> str:
-    return _yaml_value(spec.default)
-
-
-def node_help(prog: str, node_name: str = "segmentation", lifecycle: bool = False) -> str:
-    """`--help` text of the node executables: usage, then every parameter with its type,
-    default and description (what `ros2 param describe` would show on a running node)."""
-    start = (
-        f"Starts unconfigured; drive it with `ros2 lifecycle set /{node_name} configure` and `activate`."
-        if lifecycle
-        else "Loads the model at start and serves until Ctrl-C."
-    )
-    lines = [
-        f"usage: {prog} [-h] [--ros-args -r image:=TOPIC -p NAME:=VALUE ... --params-file FILE]",
-        "",
-        "BEVANet semantic segmentation node: sensor_msgs/Image in on `image` (one topic per",
-        "entry of input_topics), label masks out on ~/mask (mono8 class ids, 255 = unlabeled),",
-        "~/color_mask and ~/overlay (rgb8), ~/confidence, latched ~/label_info",
-        "(vision_msgs/LabelInfo) and ~/label_info_json (std_msgs/String), /diagnostics.",
-        start,
-        "",
-        "examples:",
-        f"  {prog} --ros-args -r image:=/camera/image_raw",
-        f"  {prog} --ros-args -p weights:=model.safetensors -p backend:=onnxruntime",
-        f"  {prog} --ros-args --params-file config/segmentation.yaml",
-        "",
-        "parameters (NAME  TYPE  default: VALUE; read-only ones need a restart to change):",
-    ]
-    for spec in PARAMS:
-        head = f"  {spec.name}  {spec.type_name}  default: {_help_default(spec)}"
-        lines.append(head + ("" if spec.read_only else "  (dynamic)"))
-        text = spec.description.replace(_RELOAD, "")
-        if spec.constraints:
-            text += f" ({spec.constraints})"
-        lines.extend("      " + part for part in _wrap(text, 88))
-    return "\n".join(lines) + "\n"
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
-    return textwrap.wrap(text, width) or [""]
-
-
-def params_markdown() -> str:
-    """The parameter table of the README (`python -m bevanet_core.serving.params --markdown`)."""
-    rows = ["| parameter | type | default | what |", "| --- | --- | --- | --- |"]
-    for spec in PARAMS:
-        text = spec.description.replace(_RELOAD, "")
-        if spec.constraints and not spec.choices:
-            text += f" ({spec.constraints})"
-        elif spec.choices and len(spec.choices) <= 6:
-            text += " (" + spec.constraints + ")"
-        text += "" if spec.read_only else " Dynamic."
-        default = _help_default(spec).replace("|", "\\|")
-        rows.append(f"| `{spec.name}` | {spec.type_name} | `{default}` | {text} |")
-    return "\n".join(rows) + "\n"
