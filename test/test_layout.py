@@ -1,5 +1,6 @@
 """The layout: studies apart from benchmarks, each study named in studies/README.md with the
-question it answered and where the answer is written; no module of the packages over 400 lines."""
+question it answered and where the answer is written; no module of the packages over 400 lines,
+and the ROS package a thin shell over bevanet_core."""
 
 from __future__ import annotations
 
@@ -35,3 +36,12 @@ def test_no_python_file_of_the_packages_is_over_400_lines():
     assert len(files) > 20, "the scan found no package code"
     over = {str(path.relative_to(REPO)): _lines(path) for path in files if _lines(path) > 400}
     assert over == {}, f"split these files (400 lines at most): {over}"
+
+
+def test_the_ros_package_is_a_thin_shell_of_at_most_1000_lines():
+    """bevanet_ros holds the ROS glue only (`wc -l bevanet_ros/*.py`); what needs no ROS lives in
+    bevanet_core, where it is tested without ROS."""
+    files = sorted((REPO / "bevanet_ros").glob("*.py"))
+    assert REPO / "bevanet_ros" / "pipeline.py" in files, "the scan found no ROS package code"
+    total = sum(_lines(path) for path in files)
+    assert total <= 1000, f"bevanet_ros has {total} lines: move what needs no ROS into bevanet_core"
