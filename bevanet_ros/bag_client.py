@@ -1,34 +1,26 @@
 """DDS client for bag replay: frames to a running segmentation node, masks back (for bevanet-demo
 and bevanet-bag-eval --through-node; `tools.connect` imports this module only in that mode).
 
-Implements bevanet_core.bags.evaluate.FrameProcessor.
+Implements bevanet_core.bags.evaluate.FrameProcessor, with the lockstep of
+`bevanet_core.cli.node_client.LockstepClient`.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import rclpy
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from bevanet_core.cli.node_process import exited
+from bevanet_core.cli.node_client import LockstepClient
 
 from .pipeline import array_to_imgmsg
 
 
-class NodeClient:
-    """FrameProcessor over DDS: each frame goes to a running segmentation node, its mask comes back.
-
-    The node runs as deployed, in its own process (`ros2 run bevanet_ros segmentation_node
-    --ros-args -r image:=/camera/image_raw`), so the latency measured here is publish -> node ->
-    mask received, transport included. Frames are sent in lockstep (the next one after the mask
-    of the previous one, or after `timeout_s`: then the frame counts as dropped). `local`
-    supplies the class names and colours for the report, the colour masks and the overlays.
-    `child`: the node's process when this tool spawned it; its death ends the wait for the node
-    at once (ChildProcessError) instead of after `discovery_s`.
-    """
+class NodeClient(LockstepClient):
+    """The node runs as deployed, in its own process (`ros2 run bevanet_ros segmentation_node
+    --ros-args -r image:=/camera/image_raw`), so the latency measured here includes the DDS
+    transport both ways. `child`: the node's process when this tool spawned it."""
 
     def __init__(
         self,
@@ -39,11 +31,8 @@ class NodeClient:
         discovery_s: float = 15.0,
         child=None,
     ):
+        super().__init__(local, timeout_s)
         self._rclpy = rclpy
-        self.local = local
-        self.class_names = local.class_names
-        self.num_classes = local.num_classes
-        self.timeout_s = float(timeout_s)
         self._owns_context = not rclpy.ok()
         if self._owns_context:
             rclpy.init()
@@ -53,47 +42,27 @@ class NodeClient:
         any_pub = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.pub = self.node.create_publisher(Image, input_topic, reliable)
         self.sub = self.node.create_subscription(Image, mask_topic, self._on_mask, any_pub)
-        self._masks: dict = {}
-        deadline = time.monotonic() + discovery_s
-        while time.monotonic() < deadline:
-            if self.pub.get_subscription_count() > 0 and self.node.count_publishers(mask_topic) > 0:
-                break
-            gone = exited(child)  # a spawned node that died at once is not waited for
-            if gone:
-                self.shutdown()
-                raise ChildProcessError(f"the segmentation node (pid {child.pid}) {gone} before it came up")
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        else:
-            self.shutdown()
-            raise TimeoutError(
-                f"no segmentation node found within {discovery_s:.0f} s: nothing subscribes {input_topic} "
-                f"and publishes {mask_topic}. Start one, e.g. `ros2 run bevanet_ros segmentation_node "
-                f"--ros-args -r image:={input_topic}`, or set --node-input/--node-mask"
-            )
+
+        def ready() -> bool:
+            return self.pub.get_subscription_count() > 0 and self.node.count_publishers(mask_topic) > 0
+
+        self.wait_for_node(ready, input_topic, mask_topic, discovery_s, child)
 
     def _on_mask(self, msg) -> None:
         rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
-        self._masks[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = rows.copy()
+        self.received(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, rows.copy())
 
-    def process(self, rgb, header):
+    def message(self, rgb, header) -> tuple[Image, int]:
         msg = array_to_imgmsg(rgb, "rgb8")
         msg.header.stamp.sec, msg.header.stamp.nanosec = int(header.stamp.sec), int(header.stamp.nanosec)
         msg.header.frame_id = str(header.frame_id)
-        key = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        t0 = time.perf_counter()
-        self.pub.publish(msg)
-        while key not in self._masks and time.perf_counter() - t0 < self.timeout_s:
-            self._rclpy.spin_once(self.node, timeout_sec=0.002)
-        latency = (time.perf_counter() - t0) * 1e3
-        mask = self._masks.pop(key, None)
-        self._masks.clear()  # late masks of dropped frames must not pile up
-        return mask, latency, {}
+        return msg, msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
-    def colorize(self, mask):
-        return self.local.colorize(mask)
+    def send(self, message: Image) -> None:
+        self.pub.publish(message)
 
-    def overlay(self, rgb, mask, alpha):
-        return self.local.overlay(rgb, mask, alpha)
+    def spin(self, timeout_s: float) -> None:
+        self._rclpy.spin_once(self.node, timeout_sec=timeout_s)
 
     def shutdown(self) -> None:
         if self.node is not None:

@@ -36,7 +36,8 @@ def runs_root() -> Path:
 
 def recipe_drives(recipe, which: str) -> set:
     """The CamVid drives of a recipe's training ('train') or validation ('val') frames."""
-    from bevanet_core.data.datasets import camvid_sequence, camvid_split_pairs, read_pair_list
+    from bevanet_core.data.camvid_splits import camvid_sequence, camvid_split_pairs
+    from bevanet_core.data.files import read_pair_list
 
     data = recipe.data
     if data.dataset != "camvid":

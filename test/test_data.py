@@ -6,14 +6,13 @@ import cv2
 import numpy as np
 import pytest
 
+from bevanet_core.data.camvid_splits import CAMVID_SPLITS, camvid_sequence
 from bevanet_core.data.classes import IGNORE_INDEX
 from bevanet_core.data.datasets import (
-    CAMVID_SPLITS,
     CamVid,
     Cityscapes,
     DatasetError,
     build_dataset,
-    camvid_sequence,
     cityscapes_lut,
     cityscapes_trainid_to_labelid,
 )

@@ -122,42 +122,13 @@ def test_a_normal_drive_stays_ok_throughout(camera, drive):
     assert len(levels) == 100 and not alarms, alarms[:3]
 
 
-class _Logger:
-    def __init__(self):
-        self.lines = []
+def test_a_report_becomes_a_diagnostic_status_named_after_the_node():
+    from bevanet_core.serving.diagnostics import StatusReport
+    from bevanet_ros.diagnostics import to_status
 
-    def warning(self, text):
-        self.lines.append(("warning", text))
-
-    def info(self, text):
-        self.lines.append(("info", text))
-
-
-def test_logs_say_it_once_and_the_recovery_once(drive):
-    from types import SimpleNamespace
-
-    from bevanet_core.data.classes import CAMVID_CLASSES
-    from bevanet_core.serving.params import NodeSettings
-    from bevanet_ros.health_diagnostics import CameraHealth
-
-    log = _Logger()
-    health = CameraHealth(NodeSettings.from_values({"error_log_period_s": 3600.0}), list(CAMVID_CLASSES), log)
-    black = np.zeros_like(drive[0])
-
-    def frame(i, rgb):
-        header = SimpleNamespace(stamp=SimpleNamespace(sec=0, nanosec=i * 33_000_000))  # 30 Hz
-        health.update(
-            0, SimpleNamespace(header=header, encoding="rgb8"), rgb, SimpleNamespace(confidence=None, mask=None)
-        )
-
-    frame(0, drive[0])
-    for i in range(1, 6):
-        frame(i, black)
-    for i in range(6, 9):
-        frame(i, drive[i])
-    for i in range(9, 12):  # black again within the log period: counted, not logged
-        frame(i, black)
-    assert [kind for kind, _ in log.lines] == ["warning", "info"], log.lines
-    assert "black frames" in log.lines[0][1] and "back to normal (black gone)" in log.lines[1][1]
-    (status,) = health.statuses("/segmentation")
-    assert status.level == DiagnosticStatus.WARN and status.name == "/segmentation: camera cam0"
+    report = StatusReport("WARN", "black frames", {"luma_p99": "3"}, "camera cam0", "/camera/image_raw")
+    for updater in (False, True):
+        status = to_status(report, "/segmentation", updater=updater)
+        assert status.level == DiagnosticStatus.WARN and status.message == "black frames"
+        assert status.name == "/segmentation: camera cam0" and status.hardware_id == "/camera/image_raw"
+        assert [(kv.key, kv.value) for kv in status.values] == [("luma_p99", "3")]

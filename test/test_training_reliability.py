@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from bevanet_core.cli.train import main as train_main
-from bevanet_core.data.datasets import CamVid, DatasetError, dataset_error_message
+from bevanet_core.data.datasets import CamVid
+from bevanet_core.data.files import DatasetError, dataset_error_message
 from bevanet_core.data.transforms import TrainTransform
 from bevanet_core.training import checkpointing
 from bevanet_core.training.checkpointing import CheckpointError, load_training_checkpoint

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..checkpoint import CheckpointError
-from ..data.datasets import DatasetError, build_dataset, camvid_sequence
+from ..data.camvid_splits import camvid_sequence
+from ..data.datasets import DatasetError, build_dataset
 from ..evaluation.calibration import (
     CALIBRATION_KEY,
     CalibrationMeter,

@@ -39,15 +39,8 @@ from ..bags.evaluate import (
 )
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError, bag_size
-from .bag_eval import (
-    NodeClientFactory,
-    add_node_topic_args,
-    build_processor,
-    label_topic_name,
-    machine_meta,
-    model_meta,
-    summary_line,
-)
+from .bag_eval import NodeClientFactory, build_processor, machine_meta, model_meta, summary_line
+from .bag_eval_args import add_node_topic_args, label_topic_name
 from .common import (
     DefaultsFormatter,
     add_foxglove_args,

@@ -10,15 +10,9 @@ from typing import Optional
 import yaml
 
 from ..checkpoint import CheckpointError
-from ..data.datasets import (
-    CAMVID_SPLITS,
-    DatasetError,
-    build_dataset,
-    camvid_sequence,
-    camvid_split_pairs,
-    cityscapes_trainid_to_labelid,
-    read_pair_list,
-)
+from ..data.camvid_splits import CAMVID_SPLITS, camvid_sequence, camvid_split_pairs
+from ..data.datasets import build_dataset, cityscapes_trainid_to_labelid
+from ..data.files import DatasetError, read_pair_list
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
 from ..paths import OutputNameError
 from .common import (

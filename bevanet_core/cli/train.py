@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Optional
 
-from ..data.datasets import DatasetError, dataset_error_message
+from ..data.files import DatasetError, dataset_error_message
 from ..training.checkpointing import CheckpointError, CheckpointWriteError
 from ..training.config import load_config
 from ..training.engine import train

@@ -3,7 +3,8 @@ Cityscapes, ADE20K, a generic custom folder, and an ImageNet-style class folder.
 
 Every dataset yields (image HxWx3 uint8 RGB, label HxW uint8 with 255 = ignore) before
 transforms, and checks what it reads: a missing file, an image/label size mismatch or a label
-value outside the class set raises `DatasetError` naming the file.
+value outside the class set raises `DatasetError` naming the file. Reading the files is
+`files.py`; CamVid's split-by-drive tables are `camvid_splits.py`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..imaging.policy import ImageDecodeError, read_image_file
+from .camvid_splits import camvid_split_pairs
 from .classes import (
     CAMVID_CLASSES,
     CAMVID_PALETTE,
@@ -27,79 +27,7 @@ from .classes import (
     IGNORE_INDEX,
     default_palette,
 )
-
-
-class DatasetError(ValueError):
-    """Bad data on disk; the message names the file."""
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Any image file -> HxWx3 uint8 RGB."""
-    if not path.is_file():
-        raise DatasetError(f"image file not found: {path}")
-    try:
-        image = read_image_file(path, cv2.IMREAD_COLOR)
-    except ImageDecodeError as err:
-        raise DatasetError(f"cannot decode image: {err}") from None
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_label(path: Path, color: bool = False) -> np.ndarray:
-    if not path.is_file():
-        raise DatasetError(f"label file not found: {path}")
-    try:
-        label = read_image_file(path, cv2.IMREAD_COLOR if color else cv2.IMREAD_UNCHANGED)
-    except ImageDecodeError as err:
-        raise DatasetError(f"cannot decode label: {err}") from None
-    if color:
-        return cv2.cvtColor(label, cv2.COLOR_BGR2RGB)
-    if label.ndim != 2:
-        raise DatasetError(f"label must be a single-channel index image, got shape {label.shape}: {path}")
-    return label_as_uint8(label, path)
-
-
-def label_as_uint8(label: np.ndarray, path: Path) -> np.ndarray:
-    """A label of any integer bit depth (8- or 16-bit PNGs) as uint8 when every value fits the
-    8-bit range the class ids and the 255 ignore value live in; otherwise `DatasetError` naming
-    the file (a float label, or values such as a 16-bit 1000 that no class id can be)."""
-    if label.dtype == np.uint8:
-        return label
-    if not np.issubdtype(label.dtype, np.integer):
-        raise DatasetError(f"label must hold integer class ids, got {label.dtype} values: {path}")
-    low, high = (int(label.min()), int(label.max())) if label.size else (0, 0)
-    if low < 0 or high > 255:
-        raise DatasetError(
-            f"{label.dtype.itemsize * 8}-bit label holds values from {low} to {high}, outside the class ids "
-            f"0..254 and 255 = ignore: {path}"
-        )
-    return label.astype(np.uint8)
-
-
-def dataset_error_message(exc: BaseException) -> str:
-    """The one line of a `DatasetError`, also when a DataLoader worker raised it (the loader
-    re-raises it with the worker's whole traceback as its message)."""
-    text = str(exc)
-    if "Original Traceback" in text:
-        last = [line for line in text.splitlines() if line.strip()][-1]
-        text = last.split("DatasetError: ", 1)[-1]
-    return text
-
-
-def read_pair_list(root: Path, list_file: Path) -> list[tuple[Path, Optional[Path]]]:
-    """`image label` (or just `image` for test sets) per line, paths relative to root."""
-    if not list_file.is_file():
-        raise DatasetError(f"list file not found: {list_file}")
-    pairs = []
-    for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) > 2:
-            raise DatasetError(f"{list_file}:{lineno}: expected 'image [label]', got {line!r}")
-        pairs.append((root / parts[0], root / parts[1] if len(parts) == 2 else None))
-    if not pairs:
-        raise DatasetError(f"list file has no entries: {list_file}")
-    return pairs
+from .files import DatasetError, read_image, read_label, read_pair_list
 
 
 class SegmentationDataset(Dataset):
@@ -363,49 +291,6 @@ class ImageFolderClassification(Dataset):
         if self.transform is not None:
             image = self.transform(image, np.random.default_rng(aug_seed))
         return image, target
-
-
-# CamVid splits by drive. The SegNet copy's val (0016E5) is frames of a drive whose other frames are
-# in train, interleaved with val's, so a model that trained on train has seen val's street: val
-# measures memory of that street more than generalisation. 'heldout' is a whole drive (0006R0, 101
-# frames) that 'heldout-train' (0001TP and 0016E5 from train and val, 367 frames) never shows: the
-# split that model selection uses. 'trainval' (468 frames) is what a model for other streets trains on.
-CAMVID_LISTS = ("train.lst", "val.lst")
-CAMVID_HELDOUT_SEQUENCES = ("0006R0",)
-CAMVID_SPLITS: dict[str, tuple[tuple[str, ...], Optional[tuple[str, ...]], tuple[str, ...]]] = {
-    # name: (list files, sequences kept (None: all), sequences left out)
-    "train": (("train.lst",), None, ()),
-    "val": (("val.lst",), None, ()),
-    "trainval": (CAMVID_LISTS, None, ()),
-    "heldout": (CAMVID_LISTS, CAMVID_HELDOUT_SEQUENCES, ()),
-    "heldout-train": (CAMVID_LISTS, None, CAMVID_HELDOUT_SEQUENCES),
-}
-
-
-def camvid_sequence(path: Path) -> str:
-    """The drive a CamVid frame comes from: its file name's prefix ('0006R0_f00930.png' -> '0006R0')."""
-    return path.name.split("_", 1)[0]
-
-
-def camvid_split_pairs(root: Path, split: str) -> list[tuple[Path, Optional[Path]]]:
-    """The (image, label) pairs of a named CamVid split (CAMVID_SPLITS), or of `<split>.lst`."""
-    if split not in CAMVID_SPLITS:
-        list_file = root / f"{split}.lst"
-        if not list_file.is_file():
-            raise DatasetError(
-                f"unknown CamVid split {split!r} (no {list_file}); named splits: {', '.join(CAMVID_SPLITS)}"
-            )
-        return read_pair_list(root, list_file)
-    lists, keep, leave_out = CAMVID_SPLITS[split]
-    pairs = [pair for name in lists for pair in read_pair_list(root, root / name)]
-    pairs = [
-        (image, label)
-        for image, label in pairs
-        if (keep is None or camvid_sequence(image) in keep) and camvid_sequence(image) not in leave_out
-    ]
-    if not pairs:
-        raise DatasetError(f"CamVid split {split!r} has no frames under {root}")
-    return pairs
 
 
 def build_dataset(

@@ -1,24 +1,17 @@
-"""The node's side of camera and model health: one `bevanet_core.serving.health.HealthMonitor`
-per camera, fed from the inference worker, read by the diagnostics timer as one
-`DiagnosticStatus` per camera (a `diagnostic_updater.DiagnosticStatusWrapper` where that package
-imports), and a log line when a camera goes WARN for a new reason or recovers (at most one per
-camera and reason every `error_log_period_s`)."""
+"""Camera and model health of a node's cameras, without ROS: one `health.HealthMonitor` per camera,
+fed from the inference worker, read by the diagnostics timer as one `StatusReport` per camera, and
+a log line when a camera goes WARN for a new reason or recovers (at most one per camera and reason
+every `error_log_period_s`)."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-
-from bevanet_core.serving.health import WARN, HealthMonitor
-from bevanet_core.serving.params import NodeSettings, thresholds_from_settings
-from bevanet_core.serving.stats import LogThrottle
-
-try:
-    from diagnostic_updater import DiagnosticStatusWrapper
-except ImportError:  # diagnostic_updater is not on PyPI: plain DiagnosticStatus messages then
-    DiagnosticStatusWrapper = None
+from .diagnostics import StatusReport, as_text
+from .health import WARN, HealthMonitor
+from .params import NodeSettings, thresholds_from_settings
+from .stats import LogThrottle
 
 
 def _stamp_s(header: Any) -> float:
@@ -67,8 +60,8 @@ class CameraHealth:
         if before and not reasons and self.throttle.allow(f"{name}/recovered")[0]:
             self.logger.info(f"camera {name!r}: back to normal ({', '.join(before)} gone)")
 
-    def statuses(self, node_name: str) -> list[DiagnosticStatus]:
-        """One status per camera: OK or WARN, the reasons, the figures as key-values."""
+    def reports(self) -> list[StatusReport]:
+        """One report per camera: OK or WARN, the reasons, the figures; its hardware id is the topic."""
         out = []
         with self._lock:
             for i, monitor in enumerate(self.monitors):
@@ -76,18 +69,8 @@ class CameraHealth:
                     level, message, values = monitor.status()
                 else:
                     level, message, values = "OK", "health checks off (health_checks:=false)", {}
-                lvl = DiagnosticStatus.WARN if level == WARN else DiagnosticStatus.OK
-                if DiagnosticStatusWrapper is not None:
-                    status = DiagnosticStatusWrapper()
-                    status.summary(lvl, message)
-                    for key, value in values.items():
-                        status.add(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-                else:
-                    status = DiagnosticStatus(level=lvl, message=message)
-                    status.values = [
-                        KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()
-                    ]
-                status.name = f"{node_name}: camera {self.cameras[i]}"
-                status.hardware_id = self.topics[i]
-                out.append(status)
+                level = "WARN" if level == WARN else "OK"
+                out.append(
+                    StatusReport(level, message, as_text(values, ".4g"), f"camera {self.cameras[i]}", self.topics[i])
+                )
         return out
