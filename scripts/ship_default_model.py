@@ -47,7 +47,8 @@ def val_miou(weights: Path, data: Path) -> float:
 
 def trains_on_val(recipe: Path, data: Path) -> bool:
     """Whether a recipe's training frames include CamVid val's."""
-    from bevanet_core.data.datasets import camvid_split_pairs, read_pair_list
+    from bevanet_core.data.camvid_splits import camvid_split_pairs
+    from bevanet_core.data.files import read_pair_list
     from bevanet_core.training.config import load_config
 
     cfg = load_config(str(recipe), [f"data.root={data}"])
@@ -64,7 +65,7 @@ def trains_on_val(recipe: Path, data: Path) -> bool:
 def proxy_figure(weights: Path, data: Path) -> dict:
     """The held-out run's figure: its weights (a run directory's last.pt or a weights file) on the
     drive its recipe held out."""
-    from bevanet_core.data.datasets import CAMVID_HELDOUT_SEQUENCES
+    from bevanet_core.data.camvid_splits import CAMVID_HELDOUT_SEQUENCES
 
     with tempfile.TemporaryDirectory() as tmp:
         if weights.is_dir():
