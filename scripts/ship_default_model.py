@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -62,7 +63,7 @@ def trains_on_val(recipe: Path, data: Path) -> bool:
     return any(image.name in val for image, _ in frames)
 
 
-def proxy_figure(weights: Path, data: Path) -> dict:
+def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dict:
     """The held-out run's figure: its weights (a run directory's last.pt or a weights file) on the
     drive its recipe held out."""
     from bevanet_core.data.camvid_splits import CAMVID_HELDOUT_SEQUENCES
@@ -82,7 +83,7 @@ def proxy_figure(weights: Path, data: Path) -> dict:
         "heldout_miou": round(miou, 2),
         "split": "heldout",
         "held_out": list(CAMVID_HELDOUT_SEQUENCES),
-        "recipe": info.extra.get("recipe"),
+        "recipe": recipe or info.extra.get("recipe"),
         "iteration": info.extra.get("iteration"),
     }
 
@@ -124,6 +125,7 @@ def main() -> int:
         help="for a recipe that trains on val: the held-out run of the same recipe (its directory, "
         "last.pt or weights), whose figure on the drive it never saw is stored with the model",
     )
+    p.add_argument("--proxy-recipe", help="the recipe the --proxy run followed (default: from its metadata)")
     p.add_argument(
         "--val-slack",
         type=float,
@@ -168,7 +170,7 @@ def main() -> int:
                 print(f"not shipped: more than {args.val_slack} below the shipped model on val, frames it trained on")
                 return 1
             if args.proxy is not None:
-                info.extra["proxy"] = proxy_figure(args.proxy, args.data)
+                info.extra["proxy"] = proxy_figure(args.proxy, args.data, args.proxy_recipe)
                 proxy = info.extra["proxy"]
                 print(f"proxy: {proxy['heldout_miou']:.2f} on {', '.join(proxy['held_out'])}, held out ({proxy})")
         elif new <= old and not args.force:

@@ -113,7 +113,7 @@ def ship(recipe: Path, run_dir: Path) -> int:
     cmd += ["--recipe", f"training/{recipe.name}", "--name", run_dir.name]
     heldout = run_dir.parent / run_dir.name.replace("-trainval", "-heldout") / "last.pt"
     if on_val and heldout.is_file() and heldout.parent != run_dir:
-        cmd += ["--proxy", str(heldout)]
+        cmd += ["--proxy", str(heldout), "--proxy-recipe", f"training/{heldout.parent.name}.yaml"]
     return subprocess.call(cmd)
 
 
@@ -150,10 +150,10 @@ def main() -> int:
     if (run_dir / "last.pt").is_file():
         print(f"resuming {run_dir}", flush=True)
     else:
-        committed_logs = REPO / "training" / "logs" / args.recipe.stem
         run_dir.mkdir(parents=True, exist_ok=True)
-        seed_logs(run_dir, committed_logs)
         start, how = warm_start_overrides(args.recipe, DEFAULT_WEIGHTS)
+        if start and start[-1] != "run.start_iteration=0":  # continuing a run: keep its history
+            seed_logs(run_dir, REPO / "training" / "logs" / args.recipe.stem)
         overrides += start
         print(f"no run at {run_dir}: starting {how}", flush=True)
     cfg = load_config(str(args.recipe), overrides)
