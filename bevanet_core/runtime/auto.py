@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 PROBE_RUNS = 5
 # which backends can run each precision (the device and installed packages narrow it further)
 PRECISION_BACKENDS = {
+    "auto": ("torch", "onnxruntime", "openvino", "tensorrt"),
     "fp32": ("torch", "onnxruntime", "openvino", "tensorrt"),
     "bf16": ("torch", "openvino"),
     "fp16": ("torch", "onnxruntime", "tensorrt"),
@@ -59,6 +60,8 @@ def candidate_backends(cfg, device: torch.device) -> tuple[list[str], dict[str, 
             skipped[name] = "weights are a TensorRT engine"
         elif suffix == ".onnx" and name == "torch":
             skipped[name] = "weights are an ONNX model"
+        elif suffix == ".xml" and name != "openvino":
+            skipped[name] = "weights are an OpenVINO IR"
         elif name == "openvino" and device.type != "cpu":
             skipped[name] = "CPU only"
         elif name == "tensorrt" and device.type != "cuda":
@@ -150,7 +153,7 @@ def select_backend(
             f"{device} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
         )
     suffix = Path(cfg.weights).suffix.lower() if cfg.weights else ""
-    if model is None and suffix not in (".onnx", ".engine", ".plan", ".trt"):
+    if model is None and suffix not in (".onnx", ".xml", ".engine", ".plan", ".trt"):
         from .backend import load_checkpoint  # once, not once per candidate
 
         model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)

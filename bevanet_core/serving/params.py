@@ -150,7 +150,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "engine",
         "",
-        "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
+        "Exported model for backend onnxruntime or openvino (.onnx), openvino (.xml IR) or tensorrt "
+        "(.engine/.plan), run at its own precision; "
         "used instead of 'weights' when set." + _RELOAD,
     ),
     ParamSpec(
@@ -164,7 +165,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision",
         _RUNTIME["precision"],
-        "Numeric precision of the network." + _RELOAD,
+        "Numeric precision of the network; auto = an exported file's own (a different explicit "
+        "one is refused), and for a checkpoint what backend auto chooses (else fp32)." + _RELOAD,
         choices=PRECISIONS,
     ),
     ParamSpec(
