@@ -10,12 +10,16 @@ import time
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from bevanet_core.cli.node_process import exited
+from bevanet_core.serving.model_loading import pipeline_from_values
 
 from .pipeline import array_to_imgmsg
+
+PIPELINE_WAIT_S = 3.0  # longer than the node's default diagnostics period
 
 
 class NodeClient:
@@ -53,6 +57,9 @@ class NodeClient:
         any_pub = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.pub = self.node.create_publisher(Image, input_topic, reliable)
         self.sub = self.node.create_subscription(Image, mask_topic, self._on_mask, any_pub)
+        # the node names its pipeline (backend, precision, weights, threads) on /diagnostics
+        self.pipeline: dict | None = None
+        self.diag_sub = self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._masks: dict = {}
         deadline = time.monotonic() + discovery_s
         while time.monotonic() < deadline:
@@ -70,6 +77,12 @@ class NodeClient:
                 f"and publishes {mask_topic}. Start one, e.g. `ros2 run bevanet_ros segmentation_node "
                 f"--ros-args -r image:={input_topic}`, or set --node-input/--node-mask"
             )
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            found = pipeline_from_values((v.key, v.value) for v in status.values)
+            if found is not None:
+                self.pipeline = found
 
     def _on_mask(self, msg) -> None:
         rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
@@ -96,6 +109,11 @@ class NodeClient:
         return self.local.overlay(rgb, mask, alpha)
 
     def shutdown(self) -> None:
+        if self.node is not None and self.pipeline is None:
+            # a run shorter than the node's diagnostics period: wait a little for its report
+            deadline = time.monotonic() + PIPELINE_WAIT_S
+            while self.pipeline is None and time.monotonic() < deadline:
+                self._rclpy.spin_once(self.node, timeout_sec=0.05)
         if self.node is not None:
             self.node.destroy_node()
             self.node = None

@@ -25,7 +25,7 @@ from std_msgs.msg import String
 from bevanet_core.serving.encode import fill_image
 from bevanet_core.serving.foxglove_view import start_foxglove_view
 from bevanet_core.serving.labels import label_info_json
-from bevanet_core.serving.model_loading import describe_load, load_segmenter, unload_segmenter
+from bevanet_core.serving.model_loading import describe_load, load_segmenter, pipeline_values, unload_segmenter
 from bevanet_core.serving.outputs import render_outputs
 from bevanet_core.serving.params import NodeSettings
 from bevanet_core.serving.qos import qos_policies
@@ -297,6 +297,8 @@ class SegmentationPipeline:
                 f"end-to-end {snap['end_to_end_ms_mean']:.1f} ms"
             )
         status.values = [KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in snap.items()]
+        if self.segmenter is not None:  # what runs, for tools that measure the node from outside
+            status.values += [KeyValue(key=k, value=v) for k, v in pipeline_values(self.segmenter.pipeline)]
         return status
 
     def health_statuses(self) -> list[DiagnosticStatus]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..imaging.policy import MAX_PIXELS, max_pixels, parse_max_pixels, set_max_pixels
-from ..options import BACKENDS, DEFAULT_PRECISION, PRECISIONS, RESIZE_MODES
+from ..options import BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, PRECISIONS, RESIZE_MODES
 from .validate import int_range
 
 
@@ -123,11 +123,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--variant", default=None, help="expected variant (checked against the weights)")
     g.add_argument(
         "--backend",
-        default="torch",
+        default=DEFAULT_BACKEND,
         choices=BACKENDS,
-        help="inference backend (default: torch; onnxruntime for .onnx weights, tensorrt for .engine/.plan)",
+        help="inference backend; auto measures the installed ones and keeps the fastest, as the node "
+        f"does (default: {DEFAULT_BACKEND})",
     )
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
+    g.add_argument("--device", default=DEFAULT_DEVICE, help=f"cpu, cuda, cuda:1 (default: {DEFAULT_DEVICE})")
     g.add_argument(
         "--precision",
         default=DEFAULT_PRECISION,
@@ -147,7 +148,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int_range(1, 4096),
         default=None,
-        help="CPU threads of the runtime: torch, ONNX Runtime and OpenVINO (default: each one's choice)",
+        help="CPU threads of the runtime: torch, ONNX Runtime and OpenVINO (default: half the cores this "
+        "process may use, 1 to 4, as the node)",
     )
     g.add_argument(
         "--allow-nonfinite-weights",
@@ -243,10 +245,6 @@ def build_segmenter(args: argparse.Namespace, **overrides):
     from ..runtime import Segmenter, SegmenterConfig
 
     apply_input_policy(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     args.backend = backend_for_weights(args.weights, args.backend)
     fields = dict(
         weights=args.weights,

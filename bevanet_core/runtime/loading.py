@@ -23,11 +23,17 @@ def request_artifact(kind: str, cfg, **kwargs) -> Path:
     return build_artifact(kind, cfg, **kwargs)
 
 
+# exported models (ONNX, OpenVINO IR, TensorRT engines): they carry their precision
+EXPORTED_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+
+
 def resolve_precision(weights: Optional[str], asked: str) -> str:
     """The precision to run `weights` at. An exported file (ONNX, OpenVINO IR, TensorRT engine)
     carries its own: 'auto' takes it, an fp32 ONNX may be asked for fp16 or int8 (converted
     once into the cache), bf16 runs an fp32 file, and any other precision that contradicts the
     file is a ValueError naming both. A checkpoint leaves 'auto' to the backend choice."""
+    if weights is None or Path(weights).suffix.lower() not in EXPORTED_SUFFIXES:
+        return asked  # a checkpoint: loading it needs nothing of the export layer
     from ..export.metadata import artifact_precision, serves_precision
 
     have = artifact_precision(weights)

@@ -77,7 +77,7 @@ class SegmenterConfig:
     channels_last: Optional[bool] = None  # None = on CUDA
     cuda_graphs: Optional[bool] = None  # None = on CUDA
     compile: bool = False
-    num_threads: Optional[int] = None  # CPU threads (None = each backend's default; torch's is process-wide)
+    num_threads: Optional[int] = None  # CPU threads (None = hardware.default_threads(); torch's is process-wide)
     cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
     calibration_images: Optional[str] = None  # folder of real frames for int8 calibration
     rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
@@ -123,8 +123,16 @@ class Segmenter:
     ):
         config = dataclasses.replace(config, **fields) if config is not None else SegmenterConfig(**fields)
         config.validate()
+        if not config.num_threads:
+            from ..hardware import default_threads
+
+            config = dataclasses.replace(config, num_threads=default_threads())
         self.config = config
         self.device = resolve_device(config.device)
+        if self.device.type == "cpu":
+            # pre- and post-processing run in torch whichever backend infers: its pool is
+            # process-wide, and one larger than the threads asked for oversubscribes the CPU
+            torch.set_num_threads(int(config.num_threads))
         self.backend: Backend
         self.backend_choice: Optional[dict] = None  # backend='auto': what was chosen and why
         self.backend, self.info = self._build_backend(model, info)
@@ -158,16 +166,22 @@ class Segmenter:
             from .loading import resolve_precision
 
             cfg = self.config = dataclasses.replace(cfg, precision=resolve_precision(cfg.weights, cfg.precision))
-        if cfg.precision == "auto":
-            # an explicit backend runs a checkpoint at full precision; only backend 'auto' weighs
-            # a quantized pipeline, under its accuracy guard
+        if cfg.precision == "auto" and (cfg.backend != "auto" or model is not None):
+            # an explicit backend (or a model in memory) runs at full precision; only backend
+            # 'auto' over a checkpoint weighs a quantized pipeline, under its accuracy guard
             cfg = self.config = dataclasses.replace(cfg, precision="fp32")
         if cfg.backend != "auto":
             return self._make_backend(cfg, model, info)
         from .auto import select_backend
 
-        def build(name, model, info):
-            return self._make_backend(dataclasses.replace(cfg, backend=name), model, info)
+        def build(name, precision, model, info):
+            calibration = cfg.calibration_images
+            if precision == "int8" and cfg.precision == "auto":
+                from .int8_guard import calibration_folder
+
+                calibration = str(calibration_folder(cfg))
+            fields = dict(backend=name, precision=precision, calibration_images=calibration)
+            return self._make_backend(dataclasses.replace(cfg, **fields), model, info)
 
         def size_of(backend, info):
             return resolve_input_size(cfg.input_size, info, backend.static_input_size)

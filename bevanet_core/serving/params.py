@@ -289,9 +289,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "num_threads",
         0,
         "CPU threads for inference (PyTorch's setting is process-wide; ONNX Runtime and "
-        "OpenVINO get their own); 0 = each backend's default. Set it on a shared CPU: "
-        "oversubscribed threads slow inference "
-        "down many times." + _RELOAD,
+        "OpenVINO get their own); 0 = the default of the node and every tool: half the cores "
+        "this process may use, 1 to 4 (a pool as large as a shared CPU slows inference "
+        "down many times)." + _RELOAD,
         int_range=(0, 256, 1),
     ),
     ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + _RELOAD),
