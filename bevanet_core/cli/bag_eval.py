@@ -453,9 +453,16 @@ def summary_line(report: dict) -> str:
     p50 = f"{lat['p50']:.1f}" if lat else "n/a"
     p99 = f"{lat['p99']:.1f}" if lat else "n/a"
     fps = f"{report['fps']:.1f}" if report.get("fps") else "n/a"
+    model = report.get("model") or {}
+    pipeline = (
+        f"; {model.get('backend')} {model.get('precision')}, {model.get('threads')} thread(s) "
+        f"(as {model.get('pipeline_from')} reports)"
+        if model
+        else ""
+    )
     return (
         f"mIoU {miou} over {report['labelled_frames']} labelled of {report['frames']} frames "
-        f"({report['unpaired']} unpaired); latency p50 {p50} ms, p99 {p99} ms; {fps} fps"
+        f"({report['unpaired']} unpaired); latency p50 {p50} ms, p99 {p99} ms; {fps} fps{pipeline}"
     )
 
 
