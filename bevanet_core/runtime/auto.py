@@ -269,7 +269,12 @@ def select_backend(
         raise ValueError(
             "backend 'auto': every candidate failed to build: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
         )
-    guard = _guard_int8(built, info, size_of, failures, cfg.resize)
+    # the guard checks the int8 that auto adds; an int8 file or an asked int8 is the user's choice
+    guard = _guard_int8(built, info, size_of, failures, cfg.resize) if cfg.precision == "auto" else {}
+    if not built:
+        raise ValueError(
+            "backend 'auto': no candidate can serve: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
+        )
     timings = probe(
         {k: b for k, (b, _) in built.items()},
         {k: size_of(b, i) for k, (b, i) in built.items()},
