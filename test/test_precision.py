@@ -196,6 +196,12 @@ def test_openvino_ir_carries_its_precision(exports, val_frames, tmp_path):
     assert (seg.segment(val_frames[0]).mask == reference.mask).mean() > 0.99
     with pytest.raises(ValueError, match="is a int8 model but precision 'fp32' was asked for"):
         Segmenter(SegmenterConfig(weights=str(irs["int8"]), backend="openvino", precision="fp32"))
+    from bevanet_core.cli.predict import main as predict_main
+
+    frame = sorted((exports[1].parent / "calib").glob("*.png"))[0]
+    out = tmp_path / "predict"
+    assert predict_main(["--weights", str(irs["int8"]), str(frame), "--out", str(out)]) == 0  # no flag
+    assert (out / "masks" / f"{frame.stem}.png").is_file()
     with pytest.raises(ValueError, match="is an OpenVINO IR; use backend 'openvino'"):
         Segmenter(SegmenterConfig(weights=str(irs["fp32"]), backend="onnxruntime"))
     assert (
