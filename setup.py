@@ -27,7 +27,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=["bevanet_core", "bevanet_core.*", "bevanet_ros", "bevanet_ros.*"]),
-    package_data={"bevanet_core": ["weights/*.safetensors", "weights/*.json"]},
+    package_data={"bevanet_core": ["weights/*.safetensors", "weights/*.json", "weights/int8_frames/*/*.jpg"]},
     data_files=data_files(),
     python_requires=">=3.10",
     install_requires=[

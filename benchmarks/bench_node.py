@@ -1,24 +1,34 @@
 #!/usr/bin/env python3
-"""End-to-end latency and throughput of the ROS 2 node against the bare runtime, same frames.
+"""End-to-end latency and throughput of the ROS 2 node against the bare runtime and the authors'
+speed protocol, same frames, one run.
 
-    python benchmarks/bench_node.py --frames ../shared/data/camvid/val --num-frames 10 --runs 3 \
-        --json bench_node.json
+    taskset -c 1 python benchmarks/bench_node.py --frames ../shared/data/camvid/val --num-frames 10 \
+        --runs 3 --json bench_node.json
 
-Three measurements, each repeated `--runs` times (the table shows the median of the runs):
+By default the node is started with **no parameters** (the image remapping aside): the model,
+backend, precision and threads are the defaults a user gets (`bevanet_core/options.py`), and the
+bare runtime is built with the same defaults; `--backend`, `--precision`, `--num-threads` and
+`--input-size` set both. Both share one cache folder, so `backend: auto` makes its choice once
+(the first start, int8 quantization and its guard included) and the node reuses it; the node's
+pipeline is read from its `/diagnostics` and printed beside the runtime's.
 
+Four measurements, each repeated `--runs` times and interleaved run by run, so that a shared
+machine's changing load hits them alike (the table shows the median of the runs):
+
+  authors'    the BEVANet/PIDNet authors' speed protocol: random input, batch 1, fp32 eager
+              PyTorch, BN not fused, no final upsampling (bevanet_core.runtime.benchmark)
   runtime     Segmenter.segment() on each frame in this process (decoded RGB in memory)
   node/serial the node in its own process (`python -m bevanet_ros.segmentation_node`), one frame
-              in flight: publish a sensor_msgs/Image, wait for its mask. Latency = publish -> mask
-              received, so it includes serialisation, DDS, the executor, the worker and publishing.
+              in flight: publish a sensor_msgs/Image, wait for its mask. Latency = header stamp
+              (set at publish) -> mask received, so it includes serialisation, DDS, the
+              executor, the worker, publishing and the mask's delivery back.
   node/flood  the same node while frames are published at `--flood-hz` (a camera rate, above what
-              the model sustains on a CPU): throughput = masks per second, latency = stamp -> mask,
-              stale frames dropped by the node counted.
-
-The three are interleaved run by run, so a shared machine's changing load hits them alike.
+              the model sustains on a CPU): throughput = masks per second while frames arrive
+              faster than served (the node keeps the latest frame and drops stale ones, counted),
+              latency p50/p99 = header stamp -> mask received.
 
 Without --weights the shipped CamVid model is used if present, else a seeded random BEVANet-S
-(speed does not depend on the weights; the JSON says which). Not a test: numbers depend on the
-machine and its load.
+(the JSON says which). Not a test: numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -57,9 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="repetitions; the table shows the median")
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: shipped, else seeded)")
     p.add_argument("--input-size", default="", help="network input WxH (default: the weights' own)")
-    p.add_argument("--num-threads", type=int, default=0, help="inference threads for both (0 = default)")
-    p.add_argument("--backend", default="auto", help="backend for both (default auto)")
-    p.add_argument("--precision", default="fp32", help="precision for both; int8 needs an int8 .onnx")
+    p.add_argument("--num-threads", type=int, default=None, help="inference threads for both (default: the node's)")
+    p.add_argument("--backend", default=None, help="backend for both (default: the node's)")
+    p.add_argument("--precision", default=None, help="precision for both (default: the node's)")
     p.add_argument(
         "--flood-hz",
         type=float,
@@ -69,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flood-s", type=float, default=8.0, help="duration of each flood run")
     p.add_argument("--encoding", default="bgr8", choices=("rgb8", "bgr8"), help="camera encoding published")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--no-reference", action="store_true", help="skip the authors' protocol")
     return p.parse_args(argv)
 
 
@@ -105,7 +116,7 @@ def resolve_weights(args: argparse.Namespace, tmp: Path) -> dict[str, str]:
 def summary(values: list[float]) -> dict[str, float]:
     """Median, p95 and count of latencies in ms (bevanet_core.timing's statistics)."""
     stats = latency_stats(values)
-    return {"median": stats["p50"], "p95": stats["p95"], "n": stats["n"]}
+    return {"median": stats["p50"], "p95": stats["p95"], "p99": stats["p99"], "n": stats["n"]}
 
 
 # ---------------------------------------------------------------- bare runtime
@@ -137,21 +148,19 @@ class NodeUnderTest:
             "-m",
             "bevanet_ros.segmentation_node",
             "--ros-args",
-            "-p",
-            f"{'engine' if str(weights).endswith('.onnx') else 'weights'}:={weights}",
-            "-p",
-            f"num_threads:={args.num_threads}",
-            "-p",
-            f"backend:={args.backend}",
-            "-p",
-            f"precision:={args.precision}",
             "-r",
             "image:=/bench/image",
-            "-p",
-            "publish_color_mask:=false",
-            "-p",
-            "publish_overlay:=false",
         ]
+        # only what was asked: with no options the node starts with no parameters at all
+        if weights is not None:
+            cmd += ["-p", f"{'engine' if Path(weights).suffix in ('.onnx', '.xml') else 'weights'}:={weights}"]
+        for name, value in (
+            ("num_threads", args.num_threads),
+            ("backend", args.backend),
+            ("precision", args.precision),
+        ):
+            if value is not None:
+                cmd += ["-p", f"{name}:={value}"]
         if args.input_size:
             w, h = args.input_size.lower().split("x")
             cmd += ["-p", f"input_width:={int(w)}", "-p", f"input_height:={int(h)}"]
@@ -161,6 +170,10 @@ class NodeUnderTest:
         rclpy.init(context=self.ctx, domain_id=domain)
         self.node = Node("bench_probe", context=self.ctx)
         self.received: list[tuple] = []  # (stamp_ns, receive time.time_ns())
+        self.pipeline: dict | None = None  # what the node runs, from its /diagnostics
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self._cond = threading.Condition()
         self.node.create_subscription(
             Image,
@@ -181,6 +194,14 @@ class NodeUnderTest:
     def _spin(self) -> None:
         while not self._stop.is_set():
             self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_diagnostics(self, msg) -> None:
+        from bevanet_core.serving.model_loading import pipeline_from_values
+
+        for status in msg.status:
+            found = pipeline_from_values((v.key, v.value) for v in status.values)
+            if found is not None:
+                self.pipeline = found
 
     def _on_mask(self, msg) -> None:
         now = time.time_ns()
@@ -296,101 +317,115 @@ def med(runs: list[dict[str, Any]], *keys: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     frames = load_frames(args.frames, args.num_frames)
-    import torch
-
     from bevanet_core.runtime import Segmenter, SegmenterConfig
+    from bevanet_core.runtime.benchmark import reference_protocol
 
-    if args.num_threads:
-        torch.set_num_threads(args.num_threads)
-    runtime_runs, serial_runs, flood_runs = [], [], []
+    # one cache for both: backend auto decides once (first start), the node reuses the decision
+    os.environ.setdefault("BEVANET_CACHE", str(Path(tempfile.gettempdir()) / "bevanet_bench_node_cache"))
+    asked = {
+        k: v
+        for k, v in (("backend", args.backend), ("precision", args.precision), ("num_threads", args.num_threads))
+        if v is not None
+    }
+    reference_runs, runtime_runs, serial_runs, flood_runs = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         weights = resolve_weights(args, Path(tmp))
-        seg = Segmenter(
-            SegmenterConfig(
-                weights=weights["path"],
-                input_size=args.input_size or None,
-                backend=args.backend,
-                precision=args.precision,
-                num_threads=args.num_threads or None,
-            )
-        )
+        t0 = time.perf_counter()
+        seg = Segmenter(SegmenterConfig(weights=weights["path"], input_size=args.input_size or None, **asked))
+        start_s = time.perf_counter() - t0
         seg.segment(frames[0])  # warm-up
-        input_size = list(seg.input_size)
-        backend_name = seg.backend.name
-        nut = NodeUnderTest(weights["path"], args, random.SystemRandom().randint(1, 200))
+        pipeline = seg.pipeline
+        print(f"runtime: {describe(pipeline)} (start {start_s:.1f} s)", file=sys.stderr, flush=True)
+        model = None
+        if not args.no_reference:
+            from bevanet_core.checkpoint import load_model
+
+            model, _ = load_model(weights["path"])
+        node_weights = None if weights["kind"] == "shipped CamVid" else weights["path"]
+        nut = NodeUnderTest(node_weights, args, random.SystemRandom().randint(1, 200))
         try:
             msgs = [image_msg(nut.Image, f, args.encoding) for f in frames]
             nut.wait_ready(msgs[0])
-            # interleaved, so that a shared machine's load drifts over all three alike
+            # interleaved, so that a shared machine's load drifts over all of them alike
             for run in range(args.runs):
+                if model is not None:
+                    reference_runs.append(reference_protocol(model, tuple(seg.input_size), "cpu", len(frames), 2))
                 runtime_runs.append(runtime_pass(seg, frames))
                 serial_runs.append(serial_pass(nut, msgs))
                 flood_runs.append(flood_pass(nut, msgs, args.flood_hz, args.flood_s))
+                ref = f"authors' {reference_runs[-1]['fps']:.2f} fps, " if reference_runs else ""
                 print(
-                    f"run {run + 1}/{args.runs}: "
-                    f"runtime {runtime_runs[-1]['latency_ms']['median']:.0f} ms, "
+                    f"run {run + 1}/{args.runs}: {ref}"
+                    f"runtime {runtime_runs[-1]['fps']:.2f} fps, "
                     f"node {serial_runs[-1]['latency_ms']['median']:.0f} ms, flood "
                     f"{flood_runs[-1]['fps']:.2f} fps",
                     file=sys.stderr,
                 )
+            node_pipeline = nut.pipeline
         finally:
             nut.close()
             seg.close()
-    runtime = {"runs": runtime_runs, "input_size": input_size, "backend": backend_name}
-    node = {"serial": serial_runs, "flood": flood_runs, "encoding": args.encoding}
+    node = {"serial": serial_runs, "flood": flood_runs, "encoding": args.encoding, "pipeline": node_pipeline}
     h, w = frames[0].shape[:2]
     result = {
         "frames": {"folder": str(args.frames), "count": len(frames), "size": [w, h]},
         "weights": weights,
-        "network_input": runtime["input_size"],
+        "node_parameters": asked or "none (every parameter at its default)",
+        "network_input": list(seg.input_size),
         "runs": args.runs,
-        "num_threads": args.num_threads,
-        "backend": runtime["backend"],
-        "precision": args.precision,
+        "runtime_pipeline": pipeline,
+        "runtime_start_s": start_s,
         "machine": {**machine("cpu"), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        "runtime": runtime["runs"],
+        "reference": reference_runs,
+        "runtime": runtime_runs,
         "node": node,
     }
-    rows = [
-        (
-            "bare runtime (segment)",
-            med(runtime["runs"], "latency_ms", "median"),
-            med(runtime["runs"], "latency_ms", "p95"),
-            med(runtime["runs"], "fps"),
-            "-",
-        ),
-        (
-            "node, one frame in flight",
-            med(node["serial"], "latency_ms", "median"),
-            med(node["serial"], "latency_ms", "p95"),
-            med(node["serial"], "fps"),
-            "-",
-        ),
-        (
-            f"node, flooded at {args.flood_hz:g} Hz",
-            med(node["flood"], "latency_ms", "median"),
-            med(node["flood"], "latency_ms", "p95"),
-            med(node["flood"], "fps"),
-            f"{med(node['flood'], 'dropped'):.0f} of {med(node['flood'], 'sent'):.0f}",
-        ),
-    ]
+    ref_fps = med(reference_runs, "fps") if reference_runs else float("nan")
+    rt_fps = med(runtime_runs, "fps")
+
+    def row(name, runs, fps, dropped="-"):
+        return (
+            f"| {name} | {med(runs, 'latency_ms', 'median'):.1f} | {med(runs, 'latency_ms', 'p99'):.1f} | "
+            f"{fps:.2f} | {fps / ref_fps:.2f}x | {fps / rt_fps:.0%} | {dropped} |"
+        )
+
     table = [
-        "| measurement | latency median (ms) | latency p95 (ms) | throughput (fps) | dropped |",
-        "|---|---|---|---|---|",
+        "| measurement | latency p50 (ms) | latency p99 (ms) | throughput (fps) | vs authors' | vs runtime | dropped |",
+        "|---|---|---|---|---|---|---|",
     ]
-    table += [f"| {n} | {a:.1f} | {b:.1f} | {c:.2f} | {d} |" for n, a, b, c, d in rows]
+    if reference_runs:
+        table.append(
+            f"| authors' protocol (fp32 eager, random input) | {med(reference_runs, 'latency_ms', 'p50'):.1f} | "
+            f"{med(reference_runs, 'latency_ms', 'p99'):.1f} | {ref_fps:.2f} | 1.00x | - | - |"
+        )
+    table += [
+        row(f"bare runtime ({describe(pipeline)})", runtime_runs, rt_fps),
+        row("node, one frame in flight", serial_runs, med(serial_runs, "fps")),
+        row(
+            f"node, flooded at {args.flood_hz:g} Hz (latest frame kept)",
+            flood_runs,
+            med(flood_runs, "fps"),
+            f"{med(flood_runs, 'dropped'):.0f} of {med(flood_runs, 'sent'):.0f}",
+        ),
+    ]
     result["table"] = table
     print(
         f"{len(frames)} frames {w}x{h} from {args.frames}, network input "
-        f"{runtime['input_size'][0]}x{runtime['input_size'][1]}, weights: {weights['kind']}, "
-        f"median of {args.runs} runs, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+        f"{seg.input_size[0]}x{seg.input_size[1]}, weights: {weights['kind']}, node parameters: "
+        f"{result['node_parameters']}, median of {args.runs} runs, {result['machine']['cpu_simd']}, "
+        f"{len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
     )
+    print(f"node pipeline (its /diagnostics): {describe(node_pipeline) if node_pipeline else 'not reported'}")
     print("\n".join(table))
     if args.json is not None:
         tmp_path = args.json.with_suffix(args.json.suffix + ".tmp")
         tmp_path.write_text(json.dumps(result, indent=2))
         os.replace(tmp_path, args.json)
     return 0
+
+
+def describe(pipeline: dict) -> str:
+    return f"{pipeline['backend']} {pipeline['precision']}, {pipeline['threads']} thread(s)"
 
 
 if __name__ == "__main__":

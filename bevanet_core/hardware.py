@@ -65,6 +65,25 @@ def cpu_info() -> CpuInfo:
     return _CPU
 
 
+MAX_DEFAULT_THREADS = 4
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask, e.g. under `taskset`)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The inference threads every tool and the node use unless told otherwise: half the cores
+    this process may use, at least 1 and at most MAX_DEFAULT_THREADS. The other half stays for
+    the camera driver, DDS, decoding and other work; a pool as large as the machine slows a
+    batch-1 inference several times as soon as anything else runs (docs/deployment.md has the
+    figures)."""
+    return max(1, min(MAX_DEFAULT_THREADS, available_cores() // 2))
+
+
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), else platform.processor(), else 'unknown'."""
     return cpu_info().model or "unknown"

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from typing import Union
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# 'auto': the precision an exported file carries; for a checkpoint, the fastest one that passes
+# the accuracy guard where backend 'auto' chooses (runtime/auto.py), else fp32
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+FIXED_PRECISIONS = PRECISIONS[1:]
 RESIZE_MODES = ("stretch", "letterbox")
 UPSAMPLE_MODES = ("logits", "labels")
 # the registered segmentation networks (bevanet_core.models.SEGMENTATION_MODELS), sorted
@@ -50,7 +53,7 @@ def logits_align_corners(variant) -> bool:
 # defaults of bevanet_core.runtime.SegmenterConfig that are also node parameters
 DEFAULT_BACKEND = "auto"
 DEFAULT_DEVICE = "cpu"
-DEFAULT_PRECISION = "fp32"
+DEFAULT_PRECISION = "auto"
 DEFAULT_RESIZE = "stretch"
 DEFAULT_UPSAMPLE = "logits"
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from bevanet_core.cli.node_client import LockstepClient
+from bevanet_core.serving.model_loading import pipeline_from_values
 
 from .pipeline import array_to_imgmsg
 
@@ -42,11 +44,19 @@ class NodeClient(LockstepClient):
         any_pub = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
         self.pub = self.node.create_publisher(Image, input_topic, reliable)
         self.sub = self.node.create_subscription(Image, mask_topic, self._on_mask, any_pub)
+        # the node names its pipeline (backend, precision, weights, threads) on /diagnostics
+        self.diag_sub = self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
         def ready() -> bool:
             return self.pub.get_subscription_count() > 0 and self.node.count_publishers(mask_topic) > 0
 
         self.wait_for_node(ready, input_topic, mask_topic, discovery_s, child)
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            found = pipeline_from_values((v.key, v.value) for v in status.values)
+            if found is not None:
+                self.pipeline = found
 
     def _on_mask(self, msg) -> None:
         rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width]
@@ -65,6 +75,8 @@ class NodeClient(LockstepClient):
         self._rclpy.spin_once(self.node, timeout_sec=timeout_s)
 
     def shutdown(self) -> None:
+        if self.node is not None:
+            self.wait_for_pipeline()
         if self.node is not None:
             self.node.destroy_node()
             self.node = None

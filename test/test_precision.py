@@ -125,8 +125,8 @@ def test_runtime_runs_each_precision_and_refuses_a_mismatch(exports, val_frames,
         masks[p] = seg.segment(val_frames[0]).mask
     assert (masks["fp16"] == masks["fp32"]).mean() > 0.99
     assert (masks["int8"] == masks["fp32"]).mean() > 0.9
-    with pytest.raises(ValueError, match="is a int8 model but precision 'fp32'"):
-        Segmenter(SegmenterConfig(weights=str(paths["int8"]), backend="onnxruntime"))
+    with pytest.raises(ValueError, match="is a int8 model but precision 'fp32' was asked for"):
+        Segmenter(SegmenterConfig(weights=str(paths["int8"]), backend="onnxruntime", precision="fp32"))
     # from a checkpoint: exported, converted and cached on first use
     cfg = SegmenterConfig(
         backend="onnxruntime",
@@ -138,3 +138,89 @@ def test_runtime_runs_each_precision_and_refuses_a_mismatch(exports, val_frames,
     seg = Segmenter(cfg)
     assert onnx_precision(seg.backend.path) == "int8"
     assert (seg.segment(val_frames[0]).mask == masks["fp32"]).mean() > 0.9
+
+
+def test_the_precision_comes_from_the_file(exports, val_frames, tmp_path):
+    """No precision given: each exported file runs at its own, on every backend that takes it."""
+    paths, _ = exports
+    for p in ("fp32", "fp16", "int8"):
+        seg = Segmenter(SegmenterConfig(weights=str(paths[p]), backend="onnxruntime", cache_dir=str(tmp_path)))
+        assert seg.config.precision == p and seg.backend.path == paths[p]  # loaded as it is, nothing converted
+    assert not (tmp_path / "onnx").exists()
+    seg = Segmenter(SegmenterConfig(weights=str(paths["int8"]), backend="openvino"))
+    assert seg.config.precision == "int8"
+    # a flag that contradicts the file: one line naming both
+    for p, asked in (("int8", "fp16"), ("fp16", "int8"), ("fp16", "fp32")):
+        with pytest.raises(ValueError, match=f"is a {p} model but precision '{asked}' was asked for") as err:
+            Segmenter(SegmenterConfig(weights=str(paths[p]), backend="onnxruntime", precision=asked))
+        assert "\n" not in str(err.value)
+
+
+def test_cli_tools_need_no_precision_flag(exports, camvid, tmp_path, capsys):
+    """bevanet-predict and bevanet-eval take an int8 ONNX as it is (no --precision)."""
+    from bevanet_core.cli.evaluate import main as eval_main
+    from bevanet_core.cli.predict import main as predict_main
+
+    paths, _ = exports
+    frame = sorted((camvid / "val").glob("*.png"))[0]
+    out = tmp_path / "predict"
+    assert predict_main(["--weights", str(paths["int8"]), str(frame), "--out", str(out)]) == 0
+    assert (out / "masks" / f"{frame.stem}.png").is_file()
+    assert "int8" in capsys.readouterr().out
+    report = tmp_path / "eval.json"
+    args = ["--dataset", "camvid", "--root", str(camvid), "--split", "val", "--limit", "2", "--json", str(report)]
+    assert eval_main(["--weights", str(paths["int8"])] + args) == 0
+    import json
+
+    pipeline = json.loads(report.read_text())
+    assert pipeline["precision"] == "int8" and pipeline["backend"] in ("onnxruntime", "openvino")
+    assert predict_main(["--weights", str(paths["int8"]), "--precision", "fp32", str(frame), "--out", str(out)]) == 2
+    assert "is a int8 model but precision 'fp32' was asked for" in capsys.readouterr().err
+
+
+def test_openvino_ir_carries_its_precision(exports, val_frames, tmp_path):
+    pytest.importorskip("openvino", reason="openvino is not installed")
+    from bevanet_core.export.metadata import artifact_precision, read_ir_metadata
+
+    paths, _ = exports
+    irs = {}
+    for p in ("fp32", "int8"):
+        irs[p] = tmp_path / f"m.{p}.xml"
+        assert export_main(["--onnx", str(paths[p]), "--openvino", str(irs[p])]) == 0
+        assert irs[p].with_suffix(".bin").is_file() and artifact_precision(irs[p]) == p
+        meta = read_ir_metadata(irs[p])
+        assert meta.format == "openvino" and meta.input_size == read_onnx_metadata(paths[p]).input_size
+    reference = Segmenter(SegmenterConfig(weights=str(paths["int8"]), backend="openvino")).segment(val_frames[0])
+    seg = Segmenter(SegmenterConfig(weights=str(irs["int8"])))  # backend auto: the IR leaves only openvino
+    assert seg.backend.name == "openvino" and seg.config.precision == "int8"
+    assert (seg.segment(val_frames[0]).mask == reference.mask).mean() > 0.99
+    with pytest.raises(ValueError, match="is a int8 model but precision 'fp32' was asked for"):
+        Segmenter(SegmenterConfig(weights=str(irs["int8"]), backend="openvino", precision="fp32"))
+    from bevanet_core.cli.predict import main as predict_main
+
+    frame = sorted((exports[1].parent / "calib").glob("*.png"))[0]
+    out = tmp_path / "predict"
+    assert predict_main(["--weights", str(irs["int8"]), str(frame), "--out", str(out)]) == 0  # no flag
+    assert (out / "masks" / f"{frame.stem}.png").is_file()
+    with pytest.raises(ValueError, match="is an OpenVINO IR; use backend 'openvino'"):
+        Segmenter(SegmenterConfig(weights=str(irs["fp32"]), backend="onnxruntime"))
+    assert (
+        export_main(["--onnx", str(paths["int8"]), "--openvino", str(tmp_path / "x.xml"), "--precision", "fp32"]) == 2
+    )
+
+
+def test_an_engine_sidecar_names_its_precision(exports, tmp_path):
+    """A TensorRT engine's precision is read from its sidecar, without tensorrt or a GPU."""
+    import dataclasses
+
+    from bevanet_core.export.metadata import artifact_precision, write_sidecar
+    from bevanet_core.runtime.loading import resolve_precision
+
+    paths, _ = exports
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"serialized engine")
+    write_sidecar(engine, dataclasses.replace(read_onnx_metadata(paths["int8"]), format="tensorrt"))
+    assert artifact_precision(engine) == "int8"
+    assert resolve_precision(str(engine), "auto") == "int8"
+    with pytest.raises(ValueError, match="m.engine is a int8 model but precision 'fp16' was asked for"):
+        resolve_precision(str(engine), "fp16")

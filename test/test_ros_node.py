@@ -244,6 +244,11 @@ def test_diagnostics(served):
     # the backend that runs (backend 'auto' by default), not the parameter's value
     assert status.hardware_id == f"{node.pipeline.segmenter.backend.name}:cpu"
     assert not status.hardware_id.startswith("auto")
+    # and the whole pipeline, for tools that measure the node from outside (bag-eval --through-node)
+    from bevanet_core.serving.model_loading import pipeline_from_values
+
+    pipeline = pipeline_from_values((kv.key, kv.value) for kv in status.values)
+    assert pipeline == node.pipeline.segmenter.pipeline
 
 
 def test_parameters_descriptors_validation_and_dynamic_update(served):

@@ -110,7 +110,7 @@ def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):
         (["--size", "100x64"], "divisible by 8"),
         (["--size", "64x64", "--batch", "0"], "at least 1"),
         (["--size", "64x64", "--backend", "tensorrt", "--device", "cuda"], "CUDA|tensorrt"),
-        (["--size", "64x64", "--precision", "int8"], "int8: the onnxruntime, openvino"),
+        (["--size", "64x64", "--backend", "torch", "--precision", "int8"], "int8: the onnxruntime, openvino"),
     ],
 )
 def test_bench_cli_errors(args, match, capsys):

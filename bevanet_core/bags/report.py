@@ -51,7 +51,9 @@ def markdown(report: dict) -> str:
     if model:
         lines += [
             f"Model: `{model.get('variant')}` ({model.get('weights') or 'shipped default'}), "
-            f"backend `{model.get('backend')}` on `{model.get('device')}`, "
+            f"backend `{model.get('backend')}`, precision `{model.get('precision')}`, "
+            f"{model.get('threads') or '?'} thread(s) on `{model.get('device')}` "
+            f"(as {model.get('pipeline_from') or 'this process'} reports), "
             f"network input {model.get('input_size')}.",
             "",
         ]

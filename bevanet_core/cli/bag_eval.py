@@ -81,18 +81,26 @@ def build_processor(args: argparse.Namespace, prog: str, node_client: NodeClient
     return None
 
 
-def model_meta(seg: Any, args: argparse.Namespace) -> dict[str, Any]:
+def model_meta(seg: Any, args: argparse.Namespace, processor: Any = None) -> dict[str, Any]:
+    """The model and the pipeline that segmented the frames: the in-process runtime's, or with
+    --through-node the one the node reports on /diagnostics (its own backend, precision,
+    weights and threads, which this process does not choose)."""
     info = seg.info
+    if getattr(args, "through_node", False):
+        pipeline = getattr(processor, "pipeline", None) or {
+            "backend": "unknown: the node published no diagnostics during the run"
+        }
+        source = "the node's /diagnostics"
+    else:
+        pipeline, source = seg.pipeline, "this process"
     return {
-        "variant": info.variant,
+        "variant": pipeline.get("variant", info.variant),
         "num_classes": info.num_classes,
         "dataset": info.dataset,
-        "weights": str(args.weights) if args.weights else None,
-        "backend": args.backend,
-        "device": args.device,
-        "precision": args.precision,
+        **{k: pipeline.get(k) for k in ("weights", "model_file", "backend", "precision", "device", "threads")},
         "resize": args.resize,
-        "input_size": "x".join(str(v) for v in seg.input_size),
+        "input_size": pipeline.get("input_size") or "x".join(str(v) for v in seg.input_size),
+        "pipeline_from": source,
     }
 
 
@@ -245,7 +253,7 @@ def report_results(args, ctx, seg, processor, local, label_topic, label_source, 
     if not ctx.is_main:
         return code
     meta = {
-        "model": model_meta(seg, args),
+        "model": model_meta(seg, args, processor),
         "machine": machine_meta(),
         "world_size": ctx.world_size,
         "mode": "dds-node" if args.through_node else "in-process runtime",
@@ -277,9 +285,16 @@ def summary_line(report: dict) -> str:
     p50 = f"{lat['p50']:.1f}" if lat else "n/a"
     p99 = f"{lat['p99']:.1f}" if lat else "n/a"
     fps = f"{report['fps']:.1f}" if report.get("fps") else "n/a"
+    model = report.get("model") or {}
+    pipeline = (
+        f"; {model.get('backend')} {model.get('precision')}, {model.get('threads')} thread(s) "
+        f"(as {model.get('pipeline_from')} reports)"
+        if model
+        else ""
+    )
     return (
         f"mIoU {miou} over {report['labelled_frames']} labelled of {report['frames']} frames "
-        f"({report['unpaired']} unpaired); latency p50 {p50} ms, p99 {p99} ms; {fps} fps"
+        f"({report['unpaired']} unpaired); latency p50 {p50} ms, p99 {p99} ms; {fps} fps{pipeline}"
     )
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 from ..imaging.geometry import RESIZE_MODES, parse_size
 from ..imaging.processing import UPSAMPLE_MODES
 from ..models import list_models
+from ..options import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION
 from ..runtime.backend import PRECISIONS
 from ..runtime.segmenter import BACKENDS
 from .common import configure_logging, extras_guard
@@ -25,9 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="bevanet_s", choices=list_models())
     p.add_argument("--size", default="480x360", help="network input WxH, multiples of 8 (default 480x360)")
     p.add_argument("--frame-size", default=None, help="camera frame WxH (default: the network size)")
-    p.add_argument("--backend", default="torch", choices=BACKENDS)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="(default: the node's, %(default)s)")
+    p.add_argument("--device", default=DEFAULT_DEVICE, help="cpu, cuda or cuda:N")
+    p.add_argument(
+        "--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help="(default: the node's, %(default)s)"
+    )
     p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
     p.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=int_range(1, 4096),
         default=None,
-        help="CPU threads for every backend (default: their own choice)",
+        help="CPU threads for every backend and the reference (default: the node's, half the cores this "
+        "process may use, 1 to 4)",
     )
     p.add_argument(
         "--calib-images",
@@ -97,7 +101,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     lat = report["latency_ms"]
     print(
-        f"{args.variant} {size[0]}x{size[1]} {args.backend}/{args.device}/{args.precision} "
+        f"{args.variant} {size[0]}x{size[1]} {report['backend']}/{report['device']}/{report['precision']} "
+        f"{report['threads']} thread(s) "
         f"batch {args.batch}: p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  "
         f"p99 {lat['p99']:.2f} ms  {report['fps']:.1f} fps "
         f"(frame in host memory -> mask in host memory)"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..imaging.policy import MAX_PIXELS, max_pixels, parse_max_pixels, set_max_pixels
-from ..options import BACKENDS, PRECISIONS, RESIZE_MODES
+from ..options import BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, PRECISIONS, RESIZE_MODES
 from .validate import int_range
 
 
@@ -94,13 +94,22 @@ def extras_guard(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]
 
 def backend_for_weights(weights: str | None, backend: str) -> str:
     """The backend a weights file implies when --backend is left at torch, which cannot run
-    it: .onnx -> onnxruntime, .engine/.plan/.trt -> tensorrt; otherwise `backend` unchanged
+    it: .onnx -> onnxruntime, .xml -> openvino, .engine/.plan/.trt -> tensorrt; otherwise `backend` unchanged
     (e.g. --backend openvino with an .onnx file)."""
     if weights is None or backend != "torch":
         return backend
     suffix = str(weights).lower().rsplit(".", 1)[-1]
-    implied = {"onnx": "onnxruntime", "engine": "tensorrt", "plan": "tensorrt", "trt": "tensorrt"}
+    implied = {"onnx": "onnxruntime", "xml": "openvino", "engine": "tensorrt", "plan": "tensorrt", "trt": "tensorrt"}
     return implied.get(suffix, backend)
+
+
+EXPORTED_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+
+
+def is_exported_model(weights: Optional[str]) -> bool:
+    """Whether `weights` is an exported model (ONNX, OpenVINO IR, TensorRT engine): it carries its
+    own input size and precision."""
+    return weights is not None and Path(weights).suffix.lower() in EXPORTED_SUFFIXES
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -109,17 +118,25 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--weights",
         default=None,
-        help="checkpoint (.safetensors/.pt), .onnx or TensorRT engine; default: the shipped model",
+        help="checkpoint (.safetensors/.pt), .onnx, OpenVINO IR (.xml) or TensorRT engine; default: the shipped model",
     )
     g.add_argument("--variant", default=None, help="expected variant (checked against the weights)")
     g.add_argument(
         "--backend",
-        default="torch",
+        default=DEFAULT_BACKEND,
         choices=BACKENDS,
-        help="inference backend (default: torch; onnxruntime for .onnx weights, tensorrt for .engine/.plan)",
+        help="inference backend; auto measures the installed ones and keeps the fastest, as the node "
+        f"does (default: {DEFAULT_BACKEND})",
     )
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
-    g.add_argument("--precision", default="fp32", choices=PRECISIONS, help="(default: fp32)")
+    g.add_argument("--device", default=DEFAULT_DEVICE, help=f"cpu, cuda, cuda:1 (default: {DEFAULT_DEVICE})")
+    g.add_argument(
+        "--precision",
+        default=DEFAULT_PRECISION,
+        choices=PRECISIONS,
+        help="auto: an exported file's own precision; for a checkpoint, what --backend auto chooses "
+        "(int8 only where it passes the accuracy guard), fp32 with any other backend "
+        f"(default: {DEFAULT_PRECISION})",
+    )
     g.add_argument("--input-size", default=None, help="network input WxH, multiples of 8 (default: from the weights)")
     g.add_argument(
         "--resize",
@@ -131,7 +148,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int_range(1, 4096),
         default=None,
-        help="CPU threads of the runtime: torch, ONNX Runtime and OpenVINO (default: each one's choice)",
+        help="CPU threads of the runtime: torch, ONNX Runtime and OpenVINO (default: half the cores this "
+        "process may use, 1 to 4, as the node)",
     )
     g.add_argument(
         "--allow-nonfinite-weights",
@@ -227,10 +245,6 @@ def build_segmenter(args: argparse.Namespace, **overrides):
     from ..runtime import Segmenter, SegmenterConfig
 
     apply_input_policy(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     args.backend = backend_for_weights(args.weights, args.backend)
     fields = dict(
         weights=args.weights,

@@ -248,7 +248,7 @@ def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, v
             close()
     video_path = video.close() if video is not None else None
     meta = {
-        "model": model_meta(seg, args),
+        "model": model_meta(seg, args, processor),
         "machine": machine_meta(),
         "bag_file": str(bag),
         "mode": "dds-node" if args.through_node else "in-process runtime",

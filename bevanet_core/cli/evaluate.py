@@ -21,6 +21,7 @@ from .common import (
     apply_input_policy,
     build_segmenter,
     extras_guard,
+    is_exported_model,
     tta_summary,
     with_tta,
 )
@@ -86,7 +87,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for split in splits
         ]
         input_size = args.input_size
-        if input_size is None:
+        if input_size is None and not is_exported_model(args.weights):  # an export runs at its own size
             image, _ = datasets[0][0]
             input_size = (_round8(image.shape[1]), _round8(image.shape[0]))
         seg = with_tta(args, build_segmenter(args, input_size=input_size))
@@ -128,10 +129,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     report.update(
         {
             "dataset": args.dataset,
-            "weights": args.weights or "shipped default",
-            "backend": args.backend,
-            "precision": args.precision,
-            "input_size": list(seg.input_size),
+            **_pipeline_of(seg),
             "tta": tta_summary(seg),
             "trained_on": trained_on,
         }
@@ -153,6 +151,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 f"note: {what} the data the model trained on ({trained_on}): this figure measures memory "
                 "of those streets, not streets the model never saw"
             )
+    print(
+        f"pipeline: {report['pipeline']} ({report['device']}), model file {report['model_file'] or report['weights']}"
+    )
     if report["tta"]:
         print(seg.describe())
     if args.json_out:
@@ -163,6 +164,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bevanet-eval: error: {failed[0]} (the report covers the images before it)", file=sys.stderr)
         return 1
     return 0
+
+
+def _pipeline_of(seg) -> dict:
+    """The pipeline that ran (test-time augmentation wraps the segmenter)."""
+    pipeline = dict(getattr(seg, "segmenter", seg).pipeline)
+    pipeline["pipeline"] = (
+        f"{pipeline['backend']} {pipeline['precision']}, {pipeline['threads'] or 'default'} thread(s)"
+    )
+    return pipeline
 
 
 # the splits bevanet-eval reports when none is named: CamVid's held-out drive first, the split

@@ -4,6 +4,7 @@ bevanet-export --weights model.safetensors --onnx model.onnx --size 1024x768
 bevanet-export --size 480x360 --onnx m.fp16.onnx --precision fp16
 bevanet-export --size 480x360 --onnx m.int8.onnx --precision int8 --calib-images camvid/train
 bevanet-export --onnx m.int8.onnx --engine m.int8.engine    # strongly typed: the ONNX's precision
+bevanet-export --onnx m.int8.onnx --openvino m.int8.xml     # OpenVINO IR, the ONNX's precision
 
 The precision is written into the ONNX itself (fp16-typed tensors, or int8 Q/DQ nodes from
 post-training quantization on real frames), so the same file runs on ONNX Runtime, OpenVINO and
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--onnx",
         required=True,
-        help="ONNX file: written when --weights/--size are given or --engine is absent, else read",
+        help="ONNX file: written when --weights/--size are given or neither --engine nor --openvino is, else read",
     )
     p.add_argument(
         "--precision",
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="activation range estimator (default percentile)",
     )
     q.add_argument("--resize", default="stretch", choices=RESIZE_MODES, help="calibration preprocessing")
+    p.add_argument(
+        "--openvino",
+        default=None,
+        metavar="MODEL.xml",
+        help="also write an OpenVINO IR (.xml + .bin) of the ONNX model, at its precision (needs openvino)",
+    )
     trt = p.add_argument_group("TensorRT engine (needs tensorrt and a GPU)")
     trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model")
     trt.add_argument(
@@ -91,12 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    export_needed = args.engine is None or args.weights is not None or args.size is not None
+    export_needed = (args.engine is None and args.openvino is None) or args.weights is not None or args.size is not None
     check_input(parser, "--calib-images", args.calib_images, "dir")
     inputs = [p for p in (args.weights, args.calib_images) if p]
     if export_needed:
         check_output_file(parser, "--onnx", args.onnx, inputs)
     check_output_file(parser, "--engine", args.engine, inputs + [args.onnx])
+    check_output_file(parser, "--openvino", args.openvino, inputs + [args.onnx])
     configure_logging(args.verbose)
     try:
         onnx_path = Path(args.onnx)
@@ -118,6 +126,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             )
         elif not onnx_path.is_file():
             raise ValueError(f"--onnx {onnx_path} does not exist; give --weights to export it first")
+        if args.openvino:
+            require("bevanet-export", ("openvino",), "--openvino")
+            from ..export.openvino import export_openvino_ir
+
+            if args.precision and not export_needed:
+                _check_file_precision(onnx_path, args.precision)
+            meta = export_openvino_ir(onnx_path, args.openvino)
+            print(f"wrote {args.openvino} ({meta.precision}) and {Path(args.openvino).name}.json")
         if args.engine:
             from ..export.tensorrt import build_engine
 
@@ -142,6 +158,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bevanet-export: error: export failed: {type(exc).__name__}: {first}", file=sys.stderr)
         return 2
     return 0
+
+
+def _check_file_precision(onnx_path: Path, asked: str) -> None:
+    from ..export.metadata import read_onnx_metadata
+
+    have = read_onnx_metadata(onnx_path).precision
+    if have != asked:
+        raise ValueError(f"{onnx_path} is a {have} model but --precision {asked} was asked for")
 
 
 def _export(args, onnx_path: Path):

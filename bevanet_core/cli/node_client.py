@@ -11,6 +11,8 @@ from typing import Any
 
 from .node_process import exited
 
+PIPELINE_WAIT_S = 3.0  # longer than the node's default diagnostics period
+
 
 class LockstepClient:
     """FrameProcessor over a transport: each frame is sent, then the transport is spun until the
@@ -27,6 +29,7 @@ class LockstepClient:
         self.num_classes = local.num_classes
         self.timeout_s = float(timeout_s)
         self._masks: dict[int, Any] = {}
+        self.pipeline: dict | None = None  # what the node runs, from its own report (its /diagnostics)
 
     def message(self, rgb: Any, header: Any) -> tuple[Any, int]:
         raise NotImplementedError
@@ -39,6 +42,13 @@ class LockstepClient:
 
     def shutdown(self) -> None:
         raise NotImplementedError
+
+    def wait_for_pipeline(self, wait_s: float = PIPELINE_WAIT_S) -> None:
+        """Spins until the node has named its pipeline, for at most `wait_s`: a run shorter than the
+        node's diagnostics period may end before its first report."""
+        deadline = time.monotonic() + wait_s
+        while self.pipeline is None and time.monotonic() < deadline:
+            self.spin(0.05)
 
     def received(self, stamp_ns: int, mask: Any) -> None:
         self._masks[stamp_ns] = mask

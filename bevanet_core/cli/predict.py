@@ -134,13 +134,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"segmented {done} frame(s) ({skipped} unreadable skipped)"
         + (" before the failed write" if failed is not None else "")
         + f", median {median:.1f} ms/frame "
-        f"({args.backend}, {args.device}, {seg.info.variant}, input {seg.input_size[0]}x{seg.input_size[1]})"
+        f"({_describe(getattr(seg, 'segmenter', seg).pipeline)})"
     )
     print(f"label masks (class ids, 255 = unlabeled): {out / 'masks'}")
     print(f"colour masks: {out / 'color'}   overlays: {out / 'overlay'}")
     for kind, _ in writers.items():
         print(f"{kind} video: {out / f'{src.stem}_{kind}.mp4'}")
     return 1 if failed is not None else 0
+
+
+def _describe(pipeline: dict) -> str:
+    w, h = pipeline["input_size"]
+    threads = pipeline["threads"] or "default"
+    return (
+        f"{pipeline['backend']} {pipeline['precision']}, {pipeline['device']}, {threads} thread(s), "
+        f"{pipeline['variant']}, input {w}x{h}"
+    )
 
 
 def _segment_all(args, src: Path, out: Path, seg, frames, is_video: bool, writers: dict, latencies: list):

@@ -193,6 +193,53 @@ def read_onnx_metadata(path: PathLike) -> ArtifactMetadata:
     )
 
 
+def read_ir_metadata(path: PathLike) -> ArtifactMetadata:
+    """Metadata of an OpenVINO IR (`.xml`): its runtime info entry `bevanet` (export/openvino.py),
+    else its sidecar."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"OpenVINO IR not found: {path}")
+    if not path.with_suffix(".bin").is_file():
+        raise ArtifactError(f"{path}: its weights file {path.with_suffix('.bin').name} is missing")
+    try:
+        import openvino as ov
+    except ImportError:
+        ov = None
+    if ov is not None:
+        try:
+            model = ov.Core().read_model(str(path))
+        except Exception as exc:
+            raise ArtifactError(f"{path}: not a readable OpenVINO IR ({type(exc).__name__}: {exc})") from None
+        if model.has_rt_info([METADATA_KEY]):
+            return ArtifactMetadata.from_json(model.get_rt_info([METADATA_KEY]).astype(str), source=str(path))
+    if sidecar_path(path).is_file():
+        return read_sidecar(path, verify_hash=False)  # the .xml is small; its .bin carries the weights
+    raise ArtifactError(
+        f"{path} carries no bevanet metadata (no '{METADATA_KEY}' runtime info and no sidecar "
+        f"{sidecar_path(path).name}); write it with bevanet-export --openvino"
+    )
+
+
+ONNX_SUFFIXES = (".onnx",)
+IR_SUFFIXES = (".xml",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def artifact_precision(path: Optional[PathLike]) -> Optional[str]:
+    """The precision an exported model file carries (an ONNX model, an OpenVINO IR, a TensorRT
+    engine's sidecar); None for a checkpoint or no file (their precision is a run-time choice)."""
+    if path is None:
+        return None
+    suffix = Path(path).suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return read_onnx_metadata(path).precision
+    if suffix in IR_SUFFIXES:
+        return read_ir_metadata(path).precision
+    if suffix in ENGINE_SUFFIXES:
+        return read_sidecar(path, verify_hash=False).precision
+    return None
+
+
 def _dims(value_info) -> list:
     """The dimensions of a graph input/output: ints, or the symbolic name of a dynamic axis."""
     shape = value_info.type.tensor_type.shape

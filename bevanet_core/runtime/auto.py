@@ -25,15 +25,18 @@ from typing import Any, Optional
 
 import torch
 
-from ..hardware import cpu_name
+from ..hardware import cpu_info
 from ..paths import cache_dir
 from .backend import Backend
 
 log = logging.getLogger(__name__)
 
-PROBE_RUNS = 5
+PROBE_RUNS = 7
+# a pipeline must be this much faster than a full-precision one to be preferred to it
+PROBE_MARGIN = 0.10
 # which backends can run each precision (the device and installed packages narrow it further)
 PRECISION_BACKENDS = {
+    "auto": ("torch", "onnxruntime", "openvino", "tensorrt"),
     "fp32": ("torch", "onnxruntime", "openvino", "tensorrt"),
     "bf16": ("torch", "openvino"),
     "fp16": ("torch", "onnxruntime", "tensorrt"),
@@ -59,6 +62,8 @@ def candidate_backends(cfg, device: torch.device) -> tuple[list[str], dict[str, 
             skipped[name] = "weights are a TensorRT engine"
         elif suffix == ".onnx" and name == "torch":
             skipped[name] = "weights are an ONNX model"
+        elif suffix == ".xml" and name != "openvino":
+            skipped[name] = "weights are an OpenVINO IR"
         elif name == "openvino" and device.type != "cpu":
             skipped[name] = "CPU only"
         elif name == "tensorrt" and device.type != "cuda":
@@ -83,7 +88,7 @@ def _ort_has_cuda() -> bool:
 def machine_key(device: torch.device, threads: Optional[int]) -> dict[str, Any]:
     """What a probe's result depends on besides the model."""
     key: dict[str, Any] = {
-        "cpu": cpu_name(),
+        "cpu": cpu_info().describe(),  # the model and its SIMD flags (AVX2, AVX-512, AMX)
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "device": str(device),
         "threads": threads,
@@ -129,115 +134,219 @@ def probe(backends: dict[str, Backend], sizes: dict[str, tuple[int, int]], runs:
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def label(name: str, precision: str) -> str:
+    """How a pipeline is named in the probe's timings and the log: 'openvino int8'."""
+    return f"{name} {precision}"
+
+
+def candidate_pipelines(cfg, device: torch.device) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """((backend, precision) pairs worth probing, {pipeline: why it is left out}).
+
+    A fixed precision gives that precision's backends. Precision 'auto' (a checkpoint, its
+    precision not set) gives every fp32 backend and, on the CPU, the int8 ones too, calibrated
+    and checked on the shipped frames (runtime/int8_guard.py)."""
+    import dataclasses
+
+    from .int8_guard import calibration_folder, check_files
+
+    if cfg.precision != "auto":
+        names, skipped = candidate_backends(cfg, device)
+        return [(n, cfg.precision) for n in names], skipped
+    names, skipped = candidate_backends(dataclasses.replace(cfg, precision="fp32"), device)
+    pairs = [(n, "fp32") for n in names]
+    int8_names, int8_skipped = candidate_backends(dataclasses.replace(cfg, precision="int8"), device)
+    for name, why in int8_skipped.items():
+        if name != "torch":  # torch has no int8: not a choice left out
+            skipped[label(name, "int8")] = why
+    if device.type != "cpu":
+        for name in int8_names:
+            skipped[label(name, "int8")] = "int8 out of the box is for the CPU; ask for precision int8"
+    elif calibration_folder(cfg) is None or not check_files():
+        for name in int8_names:
+            skipped[label(name, "int8")] = "no calibration and check frames (bevanet_core/weights/int8_frames)"
+    else:
+        pairs += [(n, "int8") for n in int8_names]
+    return pairs, skipped
+
+
+def pick(timings: dict[str, float], margin: float = PROBE_MARGIN) -> str:
+    """The pipeline to keep: the fastest, except that a full-precision pipeline within `margin`
+    of it is preferred (int8 has to be clearly faster to be worth its rounding), and among those
+    the fastest. Only a clear difference decides, so noise on a busy machine cannot flip it."""
+    best = min(timings.values())
+    near = [k for k, v in timings.items() if v <= best * (1.0 + margin)]
+    full = [k for k in near if not k.endswith(" int8")]
+    return min(full or near, key=timings.get)
+
+
 def select_backend(
     cfg,
     device: torch.device,
     model,
     info,
-    build: Callable[[str, Any, Any], tuple[Backend, Any]],
+    build: Callable[[str, str, Any, Any], tuple[Backend, Any]],
     size_of: Callable[[Backend, Any], tuple[int, int]],
     runs: int = PROBE_RUNS,
 ) -> tuple[Backend, Any, dict[str, Any]]:
     """(backend, ModelInfo, choice record) for backend='auto'.
 
-    build(name, model, info) makes one named backend; size_of(backend, info) is the network
-    input size it runs at. The record holds the choice, the reason and the probe's timings.
+    build(name, precision, model, info) makes one backend at one precision; size_of(backend,
+    info) is the network input size it runs at. The record holds the choice (backend and
+    precision), the reason, the probe's timings, the int8 guard's agreements and how long the
+    start took.
     """
-    names, skipped = candidate_backends(cfg, device)
-    if not names:
+    started = time.perf_counter()
+    pairs, skipped = candidate_pipelines(cfg, device)
+    if not pairs:
         raise ValueError(
             f"backend 'auto': no installed backend runs precision {cfg.precision!r} on "
             f"{device} ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"
         )
     suffix = Path(cfg.weights).suffix.lower() if cfg.weights else ""
-    if model is None and suffix not in (".onnx", ".engine", ".plan", ".trt"):
+    if model is None and suffix not in (".onnx", ".xml", ".engine", ".plan", ".trt"):
         from .backend import load_checkpoint  # once, not once per candidate
 
         model, info = load_checkpoint(cfg.weights, cfg.variant, cfg.allow_nonfinite)
+    labels = [label(n, p) for n, p in pairs]
     key = {
         "machine": machine_key(device, cfg.num_threads),
         "model": _model_digest(cfg, model),
         # the size it will run at: the configured one, else the one in the weights' metadata
         "input_size": list(cfg.input_size or getattr(info, "input_size", None) or []) or None,
         "precision": cfg.precision,
-        "candidates": names,
+        "candidates": labels,
     }
+    if any(p == "int8" for _, p in pairs):
+        from .int8_guard import MIN_AGREEMENT, frames_digest
+
+        key["int8"] = {"frames": frames_digest(cfg), "min_agreement": MIN_AGREEMENT, "resize": cfg.resize}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache = cache_dir(cfg.cache_dir) / "auto"
     cache_file = cache / f"probe-{digest}.json"
     record = _read_record(cache_file)
-    if record is not None and record.get("backend") in names:
+    if record is not None and label(record.get("backend", ""), record.get("precision", cfg.precision)) in labels:
+        precision = record.get("precision", cfg.precision)
         try:
-            backend, cached_info = build(record["backend"], model, info)
+            backend, cached_info = build(record["backend"], precision, model, info)
         except Exception as exc:  # noqa: BLE001 - the cached choice cannot serve this run
             # (e.g. the same weights at an input size its ONNX export does not support): probe
             log.info(
                 "backend auto: cached choice %s cannot be built (%s: %s); probing again",
-                record["backend"],
+                label(record["backend"], precision),
                 type(exc).__name__,
                 str(exc).splitlines()[0][:200],
             )
         else:
-            record = {**record, "cached": str(cache_file)}
+            record = {**record, "precision": precision, "cached": str(cache_file)}
+            record["start_s"] = time.perf_counter() - started
             log.info("backend auto: %s", describe(record))
             return backend, cached_info, record
 
-    if len(names) == 1:
-        backend, info = build(names[0], model, info)
+    if len(pairs) == 1:
+        name, precision = pairs[0]
+        backend, info = build(name, precision, model, info)
         record = {
-            "backend": names[0],
+            "backend": name,
+            "precision": precision,
             "probe_ms": {},
             "skipped": skipped,
             "reason": "only candidate",
+            "start_s": time.perf_counter() - started,
         }
         log.info("backend auto: %s", describe(record))
         return backend, info, record
 
     built: dict[str, tuple[Backend, Any]] = {}
     failures: dict[str, str] = {}
-    for name in names:
+    for name, precision in pairs:
         try:
-            built[name] = build(name, model, info)
-        except Exception as exc:  # noqa: BLE001 - e.g. no int8 calibration images, no bf16
-            # CPU, an op the ONNX exporter lacks: that backend cannot serve, the others can
-            failures[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-            log.debug("backend auto: %s cannot be built", name, exc_info=True)
+            built[label(name, precision)] = build(name, precision, model, info)
+        except Exception as exc:  # noqa: BLE001 - e.g. no bf16 CPU, an op the ONNX exporter
+            # lacks: that pipeline cannot serve, the others can
+            failures[label(name, precision)] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.debug("backend auto: %s %s cannot be built", name, precision, exc_info=True)
     if not built:
         raise ValueError(
             "backend 'auto': every candidate failed to build: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
+        )
+    # the guard checks the int8 that auto adds; an int8 file or an asked int8 is the user's choice
+    guard = _guard_int8(built, info, size_of, failures, cfg.resize) if cfg.precision == "auto" else {}
+    if not built:
+        raise ValueError(
+            "backend 'auto': no candidate can serve: " + "; ".join(f"{k}: {v}" for k, v in failures.items())
         )
     timings = probe(
         {k: b for k, (b, _) in built.items()},
         {k: size_of(b, i) for k, (b, i) in built.items()},
         runs,
     )
-    name = min(timings, key=timings.get)
+    chosen = pick(timings)
     for other, (backend, _) in built.items():
-        if other != name:
+        if other != chosen:
             backend.close()
-    backend, info = built[name]
+    backend, info = built[chosen]
+    name, precision = chosen.split(" ", 1)
     record = {
         "backend": name,
+        "precision": precision,
         "probe_ms": timings,
+        "guard": guard,
         "skipped": {**skipped, **failures},
-        "reason": f"lowest median of {runs} timed inferences",
+        "reason": f"lowest median of {runs} timed inferences, full precision preferred within {PROBE_MARGIN:.0%}",
         "key": key,
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "start_s": time.perf_counter() - started,
     }
     _write_record(cache_file, record)
     log.info("backend auto: %s", describe(record))
     return backend, info, record
 
 
+def _guard_int8(built: dict, info, size_of, failures: dict[str, str], resize: str) -> dict[str, float]:
+    """Checks every built int8 pipeline against the fp32 reference (PyTorch where built, else
+    the first fp32 one) on the shipped check frames; one below MIN_AGREEMENT is closed and moved
+    to `failures` with its figure. Returns {pipeline: agreement}."""
+    from .int8_guard import MIN_AGREEMENT, agreement, check_inputs
+
+    quantized = [k for k in built if k.endswith(" int8")]
+    if not quantized:
+        return {}
+    full = [k for k in built if not k.endswith(" int8")]
+    reference = label("torch", "fp32") if label("torch", "fp32") in built else (full[0] if full else None)
+    guard: dict[str, float] = {}
+    for k in quantized:
+        backend, binfo = built[k]
+        if reference is None:
+            failures[k] = "no fp32 pipeline to check it against"
+        else:
+            x = check_inputs(binfo, size_of(backend, binfo), resize)
+            guard[k] = agreement(built[reference][0], backend, x, getattr(info, "variant", None))
+            if guard[k] >= MIN_AGREEMENT:
+                continue
+            failures[k] = (
+                f"agrees with {reference} on {guard[k]:.2%} of the check frames' pixels, "
+                f"below the {MIN_AGREEMENT:.0%} guard"
+            )
+        built.pop(k)[0].close()
+    return guard
+
+
 def describe(record: dict[str, Any]) -> str:
     """One log line: the choice, why, and the probe's timings."""
     timings = ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(record["probe_ms"].items(), key=lambda kv: kv[1]))
-    text = f"chose {record['backend']} ({record['reason']}"
+    chosen = record["backend"] + (f" {record['precision']}" if record.get("precision") else "")
+    text = f"chose {chosen} ({record['reason']}"
     text += f": {timings})" if timings else ")"
+    if record.get("guard"):
+        text += "; int8 agreement with fp32 on the check frames: " + ", ".join(
+            f"{k} {v:.2%}" for k, v in record["guard"].items()
+        )
     if record.get("cached"):
         text += f" [probe cached in {record['cached']}]"
     if record.get("skipped"):
         text += "; not probed: " + ", ".join(f"{k} ({v})" for k, v in record["skipped"].items())
+    if record.get("start_s") is not None:
+        text += f"; start took {record['start_s']:.1f} s"
     return text
 
 

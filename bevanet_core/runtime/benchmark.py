@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from ..hardware import machine
 from ..imaging.geometry import parse_size
+from ..options import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION
 from ..timing import summarize, time_call, time_calls
 from .segmenter import Segmenter, SegmenterConfig
 
@@ -28,9 +29,9 @@ class BenchConfig:
     variant: str = "bevanet_s"
     size: tuple[int, int] = (480, 360)  # network input (W, H)
     frame_size: Optional[tuple[int, int]] = None  # camera frame (W, H); None = network size
-    backend: str = "torch"
-    device: str = "cpu"
-    precision: str = "fp32"
+    backend: str = DEFAULT_BACKEND  # the node's defaults: what a default deployment runs
+    device: str = DEFAULT_DEVICE
+    precision: str = DEFAULT_PRECISION
     batch: int = 1
     runs: int = 50
     warmup: int = 10
@@ -44,7 +45,7 @@ class BenchConfig:
     cuda_graphs: Optional[bool] = None  # None = on CUDA
     reference: bool = True
     cache_dir: Optional[str] = None
-    threads: Optional[int] = None  # CPU threads for every backend (None = their defaults)
+    threads: Optional[int] = None  # CPU threads for every backend (None = hardware.default_threads())
     calibration_images: Optional[str] = None  # real frames for int8 on onnxruntime/openvino
     seed: int = 0
 
@@ -110,8 +111,6 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
         num_threads=cfg.threads,
         calibration_images=cfg.calibration_images,
     )
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     if cfg.weights and cfg.backend != "torch":
         seg = Segmenter(dataclasses.replace(seg_cfg, weights=cfg.weights))
     else:
@@ -126,14 +125,21 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
         times.append(ms)
         for k in stages:
             stages[k].append(results[0].timings[k])
+    pipeline = seg.pipeline
+    choice = seg.backend_choice
     seg.close()
     report: dict[str, Any] = {
         "variant": cfg.variant,
         "size": list(size),
         "frame_size": [frame_w, frame_h],
-        "backend": cfg.backend,
-        "device": cfg.device,
-        "precision": cfg.precision,
+        # what ran (after backend / precision 'auto'), and what was asked
+        "backend": pipeline["backend"],
+        "device": pipeline["device"],
+        "precision": pipeline["precision"],
+        "threads": pipeline["threads"],
+        "weights": cfg.weights or f"seeded random {cfg.variant} ({cfg.num_classes} classes)",
+        "asked": {"backend": cfg.backend, "precision": cfg.precision, "threads": cfg.threads},
+        "backend_choice": choice,
         "resize": cfg.resize,
         "upsample": cfg.upsample,
         "protocol": "uint8 frames in host memory -> uint8 masks in host memory, frame resolution",

@@ -23,10 +23,39 @@ def request_artifact(kind: str, cfg, **kwargs) -> Path:
     return build_artifact(kind, cfg, **kwargs)
 
 
+# exported models (ONNX, OpenVINO IR, TensorRT engines): they carry their precision
+EXPORTED_SUFFIXES = (".onnx", ".xml", ".engine", ".plan", ".trt")
+
+
+def resolve_precision(weights: Optional[str], asked: str) -> str:
+    """The precision to run `weights` at. An exported file (ONNX, OpenVINO IR, TensorRT engine)
+    carries its own: 'auto' takes it, an fp32 ONNX may be asked for fp16 or int8 (converted
+    once into the cache), bf16 runs an fp32 file, and any other precision that contradicts the
+    file is a ValueError naming both. A checkpoint leaves 'auto' to the backend choice."""
+    if weights is None or Path(weights).suffix.lower() not in EXPORTED_SUFFIXES:
+        return asked  # a checkpoint: loading it needs nothing of the export layer
+    from ..export.metadata import artifact_precision, serves_precision
+
+    have = artifact_precision(weights)
+    if have is None or asked == "auto":
+        return asked if have is None else have
+    if serves_precision(have, asked):
+        return asked
+    if have == "fp32" and Path(weights).suffix.lower() == ".onnx" and asked in ("fp16", "int8"):
+        return asked
+    raise ValueError(
+        f"{weights} is a {have} model but precision {asked!r} was asked for; leave precision at "
+        f"'auto' to run it as {have}" + (", or give the fp32 ONNX export to convert" if have != "fp32" else "")
+    )
+
+
 def onnx_to_load(cfg, model=None, info=None) -> tuple[Path, Optional[object]]:
-    """(the ONNX model to load at `cfg.precision`, the ModelInfo of the checkpoint or model it was
-    made from, or None when it is the `.onnx` weights file itself, whose metadata carries it)."""
+    """(the ONNX model, or for OpenVINO the IR, to load at `cfg.precision`, the ModelInfo of the
+    checkpoint or model it was made from, or None when it is the weights file itself, whose
+    metadata carries it)."""
     weights = Path(cfg.weights) if cfg.weights else None
+    if model is None and weights is not None and weights.suffix.lower() == ".xml":
+        return weights, None  # an OpenVINO IR runs as it is (its precision checked by resolve_precision)
     if model is None and weights is not None and weights.suffix.lower() == ".onnx":
         from ..export.metadata import read_onnx_metadata, serves_precision
 

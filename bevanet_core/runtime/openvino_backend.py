@@ -1,4 +1,4 @@
-"""OpenVINO backend (CPU): an exported ONNX model compiled by OpenVINO, one static-shape
+"""OpenVINO backend (CPU): an exported ONNX model or OpenVINO IR (.xml) compiled by OpenVINO, one static-shape
 compilation per batch size.
 
 Precisions: fp32; bf16 where the CPU has bf16 arithmetic (OpenVINO's inference precision hint on
@@ -55,7 +55,7 @@ class OpenVINOBackend(Backend):
         num_threads: Optional[int] = None,
     ):
         ov = _openvino()
-        from ..export.metadata import read_onnx_metadata
+        from ..export.metadata import read_ir_metadata, read_onnx_metadata
 
         if device.type != "cpu":
             raise ValueError(
@@ -67,7 +67,7 @@ class OpenVINOBackend(Backend):
                 f"precision {precision!r} is not supported by the openvino backend; choose one of {OPENVINO_PRECISIONS}"
             )
         self.path = Path(path)
-        self.meta = read_onnx_metadata(self.path)
+        self.meta = read_ir_metadata(self.path) if self.path.suffix.lower() == ".xml" else read_onnx_metadata(self.path)
         self.device = device
         self.precision = precision
         self.static_input_size = tuple(self.meta.input_size)

@@ -47,16 +47,20 @@ from .backend import PRECISIONS, Backend, load_checkpoint, resolve_device
 class SegmenterConfig:
     """Everything that selects and tunes a segmenter.
 
-    weights: `.safetensors`/`.pt` checkpoint, `.onnx` model, or `.engine`/`.plan` TensorRT
-        engine; None = the shipped default model.
+    weights: `.safetensors`/`.pt` checkpoint, `.onnx` model, `.xml` OpenVINO IR, or
+        `.engine`/`.plan` TensorRT engine; None = the shipped default model.
     input_size: network input (W, H) or 'WxH', multiples of 8; None = the weights' ModelInfo,
         else 480x360.
     upsample: 'logits' (bilinear logits at the frame resolution, then argmax) or 'labels'
         (argmax at 1/8, then nearest labels; cheaper, blockier).
     backend: 'auto' measures the backends that run here and keeps the fastest (runtime/auto.py);
         or one of 'torch', 'onnxruntime', 'openvino', 'tensorrt'.
-    precision: fp32 | bf16 | fp16 | int8. fp16 and int8 on onnxruntime/openvino run the
+    precision: auto | fp32 | bf16 | fp16 | int8. 'auto': an exported file's own precision; for
+        a checkpoint, fp32 under an explicit backend, and under backend 'auto' the fastest
+        pipeline that passes the accuracy guard (runtime/auto.py). A precision that contradicts
+        an exported file is refused. fp16 and int8 on onnxruntime/openvino run the
         explicit-precision ONNX (fp16-typed, or int8 Q/DQ calibrated on `calibration_images`).
+        After construction, `Segmenter.config.precision` is the precision that runs.
     """
 
     weights: Optional[str] = None
@@ -73,7 +77,7 @@ class SegmenterConfig:
     channels_last: Optional[bool] = None  # None = on CUDA
     cuda_graphs: Optional[bool] = None  # None = on CUDA
     compile: bool = False
-    num_threads: Optional[int] = None  # CPU threads (None = each backend's default; torch's is process-wide)
+    num_threads: Optional[int] = None  # CPU threads (None = hardware.default_threads(); torch's is process-wide)
     cache_dir: Optional[str] = None  # exported ONNX models and TensorRT engines
     calibration_images: Optional[str] = None  # folder of real frames for int8 calibration
     rebuild_stale_engine: bool = True  # False = refuse an engine built for another GPU/TensorRT
@@ -119,8 +123,16 @@ class Segmenter:
     ):
         config = dataclasses.replace(config, **fields) if config is not None else SegmenterConfig(**fields)
         config.validate()
+        if not config.num_threads:
+            from ..hardware import default_threads
+
+            config = dataclasses.replace(config, num_threads=default_threads())
         self.config = config
         self.device = resolve_device(config.device)
+        if self.device.type == "cpu":
+            # pre- and post-processing run in torch whichever backend infers: its pool is
+            # process-wide, and one larger than the threads asked for oversubscribes the CPU
+            torch.set_num_threads(int(config.num_threads))
         self.backend: Backend
         self.backend_choice: Optional[dict] = None  # backend='auto': what was chosen and why
         self.backend, self.info = self._build_backend(model, info)
@@ -150,17 +162,32 @@ class Segmenter:
             raise ValueError("Segmenter.from_model needs the model's ModelInfo (info=...)")
         if weights is not None and not weights.is_file():
             raise ValueError(f"weights file not found: {weights}")
+        if model is None:
+            from .loading import resolve_precision
+
+            cfg = self.config = dataclasses.replace(cfg, precision=resolve_precision(cfg.weights, cfg.precision))
+        if cfg.precision == "auto" and (cfg.backend != "auto" or model is not None):
+            # an explicit backend (or a model in memory) runs at full precision; only backend
+            # 'auto' over a checkpoint weighs a quantized pipeline, under its accuracy guard
+            cfg = self.config = dataclasses.replace(cfg, precision="fp32")
         if cfg.backend != "auto":
             return self._make_backend(cfg, model, info)
         from .auto import select_backend
 
-        def build(name, model, info):
-            return self._make_backend(dataclasses.replace(cfg, backend=name), model, info)
+        def build(name, precision, model, info):
+            calibration = cfg.calibration_images
+            if precision == "int8" and cfg.precision == "auto":
+                from .int8_guard import calibration_folder
+
+                calibration = str(calibration_folder(cfg))
+            fields = dict(backend=name, precision=precision, calibration_images=calibration)
+            return self._make_backend(dataclasses.replace(cfg, **fields), model, info)
 
         def size_of(backend, info):
             return resolve_input_size(cfg.input_size, info, backend.static_input_size)
 
         backend, info, self.backend_choice = select_backend(cfg, self.device, model, info, build, size_of)
+        self.config = dataclasses.replace(cfg, precision=self.backend_choice.get("precision", cfg.precision))
         return backend, info
 
     def _make_backend(self, cfg: SegmenterConfig, model: Optional[nn.Module], info):
@@ -172,6 +199,8 @@ class Segmenter:
             return TensorRTBackend.create(cfg, self.device, model=model, info=info)
         if suffix in (".engine", ".plan", ".trt"):
             raise ValueError(f"{weights} is a TensorRT engine; use backend='tensorrt'")
+        if suffix == ".xml" and cfg.backend != "openvino":
+            raise ValueError(f"{weights} is an OpenVINO IR; use backend 'openvino' (or 'auto')")
         if cfg.backend == "onnxruntime":
             from .onnxruntime_backend import OnnxRuntimeBackend
 
@@ -314,6 +343,24 @@ class Segmenter:
         blend = rgb.astype(np.float32) * (1.0 - alpha) + self.colorize(mask).astype(np.float32) * alpha
         out = np.where((np.asarray(mask) == 255)[..., None], rgb, np.rint(blend).astype(np.uint8))
         return out.astype(np.uint8)
+
+    @property
+    def pipeline(self) -> dict:
+        """What runs, for reports and logs: the backend and precision actually used (after
+        'auto'), the device, the CPU threads, the weights and the model file the backend loaded."""
+        from ..checkpoint import DEFAULT_WEIGHTS
+
+        loaded = getattr(self.backend, "path", None)
+        return {
+            "backend": self.backend.name,
+            "precision": self.config.precision,
+            "device": str(self.backend.device),
+            "threads": self.config.num_threads,
+            "weights": str(self.config.weights) if self.config.weights else str(DEFAULT_WEIGHTS),
+            "model_file": str(loaded) if loaded is not None else None,
+            "variant": self.info.variant,
+            "input_size": list(self.input_size),
+        }
 
     @property
     def class_names(self) -> list[str]:

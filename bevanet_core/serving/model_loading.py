@@ -7,7 +7,7 @@ and the cause, which the node logs as one line (or the lifecycle node's configur
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -72,10 +72,11 @@ def describe_load(segmenter: Any, settings: NodeSettings) -> list[str]:
     """The log lines that say what was loaded, from where, on what, at which input size."""
     info = segmenter.info
     net_w, net_h = segmenter.input_size
+    pipeline = segmenter.pipeline
     lines = [
         f"loaded {info.variant} ({info.num_classes} classes, {info.dataset or 'unknown dataset'}) from "
         f"{settings.model_path or 'the shipped default weights'} on "
-        f"{settings.backend}/{settings.device} {settings.precision}, "
+        f"{pipeline['backend']}/{pipeline['device']} {pipeline['precision']}, {pipeline['threads']} thread(s), "
         f"network input {net_w}x{net_h} ({settings.resize})"
     ]
     if segmenter.backend_choice is not None:
@@ -95,3 +96,29 @@ def unload_segmenter(segmenter: Any) -> None:
             torch.cuda.empty_cache()
     except Exception:  # noqa: BLE001 - freeing is best effort
         pass
+
+
+# the node's /diagnostics status carries its pipeline as KeyValues "pipeline.<field>" (JSON values),
+# so a tool that measures the node from outside reports what the node ran
+PIPELINE_PREFIX = "pipeline."
+
+
+def pipeline_values(pipeline: dict) -> list[tuple[str, str]]:
+    """`Segmenter.pipeline` -> (key, value) pairs for a DiagnosticStatus."""
+    import json
+
+    return [(f"{PIPELINE_PREFIX}{k}", json.dumps(v)) for k, v in pipeline.items()]
+
+
+def pipeline_from_values(pairs) -> Optional[dict]:
+    """The pipeline of a DiagnosticStatus's (key, value) pairs; None when it carries none."""
+    import json
+
+    found = {}
+    for key, value in pairs:
+        if key.startswith(PIPELINE_PREFIX):
+            try:
+                found[key[len(PIPELINE_PREFIX) :]] = json.loads(value)
+            except ValueError:
+                found[key[len(PIPELINE_PREFIX) :]] = value
+    return found or None

@@ -16,7 +16,7 @@ from typing import Any
 from .camera_health import CameraHealth
 from .diagnostics import NodeStatus, StatusReport
 from .foxglove_view import start_foxglove_view
-from .model_loading import describe_load, load_segmenter, unload_segmenter
+from .model_loading import describe_load, load_segmenter, pipeline_values, unload_segmenter
 from .outputs import render_outputs
 from .params import NodeSettings
 from .stream import StreamResult, StreamSegmenter
@@ -115,7 +115,10 @@ class NodeSession:
         """The node's own status now (see `diagnostics.NodeStatus`)."""
         backend = self.segmenter.backend.name if self.segmenter is not None else None
         snap = self.stream.stats.snapshot() if self.stream is not None else {}
-        return self.status.report(self.settings, backend, snap, self.active)
+        report = self.status.report(self.settings, backend, snap, self.active)
+        if self.segmenter is not None:  # what runs, for tools that measure the node from outside
+            report.values.update(pipeline_values(self.segmenter.pipeline))
+        return report
 
     def camera_reports(self) -> list[StatusReport]:
         """One status per camera: camera and model health."""

@@ -127,7 +127,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "engine",
         "",
-        "Exported engine for backend onnxruntime (.onnx) or tensorrt (.engine/.plan); "
+        "Exported model for backend onnxruntime or openvino (.onnx), openvino (.xml IR) or tensorrt "
+        "(.engine/.plan), run at its own precision; "
         "used instead of 'weights' when set." + RELOAD_NOTE,
     ),
     ParamSpec(
@@ -141,7 +142,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision",
         _RUNTIME["precision"],
-        "Numeric precision of the network." + RELOAD_NOTE,
+        "Numeric precision of the network; auto = an exported file's own (a different explicit "
+        "one is refused), and for a checkpoint what backend auto chooses (else fp32)." + RELOAD_NOTE,
         choices=PRECISIONS,
     ),
     ParamSpec(
@@ -264,9 +266,9 @@ PARAMS: tuple[ParamSpec, ...] = (
         "num_threads",
         0,
         "CPU threads for inference (PyTorch's setting is process-wide; ONNX Runtime and "
-        "OpenVINO get their own); 0 = each backend's default. Set it on a shared CPU: "
-        "oversubscribed threads slow inference "
-        "down many times." + RELOAD_NOTE,
+        "OpenVINO get their own); 0 = the default of the node and every tool: half the cores "
+        "this process may use, 1 to 4 (a pool as large as a shared CPU slows inference "
+        "down many times)." + RELOAD_NOTE,
         int_range=(0, 256, 1),
     ),
     ParamSpec("warmup", True, "Run one inference at load so the first frame is not slow." + RELOAD_NOTE),
