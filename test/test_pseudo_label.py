@@ -19,7 +19,8 @@ def labelled(shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("pseudo")
     video = shared_data / "driving_video" / "solidWhiteRight.mp4"
     argv = [str(video), str(shared_data / "kitti_gray_seq"), "--out", str(out), "--every", "100"]
-    assert cli.main([*argv, "--threshold", "0.8", "--threads", "1"]) == 0
+    # the pipeline the test compares with: torch fp32 (the tool's default would pick the fastest)
+    assert cli.main([*argv, "--threshold", "0.8", "--threads", "1", "--backend", "torch"]) == 0
     return out
 
 

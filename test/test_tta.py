@@ -71,13 +71,13 @@ def test_eval_reports_the_heldout_drive_beside_val_and_what_the_model_saw(shared
     assert eval_cli.main([*argv, "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["split"] == "heldout" and set(report["splits"]) == {"heldout", "val"}
-    assert report["tta"] is None and report["trained_on"] == "train.lst"
-    # the shipped model trained on train.lst: all of 0006R0, and other frames of val's drive
+    assert report["tta"] is None and report["trained_on"] == "trainval"
+    # the shipped model trained on train + val: every labelled frame, both splits' own images
     assert report["splits"]["heldout"]["seen_in_training"] == {"images": 2, "same_drive": 2}
-    assert report["splits"]["val"]["seen_in_training"] == {"images": 0, "same_drive": 2}
+    assert report["splits"]["val"]["seen_in_training"] == {"images": 2, "same_drive": 2}
     printed = capsys.readouterr().out
     assert "== heldout" in printed and "== val" in printed
-    assert "2 of these 2 images are frames of drives in the data the model trained on" in printed
+    assert "2 of these 2 images are in the data the model trained on (trainval)" in printed
 
 
 def test_eval_with_tta_records_the_passes(shared_data, tmp_path, capsys):

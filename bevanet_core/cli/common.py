@@ -246,6 +246,12 @@ def build_segmenter(args: argparse.Namespace, **overrides):
 
     apply_input_policy(args)
     args.backend = backend_for_weights(args.weights, args.backend)
+    if getattr(args, "tta", False) and args.backend == "auto":
+        from ..runtime.tta import DEFAULT_TTA_SCALES
+
+        if any(s != 1.0 for s in args.tta_scales or DEFAULT_TTA_SCALES):
+            # the pipelines auto weighs are exported at one input size; test-time scales need any
+            args.backend = "torch"
     fields = dict(
         weights=args.weights,
         variant=args.variant,
