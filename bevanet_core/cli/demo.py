@@ -5,8 +5,8 @@ JPEG camera frames of a real highway drive), segments every frame with the shipp
 model exactly as the ROS node does, and writes to outputs/demo/:
 
     segmented_bag/   rosbag2 (MCAP): the inputs plus /segmentation/{mask,color_mask,overlay}
-    overlay.mp4      the overlays as a video at the camera rate
-    montage.png      camera | overlay rows of a few frames
+    overlay.mp4      the overlays as a video at the camera rate, with the class colour legend
+    montage.png      camera | overlay rows of a few frames, column titles and the class colour legend
     report.json      frames, latency p50/p90/p99, throughput (and mIoU when the bag has labels)
     report.md        the same as a table; plot.png: per-frame latency
 
@@ -213,7 +213,8 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
 
 
 def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, view) -> int:
-    video = None if args.no_video else report.VideoSink(out / "overlay.mp4")
+    legend = report.Legend.of(processor.class_names, processor.colorize)
+    video = None if args.no_video else report.VideoSink(out / "overlay.mp4", legend=legend)
     shown = [0.0]
     live = foxglove_callback(view, processor.colorize) if view is not None else None
 
@@ -258,7 +259,7 @@ def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, v
     written = {
         "output bag": (f"{result.out_bag} ({bag_size(Path(result.out_bag)) / 1e6:.1f} MB)" if result.out_bag else None),
         "overlay video": f"{video_path} ({video.codec})" if video_path else None,
-        "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png"),
+        "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png", processor.class_names),
         "report (JSON)": report.write_json(summary, out / "report.json"),
         "report (markdown)": report.write_markdown(summary, out / "report.md"),
     }
