@@ -143,7 +143,7 @@ ros_src_step() {
         fi
     else
         step "building launch, launch_ros, vision_msgs, composition_interfaces, diagnostic_updater and ros2cli from $ROS_SRC" \
-            "3 to 5 min on 2 cores" bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src"
+            "4 to 5 min on 2 cores" bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src"
     fi
     [[ -f "$VENV/ros-src/env.bash" ]] || die "$ROS_SRC/build.sh wrote no $VENV/ros-src/env.bash (see $LOG)"
     [[ -x "$VENV/bin/ros2" ]] || log "$ROS_SRC/build.sh installed no $VENV/bin/ros2: the ros2 journey tests skip"
