@@ -307,6 +307,8 @@ BAG = str(REPO / "bags" / "solid_white_right")
         ("bag_replay.launch.py", {}, "'bag' is required"),
         ("bag_replay.launch.py", {"bag": "/nonexistent/bag"}, "/nonexistent/bag does not exist"),
         ("bag_replay.launch.py", {"bag": BAG, "camera_topic": "/x"}, "'camera_topic'"),
+        # a node parameter is passed on to segmentation.launch.py, which checks it
+        ("bag_replay.launch.py", {"bag": BAG, "num_threads": "two"}, "'num_threads' must be an integer"),
         ("bag_replay.launch.py", {"bag": BAG, "camera_topics": "/camera/camera_info"}, "camera_topics"),
     ],
 )
