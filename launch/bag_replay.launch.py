@@ -7,9 +7,10 @@
 The camera topics and transport come from the bag (its Image and CompressedImage topics) unless
 given. The player is `ros2 bag play --clock` where rosbag2 is installed, else this package's
 `bag_player` (rosbags); either starts once the node has subscribed, so no frame goes to nobody.
-Everything else is segmentation.launch.py with use_sim_time:=true. When the player has played
-the bag (and the node has had DRAIN_S seconds for the last frames), or when any process exits,
-the launch ends.
+Everything else is segmentation.launch.py with use_sim_time:=true; every node parameter is an
+argument here too (num_threads:=1, foxglove_port:=8765, ...), passed on to it. When the player
+has played the bag (and the node has had DRAIN_S seconds for the last frames), or when any
+process exits, the launch ends.
 """
 
 from launch.actions import (
@@ -37,7 +38,7 @@ from bevanet_core.bags.replay_plan import (
     plan_replay,
     refuse_undeclared,
 )
-from bevanet_core.serving.launch_plan import PACKAGE
+from bevanet_core.serving.launch_plan import LAUNCH_ARGUMENTS, PACKAGE, PARAM_ARGUMENTS
 from launch import LaunchDescription
 
 ARGUMENTS = (
@@ -59,7 +60,9 @@ ARGUMENTS = (
     ("composable", "false", "true: run the node in a component container (see segmentation.launch.py)"),
     ("log_level", "info", "Node log level (debug, info, warn, error)"),
 )
-NAMES = [name for name, _, _ in ARGUMENTS]
+# every other node parameter, declared and described as segmentation.launch.py does, passed on to it
+PASSED = tuple(a for a in LAUNCH_ARGUMENTS if a[0] in PARAM_ARGUMENTS and a[0] not in {n for n, _, _ in ARGUMENTS})
+NAMES = [name for name, _, _ in ARGUMENTS + PASSED]
 
 
 def _player_done(event, context):
@@ -92,6 +95,7 @@ def _launch_setup(context, *args, **kwargs):
             "composable": values["composable"],
             "log_level": values["log_level"],
             "use_sim_time": "true",
+            **{name: values[name] for name, _, _ in PASSED},
         }.items(),
     )
     if replay.player == "ros2":
@@ -120,6 +124,6 @@ def _launch_setup(context, *args, **kwargs):
 def generate_launch_description() -> LaunchDescription:
     declared = [
         DeclareLaunchArgument(name, default_value=default, description=description)
-        for name, default, description in ARGUMENTS
+        for name, default, description in ARGUMENTS + PASSED
     ]
     return LaunchDescription(declared + [OpaqueFunction(function=_launch_setup)])

@@ -10,6 +10,10 @@
 # A second run with nothing changed returns in well under a second: the stamp file
 # .venv/.bootstrap-stamp holds a hash of setup.py, this script, the mode and the python.
 #
+# It prints one line per step, with how long the step usually takes and how long it took; what
+# pip, the compilers and colcon print goes to .venv/bootstrap.log (appended, one header per step),
+# and a failing step shows the log's last lines and names the file.
+#
 # ROS 2 pieces PyPI lacks (launch, launch_ros, vision_msgs, composition_interfaces,
 # diagnostic_updater, and the `ros2` command line, ros2cli, as .venv/bin/ros2): where
 # <repo>/../shared/ros-src/build.sh exists (or $BEVANET_ROS_SRC names such a folder) and ROS is
@@ -42,8 +46,26 @@ ROS_WHEELS=(
     ros-builtin-interfaces
 )
 
+LOG="$VENV/bootstrap.log"
 log() { printf '[bootstrap] %s\n' "$*"; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
+# step WHAT USUALLY CMD...: one line (what, how long it usually takes, how long it took); the
+# output of CMD goes to $LOG; on failure the log's last lines are shown and the script stops
+step() {
+    local what="$1" usually="$2" t=$SECONDS
+    shift 2
+    mkdir -p "$VENV"
+    printf '\n===== %s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$what" >>"$LOG"
+    printf '[bootstrap] %s (usually %s) ...' "$what" "$usually"
+    if "$@" >>"$LOG" 2>&1; then
+        printf ' %d s\n' "$((SECONDS - t))"
+        return 0
+    fi
+    printf ' FAILED after %d s\n' "$((SECONDS - t))"
+    printf '[bootstrap] the last lines of %s:\n' "$LOG" >&2
+    tail -n 30 "$LOG" | sed 's/^/    /' >&2
+    die "$what failed; its whole output is in $LOG"
+}
 
 # ---------------------------------------------------------------- choose the mode
 ros_python=""
@@ -109,14 +131,22 @@ ros_src_step() {
             return 0
         fi
     done
-    local t=$SECONDS
-    bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src" \
-        || die "$ROS_SRC/build.sh $VENV $VENV/ros-src failed (see above)"
-    [[ -f "$VENV/ros-src/env.bash" ]] || die "$ROS_SRC/build.sh wrote no $VENV/ros-src/env.bash"
-    [[ -x "$VENV/bin/ros2" ]] || log "$ROS_SRC/build.sh installed no $VENV/bin/ros2: the ros2 journey tests skip"
-    if (( SECONDS - t > 2 )); then
-        log "ROS 2 sources from $ROS_SRC built into $VENV/ros-src in $((SECONDS - t)) s"
+    if [[ -f "$VENV/ros-src/.ros-src-stamp" ]]; then
+        # built before: build.sh checks its stamp and returns at once unless the sources changed
+        local t=$SECONDS
+        if ! bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src" >>"$LOG" 2>&1; then
+            tail -n 30 "$LOG" | sed 's/^/    /' >&2
+            die "rebuilding the ROS 2 sources from $ROS_SRC failed; its whole output is in $LOG"
+        fi
+        if (( SECONDS - t > 2 )); then
+            log "rebuilt the ROS 2 sources from $ROS_SRC (they changed) in $((SECONDS - t)) s"
+        fi
+    else
+        step "building launch, launch_ros, vision_msgs, composition_interfaces, diagnostic_updater and ros2cli from $ROS_SRC" \
+            "4 to 5 min on 2 cores" bash "$ROS_SRC/build.sh" "$VENV" "$VENV/ros-src"
     fi
+    [[ -f "$VENV/ros-src/env.bash" ]] || die "$ROS_SRC/build.sh wrote no $VENV/ros-src/env.bash (see $LOG)"
+    [[ -x "$VENV/bin/ros2" ]] || log "$ROS_SRC/build.sh installed no $VENV/bin/ros2: the ros2 journey tests skip"
 }
 
 if [[ "${BEVANET_FORCE:-0}" != 1 && -x "$VENV/bin/python" && -f "$STAMP" \
@@ -127,7 +157,7 @@ if [[ "${BEVANET_FORCE:-0}" != 1 && -x "$VENV/bin/python" && -f "$STAMP" \
 fi
 
 t0=$SECONDS
-log "setting up $VENV ($MODE, $py_id)"
+log "setting up $VENV ($MODE, $py_id); what the tools print goes to $LOG"
 
 # ---------------------------------------------------------------- the venv itself
 want_sys="false"
@@ -144,40 +174,32 @@ fi
 if [[ ! -x "$VENV/bin/python" ]]; then
     venv_args=()
     [[ -n "$ros_python" ]] && venv_args+=(--system-site-packages)
-    "$PY" -m venv "${venv_args[@]}" "$VENV" \
-        || die "'$PY -m venv $VENV' failed (on Debian/Ubuntu: 'sudo apt-get install python3.11-venv')"
+    step "creating the venv" "5 to 10 s" "$PY" -m venv "${venv_args[@]}" "$VENV"
 fi
 rm -f "$STAMP"   # a half-finished install must not look finished
 
 VPY="$VENV/bin/python"
-# pip, quiet, without the per-package notes some machines' pip.conf (file:// extra
-# indexes that lack a package) print; errors still come through, and pip's status is kept.
-pip_q() {
-    "$VPY" -m pip --disable-pip-version-check --no-input -q "$@" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-}
+pip_() { "$VPY" -m pip --disable-pip-version-check --no-input "$@"; }
 
-pip_q install --upgrade pip
+step "upgrading pip" "5 s" pip_ install --upgrade pip
 
 # ---------------------------------------------------------------- torch, pinned
 # The pin matters: a loose 'torch' takes the registry's newest build with GBs of CUDA
 # packages; 2.13.0 resolves to the CPU build on CPU-only machines.
-log "installing $TORCH_PIN"
-pip_q install "$TORCH_PIN"
+step "installing $TORCH_PIN" "1 min, plus the download of the wheel" pip_ install "$TORCH_PIN"
 torch_ver="$("$VPY" -c 'import importlib.metadata as m; print(m.version("torch"))')"
-log "torch $torch_ver"
 # everything after this must keep exactly this torch
 CONSTRAINTS="$VENV/constraints.txt"
 printf 'torch==%s\n' "$torch_ver" >"$CONSTRAINTS"
 
 # ---------------------------------------------------------------- this package
-log "installing bevanet_ros -e .[$EXTRAS]"
-pip_q install -c "$CONSTRAINTS" -e "$REPO[$EXTRAS]"
+step "installing bevanet_ros -e .[$EXTRAS] with torch $torch_ver" "1 min, plus downloads" \
+    pip_ install -c "$CONSTRAINTS" -e "$REPO[$EXTRAS]"
 
 # ---------------------------------------------------------------- ROS 2
 if [[ -z "$ros_python" ]]; then
-    log "installing the ROS 2 Python wheels: ${ROS_WHEELS[*]}"
-    pip_q install -c "$CONSTRAINTS" "${ROS_WHEELS[@]}"
+    step "installing the ROS 2 Python wheels (rclpy, Fast DDS, messages)" "15 to 30 s" \
+        pip_ install -c "$CONSTRAINTS" "${ROS_WHEELS[@]}"
 else
     log "using the sourced ROS 2 $ROS_DISTRO from $ros_python (no ROS wheels installed)"
 fi
@@ -187,7 +209,8 @@ if [[ "$torch_ver" == *+cpu ]] && "$VPY" -m pip list --disable-pip-version-check
         | grep -i -E '^nvidia-|^cuda-|^triton ' ; then
     die "CUDA packages were pulled next to a CPU torch ($torch_ver): some requirement asked for a loose torch"
 fi
-"$VPY" - <<'EOF' || die "import check failed in $VPY (see the traceback above)"
+import_check() {
+    "$VPY" - <<'EOF'
 import torch, numpy, cv2, safetensors, yaml, PIL  # noqa: F401
 import onnx, onnxruntime, openvino  # noqa: F401
 import bevanet_core, bevanet_ros  # noqa: F401
@@ -198,6 +221,8 @@ print(f"[bootstrap] imports ok: torch {torch.__version__}, onnx {onnx.__version_
       f"onnxruntime {onnxruntime.__version__}, openvino {openvino.__version__}, "
       f"rclpy {rclpy.__file__}")
 EOF
+}
+step "checking that torch, onnxruntime, openvino, rclpy and the package import" "5 to 10 s" import_check
 
 ros_src_step
 

@@ -11,10 +11,14 @@ import pytest
 pytest.importorskip("rosbags", reason="the rosbags library is not installed")
 torch = pytest.importorskip("torch")
 
+import numpy as np  # noqa: E402
+
 from bevanet_core.bags import evaluate, messages  # noqa: E402
+from bevanet_core.bags import report as report_pictures  # noqa: E402
 from bevanet_core.bags.reader import BagReader  # noqa: E402
 from bevanet_core.checkpoint import ModelInfo, save_weights  # noqa: E402
 from bevanet_core.cli import demo, make_bag  # noqa: E402
+from bevanet_core.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, colorize  # noqa: E402
 from bevanet_core.models import build_model  # noqa: E402
 from bevanet_core.serving import decode  # noqa: E402
 
@@ -121,6 +125,12 @@ def test_demo_writes_every_output(weights, tmp_path, capsys):
     }
     import cv2
 
+    # the montage: column titles over the rows, the class colour legend under them
+    montage = cv2.cvtColor(cv2.imread(str(out / "montage.png")), cv2.COLOR_BGR2RGB)
+    legend = report_pictures.Legend.of(CAMVID_CLASSES, lambda m: colorize(m, CAMVID_PALETTE))
+    strip = legend.strip(montage.shape[1])
+    assert np.array_equal(montage[-strip.shape[0] :], strip)
+    assert (montage[:26].min(axis=2) > 200).sum() > 50  # the titles' text
     cap = cv2.VideoCapture(str(out / "overlay.mp4"))
     n = 0
     while cap.read()[0]:

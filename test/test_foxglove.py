@@ -1,6 +1,7 @@
 """The Foxglove live view for real: `bevanet-demo --foxglove` serves the Foxglove WebSocket
-protocol (foxglove-sdk), and a WebSocket client on localhost, speaking that protocol as the
-Foxglove app does, subscribes and receives a colour-mask image of the replayed drive."""
+protocol (foxglove-sdk, subprotocol `foxglove.sdk.v1` only), and a WebSocket client on localhost,
+speaking that protocol as the Foxglove app does, subscribes and receives a colour-mask image of
+the replayed drive; with --loop it keeps serving after the replay, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import base64
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -23,7 +25,8 @@ websockets = pytest.importorskip("websockets", reason="websockets is not install
 pytest.importorskip("google.protobuf", reason="protobuf is not installed")
 
 REPO = Path(__file__).resolve().parents[1]
-# the protocol names foxglove-sdk answers to: its own, and the older one of foxglove_bridge
+# what a current Foxglove app offers: both names; foxglove-sdk accepts only the first (the older
+# foxglove.websocket.v1 alone is refused, see test_the_view_speaks_only_foxglove_sdk_v1)
 SUBPROTOCOLS = ["foxglove.sdk.v1", "foxglove.websocket.v1"]
 
 
@@ -117,3 +120,115 @@ def test_demo_foxglove_streams_a_colour_mask_to_a_websocket_client(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_view_speaks_only_foxglove_sdk_v1():
+    """What docs/ros-node.md tells users: viewers must offer foxglove.sdk.v1; a client that
+    offers only the older foxglove.websocket.v1 (Lichtblick 1.21 and older, old Foxglove
+    Studio releases, foxglove_bridge 0.x clients) is refused at the handshake."""
+    from bevanet_core.serving.foxglove_view import FoxgloveView
+
+    view = FoxgloveView(port=0)
+
+    async def handshake(protocols: list[str]) -> str | None:
+        async with websockets.connect(view.url, subprotocols=protocols) as ws:
+            return ws.subprotocol
+
+    try:
+        assert asyncio.run(handshake(["foxglove.sdk.v1"])) == "foxglove.sdk.v1"
+        assert asyncio.run(handshake(SUBPROTOCOLS)) == "foxglove.sdk.v1"
+        with pytest.raises(websockets.exceptions.InvalidStatus, match="400"):
+            asyncio.run(handshake(["foxglove.websocket.v1"]))
+    finally:
+        view.close()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, object]] = []
+
+    def publish(self, stamp_ns, rgb, color, overlay, latency_ms) -> None:
+        self.sent.append((stamp_ns, latency_ms))
+
+
+def test_replay_buffer_sends_the_frames_again_at_their_pace_with_stamps_that_go_on():
+    from bevanet_core.serving.foxglove_view import ReplayBuffer
+
+    frames = ReplayBuffer()
+    image = np.zeros((4, 6, 3), np.uint8)
+    for i, stamp in enumerate((1_000_000_000, 1_100_000_000, 1_300_000_000)):
+        assert frames.add(stamp, image, image, None, float(i))
+    image[:] = 7  # the buffer keeps copies
+    assert all(int(f[1].max()) == 0 for f in frames.frames)
+    assert frames.period_ns() == [100_000_000, 200_000_000, 200_000_000]
+    view, slept = _Recorder(), []
+    assert frames.replay(view, passes=2, sleep=slept.append) == 2
+    stamps = [s for s, _ in view.sent]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 6  # the viewer's clock never runs backwards
+    assert stamps[3] - stamps[0] == 500_000_000  # one pass: the recording and one period
+    assert [lat for _, lat in view.sent] == [0.0, 1.0, 2.0] * 2
+    assert slept == [0.1, 0.2, 0.2] * 2
+    small = ReplayBuffer(max_bytes=2 * image.nbytes)
+    assert small.add(0, image, None, None, None) and small.add(1, image, None, None, None)
+    assert not small.add(2, image, None, None, None) and small.full and len(small.frames) == 2
+    with pytest.raises(ValueError, match="no frames"):
+        ReplayBuffer().replay(view, passes=1)
+
+
+def test_demo_loop_keeps_serving_after_the_replay_until_ctrl_c(tmp_path):
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from bevanet_ros.tools import demo_main; sys.exit(demo_main())",
+        "--foxglove",
+        "0",
+        "--foxglove-wait",
+        "0",
+        "--loop",
+        "--max-frames",
+        "2",
+        "--no-video",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "demo"),
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    lines: list[str] = []
+    try:
+        url = None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"Foxglove live view on (ws://127\.0\.0\.1:\d+)", line)
+            url = m.group(1) if m else url
+            if "again and again; Ctrl-C stops" in line:
+                break
+        assert url and "again and again" in lines[-1], "".join(lines)
+        # the first pass is over and its outputs are written; a viewer that connects now still gets frames
+        assert (tmp_path / "demo" / "report.json").is_file()
+        channel, payload = asyncio.run(receive_one(url, "/segmentation/color_mask", 60))
+        image = decode_protobuf(channel["schema"], channel["schemaName"], payload)
+        assert (image.width, image.height) == (480, 270)
+        assert proc.poll() is None, "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        lines.append(out)
+        assert proc.returncode == 0, "".join(lines)
+        assert "stopped (Ctrl-C)" in out and "Traceback" not in out, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_demo_loop_without_foxglove_is_refused(tmp_path):
+    from bevanet_core.cli import demo
+
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(["--loop", "--out", str(tmp_path / "demo")])
+    assert exit_.value.code == 2

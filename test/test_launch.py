@@ -78,6 +78,9 @@ def test_launch_description_builds(name):
     assert declared and all(d.description for d in declared)
     if name == "segmentation.launch.py":
         assert [d.name for d in declared] == [a[0] for a in launch_plan.LAUNCH_ARGUMENTS]
+    else:  # the bag replay passes every node parameter on to segmentation.launch.py
+        assert set(launch_plan.PARAM_ARGUMENTS) <= {d.name for d in declared}
+        assert len(declared) == len({d.name for d in declared})
 
 
 @pytest.mark.parametrize("variant, extra", [("bevanet_s", {}), ("bevanet", {"weights": "/w.safetensors"})])

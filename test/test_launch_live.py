@@ -35,6 +35,7 @@ from ros2_cli_support import (  # noqa: E402
     colcon_build,
     install_env,
     pid_alive,
+    ros2,
     ros2_executable,
     ros2_missing_reason,
 )
@@ -254,6 +255,42 @@ def test_segmentation_launch_two_cameras_and_sim_time(prefix, weights, ros_conte
         launch.stop()
 
 
+def test_segmentation_launch_sets_node_parameters_from_the_launch_line(prefix, weights, tmp_path):
+    """The README's journey: `foxglove_port:=... num_threads:=1` on the launch line reach the node
+    (as `ros2 param get` shows), and the Foxglove view listens on that port."""
+    pytest.importorskip("foxglove", reason="foxglove-sdk is not installed (pip install -e .[foxglove])")
+    import socket
+
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = install_env(prefix, DOMAIN_ID)
+    launch = Launch(
+        prefix,
+        tmp_path / "launch.log",
+        "segmentation.launch.py",
+        weights=str(weights),
+        backend="torch",
+        foxglove_port=str(port),
+        num_threads="1",
+        publish_confidence="true",
+    )
+    try:
+        launch.wait_for(r"camera 'cam0': ", timeout=START_S)
+        for name, shown in (
+            ("num_threads", "Integer value is: 1"),
+            ("foxglove_port", f"Integer value is: {port}"),
+            ("publish_confidence", "Boolean value is: True"),
+        ):
+            done = ros2(env, "param", "get", "/segmentation", name, "--no-daemon", "--spin-time", "3")
+            assert done.returncode == 0 and shown in done.stdout, f"{name}: {done.stdout}{done.stderr}"
+        with socket.create_connection(("127.0.0.1", port), timeout=10):
+            pass  # the Foxglove view accepts connections on the port given on the launch line
+    finally:
+        rc = launch.stop()
+    assert rc == 0, launch.text()[-3000:]
+
+
 BAG = str(REPO / "bags" / "solid_white_right")
 
 
@@ -264,10 +301,14 @@ BAG = str(REPO / "bags" / "solid_white_right")
         ("segmentation.launch.py", {"use_sim_time": "maybe"}, "'use_sim_time'"),
         ("segmentation.launch.py", {"params_file": "/nonexistent/params.yaml"}, "'params_file'"),
         ("segmentation.launch.py", {"camera_topic": "/front/image_raw"}, "'camera_topic'"),  # a typo
+        ("segmentation.launch.py", {"bogus": "1"}, "'bogus'; it declares: variant, "),  # with the valid names
+        ("segmentation.launch.py", {"num_threads": "two"}, "'num_threads' must be an integer"),
         ("segmentation.launch.py", {"input_size": "640"}, "'input_size'"),
         ("bag_replay.launch.py", {}, "'bag' is required"),
         ("bag_replay.launch.py", {"bag": "/nonexistent/bag"}, "/nonexistent/bag does not exist"),
         ("bag_replay.launch.py", {"bag": BAG, "camera_topic": "/x"}, "'camera_topic'"),
+        # a node parameter is passed on to segmentation.launch.py, which checks it
+        ("bag_replay.launch.py", {"bag": BAG, "num_threads": "two"}, "'num_threads' must be an integer"),
         ("bag_replay.launch.py", {"bag": BAG, "camera_topics": "/camera/camera_info"}, "camera_topics"),
     ],
 )

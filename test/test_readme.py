@@ -39,3 +39,13 @@ def test_linked_docs_exist():
     assert {"docs/model.md", "docs/hostile-input.md"} <= links
     missing = [link for link in links if not (REPO / link).is_file()]
     assert not missing, missing
+
+
+def test_class_colour_table_is_the_class_table():
+    from bevanet_core.data.classes import CAMVID_CLASSES, CAMVID_PALETTE, classes_markdown
+
+    table = classes_markdown()
+    assert table in README
+    for i, (name, (r, g, b)) in enumerate(zip(CAMVID_CLASSES, CAMVID_PALETTE, strict=True)):
+        assert f"| {i} | {name} | ({r}, {g}, {b}) | `#{r:02x}{g:02x}{b:02x}` |" in table
+    assert classes_markdown(["a"], [[1, 2, 255]]).splitlines()[2] == "| 0 | a | (1, 2, 255) | `#0102ff` |"

@@ -438,6 +438,71 @@ def test_input_size_argument_sets_both_input_parameters():
     assert "input_width" not in unset and "input_height" not in unset
 
 
+def test_every_node_parameter_is_a_launch_argument():
+    names = [name for name, _, _ in launch_plan.LAUNCH_ARGUMENTS]
+    assert len(names) == len(set(names)), "a launch argument is declared twice"
+    for spec in PARAMS:
+        via = launch_plan.COVERED_PARAMS.get(spec.name, spec.name)
+        assert via in names, f"node parameter {spec.name!r} cannot be set from the launch line"
+    assert set(launch_plan.PARAM_ARGUMENTS) == {p.name for p in PARAMS} - set(launch_plan.COVERED_PARAMS)
+    # the parameter arguments default to empty: config/segmentation.yaml (or params_file) decides
+    defaults = launch_plan.default_arguments()
+    assert all(defaults[name] == "" for name in launch_plan.PARAM_ARGUMENTS)
+
+
+def test_parameter_launch_arguments_reach_the_node_typed():
+    args = dict(
+        launch_plan.default_arguments(),
+        num_threads="1",
+        foxglove_port="8765",
+        foxglove_address="0.0.0.0",
+        precision="bf16",
+        overlay_alpha="1",
+        publish_confidence="True",
+        warmup="off",
+        camera_names="[front, 'rear']",
+        camera_topics="/f/image_raw,/r/image_raw",
+        health_frozen_frames="30",
+    )
+    overrides = launch_plan.plan_launch(args, str(REPO)).overrides
+    assert overrides == {
+        "use_sim_time": False,
+        "input_topics": ["/f/image_raw", "/r/image_raw"],
+        "num_threads": 1,
+        "foxglove_port": 8765,
+        "foxglove_address": "0.0.0.0",
+        "precision": "bf16",
+        "overlay_alpha": 1.0,
+        "publish_confidence": True,
+        "warmup": False,
+        "camera_names": ["front", "rear"],
+        "health_frozen_frames": 30,
+    }
+    # ROS declares a parameter's type from its default: the values keep the spec's types
+    for name, value in overrides.items():
+        if name in SPECS and SPECS[name].type_name in ("int", "float", "bool"):
+            assert type(value) is type(SPECS[name].default), name
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ({"num_threads": "two"}, ["'num_threads'", "integer", "'two'"]),
+        ({"num_threads": "999"}, ["num_threads", "999", "[0, 256]"]),  # the node's own range
+        ({"overlay_alpha": "half"}, ["'overlay_alpha'", "number"]),
+        ({"publish_mask": "maybe"}, ["'publish_mask'", "true or false"]),
+        ({"resize": "crop"}, ["resize", "crop", "letterbox"]),
+        ({"foxglove_port": "70000"}, ["foxglove_port", "70000"]),
+        ({"camera_names": "[a, b"}, ["'camera_names'", "list"]),
+    ],
+)
+def test_parameter_launch_arguments_refuse_bad_values_naming_them(args, words):
+    with pytest.raises(ValueError) as err:
+        launch_plan.plan_launch(dict(launch_plan.default_arguments(), **args), str(REPO))
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
 def test_parse_camera_topics_forms():
     assert launch_plan.parse_camera_topics("/a") == ["/a"]
     assert launch_plan.parse_camera_topics("['/a', '/b']") == ["/a", "/b"]

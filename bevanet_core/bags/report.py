@@ -5,6 +5,7 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -120,8 +121,72 @@ def _imwrite(path: str, rgb: np.ndarray) -> None:
     Path(path).write_bytes(buf.tobytes())
 
 
-def montage(samples: Sequence[dict[str, Any]], colorize, tile_width: int = 320) -> np.ndarray | None:
-    """Rows of [camera | overlay | ground truth] for the sampled frames (RGB uint8)."""
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_TEXT_SCALE = 0.5
+_BAR = (32, 32, 32)  # background of the header and the legend (RGB)
+_INK = (240, 240, 240)
+
+
+def _text_width(text: str) -> int:
+    return cv2.getTextSize(text, _FONT, _TEXT_SCALE, 1)[0][0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Legend:
+    """Class names and their display colours, drawn as a strip of swatches under an image."""
+
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+
+    @classmethod
+    def of(cls, class_names: Sequence[str], colorize) -> Legend:
+        """The legend of a model: its class names, coloured as `colorize` colours their ids."""
+        ids = np.arange(len(class_names), dtype=np.uint8)[None, :]
+        palette = np.asarray(colorize(ids)).reshape(-1, 3)
+        return cls(tuple(class_names), tuple(tuple(int(v) for v in c) for c in palette))
+
+    def strip(self, width: int) -> np.ndarray:
+        """An RGB strip `width` pixels wide: one swatch and name per class, wrapped into lines."""
+        swatch, gap, line_h, pad = 14, 14, 22, 8
+        lines: list[list[tuple[int, str, tuple[int, int, int]]]] = [[]]
+        x = pad
+        for name, color in zip(self.names, self.colors, strict=True):
+            item = swatch + 5 + _text_width(name)
+            if lines[-1] and x + item > width - pad:
+                lines.append([])
+                x = pad
+            lines[-1].append((x, name, color))
+            x += item + gap
+        image = np.full((len(lines) * line_h + pad, width, 3), _BAR, np.uint8)
+        for row, items in enumerate(lines):
+            y = pad // 2 + row * line_h + (line_h - swatch) // 2
+            for x, name, color in items:
+                cv2.rectangle(image, (x, y), (x + swatch - 1, y + swatch - 1), color, -1)
+                cv2.rectangle(image, (x, y), (x + swatch - 1, y + swatch - 1), _INK, 1)
+                cv2.putText(image, name, (x + swatch + 5, y + swatch - 2), _FONT, _TEXT_SCALE, _INK, 1, cv2.LINE_AA)
+        return image
+
+    def under(self, rgb: np.ndarray) -> np.ndarray:
+        """`rgb` with the legend strip below it."""
+        return np.concatenate([rgb, self.strip(rgb.shape[1])], axis=0)
+
+
+def headers(titles: Sequence[str], tile_width: int) -> np.ndarray:
+    """A row of column titles, one per `tile_width` column (RGB)."""
+    image = np.full((26, tile_width * len(titles), 3), _BAR, np.uint8)
+    for i, title in enumerate(titles):
+        cv2.putText(image, title, (i * tile_width + 8, 18), _FONT, _TEXT_SCALE, _INK, 1, cv2.LINE_AA)
+    return image
+
+
+def montage(
+    samples: Sequence[dict[str, Any]],
+    colorize,
+    class_names: Sequence[str] | None = None,
+    tile_width: int = 480,
+) -> np.ndarray | None:
+    """Rows of [camera | overlay | ground truth] for the sampled frames (RGB uint8), under a row
+    of column titles and above a colour legend of `class_names` (none when not given)."""
     rows: list[np.ndarray] = []
     with_gt = any(s.get("label") is not None for s in samples)
     for s in samples:
@@ -134,14 +199,18 @@ def montage(samples: Sequence[dict[str, Any]], colorize, tile_width: int = 320) 
         rows.append(np.concatenate(tiles, axis=1))
     if not rows:
         return None
+    titles = ["camera", "prediction over the camera"] + (["ground truth"] if with_gt else [])
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows]
-    return np.concatenate(rows, axis=0)
+    image = np.concatenate([headers(titles, tile_width)] + rows, axis=0)
+    return Legend.of(class_names, colorize).under(image) if class_names else image
 
 
-def write_montage(samples: Sequence[dict[str, Any]], colorize, path: PathLike) -> Path | None:
+def write_montage(
+    samples: Sequence[dict[str, Any]], colorize, path: PathLike, class_names: Sequence[str] | None = None
+) -> Path | None:
     """The montage as PNG; None when no frame was sampled."""
-    image = montage(samples, colorize)
+    image = montage(samples, colorize, class_names)
     if image is None:
         return None
     return atomic_write(path, lambda tmp: _imwrite(tmp, image), tmp_suffix=Path(path).suffix)
@@ -253,9 +322,12 @@ class VideoSink:
     (with libx264) is installed, MPEG-4 Part 2 otherwise; `.codec` names the one used.
 
     Without an explicit fps the rate is taken from the first two frame stamps (the camera rate).
+    With a `legend`, every frame carries the class colour legend below it.
     """
 
-    def __init__(self, path: PathLike, fps: float | None = None):
+    def __init__(self, path: PathLike, fps: float | None = None, legend: Legend | None = None):
+        self.legend = legend
+        self._strip: np.ndarray | None = None
         self.path = Path(path)
         if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
             raise ValueError(f"video path {self.path} should end in .mp4")
@@ -281,6 +353,10 @@ class VideoSink:
         self.frames += 1
 
     def write(self, rgb: np.ndarray, stamp_ns: int | None = None) -> None:
+        if self.legend is not None:
+            if self._strip is None or self._strip.shape[1] != rgb.shape[1]:
+                self._strip = self.legend.strip(rgb.shape[1])
+            rgb = np.concatenate([rgb, self._strip], axis=0)
         if self._writer is None:
             if self.fps is None and self._pending is None:
                 self._pending = (rgb.copy(), stamp_ns)

@@ -150,7 +150,7 @@ def write_outputs(
             printer(f"warning: no plot ({err}); install matplotlib")
     if args.montage:
         samples = [s for r in results for s in r.samples]
-        path = report.write_montage(samples, processor.colorize, args.montage)
+        path = report.write_montage(samples, processor.colorize, args.montage, processor.class_names)
         if path is not None:
             written["montage"] = str(path)
     return written
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
     video = None
     if args.video is not None:
         try:
-            video = report.VideoSink(args.video)
+            video = report.VideoSink(args.video, legend=report.Legend.of(processor.class_names, processor.colorize))
         except ValueError as err:
             parser.error(str(err))
     view = start_foxglove(args, "bevanet-bag-eval")

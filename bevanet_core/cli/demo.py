@@ -5,8 +5,8 @@ JPEG camera frames of a real highway drive), segments every frame with the shipp
 model exactly as the ROS node does, and writes to outputs/demo/:
 
     segmented_bag/   rosbag2 (MCAP): the inputs plus /segmentation/{mask,color_mask,overlay}
-    overlay.mp4      the overlays as a video at the camera rate
-    montage.png      camera | overlay rows of a few frames
+    overlay.mp4      the overlays as a video at the camera rate, with the class colour legend
+    montage.png      camera | overlay rows of a few frames, column titles and the class colour legend
     report.json      frames, latency p50/p90/p99, throughput (and mIoU when the bag has labels)
     report.md        the same as a table; plot.png: per-frame latency
 
@@ -39,6 +39,7 @@ from ..bags.evaluate import (
 )
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError, bag_size
+from ..serving.foxglove_view import ReplayBuffer
 from .bag_eval import NodeClientFactory, build_processor, machine_meta, model_meta, summary_line
 from .bag_eval_args import add_node_topic_args, label_topic_name
 from .common import (
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_topic_args(p, "(--through-node) ")
     add_model_args(p)
     add_foxglove_args(p)
+    p.add_argument(
+        "--loop",
+        action="store_true",
+        help="(--foxglove) after the replay and its outputs, keep serving the live view, sending "
+        "the replayed frames again and again at the camera rate until Ctrl-C",
+    )
     return p
 
 
@@ -149,6 +156,8 @@ def main(
 ) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.loop and args.foxglove is None:
+        parser.error("--loop keeps the Foxglove live view serving: give it with --foxglove [PORT]")
     apply_input_policy(args)  # $BEVANET_MAX_PIXELS checked now, not at every frame
     try:
         bag = args.bag if args.bag is not None else find_sample_bag()
@@ -213,15 +222,19 @@ def _replay(args: argparse.Namespace, bag: Path, out: Path, seg, processor) -> i
 
 
 def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, view) -> int:
-    video = None if args.no_video else report.VideoSink(out / "overlay.mp4")
+    legend = report.Legend.of(processor.class_names, processor.colorize)
+    video = None if args.no_video else report.VideoSink(out / "overlay.mp4", legend=legend)
     shown = [0.0]
     live = foxglove_callback(view, processor.colorize) if view is not None else None
+    again = ReplayBuffer() if view is not None and args.loop else None
 
     def on_frame(rec: FrameRecord) -> None:
         if video is not None and rec.overlay is not None:
             video.write(rec.overlay, rec.stamp)
         if live is not None:
             live(rec)
+        if again is not None:
+            again.add(rec.stamp, rec.rgb, processor.colorize(rec.mask), rec.overlay, rec.latency_ms)
         now = time.monotonic()
         if now - shown[0] > 2.0:
             shown[0] = now
@@ -258,7 +271,7 @@ def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, v
     written = {
         "output bag": (f"{result.out_bag} ({bag_size(Path(result.out_bag)) / 1e6:.1f} MB)" if result.out_bag else None),
         "overlay video": f"{video_path} ({video.codec})" if video_path else None,
-        "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png"),
+        "montage": report.write_montage(result.samples, processor.colorize, out / "montage.png", processor.class_names),
         "report (JSON)": report.write_json(summary, out / "report.json"),
         "report (markdown)": report.write_markdown(summary, out / "report.md"),
     }
@@ -275,7 +288,20 @@ def _replay_to(args: argparse.Namespace, bag: Path, out: Path, seg, processor, v
             print(f"  {kind:18s} {path}")
     if result.out_bag:
         print(f"replay it: ros2 bag play {result.out_bag}   (or open the .mcap in Foxglove Studio)")
-    return 1 if summary["errors"] else 0
+    code = 1 if summary["errors"] else 0
+    if again is not None and again.frames:
+        _serve_again(view, again)
+    return code
+
+
+def _serve_again(view, frames: ReplayBuffer) -> None:
+    """--loop: the replayed frames to the live view again and again, until Ctrl-C."""
+    kept = f"the first {len(frames.frames)} frames (1 GB of images)" if frames.full else f"{len(frames.frames)} frames"
+    print(f"bevanet-demo: --loop: sending {kept} to {view.url} again and again; Ctrl-C stops", flush=True)
+    try:
+        frames.replay(view)
+    except KeyboardInterrupt:
+        print("bevanet-demo: stopped (Ctrl-C)", flush=True)
 
 
 if __name__ == "__main__":

@@ -107,3 +107,17 @@ def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
 def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
     """HxW uint8 class ids -> HxWx3 uint8 RGB."""
     return palette_lut(palette)[np.asarray(mask, dtype=np.uint8)]
+
+
+def classes_markdown(
+    names: Sequence[str] = tuple(CAMVID_CLASSES), palette: Sequence[Sequence[int]] = tuple(CAMVID_PALETTE)
+) -> str:
+    """The class/colour table of the README: id (the value in ~/mask), name, RGB and hex of the
+    colour in ~/color_mask, ~/overlay and the legends (default: the shipped CamVid model's)."""
+    if len(names) != len(palette):
+        raise ValueError(f"{len(names)} class names but {len(palette)} colours")
+    lines = ["| id | class | colour (RGB) | hex |", "| --- | --- | --- | --- |"]
+    for i, (name, (r, g, b)) in enumerate(zip(names, palette, strict=True)):
+        lines.append(f"| {i} | {name} | ({r}, {g}, {b}) | `#{r:02x}{g:02x}{b:02x}` |")
+    lines.append(f"| {IGNORE_INDEX} | unlabeled | (0, 0, 0) | `#000000` |")
+    return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import cv2
@@ -147,6 +148,54 @@ class FoxgloveView:
 
     def close(self) -> None:
         self.server.stop()
+
+
+class ReplayBuffer:
+    """The frames sent to a view, kept to send them again and again (`bevanet-demo --foxglove
+    --loop`): a viewer that connects after the first pass still sees the drive. Frames beyond
+    `max_bytes` of images are not kept (`.full` says so); the replay then loops over the first."""
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.full = False
+        self.frames: list[tuple[int, np.ndarray | None, np.ndarray | None, np.ndarray | None, float | None]] = []
+
+    def add(self, stamp_ns: int, rgb, color, overlay, latency_ms: float | None) -> bool:
+        """Keeps one frame (copies of its images); False when the buffer is full."""
+        images = [None if a is None else np.array(a, dtype=np.uint8, copy=True) for a in (rgb, color, overlay)]
+        size = sum(a.nbytes for a in images if a is not None)
+        if self.full or self.nbytes + size > self.max_bytes:
+            self.full = True
+            return False
+        self.nbytes += size
+        self.frames.append((int(stamp_ns), *images, latency_ms))
+        return True
+
+    def period_ns(self) -> list[int]:
+        """The time from each frame to the next, as recorded (the last one repeats the median;
+        gaps are kept within 1 ms and 1 s, 100 ms where there is only one frame)."""
+        stamps = [f[0] for f in self.frames]
+        gaps = [min(max(b - a, 1_000_000), 1_000_000_000) for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
+        last = sorted(gaps)[len(gaps) // 2] if gaps else 100_000_000
+        return gaps + [last]
+
+    def replay(self, view: Any, passes: int | None = None, sleep=time.sleep) -> int:
+        """Sends the kept frames to `view` at their recorded pace, `passes` times (None: until
+        KeyboardInterrupt, which propagates); returns the passes completed. Each pass's stamps
+        continue after the one before, so the viewer's clock never runs backwards."""
+        if not self.frames:
+            raise ValueError("no frames to replay")
+        periods = self.period_ns()
+        span = self.frames[-1][0] - self.frames[0][0] + periods[-1]
+        done = 0
+        while passes is None or done < passes:
+            shift = (done + 1) * span
+            for (stamp, rgb, color, overlay, latency), period in zip(self.frames, periods, strict=True):
+                view.publish(stamp + shift, rgb, color, overlay, latency)
+                sleep(period / 1e9)
+            done += 1
+        return done
 
 
 def start_foxglove_view(port: int, address: str) -> Any:

@@ -3,7 +3,10 @@
 `segmentation.launch.py` declares `LAUNCH_ARGUMENTS`, gives the node `config/segmentation.yaml`
 from the package share (found with FindPackageShare), then `variant_parameters(variant)`, then
 the non-empty launch arguments (`node_overrides`); `plan_launch` does all of that from plain
-strings and checks the result with the node's own rules.
+strings and checks the result with the node's own rules. Every node parameter of the spec table
+(`serving.params.PARAMS`) is a launch argument of the same name (`PARAM_ARGUMENTS`, generated
+from the table), except the four that friendlier arguments set: `variant`, `camera_topics`
+(input_topics) and `input_size` (input_width and input_height).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import yaml
 
 from bevanet_core.options import parse_size
 
-from .params import DEFAULT_WEIGHTS_VARIANT, SPECS, VARIANTS, NodeSettings, ParameterError
+from .params import DEFAULT_WEIGHTS_VARIANT, PARAMS, SPECS, VARIANTS, NodeSettings, ParameterError, ParamSpec
 
 PACKAGE = "bevanet_ros"
 PARAMS_FILE = "segmentation.yaml"
@@ -27,9 +30,19 @@ NODE_NAME = "segmentation"
 NODE_EXECUTABLE = "segmentation_node"
 CONTAINER_EXECUTABLE = "component_container"
 COMPONENT = "bevanet_ros::SegmentationNode"
-# launch arguments that set the node parameter of the same name when not empty
-PARAM_ARGUMENTS = ("backend", "weights", "engine", "device", "input_transport")
+# node parameters set by a launch argument of another name (or with a default of its own)
+COVERED_PARAMS = {
+    "variant": "variant",
+    "input_topics": "camera_topics",
+    "input_width": "input_size",
+    "input_height": "input_size",
+}
+# launch arguments that set the node parameter of the same name when not empty: every other one
+PARAM_ARGUMENTS: tuple[str, ...] = tuple(p.name for p in PARAMS if p.name not in COVERED_PARAMS)
 _KEEP = " Empty keeps the value of config/" + PARAMS_FILE + "."
+
+
+_TYPE_WORDS = {"bool": "true or false", "int": "an integer", "float": "a number", "str_list": "a list"}
 
 
 def _param_argument(name: str) -> tuple[str, str, str]:
@@ -37,6 +50,8 @@ def _param_argument(name: str) -> tuple[str, str, str]:
     text = spec.description.split(" Read-only")[0]
     if spec.constraints:
         text += f" ({spec.constraints})"
+    elif spec.type_name in ("bool", "str_list"):
+        text += f" ({_TYPE_WORDS[spec.type_name]}" + (", comma separated)" if spec.type_name == "str_list" else ")")
     return (name, "", text + _KEEP)
 
 
@@ -48,7 +63,6 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "Network variant; the ones without shipped weights need weights:= and default to "
         "cuda fp16. One of: " + ", ".join(VARIANTS),
     ),
-    *(_param_argument(name) for name in PARAM_ARGUMENTS),
     (
         "input_size",
         "",
@@ -87,6 +101,7 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
         "Load the node into this running component container (e.g. /ComponentManager, from "
         "`ros2 run bevanet_ros component_container`) instead of starting a process",
     ),
+    *(_param_argument(name) for name in PARAM_ARGUMENTS),
 )
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -138,6 +153,35 @@ def parse_input_size(text: str) -> tuple[int, int]:
     return parse_size(str(text), "launch argument 'input_size'")
 
 
+def parse_list(name: str, text: str) -> list[str]:
+    """'a,b' or "[a, 'b']" -> ['a', 'b']; '[]' -> []."""
+    cleaned = str(text).strip()
+    if cleaned.startswith("[") != cleaned.endswith("]"):
+        raise ValueError(f"launch argument {name!r} must be a comma separated list, got {text!r}")
+    items = re.split(r"[,\s]+", cleaned.strip("[]"))
+    return [t.strip().strip("'\"") for t in items if t.strip().strip("'\"")]
+
+
+def parse_param_argument(spec: ParamSpec, text: str) -> Any:
+    """The typed value of launch argument `spec.name` (a node parameter) from its text; raises
+    ValueError naming the argument when the text is not of the parameter's type. Ranges and
+    choices are the node's rules, checked on the merged parameters by `plan_launch`."""
+    value = str(text).strip()
+    kind = spec.type_name
+    try:
+        if kind == "bool":
+            return parse_bool(spec.name, value)
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except ValueError:
+        raise ValueError(f"launch argument {spec.name!r} must be {_TYPE_WORDS[kind]}, got {text!r}") from None
+    if kind == "str_list":
+        return parse_list(spec.name, value)
+    return value
+
+
 def load_params_file(path: str) -> dict[str, Any]:
     """The `ros__parameters` of a node parameter YAML (under '/**' or any node key)."""
     with open(path, encoding="utf-8") as f:
@@ -156,7 +200,7 @@ def node_overrides(args: Mapping[str, str]) -> dict[str, Any]:
     for name in PARAM_ARGUMENTS:
         value = str(args.get(name, "")).strip()
         if value:
-            out[name] = value
+            out[name] = parse_param_argument(SPECS[name], value)
     size = str(args.get("input_size", "")).strip()
     if size:
         out["input_width"], out["input_height"] = parse_input_size(size)
