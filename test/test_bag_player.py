@@ -146,9 +146,8 @@ def test_an_undeclared_launch_argument_is_refused_by_name():
 def test_bag_player_waits_for_a_subscriber_then_publishes_every_frame_with_clock(tmp_path):
     pytest.importorskip("rclpy", reason="rclpy (ROS 2 Python wheels) is not installed")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import rclpy
     from rosgraph_msgs.msg import Clock
-    from test_ros_support import Probe, make_context, spinning  # sets this process's ROS domain
+    from test_ros_support import Probe, make_context, shutdown_context, spinning  # sets this process's ROS domain
 
     bag = write_bag(tmp_path / "raw", raw=5, period_ns=200_000_000)
     player = subprocess.Popen(
@@ -188,4 +187,4 @@ def test_bag_player_waits_for_a_subscriber_then_publishes_every_frame_with_clock
     finally:
         if player.poll() is None:
             player.kill()
-        rclpy.shutdown(context=ctx)
+        shutdown_context(ctx)

@@ -44,12 +44,23 @@ def make_context() -> Any:
     return ctx
 
 
+def shutdown_context(ctx: Any) -> None:
+    """Shuts a context down after collecting the garbage: a node or executor left unreferenced by a
+    test is then finalised while its context is alive, not at some later collection, in whatever
+    test runs then, against a context that is gone."""
+    import gc
+
+    gc.collect()
+    rclpy.shutdown(context=ctx)
+    gc.collect()
+
+
 @pytest.fixture(scope="module")
 def ros_context() -> Iterator[Any]:
     """A private rclpy context for one test module."""
     ctx = make_context()
     yield ctx
-    rclpy.shutdown(context=ctx)
+    shutdown_context(ctx)
 
 
 def save_seeded_weights(path: Path, seed: int = 0, num_classes: int = 11) -> Path:

@@ -60,7 +60,7 @@ try:
     from lifecycle_msgs.srv import ChangeState
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from test_ros_support import Probe, make_context, seeded_weights, spinning
+    from test_ros_support import Probe, make_context, seeded_weights, shutdown_context, spinning
 
     __all__ = ["seeded_weights"]
 except ImportError as err:
@@ -154,4 +154,4 @@ def test_the_lifecycle_node_passes_through_its_shutdown_transition(seeded_weight
         if node.proc.poll() is None:
             node.proc.kill()
         probe.destroy()
-        rclpy.shutdown(context=ctx)
+        shutdown_context(ctx)
