@@ -46,21 +46,27 @@ def val_miou(weights: Path, data: Path) -> float:
     ).miou()
 
 
+def recipe_pairs(cfg, which: str, root: Path) -> list:
+    """The CamVid (image, label) pairs of a loaded recipe's training ('train') or validation
+    ('val') frames under `root`: its list file where it names one, else its named split."""
+    from bevanet_core.data.camvid_splits import camvid_split_pairs
+    from bevanet_core.data.files import read_pair_list
+
+    listed = cfg.data.train_list if which == "train" else cfg.data.val_list
+    split = cfg.data.train_split if which == "train" else cfg.data.val_split
+    return read_pair_list(root, root / listed) if listed else camvid_split_pairs(root, split)
+
+
 def trains_on_val(recipe: Path, data: Path) -> bool:
     """Whether a recipe's training frames include CamVid val's."""
     from bevanet_core.data.camvid_splits import camvid_split_pairs
-    from bevanet_core.data.files import read_pair_list
     from bevanet_core.training.config import load_config
 
     cfg = load_config(str(recipe), [f"data.root={data}"])
     if cfg.data.dataset != "camvid":
         return False
-    if cfg.data.train_list:
-        frames = read_pair_list(data, data / cfg.data.train_list)
-    else:
-        frames = camvid_split_pairs(data, cfg.data.train_split)
     val = {image.name for image, _ in camvid_split_pairs(data, "val")}
-    return any(image.name in val for image, _ in frames)
+    return any(image.name in val for image, _ in recipe_pairs(cfg, "train", data))
 
 
 def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dict:

@@ -36,17 +36,15 @@ def runs_root() -> Path:
 
 def recipe_drives(recipe, which: str) -> set:
     """The CamVid drives of a recipe's training ('train') or validation ('val') frames."""
-    from bevanet_core.data.camvid_splits import camvid_sequence, camvid_split_pairs
-    from bevanet_core.data.files import read_pair_list
+    from bevanet_core.data.camvid_splits import camvid_sequence
 
-    data = recipe.data
-    if data.dataset != "camvid":
+    sys.path.insert(0, str(REPO / "scripts"))
+    from ship_default_model import recipe_pairs
+
+    if recipe.data.dataset != "camvid":
         return set()
-    root = (REPO / data.root) if not Path(data.root).is_absolute() else Path(data.root)
-    listed = data.train_list if which == "train" else data.val_list
-    split = data.train_split if which == "train" else data.val_split
-    pairs = read_pair_list(root, root / listed) if listed else camvid_split_pairs(root, split)
-    return {camvid_sequence(image) for image, _ in pairs}
+    root = Path(recipe.data.root) if Path(recipe.data.root).is_absolute() else REPO / recipe.data.root
+    return {camvid_sequence(image) for image, _ in recipe_pairs(recipe, which, root)}
 
 
 def warm_start_overrides(recipe: Path, weights: Path) -> tuple[list, str]:
