@@ -28,6 +28,19 @@ if [[ -f .venv/ros-src/env.bash ]]; then
     source .venv/ros-src/env.bash
 fi
 
+# A native crash (SIGSEGV, ...) kills pytest before its summary: test/conftest.py has every
+# thread's Python stack written here, and it is printed below when pytest dies of a signal.
+crash_log="$(mktemp -t bevanet-test-crash.XXXXXX)"
+export BEVANET_CRASH_LOG="$crash_log"
+show_crash() {  # $1: pytest's exit status
+    if [[ $1 -gt 128 ]]; then
+        echo "[test] pytest died of signal $(($1 - 128)); the test that was running and its stacks:" >&2
+        awk '/^\[start\] /{buf = ""} {buf = buf $0 "\n"} END {printf "%s", buf}' "$crash_log" >&2
+        echo "[test] pytest died of signal $(($1 - 128)) in: $(grep '^\[start\] ' "$crash_log" | tail -n 1 | cut -c9-)" >&2
+    fi
+    : >"$crash_log"
+}
+
 set +e
 if [[ ${#targets[@]} -gt 0 ]]; then
     # The modules that run rclpy nodes in the test process get a process of their own, after the
@@ -37,14 +50,18 @@ if [[ ${#targets[@]} -gt 0 ]]; then
     for m in "${ros_modules[@]}"; do ignores+=(--ignore "$m"); done
     .venv/bin/python -m pytest "${targets[@]}" "${ignores[@]}" -q "$@"
     rc=$?
+    show_crash $rc
     .venv/bin/python -m pytest "${ros_modules[@]}" -q "$@"
     rc_ros=$?
+    show_crash $rc_ros
     # a filter (-k) may leave one of the two with nothing to run (exit 5): that is not a failure
     if [[ $rc -eq 5 && $rc_ros -ne 5 ]]; then rc=$rc_ros; elif [[ $rc -eq 0 && $rc_ros -ne 5 ]]; then rc=$rc_ros; fi
 else
     .venv/bin/python -m pytest "$@" -q
     rc=$?
+    show_crash $rc
 fi
+rm -f "$crash_log"
 set -e
 t2=$(date +%s.%N)
 

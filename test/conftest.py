@@ -7,10 +7,14 @@
 - torch uses at most 2 intra-op threads: the CI box has 2 cores.
 - a failure is printed (its test id and the end of its report) the moment it happens, besides in
   the summary at the end: a run that crashes or is killed later still says what failed.
+- a crash (SIGSEGV, SIGABRT, ...) writes every thread's Python stack to ``$BEVANET_CRASH_LOG``
+  when that is set (``scripts/test.sh`` sets it and prints the file): the fault handler is armed
+  again before each test, since a native library may install its own handler over it.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import shutil
@@ -30,6 +34,16 @@ SEED = 0
 
 if torch is not None:
     torch.set_num_threads(2)
+
+_CRASH_LOG = None
+if os.environ.get("BEVANET_CRASH_LOG"):
+    _CRASH_LOG = open(os.environ["BEVANET_CRASH_LOG"], "a", buffering=1)  # noqa: SIM115 (open for the whole run)
+
+
+def pytest_runtest_logstart(nodeid, location) -> None:
+    if _CRASH_LOG is not None:
+        _CRASH_LOG.write(f"[start] {nodeid}\n")
+        faulthandler.enable(file=_CRASH_LOG, all_threads=True)
 
 
 def pytest_runtest_logreport(report) -> None:
