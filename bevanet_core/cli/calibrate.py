@@ -1,11 +1,14 @@
-"""bevanet-calibrate: fit the temperature that makes the published confidence a probability, on
-labelled frames the model did not train on, and store it in the weights' metadata.
+"""bevanet-calibrate: fit the temperature, and the monotone curve after it, that make the published
+confidence a probability, on labelled frames the model did not train on, and store them in the
+weights' metadata.
 
     bevanet-calibrate --dataset camvid --root ../shared/data/camvid --split heldout \\
         --weights run/best.safetensors --write
 
 It reports the ECE (15 bins, valid pixels) and the AUROC of the confidence at telling right
-pixels from wrong ones before and after the fit, and which training frames the fit split
+pixels from wrong ones before and after the fit, the ECE cross-fitted (fitted on the first half
+of the frames and measured on the second, and the other way round: the figure to expect on new
+frames, as the in-sample one flatters the fit), and which training frames the fit split
 shares with the model's training data (read from the recipe named in the weights' metadata, or
 `--trained-on`): for CamVid by drive, since frames of one drive are near-duplicates.
 
@@ -26,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from ..checkpoint import CheckpointError
 from ..data.camvid_splits import camvid_sequence
 from ..data.datasets import DatasetError, build_dataset
@@ -34,8 +39,10 @@ from ..evaluation.calibration import (
     CalibrationMeter,
     fit_temperature,
     format_calibration,
+    max_prob_and_correct,
     write_safetensors_metadata,
 )
+from ..evaluation.confidence_curve import CURVE_KEY, curve_record, fit_isotonic
 from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
 from .validate import check_input, check_output_file, int_range
 
@@ -69,6 +76,32 @@ def training_frames(info, dataset_name: str, root: Path, trained_on: Optional[st
     return _frames(dataset_name, ds.pairs), f"recipe {recipe} ({d.train_list or d.train_split})"
 
 
+def fit(z, y, method: str):
+    """(temperature, curve or None) fitted on N x C logits and N labels."""
+    t = fit_temperature(z, y)
+    if method == "temperature":
+        return t, None
+    conf, right = max_prob_and_correct(z.float(), y, t)
+    return t, fit_isotonic(conf, right)
+
+
+def cross_fitted_ece(halves, num_classes: int, method: str) -> dict:
+    """ECE of the calibration fitted on one half of the frames, measured on the other, both ways
+    round, averaged: {'before', 'temperature' (the fitted temperature alone), 'after'} (None when
+    a half has no pixels)."""
+    names = ("before", "temperature", "after")
+    if any(y.numel() == 0 for _, y in halves):
+        return dict.fromkeys(names)
+    figures = []
+    for (z_fit, y_fit), (z_test, y_test) in (halves, halves[::-1]):
+        t, curve = fit(z_fit, y_fit, method)
+        temps = {"before": 1.0, "temperature": t, "after": t}
+        meter = CalibrationMeter(num_classes, temps, sample_per_frame=0, curves={"after": curve})
+        meter.add_pixels(z_test, y_test)
+        figures.append(meter.report()["ece"])
+    return {k: round(sum(f[k] for f in figures) / len(figures), 5) for k in names}
+
+
 @extras_guard("bevanet-calibrate")
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog=__doc__.split("\n", 1)[1])
@@ -83,7 +116,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument(
         "--pixels-per-frame", type=int_range(100), default=20000, help="pixels sampled per frame for the fit"
     )
-    p.add_argument("--write", action="store_true", help="store the temperature in the --weights file's metadata")
+    p.add_argument(
+        "--method",
+        choices=["curve", "temperature"],
+        default="curve",
+        help="curve: a temperature, then a monotone curve fitted after it; temperature: the temperature "
+        "alone (default: curve)",
+    )
+    p.add_argument("--write", action="store_true", help="store the calibration in the --weights file's metadata")
     p.add_argument(
         "--store-in",
         help="also store the temperature in this .safetensors file: a model of the same recipe trained "
@@ -120,29 +160,37 @@ def main(argv: Optional[list[str]] = None) -> int:
     fit_frames = _frames(args.dataset, dataset.pairs)
     shared = sorted(set(fit_frames) & set(trained)) if trained is not None else None
     n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-    meter = CalibrationMeter(seg.info.num_classes, {"before": 1.0}, sample_per_frame=args.pixels_per_frame)
+    # the first and the second half of the frames, kept apart for the cross-fitted figure
+    meters = [
+        CalibrationMeter(seg.info.num_classes, {"before": 1.0}, sample_per_frame=args.pixels_per_frame, seed=k)
+        for k in range(2)
+    ]
     start = time.perf_counter()
     for i in range(n):
         image, label = dataset[i]
         res = seg.segment(image, "rgb8", logits=True)
-        meter.update(seg.frame_logits(res.logits, image.shape[1], image.shape[0]), label)
+        meters[0 if i < (n + 1) // 2 else 1].update(seg.frame_logits(res.logits, image.shape[1], image.shape[0]), label)
         if (i + 1) % 20 == 0:
             print(f"  {i + 1}/{n} frames", flush=True)
-    z, y = meter.sample()
+    halves = [m.sample() for m in meters]
+    z, y = torch.cat([h[0] for h in halves]), torch.cat([h[1] for h in halves])
     try:
-        t = fit_temperature(z, y)
+        t, curve = fit(z, y, args.method)
     except ValueError as exc:
         print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
         return 2
     # the fit's own figures, on the sampled pixels, before and after
-    check = CalibrationMeter(seg.info.num_classes, {"before": 1.0, "after": t}, sample_per_frame=0)
+    check = CalibrationMeter(
+        seg.info.num_classes, {"before": 1.0, "after": t}, sample_per_frame=0, curves={"after": curve}
+    )
     check.add_pixels(z, y)
     check.frames = n
     figures = check.report()
+    crossed = cross_fitted_ece(halves, seg.info.num_classes, args.method)
     split_name = f"{args.dataset} {args.split or Path(args.list).name}"
     unseen = None if shared is None else not shared
     record = {
-        "method": "temperature",
+        "method": "temperature" if curve is None else "temperature+curve",
         "temperature": round(t, 4),
         "fitted_on": f"{split_name} ({n} frames: {', '.join(fit_frames)})",
         "split": args.split or str(args.list),
@@ -151,8 +199,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         "training_data": how,
         "ece_before": figures["ece"]["before"],
         "ece_after": figures["ece"]["after"],
+        "ece_cross_fitted": crossed,
+        "error_auroc_before": figures["error_auroc"]["before"],
+        "error_auroc_after": figures["error_auroc"]["after"],
         "pixels": int(y.numel()),
     }
+    if curve is not None:
+        record[CURVE_KEY] = curve_record(curve)
     if unseen is False:
         record["note"] = (
             f"{split_name} is not unseen by this model: its training data holds "
@@ -160,9 +213,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             "fitted where the model is at home may understate its error on new footage"
         )
     print(format_calibration(figures))
-    print(
-        f"temperature {t:.4f} fitted on {int(y.numel())} pixels of {split_name} in {time.perf_counter() - start:.0f} s"
-    )
+    fitted = f"temperature {t:.4f}" + ("" if curve is None else f" and a curve of {len(curve[0])} knots")
+    print(f"{fitted} fitted on {int(y.numel())} pixels of {split_name} in {time.perf_counter() - start:.0f} s")
+    if crossed["after"] is not None:
+        print(
+            f"cross-fitted (fitted on one half of the frames, measured on the other): ECE "
+            f"{crossed['before'] * 100:.2f} % uncalibrated, {crossed['temperature'] * 100:.2f} % with the "
+            f"temperature alone, {crossed['after'] * 100:.2f} % calibrated"
+        )
     if unseen is None:
         print(f"whether the model saw these frames is unknown: {how}")
     elif not unseen:

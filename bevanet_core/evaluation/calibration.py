@@ -10,7 +10,8 @@ The argmax, and so the mask, does not depend on T.
   calibration error (ECE, 15 equal-width bins) and the AUROC of the confidence at telling right
   pixels from wrong ones, for several temperatures at once, plus a random sample of pixel logits
   to fit a temperature on.
-- `fit_temperature` minimises the NLL over that sample (L-BFGS on log T).
+- `fit_temperature` minimises the NLL over that sample (L-BFGS on log T); a monotone map fitted
+  after it (`confidence_curve`) removes the error a single temperature leaves.
 - The fitted temperature travels in the weights' metadata, `ModelInfo.extra["calibration"]`
   (`temperature_of` reads it; every backend's confidence uses it), and from there into every
   exported ONNX model and engine.
@@ -24,6 +25,8 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+
+from .confidence_curve import apply_curve
 
 ECE_BINS = 15
 AUROC_BINS = 4096  # confidence histogram resolution of the AUROC (ties inside a bin count half)
@@ -140,8 +143,9 @@ def auroc_from_histograms(hist_right: np.ndarray, hist_wrong: np.ndarray) -> Opt
 class CalibrationMeter:
     """Accumulates ECE, error AUROC, NLL and a pixel sample over labelled frames.
 
-    `temperatures` maps a name ('before', 'after') to a temperature; `sample_per_frame` valid
-    pixels of every frame are kept (logits and label) for `fit_temperature`.
+    `temperatures` maps a name ('before', 'after') to a temperature, `curves` a name to the
+    monotone map applied after it (`confidence_curve`; the NLL is the temperature's alone);
+    `sample_per_frame` valid pixels of every frame are kept (logits and label) for the fits.
     """
 
     def __init__(
@@ -151,8 +155,10 @@ class CalibrationMeter:
         ignore_index: int = 255,
         sample_per_frame: int = 20000,
         seed: int = 0,
+        curves: Optional[dict[str, Any]] = None,
     ) -> None:
         self.num_classes = int(num_classes)
+        self.curves = {k: v for k, v in (curves or {}).items() if v is not None}
         self.ignore_index = int(ignore_index)
         self.temperatures = {k: float(v) for k, v in temperatures.items()}
         self.bins = {k: _Bins() for k in self.temperatures}
@@ -178,6 +184,8 @@ class CalibrationMeter:
         self.pixels += int(y.numel())
         for name, t in self.temperatures.items():
             conf, right = max_prob_and_correct(z, y, t)
+            if name in self.curves:
+                conf = apply_curve(conf, self.curves[name])
             self.bins[name].add(conf, right)
             self.nll_sum[name] += float(torch.nn.functional.cross_entropy(z / t, y, reduction="sum"))
         if self.sample_per_frame > 0:

@@ -44,7 +44,10 @@ def evaluate_segmenter(
         from .calibration import CalibrationMeter
 
         temperature = float(getattr(segmenter, "temperature", 1.0))
-        meter = CalibrationMeter(len(names), {"before": 1.0, "after": temperature}, sample_per_frame=0)
+        curve = getattr(segmenter, "confidence_curve", None)
+        meter = CalibrationMeter(
+            len(names), {"before": 1.0, "after": temperature}, sample_per_frame=0, curves={"after": curve}
+        )
     start = time.perf_counter()
     for i in range(n):
         image, label = dataset[i]

@@ -92,9 +92,17 @@ class Postprocessor:
     network's training objective placed the logit cells (`options.logits_align_corners`), so
     that each frame pixel reads the logits where training put its label. `temperature`: the
     confidence is the max of softmax(logits / temperature), the calibrated probability when the
-    weights carry a fitted temperature (`evaluation.calibration`); the labels do not depend on it."""
+    weights carry a fitted temperature (`evaluation.calibration`); the labels do not depend on it.
+    `confidence_table`: 256 uint8 entries, the fitted monotone map applied to that 8-bit
+    confidence (`evaluation.confidence_curve`), or None."""
 
-    def __init__(self, upsample: str = "logits", align_corners: bool = False, temperature: float = 1.0):
+    def __init__(
+        self,
+        upsample: str = "logits",
+        align_corners: bool = False,
+        temperature: float = 1.0,
+        confidence_table: Optional[np.ndarray] = None,
+    ):
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if not (isinstance(temperature, (int, float)) and 0.0 < float(temperature) < float("inf")):
@@ -102,6 +110,11 @@ class Postprocessor:
         self.upsample = upsample
         self.align_corners = bool(align_corners)
         self.temperature = float(temperature)
+        if confidence_table is not None and (
+            np.asarray(confidence_table).shape != (256,) or np.asarray(confidence_table).dtype != np.uint8
+        ):
+            raise ValueError("confidence_table must hold 256 uint8 entries")
+        self._table = None if confidence_table is None else torch.from_numpy(np.array(confidence_table))
         # per frame size, bounded (a stream of ever new sizes must not grow memory without end)
         self._grids: LRUCache[torch.Tensor] = LRUCache()
         self._indices: LRUCache[tuple[torch.Tensor, torch.Tensor]] = LRUCache()
@@ -184,7 +197,15 @@ class Postprocessor:
             p = torch.exp(top - torch.logsumexp(logits, dim=1))
         else:
             p = torch.exp(top / t - torch.logsumexp(logits / t, dim=1))
-        return (p * 255.0).round_().to(torch.uint8)
+        return self.map_confidence((p * 255.0).round_().to(torch.uint8))
+
+    def map_confidence(self, conf: torch.Tensor) -> torch.Tensor:
+        """The 8-bit temperature-scaled confidence through the fitted monotone map, if any."""
+        if self._table is None:
+            return conf
+        if self._table.device != conf.device:
+            self._table = self._table.to(conf.device)
+        return self._table[conf.long()]
 
     def __call__(
         self, logits: torch.Tensor, plans: Sequence[ResizePlan], confidence: bool = False

@@ -138,11 +138,17 @@ class Segmenter:
         self.backend, self.info = self._build_backend(model, info)
         self.input_size: Size = resolve_input_size(config.input_size, self.info, self.backend.static_input_size)
         from ..evaluation.calibration import temperature_of
+        from ..evaluation.confidence_curve import curve_of, curve_table
 
-        # the published confidence is max softmax(logits / T) with the weights' fitted temperature
+        # the published confidence is max softmax(logits / T) with the weights' fitted temperature,
+        # through the monotone map fitted after it when the weights carry one
         self.temperature = temperature_of(self.info)
+        self.confidence_curve = curve_of(self.info)
         self._post = Postprocessor(
-            config.upsample, align_corners=logits_align_corners(self.info.variant), temperature=self.temperature
+            config.upsample,
+            align_corners=logits_align_corners(self.info.variant),
+            temperature=self.temperature,
+            confidence_table=curve_table(self.confidence_curve),
         )
         self._lut = palette_tensor(self.info.palette, self.backend.device)
         self._np_lut = self._lut.cpu().numpy()

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..evaluation.confidence_curve import curve_table
 from ..imaging.encodings import Frame, check_frame
 from ..imaging.geometry import NETWORK_STRIDE, plan_resize
 from ..imaging.processing import Postprocessor, preprocess
@@ -57,7 +58,11 @@ class TestTimeAugmentation:
             )
         w, h = segmenter.input_size
         self.sizes = [(_round8(w * s), _round8(h * s)) for s in self.scales]
-        self._post = Postprocessor("logits", align_corners=logits_align_corners(segmenter.info.variant))
+        self._post = Postprocessor(
+            "logits",
+            align_corners=logits_align_corners(segmenter.info.variant),
+            confidence_table=curve_table(getattr(segmenter, "confidence_curve", None)),
+        )
 
     @property
     def info(self):
@@ -66,6 +71,14 @@ class TestTimeAugmentation:
     @property
     def input_size(self):
         return self.segmenter.input_size
+
+    @property
+    def temperature(self) -> float:
+        return float(getattr(self.segmenter, "temperature", 1.0))
+
+    @property
+    def confidence_curve(self):
+        return getattr(self.segmenter, "confidence_curve", None)
 
     @property
     def passes(self) -> int:
@@ -122,10 +135,10 @@ class TestTimeAugmentation:
         top, labels = averaged.max(dim=0)
         mask = labels.to(torch.uint8).cpu().numpy()
         conf = None
-        if confidence:  # calibrated as the segmenter's: max softmax(logits / T)
-            t = float(getattr(self.segmenter, "temperature", 1.0))
+        if confidence:  # calibrated as the segmenter's: max softmax(logits / T), then its curve
+            t = self.temperature
             conf = torch.exp(top / t - torch.logsumexp(averaged / t, dim=0))
-            conf = (conf * 255.0).round_().to(torch.uint8).cpu().numpy()
+            conf = self._post.map_confidence((conf * 255.0).round_().to(torch.uint8)).cpu().numpy()
         col = self.segmenter.colorize(mask) if color else None
         result = SegmentationResult(mask=mask, confidence=conf, color=col, logits=averaged.cpu() if logits else None)
         result.timings = {"total": (time.perf_counter() - t0) * 1e3}
