@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="arguments of segmentation.launch.py (namespace, node_name, camera_topics, camera_names, "
         "input_transport, params_file, ...), as on the launch line",
     )
-    p.add_argument("--out", type=Path, default=None, help="the .rviz file to write (default: stdout)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="the .rviz file to write (default: stdout)")
     p.add_argument(
         "--fixed-frame",
         default=rviz_config.FIXED_FRAME,
+        metavar="FRAME",
         help="RViz's fixed frame (the image displays need no transform; TF displays added later do)",
     )
     return p
