@@ -74,6 +74,7 @@ setup(
             "bevanet-export = bevanet_core.cli.export:main",
             "bevanet-bench = bevanet_core.cli.bench:main",
             "bevanet-make-bag = bevanet_core.cli.make_bag:main",
+            "bevanet-rviz-config = bevanet_core.cli.rviz_config:main",
             "bevanet-bag-eval = bevanet_ros.tools:bag_eval_main",
             "bevanet-demo = bevanet_ros.tools:demo_main",
         ],

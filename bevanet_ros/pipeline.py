@@ -25,6 +25,7 @@ from std_msgs.msg import String
 
 from bevanet_core.serving.encode import fill_image
 from bevanet_core.serving.labels import label_info_json
+from bevanet_core.serving.outputs import OUTPUTS
 from bevanet_core.serving.params import NodeSettings
 from bevanet_core.serving.qos import qos_policies
 from bevanet_core.serving.session import NodeSession
@@ -36,8 +37,6 @@ try:  # vision_msgs comes with a ROS 2 install (or scripts/bootstrap.sh from ../
 except ImportError:
     LabelInfo = None
     VisionClass = None
-
-OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
 
 
 def qos(name: str, depth: int = 1) -> QoSProfile:
@@ -124,9 +123,9 @@ class SegmentationPipeline(NodeSession):
         input_qos = qos(s.input_qos, s.input_qos_depth)
         compressed = s.input_transport == "compressed"
         self._subs = []
-        for i, topic in enumerate(s.input_topics):
+        for i in range(len(s.input_topics)):
             kind = CompressedImage if compressed else Image
-            name = self.node.resolve_topic_name(topic) + "/compressed" if compressed else topic
+            name = s.input_topic(i, self.node.resolve_topic_name)
             callback = functools.partial(self.stream.put, i)
             try:
                 sub = self.node.create_subscription(

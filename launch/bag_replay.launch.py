@@ -56,7 +56,12 @@ ARGUMENTS = (
     ("rate", "1.0", "Playback rate factor"),
     ("loop", "false", "Replay the bag in a loop"),
     ("player", "auto", "auto (ros2 bag play where rosbag2 is installed, else rosbags), ros2, or rosbags"),
-    ("rviz", "auto", "RViz with config/segmentation.rviz: auto or true (a note where rviz2 is absent), or false"),
+    (
+        "rviz",
+        "auto",
+        "RViz with a view of the replay's topics (see segmentation.launch.py): auto or true (where rviz2 "
+        "is absent, a note with the view's path), or false",
+    ),
     ("composable", "false", "true: run the node in a component container (see segmentation.launch.py)"),
     ("log_level", "info", "Node log level (debug, info, warn, error)"),
 )

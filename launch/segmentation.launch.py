@@ -12,6 +12,8 @@ Parameters come from config/segmentation.yaml (found with FindPackageShare), the
 per variant, then the non-empty launch arguments. The resolution logic lives in
 bevanet_core.serving.launch_plan (plain Python, tested without ROS). An argument this file does
 not declare stops the launch with its name; when the node (or RViz) exits, the launch ends.
+rviz:=true writes an RViz view of the node's topics as these arguments name them
+(bevanet_core.serving.rviz_config) and opens it.
 """
 
 from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction
@@ -30,6 +32,7 @@ from bevanet_core.serving.launch_plan import (
     PACKAGE,
     plan_launch,
 )
+from bevanet_core.serving.rviz_config import render, write
 from launch import LaunchDescription
 
 NAMES = [name for name, _, _ in LAUNCH_ARGUMENTS]
@@ -92,6 +95,8 @@ def _launch_setup(context, *args, **kwargs):
     share = FindPackageShare(PACKAGE).perform(context)
     plan = plan_launch(values, share)
     actions = _segmentation(plan)
+    if plan.rviz:  # the view of this launch's own topics, written before the node starts
+        write(plan.rviz_config, render(plan.settings, plan.namespace, plan.node_name))
     if plan.rviz and package_installed("rviz2"):
         actions.append(
             Node(
@@ -105,7 +110,12 @@ def _launch_setup(context, *args, **kwargs):
             )
         )
     elif plan.rviz:
-        actions.append(LogInfo(msg="rviz2 is not installed: no RViz window (the node runs as without rviz:=)"))
+        actions.append(
+            LogInfo(
+                msg="rviz2 is not installed: no RViz window (the node runs as without rviz:=); the RViz "
+                f"view of this launch's topics is {plan.rviz_config} (rviz2 -d {plan.rviz_config})"
+            )
+        )
     return actions
 
 

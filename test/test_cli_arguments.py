@@ -31,6 +31,7 @@ COMMANDS = {
     "bevanet-calibrate": "bevanet_core.cli.calibrate",
     "bevanet-mine": "bevanet_core.cli.mine",
     "bevanet-finetune-data": "bevanet_core.cli.finetune_data",
+    "bevanet-rviz-config": "bevanet_core.cli.rviz_config",
 }
 
 # (command, arguments with MISSING / FILE / DIR placeholders, what the error line must say)
@@ -115,6 +116,9 @@ CASES = [
     ("bevanet-finetune-data", ["--mined", "MISSING", "--labels", "DIR", "--out", "NEW"], "does not exist"),
     ("bevanet-finetune-data", ["--mined", "DIR", "--labels", "DIR", "--out", "NEW", "--repeat", "0"], "--repeat"),
     ("bevanet-finetune-data", ["--mined", "DIR", "--labels", "DIR", "--out", "NEW"], "classes.json is missing"),
+    ("bevanet-rviz-config", ["--out", "DIR"], "is a folder"),
+    ("bevanet-rviz-config", ["namespace:=perception", "camera_topic:=/a"], "no argument 'camera_topic'"),
+    ("bevanet-rviz-config", ["params_file:=MISSING"], "does not exist"),
 ]
 
 

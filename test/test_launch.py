@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bevanet_core.serving import launch_plan
+from bevanet_core.serving import launch_plan, rviz_config
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ("segmentation.launch.py", "bag_replay.launch.py")
@@ -84,7 +84,7 @@ def test_launch_description_builds(name):
 
 
 @pytest.mark.parametrize("variant, extra", [("bevanet_s", {}), ("bevanet", {"weights": "/w.safetensors"})])
-def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
+def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch, tmp_path):
     pytest.importorskip("launch", reason="the ROS 2 `launch` package is not installed (not pip-installable)")
     pytest.importorskip("launch_ros", reason="`launch_ros` is not installed (not pip-installable)")
     from launch.actions import LogInfo
@@ -95,17 +95,22 @@ def test_segmentation_launch_actions_per_variant(variant, extra, monkeypatch):
     module = _load("segmentation.launch.py")
     # resolve the package share to the source tree (same config/ layout as the install)
     monkeypatch.setattr(module.FindPackageShare, "perform", lambda self, context: str(REPO))
+    monkeypatch.setenv("BEVANET_CACHE", str(tmp_path))  # where rviz:=true writes its view
     context = LaunchContext()
-    args = dict(launch_plan.default_arguments(), variant=variant, rviz="true", **extra)
+    args = dict(launch_plan.default_arguments(), variant=variant, rviz="true", namespace="perception", **extra)
     for key, value in args.items():
         context.launch_configurations[key] = value
     actions = module._launch_setup(context)
     nodes = [a for a in actions if isinstance(a, Node)]
     notes = [a for a in actions if isinstance(a, LogInfo)]
+    view = tmp_path / "rviz" / "perception_segmentation.rviz"
+    plan = launch_plan.plan_launch(args, str(REPO))
+    assert view.read_text() == rviz_config.render(plan.settings, "perception", "segmentation")
     if module.package_installed("rviz2"):
         assert len(nodes) == 2 and not notes  # segmentation + rviz
-    else:  # no rviz2 here: the node, and one note instead of RViz
+    else:  # no rviz2 here: the node, and one note instead of RViz, naming the view it wrote
         assert len(nodes) == 1 and len(notes) == 1
+        assert f"rviz2 -d {view}" in notes[0].msg[0].text
 
 
 @pytest.mark.parametrize(

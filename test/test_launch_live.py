@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 for _module in ("launch", "launch_ros", "vision_msgs.msg", "colcon_core"):
     pytest.importorskip(
@@ -72,10 +73,12 @@ def weights(tmp_path_factory) -> Path:
 class Launch(Process):
     """`ros2 launch bevanet_ros <file> args...` in its own process group, output to a log."""
 
-    def __init__(self, prefix: Path, log: Path, launch_file: str, **arguments: str) -> None:
+    def __init__(
+        self, prefix: Path, log: Path, launch_file: str, environment: dict[str, str] | None = None, **arguments: str
+    ) -> None:
         cmd = [ros2_executable(), "launch", "bevanet_ros", launch_file]
         cmd += [f"{k}:={v}" for k, v in arguments.items()]
-        super().__init__(cmd, install_env(prefix, DOMAIN_ID), log)
+        super().__init__(cmd, {**install_env(prefix, DOMAIN_ID), **(environment or {})}, log)
 
     def node_pids(self) -> list[int]:
         return [int(p) for p in re.findall(r"process started with pid \[(\d+)\]", self.text())]
@@ -339,6 +342,7 @@ def test_bag_replay_launch_segments_every_frame_of_the_bag_and_ends(prefix, weig
                 prefix,
                 tmp_path / "launch.log",
                 "bag_replay.launch.py",
+                environment={"BEVANET_CACHE": str(tmp_path / "cache")},
                 bag=str(bag),
                 weights=str(weights),
                 backend="torch",
@@ -352,12 +356,66 @@ def test_bag_replay_launch_segments_every_frame_of_the_bag_and_ends(prefix, weig
         got = sorted({m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in masks.items})
         assert got == stamps, f"{len(got)} of {len(stamps)} frames segmented:\n{text[-3000:]}"
         assert text.count("rviz2 is not installed") == 1, text
+        view = tmp_path / "cache" / "rviz" / "segmentation.rviz"  # the bag's compressed camera
+        assert f"rviz2 -d {view}" in text and "Value: /camera/image_raw/compressed" in view.read_text(), text
         assert "through rosbags" in text and "(compressed)" in text, text
         assert "Traceback" not in text, text
         for pid in launch.node_pids():
             assert not pid_alive(pid), f"process {pid} outlived its launch:\n{text[-2000:]}"
     finally:
         probe.destroy()
+
+
+def topic_list(env: dict[str, str]) -> dict[str, str]:
+    """{topic: type} as `ros2 topic list -t` shows them."""
+    done = ros2(env, "topic", "list", "-t", "--no-daemon", "--spin-time", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return dict(re.findall(r"^(/\S*) \[(\S+)\]$", done.stdout, re.M))
+
+
+@pytest.mark.parametrize(
+    "extra, cameras",
+    [({}, ("cam0", "cam1")), ({"input_transport": "compressed", "camera_names": "front,rear"}, ("front", "rear"))],
+    ids=["raw", "compressed-named"],
+)
+def test_the_rviz_view_names_the_topics_the_launched_node_uses(prefix, weights, tmp_path, extra, cameras):
+    """The README's multi-camera line with rviz:=true (no rviz2 here: the view is written and its
+    path given): every topic of the view is in `ros2 topic list` with its type, and every image
+    topic there is in the view."""
+    env = {"BEVANET_CACHE": str(tmp_path / "cache")}
+    launch = Launch(
+        prefix,
+        tmp_path / "launch.log",
+        "segmentation.launch.py",
+        environment=env,
+        weights=str(weights),
+        backend="torch",
+        namespace="perception",
+        camera_topics="/front/image_raw,/rear/image_raw",
+        rviz="true",
+        **extra,
+    )
+    image_types = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
+    camera_type = "sensor_msgs/msg/CompressedImage" if extra else "sensor_msgs/msg/Image"
+    try:
+        launch.wait_for(rf"camera '{cameras[1]}': ", timeout=START_S)  # both cameras subscribed
+        view = tmp_path / "cache" / "rviz" / "perception_segmentation.rviz"
+        assert f"rviz2 -d {view}" in launch.text(), launch.text()
+        displays = yaml.safe_load(view.read_text())["Visualization Manager"]["Displays"]
+        named = {d["Topic"]["Value"]: d["Name"] for d in displays}
+        wanted = {t: (camera_type if n.endswith("camera") else "sensor_msgs/msg/Image") for t, n in named.items()}
+        assert {n.split(":")[0] for n in named.values()} == set(cameras), named
+        for _ in range(10):  # discovery on a busy machine can miss a topic in one look
+            listed = topic_list(install_env(prefix, DOMAIN_ID))
+            if all(listed.get(t) == kind for t, kind in wanted.items()):
+                break
+        assert {t: listed.get(t) for t in wanted} == wanted, listed
+        shown_images = {t for t, kind in listed.items() if kind in image_types}
+        assert shown_images == set(wanted), f"image topics in ros2 topic list but not in the view: {listed}"
+        assert len(wanted) == 10, named  # per camera: the camera, overlay, colour mask, mask, confidence
+    finally:
+        rc = launch.stop()
+    assert rc == 0, launch.text()[-3000:]
 
 
 def test_a_composable_node_in_its_container_serves_masks(prefix, weights, ros_context, shared_data, tmp_path):

@@ -22,6 +22,7 @@ import yaml
 from bevanet_core.options import parse_size
 
 from .params import DEFAULT_WEIGHTS_VARIANT, PARAMS, SPECS, VARIANTS, NodeSettings, ParameterError, ParamSpec
+from .rviz_config import expand_topic_name, rviz_config_path
 
 PACKAGE = "bevanet_ros"
 PARAMS_FILE = "segmentation.yaml"
@@ -85,8 +86,9 @@ LAUNCH_ARGUMENTS: tuple[tuple[str, str, str], ...] = (
     (
         "rviz",
         "false",
-        "Start RViz with config/" + RVIZ_CONFIG + ": true, false, or auto; where rviz2 is not "
-        "installed, true and auto print a note instead",
+        "true or auto: write an RViz view of this launch's topics (namespace, cameras, raw or "
+        "compressed) to <cache>/rviz/<namespace>_<node_name>.rviz and start rviz2 with it; where rviz2 "
+        "is not installed, a note gives the file's path instead. false: neither",
     ),
     ("log_level", "info", "Node log level (debug, info, warn, error)"),
     (
@@ -220,10 +222,11 @@ class LaunchPlan:
     namespace: str
     node_name: str
     rviz: bool
-    rviz_config: str
+    rviz_config: str  # where the RViz view of this launch's topics is written
     log_level: str
     composable: bool = False
     container: str = ""
+    settings: NodeSettings | None = None  # the node's merged parameters (None without check_file)
 
 
 def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True) -> LaunchPlan:
@@ -237,6 +240,7 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
     path = os.path.abspath(os.path.expanduser(given)) if given else params_file(share_dir)
     per_variant = variant_parameters(variant)
     overrides = node_overrides(args)
+    settings = None
     if check_file:
         if not os.path.isfile(path):
             which = "launch argument 'params_file'" if given else "parameter file"
@@ -246,7 +250,7 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
         merged.update(overrides)
         merged.pop("use_sim_time", None)
         try:
-            NodeSettings.from_values(merged)
+            settings = NodeSettings.from_values(merged)
         except ParameterError as exc:
             raise ValueError(f"variant {variant!r} ({path}) with the given launch arguments: {exc}") from None
     namespace = str(args.get("namespace", "")).strip()
@@ -258,17 +262,19 @@ def plan_launch(args: Mapping[str, str], share_dir: str, check_file: bool = True
     log_level = str(args.get("log_level", "info")).strip().lower()
     if log_level not in ("debug", "info", "warn", "error", "fatal"):
         raise ValueError(f"launch argument 'log_level' must be debug, info, warn, error or fatal, got {log_level!r}")
+    node_name = str(args.get("node_name", NODE_NAME)).strip() or NODE_NAME
     return LaunchPlan(
         params_file=path,
         variant_parameters=per_variant,
         overrides=overrides,
         namespace=namespace,
-        node_name=str(args.get("node_name", NODE_NAME)).strip() or NODE_NAME,
+        node_name=node_name,
         rviz=parse_rviz(args.get("rviz", "false")),
-        rviz_config=os.path.join(share_dir, "config", RVIZ_CONFIG),
+        rviz_config=str(rviz_config_path(namespace, node_name)),
         log_level=log_level,
         composable=parse_bool("composable", args.get("composable", "false")),
         container=container,
+        settings=settings,
     )
 
 
@@ -279,8 +285,4 @@ def default_arguments() -> dict[str, str]:
 
 def output_topic(namespace: str, node_name: str, output: str, camera: str | None = None) -> str:
     """Fully qualified output topic, e.g. ('', 'segmentation', 'mask') -> '/segmentation/mask'."""
-    parts = [p for p in namespace.strip("/").split("/") if p] + [node_name]
-    if camera:
-        parts.append(camera)
-    parts.append(output)
-    return "/" + "/".join(parts)
+    return expand_topic_name(f"~/{camera}/{output}" if camera else f"~/{output}", namespace, node_name)

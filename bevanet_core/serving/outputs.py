@@ -14,6 +14,10 @@ import numpy as np
 
 from .params import NodeSettings
 
+# every camera's image outputs, in this order: sensor_msgs/Image publishers at
+# `NodeSettings.output_prefix(camera) + name` (~/mask, or ~/<camera>/mask with several cameras)
+OUTPUTS = ("mask", "color_mask", "overlay", "confidence")
+
 
 def render_outputs(
     result: Any, rgb: np.ndarray, segmenter: Any, settings: NodeSettings, watched: Mapping[str, bool], view: bool

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...imaging.policy import max_pixels
@@ -186,6 +186,13 @@ class NodeSettings(_SettingsFields):
         if len(self.input_topics) == 1:
             return "~/"
         return f"~/{self.cameras[camera_index]}/"
+
+    def input_topic(self, camera_index: int, resolve: Callable[[str], str]) -> str:
+        """The topic camera `camera_index` subscribes: its input topic for 'raw'; for
+        'compressed', image_transport's name: the topic resolved with `resolve` (so that a
+        remapping of the base topic reaches it), plus '/compressed'."""
+        topic = self.input_topics[camera_index]
+        return resolve(topic) + "/compressed" if self.input_transport == "compressed" else topic
 
     def with_updates(self, updates: Mapping[str, Any]) -> NodeSettings:
         """A new, validated settings object with `updates` applied (the old one is untouched)."""
