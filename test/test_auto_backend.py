@@ -147,6 +147,7 @@ def test_int8_out_of_the_box_is_guarded_cached_and_reused(tmp_path, caplog, monk
 
     monkeypatch.setattr(auto, "probe", int8_fastest)
     monkeypatch.setattr(int8_guard, "MIN_AGREEMENT", 0.5)
+    monkeypatch.setattr(int8_guard, "MAX_CONFIDENCE_GAP", 1.0)  # a random network: any confidence
     with caplog.at_level(logging.INFO, logger="bevanet_core.runtime.auto"):
         seg = Segmenter(cfg)
     rec = seg.backend_choice
@@ -169,7 +170,7 @@ def test_int8_out_of_the_box_is_guarded_cached_and_reused(tmp_path, caplog, monk
     monkeypatch.setattr(onnx_export, "export_onnx", refuse)
     monkeypatch.setattr(precision, "quantize_int8", refuse)
     monkeypatch.setattr(auto, "probe", refuse)
-    monkeypatch.setattr(int8_guard, "agreement", refuse)
+    monkeypatch.setattr(int8_guard, "compare", refuse)
     again = Segmenter(cfg)
     assert again.backend_choice["cached"] and again.config.precision == "int8"
     assert again.backend.name == seg.backend.name
@@ -177,9 +178,16 @@ def test_int8_out_of_the_box_is_guarded_cached_and_reused(tmp_path, caplog, monk
 
     # a guard the int8 pipelines fail: they are dropped, with their figure, and fp32 serves
     monkeypatch.setattr(auto, "probe", int8_fastest)
-    monkeypatch.setattr(int8_guard, "agreement", lambda *a: 0.9)
+    monkeypatch.setattr(int8_guard, "compare", lambda *a: (0.9, 0.0))
     monkeypatch.setattr(int8_guard, "MIN_AGREEMENT", 0.98)
     strict = Segmenter(cfg)  # the guard's threshold is part of the key: decided again
     rec = strict.backend_choice
     assert rec["precision"] == "fp32" and "cached" not in rec
     assert any("90.00%" in why and "below the 98% guard" in why for why in rec["skipped"].values())
+
+    # labels that agree, but a confidence stretched by quantization: the calibration would not hold
+    monkeypatch.setattr(int8_guard, "compare", lambda *a: (0.995, 0.08))
+    monkeypatch.setattr(int8_guard, "MAX_CONFIDENCE_GAP", 0.02)
+    stretched = Segmenter(cfg).backend_choice
+    assert stretched["precision"] == "fp32"
+    assert any("differs from" in why and "0.080" in why for why in stretched["skipped"].values())

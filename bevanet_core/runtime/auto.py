@@ -217,9 +217,14 @@ def select_backend(
         "candidates": labels,
     }
     if any(p == "int8" for _, p in pairs):
-        from .int8_guard import MIN_AGREEMENT, frames_digest
+        from .int8_guard import MAX_CONFIDENCE_GAP, MIN_AGREEMENT, frames_digest
 
-        key["int8"] = {"frames": frames_digest(cfg), "min_agreement": MIN_AGREEMENT, "resize": cfg.resize}
+        key["int8"] = {
+            "frames": frames_digest(cfg),
+            "min_agreement": MIN_AGREEMENT,
+            "max_confidence_gap": MAX_CONFIDENCE_GAP,
+            "resize": cfg.resize,
+        }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     cache = cache_dir(cfg.cache_dir) / "auto"
     cache_file = cache / f"probe-{digest}.json"
@@ -305,8 +310,9 @@ def select_backend(
 def _guard_int8(built: dict, info, size_of, failures: dict[str, str], resize: str) -> dict[str, float]:
     """Checks every built int8 pipeline against the fp32 reference (PyTorch where built, else
     the first fp32 one) on the shipped check frames; one below MIN_AGREEMENT is closed and moved
-    to `failures` with its figure. Returns {pipeline: agreement}."""
-    from .int8_guard import MIN_AGREEMENT, agreement, check_inputs
+    to `failures` with its figure, and so is one whose confidence strays more than
+    MAX_CONFIDENCE_GAP from the reference's. Returns {pipeline: agreement}."""
+    from .int8_guard import MAX_CONFIDENCE_GAP, MIN_AGREEMENT, check_inputs, compare
 
     quantized = [k for k in built if k.endswith(" int8")]
     if not quantized:
@@ -320,13 +326,19 @@ def _guard_int8(built: dict, info, size_of, failures: dict[str, str], resize: st
             failures[k] = "no fp32 pipeline to check it against"
         else:
             x = check_inputs(binfo, size_of(backend, binfo), resize)
-            guard[k] = agreement(built[reference][0], backend, x, getattr(info, "variant", None))
-            if guard[k] >= MIN_AGREEMENT:
+            guard[k], gap = compare(built[reference][0], backend, x, getattr(info, "variant", None))
+            if guard[k] >= MIN_AGREEMENT and gap <= MAX_CONFIDENCE_GAP:
                 continue
-            failures[k] = (
-                f"agrees with {reference} on {guard[k]:.2%} of the check frames' pixels, "
-                f"below the {MIN_AGREEMENT:.0%} guard"
-            )
+            if guard[k] < MIN_AGREEMENT:
+                failures[k] = (
+                    f"agrees with {reference} on {guard[k]:.2%} of the check frames' pixels, "
+                    f"below the {MIN_AGREEMENT:.0%} guard"
+                )
+            else:
+                failures[k] = (
+                    f"its confidence differs from {reference}'s by {gap:.3f} on average on the check frames, "
+                    f"past the {MAX_CONFIDENCE_GAP} guard (the calibration would not hold)"
+                )
         built.pop(k)[0].close()
     return guard
 

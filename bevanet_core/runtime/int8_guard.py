@@ -8,7 +8,11 @@ first start, from the calibration frames that ship with the package (`weights/in
 `SegmenterConfig.calibration_images` where given, and cached by the artifact cache. An int8
 pipeline may only be chosen if its labels agree with the fp32 reference (PyTorch where it runs)
 on at least MIN_AGREEMENT of the pixels of the 8 shipped check frames, none of which
-calibrated it; the agreement is measured when the pipeline is built and cached with the choice.
+calibrated it, and if its confidence (the max softmax, which the weights' calibration maps to a
+probability) stays within MAX_CONFIDENCE_GAP of the reference's on average: quantization can
+keep the labels while it stretches the logits, and a calibration fitted on the float network
+would then publish wrong probabilities. Both are measured when the pipeline is built and cached
+with the choice.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .backend import Backend
 
 INT8_FRAMES = Path(__file__).resolve().parents[1] / "weights" / "int8_frames"
 MIN_AGREEMENT = 0.98
+MAX_CONFIDENCE_GAP = 0.02  # mean |max softmax(int8) - max softmax(fp32)| over the check frames' pixels
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -76,18 +81,29 @@ def check_inputs(info, input_size: tuple[int, int], resize: str) -> torch.Tensor
     return torch.cat(tensors)
 
 
-def labels(backend: Backend, x: torch.Tensor, align_corners: bool) -> torch.Tensor:
-    """Per-pixel labels at the network input size, one frame at a time (static-batch artifacts)."""
-    out = []
+def labels_and_confidence(backend: Backend, x: torch.Tensor, align_corners: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel labels and max softmax at the network input size, one frame at a time
+    (static-batch artifacts)."""
+    labels, confidence = [], []
     with torch.no_grad():
         for i in range(x.shape[0]):
             logits = backend.infer(x[i : i + 1]).float()
             up = F.interpolate(logits, size=tuple(x.shape[2:]), mode="bilinear", align_corners=align_corners)
-            out.append(up.argmax(1))
-    return torch.cat(out)
+            top, label = torch.softmax(up, dim=1).max(dim=1)
+            labels.append(label)
+            confidence.append(top)
+    return torch.cat(labels), torch.cat(confidence)
+
+
+def compare(reference: Backend, candidate: Backend, x: torch.Tensor, variant) -> tuple[float, float]:
+    """(the fraction of check-frame pixels on which `candidate` gives `reference`'s label, the mean
+    absolute difference of their max softmax)."""
+    corners = logits_align_corners(variant)
+    ref_labels, ref_conf = labels_and_confidence(reference, x, corners)
+    labels, conf = labels_and_confidence(candidate, x, corners)
+    return float((ref_labels == labels).float().mean()), float((ref_conf - conf).abs().mean())
 
 
 def agreement(reference: Backend, candidate: Backend, x: torch.Tensor, variant) -> float:
     """The fraction of check-frame pixels on which `candidate` gives `reference`'s label."""
-    corners = logits_align_corners(variant)
-    return float((labels(reference, x, corners) == labels(candidate, x, corners)).float().mean())
+    return compare(reference, candidate, x, variant)[0]
