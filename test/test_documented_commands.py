@@ -65,7 +65,7 @@ TRAIN_BUDGET = [
 # backend (and the int8 quantization it may do for a model it has not seen), which
 # test/test_auto_backend.py covers; an exported model or a named backend is left as documented
 MODEL_TOOLS = {"bevanet-eval", "bevanet-calibrate", "bevanet-bag-eval", "bevanet-demo", "scripts/demo.sh"}
-MODEL_TOOLS |= {"bevanet-mine", "bevanet-predict", "bevanet-pseudo-label", "bevanet-bench"}
+MODEL_TOOLS |= {"bevanet-mine", "bevanet-predict", "bevanet-pseudo-label", "bevanet-bench", "benchmarks/bench_node.py"}
 EXPORTED = (".onnx", ".xml", ".engine", ".plan")
 # options whose value is a file or folder the command writes
 WRITES = ("--json", "--onnx", "--openvino", "--out", "--out-bag", "--markdown", "--plot", "--montage")
