@@ -38,7 +38,11 @@ def _round8(x: int) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip())
     p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])
-    p.add_argument("--root", required=True, help="dataset root folder")
+    p.add_argument(
+        "--root",
+        help="dataset root folder (custom: ROOT/classes.json, ROOT/images/<split>/, ROOT/labels/<split>/; "
+        "or give --image-dir, --label-dir and --classes instead)",
+    )
     p.add_argument("--list", help="list file of 'image label' pairs relative to --root")
     p.add_argument(
         "--split",
@@ -60,14 +64,26 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="folder for prediction PNGs (Cityscapes: labelIds, ready for the official test server)",
     )
     args = p.parse_args(argv)
+    folders = {"--image-dir": args.image_dir, "--label-dir": args.label_dir, "--classes": args.classes}
+    if args.dataset == "custom" and any(folders.values()):
+        missing = [option for option, value in folders.items() if not value]
+        if missing:
+            p.error(f"a custom dataset given by folders needs {', '.join(missing)} too")
+    elif args.root is None:
+        p.error(
+            "--root is required" + (" (or --image-dir, --label-dir and --classes)" if args.dataset == "custom" else "")
+        )
     check_input(p, "--root", args.root, "dir")
     if args.list:
+        if args.root is None:
+            p.error("--list needs --root (its paths are relative to it)")
         check_input(p, "--list", Path(args.root) / args.list, "file")
     for option, folder in (("--image-dir", args.image_dir), ("--label-dir", args.label_dir)):
         check_input(p, option, folder, "dir")
     check_input(p, "--classes", args.classes, "file")
-    check_output_file(p, "--json", args.json_out, [args.root])
-    check_output_dir(p, "--save-predictions", args.save_predictions, [args.root])
+    inputs = [args.root] if args.root else [args.image_dir, args.label_dir]
+    check_output_file(p, "--json", args.json_out, inputs)
+    check_output_dir(p, "--save-predictions", args.save_predictions, inputs)
     if args.list:
         splits = [None]
     else:
@@ -79,11 +95,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     apply_input_policy(args)  # the dataset's images are read under the same pixel cap
     try:
         extra = {}
-        if args.dataset == "custom":
+        if args.dataset == "custom" and args.image_dir:
             extra = dict(image_dir=args.image_dir, label_dir=args.label_dir, classes_file=args.classes)
-        list_file = Path(args.root) / args.list if args.list else None
+        root = Path(args.root) if args.root else None
+        list_file = root / args.list if args.list else None
         datasets = [
-            build_dataset(args.dataset, Path(args.root), list_file, split or "val", None, args.encoding, **extra)
+            build_dataset(args.dataset, root, list_file, split or "val", None, args.encoding, **extra)
             for split in splits
         ]
         input_size = args.input_size
@@ -121,7 +138,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"bevanet-eval: error: {exc}", file=sys.stderr)
             return 2
         report["split"] = name
-        report["seen_in_training"] = seen_in_training(args.dataset, Path(args.root), trained_on, dataset, args.limit)
+        report["seen_in_training"] = seen_in_training(args.dataset, root, trained_on, dataset, args.limit)
         reports[name] = report
         if "write_error" in report:
             break  # the disk is full: report what was measured, then fail

@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from ..export.sizes import ExportSizeError
 from ..hardware import machine
 from ..imaging.geometry import parse_size
 from ..models import list_models
@@ -83,8 +84,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = [
         ("authors' protocol", "torch", "fp32", reference_protocol(model, size, args.device, args.runs, args.warmup))
     ]
+    skipped = []
     for backend, precision in paths:
-        rep = run_benchmark(dataclasses.replace(base, backend=backend, precision=precision))
+        try:
+            rep = run_benchmark(dataclasses.replace(base, backend=backend, precision=precision))
+        except ExportSizeError as exc:  # an exported path cannot take this size; the others still run
+            skipped.append({"backend": backend, "precision": precision, "reason": str(exc)})
+            print(f"skipped {backend} {precision}: {exc}")
+            continue
         rows.append(("bevanet_ros runtime", backend, precision, rep))
     ref_fps = rows[0][3]["fps"]
     print(f"{args.variant} at {size[0]}x{size[1]}, device {args.device}, batch 1")
@@ -102,6 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "device": args.device,
             "reference": rows[0][3],
             "paths": [r[3] for r in rows[1:]],
+            "skipped": skipped,
             "environment": machine(args.device),
         }
         with open(args.json_out, "w") as f:

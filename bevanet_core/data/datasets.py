@@ -238,12 +238,13 @@ class CustomDataset(SegmentationDataset):
     """An image folder, a label folder (index PNGs, same file stems) and a classes file.
 
     The classes file is JSON: [{"name": "road", "color": [128, 64, 128]}, ...] in class-id order;
-    label value 255 is ignored.
+    label value 255 is ignored. `from_root` reads the folder layout that training and
+    `bevanet-eval --root` use: ROOT/classes.json, ROOT/images/<split>/, ROOT/labels/<split>/.
     """
 
     name = "custom"
 
-    def __init__(self, image_dir, label_dir, classes_file, transform=None, seed: int = 0):
+    def __init__(self, image_dir, label_dir, classes_file, transform=None, seed: int = 0, pairs=None):
         image_dir, label_dir, classes_file = Path(image_dir), Path(label_dir), Path(classes_file)
         if not classes_file.is_file():
             raise DatasetError(f"classes file not found: {classes_file}")
@@ -253,12 +254,29 @@ class CustomDataset(SegmentationDataset):
             self.palette = [list(c.get("color", default_palette(len(classes))[i])) for i, c in enumerate(classes)]
         except (ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"{classes_file}: expected a JSON list of {{'name', 'color'}} ({exc})") from None
+        if pairs is None:
+            if not image_dir.is_dir():
+                raise DatasetError(f"image folder not found: {image_dir}")
+            images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+            if not images:
+                raise DatasetError(f"no images in {image_dir}")
+            pairs = [(p, label_dir / (p.stem + ".png")) for p in images]
+        super().__init__(pairs, transform, seed)
+
+    @classmethod
+    def from_root(cls, root, split: str = "train", list_file=None, transform=None, seed: int = 0) -> CustomDataset:
+        """ROOT/classes.json with ROOT/images/<split>/ and ROOT/labels/<split>/, or with a list file
+        of 'image label' pairs relative to ROOT."""
+        root = Path(root)
+        image_dir, label_dir = root / "images" / split, root / "labels" / split
+        if list_file is not None:
+            return cls(image_dir, label_dir, root / "classes.json", transform, seed, read_pair_list(root, list_file))
         if not image_dir.is_dir():
-            raise DatasetError(f"image folder not found: {image_dir}")
-        images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        if not images:
-            raise DatasetError(f"no images in {image_dir}")
-        super().__init__([(p, label_dir / (p.stem + ".png")) for p in images], transform, seed)
+            raise DatasetError(
+                f"custom dataset: {image_dir} not found (expected {root}/classes.json, "
+                f"{root}/images/{split}/ and {root}/labels/{split}/, or a list file)"
+            )
+        return cls(image_dir, label_dir, root / "classes.json", transform, seed)
 
 
 class ImageFolderClassification(Dataset):
@@ -304,7 +322,9 @@ def build_dataset(
     **kwargs,
 ) -> SegmentationDataset:
     """Dataset by name ('camvid', 'cityscapes', 'ade20k', 'custom'). CamVid without a list file
-    takes a named split (CAMVID_SPLITS: train, val, trainval, heldout, heldout-train)."""
+    takes a named split (CAMVID_SPLITS: train, val, trainval, heldout, heldout-train); custom
+    reads ROOT's layout (CustomDataset.from_root) unless image_dir, label_dir and classes_file
+    are given."""
     if name == "camvid":
         if split_list is None:
             return CamVid(root, None, transform, encoding=encoding, seed=seed, split=split)
@@ -314,5 +334,7 @@ def build_dataset(
     if name == "ade20k":
         return ADE20K(root, {"train": "training", "val": "validation"}.get(split, split), transform, seed=seed)
     if name == "custom":
-        return CustomDataset(kwargs["image_dir"], kwargs["label_dir"], kwargs["classes_file"], transform, seed=seed)
+        if kwargs.get("image_dir"):  # explicit folders and classes file instead of ROOT's layout
+            return CustomDataset(kwargs["image_dir"], kwargs["label_dir"], kwargs["classes_file"], transform, seed=seed)
+        return CustomDataset.from_root(root, split, split_list, transform, seed)
     raise ValueError(f"unknown dataset '{name}'; known: camvid, cityscapes, ade20k, custom")
