@@ -239,7 +239,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "publish_confidence",
         False,
-        "Publish ~/confidence (mono8, the calibrated probability * 255: max softmax with the weights' fitted temperature and curve).",
+        "Publish ~/confidence (mono8, the calibrated probability * 255: max softmax with the weights' "
+        "fitted temperature and curve).",
         read_only=False,
     ),
     ParamSpec(
