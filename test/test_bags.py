@@ -162,7 +162,7 @@ def test_make_bag_cli_images_and_labels(tmp_path, capsys):
                 str(out),
                 "--rate",
                 "5",
-                "--format",
+                "--storage",
                 "sqlite3",
                 "--void-label",
                 "11",
@@ -246,7 +246,7 @@ def test_make_bag_from_video(tmp_path, shared_data):
                 "5",
                 "--max-frames",
                 "3",
-                "--resize",
+                "--frame-size",
                 "96x54",
                 "--compressed",
             ]

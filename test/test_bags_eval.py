@@ -288,7 +288,7 @@ def test_compressed_bag_scores_the_jpeg_frames(seg, camvid_list, tmp_path, stora
                 "--out",
                 str(bag),
                 "--compressed",
-                "--format",
+                "--storage",
                 storage,
                 "--max-frames",
                 "4",

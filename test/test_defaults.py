@@ -135,7 +135,7 @@ def test_eval_with_no_flags_runs_and_reports_what_the_node_runs(shared_data, tmp
     node = Segmenter(NodeSettings().segmenter_config()).pipeline
     report = tmp_path / "eval.json"
     rc = eval_main(
-        ["--dataset", "camvid", "--root", str(root), "--split", "val", "--limit", "1", "--json", str(report)]
+        ["--dataset", "camvid", "--root", str(root), "--split", "val", "--max-frames", "1", "--json", str(report)]
     )
     assert rc == 0
     got = json.loads(report.read_text())

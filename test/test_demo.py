@@ -64,7 +64,7 @@ def test_shipped_sample_bag():
 def test_sample_bag_is_what_the_readme_command_makes(shared_data, tmp_path):
     """bags/README.md's command, rerun, gives the same messages as the committed bag."""
     readme = (REPO / "bags" / "README.md").read_text()
-    assert "--every 2 --resize 480x270 --compressed --jpeg-quality 85 --frame-id camera" in readme
+    assert "--every 2 --frame-size 480x270 --compressed --jpeg-quality 85 --frame-id camera" in readme
     out = tmp_path / "again"
     assert (
         make_bag.main(
@@ -73,7 +73,7 @@ def test_sample_bag_is_what_the_readme_command_makes(shared_data, tmp_path):
                 str(shared_data / "driving_video" / "solidWhiteRight.mp4"),
                 "--every",
                 "2",
-                "--resize",
+                "--frame-size",
                 "480x270",
                 "--compressed",
                 "--jpeg-quality",

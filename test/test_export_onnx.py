@@ -64,7 +64,7 @@ def small_export(tmp_path_factory):
             str(folder / "w.safetensors"),
             "--onnx",
             str(path),
-            "--size",
+            "--input-size",
             f"{SIZE[0]}x{SIZE[1]}",
             "--dynamic-batch",
         ]

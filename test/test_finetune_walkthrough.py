@@ -148,7 +148,7 @@ def test_mined_frames_to_a_finetuned_calibrated_engine(tmp_path, shared_data, mo
     _, info = read_checkpoint(weights)
     temperature = info.extra["calibration"]["temperature"]
     onnx = tmp_path / "model.onnx"
-    assert export_main(["--weights", str(weights), "--onnx", str(onnx), "--size", "256x256"]) == 0
+    assert export_main(["--weights", str(weights), "--onnx", str(onnx), "--input-size", "256x256"]) == 0
     seg = Segmenter(weights=str(onnx), backend="onnxruntime")
     assert seg.temperature == pytest.approx(temperature)
     frame = np.asarray(Image.open(mined / picked[0]["file"]).convert("RGB"))

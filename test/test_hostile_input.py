@@ -469,7 +469,7 @@ def test_export_sizes_follow_the_pooling_chain():
 def test_export_cli_refuses_an_unexportable_size_in_one_line(tmp_path, weights, capsys):
     from bevanet_core.cli import export
 
-    code = export.main(["--weights", str(weights), "--size", "320x240", "--onnx", str(tmp_path / "m.onnx")])
+    code = export.main(["--weights", str(weights), "--input-size", "320x240", "--onnx", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot be exported at 320x240" in one_line_error(err)
     assert "SymbolicValueError" not in err and not (tmp_path / "m.onnx").exists()
@@ -485,8 +485,8 @@ def test_make_bag_rate_zero_is_refused_not_replaced(tmp_path, capsys):
         ["--rate", "0"],
         ["--start-time", "-1"],
         ["--start-time", "1e30"],
-        ["--topic", "/camera//image"],
-        ["--topic", "1cam"],
+        ["--image-topic", "/camera//image"],
+        ["--image-topic", "1cam"],
         ["--label-topic", "a b"],
     ):
         with pytest.raises(SystemExit) as e:

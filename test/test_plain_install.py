@@ -119,14 +119,14 @@ def test_bag_tools_work_without_extras(plain_venv, tmp_path):
 def test_commands_that_need_an_extra_say_which_in_one_line(plain_venv, tmp_path, shared_data):
     (tmp_path / "model.onnx").write_bytes(b"")  # the backend is chosen before the file is read
     cases = {
-        "export": ["bevanet-export", "--onnx", "m.onnx", "--size", "480x360"],
+        "export": ["bevanet-export", "--onnx", "m.onnx", "--input-size", "480x360"],
         "eval onnx": [
             "bevanet-eval",
             "--dataset",
             "camvid",
             "--root",
             str(shared_data / "camvid"),
-            "--limit",
+            "--max-frames",
             "1",
             "--weights",
             "model.onnx",

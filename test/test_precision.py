@@ -38,10 +38,10 @@ def exports(camvid, tmp_path_factory):
     for f in sorted((camvid / "train").glob("*.png"))[::46][:8]:  # 8 frames across the drives
         (calib / f.name).symlink_to(f)
     paths = {p: out / f"m.{p}.onnx" for p in ("fp32", "fp16", "int8")}
-    assert export_main(["--size", SIZE, "--onnx", str(paths["fp32"])]) == 0
-    assert export_main(["--size", SIZE, "--onnx", str(paths["fp16"]), "--precision", "fp16"]) == 0
+    assert export_main(["--input-size", SIZE, "--onnx", str(paths["fp32"])]) == 0
+    assert export_main(["--input-size", SIZE, "--onnx", str(paths["fp16"]), "--precision", "fp16"]) == 0
     rc = export_main(
-        ["--size", SIZE, "--onnx", str(paths["int8"]), "--precision", "int8"]
+        ["--input-size", SIZE, "--onnx", str(paths["int8"]), "--precision", "int8"]
         + ["--calib-images", str(calib), "--calib-count", "8"]
     )
     assert rc == 0
@@ -109,9 +109,9 @@ def test_int8_export_is_symmetric_qdq_and_keeps_agreement(exports, val_frames):
 def test_flags_that_would_not_be_honoured_are_refused(exports, tmp_path, capsys):
     paths, calib = exports
     out = str(tmp_path / "m.onnx")
-    assert export_main(["--size", SIZE, "--onnx", out, "--precision", "int8"]) == 2
+    assert export_main(["--input-size", SIZE, "--onnx", out, "--precision", "int8"]) == 2
     assert "needs --calib-images" in capsys.readouterr().err
-    assert export_main(["--size", SIZE, "--onnx", out, "--calib-images", str(calib)]) == 2
+    assert export_main(["--input-size", SIZE, "--onnx", out, "--calib-images", str(calib)]) == 2
     assert "only used with --precision int8" in capsys.readouterr().err
     with pytest.raises(ValueError, match="already a fp16 model"):
         convert_fp16(paths["fp16"], tmp_path / "again.onnx")
@@ -168,7 +168,7 @@ def test_cli_tools_need_no_precision_flag(exports, camvid, tmp_path, capsys):
     assert (out / "masks" / f"{frame.stem}.png").is_file()
     assert "int8" in capsys.readouterr().out
     report = tmp_path / "eval.json"
-    args = ["--dataset", "camvid", "--root", str(camvid), "--split", "val", "--limit", "2", "--json", str(report)]
+    args = ["--dataset", "camvid", "--root", str(camvid), "--split", "val", "--max-frames", "2", "--json", str(report)]
     assert eval_main(["--weights", str(paths["int8"])] + args) == 0
     import json
 

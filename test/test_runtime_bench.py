@@ -75,9 +75,10 @@ def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     rc = bench_main(
         [
+            "--random-weights",
             "--variant",
             "bevanet_s",
-            "--size",
+            "--input-size",
             "64x64",
             "--frame-size",
             "101x77",
@@ -107,14 +108,36 @@ def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--size", "100x64"], "divisible by 8"),
-        (["--size", "64x64", "--batch", "0"], "at least 1"),
-        (["--size", "64x64", "--backend", "tensorrt", "--device", "cuda"], "CUDA|tensorrt"),
-        (["--size", "64x64", "--backend", "torch", "--precision", "int8"], "int8: the onnxruntime, openvino"),
+        (["--input-size", "100x64"], "divisible by 8"),
+        (["--input-size", "64x64", "--batch", "0"], "at least 1"),
+        (["--input-size", "64x64", "--backend", "tensorrt", "--device", "cuda"], "CUDA|tensorrt"),
+        (["--input-size", "64x64", "--backend", "torch", "--precision", "int8"], "int8: the onnxruntime, openvino"),
+        (["--random-weights", "--weights", str(REPO / "bevanet_core/weights/bevanet_s_camvid.safetensors")], "drop"),
     ],
 )
 def test_bench_cli_errors(args, match, capsys):
-    assert bench_main(args + ["--runs", "1", "--warmup", "0", "--no-reference"]) == 2
+    try:
+        code = bench_main(args + ["--runs", "1", "--warmup", "0", "--no-reference"])
+    except SystemExit as exc:  # refused by the parser
+        code = exc.code
+    assert code == 2
     import re
 
     assert re.search(match, capsys.readouterr().err)
+
+
+def test_bench_times_the_shipped_model_unless_told_otherwise(tmp_path, capsys):
+    """Without --weights, bevanet-bench times the shipped model at its own input size, like
+    every other tool; --random-weights times a seeded untrained network."""
+    from bevanet_core.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
+
+    out = tmp_path / "bench.json"
+    argv = ["--backend", "torch", "--runs", "1", "--warmup", "0", "--no-reference", "--json", str(out)]
+    assert bench_main(argv) == 0
+    report = json.loads(out.read_text())
+    info = read_checkpoint(DEFAULT_WEIGHTS)[1]
+    assert report["weights"] == str(DEFAULT_WEIGHTS) and report["variant"] == info.variant
+    assert report["size"] == list(info.input_size)
+    assert bench_main(argv + ["--random-weights", "--input-size", "64x48"]) == 0
+    report = json.loads(out.read_text())
+    assert report["weights"].startswith("seeded random bevanet_s") and report["size"] == [64, 48]

@@ -67,7 +67,7 @@ def test_bad_scales_are_named(text):
 
 def test_eval_reports_the_heldout_drive_beside_val_and_what_the_model_saw(shared_data, tmp_path, capsys):
     out = tmp_path / "report.json"
-    argv = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--limit", "2", "--threads", "1"]
+    argv = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--max-frames", "2", "--threads", "1"]
     assert eval_cli.main([*argv, "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["split"] == "heldout" and set(report["splits"]) == {"heldout", "val"}
@@ -82,7 +82,7 @@ def test_eval_reports_the_heldout_drive_beside_val_and_what_the_model_saw(shared
 
 def test_eval_with_tta_records_the_passes(shared_data, tmp_path, capsys):
     out = tmp_path / "report.json"
-    argv = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--split", "val", "--limit", "1"]
+    argv = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--split", "val", "--max-frames", "1"]
     assert eval_cli.main([*argv, "--threads", "1", "--tta", "--tta-scales", "1,1.25", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["tta"] == {"scales": [1.0, 1.25], "flip": True, "passes": 4, "input_sizes": [[480, 360], [600, 448]]}
@@ -91,7 +91,7 @@ def test_eval_with_tta_records_the_passes(shared_data, tmp_path, capsys):
 
 
 def test_tta_options_without_tta_are_refused(shared_data, capsys):
-    argv = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--limit", "1", "--tta-no-flip"]
+    argv = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--max-frames", "1", "--tta-no-flip"]
     assert eval_cli.main(argv) == 2
     assert "only apply with --tta" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

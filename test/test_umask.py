@@ -24,7 +24,7 @@ def test_outputs_respect_the_umask(tmp_path, shared_data):
         "model, info = load_model(str(DEFAULT_WEIGHTS))\n"
         "save_weights(model, 'ckpt/model.safetensors', info)\n"
         "from bevanet_core.cli import export, demo, make_bag\n"
-        "assert export.main(['--onnx', 'onnx/model.onnx', '--size', '480x360']) == 0\n"
+        "assert export.main(['--onnx', 'onnx/model.onnx', '--input-size', '480x360']) == 0\n"
         "assert demo.main(['--max-frames', '2', '--threads', '1', '--out', 'demo']) == 0\n"
         f"assert make_bag.main(['--dataset', 'camvid', '--root', {str(shared_data / 'camvid')!r},"
         " '--list', 'val.lst', '--max-frames', '2', '--out', 'bag']) == 0\n",

@@ -75,7 +75,7 @@ def markdown(report: dict) -> str:
     if report.get("miou") is None:
         lines += [
             "No ground-truth labels were paired with the camera frames, so there is no mIoU "
-            "(record labels on a label topic, or pass --dataset-root/--list).",
+            "(record labels on a label topic, or pass --root/--list).",
             "",
         ]
     per_class = report.get("per_class_iou")

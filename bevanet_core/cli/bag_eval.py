@@ -120,7 +120,7 @@ def dataset_labels(args: argparse.Namespace):
     """label_source(k) over a dataset list, labels mapped as bevanet-eval maps them."""
     from ..data.datasets import build_dataset
 
-    data = build_dataset(args.dataset, args.dataset_root, args.list)
+    data = build_dataset(args.dataset, args.root, args.list)
 
     def label(k: int):
         if k >= len(data):
@@ -169,16 +169,18 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
         return 1
     seg, processor = built
     label_source = None
-    if args.dataset_root is not None:
+    if args.root is not None:
         try:
             label_source, _ = dataset_labels(args)
         except (ValueError, OSError) as err:
             print(f"bevanet-bag-eval: cannot read the dataset labels: {err}", file=sys.stderr)
             return 1
     video = None
-    if args.video is not None:
+    if args.overlay_video is not None:
         try:
-            video = report.VideoSink(args.video, legend=report.Legend.of(processor.class_names, processor.colorize))
+            video = report.VideoSink(
+                args.overlay_video, legend=report.Legend.of(processor.class_names, processor.colorize)
+            )
         except ValueError as err:
             parser.error(str(err))
     view = start_foxglove(args, "bevanet-bag-eval")
@@ -197,7 +199,7 @@ def main(argv: Sequence[str] | None = None, node_client: NodeClientFactory | Non
         stamp_tolerance_ms=args.stamp_tolerance_ms,
         max_frames=args.max_frames,
         warmup=args.warmup,
-        out_storage=args.out_format,
+        out_storage=args.storage,
         overwrite=args.overwrite,
         copy_inputs=not args.no_copy_inputs,
         frame_callback=on_frame if video is not None or live is not None else None,

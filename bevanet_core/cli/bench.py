@@ -1,6 +1,10 @@
 """bevanet-bench: runtime latency/throughput with the authors' protocol as a reference.
 
-bevanet-bench --variant bevanet_s --size 480x360 --backend onnxruntime --device cpu --json out.json
+    bevanet-bench --backend onnxruntime --json out.json        # the shipped model at its input size
+    bevanet-bench --random-weights --variant bevanet --input-size 960x720
+
+Without --weights it times the shipped model, like every other tool; --random-weights times a
+seeded untrained network instead (speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -11,51 +15,59 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..imaging.geometry import RESIZE_MODES, parse_size
-from ..imaging.processing import UPSAMPLE_MODES
-from ..models import list_models
-from ..options import DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION
-from ..runtime.backend import PRECISIONS
-from ..runtime.segmenter import BACKENDS
+from ..imaging.geometry import parse_size
+from ..options import UPSAMPLE_MODES
+from .args import add, add_all, make_parser
 from .common import configure_logging, extras_guard
 from .validate import check_input, check_output_file, int_range
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bevanet-bench", description=__doc__.splitlines()[0])
-    p.add_argument("--variant", default="bevanet_s", choices=list_models())
-    p.add_argument("--size", default="480x360", help="network input WxH, multiples of 8 (default 480x360)")
-    p.add_argument("--frame-size", default=None, help="camera frame WxH (default: the network size)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS, help="(default: the node's, %(default)s)")
-    p.add_argument("--device", default=DEFAULT_DEVICE, help="cpu, cuda or cuda:N")
-    p.add_argument(
-        "--precision", default=DEFAULT_PRECISION, choices=PRECISIONS, help="(default: the node's, %(default)s)"
+    p = make_parser("bevanet-bench", __doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1])
+    m = p.add_argument_group("model")
+    add(m, "weights")
+    add(m, "random_weights")
+    add(m, "variant")
+    m.add_argument("--num-classes", type=int_range(1, 255), default=19, help="classes of the --random-weights network")
+    add(m, "input_size", note="480x360 with --random-weights")
+    add(m, "frame_size", note="the synthetic frames (default: the network input size)")
+    add_all(m, "backend", "device", "precision", "threads", "resize")
+    m.add_argument("--upsample", default="logits", choices=UPSAMPLE_MODES, help="what is upsampled to the frame")
+    m.add_argument("--compile", action="store_true", help="torch.compile the torch backend's model")
+    add(m, "calib_images", note="for int8 on onnxruntime/openvino")
+    t = p.add_argument_group("timing")
+    add_all(t, "batch", "runs", "warmup")
+    t.add_argument("--no-reference", action="store_true", help="skip the authors' protocol reference")
+    t.add_argument(
+        "--cache-dir", default=None, help="where exported ONNX/engines are cached (default: the user cache folder)"
     )
-    p.add_argument("--batch", type=int, default=1, help="frames per inference (default 1)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
-    p.add_argument("--warmup", type=int, default=10, help="warm-up runs (default 10)")
-    p.add_argument("--weights", default=None, help="checkpoint/ONNX/engine (default: seeded random weights)")
-    p.add_argument("--num-classes", type=int_range(1, 255), default=19, help="classes of the random model (default 19)")
-    p.add_argument("--resize", default="stretch", choices=RESIZE_MODES)
-    p.add_argument("--upsample", default="logits", choices=UPSAMPLE_MODES)
-    p.add_argument("--compile", action="store_true", help="torch.compile the torch backend's model")
-    p.add_argument(
-        "--threads",
-        type=int_range(1, 4096),
-        default=None,
-        help="CPU threads for every backend and the reference (default: the node's, half the cores this "
-        "process may use, 1 to 4)",
-    )
-    p.add_argument(
-        "--calib-images",
-        default=None,
-        help="folder of real frames: int8 on onnxruntime/openvino quantizes with them",
-    )
-    p.add_argument("--no-reference", action="store_true", help="skip the authors' protocol reference")
-    p.add_argument("--cache-dir", default=None, help="where exported ONNX/engines are cached")
-    p.add_argument("--json", default=None, help="write the report as JSON here")
-    p.add_argument("--plot", default=None, help="write a latency plot (PNG/SVG) here")
+    add(p, "json")
+    add(p, "plot", note="the latencies, PNG or SVG by the suffix")
     return p
+
+
+def bench_weights(args: argparse.Namespace) -> tuple[Optional[str], str]:
+    """(the weights file to time, or None for a seeded untrained network; the variant)."""
+    from ..checkpoint import DEFAULT_WEIGHTS
+
+    if args.random_weights:
+        if args.weights is not None:
+            raise ValueError("--random-weights times an untrained network: drop --weights")
+        return None, args.variant or "bevanet_s"
+    if args.weights is None and not DEFAULT_WEIGHTS.is_file():
+        raise ValueError(f"the shipped model {DEFAULT_WEIGHTS} is missing: give --weights or --random-weights")
+    return str(args.weights or DEFAULT_WEIGHTS), args.variant
+
+
+def default_input_size(weights: Optional[str]) -> tuple[int, int]:
+    """The input size the weights were trained or exported for (480x360 without weights)."""
+    if weights is not None and Path(weights).suffix in (".safetensors", ".pt", ".pth"):
+        from ..checkpoint import read_checkpoint
+
+        info = read_checkpoint(weights)[1]
+        if info is not None and info.input_size is not None:
+            return tuple(info.input_size)
+    return (480, 360)
 
 
 @extras_guard("bevanet-bench")
@@ -70,13 +82,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ..runtime.benchmark import BenchConfig, plot_reports, run_benchmark
 
     try:
-        size = parse_size(args.size, "--size", 8)
+        weights, variant = bench_weights(args)
+        size = parse_size(args.input_size, "--input-size", 8) if args.input_size else default_input_size(weights)
         frame = parse_size(args.frame_size, "--frame-size") if args.frame_size else None
-        if args.batch < 1 or args.runs < 1 or args.warmup < 0:
-            raise ValueError("--batch and --runs must be at least 1 and --warmup at least 0")
         report = run_benchmark(
             BenchConfig(
-                variant=args.variant,
+                variant=variant,
                 size=size,
                 frame_size=frame,
                 backend=args.backend,
@@ -85,7 +96,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 batch=args.batch,
                 runs=args.runs,
                 warmup=args.warmup,
-                weights=args.weights,
+                weights=weights,
                 num_classes=args.num_classes,
                 resize=args.resize,
                 upsample=args.upsample,
@@ -93,7 +104,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 reference=not args.no_reference,
                 cache_dir=args.cache_dir,
                 threads=args.threads,
-                calibration_images=args.calib_images,
+                calibration_images=str(args.calib_images) if args.calib_images else None,
             )
         )
     except ValueError as exc:
@@ -101,7 +112,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     lat = report["latency_ms"]
     print(
-        f"{args.variant} {size[0]}x{size[1]} {report['backend']}/{report['device']}/{report['precision']} "
+        f"{report['variant']} {size[0]}x{size[1]} {report['backend']}/{report['device']}/{report['precision']} "
         f"{report['threads']} thread(s) "
         f"batch {args.batch}: p50 {lat['p50']:.2f} ms  p90 {lat['p90']:.2f} ms  "
         f"p99 {lat['p99']:.2f} ms  {report['fps']:.1f} fps "
@@ -122,8 +133,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.plot:
         plot_reports(
             [report],
-            args.plot,
-            f"{args.variant} {size[0]}x{size[1]} on {report['environment']['cpu']}",
+            str(args.plot),
+            f"{report['variant']} {size[0]}x{size[1]} on {report['environment']['cpu']}",
         )
     return 0
 

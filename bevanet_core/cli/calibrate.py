@@ -43,6 +43,7 @@ from ..evaluation.calibration import (
     write_safetensors_metadata,
 )
 from ..evaluation.confidence_curve import CURVE_KEY, curve_record, fit_isotonic
+from .args import add, make_parser
 from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
 from .validate import check_input, check_output_file, int_range
 
@@ -102,17 +103,15 @@ def cross_fitted_ece(halves, num_classes: int, method: str) -> dict:
     return {k: round(sum(f[k] for f in figures) / len(figures), 5) for k in names}
 
 
-@extras_guard("bevanet-calibrate")
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0], epilog=__doc__.split("\n", 1)[1])
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k"])
-    p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--split", help="frames to fit on: ones the model never trained on (CamVid: heldout)")
-    p.add_argument("--list", help="or a list file of 'image label' pairs (relative to --root, or absolute)")
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("bevanet-calibrate", __doc__.strip().splitlines()[0], epilog=__doc__.split("\n", 1)[1])
+    add(p, "dataset", required=True, choices=["camvid", "cityscapes", "ade20k"])
+    add(p, "root", required=True)
+    add(p, "split", note="the frames to fit on, ones the model never trained on (CamVid: heldout); or --list")
+    add(p, "list", note="the frames to fit on, instead of --split")
     p.add_argument("--trained-on", help="the split the model trained on (default: read from its recipe)")
     add_model_args(p)
-    p.add_argument("--limit", type=int_range(1), help="the first N frames only")
+    add(p, "max_frames")
     p.add_argument(
         "--pixels-per-frame", type=int_range(100), default=20000, help="pixels sampled per frame for the fit"
     )
@@ -127,15 +126,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument(
         "--store-in",
         help="also store the temperature in this .safetensors file: a model of the same recipe trained "
-        "on every frame, whose temperature is fitted through its held-out run (--weights)",
+        "on every frame, whose temperature is fitted through its held-out run (--weights) (default: none)",
     )
-    p.add_argument("--json", dest="json_out", help="write the report as JSON here")
+    add(p, "json")
+    return p
+
+
+@extras_guard("bevanet-calibrate")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     check_input(p, "--store-in", args.store_in, "file")
     if args.store_in and not args.store_in.endswith(".safetensors"):
         p.error(f"--store-in takes .safetensors weights, not {args.store_in}")
     check_input(p, "--root", args.root, "dir")
-    check_output_file(p, "--json", args.json_out, [args.root])
+    check_output_file(p, "--json", args.json, [args.root])
     if (args.split is None) == (args.list is None):
         p.error("give the frames to fit on: --split NAME or --list FILE (one of them)")
     if args.list:
@@ -159,7 +164,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     fit_frames = _frames(args.dataset, dataset.pairs)
     shared = sorted(set(fit_frames) & set(trained)) if trained is not None else None
-    n = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    n = len(dataset) if args.max_frames is None else min(args.max_frames, len(dataset))
     # the first and the second half of the frames, kept apart for the cross-fitted figure
     meters = [
         CalibrationMeter(seg.info.num_classes, {"before": 1.0}, sample_per_frame=args.pixels_per_frame, seed=k)
@@ -260,13 +265,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
             return 2
         print(f"stored in {args.store_in} as fitted through {args.weights} (metadata only)")
-    if args.json_out:
+    if args.json:
         from ..evaluation.evaluate import write_json
 
-        write_json(
-            {"calibration": record, **{k: figures[k] for k in ("ece", "error_auroc", "nll")}}, Path(args.json_out)
-        )
-        print(f"report written to {args.json_out}")
+        write_json({"calibration": record, **{k: figures[k] for k in ("ece", "error_auroc", "nll")}}, Path(args.json))
+        print(f"report written to {args.json}")
     return 0
 
 

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
-from ..imaging.policy import MAX_PIXELS, max_pixels, parse_max_pixels, set_max_pixels
-from ..options import BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, PRECISIONS, RESIZE_MODES
-from .validate import int_range
+from ..imaging.policy import max_pixels, set_max_pixels
+from .args import add, add_all
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -22,19 +21,6 @@ def configure_logging(verbose: bool = False) -> None:
     on stderr as plain lines, warnings and errors only, or from INFO up with `verbose` (e.g.
     "exporting ... (once; cached)"). A no-op where logging is configured already."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-
-
-class DefaultsFormatter(argparse.HelpFormatter):
-    """Appends "(default: X)" once: not where the help already names its default, and not for
-    None or False (flags and options whose absence has its own meaning, said in the help)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
-            return text
-        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return text + " (default: %(default)s)"
-        return text
 
 
 # module -> the extra of setup.py that installs it (pip install 'bevanet_ros[EXTRA]')
@@ -112,78 +98,21 @@ def is_exported_model(weights: Optional[str]) -> bool:
     return weights is not None and Path(weights).suffix.lower() in EXPORTED_SUFFIXES
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Model / runtime options, named like the node's parameters."""
+def add_model_args(p: argparse.ArgumentParser, note: str = "") -> None:
+    """Model / runtime options, named like the node's parameters (`note`: what --input-size
+    defaults to in this tool, where not the weights' size)."""
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--weights",
-        default=None,
-        help="checkpoint (.safetensors/.pt), .onnx, OpenVINO IR (.xml) or TensorRT engine; default: the shipped model",
-    )
-    g.add_argument("--variant", default=None, help="expected variant (checked against the weights)")
-    g.add_argument(
-        "--backend",
-        default=DEFAULT_BACKEND,
-        choices=BACKENDS,
-        help="inference backend; auto measures the installed ones and keeps the fastest, as the node "
-        f"does (default: {DEFAULT_BACKEND})",
-    )
-    g.add_argument("--device", default=DEFAULT_DEVICE, help=f"cpu, cuda, cuda:1 (default: {DEFAULT_DEVICE})")
-    g.add_argument(
-        "--precision",
-        default=DEFAULT_PRECISION,
-        choices=PRECISIONS,
-        help="auto: an exported file's own precision; for a checkpoint, what --backend auto chooses "
-        "(int8 only where it passes the accuracy guard), fp32 with any other backend "
-        f"(default: {DEFAULT_PRECISION})",
-    )
-    g.add_argument("--input-size", default=None, help="network input WxH, multiples of 8 (default: from the weights)")
-    g.add_argument(
-        "--resize",
-        default="stretch",
-        choices=RESIZE_MODES,
-        help="fit frames to the network input (default: stretch)",
-    )
-    g.add_argument(
-        "--threads",
-        type=int_range(1, 4096),
-        default=None,
-        help="CPU threads of the runtime: torch, ONNX Runtime and OpenVINO (default: half the cores this "
-        "process may use, 1 to 4, as the node)",
-    )
-    g.add_argument(
-        "--allow-nonfinite-weights",
-        action="store_true",
-        help="accept weights holding NaN or inf (research only; refused by default)",
-    )
+    add(g, "weights")
+    add(g, "variant")
+    add_all(g, "backend", "device", "precision")
+    add(g, "input_size", note=note)
+    add_all(g, "resize", "threads", "allow_nonfinite_weights")
     add_input_policy_args(p)
 
 
 def add_tta_args(p: argparse.ArgumentParser) -> None:
     """Test-time augmentation of the offline tools (the node stays single-pass)."""
-    g = p.add_argument_group("test-time augmentation")
-    g.add_argument(
-        "--tta",
-        action="store_true",
-        help="average the logits of several input scales, each plain and mirrored (slower: one pass each)",
-    )
-    g.add_argument(
-        "--tta-scales",
-        type=_tta_scales_arg,
-        default=None,
-        metavar="S,S,...",
-        help="the input scales of --tta, relative to --input-size (default: 0.75,1,1.25)",
-    )
-    g.add_argument("--tta-no-flip", action="store_true", help="--tta without the mirrored passes")
-
-
-def _tta_scales_arg(text: str):
-    from ..runtime.tta import parse_scales
-
-    try:
-        return parse_scales(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    add_all(p.add_argument_group("test-time augmentation"), "tta", "tta_scales", "tta_no_flip")
 
 
 def with_tta(args: argparse.Namespace, segmenter):
@@ -212,19 +141,7 @@ def tta_summary(segmenter) -> Optional[dict]:
 
 def add_input_policy_args(p: argparse.ArgumentParser) -> None:
     """The input policy's pixel cap (frames above it are refused before decoding)."""
-    p.add_argument(
-        "--max-pixels",
-        type=_max_pixels_arg,
-        default=None,
-        help=f"largest frame decoded, width*height (default {MAX_PIXELS}, or $BEVANET_MAX_PIXELS)",
-    )
-
-
-def _max_pixels_arg(text: str) -> int:
-    try:
-        return parse_max_pixels(text, "--max-pixels")
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+    add(p, "max_pixels")
 
 
 def apply_input_policy(args: argparse.Namespace) -> None:
@@ -269,31 +186,8 @@ def build_segmenter(args: argparse.Namespace, **overrides):
 
 def add_foxglove_args(p: argparse.ArgumentParser) -> None:
     """--foxglove [PORT]: the live view of bevanet_core.serving.foxglove_view."""
-    from ..serving.foxglove_view import DEFAULT_PORT
-
     g = p.add_argument_group("live view in Foxglove / Lichtblick (needs foxglove-sdk)")
-    g.add_argument(
-        "--foxglove",
-        nargs="?",
-        type=int,
-        const=DEFAULT_PORT,
-        default=None,
-        metavar="PORT",
-        help="serve the camera image, colour mask, overlay and latency over the Foxglove "
-        f"WebSocket protocol on ws://HOST:PORT (PORT default: {DEFAULT_PORT}; 0 picks a free "
-        "one); in Foxglove: Open connection > Foxglove WebSocket",
-    )
-    g.add_argument(
-        "--foxglove-host",
-        default="127.0.0.1",
-        help="address the live view listens on; 0.0.0.0 lets a laptop on the network connect",
-    )
-    g.add_argument(
-        "--foxglove-wait",
-        type=float,
-        default=30.0,
-        help="seconds to wait for a viewer to subscribe before starting; 0 starts at once",
-    )
+    add_all(g, "foxglove", "foxglove_host", "foxglove_wait")
 
 
 def start_foxglove(args: argparse.Namespace, prog: str):

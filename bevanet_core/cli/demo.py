@@ -30,7 +30,6 @@ from pathlib import Path
 
 from ..bags import report
 from ..bags.evaluate import (
-    DEFAULT_LABEL_TOPIC,
     BagEvalError,
     EvalOptions,
     FrameRecord,
@@ -40,10 +39,10 @@ from ..bags.evaluate import (
 from ..bags.reader import BagReadError
 from ..bags.writer import BagWriteError, bag_size
 from ..serving.foxglove_view import ReplayBuffer
+from .args import add, make_parser
 from .bag_eval import NodeClientFactory, build_processor, machine_meta, model_meta, summary_line
-from .bag_eval_args import add_node_topic_args, label_topic_name
+from .bag_eval_args import add_node_topic_args
 from .common import (
-    DefaultsFormatter,
     add_foxglove_args,
     add_model_args,
     apply_input_policy,
@@ -51,7 +50,7 @@ from .common import (
     foxglove_callback,
     start_foxglove,
 )
-from .validate import check_output_dir, float_range, int_range, topic_name
+from .validate import check_output_dir, float_range
 
 # (command-line arguments, log file) -> the started node's process
 NodeSpawner = Callable[[argparse.Namespace, Path], subprocess.Popen]
@@ -99,32 +98,14 @@ def default_weights_problem() -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="bevanet-demo",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=DefaultsFormatter,
-    )
+    p = make_parser("bevanet-demo", __doc__.split("\n\n")[0])
     p.add_argument("--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)")
-    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (replaced files)")
-    p.add_argument(
-        "--image-topic",
-        type=topic_name,
-        default=None,
-        help="camera topic (default: the bag's only image topic)",
-    )
-    p.add_argument(
-        "--label-topic",
-        type=label_topic_name,
-        default=DEFAULT_LABEL_TOPIC,
-        help="ground truth, if the bag has it",
-    )
-    p.add_argument("--max-frames", type=int_range(1), default=None)
+    add(p, "out", default=Path("outputs/demo"), note="its files are replaced")
+    add(p, "image_topic", note="the one read (default: the bag's only image topic)")
+    add(p, "label_topic", note="used where the bag has it")
+    add(p, "max_frames")
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
-    p.add_argument(
-        "--through-node",
-        action="store_true",
-        help="drive a running segmentation node over DDS instead of the in-process runtime",
-    )
+    add(p, "through_node")
     p.add_argument(
         "--spawn-node",
         action="store_true",
@@ -136,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         help="(--spawn-node/--through-node) seconds to wait for the node to come up",
     )
-    add_node_topic_args(p, "(--through-node) ")
+    add_node_topic_args(p, "with --through-node or --spawn-node")
     add_model_args(p)
     add_foxglove_args(p)
     p.add_argument(

@@ -15,6 +15,7 @@ from ..data.datasets import build_dataset, cityscapes_trainid_to_labelid
 from ..data.files import DatasetError, read_pair_list
 from ..evaluation.evaluate import evaluate_segmenter, format_report, write_json
 from ..paths import OutputNameError
+from .args import add, make_parser
 from .common import (
     add_model_args,
     add_tta_args,
@@ -25,7 +26,7 @@ from .common import (
     tta_summary,
     with_tta,
 )
-from .validate import check_input, check_output_dir, check_output_file, int_range
+from .validate import check_input, check_output_dir, check_output_file
 
 REPO = Path(__file__).resolve().parents[2]  # where the recipes named in weights' metadata live
 
@@ -34,35 +35,43 @@ def _round8(x: int) -> int:
     return max(8, (x + 7) // 8 * 8)
 
 
-@extras_guard("bevanet-eval")
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.strip())
-    p.add_argument("--dataset", required=True, choices=["camvid", "cityscapes", "ade20k", "custom"])
-    p.add_argument(
-        "--root",
-        help="dataset root folder (custom: ROOT/classes.json, ROOT/images/<split>/, ROOT/labels/<split>/; "
-        "or give --image-dir, --label-dir and --classes instead)",
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("bevanet-eval", __doc__.strip())
+    add(p, "dataset", required=True)
+    add(
+        p,
+        "root",
+        note="custom: ROOT/classes.json, ROOT/images/<split>/, ROOT/labels/<split>/; "
+        "or give --image-dir, --label-dir and --classes instead (default: none)",
     )
-    p.add_argument("--list", help="list file of 'image label' pairs relative to --root")
-    p.add_argument(
-        "--split",
-        default=None,
-        help="split(s) when no --list is given, comma-separated, each reported (default: camvid "
+    add(p, "list")
+    add(
+        p,
+        "split",
+        note="when no --list is given; several comma-separated, each reported (default: camvid "
         "'heldout,val': the drive that model selection holds out, then val; others 'val'). CamVid: "
         + ", ".join(CAMVID_SPLITS),
     )
     p.add_argument("--encoding", default="index", choices=["index", "rgb"], help="CamVid label encoding")
-    p.add_argument("--image-dir", help="custom dataset: image folder")
-    p.add_argument("--label-dir", help="custom dataset: label folder")
-    p.add_argument("--classes", help="custom dataset: classes JSON")
-    add_model_args(p)  # --input-size defaults to the images' size rounded up to a multiple of 8
+    p.add_argument("--image-dir", help="custom dataset: image folder (default: none)")
+    p.add_argument("--label-dir", help="custom dataset: label folder (default: none)")
+    p.add_argument("--classes", help="custom dataset: classes JSON (default: none)")
+    add_model_args(
+        p, note="(default: a checkpoint runs at the images' size rounded up to a multiple of 8, an export at its own)"
+    )
     add_tta_args(p)
-    p.add_argument("--limit", type=int_range(1), help="evaluate the first N images only")
-    p.add_argument("--json", dest="json_out", help="write the report as JSON here")
+    add(p, "max_frames")
+    add(p, "json")
     p.add_argument(
         "--save-predictions",
-        help="folder for prediction PNGs (Cityscapes: labelIds, ready for the official test server)",
+        help="folder for prediction PNGs (Cityscapes: labelIds, ready for the official test server; default: none)",
     )
+    return p
+
+
+@extras_guard("bevanet-eval")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     folders = {"--image-dir": args.image_dir, "--label-dir": args.label_dir, "--classes": args.classes}
     if args.dataset == "custom" and any(folders.values()):
@@ -82,7 +91,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         check_input(p, option, folder, "dir")
     check_input(p, "--classes", args.classes, "file")
     inputs = [args.root] if args.root else [args.image_dir, args.label_dir]
-    check_output_file(p, "--json", args.json_out, inputs)
+    check_output_file(p, "--json", args.json, inputs)
     check_output_dir(p, "--save-predictions", args.save_predictions, inputs)
     if args.list:
         splits = [None]
@@ -122,14 +131,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     trained_on = training_data_of(seg.info)
     reports = {}
     for split, dataset in zip(splits, datasets, strict=True):
-        name = split or args.list
+        name = split or str(args.list)
         if len(splits) > 1:
             print(f"{name}: {len(dataset)} images", flush=True)
         try:
             report = evaluate_segmenter(
                 seg,
                 dataset,
-                args.limit,
+                args.max_frames,
                 Path(args.save_predictions) if args.save_predictions else None,
                 to_ids,
                 progress=True,
@@ -138,11 +147,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"bevanet-eval: error: {exc}", file=sys.stderr)
             return 2
         report["split"] = name
-        report["seen_in_training"] = seen_in_training(args.dataset, root, trained_on, dataset, args.limit)
+        report["seen_in_training"] = seen_in_training(args.dataset, root, trained_on, dataset, args.max_frames)
         reports[name] = report
         if "write_error" in report:
             break  # the disk is full: report what was measured, then fail
-    report = dict(reports[splits[0] or args.list])
+    report = dict(reports[splits[0] or str(args.list)])
     report.update(
         {
             "dataset": args.dataset,
@@ -173,9 +182,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     if report["tta"]:
         print(seg.describe())
-    if args.json_out:
-        write_json(report, Path(args.json_out))
-        print(f"report written to {args.json_out}")
+    if args.json:
+        write_json(report, Path(args.json))
+        print(f"report written to {args.json}")
     failed = [r["write_error"] for r in reports.values() if "write_error" in r]
     if failed:
         print(f"bevanet-eval: error: {failed[0]} (the report covers the images before it)", file=sys.stderr)

@@ -1,8 +1,8 @@
 """bevanet-export: checkpoint -> ONNX (static shapes, metadata, explicit precision) -> TensorRT.
 
-bevanet-export --weights model.safetensors --onnx model.onnx --size 1024x768
-bevanet-export --size 480x360 --onnx m.fp16.onnx --precision fp16
-bevanet-export --size 480x360 --onnx m.int8.onnx --precision int8 --calib-images camvid/train
+bevanet-export --weights model.safetensors --onnx model.onnx --input-size 1024x768
+bevanet-export --input-size 480x360 --onnx m.fp16.onnx --precision fp16
+bevanet-export --input-size 480x360 --onnx m.int8.onnx --precision int8 --calib-images camvid/train
 bevanet-export --onnx m.int8.onnx --engine m.int8.engine    # strongly typed: the ONNX's precision
 bevanet-export --onnx m.int8.onnx --openvino m.int8.xml     # OpenVINO IR, the ONNX's precision
 
@@ -19,62 +19,63 @@ from pathlib import Path
 from typing import Optional
 
 from ..export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_IMAGES, ONNX_PRECISIONS
-from ..options import RESIZE_MODES
+from .args import add, make_parser
 from .common import configure_logging, extras_guard, require
 from .validate import check_input, check_output_file, float_range, int_range
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bevanet-export", description=__doc__.splitlines()[0])
+    p = make_parser("bevanet-export", __doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1])
     src = p.add_argument_group("ONNX export (needs --weights or the shipped default)")
-    src.add_argument("--weights", default=None, help="checkpoint (.safetensors/.pt); default: the shipped model")
-    src.add_argument("--variant", default=None, help="expected variant (checked against the file)")
-    src.add_argument(
-        "--size",
-        default=None,
-        help="network input WxH, multiples of 8 (default: from the weights). BEVANet and "
-        "BEVANet-S pool their 1/64 feature map to 2x2, so its sides must be even: every "
+    add(src, "weights", note="a checkpoint (.safetensors/.pt) here")
+    add(src, "variant")
+    add(
+        src,
+        "input_size",
+        note="BEVANet and BEVANet-S pool their 1/64 feature map to 2x2, so its sides must be even: every "
         "multiple of 128 works, and so does e.g. 480x360 (1/64: 8x6), but not 320x240 (5x4) "
         "or 960x720 (15x12); the other networks take any multiple of 8. A size that cannot "
         "be exported is refused before exporting, naming the nearest one that can.",
     )
-    src.add_argument("--batch", type=int_range(1, 4096), default=1, help="static batch (default 1)")
+    add(src, "batch", note="a static batch")
     src.add_argument("--dynamic-batch", action="store_true", help="dynamic batch axis instead of a static one")
-    src.add_argument("--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17; default 17)")
+    src.add_argument("--opset", type=int_range(17, 30), default=17, help="ONNX opset (>= 17)")
     src.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convolutions before export")
     src.add_argument(
         "--exporter",
         default="torchscript",
         choices=["torchscript", "dynamo"],
-        help="torch ONNX exporter (default torchscript; dynamo needs onnxscript)",
+        help="torch ONNX exporter (dynamo needs onnxscript)",
     )
     p.add_argument(
         "--onnx",
         required=True,
-        help="ONNX file: written when --weights/--size are given or neither --engine nor --openvino is, else read",
+        help="ONNX file: written when --weights/--input-size are given or neither --engine nor --openvino is, "
+        "else read",
     )
-    p.add_argument(
-        "--precision",
+    add(
+        p,
+        "precision",
         default=None,
         choices=list(ONNX_PRECISIONS),
         help="precision written into the exported ONNX (default fp32); with --engine alone, "
         "the engine takes the ONNX's own precision and a different one is refused",
     )
     q = p.add_argument_group("int8 post-training quantization (--precision int8)")
-    q.add_argument("--calib-images", default=None, help="folder of real frames to calibrate the Q/DQ scales")
+    add(q, "calib_images")
     q.add_argument(
         "--calib-count",
         type=int_range(1),
         default=DEFAULT_CALIBRATION_IMAGES,
-        help=f"frames used, spread over the folder (default {DEFAULT_CALIBRATION_IMAGES})",
+        help="frames used, spread over the folder",
     )
     q.add_argument(
         "--calib-method",
         default="percentile",
         choices=list(CALIBRATION_METHODS),
-        help="activation range estimator (default percentile)",
+        help="activation range estimator",
     )
-    q.add_argument("--resize", default="stretch", choices=RESIZE_MODES, help="calibration preprocessing")
+    add(q, "resize", note="the calibration frames")
     p.add_argument(
         "--openvino",
         default=None,
@@ -82,15 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write an OpenVINO IR (.xml + .bin) of the ONNX model, at its precision (needs openvino)",
     )
     trt = p.add_argument_group("TensorRT engine (needs tensorrt and a GPU)")
-    trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model")
+    trt.add_argument("--engine", default=None, help="engine file to build from the ONNX model (default: none)")
     trt.add_argument(
         "--max-batch",
         type=int_range(1, 4096),
         default=1,
         help="largest batch of a dynamic-batch engine",
     )
-    trt.add_argument("--workspace-gib", type=float_range(0.0, 1024.0, lo_open=True), default=4.0)
-    p.add_argument("-v", "--verbose", action="store_true")
+    trt.add_argument(
+        "--workspace-gib",
+        type=float_range(0.0, 1024.0, lo_open=True),
+        default=4.0,
+        help="memory TensorRT may use while building, GiB",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is exported, cached and built")
     return p
 
 
@@ -98,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    export_needed = (args.engine is None and args.openvino is None) or args.weights is not None or args.size is not None
+    export_needed = (
+        (args.engine is None and args.openvino is None) or args.weights is not None or args.input_size is not None
+    )
     check_input(parser, "--calib-images", args.calib_images, "dir")
     inputs = [p for p in (args.weights, args.calib_images) if p]
     if export_needed:
@@ -184,7 +192,7 @@ def _export(args, onnx_path: Path):
             model,
             info,
             fp32_path,
-            input_size=args.size,
+            input_size=args.input_size,
             batch=args.batch,
             dynamic_batch=args.dynamic_batch,
             opset=args.opset,

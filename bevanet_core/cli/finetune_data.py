@@ -16,28 +16,31 @@ from pathlib import Path
 from typing import Optional
 
 from ..data.datasets import DatasetError
+from .args import add, make_parser
 from .validate import check_input, check_output_dir, int_range
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="bevanet-finetune-data",
-        description=__doc__.strip().splitlines()[0],
-        epilog=__doc__.split("\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("bevanet-finetune-data", __doc__.strip().splitlines()[0], epilog=__doc__.split("\n", 1)[1])
     p.add_argument("--mined", required=True, help="the folder bevanet-mine wrote (images/, classes.json)")
-    p.add_argument("--labels", required=True, help="folder of label PNGs named like the frames")
-    p.add_argument("--out", required=True, help="output folder: labels/ and train.lst")
-    p.add_argument("--base-root", help="data set root whose list comes first (e.g. ../shared/data/camvid)")
-    p.add_argument("--base-list", default="train.lst", help="list file under --base-root (default train.lst)")
-    p.add_argument("--repeat", type=int_range(1, 1000), default=4, help="times each own frame is listed (default 4)")
+    add(p, "labels", required=True, note="of the mined frames: class indices or the colours of classes.json")
+    add(p, "out", required=True, note="labels/ and train.lst")
+    p.add_argument(
+        "--base-root", help="data set root whose list comes first (e.g. ../shared/data/camvid; default: none)"
+    )
+    p.add_argument("--base-list", default="train.lst", help="list file under --base-root")
+    p.add_argument("--repeat", type=int_range(1, 1000), default=4, help="times each own frame is listed")
     p.add_argument(
         "--hold-out",
         type=int_range(0),
         default=0,
         help="keep the last N labelled frames out of training, listed in OUT/held_out.lst (to calibrate on)",
     )
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     check_input(p, "--mined", args.mined, "dir")
     check_input(p, "--labels", args.labels, "dir")

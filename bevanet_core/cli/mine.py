@@ -20,25 +20,26 @@ from typing import Optional
 from ..bags.evaluate import BagEvalError
 from ..bags.reader import BagReadError
 from ..checkpoint import CheckpointError
+from .args import add, make_parser
 from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
 from .validate import check_input, check_output_dir, int_range
 
 
-@extras_guard("bevanet-mine")
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="bevanet-mine",
-        description=__doc__.strip().splitlines()[0],
-        epilog=__doc__.split("\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("bevanet-mine", __doc__.strip().splitlines()[0], epilog=__doc__.split("\n", 1)[1])
     p.add_argument("bag", help="rosbag2 folder, .mcap/.db3 file or ROS 1 .bag")
     p.add_argument("--count", type=int_range(1, 100000), required=True, help="how many frames to pick")
-    p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--image-topic", help="camera topic (default: the bag's only image topic)")
-    p.add_argument("--label-topic", default="/camera/labels", help="ground-truth topic, used where present")
-    p.add_argument("--max-frames", type=int_range(1), help="score the first N frames only")
+    add(p, "out", required=True, note="created")
+    add(p, "image_topic", note="the one read (default: the bag's only image topic)")
+    add(p, "label_topic", note="used where the bag has it")
+    add(p, "max_frames", note="the frames scored")
     add_model_args(p)
+    return p
+
+
+@extras_guard("bevanet-mine")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     check_input(p, "bag", args.bag, "any")
     check_output_dir(p, "--out", args.out, [args.bag])

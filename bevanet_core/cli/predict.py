@@ -15,8 +15,9 @@ import numpy as np
 
 from ..imaging.policy import ImageDecodeError, check_pixels, image_file_size, read_image_file
 from ..paths import OutputWriteError, unique_output_names, write_image
+from .args import add, make_parser
 from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
-from .validate import check_output_dir, float_range, int_range
+from .validate import check_output_dir, float_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -77,16 +78,21 @@ def video_fps(path: Path) -> float:
     return fps
 
 
-@extras_guard("bevanet-predict")
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.strip())
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("bevanet-predict", __doc__.strip())
     p.add_argument("input", help="an image, a folder of images, or a video file")
-    p.add_argument("--out", default="outputs/predict", help="output folder (default outputs/predict)")
+    add(p, "out", default=Path("outputs/predict"))
     add_model_args(p)
     add_tta_args(p)
     p.add_argument("--alpha", type=float_range(0.0, 1.0), default=0.5, help="overlay opacity in [0, 1]")
-    p.add_argument("--max-frames", type=int_range(1), help="stop after N frames")
+    add(p, "max_frames")
     p.add_argument("--no-frames", action="store_true", help="video: write only the overlay/colour videos")
+    return p
+
+
+@extras_guard("bevanet-predict")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     src = Path(args.input)
     if not src.exists():

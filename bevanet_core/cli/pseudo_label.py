@@ -25,9 +25,10 @@ import numpy as np
 
 from ..imaging.policy import ImageDecodeError
 from ..paths import atomic_write, write_image
+from .args import add, make_parser
 from .common import add_model_args, add_tta_args, apply_input_policy, build_segmenter, extras_guard, with_tta
 from .predict import VIDEO_SUFFIXES, iter_images, iter_video, open_video
-from .validate import check_output_dir, float_range, int_range
+from .validate import check_output_dir, float_range
 
 
 def frames_of(source: Path, every: int):
@@ -89,25 +90,28 @@ def pseudo_label(
     return summary
 
 
-@extras_guard("bevanet-pseudo-label")
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.strip().splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.strip().splitlines()[2:]),
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser(
+        "bevanet-pseudo-label", __doc__.strip().splitlines()[0], epilog="\n".join(__doc__.strip().splitlines()[2:])
     )
     p.add_argument("inputs", nargs="+", help="images, folders of images or videos")
-    p.add_argument("--out", required=True, help="output folder (images/, labels/, list.lst, pseudo_labels.json)")
+    add(p, "out", required=True, note="images/, labels/, list.lst, pseudo_labels.json")
     p.add_argument(
         "--threshold",
         type=float_range(0.0, 1.0),
         default=0.9,
-        help="keep a pixel's label where the teacher's confidence is at least this (default 0.9)",
+        help="keep a pixel's label where the teacher's confidence is at least this",
     )
-    p.add_argument("--every", type=int_range(1), default=1, help="take every N-th frame of each input (default 1)")
-    p.add_argument("--limit", type=int_range(1), default=None, help="stop after N frames in all")
+    add(p, "every", note="of each input")
+    add(p, "max_frames", note="in all")
     add_model_args(p)
     add_tta_args(p)
+    return p
+
+
+@extras_guard("bevanet-pseudo-label")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     sources = [Path(s) for s in args.inputs]
     for source in sources:
@@ -117,7 +121,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     apply_input_policy(args)
     try:
         segmenter = with_tta(args, build_segmenter(args))
-        summary = pseudo_label(segmenter, sources, Path(args.out), args.threshold, args.every, args.limit)
+        summary = pseudo_label(segmenter, sources, Path(args.out), args.threshold, args.every, args.max_frames)
     except (ValueError, OSError) as exc:
         print(f"bevanet-pseudo-label: error: {exc}", file=sys.stderr)
         return 2

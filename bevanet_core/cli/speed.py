@@ -19,10 +19,11 @@ import torch
 from ..export.sizes import ExportSizeError
 from ..hardware import machine
 from ..imaging.geometry import parse_size
-from ..models import list_models
 from ..runtime.benchmark import BenchConfig, _model, reference_protocol, run_benchmark
+from .args import add, add_all, make_parser
+from .bench import bench_weights, default_input_size
 from .common import configure_logging, extras_guard
-from .validate import check_input, check_output_file, int_range
+from .validate import check_input, check_output_file
 
 
 def fast_paths(device: str) -> list[tuple[str, str]]:
@@ -42,45 +43,51 @@ def fast_paths(device: str) -> list[tuple[str, str]]:
     return paths
 
 
-@extras_guard("bevanet-speed")
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    p.add_argument("--variant", default="bevanet_s", choices=list_models())
-    p.add_argument("--size", default="960x720", help="input WxH, multiples of 8 (default 960x720)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--weights", help="weights to time (default: seeded random; speed does not depend on them)")
-    p.add_argument("--runs", type=int_range(1), default=20)
-    p.add_argument("--warmup", type=int_range(0), default=10)
-    p.add_argument("--threads", type=int_range(1, 4096), help="CPU threads")
+def build_parser() -> argparse.ArgumentParser:
+    p = make_parser("bevanet-speed", __doc__.strip().splitlines()[0], epilog=__doc__.split("\n\n", 1)[1])
+    add(p, "weights")
+    add(p, "random_weights")
+    add(p, "variant")
+    add(p, "input_size", note="480x360 with --random-weights")
+    add_all(p, "device", "threads")
+    add(p, "runs", default=20)
+    add(p, "warmup")
     p.add_argument(
         "--paths",
         nargs="*",
         metavar="BACKEND:PRECISION",
         help="fast paths to time (default: the best ones for the device)",
     )
-    p.add_argument("--json", dest="json_out", help="write all figures as JSON here")
+    add(p, "json", note="all figures")
+    return p
+
+
+@extras_guard("bevanet-speed")
+def main(argv: Optional[list[str]] = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     check_input(p, "--weights", args.weights, "file")
-    check_output_file(p, "--json", args.json_out)
+    check_output_file(p, "--json", args.json)
     configure_logging()
     try:
-        size = parse_size(args.size, "size", 8)
+        weights, variant = bench_weights(args)
+        size = parse_size(args.input_size, "--input-size", 8) if args.input_size else default_input_size(weights)
     except ValueError as exc:
         p.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     paths = [tuple(s.split(":", 1)) for s in args.paths] if args.paths else fast_paths(args.device)
     base = BenchConfig(
-        variant=args.variant,
+        variant=variant,
         size=size,
         device=args.device,
         runs=args.runs,
         warmup=args.warmup,
-        weights=args.weights,
+        weights=weights,
         threads=args.threads,
         reference=False,
     )
-    model, _ = _model(base)
+    model, info = _model(base)
     rows = [
         ("authors' protocol", "torch", "fp32", reference_protocol(model, size, args.device, args.runs, args.warmup))
     ]
@@ -94,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             continue
         rows.append(("bevanet_ros runtime", backend, precision, rep))
     ref_fps = rows[0][3]["fps"]
-    print(f"{args.variant} at {size[0]}x{size[1]}, device {args.device}, batch 1")
+    print(f"{info.variant} at {size[0]}x{size[1]}, device {args.device}, batch 1")
     print(f"{'path':<22}{'backend':<13}{'prec.':<7}{'p50 ms':>9}{'p90 ms':>9}{'FPS':>9}{'x ref':>7}")
     for name, backend, precision, rep in rows:
         lat = rep["latency_ms"]
@@ -102,9 +109,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{name:<22}{backend:<13}{precision:<7}{lat['p50']:9.1f}{lat['p90']:9.1f}{rep['fps']:9.2f}"
             f"{rep['fps'] / ref_fps:7.2f}"
         )
-    if args.json_out:
+    if args.json:
         out = {
-            "variant": args.variant,
+            "variant": info.variant,
+            "weights": weights or f"seeded random {variant}",
             "size": list(size),
             "device": args.device,
             "reference": rows[0][3],
@@ -112,9 +120,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             "skipped": skipped,
             "environment": machine(args.device),
         }
-        with open(args.json_out, "w") as f:
+        with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
-        print(f"figures written to {args.json_out}")
+        print(f"figures written to {args.json}")
     return 0
 
 

@@ -11,39 +11,43 @@ from ..data.files import DatasetError, dataset_error_message
 from ..training.checkpointing import CheckpointError, CheckpointWriteError
 from ..training.config import load_config
 from ..training.engine import train
+from .args import add, make_parser
 from .common import extras_guard
 from .validate import check_input, check_output_dir
 
 
-@extras_guard("bevanet-train")
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="bevanet-train",
-        description=__doc__.strip().splitlines()[0],
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        "bevanet-train",
+        __doc__.strip().splitlines()[0],
         epilog="Multi-GPU: torchrun --nproc_per_node=N -m bevanet_core.cli.train ...",
     )
-    parser.add_argument("--config", help="training recipe YAML (see training/)")
+    parser.add_argument("--config", help="training recipe YAML (see training/; default: the built-in defaults)")
     parser.add_argument(
         "--set",
         dest="overrides",
         nargs="*",
         default=[],
         metavar="SECTION.KEY=VALUE",
-        help="override config values, e.g. optim.lr=0.01 run.precision=bf16",
+        help="override config values, e.g. optim.lr=0.01 run.precision=bf16 (default: none)",
     )
-    parser.add_argument("--data-root", help="shortcut for data.root=...")
-    parser.add_argument("--out-dir", help="shortcut for run.out_dir=...")
-    parser.add_argument(
-        "--resume", nargs="?", const="auto", default=None, help="resume from a checkpoint (default: <out_dir>/last.pt)"
-    )
+    add(parser, "root", note="sets data.root (default: the recipe's)")
+    add(parser, "out", note="the run folder, sets run.out_dir (default: the recipe's)")
+    add(parser, "resume")
+    return parser
+
+
+@extras_guard("bevanet-train")
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    check_input(parser, "--data-root", args.data_root, "dir")
-    check_output_dir(parser, "--out-dir", args.out_dir, [args.data_root] if args.data_root else [])
+    check_input(parser, "--root", args.root, "dir")
+    check_output_dir(parser, "--out", args.out, [args.root] if args.root else [])
     overrides = list(args.overrides)
-    if args.data_root:
-        overrides.append(f"data.root={args.data_root}")
-    if args.out_dir:
-        overrides.append(f"run.out_dir={args.out_dir}")
+    if args.root:
+        overrides.append(f"data.root={args.root}")
+    if args.out:
+        overrides.append(f"run.out_dir={args.out}")
     try:
         cfg = load_config(args.config, overrides)
     except (ValueError, FileNotFoundError) as exc:

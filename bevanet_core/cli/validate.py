@@ -75,6 +75,36 @@ def topic_name(text: str) -> str:
     return text
 
 
+def label_topic_name(text: str) -> str:
+    """A topic name, or 'none' (or '') for no labels."""
+    return text if text.lower() in ("", "none") else topic_name(text)
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port, 0 for a free one."""
+    return int_range(0, 65535)(text)
+
+
+def max_pixels_arg(text: str) -> int:
+    """argparse type: a pixel cap (`imaging.policy.parse_max_pixels`)."""
+    from ..imaging.policy import parse_max_pixels
+
+    try:
+        return parse_max_pixels(text, "--max-pixels")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def tta_scales_arg(text: str):
+    """argparse type: the scales of test-time augmentation, e.g. 0.75,1,1.25."""
+    from ..runtime.tta import parse_scales
+
+    try:
+        return parse_scales(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def check_output_dir(
     parser: argparse.ArgumentParser,
     option: str,

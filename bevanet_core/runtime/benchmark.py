@@ -129,7 +129,7 @@ def run_benchmark(cfg: BenchConfig) -> dict[str, Any]:
     choice = seg.backend_choice
     seg.close()
     report: dict[str, Any] = {
-        "variant": cfg.variant,
+        "variant": info.variant,
         "size": list(size),
         "frame_size": [frame_w, frame_h],
         # what ran (after backend / precision 'auto'), and what was asked
