@@ -234,3 +234,20 @@ def test_every_tool_defaults_to_the_shipped_model(parsers):
         assert bench_weights(args) == (str(DEFAULT_WEIGHTS), None), tool
         args = parsers[tool].parse_args(["--random-weights"])
         assert bench_weights(args) == (None, "bevanet_s"), tool
+
+
+def test_pretrain_and_train_pass_the_shared_names_on_to_their_configs(tmp_path, monkeypatch):
+    from bevanet_core.cli import pretrain, train
+
+    seen = {}
+    monkeypatch.setattr(pretrain, "pretrain", lambda cfg, resume: seen.setdefault("pretrain", (cfg, resume)) and {})
+    argv = ["--train", str(tmp_path), "--out-dir", str(tmp_path / "run"), "--batch-size", "8", "--threads", "1"]
+    assert pretrain.main(argv + ["--iterations", "3", "--resume"]) == 0
+    cfg, resume = seen["pretrain"]
+    assert (cfg.out_dir, cfg.batch_size, cfg.threads, cfg.iterations) == (str(tmp_path / "run"), 8, 1, 3)
+    assert resume == "auto" and cfg.device == "auto" and cfg.precision == "auto"
+
+    monkeypatch.setattr(train, "train", lambda cfg, resume: seen.setdefault("train", cfg) and {})
+    (tmp_path / "data").mkdir()
+    assert train.main(["--root", str(tmp_path / "data"), "--out", str(tmp_path / "seg")]) == 0
+    assert seen["train"].data.root == str(tmp_path / "data") and seen["train"].run.out_dir == str(tmp_path / "seg")
