@@ -112,6 +112,7 @@ def test_bench_cli_writes_json_with_reference_and_plot(tmp_path, capsys):
         (["--input-size", "64x64", "--batch", "0"], "at least 1"),
         (["--input-size", "64x64", "--backend", "tensorrt", "--device", "cuda"], "CUDA|tensorrt"),
         (["--input-size", "64x64", "--backend", "torch", "--precision", "int8"], "int8: the onnxruntime, openvino"),
+        (["--variant", "pidnet_s"], "the shipped model is bevanet_s, not pidnet_s: .* --random-weights"),
         (["--random-weights", "--weights", str(REPO / "bevanet_core/weights/bevanet_s_camvid.safetensors")], "drop"),
     ],
 )

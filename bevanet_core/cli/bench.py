@@ -56,6 +56,15 @@ def bench_weights(args: argparse.Namespace) -> tuple[Optional[str], str]:
         return None, args.variant or "bevanet_s"
     if args.weights is None and not DEFAULT_WEIGHTS.is_file():
         raise ValueError(f"the shipped model {DEFAULT_WEIGHTS} is missing: give --weights or --random-weights")
+    if args.weights is None and args.variant is not None:
+        from ..checkpoint import read_checkpoint
+
+        shipped = read_checkpoint(DEFAULT_WEIGHTS)[1]
+        if shipped is not None and shipped.variant != args.variant:
+            raise ValueError(
+                f"the shipped model is {shipped.variant}, not {args.variant}: time an untrained "
+                f"{args.variant} with --random-weights, or give its --weights"
+            )
     return str(args.weights or DEFAULT_WEIGHTS), args.variant
 
 
