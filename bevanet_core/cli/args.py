@@ -374,7 +374,8 @@ def add(
     kwargs.update(own)
     if note:  # before the help's own "(default: ...)", which the note may replace
         head, paren, tail = kwargs["help"].partition(" (default")
-        kwargs["help"] = f"{head}: {note}" + ("" if "default" in note else paren + tail)
+        sep = " " if note.startswith("(") else ": "
+        kwargs["help"] = f"{head}{sep}{note}" + ("" if "default" in note else paren + tail)
     if required:
         kwargs["required"] = True
     hidden = tuple(option.aliases) + tuple(legacy)

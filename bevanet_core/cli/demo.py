@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", type=Path, default=None, help="bag to replay (default: the shipped sample)")
     add(p, "out", default=Path("outputs/demo"), note="its files are replaced")
     add(p, "image_topic", note="the one read (default: the bag's only image topic)")
-    add(p, "label_topic", note="used where the bag has it")
+    add(p, "label_topic")
     add(p, "max_frames")
     p.add_argument("--no-video", action="store_true", help="skip overlay.mp4")
     add(p, "through_node")

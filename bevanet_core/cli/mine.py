@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int_range(1, 100000), required=True, help="how many frames to pick")
     add(p, "out", required=True, note="created")
     add(p, "image_topic", note="the one read (default: the bag's only image topic)")
-    add(p, "label_topic", note="used where the bag has it")
+    add(p, "label_topic")
     add(p, "max_frames", note="the frames scored")
     add_model_args(p)
     return p
