@@ -54,7 +54,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             args.count,
             Path(args.out),
             image_topic=args.image_topic,
-            label_topic=args.label_topic,
+            label_topic=None if args.label_topic.lower() in ("", "none") else args.label_topic,
             max_frames=args.max_frames,
             progress=True,
         )
