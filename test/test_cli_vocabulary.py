@@ -35,6 +35,7 @@ TOOLS = {
     "bevanet-calibrate": "bevanet_core.cli.calibrate",
     "bevanet-mine": "bevanet_core.cli.mine",
     "bevanet-finetune-data": "bevanet_core.cli.finetune_data",
+    "bevanet-rviz-config": "bevanet_core.cli.rviz_config",
 }
 
 

@@ -153,7 +153,7 @@ def test_calibrate_fits_a_curve_reports_the_cross_fitted_ece_and_eval_applies_it
     path = tmp_path / "m.safetensors"
     save_weights(build_model("bevanet_s", num_classes=11).eval(), path, ModelInfo.default("bevanet_s", 11))
     common = ["--dataset", "camvid", "--root", str(shared_data / "camvid"), "--split", "heldout"]
-    common += ["--limit", "2", "--input-size", "64x48", "--weights", str(path)]
+    common += ["--max-frames", "2", "--input-size", "64x48", "--weights", str(path)]
     out = tmp_path / "cal.json"
     assert calibrate_main([*common, "--trained-on", "heldout-train", "--write", "--json", str(out)]) == 0
     text = capsys.readouterr().out

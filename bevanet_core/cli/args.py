@@ -3,9 +3,10 @@ here once (name, meaning, validator, default and help text), and every tool buil
 with `make_parser` and adds these options with `add`.
 
 Naming rules, the same in every tool:
-- `--out DIR` is always a folder the tool writes into. A single output file is named by what it
-  holds: `--json`, `--markdown`, `--plot`, `--montage`, `--overlay-video`, `--onnx`, `--engine`,
-  `--openvino`, `--out-bag`.
+- `--out` is where a tool's output goes: the folder it writes its files into, or the file itself
+  for a tool whose whole output is one file (bevanet-rviz-config). A file written beside the
+  main output, or by a tool without one, is named by what it holds: `--json`, `--markdown`,
+  `--plot`, `--montage`, `--overlay-video`, `--onnx`, `--engine`, `--openvino`, `--out-bag`.
 - `--input-size WxH` is the network input, `--frame-size WxH` the camera frames, `--resize MODE`
   how a frame is fitted to the network input.
 - `--root DIR` is a dataset's root folder and `--list FILE` its list of 'image label' pairs,
@@ -276,7 +277,7 @@ _VOCABULARY = (
         "output folder",
         type=Path,
         aliases=("--out-dir",),
-        varies="each tool writes its own folder (or asks for one)",
+        varies="each tool writes its own folder (or asks for one); bevanet-rviz-config writes one file",
     ),
     Option("--json", "write the report as JSON to this file", type=Path),
     Option("--plot", "write a plot of the run to this image file", type=Path),
@@ -364,8 +365,8 @@ def add(
     option = OPTIONS[dest]
     if own and not option.varies:
         raise TypeError(f"{option.flag} has one {', '.join(own)} in every tool")
-    if set(own) - {"default", "choices", "type", "help"}:
-        raise TypeError(f"{option.flag}: only default, choices, type and help may be a tool's own")
+    if set(own) - {"default", "choices", "type", "help", "metavar"}:
+        raise TypeError(f"{option.flag}: only default, choices, type, help and metavar may be a tool's own")
     kwargs: dict[str, Any] = {"help": option.help, "default": option.default}
     for name in ("type", "choices", "metavar", "nargs", "const", "action"):
         value = getattr(option, name)

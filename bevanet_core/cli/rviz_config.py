@@ -22,7 +22,7 @@ from pathlib import Path
 from ..bags.replay_plan import refuse_undeclared
 from ..serving import rviz_config
 from ..serving.launch_plan import LAUNCH_ARGUMENTS, PACKAGE, PARAMS_FILE, default_arguments, plan_launch
-from .common import DefaultsFormatter
+from .args import add, make_parser
 from .validate import check_output_file
 
 PROG = "bevanet-rviz-config"
@@ -30,12 +30,11 @@ NAMES = [name for name, _, _ in LAUNCH_ARGUMENTS]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0],
+    p = make_parser(
+        PROG,
+        __doc__.split("\n\n")[0],
         epilog="Launch arguments: " + ", ".join(NAMES) + " (ros2 launch bevanet_ros segmentation.launch.py "
         "--show-args describes them).",
-        formatter_class=DefaultsFormatter,
     )
     p.add_argument(
         "arguments",
@@ -44,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="arguments of segmentation.launch.py (namespace, node_name, camera_topics, camera_names, "
         "input_transport, params_file, ...), as on the launch line",
     )
-    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="the .rviz file to write (default: stdout)")
+    add(p, "out", metavar="FILE", help="the .rviz file to write (default: stdout)")
     p.add_argument(
         "--fixed-frame",
         default=rviz_config.FIXED_FRAME,
