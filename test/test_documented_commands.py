@@ -38,15 +38,15 @@ SKIP_MARKERS = (r"needs:\s*(.+)", r"(runs until Ctrl-C)", r"takes:\s*(.+)")
 
 # a quick run of each tool: the arguments added to the documented command
 BUDGETS = {
-    "bevanet-eval": ["--limit", "2"],
-    "bevanet-calibrate": ["--limit", "2"],
+    "bevanet-eval": ["--max-frames", "2"],
+    "bevanet-calibrate": ["--max-frames", "2"],
     "bevanet-make-bag": ["--max-frames", "4"],
     "bevanet-bag-eval": ["--max-frames", "4"],
     "bevanet-demo": ["--max-frames", "4"],
     "scripts/demo.sh": ["--max-frames", "4"],
     "bevanet-mine": ["--max-frames", "6"],
     "bevanet-predict": ["--max-frames", "2"],
-    "bevanet-pseudo-label": ["--limit", "2"],
+    "bevanet-pseudo-label": ["--max-frames", "2"],
     "bevanet-bench": ["--runs", "2", "--warmup", "1"],
     "bevanet-speed": ["--runs", "2", "--warmup", "1"],
     "benchmarks/bench_node.py": ["--num-frames", "2", "--runs", "1", "--flood-s", "1"],
