@@ -205,8 +205,10 @@ def test_the_parser_joins_continuations_and_reads_markers(tmp_path):
     assert with_budget("bevanet-train --config c.yaml --set a=1 --resume") == (
         "bevanet-train --config c.yaml --set a=1 " + shlex.join(TRAIN_BUDGET) + " --resume"
     )
-    assert with_budget("mkdir x && bevanet-eval --root r").endswith("bevanet-eval --root r --limit 2 --backend torch")
-    assert with_budget("bevanet-eval --weights m.onnx") == "bevanet-eval --weights m.onnx --limit 2"
+    assert with_budget("mkdir x && bevanet-eval --root r").endswith(
+        "bevanet-eval --root r --max-frames 2 --backend torch"
+    )
+    assert with_budget("bevanet-eval --weights m.onnx") == "bevanet-eval --weights m.onnx --max-frames 2"
     assert claimed_outputs("bevanet-x --json a.json --out-bag b && t --set run.out_dir=o") == [
         "a.json",
         "b",
