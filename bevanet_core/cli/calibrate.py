@@ -11,6 +11,9 @@ of the frames and measured on the second, and the other way round: the figure to
 frames, as the in-sample one flatters the fit), and which training frames the fit split
 shares with the model's training data (read from the recipe named in the weights' metadata, or
 `--trained-on`): for CamVid by drive, since frames of one drive are near-duplicates.
+A checkpoint is fitted in full precision (`--precision auto` means fp32 here): the calibration
+describes the network, and the int8 pipelines backend auto may choose are guarded to keep its
+confidence.
 
 A model trained on every labelled frame has no unseen frames to fit on. Its temperature comes
 from the held-out run of the same recipe (trained without the held-out drive), stored in it with
@@ -44,7 +47,7 @@ from ..evaluation.calibration import (
 )
 from ..evaluation.confidence_curve import CURVE_KEY, curve_record, fit_isotonic
 from .args import add, make_parser
-from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard
+from .common import add_model_args, apply_input_policy, build_segmenter, extras_guard, is_exported_model
 from .validate import check_input, check_output_file, int_range
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,8 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", action="store_true", help="store the calibration in the --weights file's metadata")
     p.add_argument(
         "--store-in",
-        help="also store the temperature in this .safetensors file: a model of the same recipe trained "
-        "on every frame, whose temperature is fitted through its held-out run (--weights) (default: none)",
+        help="also store the calibration in this .safetensors file: a model of the same recipe trained "
+        "on every frame, whose calibration is fitted through its held-out run (--weights) (default: none)",
+    )
+    p.add_argument(
+        "--fitted-with",
+        help="how the --store-in record names the --weights run, e.g. the recipe and iteration rather "
+        "than a path on this machine (default: the --weights path)",
     )
     add(p, "json")
     return p
@@ -157,7 +165,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         dataset = build_dataset(args.dataset, root, root / args.list if args.list else None, args.split or "val")
         image, _ = dataset[0]
         size = args.input_size or (((image.shape[1] + 7) // 8) * 8, ((image.shape[0] + 7) // 8) * 8)
-        seg = build_segmenter(args, input_size=size)
+        # the calibration describes the network, not one of its quantised copies: a checkpoint is
+        # fitted in full precision unless --precision says otherwise (backend auto's int8 is
+        # guarded to keep the float network's confidence)
+        full = {} if args.precision != "auto" or is_exported_model(args.weights) else {"precision": "fp32"}
+        seg = build_segmenter(args, input_size=size, **full)
         trained, how = training_frames(seg.info, args.dataset, root, args.trained_on)
     except (CheckpointError, DatasetError, ValueError, FileNotFoundError) as exc:
         print(f"bevanet-calibrate: error: {exc}", file=sys.stderr)
@@ -252,8 +264,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 )
             moved = {
                 **record,
-                "fitted_with": f"{args.weights or 'the shipped weights'}: a model of the same recipe, trained "
-                f"without {split_name}",
+                "fitted_with": f"{args.fitted_with or args.weights or 'the shipped weights'}: a model of the same "
+                f"recipe, trained without {split_name}",
                 "note": f"fitted on {split_name} through the held-out run of the same recipe (this model's "
                 "training data may hold those frames; the held-out run's does not"
                 + ("" if unseen else f", which here it does: {record.get('note', how)}")
