@@ -126,7 +126,20 @@ def test_ros2_run_param_topic_journey(env, seeded_weights, ros_context, tmp_path
             masks = probe.subscribe("/segmentation/mask")
             assert masks.wait_count(3, START_S), node.text()[-3000:]
             # the mask topic as a user looks at it
-            echo = ok(ros2(env, "topic", "echo", "--once", "/segmentation/mask", "--field", "encoding", *NO_DAEMON))
+            # (the type named: without it, echo gives up when discovery has not yet seen the publisher)
+            echo = ok(
+                ros2(
+                    env,
+                    "topic",
+                    "echo",
+                    "--once",
+                    "/segmentation/mask",
+                    "sensor_msgs/msg/Image",
+                    "--field",
+                    "encoding",
+                    *NO_DAEMON,
+                )
+            )
             assert echo.strip().splitlines()[0] == "mono8", echo
             hz = Process(
                 [ros2_executable(), "topic", "hz", "/segmentation/mask", "--window", "5"], env, tmp_path / "hz.log"
