@@ -44,8 +44,8 @@ class HealthThresholds:
     """Where a camera or the model goes WARN. Defaults: `scripts/fit_health_thresholds.py`."""
 
     # fitted by scripts/fit_health_thresholds.py: camera figures on 593 normal frames (CamVid
-    # train + val, the KITTI grey sequence, the dash-cam video), the shipped model's confidence on
-    # CamVid val and its classes on CamVid train; each the most extreme normal value with a margin
+    # train + val, the KITTI grey sequence, the dash-cam video), the shipped model's calibrated
+    # confidence on CamVid val and its classes on CamVid train; each the most extreme normal value with a margin
     black_p99: float = 48.5
     saturated_share: float = 0.667
     frozen_frames: int = 15
@@ -56,13 +56,13 @@ class HealthThresholds:
     event_hold_frames: int = 30
     window: int = 5
     low_confidence: float = 0.5
-    min_mean_confidence: float = 0.798
-    max_low_confidence_share: float = 0.14
-    max_class_distance: float = 0.571
-    min_road_share: float = 0.0578
+    min_mean_confidence: float = 0.835
+    max_low_confidence_share: float = 0.126
+    max_class_distance: float = 0.569
+    min_road_share: float = 0.0587
     # class shares of the shipped model's masks on CamVid train; None = no distance check
     class_prior: Optional[list[float]] = dataclasses.field(
-        default_factory=lambda: [0.1696, 0.2347, 0.0214, 0.3161, 0.0475, 0.1064, 0.0179, 0.0124, 0.0617, 0.0075, 0.0047]
+        default_factory=lambda: [0.1702, 0.2363, 0.0212, 0.3163, 0.0471, 0.1058, 0.0175, 0.0122, 0.0615, 0.0074, 0.0046]
     )
 
     def validate(self) -> None:
