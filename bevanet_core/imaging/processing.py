@@ -110,11 +110,10 @@ class Postprocessor:
         self.upsample = upsample
         self.align_corners = bool(align_corners)
         self.temperature = float(temperature)
-        if confidence_table is not None and (
-            np.asarray(confidence_table).shape != (256,) or np.asarray(confidence_table).dtype != np.uint8
-        ):
+        table = None if confidence_table is None else np.array(confidence_table)
+        if table is not None and (table.shape != (256,) or table.dtype != np.uint8):
             raise ValueError("confidence_table must hold 256 uint8 entries")
-        self._table = None if confidence_table is None else torch.from_numpy(np.array(confidence_table))
+        self._table = None if table is None else torch.from_numpy(table)
         # per frame size, bounded (a stream of ever new sizes must not grow memory without end)
         self._grids: LRUCache[torch.Tensor] = LRUCache()
         self._indices: LRUCache[tuple[torch.Tensor, torch.Tensor]] = LRUCache()
@@ -186,20 +185,21 @@ class Postprocessor:
             top, lab = band.max(dim=1)
             labels[:, y0:y1] = lab.to(torch.uint8)
             if conf is not None:
-                conf[:, y0:y1] = self._confidence(top, band)
+                conf[:, y0:y1] = self.confidence(top, band)
         return labels, conf
 
-    def _confidence(self, top: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    def confidence(self, top: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """uint8 max softmax(logits / T) * 255 = exp(max / T - logsumexp(logits / T)) * 255, without
-        materialising the softmax."""
+        materialising the softmax, through the fitted curve's table if any. `logits`: N x C x ...,
+        `top`: their max over C."""
         t = self.temperature
         if t == 1.0:
             p = torch.exp(top - torch.logsumexp(logits, dim=1))
         else:
             p = torch.exp(top / t - torch.logsumexp(logits / t, dim=1))
-        return self.map_confidence((p * 255.0).round_().to(torch.uint8))
+        return self._mapped((p * 255.0).round_().to(torch.uint8))
 
-    def map_confidence(self, conf: torch.Tensor) -> torch.Tensor:
+    def _mapped(self, conf: torch.Tensor) -> torch.Tensor:
         """The 8-bit temperature-scaled confidence through the fitted monotone map, if any."""
         if self._table is None:
             return conf
@@ -227,7 +227,7 @@ class Postprocessor:
             top, labels = part.max(dim=1)
             conf = None
             if confidence:
-                conf = self._confidence(top, part)
+                conf = self.confidence(top, part)
             labels = labels.to(torch.uint8)
             if self.upsample == "labels":
                 rows, cols = self._index(plan, logits.device, output_stride(plan, logits))

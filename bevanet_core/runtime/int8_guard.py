@@ -102,8 +102,3 @@ def compare(reference: Backend, candidate: Backend, x: torch.Tensor, variant) ->
     ref_labels, ref_conf = labels_and_confidence(reference, x, corners)
     labels, conf = labels_and_confidence(candidate, x, corners)
     return float((ref_labels == labels).float().mean()), float((ref_conf - conf).abs().mean())
-
-
-def agreement(reference: Backend, candidate: Backend, x: torch.Tensor, variant) -> float:
-    """The fraction of check-frame pixels on which `candidate` gives `reference`'s label."""
-    return compare(reference, candidate, x, variant)[0]

@@ -61,6 +61,7 @@ class TestTimeAugmentation:
         self._post = Postprocessor(
             "logits",
             align_corners=logits_align_corners(segmenter.info.variant),
+            temperature=float(getattr(segmenter, "temperature", 1.0)),
             confidence_table=curve_table(getattr(segmenter, "confidence_curve", None)),
         )
 
@@ -136,9 +137,7 @@ class TestTimeAugmentation:
         mask = labels.to(torch.uint8).cpu().numpy()
         conf = None
         if confidence:  # calibrated as the segmenter's: max softmax(logits / T), then its curve
-            t = self.temperature
-            conf = torch.exp(top / t - torch.logsumexp(averaged / t, dim=0))
-            conf = self._post.map_confidence((conf * 255.0).round_().to(torch.uint8)).cpu().numpy()
+            conf = self._post.confidence(top[None], averaged[None])[0].cpu().numpy()
         col = self.segmenter.colorize(mask) if color else None
         result = SegmentationResult(mask=mask, confidence=conf, color=col, logits=averaged.cpu() if logits else None)
         result.timings = {"total": (time.perf_counter() - t0) * 1e3}
