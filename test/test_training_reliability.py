@@ -148,7 +148,7 @@ def test_dataset_error_message_is_one_line_from_a_worker(trained, tmp_path):
     values[5, 7] = 40000
     assert cv2.imwrite(str(label), values)
     # the worker is forked from a fresh interpreter: forking the test process, which has run
-    # ONNX Runtime, OpenVINO and rclpy by now, crashed it (SIGSEGV) in two of three full runs
+    # ONNX Runtime, OpenVINO and many torch models by now, crashed it (SIGSEGV) in full runs
     done = subprocess.run(
         [sys.executable, "-c", WORKER_ERROR, str(data)], capture_output=True, text=True, timeout=300, cwd=REPO
     )
