@@ -65,6 +65,14 @@ def parse_arm(text: str):
     return name, overrides
 
 
+def recipe_digest(recipe: Path) -> str:
+    """SHA-256 of the recipe's settings (its YAML parsed, keys sorted), blind to comments and layout."""
+    import yaml
+
+    settings = yaml.safe_load(recipe.read_text())
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
 def start_of(weights: Path, recipe: Path) -> int:
     """The schedule iteration `weights` were taken at, when they come from `recipe`; else 0."""
     from bevanet_core.checkpoint import read_checkpoint
@@ -95,7 +103,7 @@ def run_trial(
     result_path = out / "result.json"
     settings = {
         "recipe": f"training/{recipe.name}",
-        "recipe_sha256": hashlib.sha256(recipe.read_bytes()).hexdigest(),  # an edited recipe is another trial
+        "recipe_sha256": recipe_digest(recipe),  # an edited recipe is another trial; an edited comment is not
         "weights": str(weights) if weights else "scratch",
         "start_iteration": start,
         "iterations": iterations,

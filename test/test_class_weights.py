@@ -147,3 +147,18 @@ def test_an_arm_keeps_a_bracketed_list_whole():
     name, overrides = trials.parse_arm("capped=data.class_weights=[1, 2.5, 3],optim.lr=0.002")
     assert name == "capped" and overrides == ["data.class_weights=[1, 2.5, 3]", "optim.lr=0.002"]
     assert trials.parse_arm("plain=")[1] == []
+
+
+def test_a_recipe_edited_only_in_its_comments_is_the_same_trial(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_trials", REPO / "studies" / "recipe_trials.py")
+    trials = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trials)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# a recipe\noptim:\n  lr: 0.01\n  momentum: 0.9\n")
+    digest = trials.recipe_digest(recipe)
+    recipe.write_text("# the recipe, comment reworded\noptim:\n  momentum: 0.9  # SGD\n  lr: 0.01\n")
+    assert trials.recipe_digest(recipe) == digest
+    recipe.write_text("optim:\n  lr: 0.02\n  momentum: 0.9\n")
+    assert trials.recipe_digest(recipe) != digest
