@@ -2,6 +2,7 @@
 
     python scripts/ship_default_model.py RUN_DIR|WEIGHTS [--recipe training/NAME.yaml] [--force]
                                          [--out bevanet_core/weights/bevanet_s_camvid.safetensors]
+    python scripts/ship_default_model.py --proxy HELDOUT_RUN_DIR --proxy-only
 
 Takes RUN_DIR/best.safetensors (best validation mIoU), or a weights file whose folder holds the
 run's logs (what scripts/gpu_train.py brings back), drops the training-only heads, stores fp16
@@ -15,7 +16,12 @@ A recipe that trains on val's frames (train+val) leaves nothing labelled to choo
 only shows that training ran (the candidate ships unless it scores more than --val-slack below the
 shipped model there), and --proxy names the weights of the same recipe's run that held a drive out
 (training/<recipe>-heldout.yaml), whose figure on that drive is stored with the model as its
-honest one.
+honest one. `--proxy RUN --proxy-only` measures that run again and rewrites the `proxy` record of
+--out alone (tensors, calibration and every other record kept), for the held-out run goes on
+after the train+val run has ended.
+
+A shipped model starts uncalibrated: fit its calibration again after shipping (bevanet-calibrate,
+docs/training.md), which this script reminds of when the model it replaces had one.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from typing import Optional
 
 import torch
 
-from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, save_weights
+from bevanet_core.checkpoint import DEFAULT_WEIGHTS, load_model, read_checkpoint, save_weights
 from bevanet_core.data.datasets import build_dataset
 from bevanet_core.data.transforms import EvalTransform
+from bevanet_core.evaluation.calibration import CALIBRATION_KEY
 from bevanet_core.options import logits_align_corners
 from bevanet_core.training.validation import evaluate
 
@@ -94,6 +101,28 @@ def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dic
     }
 
 
+def refresh_proxy(out: Path, proxy: Path, data: Path, recipe: Optional[str] = None) -> int:
+    """Rewrites the `proxy` record of the model at `out` from the held-out run at `proxy`; the tensors
+    and every other record are kept byte for byte."""
+    from bevanet_core.evaluation.calibration import write_safetensors_metadata
+
+    _, info = read_checkpoint(out)
+    if info is None or not (REPO / str(info.extra.get("recipe", ""))).is_file():
+        print(f"{out}: no recipe in its metadata, so no held-out twin to measure", file=sys.stderr)
+        return 2
+    if not trains_on_val(REPO / info.extra["recipe"], data):
+        print(f"{out}: its recipe does not train on val, whose figure is its honest one; no proxy", file=sys.stderr)
+        return 2
+    before = info.extra.get("proxy")
+    after = info.extra["proxy"] = proxy_figure(proxy, data, recipe)
+    if after["recipe"] is None and before:  # a weights file that does not name its recipe: as before
+        after["recipe"] = before.get("recipe")
+    write_safetensors_metadata(out, info)
+    was = f"{before['heldout_miou']:.2f} at iteration {before.get('iteration')}" if before else "none"
+    print(f"proxy of {out.name}: {after['heldout_miou']:.2f} at iteration {after['iteration']} (was {was})")
+    return 0
+
+
 def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
     """A training checkpoint (RUN_DIR/last.pt) as a weights file: its average of the weights where the
     run keeps one, else its weights, with the iteration it was taken at."""
@@ -115,6 +144,7 @@ def main() -> int:
     p.add_argument(
         "run",
         type=Path,
+        nargs="?",
         help="a run directory (its best.safetensors), a weights file, or a training "
         "checkpoint (RUN_DIR/last.pt: its average of the weights)",
     )
@@ -131,6 +161,11 @@ def main() -> int:
         help="for a recipe that trains on val: the held-out run of the same recipe (its directory, "
         "last.pt or weights), whose figure on the drive it never saw is stored with the model",
     )
+    p.add_argument(
+        "--proxy-only",
+        action="store_true",
+        help="rewrite only the --proxy figure of the model at --out (no RUN; its tensors and other records kept)",
+    )
     p.add_argument("--proxy-recipe", help="the recipe the --proxy run followed (default: from its metadata)")
     p.add_argument(
         "--val-slack",
@@ -140,6 +175,12 @@ def main() -> int:
     )
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.proxy_only:
+        if args.proxy is None or args.run is not None:
+            p.error("--proxy-only takes --proxy RUN and no run to ship")
+        return refresh_proxy(args.out, args.proxy, args.data, args.proxy_recipe)
+    if args.run is None:
+        p.error("the run to ship is required (a run directory, weights file or RUN_DIR/last.pt)")
     weights = args.run if args.run.is_file() else args.run / "best.safetensors"
     args.run_dir = weights.parent
     name = args.name or args.run_dir.name
@@ -183,7 +224,13 @@ def main() -> int:
             print("not shipped: the shipped model scores as high or higher")
             return 1
         info.extra["val_miou"] = round(new, 2)
+        replaced = read_checkpoint(args.out)[1] if args.out.is_file() else None
         save_weights(model, args.out, info, dtype=torch.float16)
+    if replaced is not None and CALIBRATION_KEY in (replaced.extra or {}):
+        print(
+            f"the model replaced was calibrated; {args.out.name} is not yet: fit its calibration with "
+            "bevanet-calibrate (docs/training.md, 'Calibrated confidence')"
+        )
     logs = args.logs / name
     logs.mkdir(parents=True, exist_ok=True)
     for name in ("config.yaml", "train.log.jsonl", "console.log"):

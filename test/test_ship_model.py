@@ -56,6 +56,7 @@ def test_a_worse_run_is_not_shipped_unless_forced(camvid_subset, tmp_path):
     assert out.read_bytes() == DEFAULT_WEIGHTS.read_bytes()  # untouched
     forced = _ship(run, out, data, tmp_path / "logs", "--force")
     assert forced.returncode == 0, forced.stderr
+    assert "fit its calibration" in forced.stdout  # the model it replaced was calibrated; this one is not
     state, info = read_checkpoint(out)
     assert state["head.conv2.weight"].dtype == torch.float16
     assert info.extra["iteration"] == 1234 and info.extra["recipe"] == "training/my-run.yaml"
@@ -205,3 +206,49 @@ def test_a_train_and_val_run_ships_with_its_held_out_twin_as_its_figure(shared_d
     )
     refused = _ship(run, out, data, tmp_path / "logs", *recipe)
     assert refused.returncode == 1 and "below the shipped model on val" in refused.stdout, refused.stdout
+
+
+def test_the_proxy_figure_alone_is_refreshed_keeping_tensors_and_calibration(shared_data, tmp_path):
+    # a CamVid copy holding one frame of the held-out drive 0006R0
+    src, data = shared_data / "camvid", tmp_path / "camvid"
+    pairs = [next(line for line in (src / "train.lst").read_text().splitlines() if "0006R0" in line)]
+    pairs += (src / "val.lst").read_text().splitlines()[:1]
+    for rel in " ".join(pairs).split():
+        (data / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / rel, data / rel)
+    (data / "train.lst").write_text(pairs[0] + "\n")
+    (data / "val.lst").write_text(pairs[1] + "\n")
+    out = tmp_path / "shipped.safetensors"
+    shutil.copy(DEFAULT_WEIGHTS, out)
+    state, before = read_checkpoint(DEFAULT_WEIGHTS)
+    twin = tmp_path / "twin.safetensors"
+    info = read_checkpoint(DEFAULT_WEIGHTS)[1]
+    info.extra = {"iteration": 4321, "recipe": "training/bevanet-s_camvid-480x360-heldout.yaml"}
+    save_weights(build_model("bevanet_s", num_classes=11), twin, info)
+    refreshed = _ship_proxy(out, data, twin)
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    assert "at iteration 4321" in refreshed.stdout and "was " in refreshed.stdout
+    new_state, after = read_checkpoint(out)
+    assert after.extra["proxy"]["iteration"] == 4321 and after.extra["proxy"]["held_out"] == ["0006R0"]
+    assert after.extra["proxy"]["recipe"] == "training/bevanet-s_camvid-480x360-heldout.yaml"
+    assert {k: v for k, v in after.extra.items() if k != "proxy"} == {
+        k: v for k, v in before.extra.items() if k != "proxy"
+    }  # the calibration, val figure and recipe are kept
+    assert all(torch.equal(state[k], new_state[k]) for k in state)
+    # a model whose recipe does not train on val has its own honest figure: no proxy written
+    train_only = tmp_path / "train-only.safetensors"
+    info.extra = {"recipe": "training/bevanet-s_camvid-480x360-long.yaml"}
+    save_weights(build_model("bevanet_s", num_classes=11), train_only, info)
+    refused = _ship_proxy(train_only, data, twin)
+    assert refused.returncode == 2 and "does not train on val" in refused.stderr
+    assert "proxy" not in read_checkpoint(train_only)[1].extra
+
+
+def _ship_proxy(out: Path, data: Path, proxy: Path):
+    return subprocess.run(
+        [sys.executable, "scripts/ship_default_model.py", "--out", str(out), "--data", str(data)]
+        + ["--proxy", str(proxy), "--proxy-only"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
