@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bevanet_core.data.classes import IGNORE_INDEX  # noqa: E402
+from bevanet_core.data.transforms import MountAugment  # noqa: E402
 
 # name -> (roll in degrees, pitch as a share of the height, keystone as a share of the width)
 VIEWS = {
@@ -41,19 +42,6 @@ VIEWS = {
     "keystone 5% (higher mount)": (0.0, 0.0, 0.05),
     "rolled 3 deg, pitched up 4%, keystone 4%": (3.0, 0.04, 0.04),
 }
-
-
-def mount_matrix(w: int, h: int, roll_deg: float, pitch: float, keystone: float) -> np.ndarray:
-    """The 3x3 warp of MountAugment with its random draws fixed to these values."""
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    dst = src.copy()
-    dst[:2, 1] += pitch * h
-    dst[2:, 1] -= pitch * h * 0.5
-    dst[0, 0] += keystone * w
-    dst[1, 0] -= keystone * w
-    matrix = cv2.getPerspectiveTransform(src, dst)
-    roll = cv2.getRotationMatrix2D((w / 2, h / 2), roll_deg, 1.0)
-    return np.vstack([roll, [0, 0, 1]]) @ matrix
 
 
 class WarpedFrames:
@@ -75,7 +63,7 @@ class WarpedFrames:
 
     def warp(self, image: np.ndarray, label: np.ndarray):
         h, w = label.shape
-        m = mount_matrix(w, h, *self.view)
+        m = MountAugment.matrix(w, h, *self.view)
         if np.allclose(m, np.eye(3)):
             return image, label
         image = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))

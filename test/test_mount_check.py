@@ -46,7 +46,7 @@ def test_a_view_is_the_mount_augmentation_with_its_draws_fixed():
     got_image, got_label = frames.warp(image, label)
     assert np.array_equal(got_image, want_image) and np.array_equal(got_label, want_label)
     assert got_label[0, 0] == 255 or got_label[-1, -1] == 255  # brought in from outside: ignored
-    assert np.allclose(study.mount_matrix(80, 60, 0.0, 0.0, 0.0), np.eye(3))
+    assert np.allclose(MountAugment.matrix(80, 60, 0.0, 0.0, 0.0), np.eye(3))
 
 
 def test_the_view_as_recorded_scores_what_the_evaluation_does(shared_data, tmp_path):

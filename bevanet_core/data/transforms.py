@@ -186,22 +186,26 @@ class MountAugment:
     p_keystone: float = 0.3
     keystone: float = 0.06  # the top edge narrows or widens by up to this share of the width
 
-    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator, ignore_index: int):
-        h, w = label.shape
+    @staticmethod
+    def matrix(w: int, h: int, roll_deg: float, pitch: float, keystone: float) -> np.ndarray:
+        """The 3x3 warp of one mount: `pitch` moves the top edge by that share of the height (the
+        bottom edge half as far the other way), `keystone` narrows the top edge by that share of the
+        width on each side, then the view is rolled by `roll_deg` about the image centre."""
         src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
         dst = src.copy()
-        if rng.random() < self.p_pitch:
-            dy = rng.uniform(-self.pitch, self.pitch) * h
-            dst[:2, 1] += dy
-            dst[2:, 1] -= dy * 0.5
-        if rng.random() < self.p_keystone:
-            dx = rng.uniform(-self.keystone, self.keystone) * w
-            dst[0, 0] += dx
-            dst[1, 0] -= dx
-        matrix = cv2.getPerspectiveTransform(src, dst)
-        if rng.random() < self.p_roll:
-            roll = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-self.roll_deg, self.roll_deg)), 1.0)
-            matrix = np.vstack([roll, [0, 0, 1]]) @ matrix
+        dst[:2, 1] += pitch * h
+        dst[2:, 1] -= pitch * h * 0.5
+        dst[0, 0] += keystone * w
+        dst[1, 0] -= keystone * w
+        roll = cv2.getRotationMatrix2D((w / 2, h / 2), roll_deg, 1.0)
+        return np.vstack([roll, [0, 0, 1]]) @ cv2.getPerspectiveTransform(src, dst)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator, ignore_index: int):
+        h, w = label.shape
+        pitch = rng.uniform(-self.pitch, self.pitch) if rng.random() < self.p_pitch else 0.0
+        keystone = rng.uniform(-self.keystone, self.keystone) if rng.random() < self.p_keystone else 0.0
+        roll = float(rng.uniform(-self.roll_deg, self.roll_deg)) if rng.random() < self.p_roll else 0.0
+        matrix = self.matrix(w, h, roll, pitch, keystone)
         if np.allclose(matrix, np.eye(3)):
             return image, label
         image = cv2.warpPerspective(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
