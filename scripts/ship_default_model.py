@@ -78,8 +78,10 @@ def trains_on_val(recipe: Path, data: Path) -> bool:
 
 def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dict:
     """The held-out run's figure: its weights (a run directory's last.pt or a weights file) on the
-    drive its recipe held out."""
+    drive its recipe held out; from a run's checkpoint, with the curve validated on the way and how
+    much it rose over the recipe's `run.plateau_window` (whether it is flat by `run.plateau_gain`)."""
     from bevanet_core.data.camvid_splits import CAMVID_HELDOUT_SEQUENCES
+    from bevanet_core.training.plateau import window_gain
 
     with tempfile.TemporaryDirectory() as tmp:
         if weights.is_dir():
@@ -92,13 +94,31 @@ def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dic
         miou = evaluate(
             model, held, torch.device("cpu"), info.num_classes, align_corners=logits_align_corners(info.variant)
         ).miou()
-    return {
+    record = {
         "heldout_miou": round(miou, 2),
         "split": "heldout",
         "held_out": list(CAMVID_HELDOUT_SEQUENCES),
         "recipe": recipe or info.extra.get("recipe"),
         "iteration": info.extra.get("iteration"),
     }
+    curve = info.extra.get("curve")
+    rule = plateau_rule(record["recipe"])
+    if curve:
+        record["curve"] = curve
+    gain = window_gain([{"iteration": i, "val_miou": v} for i, v in curve or []], rule[0]) if rule else None
+    if gain is not None:
+        record["plateau"] = {"window": rule[0], "gain": round(gain, 2), "min_gain": rule[1], "flat": gain < rule[1]}
+    return record
+
+
+def plateau_rule(recipe: Optional[str]) -> Optional[tuple[int, float]]:
+    """The window and least gain a recipe calls its curve flat by (`run.plateau_window`,
+    `run.plateau_gain`); None where it sets no window, or is not in the repository."""
+    from bevanet_core.training.config import load_config
+
+    path = REPO / str(recipe or "")
+    run = load_config(str(path), []).run if recipe and path.is_file() else None
+    return (run.plateau_window, run.plateau_gain) if run and run.plateau_window else None
 
 
 def refresh_proxy(out: Path, proxy: Path, data: Path, recipe: Optional[str] = None) -> int:
@@ -120,7 +140,18 @@ def refresh_proxy(out: Path, proxy: Path, data: Path, recipe: Optional[str] = No
     write_safetensors_metadata(out, info)
     was = f"{before['heldout_miou']:.2f} at iteration {before.get('iteration')}" if before else "none"
     print(f"proxy of {out.name}: {after['heldout_miou']:.2f} at iteration {after['iteration']} (was {was})")
+    if "plateau" in after:
+        print(plateau_sentence(after["plateau"]))
     return 0
+
+
+def plateau_sentence(plateau: dict) -> str:
+    verdict = (
+        "flat: the recipe has stopped paying"
+        if plateau["flat"]
+        else f"still rising (flat under {plateau['min_gain']:g})"
+    )
+    return f"its validated curve rose {plateau['gain']:+.2f} over the last {plateau['window']} iterations: {verdict}"
 
 
 def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
@@ -132,7 +163,10 @@ def weights_of_training_checkpoint(path: Path, out: Path) -> Path:
 
     ckpt = load_training_checkpoint(path)
     info = ModelInfo.from_json(ckpt["model_info"])
+    curve = [[h["iteration"], round(h["val_miou"], 2)] for h in ckpt.get("history", []) if "val_miou" in h]
     info.extra = {**{k: v for k, v in info.extra.items() if k != "val_miou"}, "iteration": ckpt["iteration"]}
+    if curve:
+        info.extra["curve"] = curve  # the mIoU validated on the way, [iteration, mIoU] pairs
     model = build_model(info.variant, info.num_classes, aux_heads=True)
     model.load_state_dict(ckpt["ema"]["model"] if "ema" in ckpt else ckpt["model"])
     save_weights(model, out, info)
@@ -220,6 +254,8 @@ def main() -> int:
                 info.extra["proxy"] = proxy_figure(args.proxy, args.data, args.proxy_recipe)
                 proxy = info.extra["proxy"]
                 print(f"proxy: {proxy['heldout_miou']:.2f} on {', '.join(proxy['held_out'])}, held out ({proxy})")
+                if "plateau" in proxy:
+                    print(plateau_sentence(proxy["plateau"]))
         elif new <= old and not args.force:
             print("not shipped: the shipped model scores as high or higher")
             return 1

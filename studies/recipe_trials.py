@@ -65,11 +65,29 @@ def parse_arm(text: str):
     return name, overrides
 
 
+# run keys a trial sets itself or that do not change what it trains: where it writes, how often it
+# logs, validates and checkpoints, its threads, and when a full run would stop on a flat curve
+TRIAL_BLIND_RUN_KEYS = (
+    "out_dir",
+    "threads",
+    "val_every",
+    "log_every",
+    "checkpoint_every",
+    "plateau_window",
+    "plateau_gain",
+)
+
+
 def recipe_digest(recipe: Path) -> str:
-    """SHA-256 of the recipe's settings (its YAML parsed, keys sorted), blind to comments and layout."""
+    """SHA-256 of the recipe's settings (its YAML parsed, keys sorted), blind to comments and layout
+    and to the run keys a trial sets itself (TRIAL_BLIND_RUN_KEYS)."""
     import yaml
 
     settings = yaml.safe_load(recipe.read_text())
+    if isinstance(settings, dict) and isinstance(settings.get("run"), dict):
+        settings["run"] = {k: v for k, v in settings["run"].items() if k not in TRIAL_BLIND_RUN_KEYS}
+        if not settings["run"]:
+            del settings["run"]
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
@@ -132,6 +150,7 @@ def run_trial(
             f"run.ema_decay={ema}",
             f"run.threads={threads}",
             "run.time_budget_min=0",
+            "run.plateau_window=0",  # a trial trains its whole budget
             *overrides,
         ],
     )

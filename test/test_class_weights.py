@@ -162,3 +162,8 @@ def test_a_recipe_edited_only_in_its_comments_is_the_same_trial(tmp_path):
     assert trials.recipe_digest(recipe) == digest
     recipe.write_text("optim:\n  lr: 0.02\n  momentum: 0.9\n")
     assert trials.recipe_digest(recipe) != digest
+    # the run keys a trial sets itself (or that only say when a full run stops) are not the recipe
+    recipe.write_text("optim:\n  lr: 0.01\n  momentum: 0.9\nrun:\n  threads: 2\n  plateau_window: 2000\n")
+    assert trials.recipe_digest(recipe) == digest
+    recipe.write_text("optim:\n  lr: 0.01\n  momentum: 0.9\nrun:\n  precision: fp32\n")
+    assert trials.recipe_digest(recipe) != digest

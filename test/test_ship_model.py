@@ -243,6 +243,36 @@ def test_the_proxy_figure_alone_is_refreshed_keeping_tensors_and_calibration(sha
     assert refused.returncode == 2 and "does not train on val" in refused.stderr
     assert "proxy" not in read_checkpoint(train_only)[1].extra
 
+    # the twin's run directory: its checkpoint's average of the weights, with the curve validated on
+    # the way and whether it is flat by its recipe's rule (under 0.5 over the last 2,000 iterations)
+    from bevanet_core.training.checkpointing import save_training_checkpoint
+    from bevanet_core.training.config import load_config
+
+    heldout = "training/bevanet-s_camvid-480x360-heldout.yaml"
+    cfg = load_config(str(REPO / heldout), [])
+    assert (cfg.run.plateau_window, cfg.run.plateau_gain) == (2000, 0.5)
+    model = build_model("bevanet_s", num_classes=11, aux_heads=True)
+    info.extra = {"recipe": heldout}
+    curve = [(2000, 35.0), (3000, 36.8), (4000, 37.2), (5000, 37.1)]
+    history = [{"iteration": i, "val_miou": v, "val_miou_raw_weights": v - 1} for i, v in curve]
+    run = tmp_path / "runs" / "bevanet-s_camvid-480x360-heldout"
+    run.mkdir(parents=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    save_training_checkpoint(run / "last.pt", model, optimizer, 5000, 37.2, cfg, info, history)
+    refreshed = _ship_proxy(out, data, run)
+    assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
+    record = read_checkpoint(out)[1].extra["proxy"]
+    assert record["iteration"] == 5000 and record["recipe"] == heldout
+    assert record["curve"] == [[i, v] for i, v in curve]
+    # best up to 3,000 is 36.8, best after it 37.2: +0.40, flat
+    assert record["plateau"] == {"window": 2000, "gain": 0.4, "min_gain": 0.5, "flat": True}
+    assert "rose +0.40 over the last 2000 iterations: flat" in refreshed.stdout
+    history.append({"iteration": 5200, "val_miou": 38.0})
+    save_training_checkpoint(run / "last.pt", model, optimizer, 5200, 38.0, cfg, info, history)
+    refreshed = _ship_proxy(out, data, run)
+    assert read_checkpoint(out)[1].extra["proxy"]["plateau"]["flat"] is False
+    assert "still rising" in refreshed.stdout
+
 
 def _ship_proxy(out: Path, data: Path, proxy: Path):
     return subprocess.run(

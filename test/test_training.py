@@ -589,3 +589,56 @@ def test_start_iteration_continues_the_schedule(camvid_subset, tmp_path):
     assert lrs == [pytest.approx(poly_lr(0.01, 8, 10)), pytest.approx(poly_lr(0.01, 9, 10))]
     with pytest.raises(ValueError, match="start_iteration"):
         train(_cfg(data, tmp_path / "bad", 10, **{"run.start_iteration": 10}))
+
+
+def test_window_gain_is_the_rise_of_the_best_figure_over_the_window():
+    from bevanet_core.training.plateau import is_flat, window_gain
+
+    # the held-out twin's curve, 1,000 to 3,000: its best rose from 30.66 (at 1,000) to 37.06 (at 2,800)
+    twin = [30.66, 32.18, 32.78, 33.44, 34.31, 35.24, 36.32, 36.68, 36.68, 37.06, 36.95]
+    history = [{"iteration": 1000 + 200 * i, "val_miou": v} for i, v in enumerate(twin)]
+    assert window_gain(history, 2000) == pytest.approx(37.06 - 30.66)
+    assert window_gain(history, 400) == pytest.approx(37.06 - 36.68)  # best up to 2,600; best after it
+    assert window_gain(history, 200) == pytest.approx(36.95 - 37.06)  # the last figure is below 2,800's
+    assert window_gain(history, 2200) is None  # the history does not reach back 2,200 iterations
+    assert window_gain(history, 0) is None and window_gain([], 2000) is None
+    # a fall counts as a negative gain, and a dip inside the window does not hide an earlier best
+    falling = [{"iteration": i, "val_miou": v} for i, v in ((0, 40.0), (100, 39.0), (200, 38.5))]
+    assert window_gain(falling, 200) == pytest.approx(-1.0)
+    assert is_flat(falling, 200, 0.5) and not is_flat(history, 2000, 0.5) and not is_flat(history, 2200, 0.5)
+    assert is_flat(history, 400, 0.5)
+
+
+def test_run_ends_on_a_flat_curve_and_stays_ended_when_resumed(camvid_subset, tmp_path):
+    """run.plateau_window: the run stops, validated and checkpointed, at the first validation where
+    its mIoU rose less than run.plateau_gain over the window; resumed, it does not train on until
+    the window is taken away."""
+    data = camvid_subset(tmp_path / "data", train=2, val_from_train=True)
+    flat = {"run.val_every": 1, "run.plateau_window": 2, "run.plateau_gain": 100, "run.checkpoint_every": 0}
+    result = train(_cfg(data, tmp_path / "run", 8, **flat))
+    # the first validation with one a whole window before it is at iteration 3, and no model gains
+    # 100 points
+    assert result["plateau"] is True and result["iteration"] == 3
+    assert [h["iteration"] for h in result["history"]] == [1, 2, 3]
+    assert load_training_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == 3
+    records = [json.loads(line) for line in (tmp_path / "run" / "train.log.jsonl").read_text().splitlines()]
+    assert records[-1]["iteration"] == 3 and "val/plateau_gain" in records[-1]
+    assert sum("train/loss" in r for r in records) == 3
+
+    again = train(_cfg(data, tmp_path / "run", 8, **flat), resume="auto")
+    assert again["plateau"] is True and again["iteration"] == 3 and len(again["history"]) == 3
+    assert sum("train/loss" in json.loads(line) for line in (tmp_path / "run" / "train.log.jsonl").open()) == 3
+
+    # without the window, the resumed run trains on to the schedule's end
+    on = train(_cfg(data, tmp_path / "run", 8, **{**flat, "run.plateau_window": 0}), resume="auto")
+    assert "plateau" not in on and on["iteration"] == 8
+
+
+def test_plateau_window_needs_validations_inside_it(tmp_path):
+    from bevanet_core.training.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"run.plateau_window \(2000\).*run.val_every \(0\)"):
+        _cfg(tmp_path, tmp_path / "run", 8, **{"run.plateau_window": 2000, "run.val_every": 0})
+    with pytest.raises(ConfigError, match=r"run.val_every \(400\)"):
+        _cfg(tmp_path, tmp_path / "run", 8, **{"run.plateau_window": 200, "run.val_every": 400})
+    assert _cfg(tmp_path, tmp_path / "run", 8, **{"run.plateau_window": 400, "run.val_every": 400})

@@ -78,6 +78,13 @@ def test_eval_reports_the_heldout_drive_beside_val_and_what_the_model_saw(shared
     printed = capsys.readouterr().out
     assert "== heldout" in printed and "== val" in printed
     assert "2 of these 2 images are in the data the model trained on (trainval)" in printed
+    # so the figure it does not measure is given beside: the held-out twin's, stored with the model
+    from bevanet_core.checkpoint import DEFAULT_WEIGHTS, read_checkpoint
+
+    proxy = read_checkpoint(DEFAULT_WEIGHTS)[1].extra["proxy"]
+    assert report["proxy"] == proxy
+    assert printed.count("its honest figure is its held-out twin's (the same recipe without drive 0006R0") == 2
+    assert f"{proxy['heldout_miou']:.2f} mIoU on that drive" in printed
 
 
 def test_eval_with_tta_records_the_passes(shared_data, tmp_path, capsys):

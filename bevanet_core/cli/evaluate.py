@@ -160,6 +160,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             "trained_on": trained_on,
         }
     )
+    proxy = (seg.info.extra or {}).get("proxy")
+    if proxy:
+        report["proxy"] = proxy
     if len(reports) > 1:
         report["splits"] = {k: {f: v for f, v in r.items() if f != "confusion_matrix"} for k, r in reports.items()}
     for name, r in reports.items():
@@ -177,6 +180,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 f"note: {what} the data the model trained on ({trained_on}): this figure measures memory "
                 "of those streets, not streets the model never saw"
             )
+            if proxy:
+                print(proxy_line(proxy))
     print(
         f"pipeline: {report['pipeline']} ({report['device']}), model file {report['model_file'] or report['weights']}"
     )
@@ -190,6 +195,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bevanet-eval: error: {failed[0]} (the report covers the images before it)", file=sys.stderr)
         return 1
     return 0
+
+
+def proxy_line(proxy: dict) -> str:
+    """The honest figure a model that trained on every labelled frame carries: its held-out twin's."""
+    line = (
+        f"its honest figure is its held-out twin's (the same recipe without drive {', '.join(proxy['held_out'])}, "
+        f"iteration {proxy.get('iteration')}): {proxy['heldout_miou']:.2f} mIoU on that drive"
+    )
+    plateau = proxy.get("plateau")
+    if plateau:
+        line += f"; its curve rose {plateau['gain']:+.2f} over its last {plateau['window']} iterations" + (
+            " (flat)" if plateau["flat"] else " (still rising)"
+        )
+    return line
 
 
 def _pipeline_of(seg) -> dict:

@@ -111,6 +111,10 @@ class RunConfig:
     # iteration's and the elapsed time's share of it, and the run ends, validated and
     # checkpointed, when the time is spent (a GPU lent for a few minutes)
     time_budget_min: float = 0.0
+    # the run ends, validated and checkpointed, once its validated mIoU has risen less than
+    # `plateau_gain` points over the last `plateau_window` iterations (0: runs to the schedule's end)
+    plateau_window: int = 0
+    plateau_gain: float = 0.5
 
 
 @dataclass
@@ -308,6 +312,8 @@ RULES: dict[str, tuple[Any, Any]] = {  # key: (check, what is expected, or a fun
     "run.ema_decay": _between(0, 1, high_open=True),
     "run.start_iteration": _at_least(0),
     "run.time_budget_min": _at_least(0),
+    "run.plateau_window": _at_least(0),
+    "run.plateau_gain": _at_least(0),
 }
 
 
@@ -338,6 +344,12 @@ def check_config(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"config run.start_iteration ({cfg.run.start_iteration}) must be below optim.iterations "
             f"({cfg.optim.iterations})"
+        )
+    r = cfg.run
+    if r.plateau_window and not 0 < r.val_every <= r.plateau_window:
+        raise ConfigError(
+            f"config run.plateau_window ({r.plateau_window}) needs validations within it: run.val_every "
+            f"({r.val_every}) must be between 1 and run.plateau_window"
         )
 
 

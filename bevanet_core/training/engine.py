@@ -37,6 +37,7 @@ from .checkpointing import RunLock, remove_stale_temporaries, resume_run, save_t
 from .class_weights import resolve_class_weights
 from .config import TrainConfig, save_config
 from .distributed import ResumableBatchSampler, agreed_max, init_distributed
+from .plateau import is_flat, window_gain
 from .run_log import Logger, log_progress
 from .validation import validate_run
 
@@ -156,6 +157,27 @@ class Trainer:
         """True once the budget is spent on any rank (all ranks agree, and stop together)."""
         return bool(self.budget_s) and bool(agreed_max(time.time() - self.t0 >= self.budget_s, self.device))
 
+    def flat(self) -> bool:
+        """Whether the validated curve has risen less than `run.plateau_gain` over the last
+        `run.plateau_window` iterations (never, without a window). Read from the history, which
+        every rank holds alike and checkpoints keep, so a resumed flat run stays ended."""
+        run = self.cfg.run
+        return bool(run.plateau_window) and is_flat(self.history, run.plateau_window, run.plateau_gain)
+
+    def end_flat(self, logger: Logger) -> dict:
+        """Ends the run on its flat curve: says so, in the log too, and returns the result."""
+        run = self.cfg.run
+        gain = window_gain(self.history, run.plateau_window)
+        logger.log(
+            {"val/plateau_gain": gain},
+            self.iteration,
+            f"[val] the validated mIoU rose {gain:+.2f} over the last {run.plateau_window} iterations, "
+            f"under run.plateau_gain {run.plateau_gain:g}: the curve is flat and the run ends at "
+            f"iteration {self.iteration} of {self.max_iter}",
+        )
+        logger.close()
+        return self.result(self.history[-1]["val_miou"], plateau=True)
+
     # ------------------------------------------------------------------ the loop
 
     def step(self, net: nn.Module, images, labels, edges) -> tuple[dict[str, torch.Tensor], float]:
@@ -219,6 +241,8 @@ class Trainer:
         net.train()
         start_iter, self.t0 = self.iteration, time.time()
         done_this_call, time_spent = 0, False
+        if self.flat():  # ended on a flat curve before, and resumed
+            return self.end_flat(logger)
         while self.iteration < self.max_iter and not time_spent:
             epoch, start_batch = divmod(self.iteration, self.batches)
             self.train_set.epoch = epoch
@@ -249,6 +273,8 @@ class Trainer:
                 if cfg.run.val_every and it % cfg.run.val_every == 0 and it < self.max_iter:
                     self.validate(logger)
                     self.checkpoint()
+                    if self.flat():
+                        return self.end_flat(logger)
                 if stop_after is not None and done_this_call >= stop_after:
                     self.checkpoint()
                     logger.close()
@@ -259,7 +285,16 @@ class Trainer:
         final = self.validate(logger)
         self.checkpoint()
         logger.close()
-        return {"iteration": self.iteration, "best_miou": self.best_miou, "final_miou": final, "history": self.history}
+        return self.result(final)
+
+    def result(self, final: float, **more) -> dict:
+        return {
+            "iteration": self.iteration,
+            "best_miou": self.best_miou,
+            "final_miou": final,
+            "history": self.history,
+            **more,
+        }
 
 
 def train(cfg: TrainConfig, resume: Optional[str] = None, stop_after: Optional[int] = None) -> dict:
