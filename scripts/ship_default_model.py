@@ -76,10 +76,11 @@ def trains_on_val(recipe: Path, data: Path) -> bool:
     return any(image.name in val for image, _ in recipe_pairs(cfg, "train", data))
 
 
-def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dict:
+def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None, known_recipe: Optional[str] = None) -> dict:
     """The held-out run's figure: its weights (a run directory's last.pt or a weights file) on the
     drive its recipe held out; from a run's checkpoint, with the curve validated on the way and how
-    much it rose over the recipe's `run.plateau_window` (whether it is flat by `run.plateau_gain`)."""
+    much it rose over the recipe's `run.plateau_window` (whether it is flat by `run.plateau_gain`).
+    The recipe: `recipe`, else the one the weights name, else `known_recipe` (an earlier record's)."""
     from bevanet_core.data.camvid_splits import CAMVID_HELDOUT_SEQUENCES
     from bevanet_core.training.plateau import window_gain
 
@@ -98,7 +99,7 @@ def proxy_figure(weights: Path, data: Path, recipe: Optional[str] = None) -> dic
         "heldout_miou": round(miou, 2),
         "split": "heldout",
         "held_out": list(CAMVID_HELDOUT_SEQUENCES),
-        "recipe": recipe or info.extra.get("recipe"),
+        "recipe": recipe or info.extra.get("recipe") or known_recipe,
         "iteration": info.extra.get("iteration"),
     }
     curve = info.extra.get("curve")
@@ -134,9 +135,8 @@ def refresh_proxy(out: Path, proxy: Path, data: Path, recipe: Optional[str] = No
         print(f"{out}: its recipe does not train on val, whose figure is its honest one; no proxy", file=sys.stderr)
         return 2
     before = info.extra.get("proxy")
-    after = info.extra["proxy"] = proxy_figure(proxy, data, recipe)
-    if after["recipe"] is None and before:  # a weights file that does not name its recipe: as before
-        after["recipe"] = before.get("recipe")
+    # a run or weights file that does not name its recipe: the one the record named before
+    after = info.extra["proxy"] = proxy_figure(proxy, data, recipe, (before or {}).get("recipe"))
     write_safetensors_metadata(out, info)
     was = f"{before['heldout_miou']:.2f} at iteration {before.get('iteration')}" if before else "none"
     print(f"proxy of {out.name}: {after['heldout_miou']:.2f} at iteration {after['iteration']} (was {was})")
